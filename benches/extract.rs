@@ -1,0 +1,86 @@
+//! Flow-key extraction cost per packet (issue: dp-core foundation).
+//!
+//! Run: `cargo bench --bench extract`. Each case extracts a batch of 32
+//! packets into 32 keys, so the figure per packet includes the batch loop.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dp_core::flow::{FlowKey, extract};
+use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
+
+fn udp4_64() -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..12].copy_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    f[34..36].copy_from_slice(&1000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&2000u16.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}
+
+fn vlan_udp4() -> Vec<u8> {
+    let plain = udp4_64();
+    let mut f = plain[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    f.extend_from_slice(&plain[12..]);
+    f
+}
+
+fn tcp6_ext() -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40 + 8 + 20];
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    f[14] = 0x60;
+    f[18..20].copy_from_slice(&28u16.to_be_bytes());
+    f[20] = 0; // hop-by-hop
+    f[21] = 64;
+    f[22 + 15] = 1;
+    f[38 + 15] = 2;
+    f[54] = 6; // next: TCP, length 0 (8 bytes)
+    f[62..64].copy_from_slice(&443u16.to_be_bytes());
+    f[64..66].copy_from_slice(&5555u16.to_be_bytes());
+    f[74] = 0x50;
+    f[75] = 0x02;
+    f
+}
+
+fn bench_case(c: &mut Criterion, name: &str, frames: &[Vec<u8>]) {
+    let pool = PacketPool::new("bench", PoolConfig::heap(64));
+    let mut batch = PacketBatch::new();
+    for i in 0..MAX_BURST {
+        batch
+            .push(
+                pool.alloc_from(&frames[i % frames.len()])
+                    .expect("pool has room"),
+            )
+            .expect("batch has room");
+    }
+    let mut keys = [FlowKey::ZERO; MAX_BURST];
+    let mut group = c.benchmark_group("extract");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            for (packet, key) in batch.iter_mut().zip(keys.iter_mut()) {
+                extract(packet, key);
+            }
+            black_box(&keys);
+        })
+    });
+    group.finish();
+}
+
+fn extraction(c: &mut Criterion) {
+    bench_case(c, "udp4_64B", &[udp4_64()]);
+    bench_case(c, "tcp6_hopopts", &[tcp6_ext()]);
+    bench_case(c, "vlan_udp4", &[vlan_udp4()]);
+    bench_case(c, "mixed_batch32", &[udp4_64(), tcp6_ext(), vlan_udp4()]);
+}
+
+criterion_group!(benches, extraction);
+criterion_main!(benches);

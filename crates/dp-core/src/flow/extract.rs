@@ -1,0 +1,482 @@
+//! Flow-key extraction: one pass over a frame fills a [`FlowKey`] and the
+//! packet's header offsets, with the semantics of OVS's `miniflow_extract`.
+//!
+//! # How it works
+//! Parsing walks a shrinking window of the frame: each header is checked
+//! for length before any of its bytes are read, then the window moves past
+//! it. Once the IP header is parsed the window ends at the IP total length
+//! (IPv4) or payload length (IPv6), so Ethernet padding can never be read
+//! as a transport header (CVE-2020-35498 class); the padding is recorded in
+//! [`HeaderOffsets::l2_pad`].
+//!
+//! A header that is truncated or fails its sanity check ends parsing: the
+//! key keeps what was parsed before it and every later field stays zero,
+//! exactly as OVS does, so such packets still get a flow (and can be
+//! dropped by it) rather than crashing anything.
+//!
+//! # Invariants
+//! - Never panics and never reads outside `frame`, whatever its contents
+//!   (fuzzed in `fuzz/fuzz_targets/extract.rs`).
+//! - Fields the packet does not carry are zero.
+//! - Offsets written are inside the frame.
+
+use super::key::*;
+use crate::packet::{HeaderOffsets, OFS_NONE, Packet, PacketMetadata, PacketType};
+
+const ETH_HEADER_LEN: usize = 14;
+const VLAN_HEADER_LEN: usize = 4;
+const LLC_SNAP_HEADER_LEN: usize = 8;
+const MPLS_HEADER_LEN: usize = 4;
+const MPLS_BOS_BIT: u32 = 1 << 8;
+const IPV4_HEADER_LEN: usize = 20;
+const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
+const IPV4_OFFSET_MASK: u16 = 0x1fff;
+const IPV6_HEADER_LEN: usize = 40;
+const IPV6_FRAG_HEADER_LEN: usize = 8;
+const IPV6_FRAG_OFFSET_MASK: u16 = 0xfff8;
+const IPV6_LABEL_MASK: u32 = 0x000f_ffff;
+const ARP_ETH_IPV4_LEN: usize = 28;
+const TCP_HEADER_LEN: usize = 20;
+const UDP_HEADER_LEN: usize = 8;
+const SCTP_HEADER_LEN: usize = 12;
+const ICMP_HEADER_LEN: usize = 8;
+const IGMP_HEADER_LEN: usize = 8;
+const ICMPV6_HEADER_LEN: usize = 8;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_OPT_SOURCE_LINKADDR: u8 = 1;
+const ND_OPT_TARGET_LINKADDR: u8 = 2;
+const ND_OPT_UNIT: usize = 8;
+const SNAP_PREFIX: [u8; 6] = [0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00];
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline(always)]
+fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&b[at..at + N]);
+    out
+}
+
+/// Extracts `packet`'s flow key into `key` and records its header offsets
+/// in the packet metadata.
+#[inline]
+pub fn extract(packet: &mut Packet, key: &mut FlowKey) {
+    let offsets = extract_frame(packet.data(), packet.meta(), key);
+    packet.meta_mut().offsets = offsets;
+}
+
+/// Extracts the flow key of `frame` received with metadata `meta` into
+/// `key`, and returns where its headers start.
+pub fn extract_frame(frame: &[u8], meta: &PacketMetadata, key: &mut FlowKey) -> HeaderOffsets {
+    *key = FlowKey::ZERO;
+    extract_metadata(meta, key);
+    let mut offsets = HeaderOffsets::NONE;
+    let mut parser = Parser {
+        frame,
+        pos: 0,
+        end: frame.len(),
+    };
+    parser.parse(meta.packet_type, key, &mut offsets);
+    offsets
+}
+
+fn extract_metadata(meta: &PacketMetadata, key: &mut FlowKey) {
+    let tun = &meta.tunnel;
+    if tun.is_valid() {
+        key.tun_id = tun.tun_id;
+        key.tun_ipv4_src = tun.ipv4_src;
+        key.tun_ipv4_dst = tun.ipv4_dst;
+        key.tun_ipv6_src = tun.ipv6_src;
+        key.tun_ipv6_dst = tun.ipv6_dst;
+        key.tun_flags = tun.flags;
+        key.tun_tos = tun.tos;
+        key.tun_ttl = tun.ttl;
+        key.tun_tp_src = tun.tp_src;
+        key.tun_tp_dst = tun.tp_dst;
+        key.tun_gbp_id = tun.gbp_id;
+        key.tun_gbp_flags = tun.gbp_flags;
+    }
+    key.skb_priority = meta.skb_priority;
+    key.pkt_mark = meta.pkt_mark;
+    key.dp_hash = meta.dp_hash;
+    key.in_port = meta.in_port;
+    key.recirc_id = meta.recirc_id;
+    key.ct_state = meta.ct_state;
+    key.ct_zone = meta.ct_zone;
+    key.ct_mark = meta.ct_mark;
+    key.ct_label = meta.ct_label;
+    key.packet_type = meta.packet_type.0;
+}
+
+/// The unparsed window `frame[pos..end]`.
+struct Parser<'a> {
+    frame: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Parser<'a> {
+    #[inline(always)]
+    fn remaining(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// The rest of the window.
+    #[inline(always)]
+    fn rest(&self) -> &'a [u8] {
+        &self.frame[self.pos..self.end]
+    }
+
+    /// Moves past `n` bytes; `false` (and no move) when fewer remain.
+    #[inline(always)]
+    fn skip(&mut self, n: usize) -> bool {
+        if n > self.remaining() {
+            return false;
+        }
+        self.pos += n;
+        true
+    }
+
+    #[inline(always)]
+    fn offset(&self) -> u16 {
+        u16::try_from(self.pos).unwrap_or(OFS_NONE)
+    }
+
+    fn parse(&mut self, packet_type: PacketType, key: &mut FlowKey, offsets: &mut HeaderOffsets) {
+        let dl_type = if packet_type == PacketType::ETHERNET {
+            match self.parse_l2(key) {
+                Some(dl_type) => dl_type,
+                None => return,
+            }
+        } else if packet_type.namespace() == PacketType::NS_ETHERTYPE {
+            let dl_type = packet_type.ns_type();
+            key.dl_type = dl_type;
+            dl_type
+        } else {
+            return;
+        };
+
+        if dl_type == ETH_TYPE_MPLS || dl_type == ETH_TYPE_MPLS_MCAST {
+            offsets.l2_5 = self.offset();
+            self.parse_mpls(key);
+            offsets.l3 = self.offset();
+            return;
+        }
+
+        offsets.l3 = self.offset();
+        let l3_ok = match dl_type {
+            ETH_TYPE_IPV4 => self.parse_ipv4(key, offsets),
+            ETH_TYPE_IPV6 => self.parse_ipv6(key, offsets),
+            ETH_TYPE_ARP | ETH_TYPE_RARP => {
+                self.parse_arp(key);
+                false
+            }
+            _ => false,
+        };
+        if !l3_ok {
+            return;
+        }
+        offsets.l4 = self.offset();
+        if key.nw_frag & FLOW_NW_FRAG_LATER == 0 {
+            self.parse_l4(key);
+        }
+    }
+
+    /// Ethernet, VLAN tags and the Ethernet type (with 802.2/SNAP). `None`
+    /// for a frame shorter than an Ethernet header.
+    fn parse_l2(&mut self, key: &mut FlowKey) -> Option<u16> {
+        let b = self.rest();
+        if b.len() < ETH_HEADER_LEN {
+            return None;
+        }
+        key.dl_dst = array(b, 0);
+        key.dl_src = array(b, 6);
+        self.pos += 12;
+
+        // VLAN tags: each needs its own 4 bytes plus the next type field.
+        let mut n = 0;
+        while n < FLOW_MAX_VLAN_HEADERS {
+            let b = self.rest();
+            let tpid = be16(b, 0);
+            if tpid != ETH_TYPE_VLAN_8021Q && tpid != ETH_TYPE_VLAN_8021AD {
+                break;
+            }
+            if b.len() < VLAN_HEADER_LEN + 2 {
+                break;
+            }
+            key.vlans[n] = VlanHeader {
+                tpid,
+                tci: be16(b, 2) | VLAN_CFI,
+            };
+            self.pos += VLAN_HEADER_LEN;
+            n += 1;
+        }
+
+        let dl_type = self.parse_ethertype();
+        key.dl_type = dl_type;
+        Some(dl_type)
+    }
+
+    /// Reads the type/length field (at least 2 bytes remain, checked by
+    /// the caller), following an 802.2 LLC/SNAP header when present.
+    fn parse_ethertype(&mut self) -> u16 {
+        let proto = be16(self.rest(), 0);
+        self.pos += 2;
+        if proto >= ETH_TYPE_MIN {
+            return proto;
+        }
+        let b = self.rest();
+        if b.len() < LLC_SNAP_HEADER_LEN || b[..6] != SNAP_PREFIX {
+            return ETH_TYPE_NONE;
+        }
+        let snap_type = be16(b, 6);
+        self.pos += LLC_SNAP_HEADER_LEN;
+        if snap_type >= ETH_TYPE_MIN {
+            snap_type
+        } else {
+            ETH_TYPE_NONE
+        }
+    }
+
+    /// The MPLS label stack: up to [`FLOW_MAX_MPLS_LABELS`] entries are
+    /// kept; parsing stops at the bottom of stack.
+    fn parse_mpls(&mut self, key: &mut FlowKey) {
+        let mut count = 0;
+        while self.remaining() >= MPLS_HEADER_LEN {
+            let lse = be32(self.rest(), 0);
+            self.pos += MPLS_HEADER_LEN;
+            if count < FLOW_MAX_MPLS_LABELS {
+                key.mpls_lse[count] = lse;
+            }
+            count += 1;
+            if lse & MPLS_BOS_BIT != 0 {
+                break;
+            }
+        }
+    }
+
+    fn parse_ipv4(&mut self, key: &mut FlowKey, offsets: &mut HeaderOffsets) -> bool {
+        let b = self.rest();
+        if b.len() < IPV4_HEADER_LEN {
+            return false;
+        }
+        let ihl = usize::from(b[0] & 0x0f) * 4;
+        let total_len = usize::from(be16(b, 2));
+        if ihl < IPV4_HEADER_LEN || ihl > b.len() || total_len > b.len() || ihl > total_len {
+            return false;
+        }
+        let Ok(l2_pad) = u16::try_from(b.len() - total_len) else {
+            return false;
+        };
+        offsets.l2_pad = l2_pad;
+        self.end = self.pos + total_len;
+
+        key.nw_src = array(b, 12);
+        key.nw_dst = array(b, 16);
+        key.nw_tos = b[1];
+        key.nw_ttl = b[8];
+        key.nw_proto = b[9];
+        let frag_off = be16(b, 6);
+        if frag_off & IPV4_MF_AND_OFFSET != 0 {
+            key.nw_frag = FLOW_NW_FRAG_ANY;
+            if frag_off & IPV4_OFFSET_MASK != 0 {
+                key.nw_frag |= FLOW_NW_FRAG_LATER;
+            }
+        }
+        self.pos += ihl;
+        true
+    }
+
+    fn parse_ipv6(&mut self, key: &mut FlowKey, offsets: &mut HeaderOffsets) -> bool {
+        let b = self.rest();
+        if b.len() < IPV6_HEADER_LEN {
+            return false;
+        }
+        let payload_len = usize::from(be16(b, 4));
+        if IPV6_HEADER_LEN + payload_len > b.len() {
+            return false;
+        }
+        let Ok(l2_pad) = u16::try_from(b.len() - IPV6_HEADER_LEN - payload_len) else {
+            return false;
+        };
+        offsets.l2_pad = l2_pad;
+        self.pos += IPV6_HEADER_LEN;
+        self.end = self.pos + payload_len;
+
+        key.ipv6_src = array(b, 8);
+        key.ipv6_dst = array(b, 24);
+        let tc_flow = be32(b, 0);
+        let mut nw_proto = b[6];
+        let mut nw_frag = 0;
+        if !self.parse_ipv6_ext_headers(&mut nw_proto, &mut nw_frag) {
+            return false;
+        }
+        key.ipv6_label = tc_flow & IPV6_LABEL_MASK;
+        key.nw_tos = (tc_flow >> 20) as u8;
+        key.nw_ttl = b[7];
+        key.nw_proto = nw_proto;
+        key.nw_frag = nw_frag;
+        true
+    }
+
+    /// Skips hop-by-hop, routing, destination options, AH and fragment
+    /// headers. `false` when one of them is truncated.
+    fn parse_ipv6_ext_headers(&mut self, nw_proto: &mut u8, nw_frag: &mut u8) -> bool {
+        loop {
+            let proto = *nw_proto;
+            if !matches!(
+                proto,
+                IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+            ) {
+                return true;
+            }
+            // Every extension header is at least 8 bytes; only those are read.
+            let b = self.rest();
+            if b.len() < 8 {
+                return false;
+            }
+            *nw_proto = b[0];
+            match proto {
+                IPPROTO_AH => {
+                    if !self.skip((usize::from(b[1]) + 2) * 4) {
+                        return false;
+                    }
+                }
+                IPPROTO_FRAGMENT => {
+                    self.pos += IPV6_FRAG_HEADER_LEN;
+                    let offset_and_flags = be16(b, 2);
+                    if offset_and_flags != 0 {
+                        *nw_frag = FLOW_NW_FRAG_ANY;
+                        if offset_and_flags & IPV6_FRAG_OFFSET_MASK != 0 {
+                            *nw_frag |= FLOW_NW_FRAG_LATER;
+                            *nw_proto = IPPROTO_FRAGMENT;
+                            return true;
+                        }
+                    }
+                }
+                _ => {
+                    if !self.skip((usize::from(b[1]) + 1) * 8) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// ARP and RARP for Ethernet/IPv4 only, as OVS.
+    fn parse_arp(&mut self, key: &mut FlowKey) {
+        let b = self.rest();
+        if b.len() < ARP_ETH_IPV4_LEN
+            || be16(b, 0) != 1
+            || be16(b, 2) != ETH_TYPE_IPV4
+            || b[4] != 6
+            || b[5] != 4
+        {
+            return;
+        }
+        let op = be16(b, 6);
+        if op <= 0xff {
+            key.nw_proto = op as u8;
+        }
+        key.arp_sha = array(b, 8);
+        key.nw_src = array(b, 14);
+        key.arp_tha = array(b, 18);
+        key.nw_dst = array(b, 24);
+        self.pos += ARP_ETH_IPV4_LEN;
+    }
+
+    fn parse_l4(&mut self, key: &mut FlowKey) {
+        let b = self.rest();
+        match key.nw_proto {
+            IPPROTO_TCP if b.len() >= TCP_HEADER_LEN => {
+                let ctl = be16(b, 12);
+                let header_len = usize::from(ctl >> 12) * 4;
+                if header_len >= TCP_HEADER_LEN && header_len <= b.len() {
+                    key.tcp_flags = ctl & 0x0fff;
+                    key.tp_src = be16(b, 0);
+                    key.tp_dst = be16(b, 2);
+                }
+            }
+            IPPROTO_UDP if b.len() >= UDP_HEADER_LEN => {
+                key.tp_src = be16(b, 0);
+                key.tp_dst = be16(b, 2);
+            }
+            IPPROTO_SCTP if b.len() >= SCTP_HEADER_LEN => {
+                key.tp_src = be16(b, 0);
+                key.tp_dst = be16(b, 2);
+            }
+            IPPROTO_ICMP if b.len() >= ICMP_HEADER_LEN => {
+                key.tp_src = u16::from(b[0]);
+                key.tp_dst = u16::from(b[1]);
+            }
+            IPPROTO_IGMP if b.len() >= IGMP_HEADER_LEN => {
+                key.tp_src = u16::from(b[0]);
+                key.tp_dst = u16::from(b[1]);
+                key.igmp_group_ip4 = array(b, 4);
+            }
+            IPPROTO_ICMPV6 if b.len() >= ICMPV6_HEADER_LEN => {
+                key.tp_src = u16::from(b[0]);
+                key.tp_dst = u16::from(b[1]);
+                self.pos += ICMPV6_HEADER_LEN;
+                self.parse_nd(b[0], b[1], be32(b, 4), key);
+            }
+            _ => {}
+        }
+    }
+
+    /// Neighbour solicitation/advertisement: target address and the first
+    /// source/target link-layer address options. A repeated option makes
+    /// the whole ND part invalid (target and addresses cleared), as OVS.
+    fn parse_nd(&mut self, icmp_type: u8, icmp_code: u8, reserved: u32, key: &mut FlowKey) {
+        if icmp_code != 0 || (icmp_type != ND_NEIGHBOR_SOLICIT && icmp_type != ND_NEIGHBOR_ADVERT) {
+            return;
+        }
+        key.nd_reserved = reserved;
+        let b = self.rest();
+        if b.len() < 16 {
+            return;
+        }
+        let target: [u8; 16] = array(b, 0);
+        self.pos += 16;
+        let mut sll = [0u8; 6];
+        let mut tll = [0u8; 6];
+        let mut options_type = 0u8;
+        while self.remaining() >= ND_OPT_UNIT {
+            let opt = self.rest();
+            let opt_len = usize::from(opt[1]) * ND_OPT_UNIT;
+            if opt_len == 0 || opt_len > opt.len() {
+                break;
+            }
+            let slot = match opt[0] {
+                ND_OPT_SOURCE_LINKADDR if opt_len == ND_OPT_UNIT => Some(&mut sll),
+                ND_OPT_TARGET_LINKADDR if opt_len == ND_OPT_UNIT => Some(&mut tll),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                if *slot != [0; 6] {
+                    // Same option twice: the packet is invalid ND.
+                    key.nd_options_type = options_type;
+                    return;
+                }
+                *slot = array(opt, 2);
+                if options_type == 0 {
+                    options_type = opt[0];
+                }
+            }
+            self.pos += opt_len;
+        }
+        key.nd_target = target;
+        key.arp_sha = sll;
+        key.arp_tha = tll;
+        key.nd_options_type = options_type;
+    }
+}

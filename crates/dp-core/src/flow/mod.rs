@@ -1,0 +1,9 @@
+//! The flow key: its layout ([`key`]), how it is extracted from a packet
+//! ([`extract`]) and how it is hashed ([`hash`]).
+
+pub mod extract;
+pub mod hash;
+pub mod key;
+
+pub use extract::{extract, extract_frame};
+pub use key::{FLOW_U64S, FlowKey, VlanHeader};

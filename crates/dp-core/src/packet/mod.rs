@@ -1,0 +1,251 @@
+//! Packet buffers: one owned frame plus the metadata the datapath keeps
+//! beside it, recycled through a pool.
+//!
+//! # How it works
+//! A [`Packet`] is a pointer-sized handle to a [`PacketCell`] that came out
+//! of a [`PacketPool`]. The cell holds the packet metadata (input port,
+//! hashes, recirculation id, tunnel metadata, header offsets) and the frame
+//! storage, which is either heap bytes owned by the cell or a foreign frame
+//! (a DPDK mbuf's data room, an AF_XDP UMEM frame) that a driver lent. Cells
+//! are allocated once and reused, so steady-state traffic never touches the
+//! allocator, and moving a packet between batches copies 8 bytes.
+//!
+//! Storage layout: `[ headroom | data | tailroom ]`. Headers are pushed into
+//! the headroom (VLAN tags, tunnel encapsulation) without copying the
+//! payload.
+//!
+//! # Invariants
+//! - Every packet returns to its pool exactly once: dropping the handle
+//!   gives the cell back and, for a foreign frame, calls the driver's
+//!   release function once. Ownership makes double returns impossible.
+//! - `data_start + data_len <= capacity` at all times.
+//! - Header offsets are relative to the start of the data and are either
+//!   [`OFS_NONE`] or inside the data.
+//!
+//! # Threads
+//! A packet is `Send`: it may be handed between threads (a PMD and a
+//! control thread) but is used by one owner at a time. Returning a cell to
+//! its pool is a lock-free queue push, safe from any thread.
+
+mod batch;
+mod foreign;
+mod metadata;
+mod pool;
+
+pub use batch::{MAX_BURST, PacketBatch};
+pub use foreign::{ForeignFrame, ReleaseFn};
+pub use metadata::{HeaderOffsets, OFS_NONE, PacketMetadata, PacketType, TunnelMetadata};
+pub use pool::{DEFAULT_HEADROOM, PacketPool, PoolConfig, PoolStats};
+
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+
+use pool::PoolShared;
+
+/// Where a cell's frame bytes live.
+#[derive(Debug)]
+enum Storage {
+    /// Heap bytes owned by the cell for its whole life.
+    Owned(Box<[u8]>),
+    /// A driver's frame, returned to the driver when the packet is dropped.
+    Foreign(ForeignFrame),
+    /// A metadata-only cell waiting for a foreign frame.
+    Empty,
+}
+
+impl Storage {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Owned(b) => b,
+            Storage::Foreign(f) => f.bytes(),
+            Storage::Empty => &[],
+        }
+    }
+
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Owned(b) => b,
+            Storage::Foreign(f) => f.bytes_mut(),
+            Storage::Empty => &mut [],
+        }
+    }
+}
+
+/// A packet's storage and metadata; reached through [`Packet`].
+#[derive(Debug)]
+pub struct PacketCell {
+    meta: PacketMetadata,
+    data_start: u32,
+    data_len: u32,
+    storage: Storage,
+    /// The pool this cell returns to; `None` only while the cell sits in
+    /// the pool's free list (so the pool does not keep itself alive).
+    home: Option<Arc<PoolShared>>,
+}
+
+/// An owned packet. Dropping it returns its buffer to its pool.
+#[derive(Debug)]
+pub struct Packet {
+    cell: ManuallyDrop<Box<PacketCell>>,
+}
+
+impl Drop for Packet {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs at most once and `self.cell` is never used
+        // again after it is taken here.
+        let mut cell = unsafe { ManuallyDrop::take(&mut self.cell) };
+        if let Storage::Foreign(frame) = std::mem::replace(&mut cell.storage, Storage::Empty) {
+            drop(frame);
+        }
+        match cell.home.take() {
+            Some(pool) => pool.recycle(cell),
+            None => drop(cell),
+        }
+    }
+}
+
+impl Packet {
+    fn from_cell(cell: Box<PacketCell>) -> Packet {
+        Packet {
+            cell: ManuallyDrop::new(cell),
+        }
+    }
+
+    /// The packet bytes.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let start = self.cell.data_start as usize;
+        &self.cell.storage.bytes()[start..start + self.cell.data_len as usize]
+    }
+
+    /// The packet bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let start = self.cell.data_start as usize;
+        let len = self.cell.data_len as usize;
+        &mut self.cell.storage.bytes_mut()[start..start + len]
+    }
+
+    /// Length of the packet in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.cell.data_len as usize
+    }
+
+    /// True for a zero-length packet.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.cell.data_len == 0
+    }
+
+    /// Bytes free in front of the data.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.cell.data_start as usize
+    }
+
+    /// Bytes free after the data.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.capacity() - self.headroom() - self.len()
+    }
+
+    /// Total storage size.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cell.storage.bytes().len()
+    }
+
+    /// The metadata kept beside the frame.
+    #[inline]
+    pub fn meta(&self) -> &PacketMetadata {
+        &self.cell.meta
+    }
+
+    /// The metadata, writable.
+    #[inline]
+    pub fn meta_mut(&mut self) -> &mut PacketMetadata {
+        &mut self.cell.meta
+    }
+
+    /// Grows the packet at the front by `n` bytes taken from the headroom
+    /// and returns them (contents unspecified). Header offsets move with
+    /// the data. `None` when the headroom is too small.
+    #[inline]
+    pub fn push_front(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.headroom() || n > u16::MAX as usize {
+            return None;
+        }
+        self.cell.data_start -= n as u32;
+        self.cell.data_len += n as u32;
+        self.cell.meta.offsets.shift_forward(n as u16);
+        Some(&mut self.data_mut()[..n])
+    }
+
+    /// Removes `n` bytes from the front. Header offsets that pointed into
+    /// the removed bytes become [`OFS_NONE`]. `false` (and no change) when
+    /// the packet is shorter than `n`.
+    #[inline]
+    pub fn pull_front(&mut self, n: usize) -> bool {
+        if n > self.len() || n > u16::MAX as usize {
+            return false;
+        }
+        self.cell.data_start += n as u32;
+        self.cell.data_len -= n as u32;
+        self.cell.meta.offsets.shift_back(n as u16);
+        true
+    }
+
+    /// Grows the packet at the end by `n` bytes from the tailroom and
+    /// returns them (contents unspecified); `None` when there is no room.
+    #[inline]
+    pub fn push_back(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.tailroom() {
+            return None;
+        }
+        let old = self.len();
+        self.cell.data_len += n as u32;
+        Some(&mut self.data_mut()[old..])
+    }
+
+    /// Cuts the packet to `len` bytes (no-op when already shorter).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.cell.data_len = len as u32;
+            self.cell.meta.offsets.clamp_to(len);
+        }
+    }
+
+    /// Replaces the contents with `bytes`, placed after the default
+    /// headroom when the storage allows it. `false` when it does not fit.
+    pub fn set_data(&mut self, bytes: &[u8]) -> bool {
+        let cap = self.capacity();
+        if bytes.len() > cap {
+            return false;
+        }
+        let start = DEFAULT_HEADROOM.min(cap - bytes.len());
+        self.cell.data_start = start as u32;
+        self.cell.data_len = bytes.len() as u32;
+        self.cell.meta.offsets = HeaderOffsets::NONE;
+        self.data_mut().copy_from_slice(bytes);
+        true
+    }
+
+    /// Copies this packet (bytes and metadata) into a new buffer from
+    /// `pool`; `None` when the pool is exhausted or its buffers are too
+    /// small.
+    pub fn clone_into(&self, pool: &PacketPool) -> Option<Packet> {
+        let mut copy = pool.alloc()?;
+        if !copy.set_data(self.data()) {
+            return None;
+        }
+        copy.cell.meta.clone_from(&self.cell.meta);
+        Some(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Buffer accounting and headroom tests: every path returns its buffer.
+
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+use super::*;
+
+fn pool(capacity: usize) -> PacketPool {
+    PacketPool::new("test", PoolConfig::heap(capacity))
+}
+
+#[test]
+fn drop_returns_buffer_and_cells_are_reused() {
+    let pool = pool(4);
+    assert_eq!(pool.in_use(), 0);
+    let a = pool.alloc_from(&[1, 2, 3]).unwrap();
+    let b = pool.alloc().unwrap();
+    assert_eq!(pool.in_use(), 2);
+    drop(a);
+    assert_eq!(pool.in_use(), 1);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+    // Steady state: no more cells are created.
+    for _ in 0..100 {
+        let p = pool.alloc_from(&[9; 60]).unwrap();
+        drop(p);
+    }
+    assert_eq!(pool.stats().created, 2);
+}
+
+#[test]
+fn exhausted_pool_refuses_and_counts() {
+    let pool = pool(2);
+    let a = pool.alloc().unwrap();
+    let b = pool.alloc().unwrap();
+    assert!(pool.alloc().is_none());
+    assert_eq!(pool.stats().alloc_failures, 1);
+    drop((a, b));
+    assert!(pool.alloc().is_some());
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn recycled_packet_has_fresh_metadata() {
+    let pool = pool(1);
+    let mut p = pool.alloc_from(&[0; 64]).unwrap();
+    p.meta_mut().in_port = 7;
+    p.meta_mut().recirc_id = 3;
+    p.meta_mut().tunnel.ipv4_dst = [1, 2, 3, 4];
+    drop(p);
+    let p = pool.alloc().unwrap();
+    assert_eq!(p.meta(), &PacketMetadata::default());
+    assert_eq!(p.len(), 0);
+    assert_eq!(p.headroom(), DEFAULT_HEADROOM);
+}
+
+#[test]
+fn batch_drop_clear_retain_drain_return_buffers() {
+    let pool = pool(MAX_BURST + 1);
+    let mut batch = PacketBatch::new();
+    for i in 0..MAX_BURST {
+        batch
+            .push(pool.alloc_from(&[i as u8; 20]).unwrap())
+            .unwrap();
+    }
+    let extra = pool.alloc().unwrap();
+    let extra = batch.push(extra).unwrap_err();
+    drop(extra);
+    assert_eq!(pool.in_use(), MAX_BURST);
+
+    batch.retain(|p| p.data()[0] % 2 == 0);
+    assert_eq!(batch.len(), MAX_BURST / 2);
+    assert_eq!(pool.in_use(), MAX_BURST / 2);
+    assert!(batch.iter().all(|p| p.data()[0] % 2 == 0));
+
+    // A drain that stops early still returns the rest.
+    let first = batch.drain().next().unwrap();
+    assert_eq!(first.data()[0], 0);
+    assert!(batch.is_empty());
+    assert_eq!(pool.in_use(), 1);
+    drop(first);
+
+    for _ in 0..3 {
+        batch.push(pool.alloc().unwrap()).unwrap();
+    }
+    batch.clear();
+    assert_eq!(pool.in_use(), 0);
+    for _ in 0..3 {
+        batch.push(pool.alloc().unwrap()).unwrap();
+    }
+    drop(batch);
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn pool_outlives_its_handle_while_packets_are_out() {
+    let pool = pool(2);
+    let packet = pool.alloc_from(&[1, 2]).unwrap();
+    let observer = pool.clone();
+    drop(pool);
+    assert_eq!(observer.in_use(), 1);
+    drop(packet);
+    assert_eq!(observer.in_use(), 0);
+}
+
+#[test]
+fn push_and_pull_front_move_offsets() {
+    let pool = pool(1);
+    let mut p = pool.alloc_from(&[0xaa; 64]).unwrap();
+    p.meta_mut().offsets.l3 = 14;
+    p.meta_mut().offsets.l4 = 34;
+    p.push_front(4).unwrap().copy_from_slice(&[0x81, 0, 0, 5]);
+    assert_eq!(p.len(), 68);
+    assert_eq!(&p.data()[..4], &[0x81, 0, 0, 5]);
+    assert_eq!(p.meta().offsets.l3, 18);
+    assert!(p.pull_front(20));
+    assert_eq!(p.meta().offsets.l3, OFS_NONE);
+    assert_eq!(p.meta().offsets.l4, 14);
+    assert!(!p.pull_front(1000));
+    assert!(p.push_front(DEFAULT_HEADROOM + 17).is_none());
+    p.truncate(10);
+    assert_eq!(p.len(), 10);
+    assert_eq!(p.meta().offsets.l4, OFS_NONE);
+    let tail = p.tailroom();
+    assert!(p.push_back(tail + 1).is_none());
+    assert_eq!(p.push_back(tail).unwrap().len(), tail);
+}
+
+#[test]
+fn clone_into_copies_bytes_and_metadata_and_accounts_both() {
+    let a = pool(1);
+    let b = pool(1);
+    let mut p = a.alloc_from(&[5; 100]).unwrap();
+    p.meta_mut().in_port = 9;
+    let c = p.clone_into(&b).unwrap();
+    assert_eq!(c.data(), p.data());
+    assert_eq!(c.meta().in_port, 9);
+    assert!(p.clone_into(&b).is_none(), "b is exhausted");
+    drop((p, c));
+    assert_eq!(a.in_use() + b.in_use(), 0);
+}
+
+#[test]
+fn oversized_data_is_refused_without_leaking() {
+    let pool = PacketPool::new(
+        "small",
+        PoolConfig {
+            capacity: 1,
+            buffer_size: 64,
+        },
+    );
+    assert!(pool.alloc_from(&[0; 65]).is_none());
+    assert_eq!(pool.in_use(), 0);
+    let p = pool.alloc_from(&[0; 64]).unwrap();
+    assert_eq!(p.headroom(), 0);
+}
+
+/// A fake driver region: frames are slices of one buffer; release records
+/// the token so the test can prove each frame came back exactly once.
+static RELEASED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn record_release(token: usize, _ptr: NonNull<u8>) {
+    RELEASED.lock().unwrap().push(token);
+}
+
+#[test]
+fn foreign_frames_are_released_exactly_once() {
+    let mut region = vec![0u8; 4 * 256];
+    let meta_pool = PacketPool::new("meta", PoolConfig::metadata_only(2));
+    let base = region.as_mut_ptr();
+    let frame = |i: usize| {
+        let ptr = NonNull::new(base.wrapping_add(i * 256)).unwrap();
+        // SAFETY: each frame is a distinct 256-byte slice of `region`, which
+        // outlives every packet in this test and is not touched while lent.
+        unsafe { ForeignFrame::new(ptr, 256, 100 + i, record_release) }
+    };
+    let mut p0 = meta_pool.wrap_foreign(frame(0), 64, 60).unwrap();
+    p0.data_mut().fill(0x11);
+    let p1 = meta_pool.wrap_foreign(frame(1), 0, 256).unwrap();
+    // Out of cells: the frame comes back unreleased, the caller keeps it.
+    let refused = meta_pool.wrap_foreign(frame(2), 0, 10).unwrap_err();
+    // Out of range.
+    drop(p1);
+    let bad = meta_pool.wrap_foreign(frame(3), 200, 100).unwrap_err();
+    assert_eq!(meta_pool.in_use(), 1);
+    assert_eq!(p0.headroom(), 64);
+    assert!(p0.push_front(4).is_some());
+    drop(p0);
+    assert_eq!(meta_pool.in_use(), 0);
+    drop(refused);
+    drop(bad);
+    let mut released = RELEASED.lock().unwrap().clone();
+    released.sort_unstable();
+    assert_eq!(released, vec![100, 101, 102, 103]);
+    assert!(region[64..128].iter().all(|b| *b == 0x11));
+}
