@@ -17,3 +17,12 @@
 pub mod packet;
 
 pub mod flow;
+
+pub mod action;
+pub mod odp;
+
+pub mod cascade;
+pub mod dpcls;
+pub mod emc;
+pub mod flow_table;
+pub mod smc;

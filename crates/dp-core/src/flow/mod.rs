@@ -4,6 +4,8 @@
 pub mod extract;
 pub mod hash;
 pub mod key;
+#[cfg(feature = "etherparse-oracle")]
+pub mod oracle;
 
 pub use extract::{extract, extract_frame};
 pub use key::{FLOW_U64S, FlowKey, VlanHeader};

@@ -96,8 +96,10 @@ impl Drop for Packet {
         // SAFETY: `drop` runs at most once and `self.cell` is never used
         // again after it is taken here.
         let mut cell = unsafe { ManuallyDrop::take(&mut self.cell) };
-        if let Storage::Foreign(frame) = std::mem::replace(&mut cell.storage, Storage::Empty) {
-            drop(frame);
+        if matches!(cell.storage, Storage::Foreign(_)) {
+            // Gives the frame back to its driver now; the cell goes back to
+            // the pool without it.
+            cell.storage = Storage::Empty;
         }
         match cell.home.take() {
             Some(pool) => pool.recycle(cell),

@@ -1,0 +1,1 @@
+//! Placeholder: datapath action types, filled by the ODP flow text issue (#3).

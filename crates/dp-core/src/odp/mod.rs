@@ -1,0 +1,1 @@
+//! Placeholder: filled by the ODP flow text issue (#3).
