@@ -480,3 +480,403 @@ impl<'a> Parser<'a> {
         key.nd_options_type = options_type;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DST: [u8; 6] = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55];
+    const SRC: [u8; 6] = [0x00, 0x66, 0x77, 0x88, 0x99, 0xaa];
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&DST);
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    /// A 20-byte IPv4 header (checksum left zero; extraction ignores it).
+    fn ipv4_header(proto: u8, payload_len: usize) -> Vec<u8> {
+        let total = (20 + payload_len) as u16;
+        let mut h = vec![0x45, 0x00];
+        h.extend_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(&[0, 1, 0, 0, 64, proto, 0, 0]);
+        h.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        h
+    }
+
+    fn ipv6_header(next: u8, payload_len: usize) -> Vec<u8> {
+        let mut h = vec![0x60, 0x0a, 0xbc, 0xde];
+        h.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        h.extend_from_slice(&[next, 255]);
+        h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        h.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        h
+    }
+
+    fn udp(src: u16, dst: u16) -> Vec<u8> {
+        let mut u = src.to_be_bytes().to_vec();
+        u.extend_from_slice(&dst.to_be_bytes());
+        u.extend_from_slice(&[0, 8, 0, 0]);
+        u
+    }
+
+    fn tcp(src: u16, dst: u16, data_offset_words: u8, flags: u8) -> Vec<u8> {
+        let mut t = src.to_be_bytes().to_vec();
+        t.extend_from_slice(&dst.to_be_bytes());
+        t.extend_from_slice(&[0; 8]);
+        t.extend_from_slice(&[data_offset_words << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        t
+    }
+
+    fn run(frame: &[u8]) -> (FlowKey, HeaderOffsets) {
+        let mut key = FlowKey::ZERO;
+        let offsets = extract_frame(frame, &PacketMetadata::new(3), &mut key);
+        (key, offsets)
+    }
+
+    fn ipv4_udp_frame() -> Vec<u8> {
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_UDP, 8));
+        f.extend(udp(1000, 53));
+        f
+    }
+
+    #[test]
+    fn test_parse_ipv4_udp() {
+        let (key, ofs) = run(&ipv4_udp_frame());
+        assert_eq!(key.in_port, 3);
+        assert_eq!(
+            (key.dl_dst, key.dl_src, key.dl_type),
+            (DST, SRC, ETH_TYPE_IPV4)
+        );
+        assert_eq!((key.nw_src, key.nw_dst), ([10, 0, 0, 1], [10, 0, 0, 2]));
+        assert_eq!(
+            (key.nw_proto, key.nw_ttl, key.nw_frag),
+            (IPPROTO_UDP, 64, 0)
+        );
+        assert_eq!((key.tp_src, key.tp_dst), (1000, 53));
+        assert_eq!((ofs.l3, ofs.l4, ofs.l2_pad), (14, 34, 0));
+    }
+
+    #[test]
+    fn test_parse_truncated_every_prefix_keeps_only_complete_headers() {
+        let frame = ipv4_udp_frame();
+        for len in 0..frame.len() {
+            let (key, ofs) = run(&frame[..len]);
+            if len < 14 {
+                assert_eq!(key.dl_type, 0, "len {len}");
+                assert_eq!(ofs, HeaderOffsets::NONE);
+            }
+            // A cut IPv4 header (or total length past the end) yields no L3.
+            if len < 42 {
+                assert_eq!(key.nw_src, [0; 4], "len {len}");
+                assert_eq!(key.tp_src, 0, "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_parse_ipv4_total_length_below_header_length_cve_2016_10377() {
+        let mut f = eth(ETH_TYPE_IPV4);
+        let mut ip = ipv4_header(IPPROTO_UDP, 8);
+        ip[2..4].copy_from_slice(&10u16.to_be_bytes());
+        f.extend(ip);
+        f.extend(udp(1, 2));
+        let (key, ofs) = run(&f);
+        assert_eq!(key.dl_type, ETH_TYPE_IPV4);
+        assert_eq!((key.nw_src, key.nw_proto, key.tp_src), ([0; 4], 0, 0));
+        assert_eq!(ofs.l4, OFS_NONE);
+        // IHL below 5 is rejected the same way.
+        let mut f = eth(ETH_TYPE_IPV4);
+        let mut ip = ipv4_header(IPPROTO_UDP, 8);
+        ip[0] = 0x44;
+        f.extend(ip);
+        f.extend(udp(1, 2));
+        assert_eq!(run(&f).0.nw_src, [0; 4]);
+    }
+
+    #[test]
+    fn test_parse_ethernet_padding_never_becomes_l4_cve_2020_35498() {
+        // IPv4 says 20 bytes (no payload) but the frame is padded with
+        // bytes that look like a UDP header.
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_UDP, 0));
+        f.extend(udp(4789, 4789));
+        f.extend([0u8; 18]);
+        let (key, ofs) = run(&f);
+        assert_eq!(key.nw_proto, IPPROTO_UDP);
+        assert_eq!((key.tp_src, key.tp_dst), (0, 0));
+        assert_eq!(ofs.l2_pad, 26);
+        assert_eq!(ofs.l4, 34);
+        // The same for IPv6, whose payload length stops at the header.
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_TCP, 0));
+        f.extend(tcp(80, 81, 5, 0x02));
+        let (key, ofs) = run(&f);
+        assert_eq!(
+            (key.nw_proto, key.tp_src, key.tcp_flags),
+            (IPPROTO_TCP, 0, 0)
+        );
+        assert_eq!(ofs.l2_pad, 20);
+    }
+
+    #[test]
+    fn test_parse_ip_protocol_zero_cve_2023_1668() {
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(0, 8));
+        f.extend(udp(1, 2));
+        let (key, ofs) = run(&f);
+        assert_eq!((key.nw_proto, key.nw_ttl), (0, 64));
+        assert_eq!((key.tp_src, key.tp_dst, key.tcp_flags), (0, 0, 0));
+        assert_eq!(ofs.l4, 34);
+        // IPv6 next header 0 is hop-by-hop: a truncated one ends parsing
+        // with no protocol; a complete one is skipped.
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_HOPOPTS, 4));
+        f.extend([IPPROTO_UDP, 0, 0, 0]);
+        let (key, ofs) = run(&f);
+        assert_eq!((key.ipv6_src[0], key.nw_proto, key.nw_ttl), (0xfe, 0, 0));
+        assert_eq!(ofs.l4, OFS_NONE);
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_HOPOPTS, 16));
+        f.extend([IPPROTO_UDP, 0, 1, 4, 0, 0, 0, 0]);
+        f.extend(udp(7, 8));
+        let (key, ofs) = run(&f);
+        assert_eq!((key.nw_proto, key.tp_src, key.tp_dst), (IPPROTO_UDP, 7, 8));
+        assert_eq!(key.ipv6_label, 0xabcde);
+        assert_eq!(ofs.l4, 14 + 40 + 8);
+    }
+
+    #[test]
+    fn test_parse_tcp_data_offset_below_five_or_past_end() {
+        for data_offset in [0u8, 4, 6, 15] {
+            let mut f = eth(ETH_TYPE_IPV4);
+            f.extend(ipv4_header(IPPROTO_TCP, 20));
+            f.extend(tcp(80, 8080, data_offset, 0x12));
+            let (key, _) = run(&f);
+            assert_eq!(
+                (key.tp_src, key.tcp_flags),
+                (0, 0),
+                "data offset {data_offset}"
+            );
+        }
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_TCP, 20));
+        f.extend(tcp(80, 8080, 5, 0x12));
+        let (key, _) = run(&f);
+        assert_eq!((key.tp_src, key.tp_dst, key.tcp_flags), (80, 8080, 0x12));
+    }
+
+    fn nd_frame(icmp_type: u8, options: &[u8]) -> Vec<u8> {
+        let mut icmp = vec![icmp_type, 0, 0, 0, 0x60, 0, 0, 0];
+        icmp.extend_from_slice(&[0x20, 0x01, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        icmp.extend_from_slice(options);
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_ICMPV6, icmp.len()));
+        f.extend(icmp);
+        f
+    }
+
+    #[test]
+    fn test_parse_nd_with_link_layer_options() {
+        let opts = [1, 1, 1, 2, 3, 4, 5, 6, 2, 1, 7, 8, 9, 10, 11, 12];
+        let (key, _) = run(&nd_frame(ND_NEIGHBOR_ADVERT, &opts));
+        assert_eq!((key.tp_src, key.tp_dst), (136, 0));
+        assert_eq!(key.nd_target[15], 9);
+        assert_eq!(key.arp_sha, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(key.arp_tha, [7, 8, 9, 10, 11, 12]);
+        assert_eq!(key.nd_options_type, 1);
+        assert_eq!(key.nd_reserved, 0x6000_0000);
+    }
+
+    #[test]
+    fn test_parse_nd_option_length_zero_or_past_end() {
+        // Length 0 would loop forever in a naive parser: it stops instead,
+        // keeping the target and what came before.
+        let (key, _) = run(&nd_frame(
+            ND_NEIGHBOR_SOLICIT,
+            &[1, 1, 1, 2, 3, 4, 5, 6, 2, 0, 0, 0, 0, 0, 0, 0],
+        ));
+        assert_eq!(key.nd_target[15], 9);
+        assert_eq!(key.arp_sha, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(key.arp_tha, [0; 6]);
+        // An option claiming 16 bytes with 8 left.
+        let (key, _) = run(&nd_frame(ND_NEIGHBOR_SOLICIT, &[1, 2, 1, 2, 3, 4, 5, 6]));
+        assert_eq!(key.nd_target[15], 9);
+        assert_eq!(key.arp_sha, [0; 6]);
+        // A repeated SLL makes the ND part invalid.
+        let (key, _) = run(&nd_frame(
+            ND_NEIGHBOR_SOLICIT,
+            &[1, 1, 1, 2, 3, 4, 5, 6, 1, 1, 9, 9, 9, 9, 9, 9],
+        ));
+        assert_eq!((key.nd_target, key.arp_sha), ([0; 16], [0; 6]));
+        assert_eq!(key.tp_src, 135);
+        // Not ND: plain ICMPv6 echo keeps type/code only.
+        let (key, _) = run(&nd_frame(128, &[]));
+        assert_eq!(
+            (key.tp_src, key.nd_target, key.nd_reserved),
+            (128, [0; 16], 0)
+        );
+    }
+
+    #[test]
+    fn test_parse_too_many_mpls_labels() {
+        let mut f = eth(ETH_TYPE_MPLS);
+        for i in 0..5u32 {
+            let bos = if i == 4 { 1 << 8 } else { 0 };
+            f.extend(((i + 16) << 12 | bos | 64).to_be_bytes());
+        }
+        f.extend(ipv4_header(IPPROTO_UDP, 8));
+        let (key, ofs) = run(&f);
+        assert_eq!(key.dl_type, ETH_TYPE_MPLS);
+        assert_eq!(key.mpls_lse.map(|l| l >> 12), [16, 17, 18]);
+        assert_eq!(key.nw_src, [0; 4], "no L3 parsing under MPLS");
+        assert_eq!((ofs.l2_5, ofs.l3), (14, 34));
+        // A stack that never reaches bottom-of-stack stops at the frame end.
+        let mut f = eth(ETH_TYPE_MPLS);
+        f.extend([0, 0x10, 0, 64, 0, 0x20]);
+        let (key, ofs) = run(&f);
+        assert_eq!(key.mpls_lse, [0x0010_0040, 0, 0]);
+        assert_eq!(ofs.l3, 18);
+    }
+
+    #[test]
+    fn test_parse_double_vlan_8021ad() {
+        let mut f = DST.to_vec();
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&[0x88, 0xa8, 0x20, 0x0a, 0x81, 0x00, 0x00, 0x14]);
+        f.extend_from_slice(&ETH_TYPE_IPV4.to_be_bytes());
+        f.extend(ipv4_header(IPPROTO_UDP, 8));
+        f.extend(udp(5, 6));
+        let (key, ofs) = run(&f);
+        assert_eq!(
+            key.vlans[0],
+            VlanHeader {
+                tpid: ETH_TYPE_VLAN_8021AD,
+                tci: 0x200a | VLAN_CFI
+            }
+        );
+        assert_eq!((key.vlans[0].vid(), key.vlans[0].pcp()), (10, 1));
+        assert_eq!(
+            key.vlans[1],
+            VlanHeader {
+                tpid: ETH_TYPE_VLAN_8021Q,
+                tci: 0x0014 | VLAN_CFI
+            }
+        );
+        assert_eq!((key.dl_type, key.tp_dst), (ETH_TYPE_IPV4, 6));
+        assert_eq!(ofs.l3, 22);
+        // A tag with no room for the next type field is not a tag.
+        let mut f = eth(ETH_TYPE_VLAN_8021Q);
+        f.extend_from_slice(&[0x00, 0x05, 0x08]);
+        let (key, _) = run(&f);
+        assert_eq!((key.vlans[0].tci, key.dl_type), (0, ETH_TYPE_VLAN_8021Q));
+    }
+
+    #[test]
+    fn test_parse_llc_without_snap_is_no_ethernet_type() {
+        let mut f = eth(0x0003);
+        f.extend_from_slice(&[0x42, 0x42, 0x03]);
+        assert_eq!(run(&f).0.dl_type, ETH_TYPE_NONE);
+        let mut f = eth(0x0010);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06]);
+        assert_eq!(run(&f).0.dl_type, ETH_TYPE_ARP);
+        // SNAP with a non-Ethernet OUI.
+        let mut f = eth(0x0010);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0xf8, 0x08, 0x00]);
+        assert_eq!(run(&f).0.dl_type, ETH_TYPE_NONE);
+    }
+
+    #[test]
+    fn test_parse_arp_request() {
+        let mut f = eth(ETH_TYPE_ARP);
+        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&SRC);
+        f.extend_from_slice(&[192, 168, 0, 1]);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&[192, 168, 0, 2]);
+        let (key, ofs) = run(&f);
+        assert_eq!(
+            (key.nw_proto, key.nw_src, key.nw_dst),
+            (1, [192, 168, 0, 1], [192, 168, 0, 2])
+        );
+        assert_eq!((key.arp_sha, key.arp_tha), (SRC, [0; 6]));
+        assert_eq!((ofs.l3, ofs.l4), (14, OFS_NONE));
+        // Opcode above 255 is not matched.
+        f[20] = 1;
+        assert_eq!(run(&f).0.nw_proto, 0);
+    }
+
+    #[test]
+    fn test_parse_fragments() {
+        for (frag_off, want) in [(0x2000u16, FLOW_NW_FRAG_ANY), (0x0010, 3), (0x4000, 0)] {
+            let mut f = eth(ETH_TYPE_IPV4);
+            let mut ip = ipv4_header(IPPROTO_UDP, 8);
+            ip[6..8].copy_from_slice(&frag_off.to_be_bytes());
+            f.extend(ip);
+            f.extend(udp(1, 2));
+            let (key, _) = run(&f);
+            assert_eq!(key.nw_frag, want, "frag_off {frag_off:#x}");
+            let ports_parsed = want & FLOW_NW_FRAG_LATER == 0;
+            assert_eq!(key.tp_src == 1, ports_parsed);
+        }
+        // IPv6: a later fragment reports protocol "fragment".
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_FRAGMENT, 16));
+        f.extend_from_slice(&[IPPROTO_UDP, 0, 0x00, 0x10, 0, 0, 0, 1]);
+        f.extend(udp(1, 2));
+        let (key, _) = run(&f);
+        assert_eq!(
+            (key.nw_frag, key.nw_proto, key.tp_src),
+            (3, IPPROTO_FRAGMENT, 0)
+        );
+        let mut f = eth(ETH_TYPE_IPV6);
+        f.extend(ipv6_header(IPPROTO_FRAGMENT, 16));
+        f.extend_from_slice(&[IPPROTO_UDP, 0, 0x00, 0x01, 0, 0, 0, 1]);
+        f.extend(udp(1, 2));
+        let (key, _) = run(&f);
+        assert_eq!((key.nw_frag, key.nw_proto, key.tp_src), (1, IPPROTO_UDP, 1));
+    }
+
+    #[test]
+    fn test_parse_igmp_sctp_icmp() {
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_IGMP, 8));
+        f.extend_from_slice(&[0x16, 0, 0, 0, 239, 1, 2, 3]);
+        let (key, _) = run(&f);
+        assert_eq!((key.tp_src, key.igmp_group_ip4), (0x16, [239, 1, 2, 3]));
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_SCTP, 12));
+        f.extend_from_slice(&[0, 9, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(run(&f).0.tp_dst, 10);
+        let mut f = eth(ETH_TYPE_IPV4);
+        f.extend(ipv4_header(IPPROTO_ICMP, 8));
+        f.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!((run(&f).0.tp_src, run(&f).0.tp_dst), (8, 0));
+    }
+
+    #[test]
+    fn test_parse_l3_packet_type_and_metadata() {
+        let mut meta = PacketMetadata::new(4);
+        meta.packet_type = PacketType::new(PacketType::NS_ETHERTYPE, ETH_TYPE_IPV4);
+        meta.recirc_id = 7;
+        meta.tunnel.ipv4_dst = [1, 1, 1, 1];
+        meta.tunnel.tun_id = 42;
+        let mut frame = ipv4_header(IPPROTO_UDP, 8);
+        frame.extend(udp(9, 10));
+        let mut key = FlowKey::ZERO;
+        let ofs = extract_frame(&frame, &meta, &mut key);
+        assert_eq!(
+            (key.dl_type, key.dl_src, key.tp_dst),
+            (ETH_TYPE_IPV4, [0; 6], 10)
+        );
+        assert_eq!(
+            (key.recirc_id, key.tun_id, key.tun_ipv4_dst),
+            (7, 42, [1, 1, 1, 1])
+        );
+        assert_eq!(key.packet_type, meta.packet_type.0);
+        assert_eq!(ofs.l3, 0);
+    }
+}

@@ -15,10 +15,8 @@ use super::key::*;
 /// Returns a description of the first field where `key` (extracted from
 /// `frame` as an Ethernet packet) disagrees with etherparse.
 pub fn compare_with_etherparse(frame: &[u8], key: &FlowKey) -> Result<(), String> {
-    if frame.len() >= 14 {
-        if key.dl_dst[..] != frame[..6] || key.dl_src[..] != frame[6..12] {
-            return Err("Ethernet addresses differ".into());
-        }
+    if frame.len() >= 14 && (key.dl_dst[..] != frame[..6] || key.dl_src[..] != frame[6..12]) {
+        return Err("Ethernet addresses differ".into());
     }
     let Ok(sliced) = SlicedPacket::from_ethernet(frame) else {
         return Ok(());
