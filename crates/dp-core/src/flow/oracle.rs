@@ -49,6 +49,11 @@ pub fn compare_with_etherparse(frame: &[u8], key: &FlowKey) -> Result<(), String
             if key.ipv6_label != h.flow_label().value() || key.nw_ttl != h.hop_limit() {
                 return Err(format!("IPv6 label/hop limit differ: {key:?}"));
             }
+            // etherparse reads payload length 0 as "the rest of the frame"
+            // (jumbogram); OVS, and so oxvs, as an empty payload.
+            if h.payload_length() == 0 {
+                return Ok(());
+            }
         }
         _ => return Ok(()),
     }
