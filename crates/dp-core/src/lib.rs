@@ -19,6 +19,7 @@ pub mod packet;
 pub mod flow;
 
 pub mod action;
+pub mod execute;
 pub mod odp;
 
 pub mod cascade;

@@ -1,0 +1,2 @@
+//! Placeholder: action execution benchmarks land with issue #5.
+fn main() {}

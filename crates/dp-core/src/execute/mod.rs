@@ -1,0 +1,1 @@
+//! Placeholder: action execution on batches, filled by issue #5.
