@@ -445,7 +445,9 @@ impl KeyAttr {
             }
             KeyAttr::Ipv6(k) => {
                 (k.label & 0xfffff) == (u32c & 0xfffff)
-                    && [k.proto, k.tclass, k.hlimit, k.frag].iter().all(|&x| x == u8c)
+                    && [k.proto, k.tclass, k.hlimit, k.frag]
+                        .iter()
+                        .all(|&x| x == u8c)
                     && all(&k.src, ones)
                     && all(&k.dst, ones)
             }

@@ -21,3 +21,58 @@
 //! Everything here is pure data transformation: no threads, no I/O.
 
 pub mod attr;
+pub mod fmt;
+pub mod key;
+pub mod scan;
+
+pub use scan::{OdpError, Result};
+
+use std::collections::HashMap;
+
+/// Deepest nesting of `encap()`, `clone()`, `sample()` and
+/// `check_pkt_len()` the parsers accept (OVS's `MAX_ODP_NESTED`).
+pub const MAX_NESTING: usize = 32;
+
+/// Port number ↔ name map, for `in_port(name)` and name-printing output
+/// (OVS's `-names`).
+#[derive(Clone, Debug, Default)]
+pub struct PortNames {
+    by_name: HashMap<String, u32>,
+    by_number: HashMap<u32, String>,
+}
+
+impl PortNames {
+    pub fn new() -> PortNames {
+        PortNames::default()
+    }
+
+    /// Adds or replaces the name of datapath port `number`.
+    pub fn insert(&mut self, number: u32, name: impl Into<String>) {
+        let name = name.into();
+        self.by_name.insert(name.clone(), number);
+        self.by_number.insert(number, name);
+    }
+
+    pub fn number(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, number: u32) -> Option<&str> {
+        self.by_number.get(&number).map(String::as_str)
+    }
+}
+
+/// Writes `port` as its name when `names` knows it, else as a number.
+pub(crate) fn format_port(out: &mut String, names: Option<&PortNames>, port: u32) {
+    match names.and_then(|n| n.name(port)) {
+        Some(name) => out.push_str(name),
+        None => out.push_str(&port.to_string()),
+    }
+}
+
+/// `ovstest test-odp parse-wc-keys`: parses a masked key and prints it the
+/// way dump-flows would.
+pub fn normalize_masked_key(s: &str) -> Result<String> {
+    let m = key::parse_masked(s, None)?;
+    Ok(key::format_masked(&m.key, Some(&m.mask), None, false))
+}
