@@ -61,27 +61,51 @@ pub enum Action {
     /// Write every field of one key attribute.
     Set(KeyAttr),
     /// Write the bits of `key` selected by `mask` (same variant).
-    SetMasked { key: KeyAttr, mask: KeyAttr },
+    SetMasked {
+        key: KeyAttr,
+        mask: KeyAttr,
+    },
     /// Push an 802.1Q/802.1ad tag; `tci` includes the CFI bit (0x1000).
-    PushVlan { tpid: u16, tci: u16 },
+    PushVlan {
+        tpid: u16,
+        tci: u16,
+    },
     PopVlan,
     /// Push an MPLS label stack entry, setting the Ethernet type.
-    PushMpls { lse: u32, ethertype: u16 },
+    PushMpls {
+        lse: u32,
+        ethertype: u16,
+    },
     /// Pop the outer MPLS label; the new Ethernet type is given.
-    PopMpls { ethertype: u16 },
+    PopMpls {
+        ethertype: u16,
+    },
     /// Push an Ethernet header (for L3 packets).
-    PushEth { src: Mac, dst: Mac },
+    PushEth {
+        src: Mac,
+        dst: Mac,
+    },
     PopEth,
     /// Restart lookup with this recirculation id.
     Recirc(u32),
     /// Compute the datapath hash into `dp_hash`.
-    Hash { alg: HashAlg, basis: u32 },
+    Hash {
+        alg: HashAlg,
+        basis: u32,
+    },
     /// With probability `probability / u32::MAX`, run `actions` on a copy.
-    Sample { probability: u32, actions: Vec<Action> },
+    Sample {
+        probability: u32,
+        actions: Vec<Action>,
+    },
     /// Run `actions` on a copy, leaving the original untouched.
     Clone(Vec<Action>),
     /// Run `gt` when the packet is longer than `pkt_len`, else `le`.
-    CheckPktLen { pkt_len: u16, gt: Vec<Action>, le: Vec<Action> },
+    CheckPktLen {
+        pkt_len: u16,
+        gt: Vec<Action>,
+        le: Vec<Action>,
+    },
     /// Send through conntrack.
     Ct(Ct),
     /// Forget the conntrack state.
@@ -93,7 +117,10 @@ pub enum Action {
     /// Police with this meter.
     Meter(u32),
     /// Send a sample to a psample group.
-    Psample { group: u32, cookie: Vec<u8> },
+    Psample {
+        group: u32,
+        cookie: Vec<u8>,
+    },
     /// Explicit drop (OVS's `OVS_ACTION_ATTR_DROP`); ends the list.
     Drop,
 }
