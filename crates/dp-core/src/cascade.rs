@@ -1,1 +1,353 @@
-//! Placeholder: filled by the caches/classifier issue (#4).
+//! The lookup cascade of one PMD thread: simple match → EMC → SMC →
+//! megaflow classifier, for a whole batch at once.
+//!
+//! # What
+//! [`Cascade::lookup_batch`] takes a batch of extracted keys with their
+//! packet hashes (RSS or 5-tuple, see [`prepare_batch`]) and fills, per
+//! packet, a [`Disposition`]: the flow it hit and at which level, or a
+//! miss for the upcall path. It keeps the counters OVS's
+//! `dpif-netdev/pmd-stats-show` prints for these levels ([`LookupStats`]).
+//!
+//! # How
+//! VPP style: each stage runs over the whole batch and records
+//! dispositions, then the next stage takes the remaining misses (a `u32`
+//! bitmap, one bit per packet):
+//! 1. simple match, for ports whose flows are all simple (see
+//!    [`crate::flow_table`]), then the EMC (skipped when
+//!    `emc_insert_inv_prob` is 0);
+//! 2. the SMC when enabled; a hit is offered to the EMC;
+//! 3. the classifier of each `in_port` present among the misses (one
+//!    batch call per port); a hit is offered to the EMC (with its insert
+//!    probability) and to the SMC.
+//!
+//! Subtable re-ranking is driven from here: each call passes `now_ms` to
+//! [`FlowTable::maybe_sort`], which re-sorts once per interval.
+//!
+//! # Invariants
+//! - Every returned flow is live in the table at return time, and its
+//!   megaflow matches the packet (every level verifies; none trusts a
+//!   cached reference).
+//! - Per call: `simple + emc + smc + megaflow hits + misses == packets`.
+//!
+//! # Thread story
+//! One cascade (EMC + SMC + counters) per PMD thread beside that thread's
+//! [`FlowTable`], all used through `&mut`; no allocation, no clock reads.
+//! Flow statistics (packets, bytes, used, TCP flags) are credited by the
+//! caller per flow group after execution ([`FlowTable::record_use`]), as
+//! OVS does in `dp_netdev_flow_used`.
+
+use crate::emc::{EMC_DEFAULT_ENTRIES, EMC_DEFAULT_INSERT_INV_PROB, Emc};
+use crate::flow::hash::packet_rss_hash;
+use crate::flow::{FlowKey, extract};
+use crate::flow_table::{FlowRef, FlowTable};
+use crate::packet::{MAX_BURST, PacketBatch};
+use crate::smc::{SMC_DEFAULT_ENTRIES, Smc};
+
+/// The level that found a packet's flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HitLevel {
+    SimpleMatch,
+    Emc,
+    Smc,
+    Megaflow,
+}
+
+/// What the cascade decided for one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Disposition {
+    /// No megaflow matches: the packet goes to the upcall path.
+    #[default]
+    Miss,
+    Hit {
+        flow: FlowRef,
+        level: HitLevel,
+    },
+}
+
+impl Disposition {
+    /// The flow hit, if any.
+    pub fn flow(self) -> Option<FlowRef> {
+        match self {
+            Disposition::Hit { flow, .. } => Some(flow),
+            Disposition::Miss => None,
+        }
+    }
+}
+
+/// Lookup counters, with the names `dpif-netdev/pmd-stats-show` uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Packets looked up.
+    pub packets: u64,
+    /// "simple match hits".
+    pub simple_match_hits: u64,
+    /// "emc hits".
+    pub emc_hits: u64,
+    /// "smc hits".
+    pub smc_hits: u64,
+    /// "megaflow hits".
+    pub megaflow_hits: u64,
+    /// Sum of subtable ranks over megaflow hits (OVS `masked_lookup`).
+    pub subtable_lookups: u64,
+    /// Packets that matched no flow. OVS splits these into "miss with
+    /// success upcall" and "miss with failed upcall"; that split belongs
+    /// to the upcall path.
+    pub misses: u64,
+}
+
+impl LookupStats {
+    /// "avg. subtable lookups per megaflow hit".
+    pub fn avg_subtable_lookups_per_megaflow_hit(&self) -> f64 {
+        if self.megaflow_hits == 0 {
+            0.0
+        } else {
+            self.subtable_lookups as f64 / self.megaflow_hits as f64
+        }
+    }
+}
+
+impl std::fmt::Display for LookupStats {
+    /// The cascade's lines of `pmd-stats-show`, in its order and format.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  simple match hits: {}", self.simple_match_hits)?;
+        writeln!(f, "  emc hits: {}", self.emc_hits)?;
+        writeln!(f, "  smc hits: {}", self.smc_hits)?;
+        writeln!(f, "  megaflow hits: {}", self.megaflow_hits)?;
+        writeln!(
+            f,
+            "  avg. subtable lookups per megaflow hit: {:.2}",
+            self.avg_subtable_lookups_per_megaflow_hit()
+        )?;
+        writeln!(f, "  miss: {}", self.misses)
+    }
+}
+
+/// Tunables of the caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CascadeConfig {
+    /// EMC entries (power of two; OVS 8192).
+    pub emc_entries: usize,
+    /// OVS `emc-insert-inv-prob`: 0 disables the EMC, 1 always inserts.
+    pub emc_insert_inv_prob: u32,
+    /// OVS `smc-enable` (default false).
+    pub smc_enabled: bool,
+    /// SMC entries when enabled (OVS 1 << 20).
+    pub smc_entries: usize,
+    /// Seed of the caches' insert/replacement draws.
+    pub seed: u32,
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        CascadeConfig {
+            emc_entries: EMC_DEFAULT_ENTRIES,
+            emc_insert_inv_prob: EMC_DEFAULT_INSERT_INV_PROB,
+            smc_enabled: false,
+            smc_entries: SMC_DEFAULT_ENTRIES,
+            seed: 0x0a5c_ade5,
+        }
+    }
+}
+
+/// The caches and counters of one PMD thread; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Cascade {
+    emc: Emc,
+    smc: Smc,
+    smc_entries: usize,
+    seed: u32,
+    stats: LookupStats,
+}
+
+impl Default for Cascade {
+    fn default() -> Self {
+        Cascade::new(CascadeConfig::default())
+    }
+}
+
+impl Cascade {
+    pub fn new(config: CascadeConfig) -> Cascade {
+        let mut cascade = Cascade {
+            emc: Emc::new(config.emc_entries, config.emc_insert_inv_prob, config.seed),
+            smc: Smc::disabled(),
+            smc_entries: config.smc_entries,
+            seed: config.seed,
+            stats: LookupStats::default(),
+        };
+        cascade.set_smc_enabled(config.smc_enabled);
+        cascade
+    }
+
+    pub fn emc(&self) -> &Emc {
+        &self.emc
+    }
+
+    pub fn emc_mut(&mut self) -> &mut Emc {
+        &mut self.emc
+    }
+
+    pub fn smc(&self) -> &Smc {
+        &self.smc
+    }
+
+    /// Turns the SMC on (allocating it, empty) or off (freeing it).
+    pub fn set_smc_enabled(&mut self, enabled: bool) {
+        if enabled == self.smc.is_enabled() {
+            return;
+        }
+        self.smc = if enabled {
+            Smc::new(self.smc_entries, self.seed.rotate_left(16) ^ 0x5a5a)
+        } else {
+            Smc::disabled()
+        };
+    }
+
+    /// The counters since construction or the last reset.
+    pub fn stats(&self) -> &LookupStats {
+        &self.stats
+    }
+
+    /// `pmd-stats-clear`.
+    pub fn reset_stats(&mut self) {
+        self.stats = LookupStats::default();
+    }
+
+    /// Looks up `keys[i]` (packet hash `hashes[i]`) for every packet of the
+    /// batch and writes `out[i]`. `now_ms` is the caller's monotonic
+    /// clock in milliseconds (drives subtable re-ranking).
+    ///
+    /// # Panics
+    /// When the slices differ in length or exceed [`MAX_BURST`].
+    pub fn lookup_batch<A>(
+        &mut self,
+        table: &mut FlowTable<A>,
+        keys: &[FlowKey],
+        hashes: &[u32],
+        now_ms: u64,
+        out: &mut [Disposition],
+    ) {
+        let n = keys.len();
+        assert!(
+            n <= MAX_BURST && hashes.len() == n && out.len() >= n,
+            "cascade batch: {n} keys, {} hashes, {} outputs (max {MAX_BURST})",
+            hashes.len(),
+            out.len()
+        );
+        table.maybe_sort(now_ms);
+        self.stats.packets += n as u64;
+
+        // Stage 1: simple match, then EMC.
+        let emc_on = self.emc.is_enabled();
+        let mut pending = 0u32;
+        let mut port_cache: Option<(u32, bool)> = None;
+        for (i, key) in keys.iter().enumerate() {
+            let simple_on = match port_cache {
+                Some((port, on)) if port == key.in_port => on,
+                _ => {
+                    let on = table.simple_match_enabled(key.in_port);
+                    port_cache = Some((key.in_port, on));
+                    on
+                }
+            };
+            let simple_hit = if simple_on {
+                table.simple_lookup(key)
+            } else {
+                None
+            };
+            if let Some(flow) = simple_hit {
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::SimpleMatch,
+                };
+                self.stats.simple_match_hits += 1;
+                continue;
+            }
+            let emc_hit = if emc_on {
+                self.emc.lookup(key, hashes[i], table)
+            } else {
+                None
+            };
+            if let Some(flow) = emc_hit {
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::Emc,
+                };
+                self.stats.emc_hits += 1;
+                continue;
+            }
+            out[i] = Disposition::Miss;
+            pending |= 1 << i;
+        }
+
+        // Stage 2: SMC.
+        if pending != 0 && self.smc.is_enabled() {
+            let mut bits = pending;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(flow) = self.smc.lookup(&keys[i], hashes[i], table) {
+                    out[i] = Disposition::Hit {
+                        flow,
+                        level: HitLevel::Smc,
+                    };
+                    pending &= !(1 << i);
+                    self.stats.smc_hits += 1;
+                    self.emc
+                        .probabilistic_insert(&keys[i], hashes[i], flow, table);
+                }
+            }
+        }
+
+        // Stage 3: the classifier of each in_port among the misses.
+        let mut found_index = [0u32; MAX_BURST];
+        let mut todo = pending;
+        while todo != 0 {
+            let port = keys[todo.trailing_zeros() as usize].in_port;
+            let mut group = 0u32;
+            let mut bits = todo;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                group |= u32::from(keys[i].in_port == port) << i;
+            }
+            todo &= !group;
+            let res = table.classify_batch(port, keys, group, &mut found_index);
+            self.stats.megaflow_hits += u64::from(res.found.count_ones());
+            self.stats.subtable_lookups += res.subtable_lookups;
+            self.stats.misses += u64::from((group & !res.found).count_ones());
+            let mut bits = res.found;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let flow = table.flow_at(found_index[i]);
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::Megaflow,
+                };
+                self.emc
+                    .probabilistic_insert(&keys[i], hashes[i], flow, table);
+                self.smc.insert(hashes[i], flow);
+            }
+        }
+    }
+}
+
+/// Extracts the key and the packet hash (NIC RSS hash, or the 5-tuple
+/// hash when the NIC gave none) of every packet of `batch` into `keys` and
+/// `hashes`, ready for [`Cascade::lookup_batch`]; returns the count.
+pub fn prepare_batch(
+    batch: &mut PacketBatch,
+    keys: &mut [FlowKey; MAX_BURST],
+    hashes: &mut [u32; MAX_BURST],
+) -> usize {
+    let mut n = 0;
+    for (i, packet) in batch.iter_mut().enumerate() {
+        extract(packet, &mut keys[i]);
+        hashes[i] = packet_rss_hash(packet, &keys[i]);
+        n = i + 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests;

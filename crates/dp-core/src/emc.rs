@@ -1,1 +1,329 @@
-//! Placeholder: filled by the caches/classifier issue (#4).
+//! The exact-match cache (EMC): the first, cheapest level of the lookup
+//! cascade, for the few thousand flows of a PMD's heaviest traffic.
+//!
+//! # How it works
+//! A direct-mapped array of `size` entries (default 8192, a power of two),
+//! each holding a full [`FlowKey`], its hash and a [`FlowRef`]. A packet
+//! with hash `h` may live at two positions: `h & mask` and
+//! `(h >> shift) & mask` where `shift` is the index width (OVS's
+//! `EM_FLOW_HASH_SEGS = 2`). A hit needs an equal hash, an equal key (all
+//! 37 words) and a live flow: the flow table's generation check makes an
+//! entry whose flow was deleted dead at once, without a sweep.
+//!
+//! Inserts happen after a lower level hit, with probability
+//! `1 / emc_insert_inv_prob` (OVS `emc-insert-inv-prob`, default 100):
+//! 1 inserts always, 0 disables the EMC (no lookups, no inserts). A draw
+//! is an internal xorshift32 PRNG seeded at construction, compared with
+//! `u32::MAX / inv_prob` exactly as OVS's `emc_insert_min`. On insert, an
+//! entry with the same key is updated; otherwise the victim is a dead
+//! entry if any, else the one with the smaller hash (OVS `emc_insert`).
+//!
+//! # Invariants
+//! - Entries are never trusted: a hit is re-verified against the key and
+//!   the flow's liveness, so a stale or colliding entry is a miss.
+//!
+//! # Thread story
+//! One EMC per PMD thread, used through `&mut`; lookups do not allocate.
+//!
+//! Memory: [`Emc::ENTRY_BYTES`] bytes per entry (the key dominates).
+
+use crate::flow::FlowKey;
+use crate::flow_table::{FlowRef, FlowTable};
+
+/// Default number of entries (OVS `EM_FLOW_HASH_ENTRIES`).
+pub const EMC_DEFAULT_ENTRIES: usize = 8192;
+/// Default insert inverse probability (OVS `DEFAULT_EM_FLOW_INSERT_INV_PROB`).
+pub const EMC_DEFAULT_INSERT_INV_PROB: u32 = 100;
+
+#[derive(Clone, Copy, Debug)]
+struct EmcEntry {
+    key: FlowKey,
+    hash: u32,
+    /// `None`: empty slot.
+    flow: Option<FlowRef>,
+}
+
+const EMPTY: EmcEntry = EmcEntry {
+    key: FlowKey::ZERO,
+    hash: 0,
+    flow: None,
+};
+
+/// A small xorshift32 PRNG: the caches' only source of randomness.
+#[derive(Clone, Copy, Debug)]
+pub struct XorShift32(u32);
+
+impl XorShift32 {
+    /// A generator from `seed` (0 is replaced: xorshift has no zero state).
+    pub fn new(seed: u32) -> XorShift32 {
+        XorShift32(if seed == 0 { 0x9e37_79b9 } else { seed })
+    }
+    /// The next value.
+    #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+}
+
+/// The exact-match cache of one PMD thread; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Emc {
+    entries: Box<[EmcEntry]>,
+    mask: usize,
+    shift: u32,
+    insert_inv_prob: u32,
+    /// OVS `emc_insert_min`: insert when a draw is `<=` this; 0 = never.
+    insert_min: u32,
+    rng: XorShift32,
+}
+
+impl Emc {
+    /// Bytes per entry (key, hash, flow reference).
+    pub const ENTRY_BYTES: usize = size_of::<EmcEntry>();
+
+    /// An EMC of `entries` entries (rounded up to a power of two, at least
+    /// 2), inserting with probability `1 / insert_inv_prob`; `seed` seeds
+    /// the insert draw.
+    pub fn new(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
+        let entries = entries.max(2).next_power_of_two();
+        let mut emc = Emc {
+            entries: vec![EMPTY; entries].into_boxed_slice(),
+            mask: entries - 1,
+            shift: entries.trailing_zeros(),
+            insert_inv_prob: 0,
+            insert_min: 0,
+            rng: XorShift32::new(seed),
+        };
+        emc.set_insert_inv_prob(insert_inv_prob);
+        emc
+    }
+
+    /// Number of entries.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Heap bytes of the entry array.
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.len() * Self::ENTRY_BYTES
+    }
+
+    /// The configured inverse insert probability.
+    pub fn insert_inv_prob(&self) -> u32 {
+        self.insert_inv_prob
+    }
+
+    /// Sets the inverse insert probability: 0 disables the EMC, 1 inserts
+    /// on every lower-level hit, N inserts one time in N on average.
+    pub fn set_insert_inv_prob(&mut self, insert_inv_prob: u32) {
+        self.insert_inv_prob = insert_inv_prob;
+        self.insert_min = u32::MAX.checked_div(insert_inv_prob).unwrap_or(0);
+    }
+
+    /// True when the EMC is on (lookups are worth doing).
+    #[inline]
+    pub fn is_enabled(&self) -> bool {
+        self.insert_min != 0
+    }
+
+    #[inline]
+    fn positions(&self, hash: u32) -> [usize; 2] {
+        let h = hash as usize;
+        [h & self.mask, (h >> self.shift) & self.mask]
+    }
+
+    /// The live flow cached for `key` (with packet hash `hash`).
+    #[inline]
+    pub fn lookup<A>(&self, key: &FlowKey, hash: u32, flows: &FlowTable<A>) -> Option<FlowRef> {
+        for pos in self.positions(hash) {
+            let entry = &self.entries[pos];
+            if entry.hash != hash {
+                continue;
+            }
+            let verified = entry
+                .flow
+                .filter(|&flow| entry.key.words() == key.words() && flows.is_live(flow));
+            if verified.is_some() {
+                return verified;
+            }
+        }
+        None
+    }
+
+    /// Inserts with the configured probability (after a lower-level hit).
+    /// True when it inserted.
+    #[inline]
+    pub fn probabilistic_insert<A>(
+        &mut self,
+        key: &FlowKey,
+        hash: u32,
+        flow: FlowRef,
+        flows: &FlowTable<A>,
+    ) -> bool {
+        if self.insert_min == 0 {
+            return false;
+        }
+        // inv_prob 1 gives insert_min u32::MAX: every draw passes.
+        if self.rng.next_u32() > self.insert_min {
+            return false;
+        }
+        self.insert(key, hash, flow, flows);
+        true
+    }
+
+    /// Inserts (or refreshes) the entry for `key` unconditionally.
+    pub fn insert<A>(&mut self, key: &FlowKey, hash: u32, flow: FlowRef, flows: &FlowTable<A>) {
+        let positions = self.positions(hash);
+        let mut victim: Option<usize> = None;
+        for pos in positions {
+            let entry = &self.entries[pos];
+            if entry.flow.is_some() && entry.hash == hash && entry.key.words() == key.words() {
+                self.entries[pos].flow = Some(flow);
+                return;
+            }
+            let alive = |e: &EmcEntry| e.flow.is_some_and(|f| flows.is_live(f));
+            victim = match victim {
+                None => Some(pos),
+                Some(v) => {
+                    let current = &self.entries[v];
+                    if (alive(current) && !alive(entry)) || entry.hash < current.hash {
+                        Some(pos)
+                    } else {
+                        Some(v)
+                    }
+                }
+            };
+        }
+        let pos = victim.expect("two positions");
+        self.entries[pos] = EmcEntry {
+            key: *key,
+            hash,
+            flow: Some(flow),
+        };
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.entries.fill(EMPTY);
+    }
+
+    /// Entries holding a live flow.
+    pub fn live_entries<A>(&self, flows: &FlowTable<A>) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.flow.is_some_and(|f| flows.is_live(f)))
+            .count()
+    }
+}
+
+impl Default for Emc {
+    fn default() -> Self {
+        Emc::new(
+            EMC_DEFAULT_ENTRIES,
+            EMC_DEFAULT_INSERT_INV_PROB,
+            0x5eed_e3c1,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_with_flow() -> (FlowTable<u32>, FlowKey, FlowRef) {
+        let mut table = FlowTable::default();
+        let mut key = FlowKey::ZERO;
+        key.in_port = 1;
+        key.nw_src = [10, 0, 0, 1];
+        let flow = table
+            .insert(&key, &FlowKey::exact_mask(), None, 7, 0)
+            .expect("insert");
+        (table, key, flow)
+    }
+
+    #[test]
+    fn inv_prob_zero_disables_and_one_always_inserts() {
+        let (table, key, flow) = table_with_flow();
+        let mut emc = Emc::new(64, 0, 1);
+        assert!(!emc.is_enabled());
+        for _ in 0..1000 {
+            assert!(!emc.probabilistic_insert(&key, 5, flow, &table));
+        }
+        assert_eq!(emc.lookup(&key, 5, &table), None);
+
+        emc.set_insert_inv_prob(1);
+        assert!(emc.is_enabled());
+        for i in 0..1000u32 {
+            assert!(emc.probabilistic_insert(&key, i, flow, &table));
+            assert_eq!(emc.lookup(&key, i, &table), Some(flow));
+        }
+    }
+
+    #[test]
+    fn inv_prob_n_inserts_about_one_in_n() {
+        let (table, key, flow) = table_with_flow();
+        let mut emc = Emc::new(64, 100, 12345);
+        let inserted = (0..100_000)
+            .filter(|_| emc.probabilistic_insert(&key, 9, flow, &table))
+            .count();
+        assert!((800..1200).contains(&inserted), "inserted {inserted}");
+    }
+
+    #[test]
+    fn deleted_flow_never_hits_and_slot_reuse_does_not_alias() {
+        let (mut table, key, flow) = table_with_flow();
+        let mut emc = Emc::new(64, 1, 1);
+        emc.insert(&key, 3, flow, &table);
+        assert_eq!(emc.lookup(&key, 3, &table), Some(flow));
+        let ufid = table.get(flow).expect("live").ufid();
+        table.remove(ufid).expect("remove");
+        assert_eq!(emc.lookup(&key, 3, &table), None);
+        // A new flow reuses the slot: the old entry still must not hit.
+        let mut other = key;
+        other.nw_src = [10, 0, 0, 2];
+        let new_flow = table
+            .insert(&other, &FlowKey::exact_mask(), None, 8, 0)
+            .expect("insert");
+        assert_eq!(new_flow.index(), flow.index());
+        assert_eq!(emc.lookup(&key, 3, &table), None);
+    }
+
+    #[test]
+    fn key_and_hash_must_both_match() {
+        let (table, key, flow) = table_with_flow();
+        let mut emc = Emc::new(64, 1, 1);
+        emc.insert(&key, 3, flow, &table);
+        assert_eq!(emc.lookup(&key, 4, &table), None);
+        let mut other = key;
+        other.tp_src = 1;
+        assert_eq!(emc.lookup(&other, 3, &table), None);
+    }
+
+    #[test]
+    fn two_ways_hold_two_colliding_keys() {
+        let mut table: FlowTable<u32> = FlowTable::default();
+        let mut a = FlowKey::ZERO;
+        a.in_port = 1;
+        let mut b = a;
+        b.tp_dst = 2;
+        let fa = table
+            .insert(&a, &FlowKey::exact_mask(), None, 1, 0)
+            .expect("a");
+        let fb = table
+            .insert(&b, &FlowKey::exact_mask(), None, 2, 0)
+            .expect("b");
+        let mut emc = Emc::new(64, 1, 1);
+        // Same first position (low bits), different second (high bits).
+        let (ha, hb) = (0x0000_0005u32, 0x0000_0045u32);
+        emc.insert(&a, ha, fa, &table);
+        emc.insert(&b, hb, fb, &table);
+        assert_eq!(emc.lookup(&a, ha, &table), Some(fa));
+        assert_eq!(emc.lookup(&b, hb, &table), Some(fb));
+        assert_eq!(emc.capacity(), 64);
+    }
+}

@@ -1,1 +1,802 @@
-//! Placeholder: filled by the caches/classifier issue (#4).
+//! The per-PMD megaflow table: every installed flow with its match, its
+//! actions, its UFID and its statistics, plus the per-port classifiers and
+//! the simple-match table that find it.
+//!
+//! # What
+//! A [`FlowTable<A>`] owns the flows; `A` is the action payload (the
+//! datapath's action list, usually behind an `Arc` so a dump can share it),
+//! which this module never looks at. A flow is named two ways:
+//! - its UFID (`u128`), the control plane's name, given by the installer or
+//!   generated from the match ([`ufid_from_match`]);
+//! - a [`FlowRef`] (slot index + generation), the fast path's name, which
+//!   the EMC and SMC store.
+//!
+//! # How
+//! Flows live in a slab of slots. Deleting a flow bumps its slot's
+//! generation, so every `FlowRef` to it (in an EMC entry, say) stops
+//! resolving at once, with no cache sweep: [`FlowTable::get`] and
+//! [`FlowTable::is_live`] compare generations. A slot whose generation
+//! would wrap is retired rather than reused, so a stale `FlowRef` can never
+//! alias a later flow.
+//!
+//! The match lives in the classifier of the flow's `in_port` (one
+//! [`Dpcls`] per port, as in OVS); the flow keeps the rule's handle, so
+//! the masked key is stored once. `in_port` is always matched exactly:
+//! the installer's mask is widened to an exact `in_port` (OVS
+//! dpif-netdev does the same).
+//!
+//! # Simple match (OVS 3.x)
+//! A flow whose mask is exactly `in_port`, `recirc_id`, `packet_type`,
+//! `dl_type`, the first VLAN's VID+CFI (`0x1fff`) and the fragment bits
+//! (or no fragment bits for a non-IP `dl_type`) is also entered in an
+//! exact table keyed by those fields. When every flow of a port is simple
+//! ([`FlowTable::simple_match_enabled`]), the cascade serves that port's
+//! packets from the exact table ahead of the EMC. A simple hit is sound by
+//! construction (equal simple keys imply the masked match); a simple miss
+//! falls through to the normal cascade, so it is never wrong, only slower.
+//!
+//! # Invariants
+//! - A live flow is in its port's classifier (value = slot index), in the
+//!   UFID index, and in the simple table iff `flow.simple`.
+//! - No two live flows share a UFID, nor a (mask, masked key).
+//! - At most `max_flows` live flows (OVS `MAX_FLOWS` = 65536 by default).
+//!
+//! # Thread story
+//! One table per PMD thread, used through `&mut`: the control plane's
+//! puts and deletes arrive as messages the PMD applies between
+//! iterations. Lookups do not allocate.
+//!
+//! Times (`now_ms`) are the caller's monotonic clock in milliseconds.
+
+use std::collections::HashMap;
+
+use crate::dpcls::index::{HashIndex, WordHashBuilder};
+use crate::dpcls::{Dpcls, DpclsConfig, DpclsError, RuleHandle};
+use crate::flow::hash::hash_finish;
+use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER};
+use crate::flow::{FLOW_U64S, FlowKey};
+
+/// OVS dpif-netdev's default flow limit per PMD (`MAX_FLOWS`).
+pub const DEFAULT_MAX_FLOWS: usize = 65536;
+
+/// VLAN VID + CFI bits: the part of the first TCI a simple match matches.
+const SIMPLE_TCI_MASK: u16 = 0x1fff;
+const FRAG_MASK: u8 = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+
+/// The fast path's name for a flow: slot index and generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowRef {
+    index: u32,
+    generation: u32,
+}
+
+impl FlowRef {
+    /// The slot index (stable while the flow lives).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+    /// The slot generation this reference was taken at.
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+/// Per-flow statistics, as `dump-flows` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Last time a packet hit the flow (ms); 0 = never.
+    pub used_ms: u64,
+    /// OR of the TCP flags seen.
+    pub tcp_flags: u16,
+}
+
+/// One installed megaflow.
+#[derive(Clone, Debug)]
+pub struct Flow<A> {
+    ufid: u128,
+    in_port: u32,
+    rule: RuleHandle,
+    simple: bool,
+    created_ms: u64,
+    pub actions: A,
+    pub stats: FlowStats,
+}
+
+impl<A> Flow<A> {
+    pub fn ufid(&self) -> u128 {
+        self.ufid
+    }
+    pub fn in_port(&self) -> u32 {
+        self.in_port
+    }
+    /// True when the flow is also in the simple-match table.
+    pub fn is_simple(&self) -> bool {
+        self.simple
+    }
+    /// When it was installed (ms).
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+}
+
+/// What [`FlowTable::remove`] hands back.
+#[derive(Clone, Debug)]
+pub struct RemovedFlow<A> {
+    pub ufid: u128,
+    pub key: FlowKey,
+    pub mask: FlowKey,
+    pub actions: A,
+    pub stats: FlowStats,
+}
+
+/// Why a flow-table operation failed; each names the flow or the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowTableError {
+    /// A flow with this UFID is installed.
+    UfidExists { ufid: u128 },
+    /// A flow with the same match (mask and masked key) is installed.
+    MatchExists { ufid: u128 },
+    /// The table holds `limit` flows.
+    TableFull { limit: usize },
+    /// The port's classifier has `limit` masks and this one is new.
+    SubtableLimit { in_port: u32, limit: usize },
+    /// No flow has this UFID.
+    NoSuchFlow { ufid: u128 },
+}
+
+impl std::fmt::Display for FlowTableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowTableError::UfidExists { ufid } => {
+                write!(f, "flow table: {} already exists", UfidDisplay(*ufid))
+            }
+            FlowTableError::MatchExists { ufid } => write!(
+                f,
+                "flow table: a flow with the same match exists ({})",
+                UfidDisplay(*ufid)
+            ),
+            FlowTableError::TableFull { limit } => {
+                write!(f, "flow table: full ({limit} flows)")
+            }
+            FlowTableError::SubtableLimit { in_port, limit } => write!(
+                f,
+                "flow table: in_port {in_port} has {limit} masks, the subtable limit; new mask refused"
+            ),
+            FlowTableError::NoSuchFlow { ufid } => {
+                write!(f, "flow table: no flow {}", UfidDisplay(*ufid))
+            }
+        }
+    }
+}
+
+impl std::error::Error for FlowTableError {}
+
+/// Prints a UFID as OVS does: `ufid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`
+/// (the four 32-bit words of the little-endian `ovs_u128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UfidDisplay(pub u128);
+
+impl std::fmt::Display for UfidDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = |i: u32| (self.0 >> (32 * i)) as u32;
+        write!(
+            f,
+            "ufid:{:08x}-{:04x}-{:04x}-{:04x}-{:04x}{:08x}",
+            w(0),
+            w(1) >> 16,
+            w(1) & 0xffff,
+            w(2) >> 16,
+            w(2) & 0xffff,
+            w(3)
+        )
+    }
+}
+
+/// MurmurHash3 x64_128 (the function behind OVS `hash_bytes128` on 64-bit
+/// hosts) of `data` with `seed`; returns `h2 << 64 | h1`, i.e. OVS's
+/// `ovs_u128 { lo: h1, hi: h2 }`.
+pub fn murmur3_x64_128(data: &[u8], seed: u32) -> u128 {
+    const C1: u64 = 0x87c3_7b91_1142_53d5;
+    const C2: u64 = 0x4cf5_ad43_2745_937f;
+    fn fmix(mut k: u64) -> u64 {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    }
+    let mut h1 = u64::from(seed);
+    let mut h2 = u64::from(seed);
+    let mut blocks = data.chunks_exact(16);
+    for block in &mut blocks {
+        let k1 = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
+        let k2 = u64::from_le_bytes(block[8..].try_into().expect("8 bytes"));
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 = h1
+            .rotate_left(27)
+            .wrapping_add(h2)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 = h2
+            .rotate_left(31)
+            .wrapping_add(h1)
+            .wrapping_mul(5)
+            .wrapping_add(0x3849_5ab5);
+    }
+    let tail = blocks.remainder();
+    let mut k1 = 0u64;
+    let mut k2 = 0u64;
+    for (i, &b) in tail.iter().enumerate() {
+        if i < 8 {
+            k1 |= u64::from(b) << (8 * i);
+        } else {
+            k2 |= u64::from(b) << (8 * (i - 8));
+        }
+    }
+    if tail.len() > 8 {
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    }
+    if !tail.is_empty() {
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    }
+    let len = data.len() as u64;
+    h1 ^= len;
+    h2 ^= len;
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    h1 = fmix(h1);
+    h2 = fmix(h2);
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    (u128::from(h2) << 64) | u128::from(h1)
+}
+
+/// The UFID of a flow whose installer gave none.
+///
+/// OVS (`odp_flow_key_hash`) hashes the flow's netlink key with
+/// `hash_bytes128` and a per-process random basis. We hash the words of
+/// the masked key followed by the words of the mask (little-endian) with
+/// MurmurHash3 x64_128 and seed 0: the same match always gets the same
+/// UFID, across threads and restarts, and two matches that differ only in
+/// their mask get different UFIDs. `in_port` is taken as matched exactly,
+/// as the table stores it.
+pub fn ufid_from_match(key: &FlowKey, mask: &FlowKey) -> u128 {
+    let mask = normalise_mask(mask);
+    let masked = key.masked(&mask);
+    let mut bytes = [0u8; 2 * FLOW_U64S * 8];
+    for (chunk, word) in bytes
+        .chunks_exact_mut(8)
+        .zip(masked.words().iter().chain(mask.words()))
+    {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    murmur3_x64_128(&bytes, 0)
+}
+
+/// The mask as the table stores it: exact `in_port`, no padding bits.
+fn normalise_mask(mask: &FlowKey) -> FlowKey {
+    let mut mask = *mask;
+    mask.in_port = u32::MAX;
+    mask.clear_padding();
+    mask
+}
+
+#[inline]
+fn ufid_hash(ufid: u128) -> u32 {
+    let folded = (ufid as u64) ^ ((ufid >> 64) as u64);
+    hash_finish(folded as u32, (folded >> 32) as u32)
+}
+
+/// The fields a simple-match flow matches, packed into two words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SimpleKey([u64; 2]);
+
+impl std::hash::Hash for SimpleKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+        state.write_u64(self.0[1]);
+    }
+}
+
+impl SimpleKey {
+    fn of_packet(key: &FlowKey) -> SimpleKey {
+        Self::new(key, key.nw_frag & FRAG_MASK)
+    }
+    fn new(key: &FlowKey, nw_frag: u8) -> SimpleKey {
+        SimpleKey([
+            u64::from(key.in_port) << 32 | u64::from(key.recirc_id),
+            u64::from(key.packet_type) << 32
+                | u64::from(key.dl_type) << 16
+                | u64::from(key.vlans[0].tci & SIMPLE_TCI_MASK) << 2
+                | u64::from(nw_frag),
+        ])
+    }
+}
+
+/// The two masks a simple-match flow may have: with and without the
+/// fragment bits.
+fn simple_masks() -> (FlowKey, FlowKey) {
+    let mut without_frag = FlowKey::ZERO;
+    without_frag.in_port = u32::MAX;
+    without_frag.recirc_id = u32::MAX;
+    without_frag.packet_type = u32::MAX;
+    without_frag.dl_type = u16::MAX;
+    without_frag.vlans[0].tci = SIMPLE_TCI_MASK;
+    let mut with_frag = without_frag;
+    with_frag.nw_frag = FRAG_MASK;
+    (with_frag, without_frag)
+}
+
+/// The simple key of a flow, or `None` when the flow is not simple.
+fn simple_key_of_flow(masked_key: &FlowKey, mask: &FlowKey) -> Option<SimpleKey> {
+    let (with_frag, without_frag) = simple_masks();
+    if mask.words() == with_frag.words() {
+        Some(SimpleKey::new(masked_key, masked_key.nw_frag))
+    } else if mask.words() == without_frag.words()
+        && !matches!(masked_key.dl_type, ETH_TYPE_IPV4 | ETH_TYPE_IPV6)
+    {
+        // Extraction leaves nw_frag 0 for non-IP packets, so the packet's
+        // simple key carries 0 there too.
+        Some(SimpleKey::new(masked_key, 0))
+    } else {
+        None
+    }
+}
+
+/// Tunables of a flow table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTableConfig {
+    /// Most live flows (OVS `MAX_FLOWS`).
+    pub max_flows: usize,
+    /// Configuration of each port's classifier.
+    pub dpcls: DpclsConfig,
+    /// Serve all-simple ports from the simple-match table.
+    pub simple_match: bool,
+}
+
+impl Default for FlowTableConfig {
+    fn default() -> Self {
+        FlowTableConfig {
+            max_flows: DEFAULT_MAX_FLOWS,
+            dpcls: DpclsConfig::default(),
+            simple_match: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Slot<A> {
+    generation: u32,
+    flow: Option<Flow<A>>,
+}
+
+#[derive(Clone, Debug)]
+struct PortClassifier {
+    dpcls: Dpcls,
+    simple_flows: usize,
+}
+
+/// The flow table of one PMD thread; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct FlowTable<A> {
+    config: FlowTableConfig,
+    slots: Vec<Slot<A>>,
+    free: Vec<u32>,
+    len: usize,
+    by_ufid: HashIndex,
+    ports: HashMap<u32, PortClassifier, WordHashBuilder>,
+    simple: HashMap<SimpleKey, u32, WordHashBuilder>,
+    subtable_limit_hits: u64,
+}
+
+impl<A> Default for FlowTable<A> {
+    fn default() -> Self {
+        Self::new(FlowTableConfig::default())
+    }
+}
+
+impl<A> FlowTable<A> {
+    /// An empty table.
+    pub fn new(config: FlowTableConfig) -> FlowTable<A> {
+        FlowTable {
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            by_ufid: HashIndex::new(),
+            ports: HashMap::default(),
+            simple: HashMap::default(),
+            subtable_limit_hits: 0,
+        }
+    }
+
+    pub fn config(&self) -> &FlowTableConfig {
+        &self.config
+    }
+
+    /// Number of live flows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Inserts refused because a port's subtable limit was reached.
+    pub fn subtable_limit_hits(&self) -> u64 {
+        self.subtable_limit_hits
+    }
+
+    /// Changes the subtable limit of every port's classifier, present and
+    /// future.
+    pub fn set_max_subtables(&mut self, max_subtables: usize) {
+        self.config.dpcls.max_subtables = max_subtables;
+        for port in self.ports.values_mut() {
+            port.dpcls.set_max_subtables(max_subtables);
+        }
+    }
+
+    /// Number of masks (subtables) of `in_port`'s classifier.
+    pub fn mask_count(&self, in_port: u32) -> usize {
+        self.ports
+            .get(&in_port)
+            .map_or(0, |p| p.dpcls.subtable_count())
+    }
+
+    /// Number of masks over all ports.
+    pub fn total_mask_count(&self) -> usize {
+        self.ports.values().map(|p| p.dpcls.subtable_count()).sum()
+    }
+
+    /// The classifier of `in_port`, if it has flows.
+    pub fn classifier(&self, in_port: u32) -> Option<&Dpcls> {
+        self.ports.get(&in_port).map(|p| &p.dpcls)
+    }
+
+    /// Installs a megaflow matching `key & mask` (`mask.in_port` is forced
+    /// exact). `ufid: None` generates one with [`ufid_from_match`].
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowKey,
+        ufid: Option<u128>,
+        actions: A,
+        now_ms: u64,
+    ) -> Result<FlowRef, FlowTableError> {
+        let mask = normalise_mask(mask);
+        let masked = key.masked(&mask);
+        let ufid = ufid.unwrap_or_else(|| ufid_from_match(&masked, &mask));
+        if self.find_ufid(ufid).is_some() {
+            return Err(FlowTableError::UfidExists { ufid });
+        }
+        if self.len >= self.config.max_flows {
+            return Err(FlowTableError::TableFull {
+                limit: self.config.max_flows,
+            });
+        }
+        let index = match self.free.last() {
+            Some(&index) => index,
+            None => u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&i| i != u32::MAX)
+                .ok_or(FlowTableError::TableFull {
+                    limit: self.config.max_flows,
+                })?,
+        };
+        let dpcls_config = self.config.dpcls;
+        let port = self
+            .ports
+            .entry(masked.in_port)
+            .or_insert_with(|| PortClassifier {
+                dpcls: Dpcls::new(dpcls_config),
+                simple_flows: 0,
+            });
+        let rule = match port.dpcls.insert(&masked, &mask, index) {
+            Ok(rule) => rule,
+            Err(err) => {
+                if port.dpcls.is_empty() {
+                    self.ports.remove(&masked.in_port);
+                }
+                return Err(match err {
+                    DpclsError::Duplicate { existing } => FlowTableError::MatchExists {
+                        ufid: self.slots[existing as usize]
+                            .flow
+                            .as_ref()
+                            .expect("classifier values are live flows")
+                            .ufid,
+                    },
+                    DpclsError::SubtableLimit { limit } => {
+                        self.subtable_limit_hits += 1;
+                        FlowTableError::SubtableLimit {
+                            in_port: masked.in_port,
+                            limit,
+                        }
+                    }
+                });
+            }
+        };
+        let simple_key =
+            simple_key_of_flow(&masked, &mask).filter(|k| !self.simple.contains_key(k));
+        let simple = simple_key.is_some();
+        if let Some(simple_key) = simple_key {
+            self.simple.insert(simple_key, index);
+            port.simple_flows += 1;
+        }
+        let flow = Flow {
+            ufid,
+            in_port: masked.in_port,
+            rule,
+            simple,
+            created_ms: now_ms,
+            actions,
+            stats: FlowStats::default(),
+        };
+        if index as usize == self.slots.len() {
+            self.slots.push(Slot {
+                generation: 0,
+                flow: Some(flow),
+            });
+        } else {
+            self.free.pop();
+            self.slots[index as usize].flow = Some(flow);
+        }
+        self.by_ufid.insert(ufid_hash(ufid), index);
+        self.len += 1;
+        Ok(FlowRef {
+            index,
+            generation: self.slots[index as usize].generation,
+        })
+    }
+
+    /// The live flow with this UFID.
+    pub fn find_ufid(&self, ufid: u128) -> Option<FlowRef> {
+        let index = self.by_ufid.find(ufid_hash(ufid), |i| {
+            self.slots[i as usize]
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.ufid == ufid)
+        })?;
+        Some(self.live_ref(index))
+    }
+
+    /// The live flow with exactly this match (`mask.in_port` forced exact).
+    pub fn find_match(&self, key: &FlowKey, mask: &FlowKey) -> Option<FlowRef> {
+        let mask = normalise_mask(mask);
+        let port = self.ports.get(&key.in_port)?;
+        let (_, index) = port.dpcls.find_exact(key, &mask)?;
+        Some(self.live_ref(index))
+    }
+
+    #[inline]
+    fn live_ref(&self, index: u32) -> FlowRef {
+        FlowRef {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// The flow `flow` names, if it is still installed.
+    #[inline]
+    pub fn get(&self, flow: FlowRef) -> Option<&Flow<A>> {
+        let slot = self.slots.get(flow.index as usize)?;
+        if slot.generation != flow.generation {
+            return None;
+        }
+        slot.flow.as_ref()
+    }
+
+    /// Mutable access to a live flow (actions, stats).
+    #[inline]
+    pub fn get_mut(&mut self, flow: FlowRef) -> Option<&mut Flow<A>> {
+        let slot = self.slots.get_mut(flow.index as usize)?;
+        if slot.generation != flow.generation {
+            return None;
+        }
+        slot.flow.as_mut()
+    }
+
+    /// True when `flow` names an installed flow.
+    #[inline]
+    pub fn is_live(&self, flow: FlowRef) -> bool {
+        self.get(flow).is_some()
+    }
+
+    /// The flow's match as (masked key, mask).
+    pub fn flow_match(&self, flow: FlowRef) -> Option<(FlowKey, FlowKey)> {
+        let f = self.get(flow)?;
+        self.ports.get(&f.in_port)?.dpcls.rule_match(f.rule)
+    }
+
+    /// The live flow at slot `index` if `key` matches it (the SMC's check:
+    /// a signature hit is only a hint).
+    #[inline]
+    pub fn matching_flow_at(&self, index: u32, key: &FlowKey) -> Option<FlowRef> {
+        let slot = self.slots.get(index as usize)?;
+        let flow = slot.flow.as_ref()?;
+        if flow.in_port != key.in_port {
+            return None;
+        }
+        let port = self.ports.get(&flow.in_port)?;
+        port.dpcls.rule_matches(flow.rule, key).then_some(FlowRef {
+            index,
+            generation: slot.generation,
+        })
+    }
+
+    /// Replaces a flow's actions, keeping (or, with `zero_stats`, clearing)
+    /// its statistics; returns the old actions. Cached references stay
+    /// valid: the match did not change.
+    pub fn modify_actions(
+        &mut self,
+        ufid: u128,
+        actions: A,
+        zero_stats: bool,
+    ) -> Result<A, FlowTableError> {
+        let flow_ref = self
+            .find_ufid(ufid)
+            .ok_or(FlowTableError::NoSuchFlow { ufid })?;
+        let flow = self.get_mut(flow_ref).expect("found flow is live");
+        if zero_stats {
+            flow.stats = FlowStats::default();
+        }
+        Ok(std::mem::replace(&mut flow.actions, actions))
+    }
+
+    /// Deletes the flow with this UFID. Every `FlowRef` to it dies now.
+    pub fn remove(&mut self, ufid: u128) -> Result<RemovedFlow<A>, FlowTableError> {
+        let flow_ref = self
+            .find_ufid(ufid)
+            .ok_or(FlowTableError::NoSuchFlow { ufid })?;
+        Ok(self.remove_ref(flow_ref).expect("found flow is live"))
+    }
+
+    /// Deletes the flow `flow_ref` names, if live.
+    pub fn remove_ref(&mut self, flow_ref: FlowRef) -> Option<RemovedFlow<A>> {
+        self.get(flow_ref)?;
+        let index = flow_ref.index;
+        let slot = &mut self.slots[index as usize];
+        let flow = slot.flow.take().expect("checked live");
+        slot.generation = slot.generation.wrapping_add(1);
+        // A slot whose generation wrapped is retired, never reused: an old
+        // FlowRef with generation 0 must not see a new flow.
+        if slot.generation != u32::MAX {
+            self.free.push(index);
+        }
+        let removed = self.by_ufid.remove(ufid_hash(flow.ufid), index);
+        debug_assert!(removed, "live flow is in the UFID index");
+        let port = self
+            .ports
+            .get_mut(&flow.in_port)
+            .expect("live flow has a classifier");
+        let (key, mask) = port
+            .dpcls
+            .rule_match(flow.rule)
+            .expect("live flow has a rule");
+        port.dpcls.remove(flow.rule);
+        if flow.simple {
+            let simple_key = simple_key_of_flow(&key, &mask).expect("simple flow has a key");
+            self.simple.remove(&simple_key);
+            port.simple_flows -= 1;
+        }
+        if port.dpcls.is_empty() {
+            self.ports.remove(&flow.in_port);
+        }
+        self.len -= 1;
+        Some(RemovedFlow {
+            ufid: flow.ufid,
+            key,
+            mask,
+            actions: flow.actions,
+            stats: flow.stats,
+        })
+    }
+
+    /// Deletes every flow (`dpctl/del-flows`).
+    pub fn clear(&mut self) {
+        let refs: Vec<FlowRef> = self.iter().map(|(r, _)| r).collect();
+        for r in refs {
+            self.remove_ref(r);
+        }
+    }
+
+    /// Every live flow, in slot order (for dumps).
+    pub fn iter(&self) -> impl Iterator<Item = (FlowRef, &Flow<A>)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            slot.flow.as_ref().map(|f| {
+                (
+                    FlowRef {
+                        index: i as u32,
+                        generation: slot.generation,
+                    },
+                    f,
+                )
+            })
+        })
+    }
+
+    /// Credits `packets` packets of `bytes` bytes to a flow.
+    #[inline]
+    pub fn record_use(
+        &mut self,
+        flow: FlowRef,
+        packets: u64,
+        bytes: u64,
+        tcp_flags: u16,
+        now_ms: u64,
+    ) {
+        if let Some(f) = self.get_mut(flow) {
+            f.stats.packets += packets;
+            f.stats.bytes += bytes;
+            f.stats.tcp_flags |= tcp_flags;
+            f.stats.used_ms = f.stats.used_ms.max(now_ms);
+        }
+    }
+
+    /// True when `in_port`'s packets can be served by the simple-match
+    /// table: the feature is on and every flow of the port is simple.
+    #[inline]
+    pub fn simple_match_enabled(&self, in_port: u32) -> bool {
+        self.config.simple_match
+            && self
+                .ports
+                .get(&in_port)
+                .is_some_and(|p| p.simple_flows > 0 && p.simple_flows == p.dpcls.len())
+    }
+
+    /// The simple-match flow `key` hits, if any.
+    #[inline]
+    pub fn simple_lookup(&self, key: &FlowKey) -> Option<FlowRef> {
+        let &index = self.simple.get(&SimpleKey::of_packet(key))?;
+        Some(self.live_ref(index))
+    }
+
+    /// Looks up a batch of misses of one port in its classifier; `out[i]`
+    /// gets the slot index of each hit. See [`Dpcls::lookup_batch`].
+    #[inline]
+    pub fn classify_batch(
+        &mut self,
+        in_port: u32,
+        keys: &[FlowKey],
+        active: u32,
+        out: &mut [u32; crate::packet::MAX_BURST],
+    ) -> crate::dpcls::BatchLookup {
+        match self.ports.get_mut(&in_port) {
+            Some(port) => port.dpcls.lookup_batch(keys, active, out),
+            None => crate::dpcls::BatchLookup::default(),
+        }
+    }
+
+    /// The reference to the live flow at slot `index` (a classifier value).
+    #[inline]
+    pub fn flow_at(&self, index: u32) -> FlowRef {
+        self.live_ref(index)
+    }
+
+    /// Re-ranks each port's subtables when its interval elapsed.
+    pub fn maybe_sort(&mut self, now_ms: u64) {
+        for port in self.ports.values_mut() {
+            port.dpcls.maybe_sort(now_ms);
+        }
+    }
+
+    /// Heap bytes held by the table (slots, indexes, classifiers).
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<Slot<A>>()
+            + self.free.capacity() * 4
+            + self.by_ufid.heap_bytes()
+            + self
+                .ports
+                .values()
+                .map(|p| p.dpcls.heap_bytes())
+                .sum::<usize>()
+            + self.ports.capacity() * (size_of::<PortClassifier>() + 5)
+            + self.simple.capacity() * (size_of::<(SimpleKey, u32)>() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

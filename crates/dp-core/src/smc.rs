@@ -1,1 +1,179 @@
-//! Placeholder: filled by the caches/classifier issue (#4).
+//! The signature-match cache (SMC): an optional level between the EMC and
+//! the classifier, off by default as in OVS (`smc-enable`).
+//!
+//! # How it works
+//! Buckets of [`SMC_WAYS`] = 4 entries, each a 16-bit signature and a
+//! flow-table slot index (OVS `smc_bucket`). A packet with hash `h` looks
+//! in bucket `h & mask` for signature `h >> 16`. A signature hit is only
+//! a hint: the flow at that index must be live and its megaflow must
+//! match the packet's key (OVS `dpcls_rule_matches_key`), so a colliding
+//! signature, a deleted flow or a slot reused by another flow can only
+//! give a miss or a flow that truly matches the packet. Memory is 24 bytes
+//! per bucket, 6 bytes per entry, against the EMC's full key per entry,
+//! which is why it covers far more flows.
+//!
+//! Inserts after a classifier hit: an entry with the same signature is
+//! updated, else a free way is used, else a pseudo-random way is replaced
+//! (internal xorshift32 PRNG seeded at construction).
+//!
+//! # Thread story
+//! One SMC per PMD thread, used through `&mut`; lookups do not allocate.
+//! Disabled, it holds no memory.
+
+use crate::emc::XorShift32;
+use crate::flow::FlowKey;
+use crate::flow_table::{FlowRef, FlowTable};
+
+/// Ways per bucket (OVS `SMC_ENTRY_PER_BUCKET`).
+pub const SMC_WAYS: usize = 4;
+/// Default number of entries when enabled (OVS `SMC_ENTRIES` = 1 << 20).
+pub const SMC_DEFAULT_ENTRIES: usize = 1 << 20;
+
+const FREE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct SmcBucket {
+    sigs: [u16; SMC_WAYS],
+    flows: [u32; SMC_WAYS],
+}
+
+const EMPTY: SmcBucket = SmcBucket {
+    sigs: [0; SMC_WAYS],
+    flows: [FREE; SMC_WAYS],
+};
+
+/// The signature-match cache of one PMD thread; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Smc {
+    buckets: Box<[SmcBucket]>,
+    mask: usize,
+    rng: XorShift32,
+}
+
+impl Smc {
+    /// Bytes per entry.
+    pub const ENTRY_BYTES: usize = size_of::<SmcBucket>() / SMC_WAYS;
+
+    /// A disabled SMC (no memory).
+    pub fn disabled() -> Smc {
+        Smc {
+            buckets: Box::new([]),
+            mask: 0,
+            rng: XorShift32::new(1),
+        }
+    }
+
+    /// An enabled SMC of about `entries` entries (rounded up to a power of
+    /// two number of buckets).
+    pub fn new(entries: usize, seed: u32) -> Smc {
+        let buckets = (entries / SMC_WAYS).max(1).next_power_of_two();
+        Smc {
+            buckets: vec![EMPTY; buckets].into_boxed_slice(),
+            mask: buckets - 1,
+            rng: XorShift32::new(seed),
+        }
+    }
+
+    #[inline]
+    pub fn is_enabled(&self) -> bool {
+        !self.buckets.is_empty()
+    }
+
+    /// Number of entries (0 when disabled).
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * SMC_WAYS
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.len() * size_of::<SmcBucket>()
+    }
+
+    /// The live flow whose megaflow matches `key`, found through the
+    /// signature of `hash`.
+    #[inline]
+    pub fn lookup<A>(&self, key: &FlowKey, hash: u32, flows: &FlowTable<A>) -> Option<FlowRef> {
+        let bucket = self.buckets.get(hash as usize & self.mask)?;
+        let sig = (hash >> 16) as u16;
+        for way in 0..SMC_WAYS {
+            if bucket.sigs[way] != sig || bucket.flows[way] == FREE {
+                continue;
+            }
+            let verified = flows.matching_flow_at(bucket.flows[way], key);
+            if verified.is_some() {
+                return verified;
+            }
+        }
+        None
+    }
+
+    /// Remembers that packets with `hash` hit `flow`.
+    pub fn insert(&mut self, hash: u32, flow: FlowRef) {
+        if !self.is_enabled() {
+            return;
+        }
+        let sig = (hash >> 16) as u16;
+        let bucket = &mut self.buckets[hash as usize & self.mask];
+        let way = (0..SMC_WAYS)
+            .find(|&w| bucket.flows[w] != FREE && bucket.sigs[w] == sig)
+            .or_else(|| (0..SMC_WAYS).find(|&w| bucket.flows[w] == FREE))
+            .unwrap_or_else(|| self.rng.next_u32() as usize % SMC_WAYS);
+        bucket.sigs[way] = sig;
+        bucket.flows[way] = flow.index();
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.buckets.fill(EMPTY);
+    }
+}
+
+impl Default for Smc {
+    fn default() -> Self {
+        Smc::disabled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_hit_is_verified_against_the_megaflow() {
+        let mut table: FlowTable<u8> = FlowTable::default();
+        let mut mask = FlowKey::ZERO;
+        mask.nw_dst = [255, 255, 255, 0];
+        let mut key = FlowKey::ZERO;
+        key.in_port = 3;
+        key.nw_dst = [10, 1, 2, 0];
+        let flow = table.insert(&key, &mask, None, 1, 0).expect("insert");
+        let mut smc = Smc::new(1024, 7);
+        smc.insert(0xabcd_0011, flow);
+        let mut packet = key;
+        packet.nw_dst = [10, 1, 2, 99];
+        assert_eq!(smc.lookup(&packet, 0xabcd_0011, &table), Some(flow));
+        // Same signature and bucket, key outside the megaflow: a miss.
+        packet.nw_dst = [10, 1, 3, 99];
+        assert_eq!(smc.lookup(&packet, 0xabcd_0011, &table), None);
+        // Deleted flow: a miss.
+        packet.nw_dst = [10, 1, 2, 99];
+        table
+            .remove(table.get(flow).expect("live").ufid())
+            .expect("rm");
+        assert_eq!(smc.lookup(&packet, 0xabcd_0011, &table), None);
+    }
+
+    #[test]
+    fn disabled_smc_holds_nothing() {
+        let table: FlowTable<u8> = FlowTable::default();
+        let mut smc = Smc::disabled();
+        assert!(!smc.is_enabled());
+        assert_eq!(smc.heap_bytes(), 0);
+        let mut t2: FlowTable<u8> = FlowTable::default();
+        let f = t2
+            .insert(&FlowKey::ZERO, &FlowKey::exact_mask(), None, 0, 0)
+            .expect("insert");
+        smc.insert(1, f);
+        assert_eq!(smc.lookup(&FlowKey::ZERO, 1, &table), None);
+        assert_eq!(Smc::ENTRY_BYTES, 6);
+    }
+}

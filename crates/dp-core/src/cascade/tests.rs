@@ -1,0 +1,241 @@
+use super::*;
+use crate::flow::hash::hash_5tuple;
+use crate::flow::key::{ETH_TYPE_IPV4, FLOW_NW_FRAG_ANY, VLAN_CFI};
+
+fn pkt(in_port: u32, dst_last: u8, tp_src: u16) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = in_port;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_proto = 17;
+    k.nw_dst = [10, 0, 0, dst_last];
+    k.tp_src = tp_src;
+    k
+}
+
+fn dst_mask() -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    m.dl_type = u16::MAX;
+    m.nw_dst = [0xff; 4];
+    m
+}
+
+fn hashes_of(keys: &[FlowKey]) -> Vec<u32> {
+    keys.iter().map(|k| hash_5tuple(k, 0)).collect()
+}
+
+fn run(
+    cascade: &mut Cascade,
+    table: &mut FlowTable<u32>,
+    keys: &[FlowKey],
+    now: u64,
+) -> Vec<Disposition> {
+    let mut out = [Disposition::Miss; MAX_BURST];
+    cascade.lookup_batch(table, keys, &hashes_of(keys), now, &mut out);
+    out[..keys.len()].to_vec()
+}
+
+#[test]
+fn levels_and_counters_follow_ovs() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f1 = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("f1");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        ..CascadeConfig::default()
+    });
+    let keys: Vec<FlowKey> = (0..8).map(|i| pkt(1, 1 + (i % 2) as u8, i)).collect();
+    let out = run(&mut cascade, &mut table, &keys, 0);
+    for (k, d) in keys.iter().zip(&out) {
+        if k.nw_dst[3] == 1 {
+            assert_eq!(
+                *d,
+                Disposition::Hit {
+                    flow: f1,
+                    level: HitLevel::Megaflow
+                }
+            );
+        } else {
+            assert_eq!(*d, Disposition::Miss);
+        }
+    }
+    let s = *cascade.stats();
+    assert_eq!(
+        (s.packets, s.megaflow_hits, s.misses, s.emc_hits),
+        (8, 4, 4, 0)
+    );
+    assert_eq!(s.avg_subtable_lookups_per_megaflow_hit(), 1.0);
+    // Second pass: inv_prob 1 put every hit in the EMC.
+    let out = run(&mut cascade, &mut table, &keys, 1);
+    assert!(
+        out.iter()
+            .zip(&keys)
+            .filter(|(_, k)| k.nw_dst[3] == 1)
+            .all(|(d, _)| *d
+                == Disposition::Hit {
+                    flow: f1,
+                    level: HitLevel::Emc
+                })
+    );
+    let s = *cascade.stats();
+    assert_eq!(
+        (s.packets, s.emc_hits, s.megaflow_hits, s.misses),
+        (16, 4, 4, 8)
+    );
+    let text = s.to_string();
+    assert!(text.contains("  emc hits: 4\n"), "{text}");
+    assert!(text.contains("  avg. subtable lookups per megaflow hit: 1.00\n"));
+    cascade.reset_stats();
+    assert_eq!(*cascade.stats(), LookupStats::default());
+}
+
+#[test]
+fn emc_disabled_never_hits_and_smc_serves_when_enabled() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("f");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        smc_enabled: true,
+        smc_entries: 4096,
+        ..CascadeConfig::default()
+    });
+    let keys = [pkt(1, 1, 7)];
+    for round in 0..3 {
+        let out = run(&mut cascade, &mut table, &keys, round);
+        let level = if round == 0 {
+            HitLevel::Megaflow
+        } else {
+            HitLevel::Smc
+        };
+        assert_eq!(out[0], Disposition::Hit { flow: f, level });
+    }
+    let s = *cascade.stats();
+    assert_eq!((s.emc_hits, s.smc_hits, s.megaflow_hits), (0, 2, 1));
+    cascade.set_smc_enabled(false);
+    assert_eq!(cascade.smc().heap_bytes(), 0);
+}
+
+#[test]
+fn deleted_flow_is_never_returned_by_any_level() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), Some(9), 1, 0)
+        .expect("f");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        smc_enabled: true,
+        smc_entries: 4096,
+        ..CascadeConfig::default()
+    });
+    let keys = [pkt(1, 1, 7)];
+    run(&mut cascade, &mut table, &keys, 0);
+    assert_eq!(run(&mut cascade, &mut table, &keys, 0)[0].flow(), Some(f));
+    table.remove(9).expect("rm");
+    assert_eq!(
+        run(&mut cascade, &mut table, &keys, 0)[0],
+        Disposition::Miss
+    );
+    // The EMC is off: only the SMC could answer from its stale entry.
+    cascade.emc_mut().set_insert_inv_prob(0);
+    assert_eq!(
+        run(&mut cascade, &mut table, &keys, 0)[0],
+        Disposition::Miss
+    );
+}
+
+#[test]
+fn simple_match_serves_all_simple_ports_first() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let mut mask = FlowKey::ZERO;
+    mask.recirc_id = u32::MAX;
+    mask.packet_type = u32::MAX;
+    mask.dl_type = u16::MAX;
+    mask.vlans[0].tci = 0x1fff;
+    mask.nw_frag = 3;
+    let mut k = pkt(4, 0, 0);
+    k.nw_proto = 0;
+    k.nw_dst = [0; 4];
+    k.vlans[0].tci = VLAN_CFI | 10;
+    let f = table.insert(&k, &mask, None, 1, 0).expect("simple");
+    assert!(table.simple_match_enabled(4));
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        ..CascadeConfig::default()
+    });
+    let mut packet = pkt(4, 9, 9);
+    packet.vlans[0].tci = VLAN_CFI | 10;
+    let mut frag = packet;
+    frag.nw_frag = FLOW_NW_FRAG_ANY;
+    let out = run(&mut cascade, &mut table, &[packet, packet, frag], 0);
+    assert_eq!(
+        out[0],
+        Disposition::Hit {
+            flow: f,
+            level: HitLevel::SimpleMatch
+        }
+    );
+    assert_eq!(
+        out[1],
+        Disposition::Hit {
+            flow: f,
+            level: HitLevel::SimpleMatch
+        }
+    );
+    assert_eq!(out[2], Disposition::Miss);
+    assert_eq!(cascade.stats().simple_match_hits, 2);
+    assert!(
+        cascade
+            .stats()
+            .to_string()
+            .starts_with("  simple match hits: 2\n")
+    );
+}
+
+#[test]
+fn batches_mixing_ports_use_each_ports_classifier() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f1 = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("1");
+    let f2 = table
+        .insert(&pkt(2, 1, 0), &dst_mask(), None, 2, 0)
+        .expect("2");
+    let mut cascade = Cascade::default();
+    let keys: Vec<FlowKey> = (0..MAX_BURST)
+        .map(|i| pkt(1 + (i % 3) as u32, 1, 0))
+        .collect();
+    let out = run(&mut cascade, &mut table, &keys, 0);
+    for (k, d) in keys.iter().zip(&out) {
+        let want = match k.in_port {
+            1 => Some(f1),
+            2 => Some(f2),
+            _ => None,
+        };
+        assert_eq!(d.flow(), want);
+    }
+    let s = cascade.stats();
+    assert_eq!(s.megaflow_hits + s.misses + s.emc_hits, MAX_BURST as u64);
+}
+
+#[test]
+fn prepare_batch_extracts_keys_and_hashes() {
+    use crate::packet::{PacketPool, PoolConfig};
+    let pool = PacketPool::new("cascade-test", PoolConfig::heap(4));
+    let mut frame = vec![0u8; 60];
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+    frame[23] = 17;
+    frame[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    let mut batch = PacketBatch::new();
+    batch
+        .push(pool.alloc_from(&frame).expect("room"))
+        .expect("batch room");
+    let mut keys = [FlowKey::ZERO; MAX_BURST];
+    let mut hashes = [0u32; MAX_BURST];
+    assert_eq!(prepare_batch(&mut batch, &mut keys, &mut hashes), 1);
+    assert_eq!(keys[0].nw_dst, [10, 0, 0, 2]);
+    assert_eq!(hashes[0], hash_5tuple(&keys[0], 0));
+}

@@ -1,1 +1,0 @@
-//! Placeholder: filled by the caches/classifier issue (#4).

@@ -1,0 +1,411 @@
+//! The megaflow classifier (OVS `dpcls`): tuple space search over the
+//! installed megaflows of one input port.
+//!
+//! # What
+//! A [`Dpcls`] maps (mask, masked key) rules to a `u32` value (the flow
+//! table stores its flow index there) and answers, for a batch of packet
+//! keys, which rule each packet matches. The flow table keeps one `Dpcls`
+//! per `in_port`, as OVS does, so a port's packets never search another
+//! port's masks.
+//!
+//! # How
+//! One [`subtable`] per distinct mask. A batch is looked up against the
+//! best-ranked subtable first, then only the misses against the next, and
+//! so on until every packet hit or the subtables ran out. Each subtable
+//! counts its hits; [`Dpcls::maybe_sort`] re-ranks the subtables by those
+//! counts and resets them once per interval (default 1000 ms), so the
+//! subtables that serve most traffic are searched first.
+//!
+//! Rules are not prioritised: megaflows installed by the upcall path do
+//! not overlap for any packet (the translation unwildcards every field it
+//! looked at), so any matching rule is the right one. When rules do
+//! overlap the classifier returns one of the matching rules, the one in
+//! the best-ranked subtable; which one may change after a re-sort.
+//!
+//! # Tuple-space explosion (CVE-2019-25076 class)
+//! Every distinct mask costs every missing packet one more probe. The
+//! number of subtables is capped ([`DpclsConfig::max_subtables`]); an
+//! insert that would need one more is refused with
+//! [`DpclsError::SubtableLimit`] and counted in
+//! [`Dpcls::subtable_limit_hits`], so the upcall path can fall back
+//! (e.g. to a wider mask or to executing the packet without installing).
+//!
+//! # Thread story
+//! Owned by one PMD thread and used through `&mut`: no locks, no atomics.
+//! Lookups do not allocate; inserts may grow the subtable storage.
+
+pub mod index;
+pub mod subtable;
+
+use std::collections::HashMap;
+
+use crate::flow::{FLOW_U64S, FlowKey};
+use crate::packet::MAX_BURST;
+use index::WordHashBuilder;
+use subtable::Subtable;
+pub use subtable::{LookupImpl, SPECIALISED_WIDTHS};
+
+/// Default subtable re-ranking interval (OVS DPCLS_OPTIMIZATION_INTERVAL).
+pub const DEFAULT_SORT_INTERVAL_MS: u64 = 1000;
+/// Default cap on subtables per classifier.
+pub const DEFAULT_MAX_SUBTABLES: usize = 512;
+
+/// Tunables of one classifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DpclsConfig {
+    /// Most distinct masks (subtables); inserts needing more are refused.
+    pub max_subtables: usize,
+    /// How often [`Dpcls::maybe_sort`] re-ranks subtables, in ms.
+    pub sort_interval_ms: u64,
+    /// Use the width-specialised lookup loops (off only for benchmarks).
+    pub specialised_lookup: bool,
+}
+
+impl Default for DpclsConfig {
+    fn default() -> Self {
+        DpclsConfig {
+            max_subtables: DEFAULT_MAX_SUBTABLES,
+            sort_interval_ms: DEFAULT_SORT_INTERVAL_MS,
+            specialised_lookup: true,
+        }
+    }
+}
+
+/// Where a rule lives: stable while the rule is installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleHandle {
+    pub subtable: u32,
+    pub pos: u32,
+}
+
+/// Why an insert was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpclsError {
+    /// A rule with the same mask and masked key exists; its value.
+    Duplicate { existing: u32 },
+    /// The mask is new and the classifier already has `limit` subtables.
+    SubtableLimit { limit: usize },
+}
+
+impl std::fmt::Display for DpclsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DpclsError::Duplicate { existing } => {
+                write!(f, "dpcls: a rule with this match exists (value {existing})")
+            }
+            DpclsError::SubtableLimit { limit } => {
+                write!(
+                    f,
+                    "dpcls: subtable limit {limit} reached (new mask refused)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DpclsError {}
+
+/// The result of a batch lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchLookup {
+    /// Bit `i` set: packet `i` hit, its value is in `out[i]`.
+    pub found: u32,
+    /// Sum over hit packets of the 1-based rank of the subtable that hit
+    /// (OVS's `masked_lookup` figure behind "avg. subtable lookups per
+    /// megaflow hit").
+    pub subtable_lookups: u64,
+}
+
+/// The classifier of one input port; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Dpcls {
+    config: DpclsConfig,
+    subtables: Vec<Option<Subtable>>,
+    free_ids: Vec<u32>,
+    /// Subtable ids, best-ranked first.
+    order: Vec<u32>,
+    by_mask: HashMap<[u64; FLOW_U64S], u32, WordHashBuilder>,
+    len: usize,
+    next_sort_ms: Option<u64>,
+    subtable_limit_hits: u64,
+}
+
+impl Default for Dpcls {
+    fn default() -> Self {
+        Self::new(DpclsConfig::default())
+    }
+}
+
+impl Dpcls {
+    /// An empty classifier.
+    pub fn new(config: DpclsConfig) -> Dpcls {
+        Dpcls {
+            config,
+            subtables: Vec::new(),
+            free_ids: Vec::new(),
+            order: Vec::new(),
+            by_mask: HashMap::default(),
+            len: 0,
+            next_sort_ms: None,
+            subtable_limit_hits: 0,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DpclsConfig {
+        &self.config
+    }
+
+    /// Changes the subtable cap; existing subtables stay.
+    pub fn set_max_subtables(&mut self, max_subtables: usize) {
+        self.config.max_subtables = max_subtables;
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of subtables, i.e. distinct masks (OVS "masks: total").
+    pub fn subtable_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Inserts refused because the subtable cap was reached.
+    pub fn subtable_limit_hits(&self) -> u64 {
+        self.subtable_limit_hits
+    }
+
+    fn subtable(&self, id: u32) -> Option<&Subtable> {
+        self.subtables.get(id as usize)?.as_ref()
+    }
+
+    /// Adds the rule `key & mask → value`.
+    ///
+    /// `key` need not be pre-masked. Errors: a rule with the same match
+    /// exists ([`DpclsError::Duplicate`]), or the mask is new and the
+    /// subtable cap is reached ([`DpclsError::SubtableLimit`]).
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        mask: &FlowKey,
+        value: u32,
+    ) -> Result<RuleHandle, DpclsError> {
+        let id = match self.by_mask.get(mask.words()) {
+            Some(&id) => {
+                let subtable = self.subtables[id as usize]
+                    .as_mut()
+                    .expect("indexed subtable is live");
+                if let Some(pos) = subtable.find(key) {
+                    return Err(DpclsError::Duplicate {
+                        existing: subtable.value(pos).expect("found rule is live"),
+                    });
+                }
+                id
+            }
+            None => {
+                if self.order.len() >= self.config.max_subtables {
+                    self.subtable_limit_hits += 1;
+                    return Err(DpclsError::SubtableLimit {
+                        limit: self.config.max_subtables,
+                    });
+                }
+                let subtable = Subtable::new(mask, self.config.specialised_lookup);
+                let id = match self.free_ids.pop() {
+                    Some(id) => {
+                        self.subtables[id as usize] = Some(subtable);
+                        id
+                    }
+                    None => {
+                        self.subtables.push(Some(subtable));
+                        u32::try_from(self.subtables.len() - 1).expect("< 2^32 subtables")
+                    }
+                };
+                self.by_mask.insert(*mask.words(), id);
+                // A new mask goes last: it has no hits yet (OVS inserts new
+                // subtables at priority 0).
+                self.order.push(id);
+                id
+            }
+        };
+        let subtable = self.subtables[id as usize]
+            .as_mut()
+            .expect("subtable just found or made");
+        let pos = subtable.insert(key, value);
+        self.len += 1;
+        Ok(RuleHandle { subtable: id, pos })
+    }
+
+    /// Removes a rule, returning its value; `None` when the handle names no
+    /// live rule. A subtable left empty is destroyed.
+    pub fn remove(&mut self, handle: RuleHandle) -> Option<u32> {
+        let subtable = self.subtables.get_mut(handle.subtable as usize)?.as_mut()?;
+        let value = subtable.remove(handle.pos)?;
+        self.len -= 1;
+        if subtable.len() == 0 {
+            let mask = *subtable.mask();
+            self.by_mask.remove(mask.words());
+            self.subtables[handle.subtable as usize] = None;
+            self.free_ids.push(handle.subtable);
+            self.order.retain(|&id| id != handle.subtable);
+        }
+        Some(value)
+    }
+
+    /// The rule with exactly this match (mask and `key & mask`).
+    pub fn find_exact(&self, key: &FlowKey, mask: &FlowKey) -> Option<(RuleHandle, u32)> {
+        let &id = self.by_mask.get(mask.words())?;
+        let subtable = self.subtable(id)?;
+        let pos = subtable.find(key)?;
+        Some((RuleHandle { subtable: id, pos }, subtable.value(pos)?))
+    }
+
+    /// The value of a live rule.
+    pub fn value(&self, handle: RuleHandle) -> Option<u32> {
+        self.subtable(handle.subtable)?.value(handle.pos)
+    }
+
+    /// The rule's match as (masked key, mask).
+    pub fn rule_match(&self, handle: RuleHandle) -> Option<(FlowKey, FlowKey)> {
+        let subtable = self.subtable(handle.subtable)?;
+        subtable.value(handle.pos)?;
+        Some((subtable.rule_key(handle.pos), *subtable.mask()))
+    }
+
+    /// True when `key` matches the live rule `handle`.
+    #[inline]
+    pub fn rule_matches(&self, handle: RuleHandle, key: &FlowKey) -> bool {
+        self.subtable(handle.subtable)
+            .is_some_and(|s| s.rule_matches(handle.pos, key))
+    }
+
+    /// Every rule: (handle, value), subtable by subtable.
+    pub fn rules(&self) -> impl Iterator<Item = (RuleHandle, u32)> + '_ {
+        self.order.iter().flat_map(move |&id| {
+            self.subtable(id).into_iter().flat_map(move |s| {
+                s.rules()
+                    .map(move |(pos, v)| (RuleHandle { subtable: id, pos }, v))
+            })
+        })
+    }
+
+    /// Looks up the packets `keys[i]` with bit `i` of `active` set: best
+    /// subtable first, then the misses against the next. Hits are written
+    /// to `out[i]`. Does not allocate.
+    pub fn lookup_batch(
+        &mut self,
+        keys: &[FlowKey],
+        active: u32,
+        out: &mut [u32; MAX_BURST],
+    ) -> BatchLookup {
+        debug_assert!(keys.len() <= MAX_BURST);
+        debug_assert!(keys.len() == MAX_BURST || active >> keys.len() == 0);
+        let mut remaining = active;
+        let mut subtable_lookups = 0u64;
+        for (rank, &id) in self.order.iter().enumerate() {
+            if remaining == 0 {
+                break;
+            }
+            let Some(subtable) = self.subtables[id as usize].as_mut() else {
+                continue;
+            };
+            let found = subtable.lookup_batch(keys, remaining, out);
+            let hits = u64::from(found.count_ones());
+            subtable.hits += hits;
+            subtable_lookups += hits * (rank as u64 + 1);
+            remaining &= !found;
+        }
+        BatchLookup {
+            found: active & !remaining,
+            subtable_lookups,
+        }
+    }
+
+    /// Looks up one key.
+    pub fn lookup(&mut self, key: &FlowKey) -> Option<u32> {
+        let mut out = [0u32; MAX_BURST];
+        let res = self.lookup_batch(std::slice::from_ref(key), 1, &mut out);
+        (res.found & 1 != 0).then_some(out[0])
+    }
+
+    /// Re-ranks the subtables when the sort interval has elapsed since the
+    /// last sort (the first call only starts the clock). `now_ms` is the
+    /// caller's monotonic time in milliseconds. True when it sorted.
+    pub fn maybe_sort(&mut self, now_ms: u64) -> bool {
+        match self.next_sort_ms {
+            None => {
+                self.next_sort_ms = Some(now_ms.saturating_add(self.config.sort_interval_ms));
+                false
+            }
+            Some(deadline) if now_ms >= deadline => {
+                self.sort();
+                self.next_sort_ms = Some(now_ms.saturating_add(self.config.sort_interval_ms));
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Re-ranks the subtables by hits since the last sort (most first,
+    /// ties keep their order) and resets the hit counts.
+    pub fn sort(&mut self) {
+        let subtables = &self.subtables;
+        let hits = |id: &u32| {
+            subtables[*id as usize]
+                .as_ref()
+                .map_or(0, |s: &Subtable| s.hits)
+        };
+        self.order.sort_by_key(|id| std::cmp::Reverse(hits(id)));
+        for subtable in self.subtables.iter_mut().flatten() {
+            subtable.hits = 0;
+        }
+    }
+
+    /// The subtables best-ranked first, for `dpif-netdev/subtable-lookup`
+    /// style introspection.
+    pub fn subtable_info(&self) -> impl Iterator<Item = SubtableInfo> + '_ {
+        self.order.iter().filter_map(move |&id| {
+            let s = self.subtable(id)?;
+            Some(SubtableInfo {
+                id,
+                mask: *s.mask(),
+                rules: s.len(),
+                width_words: s.width(),
+                hits_since_sort: s.hits,
+                lookup_impl: s.lookup_impl(),
+            })
+        })
+    }
+
+    /// Heap bytes held by the classifier (subtables, rule storage, maps).
+    pub fn heap_bytes(&self) -> usize {
+        self.subtables.capacity() * size_of::<Option<Subtable>>()
+            + self
+                .subtables
+                .iter()
+                .flatten()
+                .map(Subtable::heap_bytes)
+                .sum::<usize>()
+            + self.order.capacity() * 4
+            + self.free_ids.capacity() * 4
+            + self.by_mask.capacity() * (size_of::<[u64; FLOW_U64S]>() + 5)
+    }
+}
+
+/// A subtable as seen from outside.
+#[derive(Clone, Debug)]
+pub struct SubtableInfo {
+    pub id: u32,
+    pub mask: FlowKey,
+    pub rules: usize,
+    pub width_words: usize,
+    pub hits_since_sort: u64,
+    pub lookup_impl: LookupImpl,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! One subtable of the megaflow classifier: every rule that shares one
+//! mask, looked up with a single hash probe per packet.
+//!
+//! # How it works
+//! The mask is reduced to the list of its non-zero 64-bit words
+//! (`word_idx`, `mask_words`: OVS's miniflow). A rule stores only those
+//! words of its masked key, `n` words in a slab (`keys`, stride `n`), so a
+//! rule's position never changes while it lives and the flow table can
+//! keep it as a handle. A [`HashIndex`] maps the hash of the masked words
+//! to rule positions; a candidate is confirmed by comparing the `n` words.
+//!
+//! Lookup is batched: first the hash of every active packet, then the
+//! probes, so the loads of different packets overlap. A mask of `n` words
+//! with `n` in [`SPECIALISED_WIDTHS`] is looked up by a const-generic copy
+//! of the loop whose word count the compiler knows (unrolled, no inner
+//! loop branch); other widths take the generic loop. The benchmark
+//! `dpcls_specialised_vs_generic` in benches/classifier.rs is the reason
+//! each width is kept.
+//!
+//! # Invariants
+//! - The hash of a key is `hash_masked_words(key, mask, word_map, 0)`, the
+//!   same for insert, the generic loop and every specialised loop.
+//! - `values[pos] == FREE` exactly when `pos` is on the free list.
+
+use super::index::HashIndex;
+use crate::flow::hash::{hash_add64, hash_finish, hash_masked_words};
+use crate::flow::{FLOW_U64S, FlowKey};
+use crate::packet::MAX_BURST;
+
+/// Mask widths (in 64-bit words) with a specialised lookup loop.
+pub const SPECIALISED_WIDTHS: std::ops::RangeInclusive<usize> = 1..=8;
+
+const FREE: u32 = u32::MAX;
+
+/// How a subtable looks up a batch: chosen once, from the mask width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupImpl {
+    Generic,
+    Specialised(usize),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Subtable {
+    mask: FlowKey,
+    word_map: u64,
+    word_idx: Vec<u8>,
+    mask_words: Vec<u64>,
+    keys: Vec<u64>,
+    values: Vec<u32>,
+    free: Vec<u32>,
+    index: HashIndex,
+    len: usize,
+    /// Packets that hit this subtable since the last re-sort.
+    pub(crate) hits: u64,
+    lookup_impl: LookupImpl,
+}
+
+impl Subtable {
+    pub(crate) fn new(mask: &FlowKey, allow_specialised: bool) -> Subtable {
+        let word_map = mask.nonzero_word_map();
+        let word_idx: Vec<u8> = (0..FLOW_U64S as u8)
+            .filter(|&i| word_map & (1 << i) != 0)
+            .collect();
+        let mask_words = word_idx
+            .iter()
+            .map(|&i| mask.words()[usize::from(i)])
+            .collect();
+        let n = word_idx.len();
+        let lookup_impl = if allow_specialised && SPECIALISED_WIDTHS.contains(&n) {
+            LookupImpl::Specialised(n)
+        } else {
+            LookupImpl::Generic
+        };
+        Subtable {
+            mask: *mask,
+            word_map,
+            word_idx,
+            mask_words,
+            keys: Vec::new(),
+            values: Vec::new(),
+            free: Vec::new(),
+            index: HashIndex::new(),
+            len: 0,
+            hits: 0,
+            lookup_impl,
+        }
+    }
+
+    pub(crate) fn mask(&self) -> &FlowKey {
+        &self.mask
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn width(&self) -> usize {
+        self.word_idx.len()
+    }
+
+    pub(crate) fn lookup_impl(&self) -> LookupImpl {
+        self.lookup_impl
+    }
+
+    /// Heap bytes held by this subtable's rule storage and index.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.keys.capacity() * 8
+            + self.values.capacity() * 4
+            + self.free.capacity() * 4
+            + self.index.heap_bytes()
+            + self.word_idx.capacity()
+            + self.mask_words.capacity() * 8
+    }
+
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u32 {
+        hash_masked_words(key, &self.mask, self.word_map, 0)
+    }
+
+    #[inline]
+    fn rule_words(&self, pos: u32) -> &[u64] {
+        let n = self.word_idx.len();
+        let start = pos as usize * n;
+        &self.keys[start..start + n]
+    }
+
+    fn masked_words_eq(&self, key: &FlowKey, rule: &[u64]) -> bool {
+        let words = key.words();
+        self.word_idx
+            .iter()
+            .zip(&self.mask_words)
+            .zip(rule)
+            .all(|((&i, &m), &r)| words[usize::from(i)] & m == r)
+    }
+
+    /// The rule position holding exactly `key & mask`, if any.
+    pub(crate) fn find(&self, key: &FlowKey) -> Option<u32> {
+        self.index.find(self.hash(key), |pos| {
+            self.masked_words_eq(key, self.rule_words(pos))
+        })
+    }
+
+    /// Adds a rule (the caller checked it is not a duplicate).
+    pub(crate) fn insert(&mut self, key: &FlowKey, value: u32) -> u32 {
+        debug_assert!(value != FREE, "u32::MAX is the free marker");
+        let hash = self.hash(key);
+        let words = key.words();
+        let masked = self
+            .word_idx
+            .iter()
+            .zip(&self.mask_words)
+            .map(|(&i, &m)| words[usize::from(i)] & m);
+        let pos = match self.free.pop() {
+            Some(pos) => {
+                let n = self.word_idx.len();
+                let start = pos as usize * n;
+                for (slot, w) in self.keys[start..start + n].iter_mut().zip(masked) {
+                    *slot = w;
+                }
+                self.values[pos as usize] = value;
+                pos
+            }
+            None => {
+                let pos = u32::try_from(self.values.len()).expect("fewer than 2^32 rules");
+                self.keys.extend(masked);
+                self.values.push(value);
+                pos
+            }
+        };
+        self.index.insert(hash, pos);
+        self.len += 1;
+        pos
+    }
+
+    /// Removes the rule at `pos`, returning its value.
+    pub(crate) fn remove(&mut self, pos: u32) -> Option<u32> {
+        let value = *self.values.get(pos as usize)?;
+        if value == FREE {
+            return None;
+        }
+        let key = self.rule_key(pos);
+        let hash = self.hash(&key);
+        let removed = self.index.remove(hash, pos);
+        debug_assert!(removed, "live rule is indexed");
+        self.values[pos as usize] = FREE;
+        self.free.push(pos);
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// The value of the live rule at `pos`.
+    pub(crate) fn value(&self, pos: u32) -> Option<u32> {
+        self.values
+            .get(pos as usize)
+            .copied()
+            .filter(|&v| v != FREE)
+    }
+
+    /// The masked key of the rule at `pos`, as a full key.
+    pub(crate) fn rule_key(&self, pos: u32) -> FlowKey {
+        let mut key = FlowKey::ZERO;
+        let words = key.words_mut();
+        for (&i, &w) in self.word_idx.iter().zip(self.rule_words(pos)) {
+            words[usize::from(i)] = w;
+        }
+        key
+    }
+
+    /// True when `key` matches the rule at `pos` (a live rule).
+    #[inline]
+    pub(crate) fn rule_matches(&self, pos: u32, key: &FlowKey) -> bool {
+        self.value(pos).is_some() && self.masked_words_eq(key, self.rule_words(pos))
+    }
+
+    /// Every live rule: (position, value).
+    pub(crate) fn rules(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != FREE)
+            .map(|(pos, v)| (pos as u32, *v))
+    }
+
+    /// Looks up the packets whose bit is set in `active`, writing the
+    /// value of each hit to `out[i]`; returns the bitmap of hits.
+    #[inline]
+    pub(crate) fn lookup_batch(
+        &self,
+        keys: &[FlowKey],
+        active: u32,
+        out: &mut [u32; MAX_BURST],
+    ) -> u32 {
+        match self.lookup_impl {
+            LookupImpl::Specialised(1) => self.lookup_fixed::<1>(keys, active, out),
+            LookupImpl::Specialised(2) => self.lookup_fixed::<2>(keys, active, out),
+            LookupImpl::Specialised(3) => self.lookup_fixed::<3>(keys, active, out),
+            LookupImpl::Specialised(4) => self.lookup_fixed::<4>(keys, active, out),
+            LookupImpl::Specialised(5) => self.lookup_fixed::<5>(keys, active, out),
+            LookupImpl::Specialised(6) => self.lookup_fixed::<6>(keys, active, out),
+            LookupImpl::Specialised(7) => self.lookup_fixed::<7>(keys, active, out),
+            LookupImpl::Specialised(8) => self.lookup_fixed::<8>(keys, active, out),
+            _ => self.lookup_generic(keys, active, out),
+        }
+    }
+
+    fn lookup_generic(&self, keys: &[FlowKey], active: u32, out: &mut [u32; MAX_BURST]) -> u32 {
+        let mut hashes = [0u32; MAX_BURST];
+        let mut bits = active;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            hashes[i] = self.hash(&keys[i]);
+            bits &= bits - 1;
+        }
+        let mut found = 0u32;
+        let mut bits = active;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            let key = &keys[i];
+            if let Some(pos) = self.index.find(hashes[i], |pos| {
+                self.masked_words_eq(key, self.rule_words(pos))
+            }) {
+                out[i] = self.values[pos as usize];
+                found |= 1 << i;
+            }
+            bits &= bits - 1;
+        }
+        found
+    }
+
+    fn lookup_fixed<const N: usize>(
+        &self,
+        keys: &[FlowKey],
+        active: u32,
+        out: &mut [u32; MAX_BURST],
+    ) -> u32 {
+        debug_assert_eq!(self.word_idx.len(), N);
+        let idx: [usize; N] = std::array::from_fn(|j| usize::from(self.word_idx[j]) % FLOW_U64S);
+        let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
+        let masked_of = |key: &FlowKey| -> [u64; N] {
+            let words = key.words();
+            std::array::from_fn(|j| words[idx[j]] & mask[j])
+        };
+        let mut hashes = [0u32; MAX_BURST];
+        let mut bits = active;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            let masked = masked_of(&keys[i]);
+            let mut hash = 0u32;
+            for w in masked {
+                hash = hash_add64(hash, w);
+            }
+            hashes[i] = hash_finish(hash, (N * 8) as u32);
+            bits &= bits - 1;
+        }
+        let mut found = 0u32;
+        let mut bits = active;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            let masked = masked_of(&keys[i]);
+            if let Some(pos) = self.index.find(hashes[i], |pos| {
+                let start = pos as usize * N;
+                self.keys[start..start + N] == masked
+            }) {
+                out[i] = self.values[pos as usize];
+                found |= 1 << i;
+            }
+            bits &= bits - 1;
+        }
+        found
+    }
+}

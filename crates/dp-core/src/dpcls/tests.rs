@@ -1,0 +1,200 @@
+use super::*;
+
+fn key(in_port: u32, nw_dst: [u8; 4], tp_dst: u16) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = in_port;
+    k.dl_type = crate::flow::key::ETH_TYPE_IPV4;
+    k.nw_dst = nw_dst;
+    k.tp_dst = tp_dst;
+    k
+}
+
+fn dst_mask(prefix_bytes: usize) -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    m.in_port = u32::MAX;
+    m.dl_type = u16::MAX;
+    for b in &mut m.nw_dst[..prefix_bytes] {
+        *b = 0xff;
+    }
+    m
+}
+
+#[test]
+fn insert_lookup_remove() {
+    let mut cls = Dpcls::default();
+    let h = cls
+        .insert(&key(1, [10, 0, 0, 9], 0), &dst_mask(3), 42)
+        .expect("insert");
+    assert_eq!(cls.len(), 1);
+    assert_eq!(cls.subtable_count(), 1);
+    assert_eq!(cls.lookup(&key(1, [10, 0, 0, 200], 80)), Some(42));
+    assert_eq!(cls.lookup(&key(1, [10, 0, 1, 200], 80)), None);
+    assert_eq!(cls.lookup(&key(2, [10, 0, 0, 200], 80)), None);
+    assert_eq!(
+        cls.insert(&key(1, [10, 0, 0, 1], 0), &dst_mask(3), 43),
+        Err(DpclsError::Duplicate { existing: 42 })
+    );
+    let (masked, mask) = cls.rule_match(h).expect("rule");
+    assert_eq!(masked.nw_dst, [10, 0, 0, 0]);
+    assert_eq!(mask, dst_mask(3));
+    assert_eq!(cls.remove(h), Some(42));
+    assert_eq!(cls.remove(h), None);
+    assert_eq!(cls.subtable_count(), 0, "empty subtable is destroyed");
+    assert_eq!(cls.lookup(&key(1, [10, 0, 0, 200], 80)), None);
+}
+
+#[test]
+fn subtable_limit_is_counted_and_configurable() {
+    let mut cls = Dpcls::new(DpclsConfig {
+        max_subtables: 2,
+        ..DpclsConfig::default()
+    });
+    cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(1), 1)
+        .expect("first mask");
+    cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(2), 2)
+        .expect("second mask");
+    // Same mask as an existing subtable: no new subtable, allowed.
+    cls.insert(&key(1, [11, 0, 0, 0], 0), &dst_mask(1), 3)
+        .expect("existing mask");
+    assert_eq!(
+        cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(3), 4),
+        Err(DpclsError::SubtableLimit { limit: 2 })
+    );
+    assert_eq!(cls.subtable_limit_hits(), 1);
+    assert_eq!(cls.subtable_count(), 2);
+    assert_eq!(cls.len(), 3);
+    cls.set_max_subtables(3);
+    cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(3), 4)
+        .expect("raised limit");
+    assert_eq!(cls.subtable_count(), 3);
+    assert_eq!(cls.subtable_limit_hits(), 1);
+}
+
+#[test]
+fn ranking_moves_the_busy_subtable_first() {
+    let mut cls = Dpcls::default();
+    // Subtable A (/8) holds 10.x, subtable B (/24) holds 20.0.0.x; no
+    // packet matches both.
+    cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(1), 1)
+        .expect("a");
+    cls.insert(&key(1, [20, 0, 0, 0], 0), &dst_mask(3), 2)
+        .expect("b");
+    let keys = [key(1, [20, 0, 0, 7], 0); MAX_BURST];
+    let mut out = [0u32; MAX_BURST];
+    let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+    assert_eq!(res.found, u32::MAX);
+    assert!(out.iter().all(|&v| v == 2));
+    assert_eq!(res.subtable_lookups, 2 * MAX_BURST as u64, "B ranked 2nd");
+    assert!(!cls.maybe_sort(0), "first call starts the clock");
+    assert!(!cls.maybe_sort(999));
+    assert!(cls.maybe_sort(1000));
+    let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+    assert_eq!(res.subtable_lookups, MAX_BURST as u64, "B ranked 1st");
+    let info: Vec<_> = cls.subtable_info().collect();
+    assert_eq!(info[0].mask, dst_mask(3));
+    assert_eq!(info[0].hits_since_sort, MAX_BURST as u64);
+}
+
+/// OVS tests/pmd.at re-ranks subtables holding overlapping megaflows and
+/// checks packets keep resolving. Here: two overlapping rules (a /16 and
+/// a /24 over the same destination); every packet inside the /24 matches
+/// both. Before and after each re-sort, every such packet gets one of the
+/// two, the same one for all of them between sorts, and the packets only
+/// inside the /16 always get the /16 rule.
+#[test]
+fn overlapping_megaflows_resolve_consistently_across_reranking() {
+    let mut cls = Dpcls::default();
+    // The /24 is inserted first, so it starts ranked first; traffic mostly
+    // outside it then ranks the /16 first, which shadows the /24.
+    cls.insert(&key(1, [10, 1, 2, 0], 0), &dst_mask(3), 24)
+        .expect("/24");
+    cls.insert(&key(1, [10, 1, 0, 0], 0), &dst_mask(2), 16)
+        .expect("/16");
+    let mut out = [0u32; MAX_BURST];
+    let mut now = 0;
+    cls.maybe_sort(now);
+    let mut seen_answers = Vec::new();
+    for round in 0..6u8 {
+        // Traffic mix alternates to flip the ranking between rounds.
+        let mut keys = [FlowKey::ZERO; MAX_BURST];
+        for (i, k) in keys.iter_mut().enumerate() {
+            let inside_24 = (i % 4 == 0) ^ (round % 2 == 1);
+            *k = if inside_24 {
+                key(1, [10, 1, 2, i as u8], 0)
+            } else {
+                key(1, [10, 1, 9, i as u8], 0)
+            };
+        }
+        for _ in 0..3 {
+            let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+            assert_eq!(res.found, u32::MAX);
+            let mut answer_for_24 = None;
+            for (k, &v) in keys.iter().zip(&out) {
+                if k.nw_dst[2] == 2 {
+                    assert!(v == 16 || v == 24);
+                    assert_eq!(*answer_for_24.get_or_insert(v), v, "consistent");
+                } else {
+                    assert_eq!(v, 16);
+                }
+            }
+            seen_answers.extend(answer_for_24);
+        }
+        now += DEFAULT_SORT_INTERVAL_MS;
+        assert!(cls.maybe_sort(now));
+    }
+    // The re-sort really changed the winner (24, then 16): the test
+    // exercised re-ranking.
+    seen_answers.dedup();
+    assert_eq!(seen_answers, vec![24, 16]);
+}
+
+#[test]
+fn specialised_and_generic_lookups_agree() {
+    // Masks of 1..=10 words: covers every specialised width and beyond.
+    for width in 1..=10usize {
+        let mut mask = FlowKey::ZERO;
+        for w in 0..width {
+            mask.words_mut()[w * 3 % crate::flow::FLOW_U64S] = 0x00ff_00ff_00ff_00ff;
+        }
+        let map = mask.nonzero_word_map();
+        let width = map.count_ones() as usize;
+        let mut spec = Dpcls::default();
+        let mut generic = Dpcls::new(DpclsConfig {
+            specialised_lookup: false,
+            ..DpclsConfig::default()
+        });
+        let mut keys = [FlowKey::ZERO; MAX_BURST];
+        let mut x = 0x1234_5678_9abc_def0u64 ^ width as u64;
+        for (i, k) in keys.iter_mut().enumerate() {
+            for w in k.words_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *w = x;
+            }
+            if i % 2 == 0 {
+                spec.insert(k, &mask, i as u32).expect("spec");
+                generic.insert(k, &mask, i as u32).expect("generic");
+            }
+        }
+        let expect_impl = if SPECIALISED_WIDTHS.contains(&width) {
+            LookupImpl::Specialised(width)
+        } else {
+            LookupImpl::Generic
+        };
+        assert_eq!(
+            spec.subtable_info().next().expect("one").lookup_impl,
+            expect_impl
+        );
+        let (mut a, mut b) = ([0u32; MAX_BURST], [0u32; MAX_BURST]);
+        let ra = spec.lookup_batch(&keys, u32::MAX, &mut a);
+        let rb = generic.lookup_batch(&keys, u32::MAX, &mut b);
+        assert_eq!(ra.found, rb.found);
+        assert_eq!(ra.found & 0x5555_5555, 0x5555_5555, "width {width}");
+        for i in 0..MAX_BURST {
+            if ra.found & (1 << i) != 0 {
+                assert_eq!(a[i], b[i]);
+            }
+        }
+    }
+}

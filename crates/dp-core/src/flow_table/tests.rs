@@ -1,0 +1,289 @@
+use super::*;
+use crate::flow::key::{ETH_TYPE_ARP, VLAN_CFI};
+
+fn udp_key(in_port: u32, src: [u8; 4], dst: [u8; 4], tp_dst: u16) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = in_port;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_proto = 17;
+    k.nw_src = src;
+    k.nw_dst = dst;
+    k.tp_dst = tp_dst;
+    k
+}
+
+fn five_tuple_mask() -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    m.dl_type = u16::MAX;
+    m.nw_proto = u8::MAX;
+    m.nw_src = [0xff; 4];
+    m.nw_dst = [0xff; 4];
+    m.tp_dst = u16::MAX;
+    m
+}
+
+#[test]
+fn murmur3_x64_128_matches_reference_vectors() {
+    // Reference values of MurmurHash3_x64_128 (smhasher), seed 0.
+    assert_eq!(murmur3_x64_128(b"", 0), 0);
+    let fox = murmur3_x64_128(b"The quick brown fox jumps over the lazy dog", 0);
+    assert_eq!(fox as u64, 0xe34b_bc7b_bc07_1b6c);
+    assert_eq!((fox >> 64) as u64, 0x7a43_3ca9_c49a_9347);
+}
+
+#[test]
+fn ufid_generation_is_deterministic_and_depends_on_the_match() {
+    let key = udp_key(1, [10, 0, 0, 1], [10, 0, 0, 2], 53);
+    let mask = five_tuple_mask();
+    let ufid = ufid_from_match(&key, &mask);
+    assert_eq!(ufid, ufid_from_match(&key, &mask));
+    // Bits outside the mask do not change it.
+    let mut noisy = key;
+    noisy.tp_src = 999;
+    noisy.dl_src = [1; 6];
+    assert_eq!(ufid, ufid_from_match(&noisy, &mask));
+    // The in_port mask is always exact, whatever the installer says.
+    let mut exact_port = mask;
+    exact_port.in_port = u32::MAX;
+    assert_eq!(ufid, ufid_from_match(&key, &exact_port));
+    // A different key or a different mask gives a different UFID.
+    assert_ne!(
+        ufid,
+        ufid_from_match(&udp_key(1, [10, 0, 0, 1], [10, 0, 0, 2], 54), &mask)
+    );
+    let mut wider = mask;
+    wider.tp_dst = 0;
+    let mut same_value_key = key;
+    same_value_key.tp_dst = 0;
+    assert_ne!(
+        ufid_from_match(&same_value_key, &mask),
+        ufid_from_match(&same_value_key, &wider)
+    );
+    // Pinned value: a change to the function breaks UFIDs across restarts.
+    let mut table: FlowTable<()> = FlowTable::default();
+    let r = table.insert(&key, &mask, None, (), 0).expect("insert");
+    assert_eq!(table.get(r).expect("live").ufid(), ufid);
+    assert_eq!(UfidDisplay(ufid).to_string().len(), "ufid:".len() + 36);
+}
+
+#[test]
+fn ufid_display_matches_ovs_layout() {
+    let ufid = 0x0000_0004_0000_0003_0000_0002_0000_0001u128;
+    assert_eq!(
+        UfidDisplay(ufid).to_string(),
+        "ufid:00000001-0000-0002-0000-000300000004"
+    );
+}
+
+#[test]
+fn insert_find_modify_remove() {
+    let mut table: FlowTable<&'static str> = FlowTable::default();
+    let key = udp_key(3, [1, 1, 1, 1], [2, 2, 2, 2], 80);
+    let r = table
+        .insert(&key, &five_tuple_mask(), Some(77), "out:1", 5)
+        .expect("insert");
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.find_ufid(77), Some(r));
+    assert_eq!(table.find_match(&key, &five_tuple_mask()), Some(r));
+    assert_eq!(table.mask_count(3), 1);
+    assert_eq!(table.mask_count(4), 0);
+    let (masked, mask) = table.flow_match(r).expect("match");
+    assert_eq!(masked, key);
+    assert_eq!(mask.in_port, u32::MAX);
+    assert_eq!(table.get(r).expect("live").created_ms(), 5);
+
+    assert_eq!(
+        table.insert(&key, &five_tuple_mask(), Some(77), "x", 0),
+        Err(FlowTableError::UfidExists { ufid: 77 })
+    );
+    assert_eq!(
+        table.insert(&key, &five_tuple_mask(), Some(78), "x", 0),
+        Err(FlowTableError::MatchExists { ufid: 77 })
+    );
+
+    table.record_use(r, 2, 120, 0x12, 10);
+    assert_eq!(table.modify_actions(77, "out:2", false), Ok("out:1"));
+    let flow = table.get(r).expect("still live after modify");
+    assert_eq!(flow.actions, "out:2");
+    assert_eq!(flow.stats.packets, 2);
+    assert_eq!(flow.stats.bytes, 120);
+    assert_eq!(flow.stats.tcp_flags, 0x12);
+    assert_eq!(flow.stats.used_ms, 10);
+    assert_eq!(table.modify_actions(77, "out:3", true), Ok("out:2"));
+    assert_eq!(table.get(r).expect("live").stats, FlowStats::default());
+    assert_eq!(
+        table.modify_actions(1, "x", false),
+        Err(FlowTableError::NoSuchFlow { ufid: 1 })
+    );
+
+    let removed = table.remove(77).expect("remove");
+    assert_eq!(removed.actions, "out:3");
+    assert_eq!(removed.key, key);
+    assert!(!table.is_live(r));
+    assert_eq!(table.find_ufid(77), None);
+    assert_eq!(table.mask_count(3), 0);
+    assert!(table.is_empty());
+    assert_eq!(
+        table.remove(77).map(|_| ()),
+        Err(FlowTableError::NoSuchFlow { ufid: 77 })
+    );
+}
+
+#[test]
+fn limits_are_enforced_and_named() {
+    let mut table: FlowTable<u8> = FlowTable::new(FlowTableConfig {
+        max_flows: 2,
+        ..FlowTableConfig::default()
+    });
+    table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 1),
+            &five_tuple_mask(),
+            None,
+            0,
+            0,
+        )
+        .expect("1");
+    table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 2),
+            &five_tuple_mask(),
+            None,
+            0,
+            0,
+        )
+        .expect("2");
+    assert_eq!(
+        table.insert(
+            &udp_key(1, [1; 4], [1; 4], 3),
+            &five_tuple_mask(),
+            None,
+            0,
+            0
+        ),
+        Err(FlowTableError::TableFull { limit: 2 })
+    );
+
+    let mut table: FlowTable<u8> = FlowTable::default();
+    table.set_max_subtables(1);
+    table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 1),
+            &five_tuple_mask(),
+            None,
+            0,
+            0,
+        )
+        .expect("first mask");
+    let err = table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 1),
+            &FlowKey::exact_mask(),
+            None,
+            0,
+            0,
+        )
+        .expect_err("second mask on port 1");
+    assert_eq!(
+        err,
+        FlowTableError::SubtableLimit {
+            in_port: 1,
+            limit: 1
+        }
+    );
+    assert!(err.to_string().contains("in_port 1"));
+    assert_eq!(table.subtable_limit_hits(), 1);
+    // Another port has its own classifier and budget.
+    table
+        .insert(
+            &udp_key(2, [1; 4], [1; 4], 1),
+            &FlowKey::exact_mask(),
+            None,
+            0,
+            0,
+        )
+        .expect("port 2");
+    assert_eq!(table.total_mask_count(), 2);
+    assert_eq!(table.len(), 2);
+}
+
+#[test]
+fn stale_refs_die_and_reused_slots_get_new_generations() {
+    let mut table: FlowTable<u8> = FlowTable::default();
+    let a = table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 1),
+            &five_tuple_mask(),
+            None,
+            1,
+            0,
+        )
+        .expect("a");
+    let ufid = table.get(a).expect("live").ufid();
+    table.remove(ufid).expect("rm");
+    let b = table
+        .insert(
+            &udp_key(1, [1; 4], [1; 4], 2),
+            &five_tuple_mask(),
+            None,
+            2,
+            0,
+        )
+        .expect("b");
+    assert_eq!(a.index(), b.index());
+    assert_ne!(a.generation(), b.generation());
+    assert!(table.get(a).is_none());
+    assert_eq!(table.get(b).expect("b").actions, 2);
+    assert_eq!(table.iter().count(), 1);
+    table.clear();
+    assert!(table.is_empty());
+    assert_eq!(table.total_mask_count(), 0);
+}
+
+#[test]
+fn simple_match_flows_are_recognised() {
+    let mut table: FlowTable<u8> = FlowTable::default();
+    let (with_frag, without_frag) = simple_masks();
+    let mut ip = FlowKey::ZERO;
+    ip.in_port = 5;
+    ip.dl_type = ETH_TYPE_IPV4;
+    ip.vlans[0].tci = VLAN_CFI | 100;
+    let r = table.insert(&ip, &with_frag, None, 1, 0).expect("ip");
+    assert!(table.get(r).expect("live").is_simple());
+    assert!(table.simple_match_enabled(5));
+    let mut packet = ip;
+    packet.nw_src = [9, 9, 9, 9];
+    packet.vlans[0].tci |= 0xe000; // PCP is not matched
+    assert_eq!(table.simple_lookup(&packet), Some(r));
+    packet.nw_frag = FLOW_NW_FRAG_ANY;
+    assert_eq!(table.simple_lookup(&packet), None);
+
+    // Non-IP without fragment bits is simple; IP without them is not.
+    let mut arp = ip;
+    arp.dl_type = ETH_TYPE_ARP;
+    let ra = table.insert(&arp, &without_frag, None, 2, 0).expect("arp");
+    assert!(table.get(ra).expect("live").is_simple());
+    let mut ip6 = ip;
+    ip6.dl_type = ETH_TYPE_IPV6;
+    let r6 = table.insert(&ip6, &without_frag, None, 3, 0).expect("ip6");
+    assert!(!table.get(r6).expect("live").is_simple());
+    assert!(
+        !table.simple_match_enabled(5),
+        "one non-simple flow disables"
+    );
+    table
+        .remove(table.get(r6).expect("live").ufid())
+        .expect("rm");
+    assert!(table.simple_match_enabled(5));
+    table
+        .remove(table.get(r).expect("live").ufid())
+        .expect("rm");
+    assert_eq!(table.simple_lookup(&ip), None);
+
+    let mut off: FlowTable<u8> = FlowTable::new(FlowTableConfig {
+        simple_match: false,
+        ..FlowTableConfig::default()
+    });
+    off.insert(&ip, &with_frag, None, 1, 0).expect("ip");
+    assert!(!off.simple_match_enabled(5));
+}
