@@ -61,3 +61,10 @@ fn masked_keys_round_trip() {
     let unsupported = check("masked-keys.txt", &lines, odp::normalize_masked_key);
     assert_eq!(unsupported, Vec::<usize>::new());
 }
+
+#[test]
+fn keys_normalize_like_ovs() {
+    let expected = data("keys.expected.txt");
+    let unsupported = check("keys.txt", &expected, odp::normalize_key);
+    assert_eq!(unsupported, Vec::<usize>::new());
+}

@@ -21,6 +21,7 @@
 //! Everything here is pure data transformation: no threads, no I/O.
 
 pub mod attr;
+pub mod flow;
 pub mod fmt;
 pub mod key;
 pub mod scan;
@@ -75,4 +76,22 @@ pub(crate) fn format_port(out: &mut String, names: Option<&PortNames>, port: u32
 pub fn normalize_masked_key(s: &str) -> Result<String> {
     let m = key::parse_masked(s, None)?;
     Ok(key::format_masked(&m.key, Some(&m.mask), None, false))
+}
+
+/// `ovstest test-odp parse-keys`: parses an exact key, converts it to a
+/// flow and back, and prints it the way OVS prints a key (with the
+/// metadata it always includes; a fitness other than perfect is
+/// prefixed, e.g. `ODP_FIT_TOO_LITTLE: `).
+pub fn normalize_key(s: &str) -> Result<String> {
+    let attrs = key::parse(s, None)?;
+    let (flow, extras, fit) = flow::key_to_flow_ext(&attrs)?;
+    let prefix = match fit {
+        flow::Fitness::Perfect => "",
+        flow::Fitness::TooLittle => "ODP_FIT_TOO_LITTLE: ",
+        flow::Fitness::TooMuch => "ODP_FIT_TOO_MUCH: ",
+    };
+    Ok(format!(
+        "{prefix}{}",
+        key::format(&flow::flow_to_key_ext(&flow, &extras), None)
+    ))
 }
