@@ -40,31 +40,6 @@ fn num(s: &str) -> u64 {
     }
 }
 
-/// Frames of a classic (microsecond, little- or big-endian) pcap file.
-fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let le = match bytes[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] => false,
-        _ => panic!("not a pcap file"),
-    };
-    let u32_at = |at: usize| {
-        let b: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
-        if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let caplen = u32_at(at + 8) as usize;
-        frames.push(bytes[at + 16..at + 16 + caplen].to_vec());
-        at += 16 + caplen;
-    }
-    frames
-}
-
 struct Expected {
     n: usize,
     attributes: String,
@@ -111,7 +86,11 @@ fn flowgen_frames_extract_the_expected_fields() {
     let expected = load_expected();
     assert_eq!(expected.len(), 247);
     let pcap = std::fs::read(conformance_dir().join("flowgen.pcap")).expect("flowgen.pcap");
-    let frames = pcap_frames(&pcap);
+    let frames: Vec<Vec<u8>> = dp_core::pcap::parse(&pcap)
+        .expect("valid pcap")
+        .into_iter()
+        .map(|r| r.data)
+        .collect();
     assert_eq!(frames.len(), expected.len());
 
     let pool = PacketPool::new("flowgen", PoolConfig::heap(4));

@@ -2,6 +2,8 @@
 //!
 //! - [`packet`]: packet buffers, pools and batches.
 //! - [`flow`]: the datapath flow key, its extraction and hashing.
+//! - [`netdev`]: the provider interface every port driver implements.
+//! - [`pcap`]: the pcap file format (read and write, in memory).
 //!
 //! Everything here is deterministic: callers pass buffers and the time, so
 //! a whole datapath iteration can be stepped in a unit test.
@@ -17,6 +19,8 @@
 pub mod packet;
 
 pub mod flow;
+pub mod netdev;
+pub mod pcap;
 
 pub mod action;
 pub mod execute;

@@ -1,6 +1,10 @@
 //! dp-pmd: the running datapath (ports, poll-mode threads, upcalls,
-//! revalidation). It builds on `dp-core`; the PMD loop lands with the
-//! datapath issue, and this crate holds nothing else until then.
+//! revalidation).
+//!
+//! - [`netdev`]: the in-tree drivers that need no hardware (`dummy`,
+//!   `dummy-pmd`, `pcap`).
 #![forbid(unsafe_code)]
+
+pub mod netdev;
 
 pub use dp_core;
