@@ -118,7 +118,7 @@ enum Op {
     Insert {
         fields: Fields,
         from_pool: Option<usize>,
-        mask: FlowKey,
+        mask: Box<FlowKey>,
     },
     /// Deletes the n-th live rule (modulo the count).
     Delete(usize),
@@ -133,7 +133,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (fields(), prop::option::weighted(0.7, any::<usize>()), mask())
-            .prop_map(|(fields, from_pool, mask)| Op::Insert { fields, from_pool, mask }),
+            .prop_map(|(fields, from_pool, mask)| Op::Insert { fields, from_pool, mask: Box::new(mask) }),
         2 => any::<usize>().prop_map(Op::Delete),
         4 => prop::collection::vec(any::<usize>(), 1..=MAX_BURST).prop_map(Op::Lookup),
         1 => (0u64..1500).prop_map(Op::Tick),
@@ -194,6 +194,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Insert { fields, from_pool, mask } => {
+                    let mask = *mask;
                     let masked = key_of(&rule_fields(&pool, fields, from_pool)).masked(&mask);
                     let dup = live.iter().find(|(_, r, _)| r.mask == mask && r.masked == masked);
                     let res = cls.insert(&masked, &mask, next_value);
@@ -272,7 +273,8 @@ proptest! {
         let mut now = 0u64;
         for op in ops {
             match op {
-                Op::Insert { fields, from_pool, mut mask } => {
+                Op::Insert { fields, from_pool, mask } => {
+                    let mut mask = *mask;
                     mask.in_port = u32::MAX; // the table always matches in_port exactly
                     let masked = key_of(&rule_fields(&pool, fields, from_pool)).masked(&mask);
                     if live.values().any(|r| overlaps(&r.masked, &r.mask, &masked, &mask)) {
@@ -353,7 +355,8 @@ proptest! {
         let mut now = 0;
         for op in ops {
             match op {
-                Op::Insert { fields, from_pool, mut mask } => {
+                Op::Insert { fields, from_pool, mask } => {
+                    let mut mask = *mask;
                     mask.in_port = u32::MAX;
                     let masked = key_of(&rule_fields(&pool, fields, from_pool)).masked(&mask);
                     if let Ok(flow) = table.insert(&masked, &mask, None, 0, now) {
