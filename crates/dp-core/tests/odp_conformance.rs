@@ -68,3 +68,21 @@ fn keys_normalize_like_ovs() {
     let unsupported = check("keys.txt", &expected, odp::normalize_key);
     assert_eq!(unsupported, Vec::<usize>::new());
 }
+
+#[test]
+fn actions_round_trip() {
+    let lines = data("actions.txt");
+    let unsupported = check("actions.txt", &lines, odp::normalize_actions);
+    // SRv6 tunnel headers are not implemented yet.
+    assert_eq!(unsupported, vec![39]);
+}
+
+#[test]
+fn invalid_actions_are_rejected() {
+    for line in data("actions-invalid.txt") {
+        match odp::normalize_actions(&line) {
+            Ok(out) => panic!("accepted invalid actions {line:?} as {out:?}"),
+            Err(e) => eprintln!("rejected {line:?}: {e}"),
+        }
+    }
+}

@@ -148,7 +148,7 @@ fn single<'a, T: Copy>(
     Ok(r)
 }
 
-fn parse_attr(
+pub(crate) fn parse_attr(
     c: &mut Cursor,
     names: Option<&PortNames>,
     depth: &mut usize,

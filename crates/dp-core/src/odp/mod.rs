@@ -20,6 +20,7 @@
 //!
 //! Everything here is pure data transformation: no threads, no I/O.
 
+pub mod actions;
 pub mod attr;
 pub mod flow;
 pub mod fmt;
@@ -94,4 +95,10 @@ pub fn normalize_key(s: &str) -> Result<String> {
         "{prefix}{}",
         key::format(&flow::flow_to_key_ext(&flow, &extras), None)
     ))
+}
+
+/// `ovstest test-odp parse-actions`: parses an action list and prints it
+/// back the way OVS prints it.
+pub fn normalize_actions(s: &str) -> Result<String> {
+    Ok(actions::format(&actions::parse(s, None)?, None))
 }
