@@ -13,7 +13,7 @@
 //! Nested lists (`sample`, `clone`, `check_pkt_len`) are bounded by
 //! [`MAX_NESTING`].
 
-use super::attr::{KeyAttr, KeyAttrKind};
+use super::attr::KeyAttrKind;
 use super::fmt::{self, hexp};
 use super::key;
 use super::scan::{Cursor, DELIMITERS, OdpError, Result};
