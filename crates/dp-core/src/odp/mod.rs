@@ -25,6 +25,7 @@ pub mod attr;
 pub mod flow;
 pub mod fmt;
 pub mod key;
+pub mod packet;
 pub mod scan;
 
 pub use scan::{OdpError, Result};
