@@ -22,6 +22,7 @@
 
 pub mod actions;
 pub mod attr;
+pub mod dump;
 pub mod flow;
 pub mod fmt;
 pub mod key;
