@@ -627,10 +627,10 @@ fn parse_nat(c: &mut Cursor) -> Result<Nat> {
             "nat: hash and random are exclusive".into(),
         ));
     }
-    if let Some((min, Some(max))) = nat.ports {
-        if max < min {
-            return Err(OdpError::Invalid("nat: port range max below min".into()));
-        }
+    if let Some((min, Some(max))) = nat.ports
+        && max < min
+    {
+        return Err(OdpError::Invalid("nat: port range max below min".into()));
     }
     // What OVS encodes: nothing without a side; no flags without an
     // address; a max only when above the min.
@@ -662,10 +662,10 @@ fn parse_nat(c: &mut Cursor) -> Result<Nat> {
         }
         None => {}
     }
-    if let Some((min, max)) = &mut nat.ports {
-        if *max == Some(*min) {
-            *max = None;
-        }
+    if let Some((min, max)) = &mut nat.ports
+        && *max == Some(*min)
+    {
+        *max = None;
     }
     Ok(nat)
 }

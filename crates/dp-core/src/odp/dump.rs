@@ -129,26 +129,20 @@ pub fn format_stats(out: &mut String, s: &FlowStats, now_ms: u64) {
 /// One dump-flows line (`verbose` is `-m`).
 pub fn format_line(f: &DumpFlow, now_ms: u64, names: Option<&PortNames>, verbose: bool) -> String {
     let mut out = String::new();
-    if verbose {
-        if let Some(ufid) = f.ufid {
-            format_ufid(&mut out, ufid);
-            out.push_str(", ");
-        }
+    if verbose && let Some(ufid) = f.ufid {
+        format_ufid(&mut out, ufid);
+        out.push_str(", ");
     }
     out.push_str(&key::format_masked(f.key, f.mask, names, verbose));
     out.push_str(", ");
     format_stats(&mut out, &f.stats, now_ms);
-    if verbose {
-        if let Some(dp) = f.dp_layer {
-            let _ = write!(out, ", dp:{dp}");
-        }
+    if verbose && let Some(dp) = f.dp_layer {
+        let _ = write!(out, ", dp:{dp}");
     }
     out.push_str(", actions:");
     out.push_str(&actions::format(f.actions, names));
-    if verbose {
-        if let Some(x) = f.dp_extra_info {
-            let _ = write!(out, ", dp-extra-info:{x}");
-        }
+    if verbose && let Some(x) = f.dp_extra_info {
+        let _ = write!(out, ", dp-extra-info:{x}");
     }
     out
 }

@@ -1185,10 +1185,10 @@ fn format_attrs(
             out.push_str("eth()");
         }
     }
-    if !has_ethtype {
-        if let Some(KeyAttr::EthType(m)) = mask.and_then(|m| find(m, KeyAttrKind::EthType)) {
-            let _ = write!(out, ",eth_type(0/0x{m:04x})");
-        }
+    if !has_ethtype
+        && let Some(KeyAttr::EthType(m)) = mask.and_then(|m| find(m, KeyAttrKind::EthType))
+    {
+        let _ = write!(out, ",eth_type(0/0x{m:04x})");
     }
 }
 

@@ -188,10 +188,10 @@ impl<'a> Cursor<'a> {
     /// C `%x`: hex digits with an optional `0x` prefix.
     pub fn int_x(&mut self) -> Option<u64> {
         let mut from = self.pos;
-        if self.starts("0x") || self.starts("0X") {
-            if self.s.get(from + 2).is_some_and(|c| c.is_ascii_hexdigit()) {
-                from += 2;
-            }
+        if (self.starts("0x") || self.starts("0X"))
+            && self.s.get(from + 2).is_some_and(|c| c.is_ascii_hexdigit())
+        {
+            from += 2;
         }
         let n = self.digits(from, 16);
         if n == 0 {
