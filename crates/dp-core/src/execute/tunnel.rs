@@ -1,0 +1,496 @@
+//! `tnl_push` and `tnl_pop`: VXLAN, Geneve and GRE over IPv4 and IPv6.
+//!
+//! # Push
+//! The action carries the whole outer header (Ethernet, IP, UDP or GRE,
+//! tunnel header with Geneve options) as it goes on the wire, with the
+//! per-packet fields left for us: IPv4 total length and header checksum,
+//! IPv6 payload length, UDP length, UDP source port and, when the action's
+//! UDP checksum field is non-zero ("csum on"), the UDP checksum; the GRE
+//! checksum when the GRE C bit is set. [`PushPlan`] parses the header once
+//! per batch (where the IP and L4 headers start, the IPv4 header sum
+//! without the length), so the per-packet work is one copy of the header
+//! into the headroom plus a few 16-bit stores, as OVS's
+//! `netdev_tnl_push_udp_header`. The UDP source port is spread over
+//! 32768..61000 by the inner flow's 5-tuple hash, so ECMP in the underlay
+//! keeps a flow on one path.
+//!
+//! # Pop
+//! [`pop`] validates the outer headers (IPv4 header checksum, lengths,
+//! no fragments, UDP checksum when present, the tunnel header's flags,
+//! version and protocol), strips them, and rewrites the packet metadata as
+//! a fresh packet carrying [`TunnelMetadata`] (tun_id, outer addresses,
+//! TOS, TTL, UDP ports, flags, Geneve options), as OVS's
+//! `pkt_metadata_init_tnl` + `*_pop_header`. The executor then sets the
+//! tunnel port as the input port and hands the packet to recirculation.
+//! Anything unexpected drops the packet as a tunnel pop error: a
+//! malformed outer header is never decapsulated.
+//!
+//! # Not done here
+//! GRE sequence numbers are sent as written in the action (OVS keeps a
+//! per-port counter), VXLAN-GBP and ERSPAN/GTP-U/SRv6 are not decoded,
+//! and IPv6 outer headers with extension headers are refused on pop.
+
+use crate::action::{TnlPush, vport_type};
+use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_GRE, IPPROTO_UDP};
+use crate::packet::{HeaderOffsets, OFS_NONE, Packet, PacketType};
+
+use super::DropReason;
+use super::checksum::{checksum, fold, pseudo_sum_v4, pseudo_sum_v6, sum_bytes};
+use super::set_field::{be16, be32, put16};
+
+/// OVS `FLOW_TNL_F_*`: bits of [`TunnelMetadata::flags`].
+///
+/// [`TunnelMetadata::flags`]: crate::packet::TunnelMetadata::flags
+pub mod tnl_flags {
+    pub const DONT_FRAGMENT: u16 = 1 << 0;
+    pub const CSUM: u16 = 1 << 1;
+    pub const KEY: u16 = 1 << 2;
+    pub const OAM: u16 = 1 << 3;
+}
+
+/// Lowest and highest tunnel UDP source port (OVS's defaults).
+pub const TNL_SRC_PORT_MIN: u16 = 32768;
+pub const TNL_SRC_PORT_MAX: u16 = 61000;
+
+const ETH_TYPE_TEB: u16 = 0x6558;
+const VXLAN_FLAGS: u32 = 0x0800_0000;
+const GRE_CSUM: u16 = 0x8000;
+const GRE_KEY: u16 = 0x2000;
+const GRE_SEQ: u16 = 0x1000;
+const VXLAN_HLEN: usize = 8;
+const GENEVE_HLEN: usize = 8;
+
+/// How a tunnel port decapsulates (the port's netdev type in OVS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelKind {
+    Vxlan,
+    Geneve,
+    Gre,
+}
+
+/// The source port for a packet whose inner flow hashes to `hash`
+/// (OVS `netdev_tnl_get_src_port`).
+#[inline]
+pub fn src_port(hash: u32) -> u16 {
+    let span = u64::from(TNL_SRC_PORT_MAX - TNL_SRC_PORT_MIN);
+    ((u64::from(hash) * span) >> 32) as u16 + TNL_SRC_PORT_MIN
+}
+
+#[derive(Clone, Copy, Debug)]
+enum L4Plan {
+    Udp { csum: bool },
+    Gre { csum: bool },
+}
+
+/// A `tnl_push` header, parsed once per batch.
+#[derive(Clone, Copy, Debug)]
+pub struct PushPlan {
+    l3: usize,
+    ipv6: bool,
+    l4: usize,
+    l4plan: L4Plan,
+    /// IPv4: the header's one's-complement sum with length and checksum
+    /// taken as zero.
+    ip_sum: u64,
+}
+
+fn l2_len(h: &[u8]) -> Option<(usize, u16)> {
+    let mut pos = 12;
+    loop {
+        if h.len() < pos + 2 {
+            return None;
+        }
+        let t = be16(h, pos);
+        if t == 0x8100 || t == 0x88a8 {
+            pos += 4;
+        } else {
+            return Some((pos + 2, t));
+        }
+    }
+}
+
+impl PushPlan {
+    /// Checks `push`'s header and finds its fields. `Err` gives the drop
+    /// reason: a malformed header is a push error, a tunnel type this
+    /// executor cannot build is unsupported.
+    pub fn new(push: &TnlPush) -> Result<PushPlan, DropReason> {
+        let h = &push.header[..];
+        let bad = DropReason::TunnelPushError;
+        let is_udp = match push.tnl_type {
+            vport_type::VXLAN | vport_type::GENEVE => true,
+            vport_type::GRE | vport_type::IP6GRE => false,
+            _ => return Err(DropReason::Unsupported),
+        };
+        if h.len() > u16::MAX as usize {
+            return Err(bad);
+        }
+        let (l3, ethertype) = l2_len(h).ok_or(bad)?;
+        let (ipv6, proto, l4, ip_sum) = match ethertype {
+            ETH_TYPE_IPV4 => {
+                if h.len() < l3 + 20 || h[l3] >> 4 != 4 || h[l3] & 0xf < 5 {
+                    return Err(bad);
+                }
+                let ihl = usize::from(h[l3] & 0xf) * 4;
+                if h.len() < l3 + ihl {
+                    return Err(bad);
+                }
+                let hdr = &h[l3..l3 + ihl];
+                let sum = sum_bytes(0, &hdr[..2]);
+                let sum = sum_bytes(sum, &hdr[4..10]);
+                let sum = sum_bytes(sum, &hdr[12..]);
+                (false, hdr[9], l3 + ihl, sum)
+            }
+            ETH_TYPE_IPV6 => {
+                if h.len() < l3 + 40 || h[l3] >> 4 != 6 {
+                    return Err(bad);
+                }
+                (true, h[l3 + 6], l3 + 40, 0)
+            }
+            _ => return Err(bad),
+        };
+        let l4plan = if is_udp {
+            if proto != IPPROTO_UDP || h.len() < l4 + 8 {
+                return Err(bad);
+            }
+            let tnl = l4 + 8;
+            let expect = if push.tnl_type == vport_type::VXLAN {
+                if h.len() < tnl + VXLAN_HLEN || be32(h, tnl) & VXLAN_FLAGS == 0 {
+                    return Err(bad);
+                }
+                tnl + VXLAN_HLEN
+            } else {
+                if h.len() < tnl + GENEVE_HLEN || h[tnl] >> 6 != 0 {
+                    return Err(bad);
+                }
+                tnl + GENEVE_HLEN + usize::from(h[tnl] & 0x3f) * 4
+            };
+            if h.len() != expect {
+                return Err(bad);
+            }
+            L4Plan::Udp {
+                csum: be16(h, l4 + 6) != 0,
+            }
+        } else {
+            if proto != IPPROTO_GRE || h.len() < l4 + 4 {
+                return Err(bad);
+            }
+            let flags = be16(h, l4);
+            if flags & !(GRE_CSUM | GRE_KEY | GRE_SEQ) != 0 {
+                return Err(bad);
+            }
+            let opts = [GRE_CSUM, GRE_KEY, GRE_SEQ]
+                .iter()
+                .filter(|f| flags & **f != 0)
+                .count();
+            if h.len() != l4 + 4 + 4 * opts {
+                return Err(bad);
+            }
+            L4Plan::Gre {
+                csum: flags & GRE_CSUM != 0,
+            }
+        };
+        Ok(PushPlan {
+            l3,
+            ipv6,
+            l4,
+            l4plan,
+            ip_sum,
+        })
+    }
+}
+
+/// Prepends `header` (checked by `plan`) to `packet` and fills the
+/// per-packet fields; `inner_hash` picks the UDP source port. `false`
+/// when the headroom is too small (the packet is unchanged).
+#[inline]
+pub fn push(packet: &mut Packet, header: &[u8], plan: &PushPlan, inner_hash: u32) -> bool {
+    let Some(front) = packet.push_front(header.len()) else {
+        return false;
+    };
+    front.copy_from_slice(header);
+    let PushPlan {
+        l3,
+        ipv6,
+        l4,
+        l4plan,
+        ip_sum,
+    } = *plan;
+    let data = packet.data_mut();
+    let total = data.len();
+    if ipv6 {
+        put16(data, l3 + 4, (total - l3 - 40) as u16);
+    } else {
+        let tot_len = (total - l3) as u16;
+        put16(data, l3 + 2, tot_len);
+        put16(data, l3 + 10, !fold(ip_sum + u64::from(tot_len)));
+    }
+    match l4plan {
+        L4Plan::Udp { csum } => {
+            put16(data, l4, src_port(inner_hash));
+            put16(data, l4 + 4, (total - l4) as u16);
+            if csum {
+                put16(data, l4 + 6, 0);
+                let pseudo = if ipv6 {
+                    pseudo_sum_v6(
+                        &data[l3 + 8..l3 + 24],
+                        &data[l3 + 24..l3 + 40],
+                        IPPROTO_UDP,
+                        total - l4,
+                    )
+                } else {
+                    pseudo_sum_v4(
+                        &data[l3 + 12..l3 + 16],
+                        &data[l3 + 16..l3 + 20],
+                        IPPROTO_UDP,
+                        total - l4,
+                    )
+                };
+                let c = !fold(sum_bytes(pseudo, &data[l4..]));
+                put16(data, l4 + 6, if c == 0 { 0xffff } else { c });
+            }
+        }
+        L4Plan::Gre { csum } => {
+            if csum {
+                put16(data, l4 + 4, 0);
+                let c = checksum(&data[l4..]);
+                put16(data, l4 + 4, c);
+            }
+        }
+    }
+    let meta = packet.meta_mut();
+    meta.offsets = HeaderOffsets {
+        l2_5: OFS_NONE,
+        l3: l3 as u16,
+        l4: l4 as u16,
+        l2_pad: 0,
+    };
+    meta.packet_type = PacketType::ETHERNET;
+    true
+}
+
+/// What the outer IP header said.
+struct Outer {
+    ipv6: bool,
+    l3: usize,
+    l4: usize,
+    /// End of the IP packet (Ethernet padding excluded).
+    end: usize,
+    proto: u8,
+}
+
+fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
+    let (l3, ethertype) = if l3_hint != OFS_NONE && l3_hint >= 14 && data.len() >= l3_hint as usize
+    {
+        (l3_hint as usize, be16(data, l3_hint as usize - 2))
+    } else {
+        l2_len(data)?
+    };
+    match ethertype {
+        ETH_TYPE_IPV4 => {
+            if data.len() < l3 + 20 || data[l3] >> 4 != 4 || data[l3] & 0xf < 5 {
+                return None;
+            }
+            let ihl = usize::from(data[l3] & 0xf) * 4;
+            let tot_len = usize::from(be16(data, l3 + 2));
+            if data.len() < l3 + ihl || tot_len < ihl || data.len() < l3 + tot_len {
+                return None;
+            }
+            if checksum(&data[l3..l3 + ihl]) != 0 || be16(data, l3 + 6) & 0x3fff != 0 {
+                return None;
+            }
+            Some(Outer {
+                ipv6: false,
+                l3,
+                l4: l3 + ihl,
+                end: l3 + tot_len,
+                proto: data[l3 + 9],
+            })
+        }
+        ETH_TYPE_IPV6 => {
+            if data.len() < l3 + 40 || data[l3] >> 4 != 6 {
+                return None;
+            }
+            let end = l3 + 40 + usize::from(be16(data, l3 + 4));
+            if data.len() < end {
+                return None;
+            }
+            Some(Outer {
+                ipv6: true,
+                l3,
+                l4: l3 + 40,
+                end,
+                proto: data[l3 + 6],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Validates and strips the outer headers of a `kind` tunnel packet and
+/// leaves it with fresh metadata plus the tunnel metadata (the caller sets
+/// the input port). `false` on any malformed or unexpected header; the
+/// packet is then unchanged.
+pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
+    if packet.meta().packet_type != PacketType::ETHERNET {
+        return false;
+    }
+    let data = packet.data();
+    let Some(outer) = parse_outer(data, packet.meta().offsets.l3) else {
+        return false;
+    };
+    let Outer {
+        ipv6,
+        l3,
+        l4,
+        end,
+        proto,
+    } = outer;
+    let mut flags = 0u16;
+    let mut tun_id = 0u64;
+    let (mut tp_src, mut tp_dst) = (0, 0);
+    let mut inner_type = PacketType::ETHERNET;
+    let mut geneve = (0usize, 0usize); // (offset, len) of the options
+    let hlen;
+    let mut end = end;
+    match kind {
+        TunnelKind::Vxlan | TunnelKind::Geneve => {
+            if proto != IPPROTO_UDP || end < l4 + 16 {
+                return false;
+            }
+            let udp_len = usize::from(be16(data, l4 + 4));
+            if udp_len < 16 || l4 + udp_len > end {
+                return false;
+            }
+            end = l4 + udp_len;
+            let udp_csum = be16(data, l4 + 6);
+            if udp_csum != 0 {
+                let pseudo = if ipv6 {
+                    pseudo_sum_v6(
+                        &data[l3 + 8..l3 + 24],
+                        &data[l3 + 24..l3 + 40],
+                        IPPROTO_UDP,
+                        udp_len,
+                    )
+                } else {
+                    pseudo_sum_v4(
+                        &data[l3 + 12..l3 + 16],
+                        &data[l3 + 16..l3 + 20],
+                        IPPROTO_UDP,
+                        udp_len,
+                    )
+                };
+                if fold(sum_bytes(pseudo, &data[l4..end])) != 0xffff {
+                    return false;
+                }
+                flags |= tnl_flags::CSUM;
+            }
+            tp_src = be16(data, l4);
+            tp_dst = be16(data, l4 + 2);
+            let tnl = l4 + 8;
+            if kind == TunnelKind::Vxlan {
+                if be32(data, tnl) != VXLAN_FLAGS || be32(data, tnl + 4) & 0xff != 0 {
+                    return false;
+                }
+                tun_id = u64::from(be32(data, tnl + 4) >> 8);
+                hlen = tnl + VXLAN_HLEN;
+            } else {
+                let opt_len = usize::from(data[tnl] & 0x3f) * 4;
+                if data[tnl] >> 6 != 0
+                    || be16(data, tnl + 2) != ETH_TYPE_TEB
+                    || tnl + GENEVE_HLEN + opt_len > end
+                {
+                    return false;
+                }
+                if data[tnl + 1] & 0x80 != 0 {
+                    flags |= tnl_flags::OAM;
+                }
+                tun_id = u64::from(be32(data, tnl + 4) >> 8);
+                geneve = (tnl + GENEVE_HLEN, opt_len);
+                hlen = tnl + GENEVE_HLEN + opt_len;
+            }
+            flags |= tnl_flags::KEY;
+        }
+        TunnelKind::Gre => {
+            if proto != IPPROTO_GRE || end < l4 + 4 {
+                return false;
+            }
+            let gre_flags = be16(data, l4);
+            if gre_flags & !(GRE_CSUM | GRE_KEY | GRE_SEQ) != 0 {
+                return false;
+            }
+            let mut pos = l4 + 4;
+            if gre_flags & GRE_CSUM != 0 {
+                if end < pos + 4 || checksum(&data[l4..end]) != 0 {
+                    return false;
+                }
+                flags |= tnl_flags::CSUM;
+                pos += 4;
+            }
+            if gre_flags & GRE_KEY != 0 {
+                if end < pos + 4 {
+                    return false;
+                }
+                tun_id = u64::from(be32(data, pos));
+                flags |= tnl_flags::KEY;
+                pos += 4;
+            }
+            if gre_flags & GRE_SEQ != 0 {
+                pos += 4;
+            }
+            if end < pos {
+                return false;
+            }
+            let inner = be16(data, l4 + 2);
+            if inner != ETH_TYPE_TEB {
+                inner_type = PacketType::new(PacketType::NS_ETHERTYPE, inner);
+            }
+            hlen = pos;
+        }
+    }
+    if inner_type == PacketType::ETHERNET && end - hlen < 14 {
+        return false;
+    }
+
+    // Everything is valid: write the metadata, then strip.
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let (tos, ttl);
+    if ipv6 {
+        src.copy_from_slice(&data[l3 + 8..l3 + 24]);
+        dst.copy_from_slice(&data[l3 + 24..l3 + 40]);
+        tos = ((be32(data, l3) >> 20) & 0xff) as u8;
+        ttl = data[l3 + 7];
+    } else {
+        src[..4].copy_from_slice(&data[l3 + 12..l3 + 16]);
+        dst[..4].copy_from_slice(&data[l3 + 16..l3 + 20]);
+        tos = data[l3 + 1];
+        ttl = data[l3 + 8];
+    }
+    let (opt_at, opt_len) = geneve;
+    let mut opts = [0u8; 252];
+    opts[..opt_len].copy_from_slice(&data[opt_at..opt_at + opt_len]);
+
+    let depth = packet.meta().recirc_depth;
+    let meta = packet.meta_mut();
+    meta.reset();
+    meta.recirc_depth = depth;
+    meta.packet_type = inner_type;
+    let tun = &mut meta.tunnel;
+    tun.tun_id = tun_id;
+    if ipv6 {
+        tun.ipv6_src = src;
+        tun.ipv6_dst = dst;
+    } else {
+        tun.ipv4_src.copy_from_slice(&src[..4]);
+        tun.ipv4_dst.copy_from_slice(&dst[..4]);
+    }
+    tun.tos = tos;
+    tun.ttl = ttl;
+    tun.flags = flags;
+    tun.tp_src = tp_src;
+    tun.tp_dst = tp_dst;
+    tun.geneve_len = opt_len as u8;
+    tun.geneve_opts[..opt_len].copy_from_slice(&opts[..opt_len]);
+    packet.truncate(end);
+    packet.pull_front(hlen)
+}
