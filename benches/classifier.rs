@@ -1,2 +1,474 @@
-//! Placeholder: EMC/SMC/dpcls benchmarks land with issue #4.
-fn main() {}
+//! Lookup cascade benchmarks (issue #4): EMC hits, megaflow classifier
+//! hits with 1/5/20/100 subtables, ranked lookups on skewed traffic,
+//! specialised vs generic subtable loops, flow insert/delete rate, and the
+//! memory cost per megaflow and per EMC entry (printed before the runs).
+//!
+//! Run: `cargo bench --bench classifier -- --warm-up-time 1 --measurement-time 2`.
+//! Every lookup case processes a batch of 32 packets per iteration and
+//! declares 32 elements, so criterion's time divided by 32 is ns/packet
+//! (the "thrpt" line shows packets/s).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
+use dp_core::dpcls::{Dpcls, DpclsConfig};
+use dp_core::emc::Emc;
+use dp_core::flow::FlowKey;
+use dp_core::flow::hash::hash_5tuple;
+use dp_core::flow::key::ETH_TYPE_IPV4;
+use dp_core::flow_table::{FlowTable, FlowTableConfig};
+use dp_core::packet::MAX_BURST;
+
+const FLOWS: usize = 100_000;
+const STREAM: usize = 1 << 16;
+
+/// A tiny deterministic PRNG for traffic generation.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The mask of subtable `j`: in_port, dl_type and nw_src exact (nw_src
+/// carries `j`, so rules of different subtables never overlap), a
+/// distinct tp_src mask per subtable, and one of three extra fields so
+/// the mask widths vary (4 or 5 words).
+fn subtable_mask(j: usize) -> FlowKey {
+    let mut m = FlowKey::ZERO;
+    m.in_port = u32::MAX;
+    m.dl_type = u16::MAX;
+    m.nw_src = [0xff; 4];
+    m.tp_src = (j as u16 + 1) | 0x8000;
+    match j % 3 {
+        0 => m.nw_proto = 0xff,
+        1 => m.dl_dst = [0xff; 6],
+        _ => {}
+    }
+    m
+}
+
+/// Packet `i` of subtable `j`'s flows (one flow per packet key).
+fn flow_packet(j: usize, i: usize) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = 1;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_proto = 17;
+    k.nw_src = [j as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    k.nw_dst = [192, 168, 0, 1];
+    k.dl_dst = [2, 0, 0, 0, 0, 1];
+    k.tp_src = 0x8000 | (i as u16 & 0x7fff);
+    k.tp_dst = 4789;
+    k
+}
+
+/// Traffic as the PMD sees it: a batch of freshly extracted keys (hot in
+/// L1) whose flows are spread over the whole table. One key buffer is
+/// reused and only the two fields that select the flow (nw_src, tp_src)
+/// are rewritten per packet from a precomputed stream: two stores a
+/// packet, so the figure is the classifier's, not the traffic generator's.
+struct Traffic {
+    keys: [FlowKey; MAX_BURST],
+    stream: Vec<([u8; 4], u16)>,
+    pos: usize,
+}
+
+impl Traffic {
+    fn next_batch(&mut self) -> &[FlowKey; MAX_BURST] {
+        for key in &mut self.keys {
+            let (nw_src, tp_src) = self.stream[self.pos];
+            self.pos = (self.pos + 1) % self.stream.len();
+            key.nw_src = nw_src;
+            key.tp_src = tp_src;
+        }
+        &self.keys
+    }
+}
+
+struct ClassifierSetup {
+    cls: Dpcls,
+    traffic: Traffic,
+}
+
+/// `FLOWS` flows spread evenly over `subtables` masks; traffic picks the
+/// subtable with `pick_subtable` and a flow of it uniformly.
+fn classifier_setup(
+    subtables: usize,
+    config: DpclsConfig,
+    mut pick_subtable: impl FnMut(&mut Rng) -> usize,
+) -> ClassifierSetup {
+    let mut cls = Dpcls::new(config);
+    let per = FLOWS / subtables;
+    for j in 0..subtables {
+        let mask = subtable_mask(j);
+        for i in 0..per {
+            cls.insert(&flow_packet(j, i), &mask, (j * per + i) as u32)
+                .expect("distinct rules");
+        }
+    }
+    assert_eq!(cls.subtable_count(), subtables);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let stream = (0..STREAM)
+        .map(|_| {
+            let k = flow_packet(pick_subtable(&mut rng), rng.below(per));
+            (k.nw_src, k.tp_src)
+        })
+        .collect();
+    let traffic = Traffic {
+        keys: [flow_packet(0, 0); MAX_BURST],
+        stream,
+        pos: 0,
+    };
+    ClassifierSetup { cls, traffic }
+}
+
+fn bench_dpcls_uniform(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dpcls_hit_uniform_100k_flows");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    for subtables in [1usize, 5, 20, 100] {
+        let mut setup = classifier_setup(subtables, DpclsConfig::default(), |rng| {
+            rng.below(subtables)
+        });
+        let mut out = [0u32; MAX_BURST];
+        let mut lookups = 0u64;
+        let mut packets = 0u64;
+        group.bench_function(BenchmarkId::from_parameter(subtables), |b| {
+            b.iter(|| {
+                let keys = setup.traffic.next_batch();
+                let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
+                debug_assert_eq!(res.found, u32::MAX);
+                lookups += res.subtable_lookups;
+                packets += u64::from(res.found.count_ones());
+                black_box(&out);
+            })
+        });
+        eprintln!(
+            "  dpcls {subtables} subtables: avg subtable lookups per hit {:.2}",
+            lookups as f64 / packets.max(1) as f64
+        );
+    }
+    group.finish();
+}
+
+/// Zipf-like over subtables (weight 1/(rank+1)), the most popular mask
+/// inserted last so that without ranking it is searched last.
+fn zipf_pick(subtables: usize) -> impl FnMut(&mut Rng) -> usize {
+    let weights: Vec<f64> = (0..subtables).map(|r| 1.0 / (r as f64 + 1.0)).collect();
+    let total: f64 = weights.iter().sum();
+    let cdf: Vec<f64> = weights
+        .iter()
+        .scan(0.0, |acc, w| {
+            *acc += w / total;
+            Some(*acc)
+        })
+        .collect();
+    move |rng: &mut Rng| {
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = cdf.iter().position(|&c| u < c).unwrap_or(subtables - 1);
+        subtables - 1 - rank
+    }
+}
+
+fn bench_dpcls_ranked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dpcls_20_subtables_skewed");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    for ranked in [false, true] {
+        let mut setup = classifier_setup(20, DpclsConfig::default(), zipf_pick(20));
+        let mut out = [0u32; MAX_BURST];
+        let mut now = 0u64;
+        setup.cls.maybe_sort(now);
+        if ranked {
+            // One interval of traffic, then the re-sort the PMD would do.
+            for _ in 0..STREAM / MAX_BURST {
+                let keys = setup.traffic.next_batch();
+                setup.cls.lookup_batch(keys, u32::MAX, &mut out);
+            }
+            now += 1000;
+            assert!(setup.cls.maybe_sort(now));
+        }
+        let mut lookups = 0u64;
+        let mut packets = 0u64;
+        let name = if ranked { "ranked" } else { "insertion_order" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let keys = setup.traffic.next_batch();
+                if ranked {
+                    // The per-batch re-sort check, as the cascade does it.
+                    now += 1;
+                    setup.cls.maybe_sort(now);
+                }
+                let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
+                lookups += res.subtable_lookups;
+                packets += u64::from(res.found.count_ones());
+                black_box(&out);
+            })
+        });
+        eprintln!(
+            "  20 subtables skewed {name}: avg subtable lookups per hit {:.2}",
+            lookups as f64 / packets.max(1) as f64
+        );
+    }
+    group.finish();
+}
+
+fn bench_specialised_vs_generic(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dpcls_specialised_vs_generic");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    for (subtables, label) in [(1usize, "1_subtable"), (20, "20_subtables")] {
+        for specialised in [true, false] {
+            let config = DpclsConfig {
+                specialised_lookup: specialised,
+                ..DpclsConfig::default()
+            };
+            let mut setup = classifier_setup(subtables, config, |rng| rng.below(subtables));
+            let mut out = [0u32; MAX_BURST];
+            let id = format!(
+                "{label}/{}",
+                if specialised {
+                    "specialised"
+                } else {
+                    "generic"
+                }
+            );
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    let keys = setup.traffic.next_batch();
+                    black_box(setup.cls.lookup_batch(keys, u32::MAX, &mut out));
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Specialised vs generic loop per mask width (1 subtable, 4096 flows,
+/// all hot in cache): the evidence for `SPECIALISED_WIDTHS`.
+fn bench_widths(c: &mut Criterion) {
+    const WORDS: [usize; 10] = [25, 9, 21, 35, 30, 20, 22, 23, 26, 27];
+    const RULES: usize = 4096;
+    let mut group = c.benchmark_group("dpcls_width");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    for width in [1usize, 2, 3, 4, 5, 6, 8, 10] {
+        let mut mask = FlowKey::ZERO;
+        for &w in &WORDS[..width] {
+            mask.words_mut()[w] = u64::MAX;
+        }
+        let rule_key = |i: usize| {
+            let mut k = FlowKey::ZERO;
+            for &w in &WORDS[..width] {
+                k.words_mut()[w] = 0x5555_5555;
+            }
+            k.words_mut()[25] = i as u64;
+            k
+        };
+        for specialised in [true, false] {
+            let mut cls = Dpcls::new(DpclsConfig {
+                specialised_lookup: specialised,
+                ..DpclsConfig::default()
+            });
+            for i in 0..RULES {
+                cls.insert(&rule_key(i), &mask, i as u32).expect("insert");
+            }
+            let mut keys: [FlowKey; MAX_BURST] = std::array::from_fn(rule_key);
+            let mut rng = Rng(99);
+            let mut out = [0u32; MAX_BURST];
+            let id = format!(
+                "{width}/{}",
+                if specialised {
+                    "specialised"
+                } else {
+                    "generic"
+                }
+            );
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    for k in &mut keys {
+                        k.words_mut()[25] = rng.below(RULES) as u64;
+                    }
+                    let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+                    assert_eq!(res.found, u32::MAX);
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn exact_flow_key(i: usize) -> FlowKey {
+    flow_packet(0, i)
+}
+
+fn bench_emc(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cascade");
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let mut mask = subtable_mask(0);
+    mask.tp_dst = u16::MAX;
+    let keys: [FlowKey; MAX_BURST] = std::array::from_fn(exact_flow_key);
+    for (i, k) in keys.iter().enumerate() {
+        table.insert(k, &mask, None, i as u32, 0).expect("insert");
+    }
+    let hashes: [u32; MAX_BURST] = std::array::from_fn(|i| hash_5tuple(&keys[i], 0));
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        ..CascadeConfig::default()
+    });
+    let mut out = [Disposition::Miss; MAX_BURST];
+    cascade.lookup_batch(&mut table, &keys, &hashes, 0, &mut out);
+    cascade.lookup_batch(&mut table, &keys, &hashes, 0, &mut out);
+    assert_eq!(cascade.stats().emc_hits, MAX_BURST as u64, "warm EMC");
+    cascade.reset_stats();
+    let mut now = 0;
+    group.bench_function("emc_hit_batch32", |b| {
+        b.iter(|| {
+            now += 1;
+            cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
+            black_box(&out);
+        })
+    });
+    assert_eq!(
+        cascade.stats().emc_hits,
+        cascade.stats().packets,
+        "every packet an EMC hit"
+    );
+
+    // The same 32 flows served by the megaflow classifier (EMC off).
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        ..CascadeConfig::default()
+    });
+    group.bench_function("megaflow_hit_batch32_emc_off", |b| {
+        b.iter(|| {
+            now += 1;
+            cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
+            black_box(&out);
+        })
+    });
+    assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
+
+    // Simple match: a port whose flows all match only in_port, recirc_id,
+    // packet_type, dl_type, VLAN and fragment bits.
+    let mut simple: FlowTable<u32> = FlowTable::default();
+    let mut smask = FlowKey::ZERO;
+    smask.recirc_id = u32::MAX;
+    smask.packet_type = u32::MAX;
+    smask.dl_type = u16::MAX;
+    smask.vlans[0].tci = 0x1fff;
+    smask.nw_frag = 3;
+    let vlan_keys: [FlowKey; MAX_BURST] = std::array::from_fn(|i| {
+        let mut k = exact_flow_key(i);
+        k.vlans[0].tci = 0x1000 | (i as u16 % 8);
+        k
+    });
+    for v in 0..8u16 {
+        let mut k = vlan_keys[v as usize];
+        k.vlans[0].tci = 0x1000 | v;
+        simple.insert(&k, &smask, None, 0, 0).expect("simple flow");
+    }
+    assert!(simple.simple_match_enabled(1));
+    let vlan_hashes: [u32; MAX_BURST] = std::array::from_fn(|i| hash_5tuple(&vlan_keys[i], 0));
+    let mut cascade = Cascade::default();
+    group.bench_function("simple_match_hit_batch32", |b| {
+        b.iter(|| {
+            now += 1;
+            cascade.lookup_batch(
+                &mut simple,
+                black_box(&vlan_keys),
+                &vlan_hashes,
+                now,
+                &mut out,
+            );
+            black_box(&out);
+        })
+    });
+    assert_eq!(cascade.stats().simple_match_hits, cascade.stats().packets);
+    group.finish();
+}
+
+fn bench_insert_delete(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let mut group = c.benchmark_group("flow_table");
+    // Each iteration inserts N flows over 20 masks, then deletes them.
+    group.throughput(Throughput::Elements(2 * N as u64));
+    let flows: Vec<(FlowKey, FlowKey)> = (0..N)
+        .map(|i| (flow_packet(i % 20, i), subtable_mask(i % 20)))
+        .collect();
+    group.bench_function("insert_then_delete_10k_flows", |b| {
+        b.iter(|| {
+            let mut table: FlowTable<u32> = FlowTable::default();
+            let mut ufids = Vec::with_capacity(N);
+            for (i, (key, mask)) in flows.iter().enumerate() {
+                let r = table.insert(key, mask, None, i as u32, 0).expect("insert");
+                ufids.push(table.get(r).expect("live").ufid());
+            }
+            for ufid in ufids {
+                table.remove(ufid).expect("remove");
+            }
+            black_box(table.len())
+        })
+    });
+    group.finish();
+}
+
+/// Prints memory per megaflow (100k flows, 5 subtables, `Arc` actions)
+/// and per EMC entry, from `size_of` plus the heap the structures hold.
+fn print_memory() {
+    type Actions = Arc<Vec<u8>>;
+    let mut table: FlowTable<Actions> = FlowTable::new(FlowTableConfig {
+        max_flows: FLOWS,
+        ..FlowTableConfig::default()
+    });
+    let actions: Actions = Arc::new(vec![0u8; 16]);
+    for i in 0..FLOWS {
+        let j = i % 5;
+        table
+            .insert(
+                &flow_packet(j, i),
+                &subtable_mask(j),
+                None,
+                actions.clone(),
+                0,
+            )
+            .expect("insert");
+    }
+    let total = size_of::<FlowTable<Actions>>() + table.heap_bytes();
+    eprintln!(
+        "memory: {} megaflows (5 masks, 4-5 word masks) use {} bytes: {:.1} bytes per megaflow \
+         (shared action list not counted)",
+        table.len(),
+        total,
+        total as f64 / table.len() as f64
+    );
+    eprintln!(
+        "memory: EMC entry {} bytes ({} entries = {} KiB); SMC entry {} bytes",
+        Emc::ENTRY_BYTES,
+        Emc::default().capacity(),
+        Emc::default().heap_bytes() / 1024,
+        dp_core::smc::Smc::ENTRY_BYTES
+    );
+}
+
+criterion_group!(
+    benches,
+    bench_emc,
+    bench_dpcls_uniform,
+    bench_dpcls_ranked,
+    bench_specialised_vs_generic,
+    bench_widths,
+    bench_insert_delete
+);
+
+fn main() {
+    print_memory();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

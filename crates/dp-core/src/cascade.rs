@@ -239,6 +239,7 @@ impl Cascade {
         // Stage 1: simple match, then EMC.
         let emc_on = self.emc.is_enabled();
         let mut pending = 0u32;
+        let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
         let mut port_cache: Option<(u32, bool)> = None;
         for (i, key) in keys.iter().enumerate() {
             let simple_on = match port_cache {
@@ -259,7 +260,7 @@ impl Cascade {
                     flow,
                     level: HitLevel::SimpleMatch,
                 };
-                self.stats.simple_match_hits += 1;
+                simple_hits += 1;
                 continue;
             }
             let emc_hit = if emc_on {
@@ -272,12 +273,14 @@ impl Cascade {
                     flow,
                     level: HitLevel::Emc,
                 };
-                self.stats.emc_hits += 1;
+                emc_hits += 1;
                 continue;
             }
             out[i] = Disposition::Miss;
             pending |= 1 << i;
         }
+        self.stats.simple_match_hits += simple_hits;
+        self.stats.emc_hits += emc_hits;
 
         // Stage 2: SMC.
         if pending != 0 && self.smc.is_enabled() {
