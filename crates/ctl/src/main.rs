@@ -24,18 +24,21 @@ enum Command {
 #[derive(Subcommand, Debug, Clone, Copy)]
 enum OdpCommand {
     /// Exact flow keys, printed as OVS prints a key after a flow round trip.
-    ParseKeys,
+    #[command(name = "parse-keys")]
+    Keys,
     /// Flow keys with masks (`field=value/mask`), printed as dump-flows does.
-    ParseMaskedKeys,
+    #[command(name = "parse-masked-keys")]
+    MaskedKeys,
     /// Datapath action lists.
-    ParseActions,
+    #[command(name = "parse-actions")]
+    Actions,
 }
 
 fn normalize(cmd: OdpCommand, line: &str) -> Result<String, dp_core::odp::OdpError> {
     match cmd {
-        OdpCommand::ParseKeys => dp_core::odp::normalize_key(line),
-        OdpCommand::ParseMaskedKeys => dp_core::odp::normalize_masked_key(line),
-        OdpCommand::ParseActions => dp_core::odp::normalize_actions(line),
+        OdpCommand::Keys => dp_core::odp::normalize_key(line),
+        OdpCommand::MaskedKeys => dp_core::odp::normalize_masked_key(line),
+        OdpCommand::Actions => dp_core::odp::normalize_actions(line),
     }
 }
 
@@ -69,10 +72,10 @@ mod tests {
 
     #[test]
     fn test_odp_lines() {
-        assert_eq!(normalize(OdpCommand::ParseActions, "1,2").unwrap(), "1,2");
-        assert!(normalize(OdpCommand::ParseActions, "psample()").is_err());
+        assert_eq!(normalize(OdpCommand::Actions, "1,2").unwrap(), "1,2");
+        assert!(normalize(OdpCommand::Actions, "psample()").is_err());
         assert_eq!(
-            normalize(OdpCommand::ParseMaskedKeys, "in_port(1),eth_type(0x0800)").unwrap(),
+            normalize(OdpCommand::MaskedKeys, "in_port(1),eth_type(0x0800)").unwrap(),
             "in_port(1),eth_type(0x0800)"
         );
     }
@@ -82,7 +85,7 @@ mod tests {
         let cli = Cli::try_parse_from(["oxvsctl", "odp", "parse-masked-keys"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Odp(OdpCommand::ParseMaskedKeys)
+            Command::Odp(OdpCommand::MaskedKeys)
         ));
     }
 }
