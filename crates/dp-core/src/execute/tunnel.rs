@@ -200,10 +200,14 @@ impl PushPlan {
 }
 
 /// Prepends `header` (checked by `plan`) to `packet` and fills the
-/// per-packet fields; `inner_hash` picks the UDP source port. `false`
-/// when the headroom is too small (the packet is unchanged).
+/// per-packet fields; `inner_hash` picks the UDP source port. A header
+/// longer than the headroom slides the packet into its tailroom first.
+/// `false` when the buffer is too small (the packet is unchanged).
 #[inline]
 pub fn push(packet: &mut Packet, header: &[u8], plan: &PushPlan, inner_hash: u32) -> bool {
+    if !packet.reserve_headroom(header.len()) {
+        return false;
+    }
     let Some(front) = packet.push_front(header.len()) else {
         return false;
     };

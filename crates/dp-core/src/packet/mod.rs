@@ -186,6 +186,30 @@ impl Packet {
         Some(&mut self.data_mut()[..n])
     }
 
+    /// Makes at least `n` bytes of headroom free, sliding the data toward
+    /// the tail (one copy of the data) when the headroom is short but the
+    /// tailroom is not; header offsets are unaffected. For pushes bigger
+    /// than the default headroom (a tunnel header with many options).
+    /// `false` (and no change) when the buffer is too small.
+    pub fn reserve_headroom(&mut self, n: usize) -> bool {
+        let headroom = self.headroom();
+        if headroom >= n {
+            return true;
+        }
+        let shift = n - headroom;
+        if shift > self.tailroom() {
+            return false;
+        }
+        let start = headroom;
+        let len = self.len();
+        self.cell
+            .storage
+            .bytes_mut()
+            .copy_within(start..start + len, start + shift);
+        self.cell.data_start += shift as u32;
+        true
+    }
+
     /// Removes `n` bytes from the front. Header offsets that pointed into
     /// the removed bytes become [`OFS_NONE`]. `false` (and no change) when
     /// the packet is shorter than `n`.

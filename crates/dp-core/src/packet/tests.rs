@@ -127,6 +127,23 @@ fn push_and_pull_front_move_offsets() {
 }
 
 #[test]
+fn reserve_headroom_slides_data_into_the_tailroom() {
+    let pool = pool(1);
+    let mut p = pool.alloc_from(&[1, 2, 3, 4]).unwrap();
+    p.meta_mut().offsets.l3 = 2;
+    assert!(p.reserve_headroom(DEFAULT_HEADROOM));
+    assert_eq!(p.headroom(), DEFAULT_HEADROOM, "enough already: no move");
+    assert!(p.reserve_headroom(DEFAULT_HEADROOM + 100));
+    assert_eq!(p.headroom(), DEFAULT_HEADROOM + 100);
+    assert_eq!(p.data(), &[1, 2, 3, 4]);
+    assert_eq!(p.meta().offsets.l3, 2);
+    assert!(p.push_front(DEFAULT_HEADROOM + 100).is_some());
+    let cap = p.capacity();
+    assert!(!p.reserve_headroom(cap));
+    assert_eq!(p.len(), DEFAULT_HEADROOM + 104, "unchanged on failure");
+}
+
+#[test]
 fn clone_into_copies_bytes_and_metadata_and_accounts_both() {
     let a = pool(1);
     let b = pool(1);
