@@ -83,9 +83,6 @@ mod tests {
     #[test]
     fn test_cli_parses() {
         let cli = Cli::try_parse_from(["oxvsctl", "odp", "parse-masked-keys"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Odp(OdpCommand::MaskedKeys)
-        ));
+        assert!(matches!(cli.command, Command::Odp(OdpCommand::MaskedKeys)));
     }
 }
