@@ -138,11 +138,19 @@ impl TunnelMetadata {
     /// Forgets the tunnel without touching the option bytes (cheap reset).
     #[inline]
     pub fn clear(&mut self) {
-        let opts = self.geneve_opts;
-        *self = TunnelMetadata {
-            geneve_opts: opts,
-            ..TunnelMetadata::NONE
-        };
+        self.tun_id = 0;
+        self.ipv4_src = [0; 4];
+        self.ipv4_dst = [0; 4];
+        self.ipv6_src = [0; 16];
+        self.ipv6_dst = [0; 16];
+        self.flags = 0;
+        self.tos = 0;
+        self.ttl = 0;
+        self.tp_src = 0;
+        self.tp_dst = 0;
+        self.gbp_id = 0;
+        self.gbp_flags = 0;
+        self.geneve_len = 0;
     }
 }
 

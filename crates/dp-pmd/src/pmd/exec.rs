@@ -1,0 +1,135 @@
+//! The PMD side of action execution: dp-core's [`Executor`](CoreExecutor)
+//! plus the queues its actions feed (transmit buffers, recirculation,
+//! slow path) and the drops the PMD decides itself (failed upcalls).
+
+use crossbeam_channel::{Sender, TrySendError};
+use dp_core::action::{Action, Userspace};
+use dp_core::execute::{ActionSink, DropReason, Executor as CoreExecutor};
+use dp_core::packet::{MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
+
+use super::{PmdConfig, TxSink};
+
+/// Recirculated packets one pass may queue for the next.
+const RECIRC_QUEUE_DEPTH: usize = 4 * MAX_BURST;
+
+/// A packet for the slow path (`userspace` action), with its action.
+#[derive(Debug)]
+pub struct UserspacePacket {
+    pub packet: Packet,
+    pub action: Userspace,
+}
+
+/// Action execution for one PMD.
+#[derive(Debug)]
+pub struct Executor {
+    core: CoreExecutor,
+    recirc: Vec<Packet>,
+    userspace: Option<Sender<UserspacePacket>>,
+}
+
+impl Executor {
+    pub fn new(config: &PmdConfig) -> Executor {
+        let pool = PacketPool::new("clone", PoolConfig::heap(config.clone_pool_capacity));
+        Executor {
+            core: CoreExecutor::new(pool, 0x5eed_0000 ^ identity_seed(config)),
+            recirc: Vec::with_capacity(RECIRC_QUEUE_DEPTH),
+            userspace: config.userspace.clone(),
+        }
+    }
+
+    /// Runs `actions` on `group`, sending output through `tx`.
+    pub fn execute(
+        &mut self,
+        actions: &[Action],
+        mut group: PacketBatch,
+        tx: &mut TxSink<'_>,
+        now_ns: u64,
+    ) {
+        let mut sink = Sink {
+            tx,
+            recirc: &mut self.recirc,
+            userspace: self.userspace.as_ref(),
+        };
+        self.core.execute(actions, &mut group, &mut sink, now_ns);
+    }
+
+    /// Up to a batch of packets recirculated by the last executions.
+    pub fn take_recirculated(&mut self) -> Option<PacketBatch> {
+        if self.recirc.is_empty() {
+            return None;
+        }
+        let mut batch = PacketBatch::new();
+        let take = self.recirc.len().min(MAX_BURST);
+        batch.extend(self.recirc.drain(..take));
+        Some(batch)
+    }
+
+    /// Drops packets whose upcall failed or was over budget.
+    pub fn drop_batch_no_flow(&mut self, mut batch: PacketBatch) {
+        self.core.drop_batch(&mut batch, DropReason::NoFlow);
+    }
+
+    /// Drop counters by printed name.
+    pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
+        self.core.drops().iter().collect()
+    }
+
+    /// Clears the drop counters (`pmd-stats-clear`).
+    pub fn clear_drop_counts(&mut self) {
+        self.core.drops_mut().clear();
+    }
+
+    /// The executor (meters, tunnel ports).
+    pub fn core_mut(&mut self) -> &mut CoreExecutor {
+        &mut self.core
+    }
+}
+
+fn identity_seed(config: &PmdConfig) -> u64 {
+    match config.identity {
+        crate::stats::PmdIdentity::Pmd { core_id, .. } => core_id as u64 + 1,
+        crate::stats::PmdIdentity::Main => 0,
+    }
+}
+
+struct Sink<'a, 'b> {
+    tx: &'a mut TxSink<'b>,
+    recirc: &'a mut Vec<Packet>,
+    userspace: Option<&'a Sender<UserspacePacket>>,
+}
+
+impl ActionSink for Sink<'_, '_> {
+    fn output(&mut self, port: u32, batch: &mut PacketBatch) {
+        let mut refused = PacketBatch::new();
+        for packet in batch.drain() {
+            if let Err(packet) = self.tx.output(port, packet) {
+                // Cannot overflow: at most a batch was drained.
+                let _ = refused.push(packet);
+            }
+        }
+        *batch = refused;
+    }
+
+    fn userspace(&mut self, packet: Packet, action: &Userspace) -> Result<(), Packet> {
+        let Some(queue) = self.userspace else {
+            return Err(packet);
+        };
+        queue
+            .try_send(UserspacePacket {
+                packet,
+                action: action.clone(),
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(u) | TrySendError::Disconnected(u) => u.packet,
+            })
+    }
+
+    fn recirculate(&mut self, batch: &mut PacketBatch) {
+        while self.recirc.len() < RECIRC_QUEUE_DEPTH {
+            match batch.pop() {
+                Some(packet) => self.recirc.push(packet),
+                None => break,
+            }
+        }
+    }
+}

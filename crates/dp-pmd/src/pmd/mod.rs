@@ -1,0 +1,591 @@
+//! One poll-mode thread's datapath: its receive queues, caches, flow table
+//! and transmit buffers, and the per-iteration packet path.
+//!
+//! # How it works
+//! [`Pmd::poll_once`] is one iteration: for each owned rx queue, receive a
+//! burst, extract keys and hashes, look the batch up through the cascade
+//! (simple match → EMC → SMC → megaflow classifier), resolve the misses
+//! through the upcall handler (within a per-iteration budget, installing the
+//! resulting megaflows unless the flow limit is reached), then execute
+//! each flow's actions on its group of packets. Outputs collect in per-port
+//! transmit buffers, flushed when full and at the end of the iteration (or
+//! once `tx_flush_interval` has passed). Recirculated packets take another
+//! pass in the same iteration.
+//!
+//! The struct is sans-IO apart from the driver calls: the caller passes
+//! the time, so a test can step iterations one by one
+//! ([`Pmd::poll_once`]) and apply control messages between them
+//! ([`Pmd::handle`]).
+//!
+//! # Invariants
+//! - Every packet received is transmitted, recirculated to completion, or
+//!   dropped with a counted reason before `poll_once` returns, except
+//!   packets waiting in transmit buffers under a non-zero flush interval.
+//! - Dropping a `Pmd` returns every buffer it holds.
+//!
+//! # Thread story
+//! A `Pmd` is owned by exactly one thread (see [`thread`]) and used through
+//! `&mut`: no locks, no atomics on the per-packet path. The flow limit is
+//! an atomic the revalidator writes and the PMD reads once per iteration.
+
+pub mod exec;
+pub mod msg;
+pub mod thread;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch};
+use dp_core::flow::FlowKey;
+use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig, FlowTableError};
+use dp_core::netdev::{RxQueue, TxQueue};
+use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
+
+use crate::cycles;
+use crate::stats::{PmdIdentity, PmdStats};
+use crate::upcall::{FlowActions, Translation, UpcallHandler};
+use exec::Executor;
+pub use msg::{FlowDump, PmdMsg, RxqStatus};
+
+/// Default upcalls a PMD serves per iteration before dropping further
+/// misses, so a flood of new flows cannot starve established ones.
+pub const DEFAULT_UPCALL_BUDGET: usize = 64;
+/// Default flow limit (OVS `flow-limit`).
+pub const DEFAULT_FLOW_LIMIT: usize = 200_000;
+/// Processing-cycle history kept per rx queue for `cycles` assignment:
+/// this many intervals.
+pub const RXQ_CYCLE_HISTORY: usize = 6;
+
+/// Tunables of one PMD.
+#[derive(Clone, Debug)]
+pub struct PmdConfig {
+    pub identity: PmdIdentity,
+    pub cascade: CascadeConfig,
+    pub flow_table: FlowTableConfig,
+    /// Upcalls served per iteration.
+    pub upcall_budget: usize,
+    /// Longest a packet may wait in a transmit buffer (µs); 0 flushes at
+    /// the end of every iteration.
+    pub tx_flush_interval_us: u64,
+    /// Buffers for packet copies made by multi-output and clone actions.
+    pub clone_pool_capacity: usize,
+    /// Where `userspace` actions send packets (bounded); `None` drops them
+    /// as "userspace queue full".
+    pub userspace: Option<crossbeam_channel::Sender<exec::UserspacePacket>>,
+}
+
+impl Default for PmdConfig {
+    fn default() -> Self {
+        PmdConfig {
+            identity: PmdIdentity::Main,
+            cascade: CascadeConfig::default(),
+            flow_table: FlowTableConfig::default(),
+            upcall_budget: DEFAULT_UPCALL_BUDGET,
+            tx_flush_interval_us: 0,
+            clone_pool_capacity: 4 * MAX_BURST,
+            userspace: None,
+        }
+    }
+}
+
+/// An rx queue this PMD polls.
+#[derive(Debug)]
+pub struct PolledRxq {
+    pub port_no: u32,
+    pub port_name: String,
+    pub qid: usize,
+    rxq: Box<dyn RxQueue>,
+    /// Processing cycles of the current interval, then the history.
+    cycles_now: u64,
+    cycles_history: [u64; RXQ_CYCLE_HISTORY],
+    history_pos: usize,
+}
+
+impl PolledRxq {
+    pub fn new(port_no: u32, port_name: &str, qid: usize, rxq: Box<dyn RxQueue>) -> PolledRxq {
+        PolledRxq {
+            port_no,
+            port_name: port_name.to_string(),
+            qid,
+            rxq,
+            cycles_now: 0,
+            cycles_history: [0; RXQ_CYCLE_HISTORY],
+            history_pos: 0,
+        }
+    }
+
+    /// Processing cycles over the history window.
+    pub fn measured_cycles(&self) -> u64 {
+        self.cycles_history.iter().sum::<u64>() + self.cycles_now
+    }
+}
+
+/// A port this PMD transmits to, with its pending output.
+#[derive(Debug)]
+struct TxPort {
+    txq: Box<dyn TxQueue>,
+    pending: PacketBatch,
+    /// When the oldest pending packet was queued (ns).
+    pending_since_ns: u64,
+}
+
+/// Which actions a packet of the current batch runs.
+#[derive(Clone, Copy, Debug, Default)]
+enum Verdict {
+    #[default]
+    Dropped,
+    Flow(FlowRef),
+    /// Index into the batch's one-off action lists.
+    OneOff(usize),
+}
+
+/// One PMD thread's datapath; see the module docs.
+#[derive(Debug)]
+pub struct Pmd {
+    config: PmdConfig,
+    cascade: Cascade,
+    flows: FlowTable<FlowActions>,
+    upcall: Arc<dyn UpcallHandler>,
+    flow_limit: Arc<AtomicUsize>,
+    rxqs: Vec<PolledRxq>,
+    /// Indexed by datapath port number.
+    tx: Vec<Option<TxPort>>,
+    exec: Executor,
+    stats: PmdStats,
+    /// Misses that an earlier upcall of the same batch had already covered
+    /// (the cascade counted them as misses; they are megaflow hits).
+    relookup_hits: u64,
+    keys: Box<[FlowKey; MAX_BURST]>,
+    hashes: [u32; MAX_BURST],
+    dispositions: [Disposition; MAX_BURST],
+}
+
+impl Pmd {
+    /// A PMD with no queues yet.
+    pub fn new(
+        config: PmdConfig,
+        upcall: Arc<dyn UpcallHandler>,
+        flow_limit: Arc<AtomicUsize>,
+    ) -> Pmd {
+        let exec = Executor::new(&config);
+        Pmd {
+            cascade: Cascade::new(config.cascade),
+            flows: FlowTable::new(config.flow_table),
+            upcall,
+            flow_limit,
+            rxqs: Vec::new(),
+            tx: Vec::new(),
+            exec,
+            stats: PmdStats::default(),
+            relookup_hits: 0,
+            keys: Box::new([FlowKey::ZERO; MAX_BURST]),
+            hashes: [0; MAX_BURST],
+            dispositions: [Disposition::Miss; MAX_BURST],
+            config,
+        }
+    }
+
+    pub fn identity(&self) -> PmdIdentity {
+        self.config.identity
+    }
+
+    /// The flow table (for tests and dumps).
+    pub fn flows(&self) -> &FlowTable<FlowActions> {
+        &self.flows
+    }
+
+    /// Counters, with the cascade's levels folded in.
+    pub fn stats(&self) -> PmdStats {
+        let mut s = self.stats;
+        s.lookup = *self.cascade.stats();
+        s.lookup.misses -= self.relookup_hits;
+        s.lookup.megaflow_hits += self.relookup_hits;
+        s
+    }
+
+    /// Drop counters of the action executor, by reason.
+    pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
+        self.exec.drop_counts()
+    }
+
+    /// Starts polling `rxq`.
+    pub fn add_rxq(&mut self, rxq: PolledRxq) {
+        self.rxqs.push(rxq);
+    }
+
+    /// Stops polling the queues of `port_no`, returning them (their owner
+    /// closes them by dropping).
+    pub fn remove_rxqs(&mut self, port_no: u32) -> Vec<PolledRxq> {
+        let (gone, kept) = std::mem::take(&mut self.rxqs)
+            .into_iter()
+            .partition(|q| q.port_no == port_no);
+        self.rxqs = kept;
+        gone
+    }
+
+    /// Takes every rx queue away (for reassignment).
+    pub fn take_rxqs(&mut self) -> Vec<PolledRxq> {
+        std::mem::take(&mut self.rxqs)
+    }
+
+    /// Current rx queues and their measured cycles.
+    pub fn rxq_status(&self) -> Vec<RxqStatus> {
+        self.rxqs
+            .iter()
+            .map(|q| RxqStatus {
+                port_no: q.port_no,
+                port_name: q.port_name.clone(),
+                qid: q.qid,
+                cycles: q.measured_cycles(),
+            })
+            .collect()
+    }
+
+    /// Starts an rx-cycles history interval (called every few seconds).
+    pub fn rotate_rxq_cycles(&mut self) {
+        for q in &mut self.rxqs {
+            q.cycles_history[q.history_pos] = q.cycles_now;
+            q.history_pos = (q.history_pos + 1) % RXQ_CYCLE_HISTORY;
+            q.cycles_now = 0;
+        }
+    }
+
+    /// Lets this PMD transmit to `port_no` through `txq`.
+    pub fn add_txq(&mut self, port_no: u32, txq: Box<dyn TxQueue>) {
+        let i = port_no as usize;
+        if self.tx.len() <= i {
+            self.tx.resize_with(i + 1, || None);
+        }
+        self.tx[i] = Some(TxPort {
+            txq,
+            pending: PacketBatch::new(),
+            pending_since_ns: 0,
+        });
+    }
+
+    /// Stops transmitting to `port_no` (pending packets are sent first) and
+    /// forgets every flow received on it.
+    pub fn remove_port(&mut self, port_no: u32, now_ns: u64) {
+        self.flush_port(port_no as usize);
+        if let Some(slot) = self.tx.get_mut(port_no as usize) {
+            *slot = None;
+        }
+        let _ = now_ns;
+        let doomed: Vec<u128> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.in_port() == port_no)
+            .map(|(_, f)| f.ufid())
+            .collect();
+        for ufid in doomed {
+            let _ = self.flows.remove(ufid);
+        }
+    }
+
+    /// One iteration over every rx queue; returns the packets received.
+    pub fn poll_once(&mut self, now_ns: u64) -> usize {
+        let iter_start = cycles::now();
+        let mut received = 0;
+        for i in 0..self.rxqs.len() {
+            let start = cycles::now();
+            let mut batch = PacketBatch::new();
+            // A queue error (device gone) is the driver's to count; the
+            // port will be removed by the control path.
+            let n = self.rxqs[i].rxq.recv(&mut batch).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let port_no = self.rxqs[i].port_no;
+            for packet in batch.iter_mut() {
+                packet.meta_mut().in_port = port_no;
+            }
+            received += n;
+            self.stats.packets_received += n as u64;
+            self.process_batch(batch, now_ns);
+            self.rxqs[i].cycles_now += cycles::now().wrapping_sub(start);
+        }
+        self.flush_due(now_ns);
+        let spent = cycles::now().wrapping_sub(iter_start);
+        if received > 0 {
+            self.stats.busy_cycles += spent;
+        } else {
+            self.stats.idle_cycles += spent;
+        }
+        received
+    }
+
+    /// Runs a batch of packets (already carrying their `in_port`) through
+    /// the datapath, including recirculations. Counted in
+    /// `packets received` by the caller (rx) or as recirculations.
+    pub fn process_batch(&mut self, batch: PacketBatch, now_ns: u64) {
+        self.one_pass(batch, now_ns);
+        while let Some(recirc) = self.exec.take_recirculated() {
+            self.stats.recirculations += recirc.len() as u64;
+            self.one_pass(recirc, now_ns);
+        }
+    }
+
+    /// One datapath pass over `batch`.
+    fn one_pass(&mut self, mut batch: PacketBatch, now_ns: u64) {
+        let now_ms = now_ns / 1_000_000;
+        let n = prepare_batch(&mut batch, &mut self.keys, &mut self.hashes);
+        self.cascade.lookup_batch(
+            &mut self.flows,
+            &self.keys[..n],
+            &self.hashes[..n],
+            now_ms,
+            &mut self.dispositions[..n],
+        );
+
+        let mut packets: [Option<Packet>; MAX_BURST] = [const { None }; MAX_BURST];
+        for (slot, packet) in packets.iter_mut().zip(batch.drain()) {
+            *slot = Some(packet);
+        }
+        let mut verdicts = [Verdict::Dropped; MAX_BURST];
+        let mut one_offs: Vec<FlowActions> = Vec::new();
+        let mut installed_any = false;
+        let mut budget = self.config.upcall_budget;
+        for (i, verdict) in verdicts.iter_mut().enumerate().take(n) {
+            *verdict = match self.dispositions[i] {
+                Disposition::Hit { flow, .. } => Verdict::Flow(flow),
+                Disposition::Miss => self.handle_miss(
+                    i,
+                    &packets,
+                    &mut one_offs,
+                    &mut installed_any,
+                    &mut budget,
+                    now_ms,
+                ),
+            };
+        }
+
+        // Execute per flow group, in packet order of each group's first
+        // packet.
+        let mut done = 0u32;
+        for i in 0..n {
+            if done & (1 << i) != 0 {
+                continue;
+            }
+            let verdict = verdicts[i];
+            let mut group = PacketBatch::new();
+            let (mut bytes, mut tcp_flags) = (0u64, 0u16);
+            for j in i..n {
+                if done & (1 << j) == 0 && same_verdict(verdicts[j], verdict) {
+                    done |= 1 << j;
+                    if let Some(packet) = packets[j].take() {
+                        bytes += packet.len() as u64;
+                        tcp_flags |= self.keys[j].tcp_flags;
+                        let _ = group.push(packet);
+                    }
+                }
+            }
+            match verdict {
+                Verdict::Dropped => self.exec.drop_batch_no_flow(group),
+                Verdict::Flow(flow) => {
+                    let count = group.len() as u64;
+                    self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
+                    let actions = match self.flows.get(flow) {
+                        Some(f) => Arc::clone(&f.actions),
+                        None => {
+                            self.exec.drop_batch_no_flow(group);
+                            continue;
+                        }
+                    };
+                    self.execute(&actions, group, now_ns);
+                }
+                Verdict::OneOff(k) => {
+                    let actions = Arc::clone(&one_offs[k]);
+                    self.execute(&actions, group, now_ns);
+                }
+            }
+        }
+    }
+
+    /// Resolves a cascade miss for packet `i`: a flow installed earlier in
+    /// this batch, or an upcall (within the budget).
+    fn handle_miss(
+        &mut self,
+        i: usize,
+        packets: &[Option<Packet>; MAX_BURST],
+        one_offs: &mut Vec<FlowActions>,
+        installed_any: &mut bool,
+        budget: &mut usize,
+        now_ms: u64,
+    ) -> Verdict {
+        let key = self.keys[i];
+        if *installed_any && let Some(flow) = self.lookup_one(&key) {
+            self.relookup_hits += 1;
+            return Verdict::Flow(flow);
+        }
+        if *budget == 0 {
+            self.stats.upcall_budget_exceeded += 1;
+            self.stats.miss_upcall_failed += 1;
+            return Verdict::Dropped;
+        }
+        *budget -= 1;
+        let packet = packets[i].as_ref();
+        match self.upcall.translate(&key, packet, now_ms) {
+            Ok(Translation::Megaflow { mask, actions }) => {
+                self.stats.miss_upcall_ok += 1;
+                if self.flows.len() >= self.flow_limit.load(Ordering::Relaxed) {
+                    self.stats.upcall_flow_limit_hit += 1;
+                    one_offs.push(actions);
+                    return Verdict::OneOff(one_offs.len() - 1);
+                }
+                match self
+                    .flows
+                    .insert(&key, &mask, None, Arc::clone(&actions), now_ms)
+                {
+                    Ok(flow) => {
+                        *installed_any = true;
+                        // As OVS: the new flow goes into the EMC now, so the
+                        // next packet of the connection hits there.
+                        self.cascade.emc_mut().probabilistic_insert(
+                            &key,
+                            self.hashes[i],
+                            flow,
+                            &self.flows,
+                        );
+                        Verdict::Flow(flow)
+                    }
+                    Err(
+                        FlowTableError::MatchExists { ufid } | FlowTableError::UfidExists { ufid },
+                    ) => match self.flows.find_ufid(ufid) {
+                        Some(flow) => Verdict::Flow(flow),
+                        None => {
+                            one_offs.push(actions);
+                            Verdict::OneOff(one_offs.len() - 1)
+                        }
+                    },
+                    Err(_) => {
+                        // Table full or subtable limit: counted by the
+                        // table; the packet still gets its actions.
+                        one_offs.push(actions);
+                        Verdict::OneOff(one_offs.len() - 1)
+                    }
+                }
+            }
+            Ok(Translation::ExecuteOnly { actions }) => {
+                self.stats.miss_upcall_ok += 1;
+                one_offs.push(actions);
+                Verdict::OneOff(one_offs.len() - 1)
+            }
+            Err(_) => {
+                self.stats.miss_upcall_failed += 1;
+                Verdict::Dropped
+            }
+        }
+    }
+
+    /// Classifier lookup of one key (after an install in the same batch).
+    fn lookup_one(&mut self, key: &FlowKey) -> Option<FlowRef> {
+        let keys = std::slice::from_ref(key);
+        let mut found = [0u32; MAX_BURST];
+        let res = self.flows.classify_batch(key.in_port, keys, 1, &mut found);
+        (res.found & 1 != 0).then(|| self.flows.flow_at(found[0]))
+    }
+
+    fn execute(&mut self, actions: &FlowActions, group: PacketBatch, now_ns: u64) {
+        let Pmd {
+            exec, tx, stats, ..
+        } = self;
+        let mut sink = TxSink { tx, stats, now_ns };
+        exec.execute(actions, group, &mut sink, now_ns);
+    }
+
+    /// Sends pending output that is due: everything when the flush
+    /// interval is 0, else what has waited long enough.
+    fn flush_due(&mut self, now_ns: u64) {
+        let interval_ns = self.config.tx_flush_interval_us * 1000;
+        for i in 0..self.tx.len() {
+            let due = match &self.tx[i] {
+                Some(port) if !port.pending.is_empty() => {
+                    interval_ns == 0 || now_ns.saturating_sub(port.pending_since_ns) >= interval_ns
+                }
+                _ => false,
+            };
+            if due {
+                self.flush_port(i);
+            }
+        }
+    }
+
+    /// Sends every pending packet now (shutdown, port removal).
+    pub fn flush_all(&mut self) {
+        for i in 0..self.tx.len() {
+            self.flush_port(i);
+        }
+    }
+
+    fn flush_port(&mut self, i: usize) {
+        if let Some(Some(port)) = self.tx.get_mut(i) {
+            send_pending(port, &mut self.stats);
+        }
+    }
+
+    /// Applies a control message (between iterations).
+    pub fn handle(&mut self, msg: PmdMsg, now_ns: u64) {
+        msg::apply(self, msg, now_ns);
+    }
+}
+
+impl Drop for Pmd {
+    fn drop(&mut self) {
+        // Pending output goes out rather than being dropped silently.
+        self.flush_all();
+    }
+}
+
+fn same_verdict(a: Verdict, b: Verdict) -> bool {
+    match (a, b) {
+        (Verdict::Dropped, Verdict::Dropped) => true,
+        (Verdict::Flow(x), Verdict::Flow(y)) => x == y,
+        (Verdict::OneOff(x), Verdict::OneOff(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn send_pending(port: &mut TxPort, stats: &mut PmdStats) {
+    if port.pending.is_empty() {
+        return;
+    }
+    let n = port.pending.len() as u64;
+    port.txq.send(&mut port.pending);
+    stats.tx_packets += n;
+    stats.tx_batches += 1;
+}
+
+/// Where the executor's `output` actions go: this PMD's transmit buffers.
+pub struct TxSink<'a> {
+    tx: &'a mut Vec<Option<TxPort>>,
+    stats: &'a mut PmdStats,
+    now_ns: u64,
+}
+
+impl TxSink<'_> {
+    /// Queues `packet` for `port_no`; `Err` gives it back when this PMD
+    /// has no such port.
+    pub fn output(&mut self, port_no: u32, packet: Packet) -> Result<(), Packet> {
+        let Some(Some(port)) = self.tx.get_mut(port_no as usize) else {
+            return Err(packet);
+        };
+        if port.pending.is_empty() {
+            port.pending_since_ns = self.now_ns;
+        }
+        let packet = match port.pending.push(packet) {
+            Ok(()) => return Ok(()),
+            Err(packet) => packet,
+        };
+        send_pending(port, self.stats);
+        port.pending_since_ns = self.now_ns;
+        port.pending.push(packet)
+    }
+}
+
+impl std::fmt::Debug for TxSink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxSink")
+            .field("ports", &self.tx.len())
+            .finish()
+    }
+}

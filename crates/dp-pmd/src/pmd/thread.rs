@@ -1,0 +1,117 @@
+//! Running a [`Pmd`] on its own thread, pinned to its core.
+//!
+//! The loop: apply pending control messages, poll once, and when the poll
+//! found nothing and `pmd-sleep-max` is set, back off (doubling from 1 µs
+//! up to the maximum) so an idle PMD does not burn its core; any packet
+//! resets the back-off, as OVS 3.x's PMD load-based sleeping does. The
+//! thread stops when its stop flag is raised or its control channel
+//! closes, flushing its transmit buffers and dropping (returning) every
+//! buffer it holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use super::{Pmd, PmdMsg};
+use crate::cycles;
+
+/// Iterations between rx-cycle history rotations check (cheap).
+const ROTATE_CHECK_EVERY: u32 = 1024;
+
+/// How a PMD thread runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmdThreadConfig {
+    /// Core to pin to; `None` leaves the thread unpinned (non-PMD thread).
+    pub core: Option<usize>,
+    /// Longest idle back-off (µs); 0 = busy polling.
+    pub sleep_max_us: u64,
+    /// Length of one rx-cycle history interval (ms).
+    pub rxq_interval_ms: u64,
+}
+
+/// A running PMD thread.
+#[derive(Debug)]
+pub struct PmdThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl PmdThread {
+    /// Starts `pmd` on a new thread named `name`.
+    pub fn spawn(
+        name: String,
+        mut pmd: Pmd,
+        control: Receiver<PmdMsg>,
+        config: PmdThreadConfig,
+    ) -> std::io::Result<PmdThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            if let Some(core) = config.core {
+                // Failure to pin (core went offline) leaves the thread
+                // unpinned: slower, not wrong.
+                let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            }
+            run(&mut pmd, &control, &stop_flag, config);
+        })?;
+        Ok(PmdThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for PmdThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(pmd: &mut Pmd, control: &Receiver<PmdMsg>, stop: &AtomicBool, config: PmdThreadConfig) {
+    let mut sleep_us = 0u64;
+    let mut iterations = 0u32;
+    let mut next_rotate_ms = cycles::monotonic_ns() / 1_000_000 + config.rxq_interval_ms;
+    loop {
+        let now_ns = cycles::monotonic_ns();
+        loop {
+            match control.try_recv() {
+                Ok(msg) => pmd.handle(msg, now_ns),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let received = pmd.poll_once(now_ns);
+        iterations = iterations.wrapping_add(1);
+        if config.rxq_interval_ms > 0 && iterations.is_multiple_of(ROTATE_CHECK_EVERY) {
+            let now_ms = now_ns / 1_000_000;
+            if now_ms >= next_rotate_ms {
+                pmd.rotate_rxq_cycles();
+                next_rotate_ms = now_ms + config.rxq_interval_ms;
+            }
+        }
+        if received > 0 || config.sleep_max_us == 0 {
+            sleep_us = 0;
+            continue;
+        }
+        sleep_us = (sleep_us * 2).clamp(1, config.sleep_max_us);
+        std::thread::sleep(Duration::from_micros(sleep_us));
+    }
+}
