@@ -245,6 +245,7 @@ pub struct TnlPush {
     pub tnl_type: u32,
     /// Ethernet + IP + tunnel header bytes, as sent. IPv4 total length,
     /// the IPv4 checksum, the IPv6 payload length and the UDP length are
-    /// left zero for the executor to fill per packet.
+    /// left zero for the executor to fill per packet, as is the SRv6
+    /// routing header's next-header byte.
     pub header: Vec<u8>,
 }

@@ -21,6 +21,9 @@ use super::{MAX_NESTING, PortNames, format_port};
 use crate::action::*;
 use std::fmt::Write;
 
+/// Most segments an SRv6 `tnl_push` may carry (OVS `SRV6_MAX_SEGS`).
+pub const SRV6_MAX_SEGS: usize = 6;
+
 /// Parses an action list. `drop` (alone) and the empty string are the
 /// empty list.
 pub fn parse(s: &str, names: Option<&PortNames>) -> Result<Vec<Action>> {
@@ -904,10 +907,48 @@ fn parse_tnl_push(c: &mut Cursor) -> Result<Action> {
         return Err(OdpError::Unsupported(
             "tnl_push erspan: ERSPAN headers are not implemented".into(),
         ));
-    } else if c.starts("srv6(") {
-        return Err(OdpError::Unsupported(
-            "tnl_push srv6: SRv6 headers are not implemented".into(),
-        ));
+    } else if c.eat("srv6(segments_left=") {
+        if ipv4 {
+            return Err(OdpError::Invalid(
+                "tnl_push srv6: needs an IPv6 outer header".into(),
+            ));
+        }
+        let v = c.u8_i().filter(|v| usize::from(*v) < SRV6_MAX_SEGS);
+        let segments_left = num(c, v, "tnl_push srv6 segments_left")?;
+        let n_segs = usize::from(segments_left) + 1;
+        c.expect(",segs(", W)?;
+        let mut segs = Vec::with_capacity(n_segs);
+        while let Some(seg) = c.ipv6() {
+            if segs.len() == n_segs {
+                return Err(OdpError::Invalid(format!(
+                    "tnl_push srv6 segs: more than segments_left + 1 = {n_segs} segments"
+                )));
+            }
+            segs.push(seg);
+            c.eat(",");
+        }
+        if segs.len() != n_segs {
+            return Err(OdpError::Invalid(format!(
+                "tnl_push srv6 segs: expected {n_segs} segments"
+            )));
+        }
+        c.expect(")))", W)?;
+        // Routing header type 4; next header is filled per packet.
+        h.extend_from_slice(&[
+            0,
+            (2 * n_segs) as u8,
+            4,
+            segments_left,
+            segments_left,
+            0,
+            0,
+            0,
+        ]);
+        // The segment list is stored last segment first.
+        for seg in segs.iter().rev() {
+            h.extend_from_slice(seg);
+        }
+        expect_type = vport_type::SRV6;
     } else {
         return Err(c.err("tnl_push: expected udp(, gre(, erspan( or srv6("));
     }
@@ -1349,6 +1390,17 @@ fn format_tnl_header(out: &mut String, t: &TnlPush) -> Option<()> {
                 let _ = write!(out, ",seq=0x{:x}", r.u32(o)?);
             }
             out.push(')');
+        }
+        vport_type::SRV6 => {
+            let nr_segs = usize::from(r.u8(l4 + 4)?) + 1;
+            let _ = write!(out, "srv6(segments_left={},segs(", r.u8(l4 + 3)?);
+            for i in 0..nr_segs {
+                if i > 0 {
+                    out.push(',');
+                }
+                fmt::ipv6(out, &r.arr::<16>(l4 + 8 + 16 * (nr_segs - i - 1))?);
+            }
+            out.push_str("))");
         }
         _ => {}
     }
