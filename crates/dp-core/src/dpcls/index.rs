@@ -20,6 +20,10 @@
 //! - Growing (on insert only) rebuilds from the stored tags; lookups never
 //!   allocate.
 
+/// [`HashIndex::home_candidate`]'s "no candidate" (values are positions,
+/// never `u32::MAX`).
+pub const NO_CANDIDATE: u32 = u32::MAX;
+
 /// Slots per bucket: 7 tags + 7 values + bookkeeping fill 64 bytes.
 pub const SLOTS: usize = 7;
 
@@ -111,6 +115,29 @@ impl HashIndex {
             }
             b = (b + 1) & mask;
         }
+    }
+
+    /// The first value under `hash` in its home bucket, or
+    /// [`NO_CANDIDATE`], and whether that is the whole answer (at most one
+    /// tag matched and nothing overflowed the bucket). Lets a batch load
+    /// every packet's bucket before confirming any candidate.
+    #[inline]
+    pub fn home_candidate(&self, hash: u32) -> (u32, bool) {
+        let bucket = &self.buckets[hash as usize & self.mask()];
+        let mut hits = 0u32;
+        for (j, tag) in bucket.tags.iter().enumerate() {
+            hits |= u32::from(*tag == hash) << j;
+        }
+        hits &= u32::from(bucket.occupied);
+        let first = if hits == 0 {
+            NO_CANDIDATE
+        } else {
+            bucket.values[hits.trailing_zeros() as usize]
+        };
+        (
+            first,
+            hits & hits.wrapping_sub(1) == 0 && bucket.overflow == 0,
+        )
     }
 
     /// Adds `value` under `hash`. Duplicates are the caller's business.

@@ -32,14 +32,15 @@
 //!   loop.
 //! - `values[pos] == FREE` exactly when `pos` is on the free list.
 
-use super::index::HashIndex;
+use super::index::{HashIndex, NO_CANDIDATE};
 use crate::flow::{FLOW_U64S, FlowKey};
 use crate::packet::MAX_BURST;
 
 /// Mask widths (in 64-bit words) with a specialised lookup loop.
 pub const SPECIALISED_WIDTHS: std::ops::RangeInclusive<usize> = 1..=8;
 
-const FREE: u32 = u32::MAX;
+/// Marks a free rule slot (values are `u32`, so no value collides).
+const FREE_WORD: u64 = u64::MAX;
 
 const fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -95,8 +96,10 @@ pub(crate) struct Subtable {
     mask: FlowKey,
     word_idx: Vec<u8>,
     mask_words: Vec<u64>,
-    keys: Vec<u64>,
-    values: Vec<u32>,
+    /// Rule slab, `n + 1` words a rule: the value (or [`FREE_WORD`]), then
+    /// the `n` masked key words, so a confirming compare and the value read
+    /// share a cache line.
+    rules: Vec<u64>,
     free: Vec<u32>,
     index: HashIndex,
     len: usize,
@@ -125,8 +128,7 @@ impl Subtable {
             mask: *mask,
             word_idx,
             mask_words,
-            keys: Vec::new(),
-            values: Vec::new(),
+            rules: Vec::new(),
             free: Vec::new(),
             index: HashIndex::new(),
             len: 0,
@@ -153,8 +155,7 @@ impl Subtable {
 
     /// Heap bytes held by this subtable's rule storage and index.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.keys.capacity() * 8
-            + self.values.capacity() * 4
+        self.rules.capacity() * 8
             + self.free.capacity() * 4
             + self.index.heap_bytes()
             + self.word_idx.capacity()
@@ -173,10 +174,22 @@ impl Subtable {
     }
 
     #[inline]
+    fn stride(&self) -> usize {
+        self.word_idx.len() + 1
+    }
+
+    #[inline]
     fn rule_words(&self, pos: u32) -> &[u64] {
-        let n = self.word_idx.len();
-        let start = pos as usize * n;
-        &self.keys[start..start + n]
+        let start = pos as usize * self.stride();
+        &self.rules[start + 1..start + self.stride()]
+    }
+
+    #[inline]
+    fn rule_value(&self, pos: u32) -> u64 {
+        self.rules
+            .get(pos as usize * self.stride())
+            .copied()
+            .unwrap_or(FREE_WORD)
     }
 
     fn masked_words_eq(&self, key: &FlowKey, rule: &[u64]) -> bool {
@@ -197,7 +210,6 @@ impl Subtable {
 
     /// Adds a rule (the caller checked it is not a duplicate).
     pub(crate) fn insert(&mut self, key: &FlowKey, value: u32) -> u32 {
-        debug_assert!(value != FREE, "u32::MAX is the free marker");
         let hash = self.hash(key);
         let words = key.words();
         let masked = self
@@ -205,20 +217,21 @@ impl Subtable {
             .iter()
             .zip(&self.mask_words)
             .map(|(&i, &m)| words[usize::from(i)] & m);
+        let stride = self.stride();
         let pos = match self.free.pop() {
             Some(pos) => {
-                let n = self.word_idx.len();
-                let start = pos as usize * n;
-                for (slot, w) in self.keys[start..start + n].iter_mut().zip(masked) {
-                    *slot = w;
+                let start = pos as usize * stride;
+                let slot = &mut self.rules[start..start + stride];
+                slot[0] = u64::from(value);
+                for (dst, w) in slot[1..].iter_mut().zip(masked) {
+                    *dst = w;
                 }
-                self.values[pos as usize] = value;
                 pos
             }
             None => {
-                let pos = u32::try_from(self.values.len()).expect("fewer than 2^32 rules");
-                self.keys.extend(masked);
-                self.values.push(value);
+                let pos = u32::try_from(self.rules.len() / stride).expect("fewer than 2^32 rules");
+                self.rules.push(u64::from(value));
+                self.rules.extend(masked);
                 pos
             }
         };
@@ -229,15 +242,13 @@ impl Subtable {
 
     /// Removes the rule at `pos`, returning its value.
     pub(crate) fn remove(&mut self, pos: u32) -> Option<u32> {
-        let value = *self.values.get(pos as usize)?;
-        if value == FREE {
-            return None;
-        }
+        let value = self.value(pos)?;
         let key = self.rule_key(pos);
         let hash = self.hash(&key);
         let removed = self.index.remove(hash, pos);
         debug_assert!(removed, "live rule is indexed");
-        self.values[pos as usize] = FREE;
+        let start = pos as usize * self.stride();
+        self.rules[start] = FREE_WORD;
         self.free.push(pos);
         self.len -= 1;
         Some(value)
@@ -245,10 +256,8 @@ impl Subtable {
 
     /// The value of the live rule at `pos`.
     pub(crate) fn value(&self, pos: u32) -> Option<u32> {
-        self.values
-            .get(pos as usize)
-            .copied()
-            .filter(|&v| v != FREE)
+        let word = self.rule_value(pos);
+        (word != FREE_WORD).then_some(word as u32)
     }
 
     /// The masked key of the rule at `pos`, as a full key.
@@ -269,11 +278,11 @@ impl Subtable {
 
     /// Every live rule: (position, value).
     pub(crate) fn rules(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.values
-            .iter()
+        self.rules
+            .chunks_exact(self.stride())
             .enumerate()
-            .filter(|(_, v)| **v != FREE)
-            .map(|(pos, v)| (pos as u32, *v))
+            .filter(|(_, rule)| rule[0] != FREE_WORD)
+            .map(|(pos, rule)| (pos as u32, rule[0] as u32))
     }
 
     /// Looks up the packets whose bit is set in `active`, writing the
@@ -314,7 +323,7 @@ impl Subtable {
             if let Some(pos) = self.index.find(hashes[i], |pos| {
                 self.masked_words_eq(key, self.rule_words(pos))
             }) {
-                out[i] = self.values[pos as usize];
+                out[i] = self.rule_value(pos) as u32;
                 found |= 1 << i;
             }
             bits &= bits - 1;
@@ -342,19 +351,40 @@ impl Subtable {
             hashes[i] = subtable_hash(masked_of(&keys[i]));
             bits &= bits - 1;
         }
+        // Phase 2: the home bucket of every packet (independent loads, so
+        // the misses of different packets overlap).
+        let mut candidates = [(NO_CANDIDATE, false); MAX_BURST];
+        let mut bits = active;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            candidates[i] = self.index.home_candidate(hashes[i]);
+            bits &= bits - 1;
+        }
+        // Phase 3: confirm the candidate (key words and value share a
+        // line); anything unusual takes the full probe.
         let mut found = 0u32;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
             let masked = masked_of(&keys[i]);
-            if let Some(pos) = self.index.find(hashes[i], |pos| {
-                let start = pos as usize * N;
-                self.keys[start..start + N] == masked
-            }) {
-                out[i] = self.values[pos as usize];
+            let (candidate, complete) = candidates[i];
+            let start = candidate as usize * (N + 1);
+            let hit = if candidate != NO_CANDIDATE && self.rules[start + 1..start + 1 + N] == masked
+            {
+                Some(candidate)
+            } else if complete {
+                None
+            } else {
+                self.index.find(hashes[i], |pos| {
+                    let start = pos as usize * (N + 1);
+                    self.rules[start + 1..start + 1 + N] == masked
+                })
+            };
+            if let Some(pos) = hit {
+                out[i] = self.rules[pos as usize * (N + 1)] as u32;
                 found |= 1 << i;
             }
-            bits &= bits - 1;
         }
         found
     }
