@@ -2,21 +2,35 @@
 //! `ovs-appctl dpctl/dump-flows` prints them and `dpctl/add-flow` reads
 //! them.
 //!
+//! # Map
+//! - [`attr`]: typed key attributes (the list OVS sends as netlink).
+//! - [`key`]: key/mask text ↔ attribute lists.
+//! - [`actions`]: action text ↔ [`crate::action::Action`] lists.
+//! - [`flow`]: attribute lists ↔ [`crate::flow::FlowKey`] (+ mask).
+//! - [`dump`]: one dump-flows line from its pieces.
+//! - [`packet`]: a frame from a key, like `netdev-dummy/receive`.
+//! - [`scan`], [`fmt`]: the C-compatible scanning and printing primitives.
+//! - [`normalize_key`], [`normalize_masked_key`], [`normalize_actions`]:
+//!   the `ovstest test-odp` round trips, used by `oxvsctl odp` and the
+//!   conformance tests.
+//!
 //! # How it works
-//! Text maps to the typed attribute lists of [`attr`] (and to
-//! [`crate::action::Action`] lists) one to one, in both directions,
-//! following OVS's `lib/odp-util.c` rules so the output is byte-identical:
-//! attribute order is kept, a mask attribute that is missing or all zero
-//! is not printed, a partially masked field prints `value/mask`.
-//! Separately, [`flow`] converts attribute lists to and from the
-//! datapath's [`crate::flow::FlowKey`] (what add-flow installs, what
-//! dump-flows prints for an installed megaflow).
+//! Text maps to the typed attribute lists of [`attr`] (and to action
+//! lists) one to one, in both directions, following OVS's
+//! `lib/odp-util.c` rules so the output is byte-identical: attribute order
+//! is kept, a mask attribute that is missing or all zero is not printed, a
+//! partially masked field prints `value/mask`. Separately, [`flow`]
+//! converts attribute lists to and from the datapath's FlowKey: what
+//! add-flow installs, and what dump-flows prints for an installed megaflow
+//! (the attributes OVS derives from the key, in OVS's order).
 //!
 //! # Invariants
 //! - Parsers never panic and never recurse deeper than [`MAX_NESTING`];
 //!   every error names the attribute or field that was wrong.
-//! - A family oxvs does not implement (NSH, SRv6, ...) is an
-//!   [`OdpError::Unsupported`], never a silently different round trip.
+//! - A family oxvs does not implement (NSH keys and actions, ERSPAN and
+//!   GTP-U tunnel headers) is an [`OdpError::Unsupported`], never a
+//!   silently different round trip. Geneve options and ERSPAN metadata
+//!   round-trip as text but are rejected when converted to a FlowKey.
 //!
 //! Everything here is pure data transformation: no threads, no I/O.
 
