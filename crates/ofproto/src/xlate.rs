@@ -1,0 +1,895 @@
+//! Translation ("xlate"): one packet's flow key through the OpenFlow
+//! tables into datapath actions plus the megaflow mask (OVS
+//! `ofproto/ofproto-dpif-xlate.c`, reduced).
+//!
+//! # How it works
+//! The translator keeps two views of the packet: `flow`, what the
+//! pipeline has made of it so far (set_field, VLAN edits, registers), and
+//! `base`, what the datapath packet looks like given the actions emitted
+//! so far. Actions that only change `flow` emit nothing; before anything
+//! that lets the packet out (output, controller, tunnel push) the
+//! difference is *committed* as `pop_vlan`/`push_vlan` and (masked) `set`
+//! actions, as OVS's `commit_odp_actions` does.
+//!
+//! # Wildcards
+//! `wc` starts with what is always examined (`in_port`, `dl_type`,
+//! `packet_type`, `recirc_id`, `nw_frag` for IP, VLAN presence, tunnel
+//! fields for tunnelled packets) and grows with every bit consulted:
+//! each classifier lookup adds what it examined, NORMAL adds `dl_src`,
+//! `dl_dst` and the VLAN id, a field write adds the bits it wrote (so the
+//! "did it change?" decision of the commit is fixed by the megaflow), a
+//! `move` adds its source bits, prerequisite checks add what they read.
+//! Registers and metadata are pipeline state that starts at zero, so they
+//! never appear in the mask.
+//!
+//! Soundness, the invariant every change here must keep: any packet that
+//! agrees with the translated one on the bits of the mask translates to
+//! the same actions (`tests/megaflow.rs` checks it with random rule sets).
+//!
+//! # Limits (as OVS)
+//! Resubmit depth 64 and 4096 table lookups per translation; past either
+//! the translation fails and the megaflow drops.
+//!
+//! # Threads
+//! Runs on the calling (PMD/handler) thread against an immutable
+//! snapshot; the only shared write is MAC learning, and only when the
+//! caller allows side effects (a trace does not).
+
+use crate::actions::{OfAction, SetStyle, SubField};
+use crate::field::{Field, OfFlow, Prereq, eth_is_multicast, eth_is_reserved};
+use crate::mac_learning::MacLearning;
+use crate::r#match::Match;
+use crate::ports::*;
+use crate::tables::{Rule, RuleSet};
+use crate::tunnel::build_push;
+use dp_core::action::{Action, Userdata, Userspace};
+use dp_core::flow::FlowKey;
+use dp_core::flow::key::*;
+use dp_core::odp::attr::{EthKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey};
+use std::sync::Arc;
+
+/// Most nested resubmits (OVS `MAX_DEPTH`).
+pub const MAX_DEPTH: u32 = 64;
+/// Most table lookups in one translation (OVS `MAX_RESUBMITS`).
+pub const MAX_RESUBMITS: u32 = 4096;
+
+/// OpenFlow packet-in reasons used in `controller(reason=...)`.
+pub const OFPR_ACTION: u16 = 1;
+pub const OFPR_INVALID_TTL: u16 = 2;
+
+/// Why a translation failed (the megaflow then drops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XlateError {
+    /// Resubmits nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// More than [`MAX_RESUBMITS`] table lookups.
+    TooManyResubmits,
+    /// More VLAN headers than the flow key can hold.
+    TooManyVlans,
+}
+
+impl std::fmt::Display for XlateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XlateError::TooDeep => write!(f, "over max translation depth {MAX_DEPTH}"),
+            XlateError::TooManyResubmits => write!(f, "over {MAX_RESUBMITS} resubmit actions"),
+            XlateError::TooManyVlans => write!(f, "too many VLAN headers"),
+        }
+    }
+}
+
+/// The result of translating one flow key.
+#[derive(Clone, Debug)]
+pub struct Translation {
+    /// Datapath actions; empty means drop.
+    pub actions: Vec<Action>,
+    /// The megaflow mask over the datapath key (install `key & mask`).
+    pub mask: FlowKey,
+    /// Rule table version translated against.
+    pub version: u64,
+    /// MAC learning sequence number seen (meaningful when
+    /// `uses_mac_learning`).
+    pub mac_seq: u64,
+    /// True when NORMAL ran, so MAC table changes must revalidate.
+    pub uses_mac_learning: bool,
+    /// Rules the packet hit, in order, for statistics.
+    pub rules: Vec<Arc<Rule>>,
+    /// Set when translation failed; `actions` is then empty.
+    pub error: Option<XlateError>,
+    /// Number of packets sent to the controller per packet.
+    pub n_controller: u32,
+    /// The flow as the pipeline left it (for traces).
+    pub final_flow: OfFlow,
+}
+
+impl Translation {
+    /// Credits `packets`/`bytes` to every rule the translation hit.
+    pub fn credit(&self, packets: u64, bytes: u64, now_ms: u64) {
+        for r in &self.rules {
+            r.credit(packets, bytes, now_ms);
+        }
+    }
+}
+
+/// One line of an explanation, at a nesting depth.
+#[derive(Clone, Debug)]
+pub enum TraceEvent {
+    /// A table lookup and its result (`None`: no match).
+    Lookup {
+        depth: u32,
+        table_id: u8,
+        rule: Option<Arc<Rule>>,
+    },
+    /// An action being executed.
+    Action { depth: u32, text: String },
+    /// A remark about what an action did.
+    Note { depth: u32, text: String },
+}
+
+/// Inputs of a translation.
+pub(crate) struct XlateEnv<'a> {
+    pub rules: &'a RuleSet,
+    pub ports: &'a PortTable,
+    pub mac: &'a MacLearning,
+    pub now_ms: u64,
+    /// False for traces: do not learn MACs.
+    pub may_learn: bool,
+}
+
+struct Ctx<'a, 't> {
+    env: &'a XlateEnv<'a>,
+    flow: OfFlow,
+    base: FlowKey,
+    orig: FlowKey,
+    wc: OfFlow,
+    odp: Vec<Action>,
+    table_id: u8,
+    depth: u32,
+    resubmits: u32,
+    rules: Vec<Arc<Rule>>,
+    cookie: u64,
+    uses_mac: bool,
+    mac_seq: u64,
+    error: Option<XlateError>,
+    n_controller: u32,
+    trace: Option<&'t mut Vec<TraceEvent>>,
+}
+
+/// Translates `key` (a datapath key, `in_port` a datapath port number).
+pub(crate) fn translate(
+    env: &XlateEnv<'_>,
+    key: &FlowKey,
+    trace: Option<&mut Vec<TraceEvent>>,
+) -> Translation {
+    let mut flow = OfFlow::from_key(*key);
+    let in_port = env.ports.by_odp(key.in_port).map(|p| p.ofport);
+    flow.key.in_port = in_port.unwrap_or(OFPP_NONE);
+    let mut ctx = Ctx {
+        env,
+        flow,
+        base: *key,
+        orig: *key,
+        wc: OfFlow::ZERO,
+        odp: Vec::new(),
+        table_id: 0,
+        depth: 0,
+        resubmits: 0,
+        rules: Vec::new(),
+        cookie: 0,
+        uses_mac: false,
+        mac_seq: env.mac.seq(),
+        error: None,
+        n_controller: 0,
+        trace,
+    };
+    ctx.wc_init();
+    if in_port.is_none() {
+        ctx.note(format!(
+            "no OpenFlow port for datapath port {}, dropping",
+            key.in_port
+        ));
+    } else {
+        ctx.table(0);
+    }
+    ctx.finish()
+}
+
+impl Ctx<'_, '_> {
+    fn note(&mut self, text: String) {
+        let depth = self.depth;
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(TraceEvent::Note { depth, text });
+        }
+    }
+
+    fn wc_init(&mut self) {
+        let k = &self.orig;
+        let w = &mut self.wc.key;
+        w.in_port = u32::MAX;
+        w.dl_type = u16::MAX;
+        w.packet_type = u32::MAX;
+        w.recirc_id = u32::MAX;
+        if k.is_ip_any() {
+            w.nw_frag |= FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+        }
+        // The datapath key keeps the inner Ethernet type with the tags
+        // beside it, so tag presence must always be part of the match.
+        w.vlans[0].tci |= VLAN_CFI;
+        if k.vlans[0].is_present() {
+            w.vlans[1].tci |= VLAN_CFI;
+        }
+        if k.tun_ipv4_dst != [0; 4] || k.tun_ipv6_dst != [0; 16] {
+            w.tun_id = u64::MAX;
+            if k.tun_ipv4_dst != [0; 4] {
+                w.tun_ipv4_src = [0xff; 4];
+                w.tun_ipv4_dst = [0xff; 4];
+            } else {
+                w.tun_ipv6_src = [0xff; 16];
+                w.tun_ipv6_dst = [0xff; 16];
+            }
+            w.tun_flags = dp_core::odp::flow::TNL_F_DONT_FRAGMENT
+                | dp_core::odp::flow::TNL_F_CSUM
+                | dp_core::odp::flow::TNL_F_KEY;
+            w.tun_tos = u8::MAX;
+        }
+    }
+
+    fn finish(mut self) -> Translation {
+        let mut mask = self.wc.key;
+        let k = &self.orig;
+        mask.in_port = u32::MAX;
+        let icmp = (k.dl_type == ETH_TYPE_IPV4 && k.nw_proto == IPPROTO_ICMP)
+            || (k.dl_type == ETH_TYPE_IPV6 && k.nw_proto == IPPROTO_ICMPV6);
+        if icmp {
+            mask.tp_src &= 0xff;
+            mask.tp_dst &= 0xff;
+        }
+        if k.nw_frag & FLOW_NW_FRAG_LATER != 0 {
+            mask.tp_src = 0;
+            mask.tp_dst = 0;
+        }
+        for v in mask.vlans.iter_mut() {
+            if v.tci != 0 {
+                v.tci |= VLAN_CFI;
+            }
+        }
+        if k.dl_type != ETH_TYPE_MPLS && k.dl_type != ETH_TYPE_MPLS_MCAST {
+            mask.mpls_lse = [0; 3];
+        }
+        mask.clear_padding();
+        if self.error.is_some() {
+            self.odp.clear();
+        }
+        Translation {
+            actions: self.odp,
+            mask,
+            version: self.env.rules.version,
+            mac_seq: self.mac_seq,
+            uses_mac_learning: self.uses_mac,
+            rules: self.rules,
+            error: self.error,
+            n_controller: self.n_controller,
+            final_flow: self.flow,
+        }
+    }
+
+    /// Looks `flow` up in `table_id` and runs the winner's actions.
+    fn table(&mut self, table_id: u8) {
+        if self.error.is_some() {
+            return;
+        }
+        if self.depth >= MAX_DEPTH {
+            self.fail(XlateError::TooDeep);
+            return;
+        }
+        if self.resubmits >= MAX_RESUBMITS {
+            self.fail(XlateError::TooManyResubmits);
+            return;
+        }
+        self.resubmits += 1;
+        let Some(table) = self.env.rules.table(table_id) else {
+            return;
+        };
+        let hit = table
+            .lookup(&self.flow, &mut self.wc)
+            .map(|e| e.rule.clone());
+        let depth = self.depth;
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(TraceEvent::Lookup {
+                depth,
+                table_id,
+                rule: hit.clone(),
+            });
+        }
+        let Some(rule) = hit else {
+            return;
+        };
+        self.rules.push(rule.clone());
+        let (saved_table, saved_cookie) = (self.table_id, self.cookie);
+        self.table_id = table_id;
+        self.cookie = rule.cookie;
+        self.depth += 1;
+        self.actions(&rule.actions);
+        self.depth -= 1;
+        self.table_id = saved_table;
+        self.cookie = saved_cookie;
+    }
+
+    fn fail(&mut self, e: XlateError) {
+        self.note(format!("{e}, dropping"));
+        self.error = Some(e);
+    }
+
+    fn actions(&mut self, acts: &[OfAction]) {
+        for a in acts {
+            if self.error.is_some() {
+                return;
+            }
+            if self.trace.is_some() {
+                let mut text = String::new();
+                crate::actions::format_action(&mut text, a, None);
+                let depth = self.depth;
+                if let Some(t) = self.trace.as_deref_mut() {
+                    t.push(TraceEvent::Action { depth, text });
+                }
+            }
+            match a {
+                OfAction::Output { port } => self.output(*port),
+                OfAction::Controller { max_len } => self.controller(OFPR_ACTION, *max_len),
+                OfAction::SetVlanVid(vid) => {
+                    self.wc.key.vlans[0].tci |= 0x0fff | VLAN_CFI;
+                    if !self.flow.key.vlans[0].is_present() && !self.push_tag(ETH_TYPE_VLAN_8021Q) {
+                        return;
+                    }
+                    let v = &mut self.flow.key.vlans[0];
+                    v.tci = (v.tci & !0x0fff) | vid | VLAN_CFI;
+                }
+                OfAction::SetVlanPcp(pcp) => {
+                    self.wc.key.vlans[0].tci |= 0xe000 | VLAN_CFI;
+                    if !self.flow.key.vlans[0].is_present() && !self.push_tag(ETH_TYPE_VLAN_8021Q) {
+                        return;
+                    }
+                    let v = &mut self.flow.key.vlans[0];
+                    v.tci = (v.tci & 0x1fff) | (u16::from(*pcp) << 13) | VLAN_CFI;
+                }
+                OfAction::StripVlan => {
+                    if self.flow.key.vlans[0].is_present() {
+                        let k = &mut self.flow.key;
+                        k.vlans[0] = k.vlans[1];
+                        k.vlans[1] = VlanHeader::default();
+                    }
+                }
+                OfAction::PushVlan(tpid) => {
+                    if !self.push_tag(*tpid) {
+                        return;
+                    }
+                }
+                OfAction::SetField {
+                    field,
+                    value,
+                    mask,
+                    style,
+                } => {
+                    if !self.write_field(*field, *value, *mask) && *style == SetStyle::Legacy {
+                        self.note(format!(
+                            "{} skipped: packet lacks {}",
+                            field.name(),
+                            field.prereq().describe()
+                        ));
+                    }
+                }
+                OfAction::DecTtl => {
+                    if !self.flow.key.is_ip_any() {
+                        continue;
+                    }
+                    self.wc.key.nw_ttl = u8::MAX;
+                    if self.flow.key.nw_ttl > 1 {
+                        self.flow.key.nw_ttl -= 1;
+                    } else {
+                        self.note("TTL exceeded, sending to controller".into());
+                        self.controller(OFPR_INVALID_TTL, u16::MAX);
+                        return;
+                    }
+                }
+                OfAction::Load { value, dst } => {
+                    self.write_field(dst.field, value << dst.ofs, dst.mask());
+                }
+                OfAction::Move { src, dst } => self.move_bits(src, dst),
+                OfAction::Resubmit { port, table } => {
+                    let old_in = self.flow.key.in_port;
+                    if let Some(p) = port {
+                        if *p != OFPP_IN_PORT {
+                            self.flow.key.in_port = *p;
+                        }
+                    }
+                    self.table(table.unwrap_or(self.table_id));
+                    self.flow.key.in_port = old_in;
+                }
+                OfAction::GotoTable(t) => self.table(*t),
+                OfAction::Note(_) => {}
+                OfAction::SetTunnel(id) => self.flow.key.tun_id = *id,
+                OfAction::Meter(m) => self.odp.push(Action::Meter(*m)),
+            }
+        }
+    }
+
+    /// Pushes a new outer tag; false (and the translation fails) when the
+    /// key cannot hold another tag.
+    fn push_tag(&mut self, tpid: u16) -> bool {
+        if self.flow.key.vlans[1].is_present() {
+            self.fail(XlateError::TooManyVlans);
+            return false;
+        }
+        let k = &mut self.flow.key;
+        k.vlans[1] = k.vlans[0];
+        k.vlans[0] = VlanHeader {
+            tpid,
+            tci: VLAN_CFI,
+        };
+        true
+    }
+
+    /// Checks a prerequisite against the current flow, unwildcarding what
+    /// it reads beyond `dl_type` (which is always exact).
+    fn prereq(&mut self, p: Prereq) -> bool {
+        let k = self.flow.key;
+        let ip_any = k.is_ip_any();
+        let proto = |ctx: &mut Self| {
+            ctx.wc.key.nw_proto = u8::MAX;
+            k.nw_proto
+        };
+        match p {
+            Prereq::None => true,
+            Prereq::Ip => k.dl_type == ETH_TYPE_IPV4,
+            Prereq::Ipv6 => k.dl_type == ETH_TYPE_IPV6,
+            Prereq::IpAny => ip_any,
+            Prereq::Arp => k.dl_type == ETH_TYPE_ARP || k.dl_type == ETH_TYPE_RARP,
+            Prereq::L4 => ip_any && matches!(proto(self), IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP),
+            Prereq::Tcp => ip_any && proto(self) == IPPROTO_TCP,
+            Prereq::Icmp => k.dl_type == ETH_TYPE_IPV4 && proto(self) == IPPROTO_ICMP,
+            Prereq::Icmp6 => k.dl_type == ETH_TYPE_IPV6 && proto(self) == IPPROTO_ICMPV6,
+            Prereq::IcmpAny => {
+                (k.dl_type == ETH_TYPE_IPV4 && proto(self) == IPPROTO_ICMP)
+                    || (k.dl_type == ETH_TYPE_IPV6 && proto(self) == IPPROTO_ICMPV6)
+            }
+            Prereq::Nd | Prereq::NdSolicit | Prereq::NdAdvert => {
+                if !(k.dl_type == ETH_TYPE_IPV6 && proto(self) == IPPROTO_ICMPV6) {
+                    return false;
+                }
+                self.wc.key.tp_src |= 0xff;
+                let t = k.tp_src & 0xff;
+                match p {
+                    Prereq::NdSolicit => t == 135,
+                    Prereq::NdAdvert => t == 136,
+                    _ => t == 135 || t == 136,
+                }
+            }
+        }
+    }
+
+    /// Writes `value` on `mask` bits of `field` if its prerequisites hold
+    /// (for the current flow). Returns whether it wrote.
+    fn write_field(&mut self, field: Field, value: u128, mask: u128) -> bool {
+        if !self.prereq(field.prereq()) {
+            return false;
+        }
+        if matches!(field, Field::VlanVid | Field::VlanPcp | Field::VlanTci) {
+            self.wc.key.vlans[0].tci |= VLAN_CFI;
+            if !self.flow.key.vlans[0].is_present() {
+                self.note(format!(
+                    "{}: packet has no VLAN header, skipped",
+                    field.name()
+                ));
+                return false;
+            }
+        }
+        if !field.is_pipeline_only() {
+            let old = field.get(&self.wc);
+            field.set(&mut self.wc, old | mask);
+        }
+        field.set_masked(&mut self.flow, value, mask);
+        if field == Field::VlanTci {
+            // The CFI bit is presence, not data: a write cannot remove a tag.
+            self.flow.key.vlans[0].tci |= VLAN_CFI;
+        }
+        true
+    }
+
+    fn move_bits(&mut self, src: &SubField, dst: &SubField) {
+        if !self.prereq(src.field.prereq()) {
+            return;
+        }
+        if !src.field.is_pipeline_only() {
+            let old = src.field.get(&self.wc);
+            src.field.set(&mut self.wc, old | src.mask());
+        }
+        let bits = (src.field.get(&self.flow) & src.mask()) >> src.ofs;
+        self.write_field(dst.field, bits << dst.ofs, dst.mask());
+    }
+
+    fn output(&mut self, port: u32) {
+        match port {
+            OFPP_IN_PORT => {
+                let p = self.flow.key.in_port;
+                self.compose_output(p);
+            }
+            OFPP_NORMAL => self.normal(),
+            OFPP_FLOOD => self.flood(false),
+            OFPP_ALL => self.flood(true),
+            OFPP_CONTROLLER => self.controller(OFPR_ACTION, u16::MAX),
+            OFPP_TABLE | OFPP_NONE => {
+                self.note("output to this reserved port does nothing here".into())
+            }
+            p if p == self.flow.key.in_port => {
+                self.note("skipping output to input port".into());
+            }
+            p => self.compose_output(p),
+        }
+    }
+
+    fn flood(&mut self, all: bool) {
+        let ports: Vec<Arc<Port>> = self.env.ports.iter().cloned().collect();
+        for p in ports {
+            if p.ofport == self.flow.key.in_port || (!all && !p.flood) {
+                continue;
+            }
+            self.compose_output(p.ofport);
+        }
+    }
+
+    fn compose_output(&mut self, ofport: u32) {
+        let Some(port) = self.env.ports.get(ofport).cloned() else {
+            self.note(format!("output to nonexistent port {ofport}"));
+            return;
+        };
+        self.commit();
+        match &port.tunnel {
+            Some(t) => {
+                let vni = match t.key {
+                    TunnelKey::Fixed(k) => k,
+                    TunnelKey::Flow => self.flow.key.tun_id,
+                };
+                self.odp
+                    .push(Action::TnlPush(build_push(t, port.odp_port, vni)));
+            }
+            None => self.odp.push(Action::Output(port.odp_port)),
+        }
+    }
+
+    fn controller(&mut self, reason: u16, max_len: u16) {
+        self.commit();
+        self.n_controller += 1;
+        self.odp.push(Action::Userspace(Userspace {
+            pid: 0,
+            userdata: Some(Userdata::Controller {
+                reason,
+                dont_send: false,
+                continuation: false,
+                recirc_id: 0,
+                rule_cookie: self.cookie,
+                controller_id: 0,
+                max_len,
+            }),
+            include_actions: false,
+            tunnel_out_port: None,
+        }));
+    }
+
+    /// The L2 learning switch.
+    fn normal(&mut self) {
+        self.uses_mac = true;
+        let w = &mut self.wc.key;
+        w.dl_src = [0xff; 6];
+        w.dl_dst = [0xff; 6];
+        w.vlans[0].tci |= 0x0fff | VLAN_CFI;
+        let Some(in_port) = self.env.ports.get(self.flow.key.in_port).cloned() else {
+            self.note("no input bundle, dropping".into());
+            return;
+        };
+        let tag = self.flow.key.vlans[0];
+        let vid = if tag.is_present() { tag.vid() } else { 0 };
+        let vlan = match &in_port.vlan {
+            VlanMode::Access(a) => {
+                if vid != 0 {
+                    self.note("disallowed VLAN VID for this input port, dropping".into());
+                    return;
+                }
+                *a
+            }
+            VlanMode::Trunk(_) => {
+                if !in_port.vlan.includes(vid) {
+                    self.note("disallowed VLAN VID for this input port, dropping".into());
+                    return;
+                }
+                vid
+            }
+        };
+        let (src, dst) = (self.flow.key.dl_src, self.flow.key.dl_dst);
+        if eth_is_reserved(&dst) {
+            self.note("dropping packet with reserved multicast destination".into());
+            return;
+        }
+        if self.env.may_learn && !eth_is_multicast(&src) {
+            self.env
+                .mac
+                .learn(vlan, src, in_port.ofport, self.env.now_ms);
+        }
+        if !eth_is_multicast(&dst) {
+            match self.env.mac.lookup(vlan, dst, self.env.now_ms) {
+                Some(p) if p == in_port.ofport => {
+                    self.note("learned port is input port, dropping".into());
+                    return;
+                }
+                Some(p) => match self.env.ports.get(p).cloned() {
+                    Some(out) if out.vlan.includes(vlan) => {
+                        self.note("forwarding to learned port".into());
+                        self.output_normal(&out, vlan);
+                        return;
+                    }
+                    _ => {
+                        self.note("learned port is unknown, dropping".into());
+                        return;
+                    }
+                },
+                None => self.note("no learned MAC for destination, flooding".into()),
+            }
+        } else {
+            self.note("multicast or broadcast destination, flooding".into());
+        }
+        let ports: Vec<Arc<Port>> = self.env.ports.iter().cloned().collect();
+        for p in ports {
+            if p.ofport != in_port.ofport && p.flood && p.vlan.includes(vlan) {
+                self.output_normal(&p, vlan);
+            }
+        }
+    }
+
+    /// Outputs with the tag the port wants for `vlan`.
+    fn output_normal(&mut self, port: &Port, vlan: u16) {
+        let saved = self.flow.key.vlans;
+        let untagged = matches!(port.vlan, VlanMode::Access(_)) || vlan == 0;
+        let k = &mut self.flow.key;
+        if untagged {
+            if k.vlans[0].is_present() {
+                k.vlans[0] = k.vlans[1];
+                k.vlans[1] = VlanHeader::default();
+            }
+        } else if k.vlans[0].is_present() {
+            k.vlans[0].tci = (k.vlans[0].tci & !0x0fff) | vlan | VLAN_CFI;
+        } else {
+            k.vlans[0] = VlanHeader {
+                tpid: ETH_TYPE_VLAN_8021Q,
+                tci: vlan | VLAN_CFI,
+            };
+        }
+        self.compose_output(port.ofport);
+        self.flow.key.vlans = saved;
+    }
+
+    /// Emits the actions that turn `base` into `flow` (see the module docs).
+    fn commit(&mut self) {
+        self.commit_vlans();
+        let f = self.flow.key;
+        let w = self.wc.key;
+        let b = &mut self.base;
+        let mut out = Vec::new();
+        // Ethernet.
+        if f.dl_src != b.dl_src || f.dl_dst != b.dl_dst {
+            let m = EthKey {
+                src: if f.dl_src != b.dl_src {
+                    w.dl_src
+                } else {
+                    [0; 6]
+                },
+                dst: if f.dl_dst != b.dl_dst {
+                    w.dl_dst
+                } else {
+                    [0; 6]
+                },
+            };
+            let k = EthKey {
+                src: and6(&f.dl_src, &m.src),
+                dst: and6(&f.dl_dst, &m.dst),
+            };
+            out.push(set_action(
+                KeyAttr::Ethernet(k),
+                KeyAttr::Ethernet(m),
+                m.src == [0xff; 6] && m.dst == [0xff; 6],
+                KeyAttr::Ethernet(EthKey {
+                    src: f.dl_src,
+                    dst: f.dl_dst,
+                }),
+            ));
+            b.dl_src = f.dl_src;
+            b.dl_dst = f.dl_dst;
+        }
+        if f.dl_type == ETH_TYPE_IPV4
+            && (f.nw_src != b.nw_src
+                || f.nw_dst != b.nw_dst
+                || f.nw_tos != b.nw_tos
+                || f.nw_ttl != b.nw_ttl)
+        {
+            let pick4 = |x: [u8; 4], y: [u8; 4], m: [u8; 4]| if x != y { m } else { [0; 4] };
+            let pick1 = |x: u8, y: u8, m: u8| if x != y { m } else { 0 };
+            let m = Ipv4Key {
+                src: pick4(f.nw_src, b.nw_src, w.nw_src),
+                dst: pick4(f.nw_dst, b.nw_dst, w.nw_dst),
+                tos: pick1(f.nw_tos, b.nw_tos, w.nw_tos),
+                ttl: pick1(f.nw_ttl, b.nw_ttl, w.nw_ttl),
+                ..Default::default()
+            };
+            let k = Ipv4Key {
+                src: and4(&f.nw_src, &m.src),
+                dst: and4(&f.nw_dst, &m.dst),
+                tos: f.nw_tos & m.tos,
+                ttl: f.nw_ttl & m.ttl,
+                ..Default::default()
+            };
+            // ODP ipv4 also carries proto and frag, which are never set:
+            // a full `set` is only possible when everything is exact.
+            out.push(Action::SetMasked {
+                key: KeyAttr::Ipv4(k),
+                mask: KeyAttr::Ipv4(m),
+            });
+            b.nw_src = f.nw_src;
+            b.nw_dst = f.nw_dst;
+            b.nw_tos = f.nw_tos;
+            b.nw_ttl = f.nw_ttl;
+        }
+        if f.dl_type == ETH_TYPE_IPV6
+            && (f.ipv6_src != b.ipv6_src
+                || f.ipv6_dst != b.ipv6_dst
+                || f.ipv6_label != b.ipv6_label
+                || f.nw_tos != b.nw_tos
+                || f.nw_ttl != b.nw_ttl)
+        {
+            let pick16 = |x: [u8; 16], y: [u8; 16], m: [u8; 16]| if x != y { m } else { [0; 16] };
+            let m = Ipv6Key {
+                src: pick16(f.ipv6_src, b.ipv6_src, w.ipv6_src),
+                dst: pick16(f.ipv6_dst, b.ipv6_dst, w.ipv6_dst),
+                label: if f.ipv6_label != b.ipv6_label {
+                    w.ipv6_label
+                } else {
+                    0
+                },
+                tclass: if f.nw_tos != b.nw_tos { w.nw_tos } else { 0 },
+                hlimit: if f.nw_ttl != b.nw_ttl { w.nw_ttl } else { 0 },
+                ..Default::default()
+            };
+            let k = Ipv6Key {
+                src: and16(&f.ipv6_src, &m.src),
+                dst: and16(&f.ipv6_dst, &m.dst),
+                label: f.ipv6_label & m.label,
+                tclass: f.nw_tos & m.tclass,
+                hlimit: f.nw_ttl & m.hlimit,
+                ..Default::default()
+            };
+            out.push(Action::SetMasked {
+                key: KeyAttr::Ipv6(k),
+                mask: KeyAttr::Ipv6(m),
+            });
+            b.ipv6_src = f.ipv6_src;
+            b.ipv6_dst = f.ipv6_dst;
+            b.ipv6_label = f.ipv6_label;
+            b.nw_tos = f.nw_tos;
+            b.nw_ttl = f.nw_ttl;
+        }
+        if f.is_ip_any()
+            && f.nw_frag & FLOW_NW_FRAG_LATER == 0
+            && (f.tp_src != b.tp_src || f.tp_dst != b.tp_dst)
+        {
+            let m = PortsKey {
+                src: if f.tp_src != b.tp_src { w.tp_src } else { 0 },
+                dst: if f.tp_dst != b.tp_dst { w.tp_dst } else { 0 },
+            };
+            let k = PortsKey {
+                src: f.tp_src & m.src,
+                dst: f.tp_dst & m.dst,
+            };
+            let full = m.src == u16::MAX && m.dst == u16::MAX;
+            let whole = PortsKey {
+                src: f.tp_src,
+                dst: f.tp_dst,
+            };
+            let wrap = match f.nw_proto {
+                IPPROTO_TCP => Some(KeyAttr::Tcp as fn(PortsKey) -> KeyAttr),
+                IPPROTO_UDP => Some(KeyAttr::Udp as fn(PortsKey) -> KeyAttr),
+                IPPROTO_SCTP => Some(KeyAttr::Sctp as fn(PortsKey) -> KeyAttr),
+                _ => None,
+            };
+            if let Some(wrap) = wrap {
+                out.push(set_action(wrap(k), wrap(m), full, wrap(whole)));
+            }
+            b.tp_src = f.tp_src;
+            b.tp_dst = f.tp_dst;
+        }
+        if f.pkt_mark != b.pkt_mark {
+            let m = w.pkt_mark;
+            out.push(set_action(
+                KeyAttr::SkbMark(f.pkt_mark & m),
+                KeyAttr::SkbMark(m),
+                m == u32::MAX,
+                KeyAttr::SkbMark(f.pkt_mark),
+            ));
+            b.pkt_mark = f.pkt_mark;
+        }
+        self.odp.extend(out);
+    }
+
+    fn commit_vlans(&mut self) {
+        let present = |k: &FlowKey| -> Vec<VlanHeader> {
+            k.vlans
+                .iter()
+                .take_while(|v| v.is_present())
+                .copied()
+                .collect()
+        };
+        let b = present(&self.base);
+        let f = present(&self.flow.key);
+        if b == f {
+            return;
+        }
+        let (lb, lf) = (b.len(), f.len());
+        let mut keep = lb.min(lf);
+        while keep > 0 && b[lb - keep..] != f[lf - keep..] {
+            keep -= 1;
+        }
+        for _ in 0..lb - keep {
+            self.odp.push(Action::PopVlan);
+        }
+        let pushes = &f[..lf - keep];
+        if !pushes.is_empty() {
+            // The pushed tags may carry bits of the original tags (PCP,
+            // TPID), so the original tags become exact.
+            for (i, v) in self.orig.vlans.iter().enumerate() {
+                if v.is_present() {
+                    self.wc.key.vlans[i] = VlanHeader {
+                        tpid: u16::MAX,
+                        tci: u16::MAX,
+                    };
+                }
+            }
+        }
+        for v in pushes.iter().rev() {
+            self.odp.push(Action::PushVlan {
+                tpid: v.tpid,
+                tci: v.tci,
+            });
+        }
+        self.base.vlans = self.flow.key.vlans;
+    }
+}
+
+fn set_action(masked_key: KeyAttr, mask: KeyAttr, full: bool, whole: KeyAttr) -> Action {
+    if full {
+        Action::Set(whole)
+    } else {
+        Action::SetMasked {
+            key: masked_key,
+            mask,
+        }
+    }
+}
+
+fn and4(a: &[u8; 4], m: &[u8; 4]) -> [u8; 4] {
+    std::array::from_fn(|i| a[i] & m[i])
+}
+fn and6(a: &[u8; 6], m: &[u8; 6]) -> [u8; 6] {
+    std::array::from_fn(|i| a[i] & m[i])
+}
+fn and16(a: &[u8; 16], m: &[u8; 16]) -> [u8; 16] {
+    std::array::from_fn(|i| a[i] & m[i])
+}
+
+/// The megaflow as an ofctl match (for the trace `Megaflow:` line):
+/// the original key with the OpenFlow in_port, masked.
+pub fn megaflow_match(key: &FlowKey, ofport: u32, mask: &FlowKey) -> Match {
+    let mut flow = OfFlow::from_key(*key);
+    flow.key.in_port = ofport;
+    let mut m = OfFlow::from_key(*mask);
+    m.key.in_port = if mask.in_port != 0 { 0xffff } else { 0 };
+    Match {
+        flow: flow.masked(&m),
+        mask: m,
+    }
+}
