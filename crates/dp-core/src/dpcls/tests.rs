@@ -198,3 +198,39 @@ fn specialised_and_generic_lookups_agree() {
         }
     }
 }
+
+/// Two rules whose subtable hashes collide in all 32 bits share a home
+/// bucket and a tag: the batch path's first candidate is wrong for one of
+/// them and the full probe must find it (both lookup loops).
+#[test]
+fn full_hash_collisions_are_resolved_by_key_compare() {
+    const WORD: usize = 25;
+    let mut seen: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let (a, b) = (0u64..)
+        .find_map(|w| {
+            let hash = subtable::subtable_hash([w]);
+            seen.insert(hash, w).map(|prev| (prev, w))
+        })
+        .expect("a 32-bit collision exists");
+    assert_eq!(subtable::subtable_hash([a]), subtable::subtable_hash([b]));
+    let mut mask = FlowKey::ZERO;
+    mask.words_mut()[WORD] = u64::MAX;
+    let with_word = |w: u64| {
+        let mut k = FlowKey::ZERO;
+        k.words_mut()[WORD] = w;
+        k
+    };
+    for specialised in [true, false] {
+        let mut cls = Dpcls::new(DpclsConfig {
+            specialised_lookup: specialised,
+            ..DpclsConfig::default()
+        });
+        cls.insert(&with_word(a), &mask, 1).expect("a");
+        cls.insert(&with_word(b), &mask, 2).expect("b");
+        let keys = [with_word(b), with_word(a), with_word(a ^ b ^ 1)];
+        let mut out = [0u32; MAX_BURST];
+        let res = cls.lookup_batch(&keys, 0b111, &mut out);
+        assert_eq!(res.found, 0b011, "specialised {specialised}");
+        assert_eq!(&out[..2], &[2, 1]);
+    }
+}
