@@ -232,3 +232,33 @@ proptest! {
         let _ = dp_core::odp::normalize_key(&s);
     }
 }
+
+/// The fuzz seeds (deep nesting, 64 KiB userdata, ...) parse or fail
+/// cleanly and quickly.
+#[test]
+fn fuzz_seeds_are_handled() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/odp_parse");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = std::time::Instant::now();
+        let acts = actions::parse(&text, None);
+        let _ = key::parse_masked(&text, None);
+        let _ = dp_core::odp::normalize_key(&text);
+        assert!(start.elapsed().as_secs() < 2, "{} is slow", path.display());
+        if let Ok(acts) = acts {
+            let printed = actions::format(&acts, None);
+            assert_eq!(printed, text, "{}", path.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 10);
+    let deep = std::fs::read_to_string(format!("{dir}/deep-clone-30")).unwrap();
+    assert!(actions::parse(&deep, None).is_ok());
+    let big = std::fs::read_to_string(format!("{dir}/userdata-64k")).unwrap();
+    let Action::Userspace(u) = &actions::parse(&big, None).unwrap()[0] else {
+        panic!()
+    };
+    assert!(matches!(&u.userdata, Some(Userdata::Opaque(d)) if d.len() == 32768));
+}
