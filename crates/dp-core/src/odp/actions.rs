@@ -503,6 +503,22 @@ fn parse_userspace(c: &mut Cursor) -> Result<Action> {
         tunnel_out_port = Some(num(c, x, "userspace tunnel_out_port")?);
     }
     c.expect(")", "userspace")?;
+    if let Some(Userdata::Opaque(d)) = &userdata {
+        // Like OVS: the whole action must fit one netlink attribute
+        // (nested header, pid, userdata, flags; 4-byte aligned).
+        let size = 4
+            + 8
+            + 4
+            + d.len().div_ceil(4) * 4
+            + if include_actions { 4 } else { 0 }
+            + if tunnel_out_port.is_some() { 8 } else { 0 };
+        if size > usize::from(u16::MAX) {
+            return Err(OdpError::Invalid(format!(
+                "userspace userdata: {} bytes do not fit one netlink attribute",
+                d.len()
+            )));
+        }
+    }
     Ok(Action::Userspace(Userspace {
         pid,
         userdata,
