@@ -7,13 +7,19 @@ use dp_core::odp::{actions, key};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
 
     if let Ok(acts) = actions::parse(text, None) {
         let printed = actions::format(&acts, None);
         let again = actions::parse(&printed, None)
             .unwrap_or_else(|e| panic!("printed actions {printed:?} do not parse: {e}"));
-        assert_eq!(actions::format(&again, None), printed, "actions not a fixed point");
+        assert_eq!(
+            actions::format(&again, None),
+            printed,
+            "actions not a fixed point"
+        );
     }
 
     // An empty key prints as OVS's `<empty>`, which is not input.
@@ -41,4 +47,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let _ = dp_core::odp::normalize_key(text);
+    if let Ok(frame) = dp_core::odp::packet::build_frame_args(text, None) {
+        assert!(frame.len() <= dp_core::odp::packet::MAX_FRAME_LEN.max(128));
+    }
 });

@@ -20,6 +20,9 @@ use crate::flow::FlowKey;
 use crate::flow::key::*;
 use crate::packet::{Packet, PacketPool};
 
+/// Largest frame `--len` may ask for (IP lengths are 16 bits).
+pub const MAX_FRAME_LEN: usize = 65535;
+
 /// Payload length OVS uses when no `--len` is given.
 pub const DEFAULT_L7_LEN: usize = 64;
 
@@ -34,6 +37,9 @@ pub fn build_frame(
     let (flow, _fit) = key_to_flow(&attrs)?;
     match len {
         None => Ok(compose(&flow, DEFAULT_L7_LEN)),
+        Some(n) if n > MAX_FRAME_LEN => Err(OdpError::Invalid(format!(
+            "--len: {n} is more than the largest frame, {MAX_FRAME_LEN} bytes"
+        ))),
         Some(n) => {
             let mut frame = compose(&flow, 0);
             if frame.len() < n {
@@ -359,6 +365,7 @@ mod tests {
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 128 - 14);
         assert_eq!(csum(&f[14..34]), 0);
         assert!(build_frame(ICMP, Some(20), None).is_err());
+        assert!(build_frame(ICMP, Some(1 << 40), None).is_err());
     }
 
     #[test]
