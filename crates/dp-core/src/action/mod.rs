@@ -47,7 +47,7 @@ pub enum HashAlg {
 }
 
 /// One datapath action.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send a copy to a datapath port.
     Output(u32),
