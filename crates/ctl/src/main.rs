@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use dp_core::odp::{self, PortNames};
 use std::io::{BufRead, Write};
 
 /// Inspect and control an oxvs datapath.
@@ -15,8 +16,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// OVS datapath flow text (ODP format) tools; no daemon needed.
+    Odp(OdpArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct OdpArgs {
+    /// Port names as `1=p1,2=p2`: accepted in `in_port(NAME)` and as
+    /// output ports, and printed instead of the numbers.
+    #[arg(long, value_name = "N=NAME,...")]
+    names: Option<dp_core::odp::PortNames>,
     #[command(subcommand)]
-    Odp(OdpCommand),
+    command: OdpCommand,
 }
 
 /// Each reads one item per line on stdin and prints one normalised line
@@ -34,20 +44,25 @@ enum OdpCommand {
     Actions,
 }
 
-fn normalize(cmd: OdpCommand, line: &str) -> Result<String, dp_core::odp::OdpError> {
+fn normalize(
+    cmd: OdpCommand,
+    names: Option<&PortNames>,
+    line: &str,
+) -> Result<String, dp_core::odp::OdpError> {
     match cmd {
-        OdpCommand::Keys => dp_core::odp::normalize_key(line),
-        OdpCommand::MaskedKeys => dp_core::odp::normalize_masked_key(line),
-        OdpCommand::Actions => dp_core::odp::normalize_actions(line),
+        OdpCommand::Keys => odp::normalize_key_with(line, names),
+        OdpCommand::MaskedKeys => odp::normalize_masked_key_with(line, names),
+        OdpCommand::Actions => odp::normalize_actions_with(line, names),
     }
 }
 
-fn run_odp(cmd: OdpCommand) -> std::io::Result<()> {
+fn run_odp(args: OdpArgs) -> std::io::Result<()> {
+    let (cmd, names) = (args.command, args.names);
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in stdin.lines() {
         let line = line?;
-        match normalize(cmd, &line) {
+        match normalize(cmd, names.as_ref(), &line) {
             Ok(s) => writeln!(out, "{s}")?,
             Err(e) => writeln!(out, "error: {e}")?,
         }
@@ -72,10 +87,19 @@ mod tests {
 
     #[test]
     fn test_odp_lines() {
-        assert_eq!(normalize(OdpCommand::Actions, "1,2").unwrap(), "1,2");
-        assert!(normalize(OdpCommand::Actions, "psample()").is_err());
+        assert_eq!(normalize(OdpCommand::Actions, None, "1,2").unwrap(), "1,2");
+        assert!(normalize(OdpCommand::Actions, None, "psample()").is_err());
+        let names: PortNames = "1=p1,2=p2".parse().unwrap();
         assert_eq!(
-            normalize(OdpCommand::MaskedKeys, "in_port(1),eth_type(0x0800)").unwrap(),
+            normalize(OdpCommand::Actions, Some(&names), "p2,3").unwrap(),
+            "p2,3"
+        );
+        assert_eq!(
+            normalize(OdpCommand::MaskedKeys, Some(&names), "in_port(p1)").unwrap(),
+            "in_port(p1)"
+        );
+        assert_eq!(
+            normalize(OdpCommand::MaskedKeys, None, "in_port(1),eth_type(0x0800)").unwrap(),
             "in_port(1),eth_type(0x0800)"
         );
     }
@@ -83,6 +107,15 @@ mod tests {
     #[test]
     fn test_cli_parses() {
         let cli = Cli::try_parse_from(["oxvsctl", "odp", "parse-masked-keys"]).unwrap();
-        assert!(matches!(cli.command, Command::Odp(OdpCommand::MaskedKeys)));
+        assert!(matches!(
+            cli.command,
+            Command::Odp(OdpArgs {
+                command: OdpCommand::MaskedKeys,
+                names: None
+            })
+        ));
+        let cli = Cli::try_parse_from(["oxvsctl", "odp", "--names", "1=a", "parse-keys"]).unwrap();
+        let Command::Odp(args) = cli.command;
+        assert_eq!(args.names.unwrap().name(1), Some("a"));
     }
 }

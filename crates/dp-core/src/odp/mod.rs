@@ -91,8 +91,13 @@ pub(crate) fn format_port(out: &mut String, names: Option<&PortNames>, port: u32
 /// `ovstest test-odp parse-wc-keys`: parses a masked key and prints it the
 /// way dump-flows would.
 pub fn normalize_masked_key(s: &str) -> Result<String> {
-    let m = key::parse_masked(s, None)?;
-    Ok(key::format_masked(&m.key, Some(&m.mask), None, false))
+    normalize_masked_key_with(s, None)
+}
+
+/// [`normalize_masked_key`] with port names for `in_port(name)`.
+pub fn normalize_masked_key_with(s: &str, names: Option<&PortNames>) -> Result<String> {
+    let m = key::parse_masked(s, names)?;
+    Ok(key::format_masked(&m.key, Some(&m.mask), names, false))
 }
 
 /// `ovstest test-odp parse-keys`: parses an exact key, converts it to a
@@ -100,21 +105,52 @@ pub fn normalize_masked_key(s: &str) -> Result<String> {
 /// metadata it always includes; a fitness other than perfect is
 /// prefixed, e.g. `ODP_FIT_TOO_LITTLE: `).
 pub fn normalize_key(s: &str) -> Result<String> {
-    let attrs = key::parse(s, None)?;
+    normalize_key_with(s, None)
+}
+
+/// [`normalize_key`] with port names for `in_port(name)`.
+pub fn normalize_key_with(s: &str, names: Option<&PortNames>) -> Result<String> {
+    let attrs = key::parse(s, names)?;
     let (flow, extras, fit) = flow::key_to_flow_ext(&attrs)?;
     let prefix = match fit {
         flow::Fitness::Perfect => "",
         flow::Fitness::TooLittle => "ODP_FIT_TOO_LITTLE: ",
         flow::Fitness::TooMuch => "ODP_FIT_TOO_MUCH: ",
     };
-    Ok(format!(
-        "{prefix}{}",
-        key::format(&flow::flow_to_key_ext(&flow, &extras), None)
-    ))
+    let out = key::format(&flow::flow_to_key_ext(&flow, &extras), names);
+    Ok(format!("{prefix}{out}"))
 }
 
 /// `ovstest test-odp parse-actions`: parses an action list and prints it
 /// back the way OVS prints it.
 pub fn normalize_actions(s: &str) -> Result<String> {
-    Ok(actions::format(&actions::parse(s, None)?, None))
+    normalize_actions_with(s, None)
+}
+
+/// [`normalize_actions`] with port names for outputs and ports.
+pub fn normalize_actions_with(s: &str, names: Option<&PortNames>) -> Result<String> {
+    Ok(actions::format(&actions::parse(s, names)?, names))
+}
+
+impl std::str::FromStr for PortNames {
+    type Err = OdpError;
+
+    /// `1=p1,2=p2`: datapath port numbers and their names.
+    fn from_str(s: &str) -> Result<PortNames> {
+        let mut names = PortNames::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (num, name) = item.split_once('=').ok_or_else(|| {
+                OdpError::Syntax(format!("port names: expected N=NAME, got '{item}'"))
+            })?;
+            let num: u32 = num.trim().parse().map_err(|_| {
+                OdpError::Syntax(format!("port names: '{num}' is not a port number"))
+            })?;
+            let name = name.trim();
+            if name.is_empty() || name.bytes().any(|b| b"(),= \t".contains(&b)) {
+                return Err(OdpError::Invalid(format!("port names: bad name '{name}'")));
+            }
+            names.insert(num, name);
+        }
+        Ok(names)
+    }
 }
