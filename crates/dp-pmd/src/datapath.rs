@@ -34,6 +34,7 @@ use dp_core::flow::FlowKey;
 use dp_core::flow_table::FlowTableConfig;
 use dp_core::netdev::{Netdev, NetdevStats};
 
+use crate::pmd::exec::UserspacePacket;
 use crate::pmd::msg::PutMode;
 use crate::pmd::thread::{PmdThread, PmdThreadConfig};
 use crate::pmd::{
@@ -168,6 +169,7 @@ pub struct Datapath {
     /// PMD threads, then the non-PMD thread last.
     threads: Vec<PmdLink>,
     revalidator: Option<Revalidator>,
+    userspace: Option<Sender<UserspacePacket>>,
 }
 
 impl Datapath {
@@ -175,6 +177,16 @@ impl Datapath {
     pub fn new(
         config: DatapathConfig,
         upcall: Arc<dyn UpcallHandler>,
+    ) -> Result<Datapath, DatapathError> {
+        Datapath::with_userspace_queue(config, upcall, None)
+    }
+
+    /// [`Datapath::new`], with `userspace` actions delivering their
+    /// packets to `userspace` (a bounded queue the daemon drains).
+    pub fn with_userspace_queue(
+        config: DatapathConfig,
+        upcall: Arc<dyn UpcallHandler>,
+        userspace: Option<Sender<UserspacePacket>>,
     ) -> Result<Datapath, DatapathError> {
         let flow_limit = Arc::new(AtomicUsize::new(config.flow_limit));
         let mut dp = Datapath {
@@ -184,6 +196,7 @@ impl Datapath {
             ports: BTreeMap::new(),
             threads: Vec::new(),
             revalidator: None,
+            userspace,
         };
         let cores = dp.config.pmd_cores.clone();
         for core in cores {
@@ -225,6 +238,7 @@ impl Datapath {
             flow_table: FlowTableConfig::default(),
             upcall_budget: self.config.upcall_budget,
             tx_flush_interval_us: self.config.tx_flush_interval_us,
+            userspace: self.userspace.clone(),
             ..PmdConfig::default()
         }
     }

@@ -1,0 +1,160 @@
+//! Bridges: each is an ofproto-lite instance owning some datapath ports.
+//! [`Bridges`] is the datapath's upcall handler: it finds the bridge of
+//! the packet's input port and translates there.
+//!
+//! Rule statistics: a megaflow serves many packets without asking the
+//! bridge, so the rules it came from are remembered by UFID at upcall time
+//! and credited with the megaflow's packet and byte deltas each time the
+//! daemon samples the datapath's flows ([`Bridges::credit_flow_stats`]),
+//! as OVS's revalidators do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use dp_core::flow::FlowKey;
+use dp_core::flow_table::ufid_from_match;
+use dp_core::packet::Packet;
+use dp_pmd::pmd::FlowDump;
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use ofproto::{Ofproto, Rule};
+
+#[derive(Debug)]
+struct RuleCredit {
+    rules: Vec<Arc<Rule>>,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Every bridge of the daemon, as the datapath's upcall handler.
+#[derive(Debug, Default)]
+pub struct Bridges {
+    /// Datapath port → its bridge.
+    by_port: RwLock<HashMap<u32, Arc<Ofproto>>>,
+    /// Bridges by name.
+    by_name: RwLock<Vec<Arc<Ofproto>>>,
+    credits: Mutex<HashMap<u128, RuleCredit>>,
+}
+
+impl Bridges {
+    pub fn new() -> Bridges {
+        Bridges::default()
+    }
+
+    pub fn add_bridge(&self, bridge: Arc<Ofproto>) {
+        self.by_name.write().expect("bridges lock").push(bridge);
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<Arc<Ofproto>> {
+        self.by_name
+            .read()
+            .expect("bridges lock")
+            .iter()
+            .find(|b| b.name() == name)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Ofproto>> {
+        self.by_name.read().expect("bridges lock").clone()
+    }
+
+    /// Datapath port `port_no` belongs to `bridge`.
+    pub fn attach_port(&self, port_no: u32, bridge: Arc<Ofproto>) {
+        self.by_port
+            .write()
+            .expect("bridges lock")
+            .insert(port_no, bridge);
+    }
+
+    pub fn detach_port(&self, port_no: u32) {
+        self.by_port.write().expect("bridges lock").remove(&port_no);
+    }
+
+    fn bridge_of(&self, port_no: u32) -> Option<Arc<Ofproto>> {
+        self.by_port
+            .read()
+            .expect("bridges lock")
+            .get(&port_no)
+            .cloned()
+    }
+
+    /// Credits rules with what their megaflows forwarded since the last
+    /// call, and forgets megaflows that are gone.
+    pub fn credit_flow_stats(&self, flows: &[FlowDump], now_ms: u64) {
+        let mut totals: HashMap<u128, (u64, u64)> = HashMap::new();
+        for f in flows {
+            let t = totals.entry(f.ufid).or_default();
+            t.0 += f.stats.packets;
+            t.1 += f.stats.bytes;
+        }
+        let mut credits = self.credits.lock().expect("credits lock");
+        credits.retain(|ufid, _| totals.contains_key(ufid));
+        for (ufid, (packets, bytes)) in totals {
+            if let Some(c) = credits.get_mut(&ufid) {
+                let (dp, db) = (
+                    packets.saturating_sub(c.packets),
+                    bytes.saturating_sub(c.bytes),
+                );
+                if dp > 0 {
+                    for r in &c.rules {
+                        r.credit(dp, db, now_ms);
+                    }
+                }
+                c.packets = packets;
+                c.bytes = bytes;
+            }
+        }
+    }
+}
+
+impl UpcallHandler for Bridges {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        packet: Option<&Packet>,
+        now_ms: u64,
+    ) -> Result<Translation, UpcallError> {
+        let bridge = self
+            .bridge_of(key.in_port)
+            .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
+        let t = match packet {
+            Some(_) => bridge.translate(key, now_ms),
+            None => bridge.translate_readonly(key, now_ms),
+        };
+        if let Some(err) = &t.error {
+            return Err(UpcallError(format!("bridge {}: {err}", bridge.name())));
+        }
+        if let Some(packet) = packet {
+            // The upcalled packet itself is credited now; the megaflow's
+            // later packets through credit_flow_stats.
+            t.credit(1, packet.len() as u64, now_ms);
+            let mut mask = t.mask;
+            mask.in_port = u32::MAX;
+            let ufid = ufid_from_match(&key.masked(&mask), &mask);
+            self.credits.lock().expect("credits lock").insert(
+                ufid,
+                RuleCredit {
+                    rules: t.rules.clone(),
+                    packets: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        Ok(Translation::Megaflow {
+            mask: t.mask,
+            actions: Arc::from(t.actions),
+        })
+    }
+
+    fn version(&self) -> u64 {
+        // Any rule, port or MAC-table change on any bridge.
+        self.by_name
+            .read()
+            .expect("bridges lock")
+            .iter()
+            .fold(0u64, |v, b| {
+                v.wrapping_mul(31)
+                    .wrapping_add(b.version())
+                    .wrapping_add(b.mac_learning().seq() << 32)
+            })
+    }
+}
