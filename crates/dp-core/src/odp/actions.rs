@@ -222,7 +222,18 @@ fn parse_action(c: &mut Cursor, names: Option<&PortNames>, depth: usize) -> Resu
         return Ok(Action::CheckPktLen { pkt_len, gt, le });
     }
     if c.eat("tnl_pop(") {
-        let v = c.u32_i();
+        // OVS prints the port's name here but only reads numbers; read
+        // both so printed text parses back.
+        let mut v = c.u32_i();
+        if v.is_none() {
+            let r = c.rest();
+            let n = r.iter().take_while(|b| **b != b')').count();
+            let name = std::str::from_utf8(&r[..n]).unwrap_or("");
+            v = names.and_then(|m| m.number(name));
+            if v.is_some() {
+                c.set_pos(c.pos() + n);
+            }
+        }
         let v = num(c, v, "tnl_pop")?;
         c.expect(")", "tnl_pop")?;
         return Ok(Action::TnlPop(v));
@@ -1465,7 +1476,7 @@ mod tests {
     fn test_port_names() {
         let mut n = PortNames::new();
         n.insert(3, "br0");
-        let a = parse("br0,tnl_pop(3)", Some(&n)).unwrap();
+        let a = parse("br0,tnl_pop(br0)", Some(&n)).unwrap();
         assert_eq!(a, vec![Action::Output(3), Action::TnlPop(3)]);
         assert_eq!(format(&a, Some(&n)), "br0,tnl_pop(br0)");
     }
