@@ -5,7 +5,8 @@
 //! # Map
 //! - [`attr`]: typed key attributes (the list OVS sends as netlink).
 //! - [`key`]: key/mask text ↔ attribute lists.
-//! - [`actions`]: action text ↔ [`crate::action::Action`] lists.
+//! - [`actions`]: action text ↔ [`crate::action::Action`] lists, with
+//!   [`ct`] (conntrack and NAT) and [`tnl_push`] (tunnel header bytes).
 //! - [`flow`]: attribute lists ↔ [`crate::flow::FlowKey`] (+ mask).
 //! - [`dump`]: one dump-flows line from its pieces.
 //! - [`packet`]: a frame from a key, like `netdev-dummy/receive`.
@@ -36,12 +37,14 @@
 
 pub mod actions;
 pub mod attr;
+pub mod ct;
 pub mod dump;
 pub mod flow;
 pub mod fmt;
 pub mod key;
 pub mod packet;
 pub mod scan;
+pub mod tnl_push;
 
 pub use scan::{OdpError, Result};
 
