@@ -134,8 +134,10 @@ impl UpcallHandler for Bridges {
                 ufid,
                 RuleCredit {
                     rules: t.rules.clone(),
-                    packets: 0,
-                    bytes: 0,
+                    // The megaflow will count this packet too: start
+                    // from it so it is not credited twice.
+                    packets: 1,
+                    bytes: packet.len() as u64,
                 },
             );
         }

@@ -497,8 +497,8 @@ fn dpctl_mod_flow(d: &mut Daemon, args: &[String]) -> Result<String, String> {
 
 /// The UFID of `FLOW|ufid:UFID`.
 fn resolve_ufid(d: &Daemon, text: &str) -> Result<u128, String> {
-    if let Some(ufid) = text.strip_prefix("ufid:") {
-        return odp::dump::parse_ufid(ufid).map_err(|e| format!("ufid: {e}"));
+    if text.starts_with("ufid:") {
+        return odp::dump::parse_ufid(text).map_err(|e| e.to_string());
     }
     let names = port_names(d);
     let mk = odp::key::parse_masked(text, Some(&names)).map_err(|e| format!("flow: {e}"))?;
