@@ -413,3 +413,76 @@ fn format_tnl_header(out: &mut String, t: &TnlPush) -> Option<()> {
     }
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::actions;
+    use super::*;
+
+    fn header(s: &str) -> Vec<u8> {
+        match actions::parse(s, None).unwrap().pop() {
+            Some(Action::TnlPush(t)) => t.header,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const ETH4: &str = "eth(dst=f8:bc:12:44:34:b6,src=f8:bc:12:46:58:e0,dl_type=0x0800),ipv4(src=1.1.2.88,dst=1.1.2.92,proto=47,tos=0,ttl=64,frag=0x4000)";
+
+    #[test]
+    fn test_emit_gre_header_bytes() {
+        let h = header(&format!(
+            "tnl_push(tnl_port(4),header(size=46,type=3,{ETH4},gre((flags=0xa000,proto=0x6558),csum=0x0,key=0x1e241)),out_port(1))"
+        ));
+        assert_eq!(&h[12..14], &[0x08, 0x00]);
+        // IPv4: version/IHL, DF, TTL, protocol, and a checksum that verifies.
+        assert_eq!((h[14], h[20], h[22], h[23]), (0x45, 0x40, 64, 47));
+        assert_eq!(csum(&h[14..34]), 0);
+        // GRE: flags, protocol, checksum + reserved, key.
+        assert_eq!(
+            &h[34..46],
+            &[0xa0, 0, 0x65, 0x58, 0, 0, 0, 0, 0, 0x01, 0xe2, 0x41]
+        );
+    }
+
+    #[test]
+    fn test_emit_geneve_header_bytes() {
+        let s = "tnl_push(tnl_port(6),header(size=58,type=5,eth(dst=f8:bc:12:44:34:b6,src=f8:bc:12:46:58:e0,dl_type=0x0800),ipv4(src=1.1.2.88,dst=1.1.2.92,proto=17,tos=0,ttl=64,frag=0x4000),udp(src=0,dst=6081,csum=0x0),geneve(oam,crit,vni=0x1c7,options({class=0xffff,type=0x80,len=4,0xa}))),out_port(1))";
+        let h = header(s);
+        let g = 14 + 20 + 8;
+        assert_eq!(&h[14 + 20 + 2..g - 4], &[0x17, 0xc1]);
+        assert_eq!(&h[g..g + 8], &[2, 0xc0, 0x65, 0x58, 0, 0x01, 0xc7, 0]);
+        assert_eq!(&h[g + 8..], &[0xff, 0xff, 0x80, 1, 0, 0, 0, 0xa]);
+        assert_eq!(actions::format(&actions::parse(s, None).unwrap(), None), s);
+    }
+
+    #[test]
+    fn test_parse_rejects_mismatched_size_and_type() {
+        let ok = format!(
+            "tnl_push(tnl_port(4),header(size=42,type=3,{ETH4},gre((flags=0x2000,proto=0x6558),key=0x1)),out_port(1))"
+        );
+        assert!(actions::parse(&ok, None).is_ok());
+        for bad in [
+            ok.replace("size=42", "size=43"),
+            ok.replace("type=3", "type=4"),
+        ] {
+            assert!(
+                matches!(actions::parse(&bad, None), Err(OdpError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_emit_truncated_header_never_panics() {
+        for n in 0..60 {
+            let t = TnlPush {
+                tnl_port: 1,
+                out_port: 2,
+                tnl_type: vport_type::GENEVE,
+                header: vec![0x11; n],
+            };
+            let s = actions::format(&[Action::TnlPush(t)], None);
+            assert!(s.starts_with("tnl_push(tnl_port(1),header(size="));
+        }
+    }
+}
