@@ -829,4 +829,63 @@ mod tests {
         .unwrap();
         assert!(matches!(key_to_flow(&k), Err(OdpError::Unsupported(_))));
     }
+
+    #[test]
+    fn test_qinq_key_round_trips() {
+        let text = "recirc_id(0),dp_hash(0),skb_priority(0),in_port(1),skb_mark(0),ct_state(0),ct_zone(0),ct_mark(0),ct_label(0),packet_type(ns=0,id=0),eth(src=00:01:02:03:04:05,dst=10:11:12:13:14:15),eth_type(0x88a8),vlan(vid=10,pcp=1),encap(eth_type(0x8100),vlan(vid=20,pcp=0),encap(eth_type(0x0800),ipv4(src=1.1.1.1,dst=2.2.2.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1,dst=2)))";
+        let (f, fit) = key_to_flow(&key::parse(text, None).unwrap()).unwrap();
+        assert_eq!(fit, Fitness::Perfect);
+        assert_eq!(
+            f.vlans[0],
+            VlanHeader {
+                tpid: ETH_TYPE_VLAN_8021AD,
+                tci: 0x1000 | (1 << 13) | 10
+            }
+        );
+        assert_eq!(
+            f.vlans[1],
+            VlanHeader {
+                tpid: ETH_TYPE_VLAN_8021Q,
+                tci: 0x1000 | 20
+            }
+        );
+        assert_eq!(f.dl_type, ETH_TYPE_IPV4);
+        assert_eq!(key::format(&flow_to_key(&f), None), text);
+    }
+
+    #[test]
+    fn test_fitness() {
+        let base = "in_port(1),eth(src=00:01:02:03:04:05,dst=10:11:12:13:14:15),eth_type(0x0800),ipv4(src=1.1.1.1,dst=2.2.2.2,proto=17,tos=0,ttl=64,frag=no)";
+        let fit = |s: &str| key_to_flow(&key::parse(s, None).unwrap()).unwrap().1;
+        assert_eq!(fit(&format!("{base},udp(src=1,dst=2)")), Fitness::Perfect);
+        assert_eq!(fit(base), Fitness::TooLittle);
+        assert_eq!(
+            fit(&format!("{base},udp(src=1,dst=2),tcp(src=1,dst=2)")),
+            Fitness::TooMuch
+        );
+        let dup = format!("{base},in_port(2)");
+        assert!(matches!(
+            key_to_flow(&key::parse(&dup, None).unwrap()),
+            Err(OdpError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn test_vlan_megaflow_mask() {
+        let m = key::parse_masked(
+            "in_port(1),eth(),eth_type(0x8100),vlan(vid=99/0xfff,pcp=0/0),encap(eth_type(0x0800),ipv4(frag=no))",
+            None,
+        )
+        .unwrap();
+        let (f, mask) = masked_key_to_flow(&m.key, &m.mask).unwrap();
+        assert_eq!(f.vlans[0].tci, 0x1000 | 99);
+        assert_eq!(mask.vlans[0].tci, 0x1fff);
+        assert_eq!(mask.dl_type, 0xffff);
+        assert_eq!(mask.nw_frag, FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER);
+        let (k, mk) = flow_to_masked_key(&f, &mask);
+        assert_eq!(
+            key::format_masked(&k, Some(&mk), None, false),
+            "in_port(1),packet_type(ns=0,id=0),eth_type(0x8100),vlan(vid=99),encap(eth_type(0x0800),ipv4(frag=no))"
+        );
+    }
 }
