@@ -329,3 +329,45 @@ fn format_nat(out: &mut String, nat: &Nat) {
     fmt::chomp(out, ',');
     out.push(')');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::actions;
+
+    fn norm(s: &str) -> Result<String, String> {
+        actions::parse(s, None)
+            .map(|a| actions::format(&a, None))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn test_nat_keeps_only_what_ovs_encodes() {
+        assert_eq!(
+            norm("ct(commit,nat(src,random))").unwrap(),
+            "ct(commit,nat(src))"
+        );
+        assert_eq!(norm("ct(nat(persistent))").unwrap(), "ct(nat)");
+        assert_eq!(
+            norm("ct(commit,nat(src=10.0.0.1-10.0.0.1:80-80))").unwrap(),
+            "ct(commit,nat(src=10.0.0.1:80))"
+        );
+        assert_eq!(norm("ct(zone=0,mark=0/0)").unwrap(), "ct");
+    }
+
+    #[test]
+    fn test_ct_errors_name_the_argument() {
+        for (bad, what) in [
+            ("ct(commit,force_commit)", "commit"),
+            ("ct(nat(src,dst))", "nat"),
+            ("ct(commit,nat(src=10.0.0.2-10.0.0.1))", "nat"),
+            ("ct(commit,nat(src=10.0.0.1:90-80))", "nat"),
+            ("ct(commit,nat(src=10.0.0.1,hash,random))", "nat"),
+            ("ct(helper=abcdefghijklmnopq)", "helper"),
+            ("ct(bogus)", "bogus"),
+            ("ct(commit", "ct"),
+        ] {
+            let e = norm(bad).unwrap_err();
+            assert!(e.contains(what), "{bad}: {e}");
+        }
+    }
+}
