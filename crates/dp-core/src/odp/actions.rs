@@ -69,9 +69,6 @@ pub(super) fn num<T>(c: &mut Cursor, v: Option<T>, what: &str) -> Result<T> {
 
 /// A nested list up to (not including) its `)`.
 fn parse_list(c: &mut Cursor, names: Option<&PortNames>, depth: usize) -> Result<Vec<Action>> {
-    if depth + 1 >= MAX_NESTING {
-        return Err(OdpError::TooDeep);
-    }
     let mut out = Vec::new();
     loop {
         c.skip_delims();
@@ -83,7 +80,13 @@ fn parse_list(c: &mut Cursor, names: Option<&PortNames>, depth: usize) -> Result
     }
 }
 
+/// One action; `depth` is 0 at the top level. Like OVS, an action 32
+/// levels deep is rejected (so 30 nested `clone(`s around an output
+/// parse, 31 do not).
 fn parse_action(c: &mut Cursor, names: Option<&PortNames>, depth: usize) -> Result<Action> {
+    if depth + 1 >= MAX_NESTING {
+        return Err(OdpError::TooDeep);
+    }
     if c.peek().is_some_and(|b| b.is_ascii_digit()) {
         let p = c.u32_i();
         return Ok(Action::Output(num(c, p, "output port")?));
@@ -116,7 +119,8 @@ fn parse_action(c: &mut Cursor, names: Option<&PortNames>, depth: usize) -> Resu
     }
     if c.eat("set(") {
         let (mut k, mut m) = (Vec::new(), Vec::new());
-        let mut d = depth;
+        // A set's attribute is parsed in a fresh context, as in OVS.
+        let mut d = 0;
         key::parse_attr(c, None, &mut d, &mut k, &mut m)?;
         c.expect(")", "set")?;
         let (Some(k), Some(m)) = (k.pop(), m.pop()) else {
@@ -739,7 +743,7 @@ mod tests {
     fn test_parse_deep_clone_is_bounded() {
         let s = format!("{}1{}", "clone(".repeat(30), ")".repeat(30));
         assert!(parse(&s, None).is_ok());
-        let s = format!("{}1{}", "clone(".repeat(40), ")".repeat(40));
+        let s = format!("{}1{}", "clone(".repeat(31), ")".repeat(31));
         assert_eq!(parse(&s, None).unwrap_err(), OdpError::TooDeep);
     }
 

@@ -28,8 +28,8 @@
 //! # Invariants
 //! - Parsers never panic and never recurse deeper than [`MAX_NESTING`];
 //!   every error names the attribute or field that was wrong.
-//! - A family oxvs does not implement (NSH keys and actions, ERSPAN and
-//!   GTP-U tunnel headers) is an [`OdpError::Unsupported`], never a
+//! - A family oxvs does not implement (NSH keys and actions, ERSPAN tunnel
+//!   headers) is an [`OdpError::Unsupported`], never a
 //!   silently different round trip. Geneve options and ERSPAN metadata
 //!   round-trip as text but are rejected when converted to a FlowKey.
 //!

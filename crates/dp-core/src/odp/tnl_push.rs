@@ -6,7 +6,8 @@
 //! number as its flags say) or an SRv6 routing header, and checks that
 //! the declared `type` and `size` match what was built. Formatting decodes
 //! the bytes back (bounds-checked: a short header prints as truncated, it
-//! never panics). ERSPAN and GTP-U headers are unsupported.
+//! never panics). ERSPAN headers are unsupported (OVS itself cannot
+//! parse the ERSPAN text it prints).
 
 use super::actions::num;
 use super::fmt::{self, hexp};
@@ -153,10 +154,20 @@ pub(super) fn parse_tnl_push(c: &mut Cursor) -> Result<Action> {
             h.extend_from_slice(&(vni << 8).to_be_bytes());
             h.extend_from_slice(&opts);
             expect_type = vport_type::GENEVE;
-        } else if c.starts("gtpu(") {
-            return Err(OdpError::Unsupported(
-                "tnl_push gtpu: GTP-U headers are not implemented".into(),
-            ));
+        } else if c.eat("gtpu(flags=") {
+            let v = c.u8_i();
+            let flags = num(c, v, "tnl_push gtpu flags")?;
+            c.expect(",msgtype=", W)?;
+            let v = c.int_u().and_then(|v| u8::try_from(v).ok());
+            let msgtype = num(c, v, "tnl_push gtpu msgtype")?;
+            c.expect(",teid=0x", W)?;
+            let v = c.int_x().and_then(|v| u32::try_from(v).ok());
+            let teid = num(c, v, "tnl_push gtpu teid")?;
+            c.expect("))", W)?;
+            // Length is filled per packet.
+            h.extend_from_slice(&[flags, msgtype, 0, 0]);
+            h.extend_from_slice(&teid.to_be_bytes());
+            expect_type = vport_type::GTPU;
         } else {
             return Err(c.err("tnl_push: expected vxlan( or geneve("));
         }
@@ -397,6 +408,16 @@ fn format_tnl_header(out: &mut String, t: &TnlPush) -> Option<()> {
                 let _ = write!(out, ",seq=0x{:x}", r.u32(o)?);
             }
             out.push(')');
+        }
+        vport_type::GTPU => {
+            udp(out)?;
+            let _ = write!(
+                out,
+                "gtpu(flags=0x{:x},msgtype={},teid=0x{:x})",
+                r.u8(l4 + 8)?,
+                r.u8(l4 + 9)?,
+                r.u32(l4 + 12)?
+            );
         }
         vport_type::SRV6 => {
             let nr_segs = usize::from(r.u8(l4 + 4)?) + 1;
