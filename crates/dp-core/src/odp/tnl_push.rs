@@ -494,6 +494,14 @@ mod tests {
     }
 
     #[test]
+    fn test_parse_emit_gtpu() {
+        let s = "tnl_push(tnl_port(6),header(size=50,type=110,eth(dst=f8:bc:12:44:34:b6,src=f8:bc:12:46:58:e0,dl_type=0x0800),ipv4(src=1.1.2.88,dst=1.1.2.92,proto=17,tos=0,ttl=64,frag=0x4000),udp(src=51283,dst=2152,csum=0x0),gtpu(flags=0x30,msgtype=255,teid=0x3039)),out_port(1))";
+        let h = header(s);
+        assert_eq!(&h[42..50], &[0x30, 255, 0, 0, 0, 0, 0x30, 0x39]);
+        assert_eq!(actions::format(&actions::parse(s, None).unwrap(), None), s);
+    }
+
+    #[test]
     fn test_emit_truncated_header_never_panics() {
         for n in 0..60 {
             let t = TnlPush {
