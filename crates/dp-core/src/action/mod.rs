@@ -243,9 +243,10 @@ pub struct TnlPush {
     pub out_port: u32,
     /// `vport_type::*`.
     pub tnl_type: u32,
-    /// Ethernet + IP + tunnel header bytes, as sent. IPv4 total length,
-    /// the IPv4 checksum, the IPv6 payload length and the UDP length are
-    /// left zero for the executor to fill per packet, as is the SRv6
-    /// routing header's next-header byte.
+    /// Ethernet + IP + tunnel header bytes, as sent. Per-packet fields are
+    /// left zero for the executor to fill: IPv4 total length (the IPv4
+    /// checksum is computed with that length as zero, ready for an
+    /// incremental update), IPv6 payload length, UDP length, GTP-U length
+    /// and the SRv6 routing header's next-header byte.
     pub header: Vec<u8>,
 }
