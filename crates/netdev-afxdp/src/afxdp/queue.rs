@@ -1,0 +1,375 @@
+//! One AF_XDP socket per queue, and the rx/tx queue objects the datapath
+//! owns.
+//!
+//! # Split of the socket
+//! A socket has four rings. The [`AfxdpRxq`] (owned by the polling thread)
+//! owns rx and fill; the [`TxState`] owns tx and completion and sits
+//! behind a mutex, because the datapath gives every thread a tx queue and
+//! ports with one queue share it (one lock per batch, uncontended in the
+//! common case). The rx queue only `try_lock`s it, to drain completions
+//! when its free list runs dry.
+//!
+//! # Per call
+//! `recv`: refill the fill ring from the free list, kick the kernel when
+//! it asks for it (`need_wakeup`), then lend each received frame to a
+//! packet (zero-copy). `send`: drain completions, put each packet on the
+//! tx ring (as is when it lives in this UMEM, else copied once into a free
+//! frame), publish, and kick once.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
+use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
+
+use super::ring::{ConsRing, ProdRing, mmap_offsets};
+use super::umem::Umem;
+use crate::stats::{QueueStats, bump};
+use crate::sys;
+
+/// Ring sizes and UMEM size of one queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueGeometry {
+    pub n_frames: u32,
+    pub frame_size: u32,
+    pub ring_size: u32,
+}
+
+/// The socket and the UMEM it registered. The descriptor is declared
+/// first so it closes before the UMEM reference goes.
+#[derive(Debug)]
+pub struct XskSocket {
+    pub fd: OwnedFd,
+    pub umem: Arc<Umem>,
+}
+
+/// The rx half before a thread takes it.
+#[derive(Debug)]
+pub struct RxParts {
+    rx: ConsRing<libc::xdp_desc>,
+    fill: ProdRing<u64>,
+}
+
+/// The tx half, shared by the threads that send on this queue.
+#[derive(Debug)]
+pub struct TxState {
+    xsk: Arc<XskSocket>,
+    tx: ProdRing<libc::xdp_desc>,
+    comp: ConsRing<u64>,
+    need_wakeup: bool,
+}
+
+impl TxState {
+    /// Asks the kernel to transmit, when it wants asking. `false` on a
+    /// hard error; busy and out-of-buffer answers leave the descriptors on
+    /// the ring for the next kick.
+    fn kick(&mut self) -> bool {
+        if self.need_wakeup && !self.tx.needs_wakeup() {
+            return true;
+        }
+        match sys::xsk_kick_tx(&self.xsk.fd) {
+            Ok(()) => true,
+            Err(e) => matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
+            ),
+        }
+    }
+
+    /// Returns completed tx frames to the free list.
+    fn drain_completions(&mut self) -> u32 {
+        let n = self.comp.available(u32::MAX);
+        for i in 0..n {
+            let addr = self.comp.get(i);
+            self.xsk.umem.put_free(self.xsk.umem.frame_of_addr(addr));
+        }
+        self.comp.release(n);
+        n
+    }
+}
+
+/// A bound socket, split into its halves.
+#[derive(Debug)]
+pub struct Xsk {
+    pub socket: Arc<XskSocket>,
+    pub rx: RxParts,
+    pub tx: TxState,
+}
+
+/// Creates a socket on `ifindex` queue `qid` with a fresh UMEM, rings of
+/// `geometry`, bound with `bind_flags` (`XDP_COPY` or `XDP_ZEROCOPY`, plus
+/// `XDP_USE_NEED_WAKEUP` when `need_wakeup`), and fills the fill ring.
+pub fn open_xsk(
+    ifindex: u32,
+    qid: u32,
+    geometry: QueueGeometry,
+    bind_flags: u16,
+    need_wakeup: bool,
+) -> Result<Xsk, (&'static str, io::Error)> {
+    let umem =
+        Umem::new(geometry.n_frames, geometry.frame_size).map_err(|e| ("mapping the UMEM", e))?;
+    let fd = sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0)
+        .map_err(|e| ("creating an AF_XDP socket", e))?;
+    let (addr, len) = umem.area();
+    let reg = libc::xdp_umem_reg_v1 {
+        addr,
+        len,
+        chunk_size: geometry.frame_size,
+        headroom: 0,
+    };
+    let size = geometry.ring_size;
+    let setup = || -> io::Result<()> {
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &size)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_COMPLETION_RING, &size)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_RX_RING, &size)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_TX_RING, &size)?;
+        Ok(())
+    };
+    setup().map_err(|e| ("registering the UMEM and rings", e))?;
+    let off = mmap_offsets(&fd).map_err(|e| ("reading ring offsets", e))?;
+    let map = || -> io::Result<_> {
+        Ok((
+            ConsRing::<libc::xdp_desc>::map(&fd, &off.rx, size, libc::XDP_PGOFF_RX_RING as u64)?,
+            ProdRing::<u64>::map(&fd, &off.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING)?,
+            ProdRing::<libc::xdp_desc>::map(&fd, &off.tx, size, libc::XDP_PGOFF_TX_RING as u64)?,
+            ConsRing::<u64>::map(&fd, &off.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
+        ))
+    };
+    let (rx, mut fill, tx, comp) = map().map_err(|e| ("mapping the rings", e))?;
+
+    // Give the kernel frames to receive into before it can see traffic.
+    let n = fill.free(size).min(size);
+    let mut filled = 0;
+    while filled < n {
+        let Some(index) = umem.take_free() else { break };
+        fill.set(filled, umem.frame_addr(index));
+        filled += 1;
+    }
+    fill.submit(filled);
+
+    let mut flags = bind_flags;
+    if need_wakeup {
+        flags |= libc::XDP_USE_NEED_WAKEUP;
+    }
+    let sxdp = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: qid,
+        sxdp_shared_umem_fd: 0,
+    };
+    sys::bind_xdp(&fd, &sxdp).map_err(|e| ("binding the AF_XDP socket", e))?;
+    let socket = Arc::new(XskSocket { fd, umem });
+    Ok(Xsk {
+        rx: RxParts { rx, fill },
+        tx: TxState {
+            xsk: Arc::clone(&socket),
+            tx,
+            comp,
+            need_wakeup,
+        },
+        socket,
+    })
+}
+
+/// A receive queue (see the module docs).
+#[derive(Debug)]
+pub struct AfxdpRxq {
+    port: String,
+    xsk: Arc<XskSocket>,
+    parts: RxParts,
+    pool: PacketPool,
+    tx: Arc<Mutex<TxState>>,
+    stats: Arc<QueueStats>,
+    need_wakeup: bool,
+}
+
+impl AfxdpRxq {
+    pub fn new(
+        port: &str,
+        qid: usize,
+        xsk: Arc<XskSocket>,
+        parts: RxParts,
+        tx: Arc<Mutex<TxState>>,
+        stats: Arc<QueueStats>,
+        need_wakeup: bool,
+    ) -> AfxdpRxq {
+        // Every frame can be out in a packet at once; the metadata cells
+        // are small.
+        let pool = PacketPool::new(
+            format!("afxdp:{port}:{qid}"),
+            PoolConfig::metadata_only(xsk.umem.n_frames() as usize),
+        );
+        AfxdpRxq {
+            port: port.to_string(),
+            xsk,
+            parts,
+            pool,
+            tx,
+            stats,
+            need_wakeup,
+        }
+    }
+
+    /// Moves free frames to the fill ring; kicks the kernel if asked.
+    fn refill(&mut self) {
+        let umem = &self.xsk.umem;
+        let free = self.parts.fill.free(MAX_BURST as u32);
+        if free == 0 {
+            return;
+        }
+        if umem.free_frames() < MAX_BURST {
+            // Completed tx frames may be waiting; take them if the tx side
+            // is not busy right now (never wait for it here).
+            if let Ok(mut tx) = self.tx.try_lock() {
+                tx.drain_completions();
+            }
+        }
+        let mut filled = 0;
+        while filled < free {
+            let Some(index) = umem.take_free() else { break };
+            self.parts.fill.set(filled, umem.frame_addr(index));
+            filled += 1;
+        }
+        if filled > 0 {
+            self.parts.fill.submit(filled);
+        }
+        if self.need_wakeup && self.parts.fill.needs_wakeup() {
+            // Errors here are transient (the next poll retries).
+            let _ = sys::xsk_kick_rx(&self.xsk.fd);
+            return;
+        }
+        // In copy mode the kernel transmits only when kicked, a bounded
+        // number of descriptors per kick, and refuses when busy: frames a
+        // send left on the tx ring would wait for the next send, which may
+        // never come. The rx poll (which runs all the time) pushes them on,
+        // with this call's one syscall.
+        if let Ok(mut tx) = self.tx.try_lock()
+            && tx.tx.pending() > 0
+        {
+            tx.kick();
+            tx.drain_completions();
+        }
+    }
+}
+
+impl RxQueue for AfxdpRxq {
+    fn recv(&mut self, batch: &mut PacketBatch) -> Result<usize, NetdevError> {
+        self.refill();
+        let room = MAX_BURST.saturating_sub(batch.len()) as u32;
+        let n = self.parts.rx.available(room);
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut bytes = 0u64;
+        let mut dropped = 0u64;
+        let mut added = 0;
+        for i in 0..n {
+            let desc = self.parts.rx.get(i);
+            match self.xsk.umem.lend(desc.addr, desc.len, &self.pool) {
+                Some(packet) => {
+                    bytes += desc.len as u64;
+                    // Cannot fail: at most `room` descriptors are read.
+                    let _ = batch.push(packet);
+                    added += 1;
+                }
+                None => dropped += 1,
+            }
+        }
+        self.parts.rx.release(n);
+        bump(&self.stats.rx_packets, added as u64);
+        bump(&self.stats.rx_bytes, bytes);
+        bump(&self.stats.rx_dropped, dropped);
+        if added == 0 && dropped > 0 {
+            return Err(NetdevError::Device {
+                port: self.port.clone(),
+                reason: "rx: no packet metadata left for received frames".into(),
+            });
+        }
+        Ok(added)
+    }
+}
+
+/// A transmit queue handle (see the module docs).
+#[derive(Debug)]
+pub struct AfxdpTxq {
+    state: Arc<Mutex<TxState>>,
+    stats: Arc<QueueStats>,
+}
+
+impl AfxdpTxq {
+    pub fn new(state: Arc<Mutex<TxState>>, stats: Arc<QueueStats>) -> AfxdpTxq {
+        AfxdpTxq { state, stats }
+    }
+}
+
+impl TxQueue for AfxdpTxq {
+    fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
+        if batch.is_empty() {
+            return TxOutcome::default();
+        }
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.drain_completions();
+        let umem = Arc::clone(&st.xsk.umem);
+        let frame_size = umem.frame_size() as usize;
+        let room = st.tx.free(batch.len() as u32);
+        let mut queued = 0u32;
+        let mut dropped = 0usize;
+        let mut bytes = 0u64;
+        for packet in batch.drain() {
+            if queued >= room || packet.len() > frame_size || packet.is_empty() {
+                dropped += 1;
+                continue;
+            }
+            let len = packet.len() as u32;
+            let addr = match umem.locate(packet.data().as_ptr()) {
+                // Received into this UMEM: send the frame itself. Dropping
+                // the packet below leaves the frame to the completion ring.
+                Some((index, offset)) => {
+                    umem.hand_off(index);
+                    umem.frame_addr(index) + offset as u64
+                }
+                None => {
+                    let Some(index) = umem.take_free() else {
+                        dropped += 1;
+                        continue;
+                    };
+                    // SAFETY: the frame just came off the free list, so we
+                    // own it until it goes on the tx ring below.
+                    let frame = unsafe { umem.frame_mut(index) };
+                    frame[..len as usize].copy_from_slice(packet.data());
+                    umem.frame_addr(index)
+                }
+            };
+            st.tx.set(
+                queued,
+                libc::xdp_desc {
+                    addr,
+                    len,
+                    options: 0,
+                },
+            );
+            queued += 1;
+            bytes += len as u64;
+        }
+        let mut errors = 0;
+        if queued > 0 {
+            st.tx.submit(queued);
+            if !st.kick() {
+                errors = 1;
+            }
+            st.drain_completions();
+        }
+        drop(st);
+        bump(&self.stats.tx_packets, queued as u64);
+        bump(&self.stats.tx_bytes, bytes);
+        bump(&self.stats.tx_dropped, dropped as u64);
+        bump(&self.stats.tx_errors, errors);
+        TxOutcome {
+            sent: queued as usize,
+            dropped,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The UMEM of one AF_XDP queue: a page-aligned area of equal frames that
+//! the kernel and we pass back and forth by frame address, plus the free
+//! list and the in-use accounting that make every frame come back.
+//!
+//! # Where a frame is
+//! Exactly one of: on the free list; in the kernel (fill ring, rx ring not
+//! yet read, tx ring, completion ring not yet drained); or lent to a
+//! [`Packet`] (counted in [`Umem::in_use`]). Frames move:
+//! free → fill ring → rx ring → packet → (packet dropped) → free;
+//! free → (copy) → tx ring → completion ring → free; and, for a packet sent
+//! out of the UMEM it came from, packet → tx ring directly (marked as
+//! *handed off*, so dropping the packet does not free it; the completion
+//! does).
+//!
+//! # Lifetime
+//! A lent frame's [`ForeignFrame`] token is a strong reference to the
+//! `Umem` (`Arc::into_raw`), released by [`release_frame`]. So the area
+//! stays mapped while any packet still points into it, even after its
+//! port and socket are gone; the last reference unmaps it.
+//!
+//! # Threads
+//! Packets may be dropped on any thread: the free list is a lock-free
+//! `ArrayQueue`, the counters are atomics, and the hand-off flag of a
+//! frame is only touched by the thread that owns the packet at that time.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use dp_core::packet::{ForeignFrame, Packet, PacketPool};
+
+use crate::sys::Mmap;
+
+/// The UMEM of one queue; see the module docs.
+#[derive(Debug)]
+pub struct Umem {
+    area: Mmap,
+    frame_shift: u32,
+    n_frames: u32,
+    free: ArrayQueue<u32>,
+    /// Frames lent to packets now.
+    in_use: AtomicUsize,
+    /// Per frame: a packet holding it was put on the tx ring as is.
+    handed_off: Box<[AtomicBool]>,
+}
+
+impl Umem {
+    /// Maps `n_frames` frames of `frame_size` bytes (a power of two, at
+    /// least 2048), all on the free list.
+    pub fn new(n_frames: u32, frame_size: u32) -> io::Result<Arc<Umem>> {
+        assert!(frame_size.is_power_of_two() && frame_size >= 2048);
+        let area = Mmap::anonymous(n_frames as usize * frame_size as usize)?;
+        let free = ArrayQueue::new(n_frames as usize);
+        for i in 0..n_frames {
+            let _ = free.push(i);
+        }
+        Ok(Arc::new(Umem {
+            area,
+            frame_shift: frame_size.trailing_zeros(),
+            n_frames,
+            free,
+            in_use: AtomicUsize::new(0),
+            handed_off: (0..n_frames).map(|_| AtomicBool::new(false)).collect(),
+        }))
+    }
+
+    /// The area's address and length (for `XDP_UMEM_REG`).
+    pub fn area(&self) -> (u64, u64) {
+        (self.area.ptr().as_ptr() as u64, self.area.len() as u64)
+    }
+
+    pub fn frame_size(&self) -> u32 {
+        1 << self.frame_shift
+    }
+
+    pub fn n_frames(&self) -> u32 {
+        self.n_frames
+    }
+
+    /// The UMEM address of frame `index`.
+    #[inline]
+    pub fn frame_addr(&self, index: u32) -> u64 {
+        (index as u64) << self.frame_shift
+    }
+
+    /// The frame holding UMEM address `addr` (aligned mode: the frame
+    /// bits of the address).
+    #[inline]
+    pub fn frame_of_addr(&self, addr: u64) -> u32 {
+        (addr >> self.frame_shift) as u32
+    }
+
+    /// Frame index and offset of `ptr` when it points into this UMEM.
+    #[inline]
+    pub fn locate(&self, ptr: *const u8) -> Option<(u32, usize)> {
+        let base = self.area.ptr().as_ptr() as usize;
+        let offset = (ptr as usize).checked_sub(base)?;
+        if offset >= self.area.len() {
+            return None;
+        }
+        Some((
+            (offset >> self.frame_shift) as u32,
+            offset & ((1 << self.frame_shift) - 1),
+        ))
+    }
+
+    /// Takes a frame off the free list.
+    #[inline]
+    pub fn take_free(&self) -> Option<u32> {
+        self.free.pop()
+    }
+
+    /// Puts a frame back on the free list.
+    #[inline]
+    pub fn put_free(&self, index: u32) {
+        debug_assert!(index < self.n_frames);
+        // The list holds every frame at most once, so it cannot be full.
+        let _ = self.free.push(index);
+    }
+
+    /// Frames on the free list now.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Frames lent to packets now.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// Frame `index`, writable.
+    ///
+    /// # Safety
+    /// The caller owns the frame exclusively: it took it from the free list
+    /// and has not yet handed it to the kernel or a packet.
+    #[inline]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "frames are owned by index, as documented"
+    )]
+    pub unsafe fn frame_mut(&self, index: u32) -> &mut [u8] {
+        debug_assert!(index < self.n_frames);
+        let size = self.frame_size() as usize;
+        // SAFETY: the frame lies inside the live area; the caller owns it
+        // exclusively (this function's contract).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.area.ptr().as_ptr().add(index as usize * size),
+                size,
+            )
+        }
+    }
+
+    /// Marks frame `index` as put on the tx ring by the packet that holds
+    /// it, so that dropping the packet leaves it to the completion ring.
+    #[inline]
+    pub fn hand_off(&self, index: u32) {
+        self.handed_off[index as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// Lends the frame holding received descriptor `(addr, len)` to a
+    /// packet from `pool`. On failure (pool exhausted, bad descriptor) the
+    /// frame is already back on the free list.
+    #[inline]
+    pub fn lend(self: &Arc<Self>, addr: u64, len: u32, pool: &PacketPool) -> Option<Packet> {
+        let index = self.frame_of_addr(addr);
+        if index >= self.n_frames {
+            return None;
+        }
+        let size = self.frame_size() as usize;
+        let data_start = (addr as usize) & (size - 1);
+        // SAFETY: the frame is inside the area (checked above).
+        let ptr =
+            unsafe { NonNull::new_unchecked(self.area.ptr().as_ptr().add(index as usize * size)) };
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        let token = Arc::into_raw(Arc::clone(self)) as usize;
+        // SAFETY: the kernel handed this frame to us on the rx ring, so we
+        // own it exclusively until `release_frame` puts it back on the free
+        // list; the strong reference in `token` keeps the area mapped until
+        // then; `size` is a frame, far below isize::MAX.
+        let frame = unsafe { ForeignFrame::new(ptr, size, token, release_frame) };
+        // A refused frame is dropped here, which releases it.
+        pool.wrap_foreign(frame, data_start, len as usize).ok()
+    }
+}
+
+/// The [`ForeignFrame`] release function of UMEM frames: gives the frame
+/// back (free list, unless it was handed off to the tx ring) and drops the
+/// packet's reference to the UMEM.
+fn release_frame(token: usize, ptr: NonNull<u8>) {
+    // SAFETY: `token` came from `Arc::into_raw` in `Umem::lend`, and the
+    // frame contract calls this exactly once per token.
+    let umem = unsafe { Arc::from_raw(token as *const Umem) };
+    if let Some((index, _)) = umem.locate(ptr.as_ptr()) {
+        if !umem.handed_off[index as usize].swap(false, Ordering::Relaxed) {
+            umem.put_free(index);
+        }
+    }
+    umem.in_use.fetch_sub(1, Ordering::Release);
+}
+
+/// A handle that watches a queue's UMEM accounting after its port is gone
+/// (tests, leak checks). Holding it keeps the area mapped, nothing else.
+#[derive(Clone, Debug)]
+pub struct UmemWatch(pub(crate) Arc<Umem>);
+
+impl UmemWatch {
+    /// Frames lent to packets now.
+    pub fn in_use(&self) -> usize {
+        self.0.in_use()
+    }
+
+    /// Frames on the free list now.
+    pub fn free_frames(&self) -> usize {
+        self.0.free_frames()
+    }
+
+    /// Frames in the UMEM.
+    pub fn n_frames(&self) -> u32 {
+        self.0.n_frames()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dp_core::packet::PoolConfig;
+
+    #[test]
+    fn lent_frames_come_back_on_drop_and_hand_off_skips_the_free_list() {
+        let umem = Umem::new(8, 4096).unwrap();
+        let pool = PacketPool::new("t", PoolConfig::metadata_only(8));
+        let index = umem.take_free().unwrap();
+        let addr = umem.frame_addr(index) + 256;
+        let packet = umem.lend(addr, 60, &pool).unwrap();
+        assert_eq!(packet.len(), 60);
+        assert_eq!(packet.headroom(), 256);
+        assert_eq!(umem.in_use(), 1);
+        assert_eq!(umem.locate(packet.data().as_ptr()), Some((index, 256)));
+        drop(packet);
+        assert_eq!(umem.in_use(), 0);
+        assert_eq!(umem.free_frames(), 8);
+
+        let index = umem.take_free().unwrap();
+        let packet = umem.lend(umem.frame_addr(index), 60, &pool).unwrap();
+        umem.hand_off(index);
+        drop(packet);
+        assert_eq!(umem.in_use(), 0);
+        assert_eq!(umem.free_frames(), 7, "the completion ring returns it");
+    }
+
+    #[test]
+    fn packets_keep_the_area_alive_after_the_umem_handle_is_gone() {
+        let umem = Umem::new(4, 2048).unwrap();
+        let pool = PacketPool::new("t", PoolConfig::metadata_only(4));
+        let index = umem.take_free().unwrap();
+        let watch = UmemWatch(Arc::clone(&umem));
+        let mut packet = umem.lend(umem.frame_addr(index), 10, &pool).unwrap();
+        drop(umem);
+        packet.data_mut().fill(7);
+        assert_eq!(watch.in_use(), 1);
+        drop(packet);
+        assert_eq!(watch.in_use(), 0);
+    }
+
+    #[test]
+    fn a_refused_frame_goes_back_to_the_free_list() {
+        let umem = Umem::new(4, 2048).unwrap();
+        let pool = PacketPool::new("t", PoolConfig::metadata_only(1));
+        let a = umem.take_free().unwrap();
+        let b = umem.take_free().unwrap();
+        let kept = umem.lend(umem.frame_addr(a), 10, &pool).unwrap();
+        assert!(umem.lend(umem.frame_addr(b), 10, &pool).is_none());
+        assert_eq!(umem.in_use(), 1);
+        assert_eq!(umem.free_frames(), 3);
+        drop(kept);
+        assert_eq!(umem.free_frames(), 4);
+    }
+}

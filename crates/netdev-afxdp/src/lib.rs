@@ -1,0 +1,125 @@
+//! Kernel-facing netdevs for oxvs: `afxdp` (AF_XDP sockets), `tap` and
+//! `internal` (TUN/TAP), and `system` (AF_PACKET). Each implements
+//! dp-core's [`Netdev`]; the daemon picks one by type name with
+//! [`open_netdev`].
+//!
+//! # Map
+//! - [`afxdp`]: the AF_XDP port: UMEM and frame accounting (`umem`), the
+//!   rings (`ring`), the XDP program and its attachment (`xdp`), the
+//!   per-queue sockets and rx/tx queues (`queue`).
+//! - [`kernel`]: `tap`/`internal` and `system`, polled by the non-PMD thread.
+//! - `sys`: every system call of the crate (the one FFI choke point).
+//!
+//! # Why our own XDP program instead of libxdp
+//! The port needs one trivial program: redirect the packet to the socket
+//! bound to its rx queue, else pass it to the stack. We ship it as six
+//! eBPF instructions and load it with the `bpf(2)` syscall, and attach it
+//! with a **bpf_link** (`BPF_LINK_CREATE`, Linux ≥ 5.9):
+//! - the attachment lives exactly as long as our link descriptor, so port
+//!   removal, exit, and even a crash detach it — no stale program can be
+//!   left by this version; a stale one from elsewhere (legacy netlink
+//!   attach of an `oxvs_xsk` program) is detected and detached at start;
+//! - no C toolchain, no object file, no libxdp/libbpf version coupling
+//!   (Debian's libxdp 1.3.1 would also install its multi-program
+//!   dispatcher, which needs BTF and pinning in bpffs, for no benefit here);
+//! - the rings are simple enough to drive directly (`afxdp::ring` follows
+//!   libxdp's `xsk_ring_prod`/`xsk_ring_cons` index discipline).
+//!
+//! The cost: no chaining with other XDP programs on the same interface
+//! (libxdp's dispatcher would allow that); a foreign program there is
+//! reported as [`error::OpenCause::XdpBusy`].
+
+pub mod afxdp;
+pub mod error;
+pub mod kernel;
+mod stats;
+mod sys;
+
+use std::sync::Arc;
+
+use dp_core::netdev::Netdev;
+
+pub use afxdp::umem::UmemWatch;
+pub use afxdp::{AfxdpConfig, AfxdpNetdev, XdpMode};
+pub use error::{OpenCause, OpenError};
+pub use kernel::system::SystemNetdev;
+pub use kernel::tap::{TapKind, TapNetdev};
+
+/// The port types this crate opens.
+pub const PORT_TYPES: &[&str] = &["afxdp", "tap", "internal", "system"];
+
+/// Opens a port of type `type_name` on interface `name` with `options`
+/// (OVS `other_config`-style pairs: `n_rxq`, `xdp-mode`,
+/// `use-need-wakeup` for `afxdp`; none for the others).
+pub fn open_netdev(
+    type_name: &str,
+    name: &str,
+    options: &[(&str, &str)],
+) -> Result<Arc<dyn Netdev>, OpenError> {
+    let bad = |what: String| OpenError::new(name, OpenCause::BadConfig(what));
+    match type_name {
+        "afxdp" => {
+            let mut config = AfxdpConfig::default();
+            for &(key, value) in options {
+                match key {
+                    "n_rxq" => {
+                        config.n_rxq = value
+                            .parse()
+                            .map_err(|_| bad(format!("n_rxq {value:?} is not a number")))?
+                    }
+                    "xdp-mode" => config.xdp_mode = value.parse().map_err(bad)?,
+                    "use-need-wakeup" => {
+                        config.use_need_wakeup = value
+                            .parse()
+                            .map_err(|_| bad(format!("use-need-wakeup {value:?} is not a bool")))?
+                    }
+                    _ => return Err(bad(format!("unknown afxdp option {key:?}"))),
+                }
+            }
+            Ok(Arc::new(AfxdpNetdev::open(name, &config)?))
+        }
+        "tap" | "internal" | "system" if !options.is_empty() => Err(bad(format!(
+            "{type_name} ports take no options (got {:?})",
+            options[0].0
+        ))),
+        "tap" => Ok(Arc::new(TapNetdev::open(name, TapKind::Tap)?)),
+        "internal" => Ok(Arc::new(TapNetdev::open(name, TapKind::Internal)?)),
+        "system" => Ok(Arc::new(SystemNetdev::open(name)?)),
+        _ => Err(bad(format!(
+            "unknown port type {type_name:?} (this driver opens {})",
+            PORT_TYPES.join(", ")
+        ))),
+    }
+}
+
+/// Test and tooling helpers that need system calls (kept here so tests do
+/// not carry their own unsafe code).
+pub mod testing {
+    use std::io;
+
+    pub use crate::sys::XdpAttachment;
+
+    /// Moves the calling thread (only) into network namespace `name`
+    /// (`/run/netns/<name>`, as `ip netns add` creates).
+    pub fn enter_netns(name: &str) -> io::Result<()> {
+        crate::sys::enter_netns(name)
+    }
+
+    /// Gives a socket a receive buffer of `bytes` regardless of
+    /// `net.core.rmem_max` (so a test sink does not drop under load).
+    pub fn set_rcvbuf(sock: &impl std::os::fd::AsFd, bytes: u32) -> io::Result<()> {
+        crate::sys::set_rcvbuf_force(sock.as_fd(), bytes)
+    }
+
+    /// What XDP program interface `ifname` has attached (this thread's
+    /// namespace).
+    pub fn xdp_attachment(ifname: &str) -> io::Result<XdpAttachment> {
+        crate::sys::xdp_query(crate::sys::ifindex(ifname)?)
+    }
+
+    /// Attaches an `oxvs_xsk` program the legacy way, as an older release
+    /// would have left it (to test stale-program replacement).
+    pub fn attach_stale_program(ifname: &str) -> io::Result<()> {
+        crate::afxdp::xdp::attach_legacy_for_test(crate::sys::ifindex(ifname)?)
+    }
+}

@@ -1,0 +1,265 @@
+//! The few `bpf(2)` commands the AF_XDP port needs: create an XSKMAP, put
+//! a socket in it, load the redirect program, attach it with a bpf_link,
+//! and look up an attached program's name. Attribute layouts follow
+//! `union bpf_attr` in `linux/bpf.h` (each command's prefix, zero-padded).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::{check, owned};
+
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+const BPF_LINK_CREATE: libc::c_int = 28;
+const BPF_LINK_DETACH: libc::c_int = 34;
+
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+/// Offset and size of `name` in `struct bpf_prog_info`.
+const PROG_INFO_NAME: std::ops::Range<usize> = 64..80;
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BpfInsn {
+    pub code: u8,
+    /// `dst_reg` in the low nibble, `src_reg` in the high nibble.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+/// Where an XDP program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpLinkMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    Native,
+    /// On the generic skb path (`XDP_FLAGS_SKB_MODE`).
+    Generic,
+}
+
+impl XdpLinkMode {
+    pub fn flags(self) -> u32 {
+        match self {
+            XdpLinkMode::Native => XDP_FLAGS_DRV_MODE,
+            XdpLinkMode::Generic => XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+/// Issues `bpf(cmd, attr, size_of::<A>())`.
+fn bpf<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<libc::c_int> {
+    // SAFETY: `attr` is a zero-padded `repr(C)` prefix of `union bpf_attr`
+    // for `cmd`, valid for reads and writes of its size; pointers inside
+    // it (checked by the callers) stay valid across the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            (attr as *mut A).cast::<libc::c_void>(),
+            std::mem::size_of::<A>() as libc::c_uint,
+        )
+    };
+    check(ret as libc::c_int)
+}
+
+fn name16(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (dst, src) in out.iter_mut().zip(name.bytes().take(15)) {
+        *dst = src;
+    }
+    out
+}
+
+#[repr(C)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+    pad: [u8; 64],
+}
+
+/// Creates an XSKMAP (queue index → AF_XDP socket) with `entries` slots.
+pub fn bpf_map_create_xskmap(name: &str, entries: u32) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_XSKMAP,
+        key_size: 4,
+        value_size: 4,
+        max_entries: entries,
+        map_flags: 0,
+        inner_map_fd: 0,
+        numa_node: 0,
+        map_name: name16(name),
+        pad: [0; 64],
+    };
+    owned(bpf(BPF_MAP_CREATE, &mut attr)?)
+}
+
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    pad0: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `map[key] = value` for a map with 4-byte keys and values.
+pub fn bpf_map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        pad0: 0,
+        key: &key as *const u32 as u64,
+        value: &value as *const u32 as u64,
+        flags: 0,
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    pad: [u8; 64],
+}
+
+/// Loads an XDP program; on a verifier rejection the error carries the
+/// verifier's log.
+pub fn bpf_prog_load_xdp(name: &str, insns: &[BpfInsn], license: &str) -> io::Result<OwnedFd> {
+    let license =
+        std::ffi::CString::new(license).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name16(name),
+        prog_ifindex: 0,
+        expected_attach_type: BPF_XDP,
+        pad: [0; 64],
+    };
+    match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => owned(fd),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            if text.trim().is_empty() {
+                Err(e)
+            } else {
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; verifier: {}", text.trim()),
+                ))
+            }
+        }
+    }
+}
+
+#[repr(C)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+    pad: [u8; 48],
+}
+
+/// Attaches `prog` to interface `ifindex` through a bpf_link: the program
+/// stays attached exactly as long as the returned descriptor is open, so
+/// a crashed process cannot leave it behind.
+pub fn bpf_link_create_xdp(prog: &OwnedFd, ifindex: u32, mode: XdpLinkMode) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags: mode.flags(),
+        pad: [0; 48],
+    };
+    owned(bpf(BPF_LINK_CREATE, &mut attr)?)
+}
+
+#[repr(C)]
+struct GetFdByIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+    pad: [u8; 52],
+}
+
+/// A descriptor for the loaded program with id `id`.
+pub fn bpf_prog_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetFdByIdAttr {
+        id,
+        next_id: 0,
+        open_flags: 0,
+        pad: [0; 52],
+    };
+    owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?)
+}
+
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+    pad: [u8; 48],
+}
+
+/// The name a program was loaded with.
+pub fn bpf_prog_name(prog: &OwnedFd) -> io::Result<String> {
+    let mut info = [0u8; PROG_INFO_NAME.end];
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+        pad: [0; 48],
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let name = &info[PROG_INFO_NAME];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
+#[repr(C)]
+struct LinkDetachAttr {
+    link_fd: u32,
+    pad: [u8; 60],
+}
+
+/// Detaches a link now (`BPF_LINK_DETACH`), even if copies of its
+/// descriptor live on elsewhere (a child between `fork` and `exec`).
+pub fn bpf_link_detach(link: &OwnedFd) -> io::Result<()> {
+    let mut attr = LinkDetachAttr {
+        link_fd: link.as_raw_fd() as u32,
+        pad: [0; 60],
+    };
+    bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+}

@@ -1,0 +1,311 @@
+//! AF_XDP ports on the host ends of two veth pairs, switched by a real
+//! datapath (one PMD): ping, 1000 mixed-size UDP datagrams each way, a TCP
+//! transfer with checksum compare, port removal under traffic (UMEM frames
+//! all back, XDP detached), stale-program replacement, and the errors that
+//! name their cause.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use dp_pmd::datapath::PortOptions;
+use netdev_afxdp::testing::{attach_stale_program, xdp_attachment};
+use netdev_afxdp::{AfxdpConfig, AfxdpNetdev, OpenCause, UmemWatch, XdpMode};
+
+fn open(name: &str, mode: XdpMode) -> AfxdpNetdev {
+    AfxdpNetdev::open(
+        name,
+        &AfxdpConfig {
+            xdp_mode: mode,
+            ..AfxdpConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn port(n: u32) -> PortOptions {
+    PortOptions {
+        port_no: Some(n),
+        ..PortOptions::default()
+    }
+}
+
+/// Ping, UDP both ways and TCP through two AF_XDP ports in `mode`.
+fn traffic(tag: &str, mode: XdpMode) {
+    let topo = Topology::veth(tag);
+    let a = open(&topo.host_a, mode);
+    let b = open(&topo.host_b, mode);
+    eprintln!("{tag}: xdp-mode in use {}", a.xdp_mode_in_use());
+    let watches: Vec<UmemWatch> = a
+        .umem_watches()
+        .into_iter()
+        .chain(b.umem_watches())
+        .collect();
+    let mut dp = datapath(false);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+
+    wait_reachable(&topo.ns_a, IP_B);
+    let (min, avg) = ping(&topo.ns_a, IP_B, 5);
+    eprintln!("{tag}: ping a -> b rtt min {min:.0} µs avg {avg:.0} µs");
+    ping(&topo.ns_b, IP_A, 3);
+    udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000);
+    udp_exchange(&topo.ns_b, &topo.ns_a, IP_A, 1000);
+    let mbps = tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 16 << 20);
+    eprintln!("{tag}: TCP 16 MiB a -> b at {mbps:.0} Mbit/s");
+
+    let stats = dp.port_stats(1).unwrap();
+    assert!(
+        stats.rx_packets >= 2000 && stats.tx_packets >= 1000,
+        "{stats:?}"
+    );
+    drop(dp);
+    for w in &watches {
+        assert_eq!(w.in_use(), 0, "UMEM frames still lent after shutdown");
+    }
+    for host in [&topo.host_a, &topo.host_b] {
+        assert_eq!(
+            xdp_attachment(host).unwrap().prog_id,
+            0,
+            "{host}: XDP left attached"
+        );
+    }
+}
+
+#[test]
+fn best_effort_ping_udp_and_tcp_across_the_switch() {
+    if !prerequisites("afxdp best-effort traffic") {
+        return;
+    }
+    traffic("xb", XdpMode::BestEffort);
+}
+
+#[test]
+fn generic_mode_ping_udp_and_tcp_across_the_switch() {
+    if !prerequisites("afxdp generic traffic") {
+        return;
+    }
+    traffic("xg", XdpMode::Generic);
+}
+
+#[test]
+fn best_effort_on_veth_falls_back_from_zero_copy() {
+    if !prerequisites("afxdp mode fallback") {
+        return;
+    }
+    let topo = Topology::veth("xf");
+    let netdev = open(&topo.host_a, XdpMode::BestEffort);
+    // veth has native XDP but no zero-copy AF_XDP.
+    assert_eq!(netdev.xdp_mode_in_use(), XdpMode::Native);
+    assert_eq!(
+        xdp_attachment(&topo.host_a).unwrap().attached,
+        1,
+        "driver mode"
+    );
+    drop(netdev);
+    let err = AfxdpNetdev::open(
+        &topo.host_a,
+        &AfxdpConfig {
+            xdp_mode: XdpMode::NativeWithZerocopy,
+            ..AfxdpConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err.cause, OpenCause::NoXdpSupport { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&topo.host_a) && text.contains("native-with-zerocopy"),
+        "{text}"
+    );
+    assert_eq!(
+        xdp_attachment(&topo.host_a).unwrap().prog_id,
+        0,
+        "refusal left XDP attached"
+    );
+}
+
+#[test]
+fn port_removal_under_traffic_returns_every_frame_and_detaches_xdp() {
+    if !prerequisites("afxdp removal under traffic") {
+        return;
+    }
+    let topo = Topology::veth("xr");
+    let a = open(&topo.host_a, XdpMode::BestEffort);
+    let b = open(&topo.host_b, XdpMode::BestEffort);
+    let watches_a = a.umem_watches();
+    let watches_b = b.umem_watches();
+    let mut dp = datapath(false);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+    wait_reachable(&topo.ns_a, IP_B);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood(&topo.ns_a, IP_B, Arc::clone(&stop));
+    let before = dp.port_stats(1).unwrap().rx_packets;
+    wait_for("traffic through port 1", 10, || {
+        dp.port_stats(1).unwrap().rx_packets > before + 1000
+    });
+    dp.del_port(&topo.host_a).unwrap();
+    let still = dp.port_stats(2).unwrap().tx_packets;
+    wait_for("UMEM frames of the removed port back", 5, || {
+        watches_a.iter().all(|w| w.in_use() == 0)
+    });
+    assert_eq!(
+        xdp_attachment(&topo.host_a).unwrap().prog_id,
+        0,
+        "removed port left its XDP program attached"
+    );
+    assert!(
+        xdp_attachment(&topo.host_b).unwrap().prog_id != 0,
+        "the other port keeps its XDP"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    eprintln!("flood sent {sent} datagrams; port 2 sent {still} before removal settled");
+    drop(dp);
+    for w in watches_a.iter().chain(&watches_b) {
+        assert_eq!(w.in_use(), 0);
+        assert_eq!(w.free_frames() as u32 <= w.n_frames(), true);
+    }
+    assert_eq!(xdp_attachment(&topo.host_b).unwrap().prog_id, 0);
+}
+
+#[test]
+fn stale_program_is_replaced_and_a_live_one_is_refused() {
+    if !prerequisites("afxdp stale program") {
+        return;
+    }
+    let topo = Topology::veth("xs");
+    attach_stale_program(&topo.host_a).expect("legacy attach");
+    let stale = xdp_attachment(&topo.host_a).unwrap();
+    assert_ne!(stale.prog_id, 0);
+    let netdev = open(&topo.host_a, XdpMode::BestEffort);
+    let now = xdp_attachment(&topo.host_a).unwrap();
+    assert_ne!(now.prog_id, stale.prog_id, "the stale program was replaced");
+
+    // A second port on the same interface while the first is open: the
+    // program is owned by a live link and must not be taken over.
+    let err = AfxdpNetdev::open(&topo.host_a, &AfxdpConfig::default()).unwrap_err();
+    assert!(matches!(err.cause, OpenCause::XdpBusy { .. }), "{err}");
+    drop(netdev);
+    assert_eq!(xdp_attachment(&topo.host_a).unwrap().prog_id, 0);
+}
+
+#[test]
+fn errors_name_the_interface_and_the_cause() {
+    if !prerequisites("afxdp errors") {
+        return;
+    }
+    let err = AfxdpNetdev::open("oxvs-nonexist", &AfxdpConfig::default()).unwrap_err();
+    assert!(matches!(err.cause, OpenCause::NoSuchInterface), "{err}");
+    assert!(err.to_string().contains("oxvs-nonexist"), "{err}");
+
+    let topo = Topology::veth("xe");
+    sh(&["ip", "link", "set", &topo.host_a, "mtu", "9000"]);
+    let err = AfxdpNetdev::open(&topo.host_a, &AfxdpConfig::default()).unwrap_err();
+    assert!(
+        matches!(err.cause, OpenCause::MtuTooLarge { mtu: 9000, .. }),
+        "{err}"
+    );
+
+    sh(&["ip", "link", "set", &topo.host_a, "mtu", "1500"]);
+    let err = AfxdpNetdev::open(
+        &topo.host_a,
+        &AfxdpConfig {
+            n_rxq: 2,
+            ..AfxdpConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err.cause,
+            OpenCause::TooManyQueues {
+                requested: 2,
+                available: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(xdp_attachment(&topo.host_a).unwrap().prog_id, 0);
+}
+
+#[test]
+fn two_queues_are_each_bound() {
+    if !prerequisites("afxdp two queues") {
+        return;
+    }
+    // A veth with two queues: both sockets are bound and in the XSKMAP, so
+    // traffic hashed to either queue reaches the switch.
+    let topo = Topology::veth("xq");
+    sh(&["ip", "link", "del", &topo.host_a]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        &topo.host_a,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &topo.inner_a,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+    ]);
+    sh(&["ip", "link", "set", &topo.inner_a, "netns", &topo.ns_a]);
+    sh(&["ip", "link", "set", &topo.host_a, "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &topo.ns_a,
+        "addr",
+        "add",
+        &format!("{IP_A}/24"),
+        "dev",
+        &topo.inner_a,
+    ]);
+    sh(&["ip", "-n", &topo.ns_a, "link", "set", &topo.inner_a, "up"]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &topo.ns_a,
+        "ethtool",
+        "-K",
+        &topo.inner_a,
+        "tx",
+        "off",
+    ]);
+    let a = AfxdpNetdev::open(
+        &topo.host_a,
+        &AfxdpConfig {
+            n_rxq: 2,
+            ..AfxdpConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let b = open(&topo.host_b, XdpMode::BestEffort);
+    let mut dp = datapath(false);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+    wait_reachable(&topo.ns_a, IP_B);
+    let result = std::panic::catch_unwind(|| udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000));
+    eprintln!(
+        "port 1 {:?}\nport 2 {:?}",
+        dp.port_stats(1),
+        dp.port_stats(2)
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
+    drop(dp);
+}
