@@ -167,7 +167,7 @@ fn port_removal_under_traffic_returns_every_frame_and_detaches_xdp() {
     drop(dp);
     for w in watches_a.iter().chain(&watches_b) {
         assert_eq!(w.in_use(), 0);
-        assert_eq!(w.free_frames() as u32 <= w.n_frames(), true);
+        assert!(w.free_frames() as u32 <= w.n_frames());
     }
     assert_eq!(xdp_attachment(&topo.host_b).unwrap().prog_id, 0);
 }

@@ -193,10 +193,10 @@ fn release_frame(token: usize, ptr: NonNull<u8>) {
     // SAFETY: `token` came from `Arc::into_raw` in `Umem::lend`, and the
     // frame contract calls this exactly once per token.
     let umem = unsafe { Arc::from_raw(token as *const Umem) };
-    if let Some((index, _)) = umem.locate(ptr.as_ptr()) {
-        if !umem.handed_off[index as usize].swap(false, Ordering::Relaxed) {
-            umem.put_free(index);
-        }
+    if let Some((index, _)) = umem.locate(ptr.as_ptr())
+        && !umem.handed_off[index as usize].swap(false, Ordering::Relaxed)
+    {
+        umem.put_free(index);
     }
     umem.in_use.fetch_sub(1, Ordering::Release);
 }
