@@ -19,6 +19,8 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+# The stock ovs-appctl, to prove the control socket speaks unixctl.
+command -v ovs-appctl >/dev/null || need_apt+=(openvswitch-common)
 if ((${#need_apt[@]})); then
     log "installing ${need_apt[*]}"
     if [[ $(id -u) -eq 0 ]]; then

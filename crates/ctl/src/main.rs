@@ -1,7 +1,14 @@
 //! oxvsctl: the oxvs command-line interface.
+//!
+//! Daemon commands ([`daemon_cmds`]) talk to oxvsd over its control
+//! socket ([`client`]); `odp` works on flow text with no daemon;
+//! `completions` prints a shell completion script.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+mod client;
+mod daemon_cmds;
+
+use clap::{CommandFactory, Parser, Subcommand};
 use dp_core::odp::{self, PortNames};
 use std::io::{BufRead, Write};
 
@@ -9,6 +16,8 @@ use std::io::{BufRead, Write};
 #[derive(Parser, Debug)]
 #[command(name = "oxvsctl", version, about)]
 struct Cli {
+    #[command(flatten)]
+    connection: daemon_cmds::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,6 +26,10 @@ struct Cli {
 enum Command {
     /// OVS datapath flow text (ODP format) tools; no daemon needed.
     Odp(OdpArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Daemon(daemon_cmds::DaemonCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +87,16 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Odp(cmd) => run_odp(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "oxvsctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Daemon(cmd) => std::process::exit(daemon_cmds::run(&cli.connection, &cmd)),
     };
     if let Err(e) = result {
         eprintln!("oxvsctl: {e}");
@@ -115,7 +138,32 @@ mod tests {
             })
         ));
         let cli = Cli::try_parse_from(["oxvsctl", "odp", "--names", "1=a", "parse-keys"]).unwrap();
-        let Command::Odp(args) = cli.command;
+        let Command::Odp(args) = cli.command else {
+            panic!("odp subcommand");
+        };
         assert_eq!(args.names.unwrap().name(1), Some("a"));
+        let cli = Cli::try_parse_from([
+            "oxvsctl",
+            "--socket",
+            "/tmp/x",
+            "dump-flows",
+            "-m",
+            "--pmd",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.connection.socket, std::path::PathBuf::from("/tmp/x"));
+        assert!(matches!(
+            cli.command,
+            Command::Daemon(daemon_cmds::DaemonCommand::DumpFlows {
+                more: true,
+                pmd: Some(1),
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["oxvsctl", "call", "dpctl/show", "-s"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Daemon(daemon_cmds::DaemonCommand::Call { ref args, .. }) if args == &["-s"])
+        );
     }
 }
