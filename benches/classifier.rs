@@ -11,7 +11,10 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use std::time::Instant;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
 use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
 use dp_core::dpcls::{Dpcls, DpclsConfig};
 use dp_core::emc::Emc;
@@ -23,6 +26,71 @@ use dp_core::packet::MAX_BURST;
 
 const FLOWS: usize = 100_000;
 const STREAM: usize = 1 << 16;
+
+/// True when `OXVS_BENCH_ONLY` is unset or names this group or case (so a
+/// profiler run builds only what it measures).
+fn wanted(name: &str) -> bool {
+    std::env::var("OXVS_BENCH_ONLY")
+        .map_or(true, |only| name.contains(&only) || only.contains(name))
+}
+
+/// One benchmark group. Each case first gets a preemption-robust figure,
+/// printed as `figure group/case: min .. median .. ns/unit`: the minimum
+/// and median over ~300 short repetitions (each well under a scheduler
+/// quantum, so the minimum is the case's own cost even on a busy shared
+/// machine), then criterion's run unless `OXVS_BENCH_QUICK` is set.
+struct Cases<'a> {
+    group: BenchmarkGroup<'a, WallTime>,
+    name: &'static str,
+}
+
+impl<'a> Cases<'a> {
+    fn new(c: &'a mut Criterion, name: &'static str) -> Cases<'a> {
+        Cases {
+            group: c.benchmark_group(name),
+            name,
+        }
+    }
+
+    fn run(&mut self, id: &str, units_per_iter: u64, mut f: impl FnMut()) {
+        let only = std::env::var("OXVS_BENCH_ONLY").unwrap_or_default();
+        if !format!("{}/{id}", self.name).contains(&only) {
+            return;
+        }
+        let start = Instant::now();
+        f();
+        let once = start.elapsed().as_nanos().max(1);
+        let iters = (50_000 / once).clamp(1, 10_000) as usize;
+        let reps = (300_000_000 / (once * iters as u128)).clamp(5, 301) as usize;
+        for _ in 0..iters {
+            f();
+        }
+        let mut per_unit: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    f();
+                }
+                t.elapsed().as_nanos() as f64 / (iters as u64 * units_per_iter) as f64
+            })
+            .collect();
+        per_unit.sort_by(f64::total_cmp);
+        eprintln!(
+            "figure {}/{id}: min {:.1} median {:.1} ns/unit ({reps} reps x {iters} iters x {units_per_iter} units)",
+            self.name,
+            per_unit[0],
+            per_unit[reps / 2]
+        );
+        if std::env::var_os("OXVS_BENCH_QUICK").is_none() {
+            self.group.throughput(Throughput::Elements(units_per_iter));
+            self.group.bench_function(id, |b| b.iter(&mut f));
+        }
+    }
+
+    fn finish(self) {
+        self.group.finish();
+    }
+}
 
 /// A tiny deterministic PRNG for traffic generation.
 struct Rng(u64);
@@ -85,7 +153,7 @@ impl Traffic {
     fn next_batch(&mut self) -> &[FlowKey; MAX_BURST] {
         for key in &mut self.keys {
             let (nw_src, tp_src) = self.stream[self.pos];
-            self.pos = (self.pos + 1) % self.stream.len();
+            self.pos = (self.pos + 1) & (STREAM - 1);
             key.nw_src = nw_src;
             key.tp_src = tp_src;
         }
@@ -131,8 +199,10 @@ fn classifier_setup(
 }
 
 fn bench_dpcls_uniform(c: &mut Criterion) {
-    let mut group = c.benchmark_group("dpcls_hit_uniform_100k_flows");
-    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    if !wanted("dpcls_hit_uniform_100k_flows") {
+        return;
+    }
+    let mut group = Cases::new(c, "dpcls_hit_uniform_100k_flows");
     for subtables in [1usize, 5, 20, 100] {
         let mut setup = classifier_setup(subtables, DpclsConfig::default(), |rng| {
             rng.below(subtables)
@@ -140,15 +210,13 @@ fn bench_dpcls_uniform(c: &mut Criterion) {
         let mut out = [0u32; MAX_BURST];
         let mut lookups = 0u64;
         let mut packets = 0u64;
-        group.bench_function(BenchmarkId::from_parameter(subtables), |b| {
-            b.iter(|| {
-                let keys = setup.traffic.next_batch();
-                let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
-                debug_assert_eq!(res.found, u32::MAX);
-                lookups += res.subtable_lookups;
-                packets += u64::from(res.found.count_ones());
-                black_box(&out);
-            })
+        group.run(&subtables.to_string(), MAX_BURST as u64, || {
+            let keys = setup.traffic.next_batch();
+            let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
+            debug_assert_eq!(res.found, u32::MAX);
+            lookups += res.subtable_lookups;
+            packets += u64::from(res.found.count_ones());
+            black_box(&out);
         });
         eprintln!(
             "  dpcls {subtables} subtables: avg subtable lookups per hit {:.2}",
@@ -178,8 +246,10 @@ fn zipf_pick(subtables: usize) -> impl FnMut(&mut Rng) -> usize {
 }
 
 fn bench_dpcls_ranked(c: &mut Criterion) {
-    let mut group = c.benchmark_group("dpcls_20_subtables_skewed");
-    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    if !wanted("dpcls_20_subtables_skewed") {
+        return;
+    }
+    let mut group = Cases::new(c, "dpcls_20_subtables_skewed");
     for ranked in [false, true] {
         let mut setup = classifier_setup(20, DpclsConfig::default(), zipf_pick(20));
         let mut out = [0u32; MAX_BURST];
@@ -197,19 +267,17 @@ fn bench_dpcls_ranked(c: &mut Criterion) {
         let mut lookups = 0u64;
         let mut packets = 0u64;
         let name = if ranked { "ranked" } else { "insertion_order" };
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let keys = setup.traffic.next_batch();
-                if ranked {
-                    // The per-batch re-sort check, as the cascade does it.
-                    now += 1;
-                    setup.cls.maybe_sort(now);
-                }
-                let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
-                lookups += res.subtable_lookups;
-                packets += u64::from(res.found.count_ones());
-                black_box(&out);
-            })
+        group.run(name, MAX_BURST as u64, || {
+            let keys = setup.traffic.next_batch();
+            if ranked {
+                // The per-batch re-sort check, as the cascade does it.
+                now += 1;
+                setup.cls.maybe_sort(now);
+            }
+            let res = setup.cls.lookup_batch(keys, u32::MAX, &mut out);
+            lookups += res.subtable_lookups;
+            packets += u64::from(res.found.count_ones());
+            black_box(&out);
         });
         eprintln!(
             "  20 subtables skewed {name}: avg subtable lookups per hit {:.2}",
@@ -220,8 +288,10 @@ fn bench_dpcls_ranked(c: &mut Criterion) {
 }
 
 fn bench_specialised_vs_generic(c: &mut Criterion) {
-    let mut group = c.benchmark_group("dpcls_specialised_vs_generic");
-    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    if !wanted("dpcls_specialised_vs_generic") {
+        return;
+    }
+    let mut group = Cases::new(c, "dpcls_specialised_vs_generic");
     for (subtables, label) in [(1usize, "1_subtable"), (20, "20_subtables")] {
         for specialised in [true, false] {
             let config = DpclsConfig {
@@ -238,11 +308,9 @@ fn bench_specialised_vs_generic(c: &mut Criterion) {
                     "generic"
                 }
             );
-            group.bench_function(id, |b| {
-                b.iter(|| {
-                    let keys = setup.traffic.next_batch();
-                    black_box(setup.cls.lookup_batch(keys, u32::MAX, &mut out));
-                })
+            group.run(&id, MAX_BURST as u64, || {
+                let keys = setup.traffic.next_batch();
+                black_box(setup.cls.lookup_batch(keys, u32::MAX, &mut out));
             });
         }
     }
@@ -252,11 +320,13 @@ fn bench_specialised_vs_generic(c: &mut Criterion) {
 /// Specialised vs generic loop per mask width (1 subtable, 4096 flows,
 /// all hot in cache): the evidence for `SPECIALISED_WIDTHS`.
 fn bench_widths(c: &mut Criterion) {
+    if !wanted("dpcls_width") {
+        return;
+    }
     const WORDS: [usize; 10] = [25, 9, 21, 35, 30, 20, 22, 23, 26, 27];
     const RULES: usize = 4096;
-    let mut group = c.benchmark_group("dpcls_width");
-    group.throughput(Throughput::Elements(MAX_BURST as u64));
-    for width in [1usize, 2, 3, 4, 5, 6, 8, 10] {
+    let mut group = Cases::new(c, "dpcls_width");
+    for width in [1usize, 2, 3, 4, 5, 6, 7, 8, 10] {
         let mut mask = FlowKey::ZERO;
         for &w in &WORDS[..width] {
             mask.words_mut()[w] = u64::MAX;
@@ -270,6 +340,14 @@ fn bench_widths(c: &mut Criterion) {
             k
         };
         for specialised in [true, false] {
+            let kind = if specialised {
+                "specialised"
+            } else {
+                "generic"
+            };
+            if !wanted(&format!("dpcls_width/{width}/{kind}")) {
+                continue;
+            }
             let mut cls = Dpcls::new(DpclsConfig {
                 specialised_lookup: specialised,
                 ..DpclsConfig::default()
@@ -288,15 +366,13 @@ fn bench_widths(c: &mut Criterion) {
                     "generic"
                 }
             );
-            group.bench_function(id, |b| {
-                b.iter(|| {
-                    for k in &mut keys {
-                        k.words_mut()[25] = rng.below(RULES) as u64;
-                    }
-                    let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
-                    assert_eq!(res.found, u32::MAX);
-                    black_box(&out);
-                })
+            group.run(&id, MAX_BURST as u64, || {
+                for k in &mut keys {
+                    k.words_mut()[25] = rng.next() & (RULES as u64 - 1);
+                }
+                let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+                assert_eq!(res.found, u32::MAX);
+                black_box(&out);
             });
         }
     }
@@ -308,8 +384,10 @@ fn exact_flow_key(i: usize) -> FlowKey {
 }
 
 fn bench_emc(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cascade");
-    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    if !wanted("cascade") {
+        return;
+    }
+    let mut group = Cases::new(c, "cascade");
     let mut table: FlowTable<u32> = FlowTable::default();
     let mut mask = subtable_mask(0);
     mask.tp_dst = u16::MAX;
@@ -328,12 +406,10 @@ fn bench_emc(c: &mut Criterion) {
     assert_eq!(cascade.stats().emc_hits, MAX_BURST as u64, "warm EMC");
     cascade.reset_stats();
     let mut now = 0;
-    group.bench_function("emc_hit_batch32", |b| {
-        b.iter(|| {
-            now += 1;
-            cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
-            black_box(&out);
-        })
+    group.run("emc_hit_batch32", MAX_BURST as u64, || {
+        now += 1;
+        cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
+        black_box(&out);
     });
     assert_eq!(
         cascade.stats().emc_hits,
@@ -346,12 +422,10 @@ fn bench_emc(c: &mut Criterion) {
         emc_insert_inv_prob: 0,
         ..CascadeConfig::default()
     });
-    group.bench_function("megaflow_hit_batch32_emc_off", |b| {
-        b.iter(|| {
-            now += 1;
-            cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
-            black_box(&out);
-        })
+    group.run("megaflow_hit_batch32_emc_off", MAX_BURST as u64, || {
+        now += 1;
+        cascade.lookup_batch(&mut table, black_box(&keys), &hashes, now, &mut out);
+        black_box(&out);
     });
     assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
 
@@ -377,44 +451,42 @@ fn bench_emc(c: &mut Criterion) {
     assert!(simple.simple_match_enabled(1));
     let vlan_hashes: [u32; MAX_BURST] = std::array::from_fn(|i| hash_5tuple(&vlan_keys[i], 0));
     let mut cascade = Cascade::default();
-    group.bench_function("simple_match_hit_batch32", |b| {
-        b.iter(|| {
-            now += 1;
-            cascade.lookup_batch(
-                &mut simple,
-                black_box(&vlan_keys),
-                &vlan_hashes,
-                now,
-                &mut out,
-            );
-            black_box(&out);
-        })
+    group.run("simple_match_hit_batch32", MAX_BURST as u64, || {
+        now += 1;
+        cascade.lookup_batch(
+            &mut simple,
+            black_box(&vlan_keys),
+            &vlan_hashes,
+            now,
+            &mut out,
+        );
+        black_box(&out);
     });
     assert_eq!(cascade.stats().simple_match_hits, cascade.stats().packets);
     group.finish();
 }
 
 fn bench_insert_delete(c: &mut Criterion) {
+    if !wanted("flow_table") {
+        return;
+    }
     const N: usize = 10_000;
-    let mut group = c.benchmark_group("flow_table");
+    let mut group = Cases::new(c, "flow_table");
     // Each iteration inserts N flows over 20 masks, then deletes them.
-    group.throughput(Throughput::Elements(2 * N as u64));
     let flows: Vec<(FlowKey, FlowKey)> = (0..N)
         .map(|i| (flow_packet(i % 20, i), subtable_mask(i % 20)))
         .collect();
-    group.bench_function("insert_then_delete_10k_flows", |b| {
-        b.iter(|| {
-            let mut table: FlowTable<u32> = FlowTable::default();
-            let mut ufids = Vec::with_capacity(N);
-            for (i, (key, mask)) in flows.iter().enumerate() {
-                let r = table.insert(key, mask, None, i as u32, 0).expect("insert");
-                ufids.push(table.get(r).expect("live").ufid());
-            }
-            for ufid in ufids {
-                table.remove(ufid).expect("remove");
-            }
-            black_box(table.len())
-        })
+    group.run("insert_then_delete_10k_flows", 2 * N as u64, || {
+        let mut table: FlowTable<u32> = FlowTable::default();
+        let mut ufids = Vec::with_capacity(N);
+        for (i, (key, mask)) in flows.iter().enumerate() {
+            let r = table.insert(key, mask, None, i as u32, 0).expect("insert");
+            ufids.push(table.get(r).expect("live").ufid());
+        }
+        for ufid in ufids {
+            table.remove(ufid).expect("remove");
+        }
+        black_box(table.len());
     });
     group.finish();
 }
@@ -468,7 +540,9 @@ criterion_group!(
 );
 
 fn main() {
-    print_memory();
+    if std::env::var_os("OXVS_BENCH_ONLY").is_none() {
+        print_memory();
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
