@@ -390,6 +390,7 @@ pub struct FlowTable<A> {
     ports: HashMap<u32, PortClassifier, WordHashBuilder>,
     simple: HashMap<SimpleKey, u32, WordHashBuilder>,
     subtable_limit_hits: u64,
+    next_sort_ms: Option<u64>,
 }
 
 impl<A> Default for FlowTable<A> {
@@ -410,6 +411,7 @@ impl<A> FlowTable<A> {
             ports: HashMap::default(),
             simple: HashMap::default(),
             subtable_limit_hits: 0,
+            next_sort_ms: None,
         }
     }
 
@@ -777,9 +779,25 @@ impl<A> FlowTable<A> {
     }
 
     /// Re-ranks each port's subtables when its interval elapsed.
-    pub fn maybe_sort(&mut self, now_ms: u64) {
-        for port in self.ports.values_mut() {
-            port.dpcls.maybe_sort(now_ms);
+    ///
+    /// One deadline for the whole table, so the per-batch check costs one
+    /// compare however many ports there are; the first call starts the
+    /// clock. True when it sorted.
+    pub fn maybe_sort(&mut self, now_ms: u64) -> bool {
+        let interval = self.config.dpcls.sort_interval_ms;
+        match self.next_sort_ms {
+            Some(deadline) if now_ms < deadline => false,
+            None => {
+                self.next_sort_ms = Some(now_ms.saturating_add(interval));
+                false
+            }
+            Some(_) => {
+                for port in self.ports.values_mut() {
+                    port.dpcls.sort();
+                }
+                self.next_sort_ms = Some(now_ms.saturating_add(interval));
+                true
+            }
         }
     }
 

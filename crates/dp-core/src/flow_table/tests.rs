@@ -287,3 +287,24 @@ fn simple_match_flows_are_recognised() {
     off.insert(&ip, &with_frag, None, 1, 0).expect("ip");
     assert!(!off.simple_match_enabled(5));
 }
+
+#[test]
+fn re_ranking_runs_once_per_interval_for_all_ports() {
+    let mut table: FlowTable<u8> = FlowTable::default();
+    for port in 1..=3 {
+        table
+            .insert(
+                &udp_key(port, [1; 4], [1; 4], 1),
+                &five_tuple_mask(),
+                None,
+                0,
+                0,
+            )
+            .expect("insert");
+    }
+    assert!(!table.maybe_sort(5), "first call starts the clock");
+    assert!(!table.maybe_sort(1004));
+    assert!(table.maybe_sort(1005));
+    assert!(!table.maybe_sort(1500));
+    assert!(table.maybe_sort(2005));
+}
