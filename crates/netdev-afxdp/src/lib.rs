@@ -45,51 +45,73 @@ pub use error::{OpenCause, OpenError};
 pub use kernel::system::SystemNetdev;
 pub use kernel::tap::{TapKind, TapNetdev};
 
-/// The port types this crate opens.
-pub const PORT_TYPES: &[&str] = &["afxdp", "tap", "internal", "system"];
+/// The port types this crate opens (`af_packet` is another name for
+/// `system`).
+pub const PORT_TYPES: &[&str] = &["afxdp", "tap", "internal", "system", "af_packet"];
+
+/// Checks `options` for a port of `type_name` without opening anything
+/// (config validation); the error names the bad option.
+pub fn check_options(type_name: &str, options: &[(&str, &str)]) -> Result<(), String> {
+    match type_name {
+        "afxdp" => afxdp_config(options).map(drop),
+        "tap" | "internal" | "system" | "af_packet" => match options.first() {
+            Some((key, _)) => Err(format!("{type_name} ports take no options (got {key:?})")),
+            None => Ok(()),
+        },
+        _ => Err(format!(
+            "unknown port type {type_name:?} (this driver opens {})",
+            PORT_TYPES.join(", ")
+        )),
+    }
+}
+
+/// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`.
+pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
+    let mut config = AfxdpConfig::default();
+    for &(key, value) in options {
+        match key {
+            "n_rxq" | "n-rxq" => {
+                config.n_rxq = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("n_rxq {value:?} is not a positive number"))?
+            }
+            "xdp-mode" => config.xdp_mode = value.parse()?,
+            "use-need-wakeup" => {
+                config.use_need_wakeup = value
+                    .parse()
+                    .map_err(|_| format!("use-need-wakeup {value:?} is not true or false"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup)"
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
 
 /// Opens a port of type `type_name` on interface `name` with `options`
-/// (OVS `other_config`-style pairs: `n_rxq`, `xdp-mode`,
-/// `use-need-wakeup` for `afxdp`; none for the others).
+/// (see [`check_options`]).
 pub fn open_netdev(
     type_name: &str,
     name: &str,
     options: &[(&str, &str)],
 ) -> Result<Arc<dyn Netdev>, OpenError> {
-    let bad = |what: String| OpenError::new(name, OpenCause::BadConfig(what));
-    match type_name {
+    check_options(type_name, options)
+        .map_err(|what| OpenError::new(name, OpenCause::BadConfig(what)))?;
+    Ok(match type_name {
         "afxdp" => {
-            let mut config = AfxdpConfig::default();
-            for &(key, value) in options {
-                match key {
-                    "n_rxq" => {
-                        config.n_rxq = value
-                            .parse()
-                            .map_err(|_| bad(format!("n_rxq {value:?} is not a number")))?
-                    }
-                    "xdp-mode" => config.xdp_mode = value.parse().map_err(bad)?,
-                    "use-need-wakeup" => {
-                        config.use_need_wakeup = value
-                            .parse()
-                            .map_err(|_| bad(format!("use-need-wakeup {value:?} is not a bool")))?
-                    }
-                    _ => return Err(bad(format!("unknown afxdp option {key:?}"))),
-                }
-            }
-            Ok(Arc::new(AfxdpNetdev::open(name, &config)?))
+            let config = afxdp_config(options)
+                .map_err(|what| OpenError::new(name, OpenCause::BadConfig(what)))?;
+            Arc::new(AfxdpNetdev::open(name, &config)?)
         }
-        "tap" | "internal" | "system" if !options.is_empty() => Err(bad(format!(
-            "{type_name} ports take no options (got {:?})",
-            options[0].0
-        ))),
-        "tap" => Ok(Arc::new(TapNetdev::open(name, TapKind::Tap)?)),
-        "internal" => Ok(Arc::new(TapNetdev::open(name, TapKind::Internal)?)),
-        "system" => Ok(Arc::new(SystemNetdev::open(name)?)),
-        _ => Err(bad(format!(
-            "unknown port type {type_name:?} (this driver opens {})",
-            PORT_TYPES.join(", ")
-        ))),
-    }
+        "tap" => Arc::new(TapNetdev::open(name, TapKind::Tap)?),
+        "internal" => Arc::new(TapNetdev::open(name, TapKind::Internal)?),
+        _ => Arc::new(SystemNetdev::open(name)?),
+    })
 }
 
 /// Test and tooling helpers that need system calls (kept here so tests do

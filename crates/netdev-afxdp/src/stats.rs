@@ -16,6 +16,9 @@ pub struct QueueStats {
     pub tx_bytes: AtomicU64,
     pub tx_dropped: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// AF_XDP: packets sent from the UMEM they were received into (no
+    /// copy).
+    pub tx_zero_copy: AtomicU64,
 }
 
 impl QueueStats {

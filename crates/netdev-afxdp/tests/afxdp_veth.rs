@@ -309,3 +309,104 @@ fn two_queues_are_each_bound() {
     tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
     drop(dp);
 }
+
+#[test]
+fn hairpin_sends_from_the_same_umem_without_a_copy() {
+    if !prerequisites("afxdp hairpin") {
+        return;
+    }
+    let topo = Topology::veth("xh");
+    // A neighbour that does not exist: the switch reflects the frames back
+    // into namespace a, whose stack drops them (not its MAC).
+    sh(&[
+        "ip",
+        "-n",
+        &topo.ns_a,
+        "neigh",
+        "add",
+        "10.77.0.99",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        &topo.inner_a,
+    ]);
+    let a = Arc::new(open(&topo.host_a, XdpMode::BestEffort));
+    let watches = a.umem_watches();
+    let mut dp = datapath_with(false, Arc::new(Reflect));
+    dp.add_port(Arc::clone(&a) as Arc<dyn dp_core::netdev::Netdev>, port(1))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood(&topo.ns_a, "10.77.0.99", Arc::clone(&stop));
+    wait_for("1000 reflected packets", 10, || {
+        dp.port_stats(1).unwrap().tx_packets >= 1000
+    });
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let stats = dp.port_stats(1).unwrap();
+    let zero_copy = a.tx_zero_copy_packets();
+    eprintln!("hairpin: {stats:?}, zero-copy tx {zero_copy}");
+    // Every reflected packet but the upcalled ones went out as is.
+    assert!(
+        zero_copy >= stats.tx_packets.saturating_sub(10),
+        "{zero_copy} of {}",
+        stats.tx_packets
+    );
+    dp.del_port(&topo.host_a).unwrap();
+    drop(dp);
+    drop(a);
+    for w in &watches {
+        assert_eq!(w.in_use(), 0);
+    }
+    assert_eq!(xdp_attachment(&topo.host_a).unwrap().prog_id, 0);
+}
+
+/// Forwarding rate and latency through one busy-polling PMD (not a
+/// pass/fail test: run with `--release -- --ignored --nocapture`).
+#[test]
+#[ignore = "measurement; run explicitly in release mode"]
+fn measure_udp_rate_and_ping_through_one_pmd() {
+    if !prerequisites("afxdp measurement") {
+        return;
+    }
+    let topo = Topology::veth("xm");
+    let a = open(&topo.host_a, XdpMode::BestEffort);
+    let b = open(&topo.host_b, XdpMode::BestEffort);
+    let mode = a.xdp_mode_in_use();
+    let mut dp = datapath(true);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+    wait_reachable(&topo.ns_a, IP_B);
+    let (min, avg) = ping(&topo.ns_a, IP_B, 20);
+    eprintln!(
+        "measure: xdp-mode {mode}; ping rtt min {min:.0} µs avg {avg:.0} µs (busy-polling PMD)"
+    );
+    let mbps = tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 256 << 20);
+    eprintln!("measure: TCP 256 MiB a -> b at {mbps:.0} Mbit/s");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&stop));
+    let flood = udp_flood(&topo.ns_a, IP_B, Arc::clone(&stop));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    dp.pmd_stats_clear();
+    let (rx0, tx0) = (
+        dp.port_stats(1).unwrap().rx_packets,
+        dp.port_stats(2).unwrap().tx_packets,
+    );
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let secs = t0.elapsed().as_secs_f64();
+    let (rx1, tx1) = (
+        dp.port_stats(1).unwrap().rx_packets,
+        dp.port_stats(2).unwrap().tx_packets,
+    );
+    let report = dp.pmd_stats_show().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    sink.join().unwrap();
+    eprintln!(
+        "measure: 200-byte UDP: offered {sent} in total; port 1 rx {:.0} pps, port 2 tx {:.0} pps",
+        (rx1 - rx0) as f64 / secs,
+        (tx1 - tx0) as f64 / secs
+    );
+    eprintln!("{report}");
+}

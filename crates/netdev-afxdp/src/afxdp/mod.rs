@@ -313,6 +313,18 @@ impl AfxdpNetdev {
             .collect()
     }
 
+    /// Packets sent without a copy (received into the same queue's UMEM).
+    pub fn tx_zero_copy_packets(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| {
+                q.stats
+                    .tx_zero_copy
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     /// Frames lent to packets now, over all queues.
     pub fn umem_in_use(&self) -> usize {
         self.queues.iter().map(|q| q.socket.umem.in_use()).sum()

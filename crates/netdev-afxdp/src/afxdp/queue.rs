@@ -318,6 +318,7 @@ impl TxQueue for AfxdpTxq {
         let mut queued = 0u32;
         let mut dropped = 0usize;
         let mut bytes = 0u64;
+        let mut zero_copy = 0u64;
         for packet in batch.drain() {
             if queued >= room || packet.len() > frame_size || packet.is_empty() {
                 dropped += 1;
@@ -329,6 +330,7 @@ impl TxQueue for AfxdpTxq {
                 // the packet below leaves the frame to the completion ring.
                 Some((index, offset)) => {
                     umem.hand_off(index);
+                    zero_copy += 1;
                     umem.frame_addr(index) + offset as u64
                 }
                 None => {
@@ -367,6 +369,7 @@ impl TxQueue for AfxdpTxq {
         bump(&self.stats.tx_bytes, bytes);
         bump(&self.stats.tx_dropped, dropped as u64);
         bump(&self.stats.tx_errors, errors);
+        bump(&self.stats.tx_zero_copy, zero_copy);
         TxOutcome {
             sent: queued as usize,
             dropped,

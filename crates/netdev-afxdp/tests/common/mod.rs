@@ -244,8 +244,36 @@ impl UpcallHandler for PortSwap {
     }
 }
 
+/// Sends every packet back out of the port it came in on.
+#[derive(Debug, Default)]
+pub struct Reflect;
+
+impl UpcallHandler for Reflect {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        _: Option<&Packet>,
+        _: u64,
+    ) -> Result<Translation, UpcallError> {
+        let mut mask = FlowKey::ZERO;
+        mask.in_port = u32::MAX;
+        Ok(Translation::Megaflow {
+            mask,
+            actions: Arc::from(vec![Action::Output(key.in_port)]),
+        })
+    }
+    fn version(&self) -> u64 {
+        0
+    }
+}
+
 /// A datapath with one PMD on the last core and the port-swap handler.
 pub fn datapath(busy_poll: bool) -> Datapath {
+    datapath_with(busy_poll, Arc::new(PortSwap))
+}
+
+/// A datapath with one PMD on the last core and `handler`.
+pub fn datapath_with(busy_poll: bool, handler: Arc<dyn UpcallHandler>) -> Datapath {
     let cores = core_ids();
     let core = *cores.last().expect("at least one core");
     Datapath::new(
@@ -255,7 +283,7 @@ pub fn datapath(busy_poll: bool) -> Datapath {
             non_pmd_sleep_max_us: 100,
             ..DatapathConfig::default()
         },
-        Arc::new(PortSwap),
+        handler,
     )
     .expect("datapath starts")
 }
@@ -515,6 +543,19 @@ pub fn tcp_transfer(ns_tx: &str, ns_rx: &str, dst_ip: &'static str, bytes: usize
     assert_eq!(total, bytes, "TCP: received {total} of {bytes} bytes");
     assert_eq!(recv_hash, sent_hash, "TCP: checksum mismatch");
     bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
+}
+
+/// Binds a UDP socket on `ip:9` in `ns` that is never read, so a flood
+/// does not draw an ICMP port-unreachable per packet; it lives until
+/// `stop` is set.
+pub fn udp_sink(ns: &str, ip: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    in_netns(ns, move || {
+        let _sock = UdpSocket::bind((ip, 9)).expect("bind udp sink");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
 }
 
 /// Floods UDP from `ns` to `dst_ip` until `stop` is set; returns how
