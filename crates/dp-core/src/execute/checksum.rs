@@ -54,7 +54,7 @@ pub fn recalc16(csum: u16, old: u16, new: u16) -> u16 {
 
 /// Patches `csum` for an even-length, word-aligned run of bytes changing
 /// from `old` to `new` (equal lengths).
-#[inline]
+#[cfg(test)]
 pub fn recalc_bytes(csum: u16, old: &[u8], new: &[u8]) -> u16 {
     debug_assert_eq!(old.len(), new.len());
     debug_assert_eq!(old.len() % 2, 0);
@@ -64,6 +64,29 @@ pub fn recalc_bytes(csum: u16, old: &[u8], new: &[u8]) -> u16 {
         sum += u64::from(u16::from_be_bytes([n[0], n[1]]));
     }
     !fold(sum)
+}
+
+/// The one's-complement delta of a 16-bit word changing from `old` to
+/// `new`, to accumulate over several fields before one [`apply_delta`].
+#[inline(always)]
+pub fn delta16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
+}
+
+/// [`delta16`] for a 32-bit field (two words).
+#[inline(always)]
+pub fn delta32(old: u32, new: u32) -> u32 {
+    delta16((old >> 16) as u16, (new >> 16) as u16) + delta16(old as u16, new as u16)
+}
+
+/// Patches checksum `csum` by an accumulated delta (fewer than 2^15
+/// words' worth).
+#[inline(always)]
+pub fn apply_delta(csum: u16, delta: u32) -> u16 {
+    let sum = u32::from(!csum) + delta;
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 /// Sum of the IPv4 pseudo-header for an upper-layer packet of `len` bytes.
@@ -146,6 +169,12 @@ mod tests {
         let patched = recalc_bytes(csum, &old, &new);
         data[10..12].copy_from_slice(&patched.to_be_bytes());
         assert_eq!(checksum(&data), 0);
+        // The same change through the delta API.
+        let mut again = data.clone();
+        again[16..20].copy_from_slice(&old);
+        again[10..12].copy_from_slice(&csum.to_be_bytes());
+        let d = delta32(u32::from_be_bytes(old), u32::from_be_bytes(new));
+        assert_eq!(apply_delta(csum, d), patched);
         // A single word.
         let old16 = u16::from_be_bytes([data[2], data[3]]);
         data[2..4].copy_from_slice(&0xffffu16.to_be_bytes());

@@ -38,8 +38,12 @@ pub fn push_vlan(packet: &mut Packet, tpid: u16, tci: u16) -> bool {
         return false;
     };
     let _ = front;
+    // A fixed-size copy stays in registers (copy_within is a memmove call).
     let data = packet.data_mut();
-    data.copy_within(VLAN_HEADER_LEN..VLAN_HEADER_LEN + 12, 0);
+    let macs: [u8; 12] = data[VLAN_HEADER_LEN..VLAN_HEADER_LEN + 12]
+        .try_into()
+        .expect("12 bytes");
+    data[..12].copy_from_slice(&macs);
     put16(data, 12, tpid);
     put16(data, 14, tci & !VLAN_CFI);
     true
@@ -55,7 +59,8 @@ pub fn pop_vlan(packet: &mut Packet) -> bool {
     if data.len() < ETH_HEADER_LEN + VLAN_HEADER_LEN || !is_vlan_tpid(be16(data, 12)) {
         return true;
     }
-    data.copy_within(0..12, VLAN_HEADER_LEN);
+    let macs: [u8; 12] = data[..12].try_into().expect("12 bytes");
+    data[VLAN_HEADER_LEN..VLAN_HEADER_LEN + 12].copy_from_slice(&macs);
     packet.pull_front(VLAN_HEADER_LEN)
 }
 

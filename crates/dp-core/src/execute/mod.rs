@@ -268,9 +268,7 @@ impl Executor {
                         self.drop_batch(batch, DropReason::Unsupported);
                         return;
                     }
-                    for packet in batch.iter_mut() {
-                        set_field::apply(packet, key, mask);
-                    }
+                    set_field::apply_batch(batch, key, mask);
                 }
                 Action::PushVlan { tpid, tci } => {
                     let failed = each(batch, |p| l2::push_vlan(p, *tpid, *tci));

@@ -31,9 +31,9 @@ use crate::flow::key::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, 
 use crate::odp::attr::{
     ArpKey, EthKey, IcmpKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey, TunAttr, TunAttrKind,
 };
-use crate::packet::{OFS_NONE, Packet, PacketType, TunnelMetadata};
+use crate::packet::{OFS_NONE, Packet, PacketBatch, PacketType, TunnelMetadata};
 
-use super::checksum::{crc32c, recalc_bytes, recalc16};
+use super::checksum::{apply_delta, crc32c, delta16, delta32, recalc16};
 use super::tunnel::tnl_flags;
 
 #[inline(always)]
@@ -106,6 +106,44 @@ pub fn supported(key: &KeyAttr, mask: Option<&KeyAttr>) -> bool {
     }
 }
 
+/// Applies a [`supported`] `set` to every packet of `batch`. The
+/// attribute is dispatched (and its masks prepared) once per batch; the
+/// per-packet loop is specialised for it.
+#[inline]
+pub fn apply_batch(batch: &mut PacketBatch, key: &KeyAttr, mask: Option<&KeyAttr>) {
+    match (key, mask) {
+        (KeyAttr::Ipv4(k), m) => {
+            let m = match m {
+                Some(KeyAttr::Ipv4(m)) => Some(m),
+                _ => None,
+            };
+            let set = Ipv4Set::new(k, m);
+            for packet in batch.iter_mut() {
+                set.apply(packet);
+            }
+        }
+        (KeyAttr::Tcp(k), m) | (KeyAttr::Udp(k), m) => {
+            let proto = if let KeyAttr::Tcp(_) = key {
+                IPPROTO_TCP
+            } else {
+                IPPROTO_UDP
+            };
+            let m = match m {
+                Some(KeyAttr::Tcp(m)) | Some(KeyAttr::Udp(m)) => Some(m),
+                _ => None,
+            };
+            for packet in batch.iter_mut() {
+                set_ports(packet, proto, k, m);
+            }
+        }
+        _ => {
+            for packet in batch.iter_mut() {
+                apply(packet, key, mask);
+            }
+        }
+    }
+}
+
 /// Applies a [`supported`] `set` to one packet.
 pub fn apply(packet: &mut Packet, key: &KeyAttr, mask: Option<&KeyAttr>) {
     macro_rules! m {
@@ -118,7 +156,7 @@ pub fn apply(packet: &mut Packet, key: &KeyAttr, mask: Option<&KeyAttr>) {
     }
     match key {
         KeyAttr::Ethernet(k) => set_eth(packet, k, m!(Ethernet)),
-        KeyAttr::Ipv4(k) => set_ipv4(packet, k, m!(Ipv4)),
+        KeyAttr::Ipv4(k) => Ipv4Set::new(k, m!(Ipv4)).apply(packet),
         KeyAttr::Ipv6(k) => set_ipv6(packet, k, m!(Ipv6)),
         KeyAttr::Tcp(k) => set_ports(packet, IPPROTO_TCP, k, m!(Tcp)),
         KeyAttr::Udp(k) => set_ports(packet, IPPROTO_UDP, k, m!(Udp)),
@@ -180,6 +218,7 @@ struct L4Info {
 }
 
 /// The IPv4 header offset when the packet has a well-formed one.
+#[inline]
 fn ipv4_l3(packet: &Packet) -> Option<usize> {
     let l3 = packet.meta().offsets.l3;
     if l3 == OFS_NONE {
@@ -213,6 +252,7 @@ fn l3_end(packet: &Packet) -> usize {
         .saturating_sub(packet.meta().offsets.l2_pad as usize)
 }
 
+#[inline]
 fn l4_v4(packet: &Packet, l3: usize) -> L4Info {
     let data = packet.data();
     let proto = data[l3 + 9];
@@ -276,68 +316,138 @@ fn l4_v6(packet: &Packet, l3: usize) -> L4Info {
     }
 }
 
-/// Patches the transport checksum for a pseudo-header change from `old`
-/// to `new` (addresses).
-fn patch_pseudo(data: &mut [u8], l4: L4Info, old: &[u8], new: &[u8], icmpv6: bool) {
+/// Patches the transport checksum by `delta` (a pseudo-header change:
+/// addresses). ICMPv6 has a pseudo-header, ICMPv4 does not.
+#[inline]
+fn patch_l4(data: &mut [u8], l4: L4Info, delta: u32, icmpv6: bool) {
     let Some(ofs) = l4.ofs else { return };
     match l4.proto {
         IPPROTO_TCP if l4.len >= 20 => {
-            let c = recalc_bytes(be16(data, ofs + 16), old, new);
+            let c = apply_delta(be16(data, ofs + 16), delta);
             put16(data, ofs + 16, c);
         }
         IPPROTO_UDP if l4.len >= 8 => {
             let c = be16(data, ofs + 6);
             if c != 0 {
-                let c = recalc_bytes(c, old, new);
+                let c = apply_delta(c, delta);
                 put16(data, ofs + 6, if c == 0 { 0xffff } else { c });
             }
         }
         IPPROTO_ICMPV6 if icmpv6 && l4.len >= 4 => {
-            let c = recalc_bytes(be16(data, ofs + 2), old, new);
+            let c = apply_delta(be16(data, ofs + 2), delta);
             put16(data, ofs + 2, c);
         }
         _ => {}
     }
 }
 
-fn set_ipv4(packet: &mut Packet, k: &Ipv4Key, m: Option<&Ipv4Key>) {
-    let Some(l3) = ipv4_l3(packet) else { return };
-    let l4 = l4_v4(packet, l3);
-    let data = packet.data_mut();
-    let mut ip_csum = be16(data, l3 + 10);
-    for (at, key, mask) in [
-        (l3 + 12, &k.src, m.map(|m| &m.src)),
-        (l3 + 16, &k.dst, m.map(|m| &m.dst)),
-    ] {
-        let old: [u8; 4] = data[at..at + 4].try_into().expect("4 bytes");
-        let new = mix(&old, key, mask);
-        if new != old {
-            patch_pseudo(data, l4, &old, &new, false);
-            ip_csum = recalc_bytes(ip_csum, &old, &new);
-            data[at..at + 4].copy_from_slice(&new);
+/// The delta of a run of 16-bit words changing (an IPv6 address).
+#[inline]
+fn delta_bytes(old: &[u8], new: &[u8]) -> u32 {
+    old.chunks_exact(2)
+        .zip(new.chunks_exact(2))
+        .map(|(o, n)| {
+            delta16(
+                u16::from_be_bytes([o[0], o[1]]),
+                u16::from_be_bytes([n[0], n[1]]),
+            )
+        })
+        .sum()
+}
+
+/// A `set(ipv4(...))` with its masks resolved (all ones for a plain
+/// `set`), ready to apply to many packets.
+struct Ipv4Set {
+    src: u32,
+    src_mask: u32,
+    dst: u32,
+    dst_mask: u32,
+    tos: u8,
+    tos_mask: u8,
+    ttl: u8,
+    ttl_mask: u8,
+}
+
+impl Ipv4Set {
+    fn new(k: &Ipv4Key, m: Option<&Ipv4Key>) -> Ipv4Set {
+        let (src_mask, dst_mask, tos_mask, ttl_mask) = match m {
+            Some(m) => (
+                u32::from_be_bytes(m.src),
+                u32::from_be_bytes(m.dst),
+                m.tos,
+                m.ttl,
+            ),
+            None => (u32::MAX, u32::MAX, u8::MAX, u8::MAX),
+        };
+        Ipv4Set {
+            src: u32::from_be_bytes(k.src) & src_mask,
+            src_mask,
+            dst: u32::from_be_bytes(k.dst) & dst_mask,
+            dst_mask,
+            tos: k.tos & tos_mask,
+            tos_mask,
+            ttl: k.ttl & ttl_mask,
+            ttl_mask,
         }
     }
-    let old_tos = data[l3 + 1];
-    let new_tos = mixv!(old_tos, k.tos, m.map(|m| m.tos));
-    if new_tos != old_tos {
-        ip_csum = recalc16(
-            ip_csum,
-            u16::from_be_bytes([data[l3], old_tos]),
-            u16::from_be_bytes([data[l3], new_tos]),
-        );
-        data[l3 + 1] = new_tos;
+
+    #[inline]
+    fn apply(&self, packet: &mut Packet) {
+        let Some(l3) = ipv4_l3(packet) else { return };
+        let l4 = l4_v4(packet, l3);
+        let data = packet.data_mut();
+        // One delta for the addresses (IP header and pseudo-header), one
+        // more for TOS/TTL (IP header only); each checksum is patched once.
+        let mut addr_delta = 0u32;
+        let mut addr_changed = false;
+        for (at, value, mask) in [
+            (l3 + 12, self.src, self.src_mask),
+            (l3 + 16, self.dst, self.dst_mask),
+        ] {
+            if mask == 0 {
+                continue;
+            }
+            let old = be32(data, at);
+            let new = (old & !mask) | value;
+            if new != old {
+                addr_delta += delta32(old, new);
+                addr_changed = true;
+                data[at..at + 4].copy_from_slice(&new.to_be_bytes());
+            }
+        }
+        let mut ip_delta = addr_delta;
+        let mut ip_changed = addr_changed;
+        if self.tos_mask != 0 {
+            let old = data[l3 + 1];
+            let new = (old & !self.tos_mask) | self.tos;
+            if new != old {
+                ip_delta += delta16(
+                    u16::from_be_bytes([data[l3], old]),
+                    u16::from_be_bytes([data[l3], new]),
+                );
+                ip_changed = true;
+                data[l3 + 1] = new;
+            }
+        }
+        if self.ttl_mask != 0 {
+            let old = data[l3 + 8];
+            let new = (old & !self.ttl_mask) | self.ttl;
+            if new != old {
+                ip_delta += delta16(
+                    u16::from_be_bytes([old, data[l3 + 9]]),
+                    u16::from_be_bytes([new, data[l3 + 9]]),
+                );
+                ip_changed = true;
+                data[l3 + 8] = new;
+            }
+        }
+        if ip_changed {
+            put16(data, l3 + 10, apply_delta(be16(data, l3 + 10), ip_delta));
+        }
+        if addr_changed {
+            patch_l4(data, l4, addr_delta, false);
+        }
     }
-    let old_ttl = data[l3 + 8];
-    let new_ttl = mixv!(old_ttl, k.ttl, m.map(|m| m.ttl));
-    if new_ttl != old_ttl {
-        ip_csum = recalc16(
-            ip_csum,
-            u16::from_be_bytes([old_ttl, data[l3 + 9]]),
-            u16::from_be_bytes([new_ttl, data[l3 + 9]]),
-        );
-        data[l3 + 8] = new_ttl;
-    }
-    put16(data, l3 + 10, ip_csum);
 }
 
 fn set_ipv6(packet: &mut Packet, k: &Ipv6Key, m: Option<&Ipv6Key>) {
@@ -352,7 +462,7 @@ fn set_ipv6(packet: &mut Packet, k: &Ipv6Key, m: Option<&Ipv6Key>) {
         let new = mix(&old, key, mask);
         if new != old {
             if covered {
-                patch_pseudo(data, l4, &old, &new, true);
+                patch_l4(data, l4, delta_bytes(&old, &new), true);
             }
             data[at..at + 16].copy_from_slice(&new);
         }
@@ -380,6 +490,7 @@ fn l4_of(packet: &Packet, proto: u8, min_len: usize) -> Option<L4Info> {
     (l4.ofs.is_some() && l4.proto == proto && l4.len >= min_len).then_some(l4)
 }
 
+#[inline]
 fn set_ports(packet: &mut Packet, proto: u8, k: &PortsKey, m: Option<&PortsKey>) {
     let min_len = match proto {
         IPPROTO_TCP => 20,
@@ -399,17 +510,9 @@ fn set_ports(packet: &mut Packet, proto: u8, k: &PortsKey, m: Option<&PortsKey>)
         return;
     }
     match proto {
-        IPPROTO_TCP => {
-            let c = recalc16(be16(data, ofs + 16), old_src, src);
-            let c = recalc16(c, old_dst, dst);
-            put16(data, ofs + 16, c);
-        }
-        IPPROTO_UDP => {
-            let c = be16(data, ofs + 6);
-            if c != 0 {
-                let c = recalc16(recalc16(c, old_src, src), old_dst, dst);
-                put16(data, ofs + 6, if c == 0 { 0xffff } else { c });
-            }
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let delta = delta16(old_src, src) + delta16(old_dst, dst);
+            patch_l4(data, l4, delta, false);
         }
         _ => {
             let sctp = &mut data[ofs..ofs + l4.len];
