@@ -133,6 +133,12 @@ pub mod testing {
         crate::sys::set_rcvbuf_force(sock.as_fd(), bytes)
     }
 
+    /// Drops every capability of the calling thread (only), to test the
+    /// no-permission errors as root.
+    pub fn drop_thread_capabilities() -> io::Result<()> {
+        crate::sys::drop_thread_capabilities()
+    }
+
     /// What XDP program interface `ifname` has attached (this thread's
     /// namespace).
     pub fn xdp_attachment(ifname: &str) -> io::Result<XdpAttachment> {

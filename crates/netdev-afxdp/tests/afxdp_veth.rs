@@ -33,10 +33,15 @@ fn port(n: u32) -> PortOptions {
 }
 
 /// Ping, UDP both ways and TCP through two AF_XDP ports in `mode`.
-fn traffic(tag: &str, mode: XdpMode) {
+fn traffic(tag: &str, mode: XdpMode, use_need_wakeup: bool) {
     let topo = Topology::veth(tag);
-    let a = open(&topo.host_a, mode);
-    let b = open(&topo.host_b, mode);
+    let config = AfxdpConfig {
+        xdp_mode: mode,
+        use_need_wakeup,
+        ..AfxdpConfig::default()
+    };
+    let a = AfxdpNetdev::open(&topo.host_a, &config).unwrap_or_else(|e| panic!("{e}"));
+    let b = AfxdpNetdev::open(&topo.host_b, &config).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{tag}: xdp-mode in use {}", a.xdp_mode_in_use());
     let watches: Vec<UmemWatch> = a
         .umem_watches()
@@ -79,7 +84,7 @@ fn best_effort_ping_udp_and_tcp_across_the_switch() {
     if !prerequisites("afxdp best-effort traffic") {
         return;
     }
-    traffic("xb", XdpMode::BestEffort);
+    traffic("xb", XdpMode::BestEffort, true);
 }
 
 #[test]
@@ -87,7 +92,15 @@ fn generic_mode_ping_udp_and_tcp_across_the_switch() {
     if !prerequisites("afxdp generic traffic") {
         return;
     }
-    traffic("xg", XdpMode::Generic);
+    traffic("xg", XdpMode::Generic, true);
+}
+
+#[test]
+fn native_mode_without_need_wakeup() {
+    if !prerequisites("afxdp native, no need_wakeup") {
+        return;
+    }
+    traffic("xn", XdpMode::Native, false);
 }
 
 #[test]

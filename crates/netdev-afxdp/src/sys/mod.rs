@@ -490,6 +490,43 @@ pub fn set_rcvbuf_force(sock: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
     .map(drop)
 }
 
+/// Drops every capability of the calling thread (only; capabilities are
+/// per thread in Linux), as an unprivileged caller would be.
+pub fn drop_thread_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a version-3 header and two data words, which
+    // both point at; pid 0 is the calling thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    check(ret as libc::c_int).map(drop)
+}
+
 /// The raw value of `fd` (for XSKMAP entries and `sxdp_shared_umem_fd`).
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
