@@ -79,6 +79,20 @@ impl ForeignFrame {
     pub fn token(&self) -> usize {
         self.token
     }
+
+    /// The function that will take this frame back, so a driver can
+    /// recognise its own frames (a false "not mine" only costs a copy).
+    pub fn release_fn(&self) -> ReleaseFn {
+        self.release
+    }
+
+    /// Ends the loan without calling `release`: the caller takes the
+    /// frame's memory back under the token (a driver sending its own frame
+    /// without a copy). Returns `(token, ptr)`.
+    pub fn into_raw(self) -> (usize, NonNull<u8>) {
+        let this = std::mem::ManuallyDrop::new(self);
+        (this.token, this.ptr)
+    }
 }
 
 impl Drop for ForeignFrame {

@@ -260,6 +260,32 @@ impl Packet {
         true
     }
 
+    /// The driver frame holding this packet's bytes, if it has one.
+    pub fn foreign(&self) -> Option<&ForeignFrame> {
+        match &self.cell.storage {
+            Storage::Foreign(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Takes the driver frame out of a foreign packet without releasing
+    /// it, with the data's `(start, len)` inside the frame; the packet's
+    /// cell goes back to its pool. A packet with heap storage comes back
+    /// unchanged as `Err`.
+    pub fn into_foreign(mut self) -> Result<(ForeignFrame, usize, usize), Packet> {
+        match std::mem::replace(&mut self.cell.storage, Storage::Empty) {
+            Storage::Foreign(frame) => {
+                let span = (self.cell.data_start as usize, self.cell.data_len as usize);
+                drop(self);
+                Ok((frame, span.0, span.1))
+            }
+            other => {
+                self.cell.storage = other;
+                Err(self)
+            }
+        }
+    }
+
     /// Copies this packet (bytes and metadata) into a new buffer from
     /// `pool`; `None` when the pool is exhausted or its buffers are too
     /// small.

@@ -211,3 +211,35 @@ fn foreign_frames_are_released_exactly_once() {
     assert_eq!(released, vec![100, 101, 102, 103]);
     assert!(region[64..124].iter().all(|b| *b == 0x11));
 }
+
+static TAKEN_RELEASED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn taken_release(token: usize, _ptr: NonNull<u8>) {
+    TAKEN_RELEASED.lock().unwrap().push(token);
+}
+
+#[test]
+fn into_foreign_takes_the_frame_without_releasing_it() {
+    let mut region = vec![0u8; 256];
+    let meta_pool = PacketPool::new("meta-take", PoolConfig::metadata_only(1));
+    let ptr = NonNull::new(region.as_mut_ptr()).unwrap();
+    // SAFETY: the frame is `region`, which outlives the packet and is not
+    // touched while lent.
+    let frame = unsafe { ForeignFrame::new(ptr, 256, 7, taken_release) };
+    let mut p = meta_pool.wrap_foreign(frame, 64, 60).unwrap();
+    assert_eq!(p.foreign().map(ForeignFrame::token), Some(7));
+    assert!(p.push_front(4).is_some());
+    let (frame, start, len) = p.into_foreign().unwrap();
+    assert_eq!((start, len), (60, 64));
+    assert_eq!(meta_pool.in_use(), 0);
+    assert_eq!(frame.release_fn() as usize, taken_release as usize);
+    let (token, raw) = frame.into_raw();
+    assert_eq!((token, raw), (7, ptr));
+    assert!(TAKEN_RELEASED.lock().unwrap().is_empty());
+    // A heap packet is not foreign and comes back untouched.
+    let heap = pool(1);
+    let p = heap.alloc_from(&[1, 2, 3]).unwrap();
+    assert!(p.foreign().is_none());
+    let p = p.into_foreign().unwrap_err();
+    assert_eq!(p.data(), &[1, 2, 3]);
+}
