@@ -414,6 +414,21 @@ fn mangled_outer_headers_are_tunnel_pop_errors() {
     expect_pop_drop(TunnelKind::Vxlan, &vx[..60], err, "truncated");
     expect_pop_drop(
         TunnelKind::Vxlan,
+        &mangle(&vx, &|v| {
+            // IHL 6 with a 4-byte NOP option: OVS refuses IP options.
+            v[14] = 0x46;
+            v.splice(34..34, [1, 1, 1, 1]);
+            let tot = u16::from_be_bytes([v[16], v[17]]) + 4;
+            v[16..18].copy_from_slice(&tot.to_be_bytes());
+            v[24..26].fill(0);
+            let c = rfc1071(&v[14..38]);
+            v[24..26].copy_from_slice(&c.to_be_bytes());
+        }),
+        err,
+        "IPv4 options",
+    );
+    expect_pop_drop(
+        TunnelKind::Vxlan,
         &mangle(&vx, &|v| v[42] = 0x0c),
         err,
         "VXLAN flags",

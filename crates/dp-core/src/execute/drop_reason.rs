@@ -69,9 +69,18 @@ drop_reasons! {
 }
 
 /// One counter per [`DropReason`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct DropCounters {
     counts: [u64; DropReason::COUNT],
+}
+
+impl std::fmt::Debug for DropCounters {
+    /// The non-zero counters, by name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().filter(|(_, n)| *n > 0))
+            .finish()
+    }
 }
 
 impl DropCounters {
@@ -137,6 +146,10 @@ mod tests {
         assert_eq!(
             shown,
             vec![("datapath_drop_meter", 5), ("datapath_drop_tx_error", 1)]
+        );
+        assert_eq!(
+            format!("{c:?}"),
+            r#"{"datapath_drop_meter": 5, "datapath_drop_tx_error": 1}"#
         );
     }
 }

@@ -16,7 +16,7 @@
 //!
 //! # Pop
 //! [`pop`] validates the outer headers (IPv4 header checksum, lengths,
-//! no fragments, UDP checksum when present, the tunnel header's flags,
+//! no fragments, no IPv4 options, UDP checksum when present, the tunnel header's flags,
 //! version and protocol), strips them, and rewrites the packet metadata as
 //! a fresh packet carrying [`TunnelMetadata`] (tun_id, outer addresses,
 //! TOS, TTL, UDP ports, flags, Geneve options), as OVS's
@@ -291,10 +291,11 @@ fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
     };
     match ethertype {
         ETH_TYPE_IPV4 => {
-            if data.len() < l3 + 20 || data[l3] >> 4 != 4 || data[l3] & 0xf < 5 {
+            // IPv4 options are refused on tunnel packets, as in OVS.
+            if data.len() < l3 + 20 || data[l3] != 0x45 {
                 return None;
             }
-            let ihl = usize::from(data[l3] & 0xf) * 4;
+            let ihl = 20;
             let tot_len = usize::from(be16(data, l3 + 2));
             if data.len() < l3 + ihl || tot_len < ihl || data.len() < l3 + tot_len {
                 return None;
