@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: oxvsd forwarding real traffic on its default demo config
+# The no-privilege demo: oxvsd forwarding a replayed capture
 # (configs/demo-pcap.toml: a replayed capture through bridge br0 on one
 # PMD), then the flows and PMD statistics as oxvsctl shows them. Builds
 # what it needs, runs for DEMO_SECONDS (default 5) and stops the daemon,

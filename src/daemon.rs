@@ -263,18 +263,15 @@ impl Daemon {
     /// buffers still out of their pools (0 means nothing leaked).
     pub fn shutdown(mut self) -> usize {
         self.datapath.shutdown();
-        let pools: Vec<_> = self.ports.values().flat_map(|p| p.opened.pools()).collect();
+        // Keep handles to check after the daemon (and every queue) is gone.
+        let ports: Vec<_> = self.ports.values().map(|p| p.opened.clone()).collect();
         drop(self);
-        pools
+        ports
             .iter()
-            .map(|pool| {
-                let n = pool.in_use();
+            .map(|port| {
+                let (name, n) = port.buffers_in_use();
                 if n > 0 {
-                    tracing::error!(
-                        pool = pool.name(),
-                        in_use = n,
-                        "packet buffers not returned"
-                    );
+                    tracing::error!(pool = %name, in_use = n, "packet buffers not returned");
                 }
                 n
             })

@@ -5,18 +5,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use dp_core::netdev::Netdev;
-use dp_core::packet::PacketPool;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::netdev::pcap::{PcapConfig, PcapNetdev};
+use netdev_afxdp::{AfxdpNetdev, SystemNetdev, TapKind, TapNetdev};
 
 use crate::config::{PortSection, parse_mac};
 
 /// An opened port, keeping the concrete type where the daemon needs it
-/// (`netdev-dummy/receive` injects into dummy ports).
+/// (`netdev-dummy/receive` injects into dummy ports; the shutdown leak
+/// check reads each driver's buffer accounting).
 #[derive(Debug, Clone)]
 pub enum OpenedPort {
     Dummy(Arc<DummyNetdev>),
     Pcap(Arc<PcapNetdev>),
+    Afxdp(Arc<AfxdpNetdev>),
+    Tap(Arc<TapNetdev>),
+    System(Arc<SystemNetdev>),
 }
 
 impl OpenedPort {
@@ -24,24 +28,65 @@ impl OpenedPort {
         match self {
             OpenedPort::Dummy(d) => d.clone(),
             OpenedPort::Pcap(p) => p.clone(),
+            OpenedPort::Afxdp(a) => a.clone(),
+            OpenedPort::Tap(t) => t.clone(),
+            OpenedPort::System(s) => s.clone(),
         }
     }
 
-    /// The buffer pools the port's packets come from (for the leak check
-    /// at shutdown).
-    pub fn pools(&self) -> Vec<PacketPool> {
+    /// Buffers of this port still out (packets or UMEM frames), for the
+    /// leak check at shutdown, with a name for the report.
+    pub fn buffers_in_use(&self) -> (String, usize) {
         match self {
-            OpenedPort::Dummy(d) => vec![d.pool().clone()],
-            OpenedPort::Pcap(p) => vec![p.pool().clone()],
+            OpenedPort::Dummy(d) => (d.pool().name().to_string(), d.pool().in_use()),
+            OpenedPort::Pcap(p) => (p.pool().name().to_string(), p.pool().in_use()),
+            OpenedPort::Afxdp(a) => (format!("afxdp:{} umem", a.name()), a.umem_in_use()),
+            OpenedPort::Tap(t) => (t.pool().name().to_string(), t.pool().in_use()),
+            OpenedPort::System(s) => (s.pool().name().to_string(), s.pool().in_use()),
         }
     }
 }
 
-/// Kernel-facing and AF_XDP port types are not in this build yet.
+/// AF_XDP and kernel-facing port types (Linux).
 pub fn linux_available(port_type: &str) -> Result<(), String> {
-    Err(format!(
-        "type \"{port_type}\" is not available in this build yet"
-    ))
+    if netdev_afxdp::PORT_TYPES.contains(&port_type) {
+        Ok(())
+    } else {
+        Err(format!(
+            "type \"{port_type}\" is not available in this build"
+        ))
+    }
+}
+
+/// The port's driver options as text pairs (what netdev-afxdp reads);
+/// `n_rxq` comes from the port's own key.
+fn text_options(port: &PortSection) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (key, value) in &port.options {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "option \"{key}\" must be a string, number or boolean, not {}",
+                    other.type_str()
+                ));
+            }
+        };
+        out.push((key.clone(), text));
+    }
+    if port.port_type == "afxdp" {
+        out.push(("n_rxq".into(), port.n_rxq.to_string()));
+    }
+    Ok(out)
+}
+
+fn as_pairs(options: &[(String, String)]) -> Vec<(&str, &str)> {
+    options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 fn allowed(port: &PortSection, keys: &[&str]) -> Result<(), String> {
@@ -94,6 +139,9 @@ pub fn validate_options(port: &PortSection) -> Result<(), String> {
             bool_option(port, "infinite")?;
             Ok(())
         }
+        t if netdev_afxdp::PORT_TYPES.contains(&t) => {
+            netdev_afxdp::check_options(t, &as_pairs(&text_options(port)?))
+        }
         _ => Ok(()),
     }
 }
@@ -126,6 +174,25 @@ pub fn open(port: &PortSection) -> Result<OpenedPort, String> {
             let netdev = PcapNetdev::new(&port.name, &config).map_err(|e| e.to_string())?;
             Ok(OpenedPort::Pcap(Arc::new(netdev)))
         }
+        "afxdp" => {
+            let config = netdev_afxdp::afxdp_config(&as_pairs(&text_options(port)?))?;
+            Ok(OpenedPort::Afxdp(Arc::new(
+                AfxdpNetdev::open(&port.name, &config).map_err(|e| e.to_string())?,
+            )))
+        }
+        "tap" | "internal" => {
+            let kind = if port.port_type == "tap" {
+                TapKind::Tap
+            } else {
+                TapKind::Internal
+            };
+            Ok(OpenedPort::Tap(Arc::new(
+                TapNetdev::open(&port.name, kind).map_err(|e| e.to_string())?,
+            )))
+        }
+        "system" | "af_packet" => Ok(OpenedPort::System(Arc::new(
+            SystemNetdev::open(&port.name).map_err(|e| e.to_string())?,
+        ))),
         other => Err(crate::config::port_type_available(other)
             .err()
             .unwrap_or_else(|| format!("type \"{other}\" has no driver in this build"))),
