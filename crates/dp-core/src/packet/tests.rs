@@ -232,7 +232,10 @@ fn into_foreign_takes_the_frame_without_releasing_it() {
     let (frame, start, len) = p.into_foreign().unwrap();
     assert_eq!((start, len), (60, 64));
     assert_eq!(meta_pool.in_use(), 0);
-    assert_eq!(frame.release_fn() as usize, taken_release as usize);
+    assert_eq!(
+        frame.release_fn() as usize,
+        (taken_release as crate::packet::ReleaseFn) as usize
+    );
     let (token, raw) = frame.into_raw();
     assert_eq!((token, raw), (7, ptr));
     assert!(TAKEN_RELEASED.lock().unwrap().is_empty());
@@ -242,4 +245,16 @@ fn into_foreign_takes_the_frame_without_releasing_it() {
     assert!(p.foreign().is_none());
     let p = p.into_foreign().unwrap_err();
     assert_eq!(p.data(), &[1, 2, 3]);
+}
+
+#[test]
+fn packets_returning_after_the_pool_closed_are_freed() {
+    let pool = pool(8);
+    let late = pool.alloc_from(&[1; 60]).unwrap();
+    let parked = pool.alloc().unwrap();
+    drop(parked); // one cell in the free list
+    drop(pool); // last handle: closed, the free cell is freed
+    let mut late = late;
+    late.data_mut()[0] = 2; // still a valid packet
+    drop(late); // returns to a closed pool: freed, not queued
 }

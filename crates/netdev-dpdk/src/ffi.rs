@@ -1,0 +1,302 @@
+//! Every DPDK call of the crate goes through here (the one FFI choke
+//! point). Control-path wrappers are safe functions that check DPDK's
+//! return codes; the fast-path ones (bursts, mbuf fields) are `unsafe fn`s
+//! whose `# Safety` sections carry DPDK's preconditions to the queue code.
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr::NonNull;
+
+use dpdk_sys as sys;
+
+/// A DPDK packet buffer (the head of a chain).
+pub(crate) type Mbuf = *mut sys::rte_mbuf;
+
+/// `RTE_MBUF_F_RX_RSS_HASH`: `hash.rss` holds the NIC's RSS hash.
+pub(crate) const RX_RSS_HASH: u64 = 1 << 1;
+/// `RTE_MBUF_F_EXTERNAL | RTE_MBUF_F_INDIRECT`: buffer-ownership flags,
+/// the only ones kept when a received mbuf is sent again.
+pub(crate) const OWNERSHIP_FLAGS: u64 = (1 << 61) | (1 << 62);
+
+/// A DPDK error: a negative return value or `rte_errno`, with DPDK's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpdkError {
+    pub code: i32,
+    pub text: String,
+}
+
+impl std::fmt::Display for DpdkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (error {})", self.text, self.code)
+    }
+}
+
+fn error(code: i32) -> DpdkError {
+    let code = code.abs();
+    // SAFETY: rte_strerror accepts any value and returns a static or
+    // per-thread NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(sys::rte_strerror(code)) }
+        .to_string_lossy()
+        .into_owned();
+    DpdkError { code, text }
+}
+
+fn check(ret: i32) -> Result<(), DpdkError> {
+    if ret < 0 { Err(error(ret)) } else { Ok(()) }
+}
+
+fn rte_errno() -> DpdkError {
+    // SAFETY: reads the calling thread's rte_errno; no preconditions.
+    error(unsafe { sys::oxvs_rte_errno() })
+}
+
+fn cstring(s: &str) -> Result<CString, DpdkError> {
+    CString::new(s).map_err(|_| DpdkError {
+        code: libc_einval(),
+        text: format!("{s:?} contains a NUL byte"),
+    })
+}
+
+const fn libc_einval() -> i32 {
+    22
+}
+
+/// `rte_eal_init` with `args` (program name first). The argument strings
+/// are leaked: the EAL may keep pointers into argv for the process's life.
+pub(crate) fn eal_init(args: &[String]) -> Result<(), DpdkError> {
+    let mut argv: Vec<*mut c_char> = Vec::with_capacity(args.len() + 1);
+    for a in args {
+        argv.push(cstring(a)?.into_raw());
+    }
+    let argc = argv.len() as i32;
+    argv.push(std::ptr::null_mut());
+    let argv = Box::leak(argv.into_boxed_slice());
+    // SAFETY: argv is a NULL-terminated array of `argc` valid C strings
+    // that live forever (leaked above); the caller (eal.rs) calls this at
+    // most once per process.
+    let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+    if ret < 0 { Err(rte_errno()) } else { Ok(()) }
+}
+
+/// `rte_dev_probe(devargs)`: plugs a PCI device or creates a vdev.
+pub(crate) fn dev_probe(devargs: &str) -> Result<(), DpdkError> {
+    let c = cstring(devargs)?;
+    // SAFETY: `c` is a valid C string for the call; EAL is initialised
+    // (callers hold an `Eal` token).
+    check(unsafe { sys::rte_dev_probe(c.as_ptr()) })
+}
+
+/// The ethdev port id of the device named `name`.
+pub(crate) fn port_by_name(name: &str) -> Option<u16> {
+    let c = cstring(name).ok()?;
+    let mut port = 0u16;
+    // SAFETY: valid C string and out pointer.
+    let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut port) };
+    (ret == 0).then_some(port)
+}
+
+pub(crate) fn dev_info(port: u16) -> Result<sys::rte_eth_dev_info, DpdkError> {
+    let mut info = sys::rte_eth_dev_info::default();
+    // SAFETY: `info` is a valid out pointer; DPDK checks `port`.
+    check(unsafe { sys::rte_eth_dev_info_get(port, &mut info) })?;
+    Ok(info)
+}
+
+/// The NUMA socket of `port` (0 when unknown, as for vdevs).
+pub(crate) fn socket_id(port: u16) -> u32 {
+    // SAFETY: DPDK checks `port`.
+    let s = unsafe { sys::rte_eth_dev_socket_id(port) };
+    s.max(0) as u32
+}
+
+pub(crate) fn configure(
+    port: u16,
+    n_rxq: u16,
+    n_txq: u16,
+    conf: &sys::rte_eth_conf,
+) -> Result<(), DpdkError> {
+    // SAFETY: `conf` is valid for the call (DPDK copies it).
+    check(unsafe { sys::rte_eth_dev_configure(port, n_rxq, n_txq, conf) })
+}
+
+pub(crate) fn rx_queue_setup(
+    port: u16,
+    qid: u16,
+    n_desc: u16,
+    socket: u32,
+    pool: &crate::mempool::Mempool,
+) -> Result<(), DpdkError> {
+    // SAFETY: the mempool lives for the process (mempools are never
+    // freed); a null rxconf means the driver's defaults.
+    check(unsafe {
+        sys::rte_eth_rx_queue_setup(port, qid, n_desc, socket, std::ptr::null(), pool.raw())
+    })
+}
+
+pub(crate) fn tx_queue_setup(port: u16, qid: u16, n_desc: u16, socket: u32) -> Result<(), DpdkError> {
+    // SAFETY: a null txconf means the driver's defaults.
+    check(unsafe { sys::rte_eth_tx_queue_setup(port, qid, n_desc, socket, std::ptr::null()) })
+}
+
+pub(crate) fn start(port: u16) -> Result<(), DpdkError> {
+    // SAFETY: DPDK checks `port`.
+    check(unsafe { sys::rte_eth_dev_start(port) })
+}
+
+pub(crate) fn promiscuous(port: u16) {
+    // SAFETY: DPDK checks `port`; not every vdev supports it (ignored).
+    let _ = unsafe { sys::rte_eth_promiscuous_enable(port) };
+}
+
+/// Stops, closes and unplugs `port`.
+///
+/// The caller guarantees no queue of the port is polled any more (the
+/// queues hold the port alive, so this runs after the last one is gone).
+pub(crate) fn stop_close_remove(port: u16) {
+    let device = dev_info(port).map(|i| i.device).unwrap_or(std::ptr::null_mut());
+    // SAFETY: no queue of `port` is in use (precondition above); DPDK
+    // checks `port`.
+    unsafe {
+        let _ = sys::rte_eth_dev_stop(port);
+        let _ = sys::rte_eth_dev_close(port);
+    }
+    if !device.is_null() {
+        // SAFETY: `device` came from dev_info of the closed port; removing
+        // it frees the vdev (its replayed pcap, its rings).
+        let _ = unsafe { sys::rte_dev_remove(device) };
+    }
+}
+
+pub(crate) fn mac(port: u16) -> [u8; 6] {
+    let mut addr = sys::rte_ether_addr::default();
+    // SAFETY: valid out pointer.
+    let _ = unsafe { sys::rte_eth_macaddr_get(port, &mut addr) };
+    addr.addr_bytes
+}
+
+/// `(up, speed in Mbps)` without waiting.
+pub(crate) fn link(port: u16) -> (bool, u32) {
+    let mut link = sys::rte_eth_link::default();
+    // SAFETY: valid out pointer.
+    let _ = unsafe { sys::rte_eth_link_get_nowait(port, &mut link) };
+    (link.link_status() != 0, link.link_speed)
+}
+
+pub(crate) fn stats(port: u16) -> sys::rte_eth_stats {
+    let mut stats = sys::rte_eth_stats::default();
+    // SAFETY: valid out pointer.
+    let _ = unsafe { sys::rte_eth_stats_get(port, &mut stats) };
+    stats
+}
+
+/// Every extended counter of `port`, by name.
+pub(crate) fn xstats(port: u16) -> Vec<(String, u64)> {
+    // SAFETY: a null buffer with size 0 asks for the count.
+    let n = unsafe { sys::rte_eth_xstats_get_names(port, std::ptr::null_mut(), 0) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut names = vec![sys::rte_eth_xstat_name::default(); n as usize];
+    let mut values = vec![sys::rte_eth_xstat::default(); n as usize];
+    // SAFETY: both buffers hold `n` entries.
+    let got_names = unsafe { sys::rte_eth_xstats_get_names(port, names.as_mut_ptr(), n as u32) };
+    // SAFETY: as above.
+    let got = unsafe { sys::rte_eth_xstats_get(port, values.as_mut_ptr(), n as u32) };
+    if got_names != n || got != n {
+        return Vec::new();
+    }
+    values
+        .iter()
+        .filter_map(|v| {
+            let name = names.get(v.id as usize)?;
+            // SAFETY: DPDK NUL-terminates names within the fixed array.
+            let name = unsafe { CStr::from_ptr(name.name.as_ptr()) };
+            Some((name.to_string_lossy().into_owned(), v.value))
+        })
+        .collect()
+}
+
+/// `rte_pktmbuf_pool_create`.
+pub(crate) fn pktmbuf_pool_create(
+    name: &str,
+    n_mbufs: u32,
+    cache: u32,
+    data_room: u16,
+    socket: u32,
+) -> Result<NonNull<sys::rte_mempool>, DpdkError> {
+    let c = cstring(name)?;
+    // SAFETY: valid C string; DPDK copies the name.
+    let mp = unsafe { sys::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket as i32) };
+    NonNull::new(mp).ok_or_else(rte_errno)
+}
+
+/// Mbufs of `mp` out of the pool (per-lcore caches count as available).
+pub(crate) fn mempool_in_use(mp: NonNull<sys::rte_mempool>) -> u32 {
+    // SAFETY: mempools are never freed, so `mp` is valid.
+    unsafe { sys::rte_mempool_in_use_count(mp.as_ptr()) }
+}
+
+pub(crate) fn mempool_avail(mp: NonNull<sys::rte_mempool>) -> u32 {
+    // SAFETY: as above.
+    unsafe { sys::rte_mempool_avail_count(mp.as_ptr()) }
+}
+
+pub(crate) fn set_log_level(level: u32) {
+    // SAFETY: any level is accepted.
+    unsafe { sys::rte_log_set_global_level(level) };
+}
+
+// ---- fast path ----
+
+/// Receives up to `out.len()` (≤ 65535) mbufs into `out`; returns how many.
+///
+/// # Safety
+/// `port` is started, `qid` is one of its set-up rx queues, and no other
+/// thread polls that queue during the call.
+#[inline]
+pub(crate) unsafe fn rx_burst(port: u16, qid: u16, out: &mut [Mbuf]) -> usize {
+    debug_assert!(out.len() <= u16::MAX as usize);
+    // SAFETY: the caller's contract; `out` is writable for its length.
+    usize::from(unsafe { sys::oxvs_rte_eth_rx_burst(port, qid, out.as_mut_ptr(), out.len() as u16) })
+}
+
+/// Hands the leading mbufs of `pkts` to the device; returns how many it
+/// took. The rest stay the caller's.
+///
+/// # Safety
+/// As [`rx_burst`] for a tx queue, and every entry of `pkts` is a valid
+/// mbuf chain the caller owns.
+#[inline]
+pub(crate) unsafe fn tx_burst(port: u16, qid: u16, pkts: &mut [Mbuf]) -> usize {
+    debug_assert!(pkts.iter().all(|m| !m.is_null()));
+    // SAFETY: the caller's contract.
+    usize::from(unsafe { sys::oxvs_rte_eth_tx_burst(port, qid, pkts.as_mut_ptr(), pkts.len() as u16) })
+}
+
+/// One mbuf from `mp`, reset; `None` when the pool is empty.
+#[inline]
+pub(crate) fn pktmbuf_alloc(mp: NonNull<sys::rte_mempool>) -> Option<Mbuf> {
+    // SAFETY: mempools are never freed; `mp` is a pktmbuf pool.
+    let m = unsafe { sys::oxvs_rte_pktmbuf_alloc(mp.as_ptr()) };
+    (!m.is_null()).then_some(m)
+}
+
+/// Frees every segment of `m` back to its pool(s).
+///
+/// # Safety
+/// `m` is a valid mbuf chain the caller owns, and no reference to it or
+/// its data is used afterwards.
+#[inline]
+pub(crate) unsafe fn pktmbuf_free(m: Mbuf) {
+    debug_assert!(!m.is_null());
+    // SAFETY: the caller's contract.
+    unsafe { sys::oxvs_rte_pktmbuf_free(m) }
+}
+
+/// Copies a chain's data into its first segment and frees the others.
+///
+/// # Safety
+/// `m` is a valid mbuf chain the caller owns.
+pub(crate) unsafe fn pktmbuf_linearize(m: Mbuf) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { sys::oxvs_rte_pktmbuf_linearize(m) == 0 }
+}

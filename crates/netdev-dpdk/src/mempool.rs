@@ -1,0 +1,157 @@
+//! Mbuf pools, shared per (NUMA socket, MTU) as in OVS's shared-memory
+//! model: every port with the same MTU on the same socket receives into
+//! the same pool, so forwarding between them never copies.
+//!
+//! Sizing: OVS-like by default ([`DEFAULT_N_MBUFS`] = 262,144, halved on
+//! failure down to [`MIN_N_MBUFS`]), or the port's `n_mbufs`; the first
+//! port that creates a pool decides its size. Pools are never freed: mbufs
+//! lent to packets may outlive every port, and DPDK cannot free a pool
+//! with mbufs out. In-use counts come from DPDK itself
+//! (`rte_mempool_in_use_count`), so leak tests see what DPDK sees.
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use dpdk_sys as sys;
+
+use crate::ffi;
+
+/// OVS's cap on a shared pool.
+pub const DEFAULT_N_MBUFS: u32 = 262_144;
+/// The smallest pool the halving retry goes down to.
+pub const MIN_N_MBUFS: u32 = 16_384;
+/// Per-lcore cache (DPDK's usual 256 is too big for small test pools).
+const CACHE_SIZE: u32 = 128;
+
+/// Ethernet header + CRC + two VLAN tags on top of the MTU.
+pub(crate) fn frame_len(mtu: u16) -> u32 {
+    u32::from(mtu) + 14 + 4 + 8
+}
+
+/// Data room for `mtu`: headroom + frame, rounded up to 1 KiB as OVS does.
+pub(crate) fn data_room(mtu: u16) -> u16 {
+    let room = frame_len(mtu) + sys::RTE_PKTMBUF_HEADROOM;
+    room.div_ceil(1024).saturating_mul(1024).min(u32::from(u16::MAX)) as u16
+}
+
+/// One DPDK pktmbuf pool.
+#[derive(Debug)]
+pub struct Mempool {
+    ptr: NonNull<sys::rte_mempool>,
+    name: String,
+    socket: u32,
+    mtu: u16,
+    n_mbufs: u32,
+    data_room: u16,
+}
+
+// SAFETY: DPDK mempools are multi-producer/multi-consumer (the default
+// ring ops), so allocation and free are thread-safe; the pointer is never
+// freed (see the module docs).
+unsafe impl Send for Mempool {}
+// SAFETY: as above; `&Mempool` only reads immutable fields or calls
+// thread-safe DPDK functions.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    pub(crate) fn raw(&self) -> *mut sys::rte_mempool {
+        self.ptr.as_ptr()
+    }
+    pub(crate) fn ptr(&self) -> NonNull<sys::rte_mempool> {
+        self.ptr
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Mbufs currently out of the pool (lent to packets, in device rings,
+    /// held by a vdev such as net_pcap's replay buffer).
+    pub fn in_use(&self) -> u32 {
+        ffi::mempool_in_use(self.ptr)
+    }
+    pub fn available(&self) -> u32 {
+        ffi::mempool_avail(self.ptr)
+    }
+    /// `netdev-dpdk/get-mempool-info`.
+    pub fn info(&self) -> MempoolInfo {
+        MempoolInfo {
+            name: self.name.clone(),
+            socket: self.socket,
+            mtu: self.mtu,
+            n_mbufs: self.n_mbufs,
+            data_room: self.data_room,
+            in_use: self.in_use(),
+            available: self.available(),
+        }
+    }
+    /// Bytes of data room per mbuf (headroom included).
+    pub fn data_room(&self) -> u16 {
+        self.data_room
+    }
+}
+
+/// A pool's size and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolInfo {
+    pub name: String,
+    pub socket: u32,
+    pub mtu: u16,
+    pub n_mbufs: u32,
+    pub data_room: u16,
+    pub in_use: u32,
+    pub available: u32,
+}
+
+static POOLS: Mutex<Option<HashMap<(u32, u16), Arc<Mempool>>>> = Mutex::new(None);
+
+/// The shared pool for (`socket`, `mtu`), created with `n_mbufs` (or the
+/// default sizing) when it does not exist yet.
+pub fn get_or_create(socket: u32, mtu: u16, n_mbufs: Option<u32>) -> Result<Arc<Mempool>, String> {
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let pools = pools.get_or_insert_with(HashMap::new);
+    if let Some(pool) = pools.get(&(socket, mtu)) {
+        return Ok(Arc::clone(pool));
+    }
+    let room = data_room(mtu);
+    let (mut n, floor) = match n_mbufs {
+        Some(n) => (n, n),
+        None => (DEFAULT_N_MBUFS, MIN_N_MBUFS),
+    };
+    let name = format!("ovs_mp_{}_{socket}", frame_len(mtu));
+    loop {
+        match ffi::pktmbuf_pool_create(&name, n, CACHE_SIZE.min(n / 2), room, socket) {
+            Ok(ptr) => {
+                tracing::info!(pool = %name, n_mbufs = n, data_room = room, "created mbuf pool");
+                let pool = Arc::new(Mempool {
+                    ptr,
+                    name,
+                    socket,
+                    mtu,
+                    n_mbufs: n,
+                    data_room: room,
+                });
+                pools.insert((socket, mtu), Arc::clone(&pool));
+                return Ok(pool);
+            }
+            Err(e) if n / 2 >= floor => {
+                tracing::warn!(pool = %name, n_mbufs = n, error = %e, "mbuf pool too big, halving");
+                n /= 2;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot create mbuf pool {name} ({n} mbufs of {room} bytes on socket {socket}): {e}"
+                ));
+            }
+        }
+    }
+}
+
+/// Every pool created so far.
+pub fn all() -> Vec<Arc<Mempool>> {
+    POOLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|p| p.values().cloned().collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,263 @@
+//! The fast path: mbufs in and out of packets without copying.
+//!
+//! - Receive: an mbuf's data room *is* the packet's buffer. Each mbuf is
+//!   wrapped in a [`ForeignFrame`] whose token is the mbuf pointer and whose
+//!   release is `rte_pktmbuf_free`, so however the packet leaves the
+//!   datapath (sent, dropped, cloned-then-dropped, port removed) the mbuf
+//!   goes back exactly once. Multi-segment chains are linearised into the
+//!   first segment (the rest freed) or, when that cannot be done, freed
+//!   whole and counted.
+//! - Transmit: a packet whose frame is one of our mbufs (from any `dpdk`
+//!   port) is unwrapped without releasing it, its mbuf header updated to
+//!   the packet's current data span, and handed to the device; any other
+//!   packet is copied once into an mbuf of this port's pool. Whatever the
+//!   device does not take after retrying while it makes progress is freed
+//!   and counted as dropped.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
+use dp_core::packet::{
+    ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig, ReleaseFn,
+};
+
+use crate::ffi::{self, Mbuf};
+use crate::port::PortShared;
+
+/// Gives a received mbuf back to DPDK; the packet's release function.
+fn release_mbuf(token: usize, _data: NonNull<u8>) {
+    // SAFETY: `token` is the mbuf this frame was created from (`wrap`),
+    // owned by the frame until now; ForeignFrame calls this exactly once
+    // and never touches the data again.
+    unsafe { ffi::pktmbuf_free(token as Mbuf) }
+}
+
+/// True when `packet`'s bytes live in an mbuf that [`DpdkRxq`] lent.
+/// Comparing function addresses can only err towards "not ours" (a copy),
+/// never the other way: no other release function has this body.
+#[inline]
+fn is_our_mbuf(packet: &Packet) -> bool {
+    packet
+        .foreign()
+        .is_some_and(|f| f.release_fn() as usize == (release_mbuf as ReleaseFn) as usize)
+}
+
+/// A receive queue of a `dpdk` port, owned by one polling thread.
+#[derive(Debug)]
+pub(crate) struct DpdkRxq {
+    shared: Arc<PortShared>,
+    qid: u16,
+    /// Cells for received packets; bounded by the mbuf pool, so it never
+    /// runs out before the mbufs do.
+    cells: PacketPool,
+    scratch: [Mbuf; MAX_BURST],
+}
+
+// SAFETY: the raw pointers in `scratch` are only meaningful during one
+// `recv` call; between calls they are stale values never dereferenced. The
+// queue is used by one thread at a time (`&mut self`).
+unsafe impl Send for DpdkRxq {}
+
+impl DpdkRxq {
+    pub(crate) fn new(shared: Arc<PortShared>, qid: u16) -> DpdkRxq {
+        let cells = PacketPool::new(
+            format!("{}-rxq{qid}", shared.name),
+            PoolConfig::metadata_only(shared.mempool.info().n_mbufs as usize),
+        );
+        DpdkRxq {
+            shared,
+            qid,
+            cells,
+            scratch: [std::ptr::null_mut(); MAX_BURST],
+        }
+    }
+
+    /// Turns a received mbuf chain into a packet, or frees it.
+    ///
+    /// # Safety
+    /// `m` is a valid mbuf chain just returned by `rx_burst`, owned by the
+    /// caller and by nothing else.
+    unsafe fn wrap(&self, m: Mbuf) -> Option<Packet> {
+        // SAFETY: the caller's contract: `m` is valid and ours.
+        let mb = unsafe { &mut *m };
+        if mb.nb_segs > 1 || !mb.next.is_null() {
+            // SAFETY: `m` is a valid chain we own.
+            if unsafe { ffi::pktmbuf_linearize(m) } {
+                self.shared.counters.rx_linearised.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // SAFETY: as above; frees every segment.
+                unsafe { ffi::pktmbuf_free(m) };
+                self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>()) else {
+            // SAFETY: valid chain we own; never used again.
+            unsafe { ffi::pktmbuf_free(m) };
+            self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let (start, len) = (usize::from(mb.data_off), usize::from(mb.data_len));
+        let rss = (mb.ol_flags & ffi::RX_RSS_HASH != 0)
+            // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
+            .then(|| unsafe { mb.__bindgen_anon_2.hash.rss });
+        // SAFETY: the data room `buf_addr..buf_addr + buf_len` belongs to
+        // this mbuf alone (the mbuf header lies before it); the mbuf is
+        // ours until `release_mbuf` frees it, and its pool is never freed.
+        let frame = unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
+        match self.cells.wrap_foreign(frame, start, len) {
+            Ok(mut packet) => {
+                if let Some(hash) = rss {
+                    let meta = packet.meta_mut();
+                    meta.rss_hash = hash;
+                    meta.rss_hash_valid = true;
+                }
+                Some(packet)
+            }
+            Err(frame) => {
+                drop(frame); // releases the mbuf
+                self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl RxQueue for DpdkRxq {
+    fn recv(&mut self, batch: &mut PacketBatch) -> Result<usize, NetdevError> {
+        let room = MAX_BURST.saturating_sub(batch.len());
+        if room == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the port is started and stays so while `shared` lives;
+        // `qid` was set up and this queue object is its only poller
+        // (`open_rxq` hands each qid out once).
+        let n = unsafe { ffi::rx_burst(self.shared.port_id, self.qid, &mut self.scratch[..room]) };
+        let mut added = 0;
+        for i in 0..n {
+            let m = self.scratch[i];
+            // SAFETY: `m` was just received and is owned by nobody else.
+            if let Some(packet) = unsafe { self.wrap(m) } {
+                // Cannot fail: at most `room` packets were received.
+                if batch.push(packet).is_ok() {
+                    added += 1;
+                }
+            }
+        }
+        Ok(added)
+    }
+}
+
+/// A transmit queue of a `dpdk` port.
+#[derive(Debug)]
+pub(crate) struct DpdkTxq {
+    shared: Arc<PortShared>,
+    qid: u16,
+    scratch: [Mbuf; MAX_BURST],
+}
+
+// SAFETY: as for DpdkRxq: `scratch` holds nothing between calls.
+unsafe impl Send for DpdkTxq {}
+
+impl DpdkTxq {
+    pub(crate) fn new(shared: Arc<PortShared>, qid: u16) -> DpdkTxq {
+        DpdkTxq {
+            shared,
+            qid,
+            scratch: [std::ptr::null_mut(); MAX_BURST],
+        }
+    }
+
+    /// The mbuf to send for `packet` (consumed); `None` when it had to be
+    /// dropped (no mbuf for the copy, too big).
+    fn to_mbuf(&self, packet: Packet) -> Option<Mbuf> {
+        if is_our_mbuf(&packet) {
+            let (frame, start, len) = packet.into_foreign().ok()?;
+            let (token, _) = frame.into_raw();
+            let m = token as Mbuf;
+            // SAFETY: the frame was created by `DpdkRxq::wrap` from this
+            // mbuf (its release function says so) and `into_raw` ended the
+            // loan without freeing it, so we own `m` again. The packet
+            // invariants keep `start + len <= buf_len` (the frame's
+            // capacity), which fits u16.
+            unsafe {
+                let mb = &mut *m;
+                debug_assert!(start + len <= usize::from(mb.buf_len));
+                mb.data_off = start as u16;
+                mb.data_len = len as u16;
+                mb.pkt_len = len as u32;
+                mb.nb_segs = 1;
+                mb.next = std::ptr::null_mut();
+                mb.ol_flags &= ffi::OWNERSHIP_FLAGS;
+            }
+            return Some(m);
+        }
+        let pool = &self.shared.mempool;
+        let m = ffi::pktmbuf_alloc(pool.ptr())?;
+        // SAFETY: `m` is a fresh, reset mbuf we own: `buf_addr + data_off`
+        // starts its writable data room of `buf_len - data_off` bytes.
+        unsafe {
+            let mb = &mut *m;
+            let room = usize::from(mb.buf_len) - usize::from(mb.data_off);
+            let len = packet.len();
+            if len > room {
+                ffi::pktmbuf_free(m);
+                return None;
+            }
+            let dst = mb.buf_addr.cast::<u8>().add(usize::from(mb.data_off));
+            std::ptr::copy_nonoverlapping(packet.data().as_ptr(), dst, len);
+            mb.data_len = len as u16;
+            mb.pkt_len = len as u32;
+        }
+        self.shared.counters.tx_copied.fetch_add(1, Ordering::Relaxed);
+        Some(m)
+    }
+}
+
+impl TxQueue for DpdkTxq {
+    fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
+        let mut n = 0;
+        let mut dropped = 0;
+        for packet in batch.drain() {
+            match self.to_mbuf(packet) {
+                Some(m) if n < MAX_BURST => {
+                    self.scratch[n] = m;
+                    n += 1;
+                }
+                Some(m) => {
+                    // SAFETY: `m` is ours and never used again.
+                    unsafe { ffi::pktmbuf_free(m) };
+                    dropped += 1;
+                }
+                None => dropped += 1,
+            }
+        }
+        let mut sent = 0;
+        {
+            let _guard = self.shared.tx_locks[usize::from(self.qid)]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while sent < n {
+                // SAFETY: the port is started while `shared` lives; the
+                // queue lock makes us its only user now; every mbuf in
+                // `scratch[sent..n]` is a valid chain we own.
+                let k = unsafe { ffi::tx_burst(self.shared.port_id, self.qid, &mut self.scratch[sent..n]) };
+                if k == 0 {
+                    break;
+                }
+                sent += k;
+            }
+        }
+        for &m in &self.scratch[sent..n] {
+            // SAFETY: the device did not take these; they are ours.
+            unsafe { ffi::pktmbuf_free(m) };
+        }
+        dropped += n - sent;
+        if dropped > 0 {
+            self.shared.counters.tx_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        TxOutcome { sent, dropped }
+    }
+}
