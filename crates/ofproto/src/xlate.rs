@@ -6,7 +6,9 @@
 //! The translator keeps two views of the packet: `flow`, what the
 //! pipeline has made of it so far (set_field, VLAN edits, registers), and
 //! `base`, what the datapath packet looks like given the actions emitted
-//! so far. Actions that only change `flow` emit nothing; before anything
+//! so far. A masked `set` covers exactly the bits the pipeline wrote in
+//! the fields that differ, so its text does not depend on what lookups
+//! happened to examine. Actions that only change `flow` emit nothing; before anything
 //! that lets the packet out (output, controller, tunnel push) the
 //! difference is *committed* as `pop_vlan`/`push_vlan` and (masked) `set`
 //! actions, as OVS's `commit_odp_actions` does.
@@ -142,6 +144,8 @@ struct Ctx<'a, 't> {
     base: FlowKey,
     orig: FlowKey,
     wc: OfFlow,
+    /// Bits the pipeline wrote: what a masked `set` may touch.
+    written: OfFlow,
     odp: Vec<Action>,
     table_id: u8,
     depth: u32,
@@ -150,6 +154,9 @@ struct Ctx<'a, 't> {
     cookie: u64,
     uses_mac: bool,
     mac_seq: u64,
+    /// The pipeline wrote the whole `tun_id` (so it no longer depends on
+    /// the packet).
+    tun_id_written: bool,
     error: Option<XlateError>,
     n_controller: u32,
     trace: Option<&'t mut Vec<TraceEvent>>,
@@ -170,6 +177,7 @@ pub(crate) fn translate(
         base: *key,
         orig: *key,
         wc: OfFlow::ZERO,
+        written: OfFlow::ZERO,
         odp: Vec::new(),
         table_id: 0,
         depth: 0,
@@ -178,6 +186,7 @@ pub(crate) fn translate(
         cookie: 0,
         uses_mac: false,
         mac_seq: env.mac.seq(),
+        tun_id_written: false,
         error: None,
         n_controller: 0,
         trace,
@@ -383,6 +392,7 @@ impl Ctx<'_, '_> {
                         continue;
                     }
                     self.wc.key.nw_ttl = u8::MAX;
+                    self.written.key.nw_ttl = u8::MAX;
                     if self.flow.key.nw_ttl > 1 {
                         self.flow.key.nw_ttl -= 1;
                     } else {
@@ -407,7 +417,10 @@ impl Ctx<'_, '_> {
                 }
                 OfAction::GotoTable(t) => self.table(*t),
                 OfAction::Note(_) => {}
-                OfAction::SetTunnel(id) => self.flow.key.tun_id = *id,
+                OfAction::SetTunnel(id) => {
+                    self.flow.key.tun_id = *id;
+                    self.tun_id_written = true;
+                }
                 OfAction::Meter(m) => self.odp.push(Action::Meter(*m)),
             }
         }
@@ -486,8 +499,13 @@ impl Ctx<'_, '_> {
         if !field.is_pipeline_only() {
             let old = field.get(&self.wc);
             field.set(&mut self.wc, old | mask);
+            let old = field.get(&self.written);
+            field.set(&mut self.written, old | mask);
         }
         field.set_masked(&mut self.flow, value, mask);
+        if field == Field::TunId && mask == field.full() {
+            self.tun_id_written = true;
+        }
         if field == Field::VlanTci {
             // The CFI bit is presence, not data: a write cannot remove a tag.
             self.flow.key.vlans[0].tci |= VLAN_CFI;
@@ -547,7 +565,12 @@ impl Ctx<'_, '_> {
             Some(t) => {
                 let vni = match t.key {
                     TunnelKey::Fixed(k) => k,
-                    TunnelKey::Flow => self.flow.key.tun_id,
+                    TunnelKey::Flow => {
+                        if !self.tun_id_written {
+                            self.wc.key.tun_id = u64::MAX;
+                        }
+                        self.flow.key.tun_id
+                    }
                 };
                 self.odp
                     .push(Action::TnlPush(build_push(t, port.odp_port, vni)));
@@ -577,7 +600,6 @@ impl Ctx<'_, '_> {
 
     /// The L2 learning switch.
     fn normal(&mut self) {
-        self.uses_mac = true;
         let w = &mut self.wc.key;
         w.dl_src = [0xff; 6];
         w.dl_dst = [0xff; 6];
@@ -614,6 +636,12 @@ impl Ctx<'_, '_> {
                 .mac
                 .learn(vlan, src, in_port.ofport, self.env.now_ms);
         }
+        if !self.uses_mac {
+            // Read after our own learning and before the lookup: a change
+            // by anyone after this point makes the translation stale.
+            self.mac_seq = self.env.mac.seq();
+        }
+        self.uses_mac = true;
         if !eth_is_multicast(&dst) {
             match self.env.mac.lookup(vlan, dst, self.env.now_ms) {
                 Some(p) if p == in_port.ofport => {
@@ -670,7 +698,7 @@ impl Ctx<'_, '_> {
     fn commit(&mut self) {
         self.commit_vlans();
         let f = self.flow.key;
-        let w = self.wc.key;
+        let w = self.written.key;
         let b = &mut self.base;
         let mut out = Vec::new();
         // Ethernet.
