@@ -33,6 +33,8 @@
     reason = "bindgen output: the C API's contracts are DPDK's documentation"
 )]
 
+#[allow(clippy::all, reason = "bindgen output, regenerated, never edited")]
+#[rustfmt::skip]
 mod bindings;
 pub use bindings::*;
 

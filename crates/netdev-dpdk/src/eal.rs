@@ -66,7 +66,14 @@ impl EalConfig {
         // thread competing with the PMD. (`--no-huge` implies legacy
         // memory, which `--in-memory` refuses; `--no-shconf` is its part
         // that still applies.)
-        args.push(if self.no_huge { "--no-shconf" } else { "--in-memory" }.into());
+        args.push(
+            if self.no_huge {
+                "--no-shconf"
+            } else {
+                "--in-memory"
+            }
+            .into(),
+        );
         args.push("--no-telemetry".into());
         args.push(format!("--log-level={}", self.log_level));
         args.extend(self.extra_args.iter().cloned());
@@ -98,10 +105,7 @@ pub fn init(config: &EalConfig) -> Result<(), String> {
 
 /// True once [`init`] has succeeded.
 pub fn is_initialized() -> bool {
-    matches!(
-        &*EAL.lock().unwrap_or_else(|e| e.into_inner()),
-        Some(Ok(_))
-    )
+    matches!(&*EAL.lock().unwrap_or_else(|e| e.into_inner()), Some(Ok(_)))
 }
 
 /// The configuration the EAL runs with, if it is up.

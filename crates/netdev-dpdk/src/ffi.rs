@@ -132,7 +132,12 @@ pub(crate) fn rx_queue_setup(
     })
 }
 
-pub(crate) fn tx_queue_setup(port: u16, qid: u16, n_desc: u16, socket: u32) -> Result<(), DpdkError> {
+pub(crate) fn tx_queue_setup(
+    port: u16,
+    qid: u16,
+    n_desc: u16,
+    socket: u32,
+) -> Result<(), DpdkError> {
     // SAFETY: a null txconf means the driver's defaults.
     check(unsafe { sys::rte_eth_tx_queue_setup(port, qid, n_desc, socket, std::ptr::null()) })
 }
@@ -152,7 +157,9 @@ pub(crate) fn promiscuous(port: u16) {
 /// The caller guarantees no queue of the port is polled any more (the
 /// queues hold the port alive, so this runs after the last one is gone).
 pub(crate) fn stop_close_remove(port: u16) {
-    let device = dev_info(port).map(|i| i.device).unwrap_or(std::ptr::null_mut());
+    let device = dev_info(port)
+        .map(|i| i.device)
+        .unwrap_or(std::ptr::null_mut());
     // SAFETY: no queue of `port` is in use (precondition above); DPDK
     // checks `port`.
     unsafe {
@@ -225,7 +232,9 @@ pub(crate) fn pktmbuf_pool_create(
 ) -> Result<NonNull<sys::rte_mempool>, DpdkError> {
     let c = cstring(name)?;
     // SAFETY: valid C string; DPDK copies the name.
-    let mp = unsafe { sys::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket as i32) };
+    let mp = unsafe {
+        sys::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket as i32)
+    };
     NonNull::new(mp).ok_or_else(rte_errno)
 }
 
@@ -256,7 +265,9 @@ pub(crate) fn set_log_level(level: u32) {
 pub(crate) unsafe fn rx_burst(port: u16, qid: u16, out: &mut [Mbuf]) -> usize {
     debug_assert!(out.len() <= u16::MAX as usize);
     // SAFETY: the caller's contract; `out` is writable for its length.
-    usize::from(unsafe { sys::oxvs_rte_eth_rx_burst(port, qid, out.as_mut_ptr(), out.len() as u16) })
+    usize::from(unsafe {
+        sys::oxvs_rte_eth_rx_burst(port, qid, out.as_mut_ptr(), out.len() as u16)
+    })
 }
 
 /// Hands the leading mbufs of `pkts` to the device; returns how many it
@@ -269,7 +280,9 @@ pub(crate) unsafe fn rx_burst(port: u16, qid: u16, out: &mut [Mbuf]) -> usize {
 pub(crate) unsafe fn tx_burst(port: u16, qid: u16, pkts: &mut [Mbuf]) -> usize {
     debug_assert!(pkts.iter().all(|m| !m.is_null()));
     // SAFETY: the caller's contract.
-    usize::from(unsafe { sys::oxvs_rte_eth_tx_burst(port, qid, pkts.as_mut_ptr(), pkts.len() as u16) })
+    usize::from(unsafe {
+        sys::oxvs_rte_eth_tx_burst(port, qid, pkts.as_mut_ptr(), pkts.len() as u16)
+    })
 }
 
 /// One mbuf from `mp`, reset; `None` when the pool is empty.

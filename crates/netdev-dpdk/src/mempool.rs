@@ -32,7 +32,9 @@ pub(crate) fn frame_len(mtu: u16) -> u32 {
 /// Data room for `mtu`: headroom + frame, rounded up to 1 KiB as OVS does.
 pub(crate) fn data_room(mtu: u16) -> u16 {
     let room = frame_len(mtu) + sys::RTE_PKTMBUF_HEADROOM;
-    room.div_ceil(1024).saturating_mul(1024).min(u32::from(u16::MAX)) as u16
+    room.div_ceil(1024)
+        .saturating_mul(1024)
+        .min(u32::from(u16::MAX)) as u16
 }
 
 /// One DPDK pktmbuf pool.
@@ -102,7 +104,10 @@ pub struct MempoolInfo {
     pub available: u32,
 }
 
-static POOLS: Mutex<Option<HashMap<(u32, u16), Arc<Mempool>>>> = Mutex::new(None);
+/// Pools by (NUMA socket, MTU).
+type PoolMap = HashMap<(u32, u16), Arc<Mempool>>;
+
+static POOLS: Mutex<Option<PoolMap>> = Mutex::new(None);
 
 /// The shared pool for (`socket`, `mtu`), created with `n_mbufs` (or the
 /// default sizing) when it does not exist yet.

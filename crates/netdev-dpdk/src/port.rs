@@ -109,7 +109,11 @@ impl Drop for PortShared {
         if self.plugged_here {
             ffi::stop_close_remove(self.port_id);
         }
-        if let Some(open) = OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(open) = OPEN_PORTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             open.remove(&self.port_id);
         }
         tracing::info!(port = %self.name, port_id = self.port_id, "dpdk port closed");
@@ -132,7 +136,10 @@ impl DpdkNetdev {
     /// Opens (plugging when needed), configures and starts the device.
     pub fn open(name: &str, config: &DpdkConfig) -> Result<DpdkNetdev, OpenError> {
         if !crate::eal::is_initialized() {
-            return Err(err(name, "DPDK is not initialised (no [datapath.dpdk] section?)"));
+            return Err(err(
+                name,
+                "DPDK is not initialised (no [datapath.dpdk] section?)",
+            ));
         }
         if !(MTU_MIN..=MTU_MAX).contains(&config.mtu) {
             return Err(err(
@@ -156,7 +163,10 @@ impl DpdkNetdev {
                 ffi::dev_probe(&config.devargs)
                     .map_err(|e| err(name, format!("cannot attach {}: {e}", config.devargs)))?;
                 let id = ffi::port_by_name(dev_name).ok_or_else(|| {
-                    err(name, format!("{} attached but no ethdev named {dev_name}", config.devargs))
+                    err(
+                        name,
+                        format!("{} attached but no ethdev named {dev_name}", config.devargs),
+                    )
                 })?;
                 (id, true)
             }
@@ -164,7 +174,10 @@ impl DpdkNetdev {
         {
             let mut open = OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
             if !open.get_or_insert_with(HashSet::new).insert(port_id) {
-                return Err(err(name, format!("device {dev_name} is already used by another port")));
+                return Err(err(
+                    name,
+                    format!("device {dev_name} is already used by another port"),
+                ));
             }
         }
         // From here a failure must undo the reservation (and the plug).
@@ -173,7 +186,11 @@ impl DpdkNetdev {
             if plugged_here {
                 ffi::stop_close_remove(port_id);
             }
-            if let Some(open) = OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if let Some(open) = OPEN_PORTS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
                 open.remove(&port_id);
             }
         }
@@ -187,7 +204,9 @@ impl DpdkNetdev {
         plugged_here: bool,
     ) -> Result<DpdkNetdev, OpenError> {
         let dev = ffi::dev_info(port_id).map_err(|e| err(name, e))?;
-        if config.n_rxq > usize::from(dev.max_rx_queues) || config.n_txq > usize::from(dev.max_tx_queues) {
+        if config.n_rxq > usize::from(dev.max_rx_queues)
+            || config.n_txq > usize::from(dev.max_tx_queues)
+        {
             return Err(err(
                 name,
                 format!(
@@ -199,7 +218,10 @@ impl DpdkNetdev {
         if dev.max_mtu != 0 && u32::from(config.mtu) > u32::from(dev.max_mtu) {
             return Err(err(
                 name,
-                format!("unsupported MTU {} (the device allows at most {})", config.mtu, dev.max_mtu),
+                format!(
+                    "unsupported MTU {} (the device allows at most {})",
+                    config.mtu, dev.max_mtu
+                ),
             ));
         }
         let mut conf = sys::rte_eth_conf::default();
@@ -216,10 +238,14 @@ impl DpdkNetdev {
         ffi::configure(port_id, config.n_rxq as u16, config.n_txq as u16, &conf)
             .map_err(|e| err(name, format!("configure: {e}")))?;
         let socket = ffi::socket_id(port_id);
-        let pool = mempool::get_or_create(socket, config.mtu, config.n_mbufs)
-            .map_err(|e| err(name, e))?;
+        let pool =
+            mempool::get_or_create(socket, config.mtu, config.n_mbufs).map_err(|e| err(name, e))?;
         let clamp = |n: u16, lim: &sys::rte_eth_desc_lim| {
-            let max = if lim.nb_max == 0 { u16::MAX } else { lim.nb_max };
+            let max = if lim.nb_max == 0 {
+                u16::MAX
+            } else {
+                lim.nb_max
+            };
             n.clamp(lim.nb_min.max(1), max)
         };
         let rx_desc = clamp(config.n_rxq_desc, &dev.rx_desc_lim);
@@ -273,9 +299,18 @@ impl DpdkNetdev {
     pub fn xstats(&self) -> Vec<(String, u64)> {
         let c = &self.shared.counters;
         let mut x = ffi::xstats(self.shared.port_id);
-        x.push(("ovs_rx_dropped".into(), c.rx_dropped.load(Ordering::Relaxed)));
-        x.push(("ovs_rx_linearised".into(), c.rx_linearised.load(Ordering::Relaxed)));
-        x.push(("ovs_tx_dropped".into(), c.tx_dropped.load(Ordering::Relaxed)));
+        x.push((
+            "ovs_rx_dropped".into(),
+            c.rx_dropped.load(Ordering::Relaxed),
+        ));
+        x.push((
+            "ovs_rx_linearised".into(),
+            c.rx_linearised.load(Ordering::Relaxed),
+        ));
+        x.push((
+            "ovs_tx_dropped".into(),
+            c.tx_dropped.load(Ordering::Relaxed),
+        ));
         x.push(("ovs_tx_copied".into(), c.tx_copied.load(Ordering::Relaxed)));
         x
     }

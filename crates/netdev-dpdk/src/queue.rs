@@ -85,28 +85,41 @@ impl DpdkRxq {
         if mb.nb_segs > 1 || !mb.next.is_null() {
             // SAFETY: `m` is a valid chain we own.
             if unsafe { ffi::pktmbuf_linearize(m) } {
-                self.shared.counters.rx_linearised.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .rx_linearised
+                    .fetch_add(1, Ordering::Relaxed);
             } else {
                 // SAFETY: as above; frees every segment.
                 unsafe { ffi::pktmbuf_free(m) };
-                self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .rx_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 return None;
             }
         }
         let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>()) else {
             // SAFETY: valid chain we own; never used again.
             unsafe { ffi::pktmbuf_free(m) };
-            self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .rx_dropped
+                .fetch_add(1, Ordering::Relaxed);
             return None;
         };
         let (start, len) = (usize::from(mb.data_off), usize::from(mb.data_len));
-        let rss = (mb.ol_flags & ffi::RX_RSS_HASH != 0)
+        let rss = if mb.ol_flags & ffi::RX_RSS_HASH != 0 {
             // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
-            .then(|| unsafe { mb.__bindgen_anon_2.hash.rss });
+            Some(unsafe { mb.__bindgen_anon_2.hash.rss })
+        } else {
+            None
+        };
         // SAFETY: the data room `buf_addr..buf_addr + buf_len` belongs to
         // this mbuf alone (the mbuf header lies before it); the mbuf is
         // ours until `release_mbuf` frees it, and its pool is never freed.
-        let frame = unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
+        let frame =
+            unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
         match self.cells.wrap_foreign(frame, start, len) {
             Ok(mut packet) => {
                 if let Some(hash) = rss {
@@ -118,7 +131,10 @@ impl DpdkRxq {
             }
             Err(frame) => {
                 drop(frame); // releases the mbuf
-                self.shared.counters.rx_dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .rx_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
@@ -211,7 +227,10 @@ impl DpdkTxq {
             mb.data_len = len as u16;
             mb.pkt_len = len as u32;
         }
-        self.shared.counters.tx_copied.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .tx_copied
+            .fetch_add(1, Ordering::Relaxed);
         Some(m)
     }
 }
@@ -243,7 +262,9 @@ impl TxQueue for DpdkTxq {
                 // SAFETY: the port is started while `shared` lives; the
                 // queue lock makes us its only user now; every mbuf in
                 // `scratch[sent..n]` is a valid chain we own.
-                let k = unsafe { ffi::tx_burst(self.shared.port_id, self.qid, &mut self.scratch[sent..n]) };
+                let k = unsafe {
+                    ffi::tx_burst(self.shared.port_id, self.qid, &mut self.scratch[sent..n])
+                };
                 if k == 0 {
                     break;
                 }
@@ -256,7 +277,10 @@ impl TxQueue for DpdkTxq {
         }
         dropped += n - sent;
         if dropped > 0 {
-            self.shared.counters.tx_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.shared
+                .counters
+                .tx_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         TxOutcome { sent, dropped }
     }

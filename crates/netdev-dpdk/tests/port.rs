@@ -40,7 +40,10 @@ fn bad_devargs_and_double_use_are_errors() {
     let p = DpdkNetdev::open("a", &config("net_null_dup0,no-rx=1", 1450)).unwrap();
     let e = DpdkNetdev::open("b", &config("net_null_dup0,no-rx=1", 1450)).unwrap_err();
     assert!(e.0.contains("already used"), "{e}");
-    assert!(matches!(p.open_rxq(1), Err(NetdevError::NoSuchQueue { .. })));
+    assert!(matches!(
+        p.open_rxq(1),
+        Err(NetdevError::NoSuchQueue { .. })
+    ));
     let q = p.open_rxq(0).unwrap();
     assert!(matches!(p.open_rxq(0), Err(NetdevError::QueueTaken { .. })));
     drop(p);
@@ -64,7 +67,9 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     // A heap packet goes out as one copied mbuf.
     let heap = PacketPool::new("heap", PoolConfig::heap(4));
     let mut batch = PacketBatch::new();
-    batch.push(heap.alloc_from(&common::udp_frame(7)).unwrap()).unwrap();
+    batch
+        .push(heap.alloc_from(&common::udp_frame(7)).unwrap())
+        .unwrap();
     let out = txq.send(&mut batch);
     assert_eq!((out.sent, out.dropped), (1, 0));
     assert_eq!(heap.in_use(), 0);
@@ -79,7 +84,12 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     let data_ptr = first.data().as_ptr();
 
     // Modify it (push a header) and send it again: same mbuf, no copy.
-    batch.get_mut(0).unwrap().push_front(4).unwrap().copy_from_slice(&[1, 2, 3, 4]);
+    batch
+        .get_mut(0)
+        .unwrap()
+        .push_front(4)
+        .unwrap()
+        .copy_from_slice(&[1, 2, 3, 4]);
     let out = txq.send(&mut batch);
     assert_eq!((out.sent, out.dropped), (1, 0));
     assert_eq!(pool.in_use(), 1);
@@ -90,7 +100,12 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     assert_eq!(&again.data()[..4], &[1, 2, 3, 4]);
     assert_eq!(&again.data()[4..], common::udp_frame(7).as_slice());
 
-    let copied = ring.xstats().into_iter().find(|(n, _)| n == "ovs_tx_copied").unwrap().1;
+    let copied = ring
+        .xstats()
+        .into_iter()
+        .find(|(n, _)| n == "ovs_tx_copied")
+        .unwrap()
+        .1;
     assert_eq!(copied, 1);
     let stats = ring.stats();
     assert_eq!((stats.tx_packets, stats.rx_packets), (2, 2));
@@ -109,7 +124,9 @@ fn a_full_tx_ring_frees_and_counts_the_remainder() {
     for _ in 0..100 {
         let mut batch = PacketBatch::new();
         for i in 0..32 {
-            batch.push(heap.alloc_from(&common::udp_frame(i)).unwrap()).unwrap();
+            batch
+                .push(heap.alloc_from(&common::udp_frame(i)).unwrap())
+                .unwrap();
         }
         let out = txq.send(&mut batch);
         assert!(batch.is_empty());

@@ -33,6 +33,7 @@ pub fn udp_frame(flow: u16) -> Vec<u8> {
 
 /// A pcap of `flows` UDP packets (source ports 0..flows), in a fresh
 /// file removed when the returned guard drops.
+#[derive(Debug)]
 pub struct TempPcap(pub PathBuf);
 
 impl Drop for TempPcap {
