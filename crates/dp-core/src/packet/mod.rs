@@ -38,7 +38,6 @@ pub use metadata::{HeaderOffsets, OFS_NONE, PacketMetadata, PacketType, TunnelMe
 pub use pool::{DEFAULT_HEADROOM, PacketPool, PoolConfig, PoolStats};
 
 use std::mem::ManuallyDrop;
-use std::sync::Arc;
 
 use pool::PoolShared;
 
@@ -80,9 +79,8 @@ pub struct PacketCell {
     data_start: u32,
     data_len: u32,
     storage: Storage,
-    /// The pool this cell returns to; `None` only while the cell sits in
-    /// the pool's free list (so the pool does not keep itself alive).
-    home: Option<Arc<PoolShared>>,
+    /// The pool this cell returns to (see `pool` for why `'static`).
+    home: &'static PoolShared,
 }
 
 /// An owned packet. Dropping it returns its buffer to its pool.
@@ -101,10 +99,7 @@ impl Drop for Packet {
             // the pool without it.
             cell.storage = Storage::Empty;
         }
-        match cell.home.take() {
-            Some(pool) => pool.recycle(cell),
-            None => drop(cell),
-        }
+        cell.home.recycle(cell);
     }
 }
 

@@ -10,10 +10,17 @@
 //! per packet, so accounting costs nothing on the fast path. Tests assert
 //! that it returns to its baseline.
 //!
-//! The shared state is reference-counted: a pool handle may be dropped
-//! while packets are still out; the last returned packet frees the pool.
+//! # Lifetime without per-packet reference counting
+//! A cell knows its pool through a `&'static PoolShared`: the small shared
+//! header of every pool is leaked on purpose (a few hundred bytes per pool
+//! ever created), so returning a packet is one queue push and no atomic
+//! reference count moves per packet. What matters for memory, the cells
+//! and their buffers, is freed: when the last [`PacketPool`] handle goes,
+//! the pool is closed and its free cells are dropped; packets still out
+//! are dropped (not queued) when they come back. A packet returning while
+//! the pool closes pushes, then re-checks and drains, so no cell is left
+//! behind either way.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
@@ -73,37 +80,83 @@ pub(crate) struct PoolShared {
     free: ArrayQueue<Box<PacketCell>>,
     created: AtomicUsize,
     alloc_failures: AtomicU64,
+    /// Live `PacketPool` handles; 0 means closed.
+    handles: AtomicUsize,
 }
 
 impl PoolShared {
+    fn is_closed(&self) -> bool {
+        self.handles.load(Ordering::Acquire) == 0
+    }
+
     /// Takes back a cell whose packet was dropped.
-    pub(crate) fn recycle(&self, mut cell: Box<PacketCell>) {
+    #[inline]
+    pub(crate) fn recycle(&'static self, mut cell: Box<PacketCell>) {
+        if self.is_closed() {
+            self.discard(cell);
+            return;
+        }
         cell.meta.reset();
         // The queue holds `capacity` cells and at most `capacity` exist, so
         // the push cannot fail; if it ever did, freeing the cell is safe.
-        let _ = self.free.push(cell);
+        if let Err(cell) = self.free.push(cell) {
+            self.discard(cell);
+        }
+        // The pool may have closed between the check and the push.
+        if self.is_closed() {
+            self.drain();
+        }
+    }
+
+    fn discard(&self, cell: Box<PacketCell>) {
+        drop(cell);
+        self.created.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Frees every cell in the free list (the pool is closed).
+    fn drain(&self) {
+        while let Some(cell) = self.free.pop() {
+            self.discard(cell);
+        }
     }
 }
 
 /// A handle to a packet pool. Cheap to clone; clones share the pool.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PacketPool {
-    shared: Arc<PoolShared>,
+    shared: &'static PoolShared,
+}
+
+impl Clone for PacketPool {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::AcqRel);
+        PacketPool {
+            shared: self.shared,
+        }
+    }
+}
+
+impl Drop for PacketPool {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.drain();
+        }
+    }
 }
 
 impl PacketPool {
     /// Creates an empty pool; cells are created on first use.
     pub fn new(name: impl Into<String>, config: PoolConfig) -> PacketPool {
         let capacity = config.capacity.max(1);
-        PacketPool {
-            shared: Arc::new(PoolShared {
-                name: name.into(),
-                free: ArrayQueue::new(capacity),
-                config: PoolConfig { capacity, ..config },
-                created: AtomicUsize::new(0),
-                alloc_failures: AtomicU64::new(0),
-            }),
-        }
+        let shared = Box::leak(Box::new(PoolShared {
+            name: name.into(),
+            free: ArrayQueue::new(capacity),
+            config: PoolConfig { capacity, ..config },
+            created: AtomicUsize::new(0),
+            alloc_failures: AtomicU64::new(0),
+            handles: AtomicUsize::new(1),
+        }));
+        PacketPool { shared }
     }
 
     /// The pool's name (shown in stats).
@@ -117,7 +170,7 @@ impl PacketPool {
     }
 
     fn take_cell(&self) -> Option<Box<PacketCell>> {
-        let shared = &self.shared;
+        let shared = self.shared;
         if let Some(cell) = shared.free.pop() {
             return Some(cell);
         }
@@ -138,7 +191,7 @@ impl PacketPool {
             data_start: 0,
             data_len: 0,
             storage,
-            home: None,
+            home: shared,
         }))
     }
 
@@ -149,7 +202,6 @@ impl PacketPool {
         let mut cell = self.take_cell()?;
         cell.data_start = DEFAULT_HEADROOM.min(cell.storage.bytes().len()) as u32;
         cell.data_len = 0;
-        cell.home = Some(Arc::clone(&self.shared));
         Some(Packet::from_cell(cell))
     }
 
@@ -181,7 +233,6 @@ impl PacketPool {
         cell.storage = Storage::Foreign(frame);
         cell.data_start = data_start as u32;
         cell.data_len = len as u32;
-        cell.home = Some(Arc::clone(&self.shared));
         Ok(Packet::from_cell(cell))
     }
 
