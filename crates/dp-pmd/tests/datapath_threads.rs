@@ -147,10 +147,7 @@ fn two_pmds_share_the_queues_and_dumps_aggregate() {
     assert_eq!(flows.iter().map(|f| f.stats.packets).sum::<u64>(), 20);
     let stats = dp.pmd_stats().unwrap();
     assert_eq!(
-        stats
-            .iter()
-            .map(|r| r.stats.packets_received)
-            .sum::<u64>(),
+        stats.iter().map(|r| r.stats.packets_received).sum::<u64>(),
         20
     );
     let text = dp.pmd_stats_show().unwrap();
