@@ -206,9 +206,9 @@ pub fn port_type_available(port_type: &str) -> Result<(), String> {
         "afxdp" | "tap" | "system" | "af_packet" | "internal" => {
             crate::drivers::linux_available(port_type)
         }
-        "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => Err(format!(
-            "type \"{port_type}\" needs DPDK, which this build does not include"
-        )),
+        "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => {
+            crate::drivers::dpdk_available(port_type)
+        }
         "windows" => Err("type \"windows\" only exists on Windows builds".into()),
         other => Err(format!(
             "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk)"
@@ -511,13 +511,20 @@ mod tests {
             e.contains("t.toml") && e.contains("bogus") && e.contains("line 2"),
             "{e}"
         );
-        let e =
-            parse("[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p1\"\ntype = \"dpdk\"\n")
-                .unwrap_err();
-        assert_eq!(
-            e,
-            "t.toml: bridge br0 port p1.type: type \"dpdk\" needs DPDK, which this build does not include"
-        );
+        let dpdk =
+            parse("[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p1\"\ntype = \"dpdk\"\n");
+        if cfg!(feature = "dpdk") {
+            let e = dpdk.unwrap_err();
+            assert!(
+                e.contains("p1.options: option \"dpdk-devargs\" is required"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(
+                dpdk.unwrap_err(),
+                "t.toml: bridge br0 port p1.type: type \"dpdk\" needs DPDK, which this build does not include"
+            );
+        }
         let e = parse("[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p1\"\ntype = \"dummy\"\n[[bridge.port]]\nname = \"p1\"\ntype = \"dummy\"\n").unwrap_err();
         assert!(e.contains("duplicate port \"p1\""), "{e}");
         let e = parse("[[bridge]]\nname = \"br0\"\ndatapath_type = \"system\"\n").unwrap_err();

@@ -115,6 +115,8 @@ fn port_options(section: &PortSection, port_no: u32) -> Result<PortOptions, Stri
 impl Daemon {
     /// Builds and starts everything `config` describes.
     pub fn start(config_path: &Path, config: Config) -> Result<Daemon, String> {
+        // 0. DPDK's EAL, before any DPDK port opens.
+        drivers::init_dpdk(&config)?;
         // 1. Open ports, numbering them 1.. in config order.
         let mut opened = Vec::new();
         let mut numbers = BTreeMap::new();

@@ -21,6 +21,8 @@ pub enum OpenedPort {
     Afxdp(Arc<AfxdpNetdev>),
     Tap(Arc<TapNetdev>),
     System(Arc<SystemNetdev>),
+    #[cfg(feature = "dpdk")]
+    Dpdk(Arc<netdev_dpdk::DpdkNetdev>),
 }
 
 impl OpenedPort {
@@ -31,6 +33,8 @@ impl OpenedPort {
             OpenedPort::Afxdp(a) => a.clone(),
             OpenedPort::Tap(t) => t.clone(),
             OpenedPort::System(s) => s.clone(),
+            #[cfg(feature = "dpdk")]
+            OpenedPort::Dpdk(d) => d.clone(),
         }
     }
 
@@ -43,6 +47,13 @@ impl OpenedPort {
             OpenedPort::Afxdp(a) => (format!("afxdp:{} umem", a.name()), a.umem_in_use()),
             OpenedPort::Tap(t) => (t.pool().name().to_string(), t.pool().in_use()),
             OpenedPort::System(s) => (s.pool().name().to_string(), s.pool().in_use()),
+            // Mbufs this port lent to packets (the device's own rings and a
+            // vdev's replay buffer are not leaks).
+            #[cfg(feature = "dpdk")]
+            OpenedPort::Dpdk(d) => (
+                format!("dpdk:{} mbufs ({})", d.name(), d.mempool().name()),
+                d.packets_in_use(),
+            ),
         }
     }
 }
@@ -56,6 +67,124 @@ pub fn linux_available(port_type: &str) -> Result<(), String> {
             "type \"{port_type}\" is not available in this build"
         ))
     }
+}
+
+/// DPDK port types: available when the build has the `dpdk` feature.
+pub fn dpdk_available(port_type: &str) -> Result<(), String> {
+    if cfg!(feature = "dpdk") {
+        Ok(())
+    } else {
+        Err(format!(
+            "type \"{port_type}\" needs DPDK, which this build does not include"
+        ))
+    }
+}
+
+/// Initialises DPDK's EAL from `[datapath.dpdk]` when the config has that
+/// section or any DPDK port (before any port opens; once per process).
+#[cfg(feature = "dpdk")]
+pub fn init_dpdk(config: &crate::config::Config) -> Result<(), String> {
+    let has_port = config
+        .bridges
+        .iter()
+        .flat_map(|b| &b.ports)
+        .any(|p| p.port_type.starts_with("dpdk"));
+    if !has_port && config.datapath.dpdk.is_none() {
+        return Ok(());
+    }
+    let section = config.datapath.dpdk.clone().unwrap_or_default();
+    let mut eal = netdev_dpdk::EalConfig {
+        lcore: section.lcore,
+        no_huge: section.no_huge,
+        extra_args: section.extra_args.clone(),
+        ..netdev_dpdk::EalConfig::default()
+    };
+    if let Some(mem) = &section.socket_mem {
+        if section.no_huge {
+            // `-m` takes one total; socket-mem lists one value per socket.
+            let total = mem
+                .split(',')
+                .map(|v| v.trim().parse::<u32>())
+                .sum::<Result<u32, _>>()
+                .map_err(|_| format!("datapath.dpdk.socket_mem: {mem:?} is not a list of MiB"))?;
+            eal.memory_mb = Some(total);
+        } else {
+            eal.extra_args
+                .extend(["--socket-mem".to_string(), mem.clone()]);
+        }
+    }
+    netdev_dpdk::eal::init(&eal)
+}
+
+/// Without DPDK in the build there is nothing to initialise.
+#[cfg(not(feature = "dpdk"))]
+pub fn init_dpdk(_config: &crate::config::Config) -> Result<(), String> {
+    Ok(())
+}
+
+/// Options of the DPDK port types.
+const DPDK_OPTIONS: &[&str] = &["dpdk-devargs", "n_rxq_desc", "n_txq_desc", "n_mbufs"];
+const VHOST_OPTIONS: &[&str] = &["vhost-server-path", "n_rxq_desc", "n_txq_desc", "n_mbufs"];
+
+fn u32_option(port: &PortSection, key: &str) -> Result<Option<u32>, String> {
+    match port.options.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) => u32::try_from(*i)
+            .map(Some)
+            .map_err(|_| format!("option \"{key}\" is out of range: {i}")),
+        Some(other) => Err(format!(
+            "option \"{key}\" must be a number, not {}",
+            other.type_str()
+        )),
+    }
+}
+
+fn desc_option(port: &PortSection, key: &str) -> Result<u16, String> {
+    match u32_option(port, key)? {
+        None => Ok(2048),
+        Some(n @ 1..=4096) => Ok(n as u16),
+        Some(n) => Err(format!("option \"{key}\" must be 1 to 4096, not {n}")),
+    }
+}
+
+fn check_dpdk_options(port: &PortSection) -> Result<(), String> {
+    if port.port_type == "dpdk" {
+        allowed(port, DPDK_OPTIONS)?;
+        if string_option(port, "dpdk-devargs")?.is_none() {
+            return Err("option \"dpdk-devargs\" is required (a PCI address or a vdev such as net_pcap0,rx_pcap=FILE)".into());
+        }
+    } else {
+        allowed(port, VHOST_OPTIONS)?;
+        let path = string_option(port, "vhost-server-path")?;
+        if port.port_type == "dpdkvhostuserclient" && path.is_none() {
+            return Err("option \"vhost-server-path\" is required for dpdkvhostuserclient".into());
+        }
+    }
+    desc_option(port, "n_rxq_desc")?;
+    desc_option(port, "n_txq_desc")?;
+    u32_option(port, "n_mbufs")?;
+    Ok(())
+}
+
+/// The devargs for a port: `dpdk-devargs` verbatim, or a `net_vhost`
+/// vdev for the vhost-user types (server: we create the socket;
+/// client: the VM's side did).
+#[cfg(feature = "dpdk")]
+fn dpdk_devargs(port: &PortSection) -> Result<String, String> {
+    if port.port_type == "dpdk" {
+        return string_option(port, "dpdk-devargs")?
+            .ok_or_else(|| "option \"dpdk-devargs\" is required".to_string());
+    }
+    let path = match string_option(port, "vhost-server-path")? {
+        Some(p) => p,
+        None => format!("/var/run/oxvs/{}", port.name),
+    };
+    let client = u8::from(port.port_type == "dpdkvhostuserclient");
+    Ok(format!(
+        "net_vhost_{},iface={path},queues={},client={client}",
+        port.name,
+        port.n_rxq.max(port.n_txq)
+    ))
 }
 
 /// The port's driver options as text pairs (what netdev-afxdp reads);
@@ -142,6 +271,7 @@ pub fn validate_options(port: &PortSection) -> Result<(), String> {
         t if netdev_afxdp::PORT_TYPES.contains(&t) => {
             netdev_afxdp::check_options(t, &as_pairs(&text_options(port)?))
         }
+        "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => check_dpdk_options(port),
         _ => Ok(()),
     }
 }
@@ -193,6 +323,22 @@ pub fn open(port: &PortSection) -> Result<OpenedPort, String> {
         "system" | "af_packet" => Ok(OpenedPort::System(Arc::new(
             SystemNetdev::open(&port.name).map_err(|e| e.to_string())?,
         ))),
+        #[cfg(feature = "dpdk")]
+        "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => {
+            check_dpdk_options(port)?;
+            let config = netdev_dpdk::DpdkConfig {
+                devargs: dpdk_devargs(port)?,
+                n_rxq: port.n_rxq,
+                n_txq: port.n_txq,
+                n_rxq_desc: desc_option(port, "n_rxq_desc")?,
+                n_txq_desc: desc_option(port, "n_txq_desc")?,
+                mtu: port.mtu.unwrap_or(1500),
+                n_mbufs: u32_option(port, "n_mbufs")?,
+            };
+            let netdev =
+                netdev_dpdk::DpdkNetdev::open(&port.name, &config).map_err(|e| e.to_string())?;
+            Ok(OpenedPort::Dpdk(Arc::new(netdev)))
+        }
         other => Err(crate::config::port_type_available(other)
             .err()
             .unwrap_or_else(|| format!("type \"{other}\" has no driver in this build"))),

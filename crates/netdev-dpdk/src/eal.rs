@@ -51,8 +51,15 @@ impl EalConfig {
     /// The `rte_eal_init` argument vector.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec!["oxvsd".to_string()];
-        if let Some(core) = self.lcore {
-            args.extend(["-l".into(), core.to_string()]);
+        match self.lcore {
+            Some(core) => args.extend(["-l".into(), core.to_string()]),
+            // Without a core, lcore 0 floats over every CPU, so DPDK does
+            // not pin the initialising thread (and every thread it later
+            // spawns) to CPU 0.
+            None => {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                args.push(format!("--lcores=0@(0-{})", n - 1));
+            }
         }
         if self.no_huge {
             args.push("--no-huge".into());

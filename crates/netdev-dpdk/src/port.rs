@@ -17,6 +17,7 @@ use dp_core::netdev::{
     Capabilities, LinkState, Netdev, NetdevError, NetdevInfo, NetdevStats, RxQueue, TxQueue,
     check_qid,
 };
+use dp_core::packet::{PacketPool, PoolConfig};
 use dpdk_sys as sys;
 
 use crate::ffi;
@@ -100,6 +101,9 @@ pub(crate) struct PortShared {
     /// One lock per tx queue: several PMDs may share a queue when the
     /// port has fewer tx queues than PMDs (taken once per batch).
     pub tx_locks: Vec<Mutex<()>>,
+    /// Packet cells for each rx queue: their in-use count is the number of
+    /// this port's mbufs lent to packets right now.
+    pub rx_cells: Vec<PacketPool>,
     plugged_here: bool,
 }
 
@@ -277,9 +281,17 @@ impl DpdkNetdev {
             shared: Arc::new(PortShared {
                 name: name.to_string(),
                 port_id,
-                mempool: pool,
+                mempool: Arc::clone(&pool),
                 counters: DriverCounters::default(),
                 tx_locks: (0..config.n_txq).map(|_| Mutex::new(())).collect(),
+                rx_cells: (0..config.n_rxq)
+                    .map(|q| {
+                        PacketPool::new(
+                            format!("{name}-rxq{q}"),
+                            PoolConfig::metadata_only(pool.info().n_mbufs as usize),
+                        )
+                    })
+                    .collect(),
                 plugged_here,
             }),
         })
@@ -293,6 +305,13 @@ impl DpdkNetdev {
     /// The mbuf pool this port receives into.
     pub fn mempool(&self) -> &Arc<Mempool> {
         &self.shared.mempool
+    }
+
+    /// Mbufs of this port lent to packets that have not come back yet
+    /// (sent or dropped): 0 once traffic has drained, whatever the device
+    /// itself holds in its rings.
+    pub fn packets_in_use(&self) -> usize {
+        self.shared.rx_cells.iter().map(PacketPool::in_use).sum()
     }
 
     /// DPDK's extended counters plus the driver's own.

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
-use dp_core::packet::{
-    ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig, ReleaseFn,
-};
+use dp_core::packet::{ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, ReleaseFn};
 
 use crate::ffi::{self, Mbuf};
 use crate::port::PortShared;
@@ -62,10 +60,7 @@ unsafe impl Send for DpdkRxq {}
 
 impl DpdkRxq {
     pub(crate) fn new(shared: Arc<PortShared>, qid: u16) -> DpdkRxq {
-        let cells = PacketPool::new(
-            format!("{}-rxq{qid}", shared.name),
-            PoolConfig::metadata_only(shared.mempool.info().n_mbufs as usize),
-        );
+        let cells = shared.rx_cells[usize::from(qid)].clone();
         DpdkRxq {
             shared,
             qid,

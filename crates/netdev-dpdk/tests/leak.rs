@@ -120,6 +120,11 @@ fn every_path_returns_every_mbuf() {
     let ring_drops = ring.stats().tx_dropped;
     assert!(ring_drops > 0, "ring never filled");
     assert!(sink.stats().tx_packets > 0);
+    assert!(
+        src.packets_in_use() == 0,
+        "the PMD holds no packet between iterations"
+    );
+
     // Port deletion under traffic: the source goes away between
     // iterations, queues first, then the port (which unplugs the vdev and
     // frees the capture's mbufs).
