@@ -26,6 +26,8 @@ pub mod contract;
 pub mod device;
 #[cfg(not(windows))]
 pub mod emulator;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod netdev;
 pub mod ring;
 mod sys;

@@ -95,6 +95,14 @@ impl QueueFrames {
         self.free.len()
     }
 
+    /// Frames the shim holds now.
+    pub fn held_by_shim(&self) -> usize {
+        self.shim_holds
+            .iter()
+            .filter(|f| f.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// Frames lent to packets now.
     pub fn lent(&self) -> usize {
         self.lent.load(Ordering::Relaxed)

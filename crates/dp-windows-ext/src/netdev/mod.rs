@@ -345,6 +345,38 @@ impl Netdev for WindowsNetdev {
     }
 }
 
+/// The two halves of one queue over `frames`, without a device (fuzzing
+/// and tests play the shim on the same region).
+pub(crate) fn queue_pair(
+    frames: &Arc<QueueFrames>,
+    port_no: u32,
+    pool: &PacketPool,
+    doorbell: Box<dyn Doorbell>,
+) -> (WindowsRxq, WindowsTxq) {
+    let region = &frames.region;
+    let layout = frames.layout;
+    let stats = Arc::new(Stats::default());
+    let rx = WindowsRxq {
+        frames: Arc::clone(frames),
+        fill: Producer::new(layout.fill, region),
+        punt: Consumer::new(layout.punt, region),
+        pool: pool.clone(),
+        port_no,
+        stats: Arc::clone(&stats),
+    };
+    let tx = WindowsTxq {
+        frames: Arc::clone(frames),
+        state: Arc::new(Mutex::new(TxState {
+            inject: Producer::new(layout.inject, region),
+            completion: Consumer::new(layout.completion, region),
+            doorbell,
+        })),
+        port_no,
+        stats,
+    };
+    (rx, tx)
+}
+
 /// Fill ring refills per call: enough for two bursts.
 const REFILL: u32 = 2 * MAX_BURST as u32;
 
