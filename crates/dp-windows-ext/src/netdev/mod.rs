@@ -257,6 +257,12 @@ impl WindowsNetdev {
         &self.pool
     }
 
+    /// Frames the shim holds now (on the fill ring, or injected and not
+    /// yet completed).
+    pub fn frames_with_shim(&self) -> usize {
+        self.queues.iter().map(|q| q.frames.held_by_shim()).sum()
+    }
+
     /// Frames on the free lists (the rest are with the shim or lent).
     pub fn frames_free(&self) -> usize {
         self.queues.iter().map(|q| q.frames.free_count()).sum()
