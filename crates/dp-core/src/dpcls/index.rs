@@ -6,8 +6,10 @@
 //! The index does not own keys. It stores, per slot, the full 32-bit hash
 //! (the "tag") and a `u32` value (a rule or flow position); the caller
 //! confirms a candidate by comparing its own key through a predicate. A
-//! bucket is one 64-byte cache line holding [`SLOTS`] tags, [`SLOTS`]
-//! values, an occupancy bitmap and an overflow count. A lookup reads the
+//! bucket is one 64-byte cache line holding [`SLOTS`] tags (in an
+//! 8-lane array, so the tag compare is two SIMD compares), [`SLOTS`]
+//! values, and one word packing the occupancy bitmap and an overflow
+//! count. A lookup reads the
 //! home bucket (`hash & mask`) and moves to the next bucket only while the
 //! current one records that some insert passed it because it was full
 //! (F14's "outbound overflow" counter), so a miss usually costs one line.
@@ -30,19 +32,41 @@ pub const SLOTS: usize = 7;
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    tags: [u32; SLOTS],
+    /// Lane 7 is never occupied; it makes the compare 8 lanes wide.
+    tags: [u32; 8],
     values: [u32; SLOTS],
-    /// Bit `j` set: slot `j` holds an entry.
-    occupied: u8,
-    /// Entries that had to move past this bucket because it was full.
-    overflow: u32,
+    /// Bits 0..7: slot `j` holds an entry. Bits 8..32: entries that had to
+    /// move past this bucket because it was full.
+    meta: u32,
+}
+
+const OCCUPIED_MASK: u32 = (1 << SLOTS) - 1;
+const OVERFLOW_ONE: u32 = 1 << 8;
+
+impl Bucket {
+    #[inline(always)]
+    fn occupied(&self) -> u32 {
+        self.meta & OCCUPIED_MASK
+    }
+    #[inline(always)]
+    fn overflowed(&self) -> bool {
+        self.meta >= OVERFLOW_ONE
+    }
+    /// Bitmap of occupied slots whose tag is `hash`.
+    #[inline(always)]
+    fn tag_hits(&self, hash: u32) -> u32 {
+        let mut hits = 0u32;
+        for (j, tag) in self.tags.iter().enumerate() {
+            hits |= u32::from(*tag == hash) << j;
+        }
+        hits & self.occupied()
+    }
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    tags: [0; SLOTS],
+    tags: [0; 8],
     values: [0; SLOTS],
-    occupied: 0,
-    overflow: 0,
+    meta: 0,
 };
 
 const _: () = assert!(size_of::<Bucket>() == 64);
@@ -97,11 +121,7 @@ impl HashIndex {
         let mut b = hash as usize & mask;
         loop {
             let bucket = &self.buckets[b];
-            let mut hits = 0u32;
-            for (j, tag) in bucket.tags.iter().enumerate() {
-                hits |= u32::from(*tag == hash) << j;
-            }
-            hits &= u32::from(bucket.occupied);
+            let mut hits = bucket.tag_hits(hash);
             while hits != 0 {
                 let j = hits.trailing_zeros() as usize;
                 let value = bucket.values[j];
@@ -110,7 +130,7 @@ impl HashIndex {
                 }
                 hits &= hits - 1;
             }
-            if bucket.overflow == 0 {
+            if !bucket.overflowed() {
                 return None;
             }
             b = (b + 1) & mask;
@@ -124,11 +144,7 @@ impl HashIndex {
     #[inline]
     pub fn home_candidate(&self, hash: u32) -> (u32, bool) {
         let bucket = &self.buckets[hash as usize & self.mask()];
-        let mut hits = 0u32;
-        for (j, tag) in bucket.tags.iter().enumerate() {
-            hits |= u32::from(*tag == hash) << j;
-        }
-        hits &= u32::from(bucket.occupied);
+        let hits = bucket.tag_hits(hash);
         let first = if hits == 0 {
             NO_CANDIDATE
         } else {
@@ -136,7 +152,7 @@ impl HashIndex {
         };
         (
             first,
-            hits & hits.wrapping_sub(1) == 0 && bucket.overflow == 0,
+            hits & hits.wrapping_sub(1) == 0 && !bucket.overflowed(),
         )
     }
 
@@ -154,14 +170,14 @@ impl HashIndex {
         let mut b = hash as usize & mask;
         loop {
             let bucket = &mut self.buckets[b];
-            if bucket.occupied != (1 << SLOTS) - 1 {
-                let j = (!bucket.occupied).trailing_zeros() as usize;
+            if bucket.occupied() != OCCUPIED_MASK {
+                let j = (!bucket.occupied()).trailing_zeros() as usize;
                 bucket.tags[j] = hash;
                 bucket.values[j] = value;
-                bucket.occupied |= 1 << j;
+                bucket.meta |= 1 << j;
                 return;
             }
-            bucket.overflow += 1;
+            bucket.meta += OVERFLOW_ONE;
             b = (b + 1) & mask;
         }
     }
@@ -174,43 +190,21 @@ impl HashIndex {
         loop {
             let bucket = &mut self.buckets[b];
             let found = (0..SLOTS).find(|&j| {
-                bucket.occupied & (1 << j) != 0
+                bucket.occupied() & (1 << j) != 0
                     && bucket.tags[j] == hash
                     && bucket.values[j] == value
             });
             if let Some(j) = found {
-                bucket.occupied &= !(1 << j);
+                bucket.meta &= !(1 << j);
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].overflow -= 1;
+                    self.buckets[p].meta -= OVERFLOW_ONE;
                     p = (p + 1) & mask;
                 }
                 self.len -= 1;
                 return true;
             }
-            if bucket.overflow == 0 {
-                return false;
-            }
-            b = (b + 1) & mask;
-        }
-    }
-
-    /// Replaces the value of entry (`hash`, `old`) by `new`.
-    pub fn replace(&mut self, hash: u32, old: u32, new: u32) -> bool {
-        let mask = self.mask();
-        let mut b = hash as usize & mask;
-        loop {
-            let bucket = &mut self.buckets[b];
-            for j in 0..SLOTS {
-                if bucket.occupied & (1 << j) != 0
-                    && bucket.tags[j] == hash
-                    && bucket.values[j] == old
-                {
-                    bucket.values[j] = new;
-                    return true;
-                }
-            }
-            if bucket.overflow == 0 {
+            if !bucket.overflowed() {
                 return false;
             }
             b = (b + 1) & mask;
@@ -222,7 +216,7 @@ impl HashIndex {
         let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; new_len]);
         for bucket in &old {
             for j in 0..SLOTS {
-                if bucket.occupied & (1 << j) != 0 {
+                if bucket.occupied() & (1 << j) != 0 {
                     self.insert_no_grow(bucket.tags[j], bucket.values[j]);
                 }
             }
@@ -233,7 +227,7 @@ impl HashIndex {
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.buckets.iter().flat_map(|bucket| {
             (0..SLOTS)
-                .filter(move |j| bucket.occupied & (1 << j) != 0)
+                .filter(move |j| bucket.occupied() & (1 << j) != 0)
                 .map(move |j| (bucket.tags[j], bucket.values[j]))
         })
     }
@@ -302,12 +296,7 @@ mod tests {
             assert!(index.remove(0x40, v));
         }
         assert!(index.is_empty());
-        assert!(
-            index
-                .buckets
-                .iter()
-                .all(|b| b.overflow == 0 && b.occupied == 0)
-        );
+        assert!(index.buckets.iter().all(|b| b.meta == 0));
     }
 
     #[test]
