@@ -575,7 +575,7 @@ fn parse_action(tok: &str, m: &Match, names: &dyn PortNamer) -> Result<OfAction,
             let arg = arg.unwrap_or("");
             let mut bytes = Vec::new();
             let hex: String = arg.chars().filter(|c| *c != '.').collect();
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(ParseError::new(name, "hex bytes come in pairs"));
             }
             for i in (0..hex.len()).step_by(2) {

@@ -292,7 +292,7 @@ impl<R: Clone> Classifier<R> {
     fn sort(&mut self) {
         self.subtables.retain(|s| s.n_rules > 0);
         self.subtables
-            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+            .sort_by_key(|s| std::cmp::Reverse(s.max_priority));
     }
 
     /// Inserts a rule; returns the rule it replaced (same match and
@@ -424,10 +424,9 @@ impl<R: Clone> Classifier<R> {
                 .buckets
                 .get(&flow.masked(&st.mask))
                 .and_then(|b| b.first())
+                && best.is_none_or(|b| e.priority > b.priority)
             {
-                if best.is_none_or(|b| e.priority > b.priority) {
-                    best = Some(e);
-                }
+                best = Some(e);
             }
         }
         best

@@ -129,7 +129,7 @@ pub const PACKET_IN_QUEUE: usize = 256;
 /// What [`Ofproto::run`] did.
 #[derive(Debug, Default)]
 pub struct RunReport {
-    pub expired_rules: Vec<(Arc<Rule>, ExpireReason)>,
+    pub expired_rules: Vec<tables::ExpiredRule>,
     pub expired_macs: usize,
 }
 

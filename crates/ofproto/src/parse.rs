@@ -248,13 +248,13 @@ pub fn parse_flow_mod(
     }
     if let Some(t) = fm.table_id {
         for a in &fm.actions {
-            if let OfAction::GotoTable(g) = a {
-                if *g <= t {
-                    return Err(ParseError::new(
-                        "goto_table",
-                        format!("table {g} is not after table {t}"),
-                    ));
-                }
+            if let OfAction::GotoTable(g) = a
+                && *g <= t
+            {
+                return Err(ParseError::new(
+                    "goto_table",
+                    format!("table {g} is not after table {t}"),
+                ));
             }
         }
     }

@@ -114,6 +114,9 @@ pub enum ExpireReason {
     Hard,
 }
 
+/// A rule that timed out, and why.
+pub type ExpiredRule = (Arc<Rule>, ExpireReason);
+
 /// Why a flow mod was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlowModError {
@@ -332,7 +335,7 @@ impl RuleSet {
 
     /// The next version without the rules expired at `now_ms` (and the
     /// expired rules), or `None` when nothing expired.
-    pub fn expire(&self, now_ms: u64) -> Option<(RuleSet, Vec<(Arc<Rule>, ExpireReason)>)> {
+    pub fn expire(&self, now_ms: u64) -> Option<(RuleSet, Vec<ExpiredRule>)> {
         let mut next: Option<RuleSet> = None;
         let mut gone = Vec::new();
         for table in 0..N_TABLES {

@@ -407,10 +407,10 @@ impl Ctx<'_, '_> {
                 OfAction::Move { src, dst } => self.move_bits(src, dst),
                 OfAction::Resubmit { port, table } => {
                     let old_in = self.flow.key.in_port;
-                    if let Some(p) = port {
-                        if *p != OFPP_IN_PORT {
-                            self.flow.key.in_port = *p;
-                        }
+                    if let Some(p) = port
+                        && *p != OFPP_IN_PORT
+                    {
+                        self.flow.key.in_port = *p;
                     }
                     self.table(table.unwrap_or(self.table_id));
                     self.flow.key.in_port = old_in;
