@@ -556,3 +556,42 @@ fn trunc_applies_to_the_pushed_packet() {
     assert_eq!(&out[push.header.len()..], &inner[..100]);
     check_outer_udp(&out, &inner[..100], true);
 }
+
+#[test]
+fn gre_sequence_numbers_count_per_tunnel_port() {
+    let mut h = Harness::new();
+    let mut push = gre_push(Ip::V4, Some(5), true);
+    // Add the S bit and its 4-byte field after the key.
+    push.header[34] |= 0x10;
+    push.header.extend_from_slice(&[0xaa; 4]);
+    let mut other = push.clone();
+    other.tnl_port = TNL_PORT + 1;
+    let inner = tcp4(b"seq");
+    let seqs = |h: &mut Harness, push: &TnlPush, n: usize| -> Vec<u32> {
+        let frames: Vec<_> = (0..n).map(|_| inner.clone()).collect();
+        h.run(&[Action::TnlPush(push.clone()), Action::Output(2)], &frames);
+        let out = h.sink.sent(2);
+        h.assert_no_leak();
+        out.iter()
+            .map(|f| {
+                assert_eq!(
+                    rfc1071(&f[34..]),
+                    0,
+                    "GRE checksum covers the sequence number"
+                );
+                u32::from_be_bytes(f[46..50].try_into().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(seqs(&mut h, &push, 3), vec![0, 1, 2]);
+    assert_eq!(seqs(&mut h, &other, 1), vec![0]);
+    assert_eq!(seqs(&mut h, &push, 2), vec![3, 4]);
+
+    h.exec.set_tunnel_port(TNL_PORT, TunnelKind::Gre);
+    h.run(&[Action::TnlPush(push), Action::Output(2)], &[&inner]);
+    let out = h.sink.sent(2).pop().unwrap();
+    h.assert_no_leak();
+    h.run(&[Action::TnlPop(TNL_PORT)], &[&out]);
+    assert_eq!(h.sink.recirculated[0].data(), &inner[..]);
+    assert_eq!(h.sink.recirculated[0].meta().tunnel.tun_id, 5);
+}

@@ -100,6 +100,8 @@ pub struct Executor {
     drops: DropCounters,
     meters: MeterTable,
     tunnel_ports: Vec<(u32, TunnelKind)>,
+    /// Next GRE sequence number per tunnel port.
+    gre_seqs: Vec<(u32, u32)>,
     /// Scratch key for hashes that need a parse (no per-packet stack
     /// zeroing of a 300-byte key in the caller).
     key: FlowKey,
@@ -119,6 +121,7 @@ impl Executor {
             drops: DropCounters::new(),
             meters: MeterTable::new(),
             tunnel_ports: Vec::new(),
+            gre_seqs: Vec::new(),
             key: FlowKey::ZERO,
             now_ns: 0,
         }
@@ -398,13 +401,23 @@ impl Executor {
                         return;
                     }
                     apply_cut(batch, cut.take());
+                    let mut seq = if plan.has_gre_seq() {
+                        self.gre_seq(push.tnl_port)
+                    } else {
+                        0
+                    };
                     let mut failed: Mask = 0;
                     for i in 0..batch.len() {
                         let packet = batch.get_mut(i).expect("index below len");
                         let hash = self.inner_hash(packet);
-                        if !tunnel::push(packet, &push.header, &plan, hash) {
+                        if tunnel::push(packet, &push.header, &plan, hash, seq) {
+                            seq = seq.wrapping_add(1);
+                        } else {
                             failed |= 1 << i;
                         }
+                    }
+                    if plan.has_gre_seq() {
+                        self.set_gre_seq(push.tnl_port, seq);
                     }
                     self.drop_marked(batch, failed, DropReason::TunnelPushError);
                 }
@@ -487,6 +500,22 @@ impl Executor {
         if !out.is_empty() {
             sink.recirculate(&mut out);
             self.drop_batch(&mut out, DropReason::RecircQueueFull);
+        }
+    }
+
+    /// The next GRE sequence number of tunnel port `port`.
+    fn gre_seq(&self, port: u32) -> u32 {
+        self.gre_seqs
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(0, |(_, seq)| *seq)
+    }
+
+    fn set_gre_seq(&mut self, port: u32, seq: u32) {
+        match self.gre_seqs.iter_mut().find(|(p, _)| *p == port) {
+            Some(entry) => entry.1 = seq,
+            // Once per tunnel port that sends sequenced GRE.
+            None => self.gre_seqs.push((port, seq)),
         }
     }
 

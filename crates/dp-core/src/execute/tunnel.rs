@@ -25,9 +25,11 @@
 //! Anything unexpected drops the packet as a tunnel pop error: a
 //! malformed outer header is never decapsulated.
 //!
+//! GRE sequence numbers come from a counter per tunnel port that the
+//! executor keeps (OVS's per-netdev `gre_seqno`), starting at 0.
+//!
 //! # Not done here
-//! GRE sequence numbers are sent as written in the action (OVS keeps a
-//! per-port counter), VXLAN-GBP and ERSPAN/GTP-U/SRv6 are not decoded,
+//! VXLAN-GBP and ERSPAN/GTP-U/SRv6 are not decoded,
 //! and IPv6 outer headers with extension headers are refused on pop.
 
 use crate::action::{TnlPush, vport_type};
@@ -78,8 +80,14 @@ pub fn src_port(hash: u32) -> u16 {
 
 #[derive(Clone, Copy, Debug)]
 enum L4Plan {
-    Udp { csum: bool },
-    Gre { csum: bool },
+    Udp {
+        csum: bool,
+    },
+    /// `seq_at`: offset of the sequence number from the GRE header.
+    Gre {
+        csum: bool,
+        seq_at: Option<usize>,
+    },
 }
 
 /// A `tnl_push` header, parsed once per batch.
@@ -110,6 +118,18 @@ fn l2_len(h: &[u8]) -> Option<(usize, u16)> {
 }
 
 impl PushPlan {
+    /// True when the header carries a GRE sequence number, which
+    /// [`push`] fills from the caller's per-tunnel-port counter.
+    pub fn has_gre_seq(&self) -> bool {
+        matches!(
+            self.l4plan,
+            L4Plan::Gre {
+                seq_at: Some(_),
+                ..
+            }
+        )
+    }
+
     /// Checks `push`'s header and finds its fields. `Err` gives the drop
     /// reason: a malformed header is a push error, a tunnel type this
     /// executor cannot build is unsupported.
@@ -185,8 +205,13 @@ impl PushPlan {
             if h.len() != l4 + 4 + 4 * opts {
                 return Err(bad);
             }
+            let seq_at = (flags & GRE_SEQ != 0).then(|| {
+                4 + if flags & GRE_CSUM != 0 { 4 } else { 0 }
+                    + if flags & GRE_KEY != 0 { 4 } else { 0 }
+            });
             L4Plan::Gre {
                 csum: flags & GRE_CSUM != 0,
+                seq_at,
             }
         };
         Ok(PushPlan {
@@ -200,11 +225,18 @@ impl PushPlan {
 }
 
 /// Prepends `header` (checked by `plan`) to `packet` and fills the
-/// per-packet fields; `inner_hash` picks the UDP source port. A header
+/// per-packet fields; `inner_hash` picks the UDP source port, `gre_seq`
+/// is the GRE sequence number (when [`PushPlan::has_gre_seq`]). A header
 /// longer than the headroom slides the packet into its tailroom first.
 /// `false` when the buffer is too small (the packet is unchanged).
 #[inline]
-pub fn push(packet: &mut Packet, header: &[u8], plan: &PushPlan, inner_hash: u32) -> bool {
+pub fn push(
+    packet: &mut Packet,
+    header: &[u8],
+    plan: &PushPlan,
+    inner_hash: u32,
+    gre_seq: u32,
+) -> bool {
     if !packet.reserve_headroom(header.len()) {
         return false;
     }
@@ -253,7 +285,10 @@ pub fn push(packet: &mut Packet, header: &[u8], plan: &PushPlan, inner_hash: u32
                 put16(data, l4 + 6, if c == 0 { 0xffff } else { c });
             }
         }
-        L4Plan::Gre { csum } => {
+        L4Plan::Gre { csum, seq_at } => {
+            if let Some(at) = seq_at {
+                data[l4 + at..l4 + at + 4].copy_from_slice(&gre_seq.to_be_bytes());
+            }
             if csum {
                 put16(data, l4 + 4, 0);
                 let c = checksum(&data[l4..]);
