@@ -648,10 +648,56 @@ fn set_metadata_fields() {
     );
 }
 
+fn neighbour_solicitation(option_type: u8) -> Vec<u8> {
+    let mut payload = IP6_B.to_vec(); // target
+    payload.extend_from_slice(&[7, 1, 0, 0, 0, 0, 0, 0]); // an unknown option first
+    payload.extend_from_slice(&[option_type, 1]);
+    payload.extend_from_slice(&MAC_A);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(IP6_A, IP6_B, 255)
+        .icmpv6_raw(if option_type == 1 { 135 } else { 136 }, 0, [0; 4])
+        .write(&mut v, &payload)
+        .unwrap();
+    v
+}
+
+#[test]
+fn set_nd_target_and_link_layer_options() {
+    let mut h = Harness::new();
+    let target = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    let mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+    let solicit = neighbour_solicitation(1);
+    let advert = neighbour_solicitation(2);
+    h.run(
+        &[
+            Action::Set(KeyAttr::Nd(NdKey {
+                target,
+                sll: mac,
+                tll: mac,
+            })),
+            Action::Output(1),
+        ],
+        &[&solicit, &advert],
+    );
+    // ICMPv6 header at 54: type, code, checksum, 4 reserved; the target
+    // at 62, the unknown option at 78, the link-layer option at 86.
+    let expected: Vec<_> = [solicit, advert]
+        .iter()
+        .map(|f| {
+            expect_edited(f, |v| {
+                v[62..78].copy_from_slice(&target);
+                v[88..94].copy_from_slice(&mac);
+            })
+        })
+        .collect();
+    assert_eq!(h.sink.sent(1), expected);
+}
+
 #[test]
 fn unsupported_set_is_a_counted_drop_and_check_finds_it() {
     let mut h = Harness::new();
-    let nd = Action::Set(KeyAttr::Nd(NdKey::default()));
+    let nd = Action::Set(KeyAttr::NdExt(Default::default()));
     let actions = vec![Action::Clone(vec![nd.clone()]), Action::Output(1)];
     assert_eq!(Executor::check(&actions), Err(&nd));
     assert_eq!(Executor::check(&[Action::Output(1)]), Ok(()));

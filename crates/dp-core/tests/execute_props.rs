@@ -65,6 +65,7 @@ fn leaf() -> impl Strategy<Value = Action> {
             dst: MAC_A
         }))),
         Just(Action::Set(KeyAttr::Nd(NdKey::default()))),
+        Just(Action::Set(KeyAttr::NdExt(Default::default()))),
         (prop_oneof![Just(0x8100u16), Just(0x88a8)], any::<u16>())
             .prop_map(|(tpid, tci)| Action::PushVlan { tpid, tci }),
         Just(Action::PopVlan),

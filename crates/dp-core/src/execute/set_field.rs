@@ -29,7 +29,7 @@
 
 use crate::flow::key::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::odp::attr::{
-    ArpKey, EthKey, IcmpKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey, TunAttr, TunAttrKind,
+    ArpKey, EthKey, IcmpKey, Ipv4Key, Ipv6Key, KeyAttr, NdKey, PortsKey, TunAttr, TunAttrKind,
 };
 use crate::packet::{OFS_NONE, Packet, PacketBatch, PacketType, TunnelMetadata};
 
@@ -87,6 +87,7 @@ pub fn supported(key: &KeyAttr, mask: Option<&KeyAttr>) -> bool {
         | KeyAttr::Icmp(_)
         | KeyAttr::Icmpv6(_)
         | KeyAttr::Arp(_)
+        | KeyAttr::Nd(_)
         | KeyAttr::Priority(_)
         | KeyAttr::SkbMark(_)
         | KeyAttr::DpHash(_)
@@ -164,6 +165,7 @@ pub fn apply(packet: &mut Packet, key: &KeyAttr, mask: Option<&KeyAttr>) {
         KeyAttr::Icmp(k) => set_icmp(packet, IPPROTO_ICMP, k, m!(Icmp)),
         KeyAttr::Icmpv6(k) => set_icmp(packet, IPPROTO_ICMPV6, k, m!(Icmpv6)),
         KeyAttr::Arp(k) => set_arp(packet, k, m!(Arp)),
+        KeyAttr::Nd(k) => set_nd(packet, k, m!(Nd)),
         KeyAttr::Mpls(k) => {
             let mask = match mask {
                 Some(KeyAttr::Mpls(m)) => m.first(),
@@ -544,6 +546,54 @@ fn set_icmp(packet: &mut Packet, proto: u8, k: &IcmpKey, m: Option<&IcmpKey>) {
         let c = recalc16(be16(data, ofs + 2), old, new);
         put16(data, ofs, new);
         put16(data, ofs + 2, c);
+    }
+}
+
+/// `set(nd(...))`: the target address of a neighbour solicitation or
+/// advertisement and its source/target link-layer address option (the
+/// first one present, as OVS), with the ICMPv6 checksum patched.
+fn set_nd(packet: &mut Packet, k: &NdKey, m: Option<&NdKey>) {
+    const ND_HEADER_LEN: usize = 24;
+    let Some(l4) = l4_of(packet, IPPROTO_ICMPV6, ND_HEADER_LEN) else {
+        return;
+    };
+    let ofs = l4.ofs.expect("checked by l4_of");
+    let end = ofs + l4.len;
+    let data = packet.data_mut();
+    if !matches!(data[ofs], 135 | 136) || data[ofs + 1] != 0 {
+        return;
+    }
+    let mut delta = 0u32;
+    let target_at = ofs + 8;
+    let old: [u8; 16] = data[target_at..target_at + 16]
+        .try_into()
+        .expect("16 bytes");
+    let new = mix(&old, &k.target, m.map(|m| &m.target));
+    if new != old {
+        delta += delta_bytes(&old, &new);
+        data[target_at..target_at + 16].copy_from_slice(&new);
+    }
+    let mut opt = ofs + ND_HEADER_LEN;
+    while opt + 8 <= end && data[opt + 1] != 0 {
+        let units = usize::from(data[opt + 1]);
+        let lla = match (data[opt], units) {
+            (1, 1) => Some((&k.sll, m.map(|m| &m.sll))),
+            (2, 1) => Some((&k.tll, m.map(|m| &m.tll))),
+            _ => None,
+        };
+        if let Some((key, mask)) = lla {
+            let old: [u8; 6] = data[opt + 2..opt + 8].try_into().expect("6 bytes");
+            let new = mix(&old, key, mask);
+            if new != old {
+                delta += delta_bytes(&old, &new);
+                data[opt + 2..opt + 8].copy_from_slice(&new);
+            }
+            break;
+        }
+        opt += units * 8;
+    }
+    if delta != 0 {
+        put16(data, ofs + 2, apply_delta(be16(data, ofs + 2), delta));
     }
 }
 
