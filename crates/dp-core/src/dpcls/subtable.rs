@@ -39,10 +39,13 @@ use crate::flow::{FLOW_U64S, FlowKey};
 use crate::packet::MAX_BURST;
 
 /// Mask widths (in 64-bit words) with a specialised lookup loop. The
-/// `dpcls_width` benchmark (hot cache, 4096 rules, two runs) showed the
-/// const-generic loop 10-20% faster for 3 to 8 words and no stable gain
-/// for 1 and 2 words, which therefore take the generic loop; masks wider
-/// than 8 words are rare in megaflows and also take the generic loop.
+/// `dpcls_width` benchmark (hot cache, 4096 rules) showed the
+/// const-generic loop faster for 3 to 8 words in two runs on the shared
+/// 2-core build machine (load ~7; minimum ns/packet, e.g. 8 words 36 vs
+/// 45, 6 words 32-33 vs 38) and no stable gain for 1 and 2 words, which
+/// therefore take the generic loop. A third run at load 11 was noise
+/// (its width-10 control, the same code both ways, differed by 50%):
+/// re-check on a quiet machine before trusting small differences.
 pub const SPECIALISED_WIDTHS: std::ops::RangeInclusive<usize> = 3..=8;
 
 /// Marks a free rule slot (values are `u32`, so no value collides).
