@@ -15,7 +15,9 @@
 //! - IPv4 TOS/TTL: the IP header checksum;
 //! - ports: the TCP/UDP checksum; SCTP's CRC32c is recomputed so that a
 //!   CRC that was wrong stays wrong (OVS's XOR trick);
-//! - ICMP type/code: the ICMP checksum.
+//! - ICMP type/code: the ICMP checksum;
+//! - ND target and source/target link-layer address option: the ICMPv6
+//!   checksum.
 //!
 //! The UDP zero-checksum rule: a UDP checksum of 0 means "none" and is
 //! left alone; a patched checksum that comes out 0 is written as 0xffff.

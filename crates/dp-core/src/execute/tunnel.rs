@@ -16,10 +16,10 @@
 //!
 //! # Pop
 //! [`pop`] validates the outer headers (IPv4 header checksum, lengths,
-//! no fragments, no IPv4 options, UDP checksum when present, the tunnel header's flags,
-//! version and protocol), strips them, and rewrites the packet metadata as
-//! a fresh packet carrying [`TunnelMetadata`] (tun_id, outer addresses,
-//! TOS, TTL, UDP ports, flags, Geneve options), as OVS's
+//! no fragments, no IPv4 options, UDP checksum when present, the tunnel
+//! header's flags, version and protocol), strips them, and rewrites the
+//! packet metadata as a fresh packet carrying [`TunnelMetadata`] (tun_id,
+//! outer addresses, TOS, TTL, UDP ports, flags, Geneve options), as OVS's
 //! `pkt_metadata_init_tnl` + `*_pop_header`. The executor then sets the
 //! tunnel port as the input port and hands the packet to recirculation.
 //! Anything unexpected drops the packet as a tunnel pop error: a
@@ -29,8 +29,12 @@
 //! executor keeps (OVS's per-netdev `gre_seqno`), starting at 0.
 //!
 //! # Not done here
-//! VXLAN-GBP and ERSPAN/GTP-U/SRv6 are not decoded,
-//! and IPv6 outer headers with extension headers are refused on pop.
+//! `tnl_push` of ERSPAN, GTP-U and SRv6 headers is refused as
+//! unsupported. `tnl_pop` does not decode VXLAN-GBP (a VXLAN header with
+//! the G flag is a pop error, as in OVS without the `gbp` extension) and
+//! refuses IPv6 outer headers with extension headers.
+//!
+//! [`TunnelMetadata`]: crate::packet::TunnelMetadata
 
 use crate::action::{TnlPush, vport_type};
 use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_GRE, IPPROTO_UDP};
