@@ -23,7 +23,10 @@ pub enum ClientError {
     /// The shim refused the request with this errno.
     Errno(i32),
     /// Incompatible contract versions (`(major << 16) | minor`).
-    Version { ours: u32, theirs: u32 },
+    Version {
+        ours: u32,
+        theirs: u32,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -74,7 +77,10 @@ pub struct Client {
 
 impl Client {
     /// Says hello (refusing an incompatible shim) and gets our PID.
-    pub fn connect(device: Box<dyn Device>, bad: Arc<BadInputCounters>) -> Result<Client, ClientError> {
+    pub fn connect(
+        device: Box<dyn Device>,
+        bad: Arc<BadInputCounters>,
+    ) -> Result<Client, ClientError> {
         let mut client = Client {
             device,
             pid: 0,
@@ -88,7 +94,9 @@ impl Client {
         });
         let theirs = match hello {
             Ok(replies) => {
-                let m = replies.first().ok_or(ClientError::Bad(BadInput::MissingAttr))?;
+                let m = replies
+                    .first()
+                    .ok_or(ClientError::Bad(BadInput::MissingAttr))?;
                 m.version
             }
             Err(e) => return Err(e),
@@ -136,7 +144,14 @@ impl Client {
         attrs: impl FnOnce(Builder) -> Builder,
     ) -> Result<Vec<Reply>, ClientError> {
         self.seq = self.seq.wrapping_add(1);
-        let msg = attrs(Builder::new(family, cmd, NLM_F_REQUEST | flags, self.seq, self.pid)).finish();
+        let msg = attrs(Builder::new(
+            family,
+            cmd,
+            NLM_F_REQUEST | flags,
+            self.seq,
+            self.pid,
+        ))
+        .finish();
         let mut reply = std::mem::take(&mut self.reply);
         let result = self.device.ioctl(IOCTL_TRANSACT, &msg, &mut reply);
         let parsed = result
@@ -170,7 +185,9 @@ impl Client {
 
     /// The port whose friendly name is `name`.
     pub fn vport_by_name(&mut self, name: &str) -> Result<Option<VportInfo>, ClientError> {
-        match self.request(FAMILY_VPORT, VPORT_CMD_GET, 0, |b| b.str(ATTR_VPORT_NAME, name)) {
+        match self.request(FAMILY_VPORT, VPORT_CMD_GET, 0, |b| {
+            b.str(ATTR_VPORT_NAME, name)
+        }) {
             Ok(r) => Ok(r.into_iter().find_map(|r| r.vport)),
             Err(ClientError::Errno(ENOENT)) => Ok(None),
             Err(e) => Err(e),
@@ -210,9 +227,15 @@ impl Client {
 
     fn dump_once(&mut self, cursor: u32) -> Result<(bool, Vec<VportInfo>), ClientError> {
         self.seq = self.seq.wrapping_add(1);
-        let msg = Builder::new(FAMILY_VPORT, VPORT_CMD_GET, NLM_F_REQUEST | NLM_F_DUMP, self.seq, self.pid)
-            .u32(ATTR_VPORT_DUMP_CURSOR, cursor)
-            .finish();
+        let msg = Builder::new(
+            FAMILY_VPORT,
+            VPORT_CMD_GET,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            self.seq,
+            self.pid,
+        )
+        .u32(ATTR_VPORT_DUMP_CURSOR, cursor)
+        .finish();
         let mut reply = std::mem::take(&mut self.reply);
         self.device.ioctl(IOCTL_TRANSACT, &msg, &mut reply)?;
         let done = decode_all(&reply)
@@ -227,7 +250,8 @@ impl Client {
     /// Creates a userspace port (the userspace-created table).
     pub fn vport_new(&mut self, name: &str, kind: PortKind) -> Result<VportInfo, ClientError> {
         let r = self.request(FAMILY_VPORT, VPORT_CMD_NEW, 0, |b| {
-            b.str(ATTR_VPORT_NAME, name).u32(ATTR_VPORT_KIND, kind.to_u32())
+            b.str(ATTR_VPORT_NAME, name)
+                .u32(ATTR_VPORT_KIND, kind.to_u32())
         })?;
         r.into_iter()
             .find_map(|r| r.vport)
@@ -236,14 +260,17 @@ impl Client {
 
     /// Deletes a userspace-created port.
     pub fn vport_del(&mut self, port_no: u32) -> Result<(), ClientError> {
-        self.request(FAMILY_VPORT, VPORT_CMD_DEL, 0, |b| b.u32(ATTR_VPORT_PORT_NO, port_no))
-            .map(drop)
+        self.request(FAMILY_VPORT, VPORT_CMD_DEL, 0, |b| {
+            b.u32(ATTR_VPORT_PORT_NO, port_no)
+        })
+        .map(drop)
     }
 
     /// Sends `port_no`'s frames (while no ring is attached) to socket `pid`.
     pub fn vport_set_upcall_pid(&mut self, port_no: u32, pid: u32) -> Result<(), ClientError> {
         self.request(FAMILY_VPORT, VPORT_CMD_SET, 0, |b| {
-            b.u32(ATTR_VPORT_PORT_NO, port_no).u32(ATTR_VPORT_UPCALL_PID, pid)
+            b.u32(ATTR_VPORT_PORT_NO, port_no)
+                .u32(ATTR_VPORT_UPCALL_PID, pid)
         })
         .map(drop)
     }
@@ -251,7 +278,8 @@ impl Client {
     /// Joins or leaves multicast group `group`.
     pub fn subscribe(&mut self, group: u32, join: bool) -> Result<(), ClientError> {
         self.request(FAMILY_CTRL, CTRL_CMD_MC_SUBSCRIBE, 0, |b| {
-            b.u32(ATTR_CTRL_MCAST_GROUP, group).u8(ATTR_CTRL_MCAST_JOIN, join as u8)
+            b.u32(ATTR_CTRL_MCAST_GROUP, group)
+                .u8(ATTR_CTRL_MCAST_JOIN, join as u8)
         })
         .map(drop)
     }
@@ -262,7 +290,9 @@ impl Client {
         let r = self
             .device
             .ioctl(IOCTL_READ_EVENT, &wait_ms.to_le_bytes(), &mut out);
-        let event = r.map_err(ClientError::Io).and_then(|()| self.parse_event(&out));
+        let event = r
+            .map_err(ClientError::Io)
+            .and_then(|()| self.parse_event(&out));
         self.reply = out;
         event
     }
@@ -303,7 +333,9 @@ impl Client {
                 return Err(self.bad(BadInput::UnknownCommand));
             }
             let port = m.u32(ATTR_PACKET_PORT_NO).map_err(|b| self.bad(b))?;
-            let data = m.attr(ATTR_PACKET_DATA).ok_or_else(|| self.bad(BadInput::MissingAttr))?;
+            let data = m
+                .attr(ATTR_PACKET_DATA)
+                .ok_or_else(|| self.bad(BadInput::MissingAttr))?;
             Ok(Some((port, data.to_vec())))
         });
         self.reply = out;
@@ -313,7 +345,8 @@ impl Client {
     /// Slow-path inject of one frame to `ports`.
     pub fn execute(&mut self, ports: &[u32], frame: &[u8]) -> Result<(), ClientError> {
         self.request(FAMILY_PACKET, PACKET_CMD_EXECUTE, 0, |b| {
-            b.u32_list(ATTR_PACKET_OUT_PORTS, ports).bytes(ATTR_PACKET_DATA, frame)
+            b.u32_list(ATTR_PACKET_OUT_PORTS, ports)
+                .bytes(ATTR_PACKET_DATA, frame)
         })
         .map(drop)
     }
@@ -338,8 +371,13 @@ impl Client {
             .into_iter()
             .find_map(|r| r.ring)
             .ok_or_else(|| self.bad(BadInput::MissingAttr))?;
-        if (grant.port_no, grant.queue, grant.n_desc, grant.n_frames, grant.frame_size)
-            != (port_no, queue, n_desc, n_frames, frame_size)
+        if (
+            grant.port_no,
+            grant.queue,
+            grant.n_desc,
+            grant.n_frames,
+            grant.frame_size,
+        ) != (port_no, queue, n_desc, n_frames, frame_size)
         {
             return Err(self.bad(BadInput::BadRegion));
         }
@@ -349,8 +387,10 @@ impl Client {
 
     /// Detaches a ring set (the shim stops using it).
     pub fn detach_ring(&mut self, ring_id: u64) -> Result<(), ClientError> {
-        self.request(FAMILY_PACKET, PACKET_CMD_RING_DETACH, 0, |b| b.u64(ATTR_RING_ID, ring_id))
-            .map(drop)
+        self.request(FAMILY_PACKET, PACKET_CMD_RING_DETACH, 0, |b| {
+            b.u64(ATTR_RING_ID, ring_id)
+        })
+        .map(drop)
     }
 
     /// A doorbell for ring `ring_id`.

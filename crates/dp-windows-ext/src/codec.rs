@@ -25,9 +25,14 @@ pub struct Header {
 pub enum Decoded<'a> {
     Genl(Message<'a>),
     /// `NLMSG_ERROR`: `errno` 0 is an ack.
-    Error { header: Header, errno: i32 },
+    Error {
+        header: Header,
+        errno: i32,
+    },
     /// `NLMSG_DONE`: the end of a dump.
-    Done { header: Header },
+    Done {
+        header: Header,
+    },
 }
 
 /// A generic-netlink message whose attributes have been bounds-checked.

@@ -122,8 +122,11 @@ const METHOD_OUT_DIRECT: u32 = 2;
 const FILE_READ_ACCESS: u32 = 1;
 const FILE_WRITE_ACCESS: u32 = 2;
 /// One request in, its reply out.
-pub const IOCTL_TRANSACT: u32 =
-    ctl_code(0x900, METHOD_OUT_DIRECT, FILE_READ_ACCESS | FILE_WRITE_ACCESS);
+pub const IOCTL_TRANSACT: u32 = ctl_code(
+    0x900,
+    METHOD_OUT_DIRECT,
+    FILE_READ_ACCESS | FILE_WRITE_ACCESS,
+);
 /// Pops one queued event (pends on Windows while the queue is empty).
 pub const IOCTL_READ_EVENT: u32 = ctl_code(0x901, METHOD_OUT_DIRECT, FILE_READ_ACCESS);
 /// Pops one frame from the socket's packet queue.
@@ -309,7 +312,12 @@ mod tests {
         assert_eq!(IOCTL_TRANSACT >> 16, DEVICE_TYPE);
         assert_eq!(IOCTL_TRANSACT & 3, 2);
         assert_eq!(IOCTL_KICK & 3, 0);
-        let codes = [IOCTL_TRANSACT, IOCTL_READ_EVENT, IOCTL_READ_PACKET, IOCTL_KICK];
+        let codes = [
+            IOCTL_TRANSACT,
+            IOCTL_READ_EVENT,
+            IOCTL_READ_PACKET,
+            IOCTL_KICK,
+        ];
         for (i, a) in codes.iter().enumerate() {
             for b in &codes[i + 1..] {
                 assert_ne!(a, b);
@@ -320,7 +328,12 @@ mod tests {
 
     #[test]
     fn port_kinds_round_trip_and_keep_unknown() {
-        for k in [PortKind::External, PortKind::Internal, PortKind::VmNic, PortKind::Unknown(9)] {
+        for k in [
+            PortKind::External,
+            PortKind::Internal,
+            PortKind::VmNic,
+            PortKind::Unknown(9),
+        ] {
             assert_eq!(PortKind::from_u32(k.to_u32()), k);
         }
         assert_eq!(friendly_name("vm1"), "OVS-vm1");

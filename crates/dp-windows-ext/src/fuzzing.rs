@@ -92,7 +92,8 @@ pub fn ring_consumer(data: &[u8]) -> (usize, usize) {
                 let slot = layout.completion.base + 192 + (comp_prod as usize % 8) * 4;
                 r.write(slot, &u32::from(arg % 30).to_le_bytes());
                 comp_prod = comp_prod.wrapping_add(1);
-                word(layout.completion.base, 0).store(comp_prod, std::sync::atomic::Ordering::Release);
+                word(layout.completion.base, 0)
+                    .store(comp_prod, std::sync::atomic::Ordering::Release);
             }
             4 => {
                 let mut batch = PacketBatch::new();
@@ -106,7 +107,8 @@ pub fn ring_consumer(data: &[u8]) -> (usize, usize) {
             5 => {
                 // An honest punt of what the fill ring offers.
                 let prod = word(layout.fill.base, 0).load(std::sync::atomic::Ordering::Acquire);
-                let cons_punt = word(layout.punt.base, 64).load(std::sync::atomic::Ordering::Acquire);
+                let cons_punt =
+                    word(layout.punt.base, 64).load(std::sync::atomic::Ordering::Acquire);
                 while fill_cons != prod && punt_prod.wrapping_sub(cons_punt) < 8 {
                     let slot = layout.fill.base + 192 + (fill_cons as usize % 8) * 4;
                     let f: [u8; 4] = r.read(slot);
@@ -136,8 +138,10 @@ pub fn ring_consumer(data: &[u8]) -> (usize, usize) {
                     comp_prod = comp_prod.wrapping_add(1);
                     inject_cons = inject_cons.wrapping_add(1);
                 }
-                word(layout.inject.base, 64).store(inject_cons, std::sync::atomic::Ordering::Release);
-                word(layout.completion.base, 0).store(comp_prod, std::sync::atomic::Ordering::Release);
+                word(layout.inject.base, 64)
+                    .store(inject_cons, std::sync::atomic::Ordering::Release);
+                word(layout.completion.base, 0)
+                    .store(comp_prod, std::sync::atomic::Ordering::Release);
             }
             _ => held.truncate(usize::from(arg) % 4),
         }
@@ -193,10 +197,12 @@ mod tests {
     #[test]
     fn honest_shim_sequence_moves_packets_both_ways() {
         // fill+punt honestly, receive, send, complete, repeat.
-        let script: Vec<u8> = [0u8, 0, 5, 0, 0, 0, 4, 3, 6, 0, 7, 0, 5, 0, 0, 0, 7, 0]
-            .repeat(20);
+        let script: Vec<u8> = [0u8, 0, 5, 0, 0, 0, 4, 3, 6, 0, 7, 0, 5, 0, 0, 0, 7, 0].repeat(20);
         let (received, sent) = ring_consumer(&script);
-        assert!(received >= 20 && sent >= 20, "received {received}, sent {sent}");
+        assert!(
+            received >= 20 && sent >= 20,
+            "received {received}, sent {sent}"
+        );
     }
 
     #[test]

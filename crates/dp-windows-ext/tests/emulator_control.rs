@@ -106,14 +106,19 @@ fn dumps_are_caller_driven_across_many_batches() {
     let mut c = client(&emu);
     let n = 3 * DUMP_BATCH + 5;
     for i in 0..n {
-        let v = c.vport_new(&format!("OVS-u{i}"), PortKind::Internal).unwrap();
+        let v = c
+            .vport_new(&format!("OVS-u{i}"), PortKind::Internal)
+            .unwrap();
         assert_eq!(v.port_no, USER_PORT_BASE + i as u32);
         assert_eq!(v.origin, PortOrigin::User);
     }
     let all = c.vport_dump().unwrap();
     assert_eq!(all.len(), n);
     assert!(all.windows(2).all(|w| w[0].port_no < w[1].port_no));
-    assert_eq!(c.vport_by_name("OVS-u7").unwrap().unwrap().port_no, USER_PORT_BASE + 7);
+    assert_eq!(
+        c.vport_by_name("OVS-u7").unwrap().unwrap().port_no,
+        USER_PORT_BASE + 7
+    );
     assert!(c.vport_by_name("OVS-none").unwrap().is_none());
     assert!(matches!(
         c.vport_new("OVS-u1", PortKind::Internal),
@@ -171,13 +176,19 @@ fn windows_netdev_on_a_userspace_port_sends_and_gets_every_frame_back() {
     for round in 0..50 {
         let mut batch = PacketBatch::new();
         for _ in 0..32 {
-            batch.push(heap.alloc_from(&[round as u8; 60]).unwrap()).unwrap();
+            batch
+                .push(heap.alloc_from(&[round as u8; 60]).unwrap())
+                .unwrap();
         }
         let out = txq.send(&mut batch);
         assert_eq!(out.sent + out.dropped, 32);
         assert!(batch.is_empty());
         let mut rx = PacketBatch::new();
-        assert_eq!(rxq.recv(&mut rx).unwrap(), 0, "no interface, nothing punted");
+        assert_eq!(
+            rxq.recv(&mut rx).unwrap(),
+            0,
+            "no interface, nothing punted"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // The shim completes every injected frame (the port has no
@@ -217,7 +228,9 @@ fn opening_a_port_the_switch_does_not_have_names_it() {
         device: emu.socket().to_str().unwrap().to_string(),
         ..WindowsConfig::default()
     };
-    let err = WindowsNetdev::open("ghost", &config).unwrap_err().to_string();
+    let err = WindowsNetdev::open("ghost", &config)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("OVS-ghost"), "{err}");
     let err = WindowsConfig::from_options(&[("ring_size", "1000")]).unwrap_err();
     assert!(err.contains("ring_size"), "{err}");

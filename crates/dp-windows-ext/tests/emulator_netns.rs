@@ -36,10 +36,10 @@ fn client(emu: &dp_windows_ext::emulator::Emulator) -> Client {
 fn link_event(watcher: &mut Client, port_no: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if let Some(Event::Link(p)) = watcher.read_event(500).unwrap() {
-            if p.port_no == port_no {
-                return p.link_up;
-            }
+        if let Some(Event::Link(p)) = watcher.read_event(500).unwrap()
+            && p.port_no == port_no
+        {
+            return p.link_up;
         }
     }
     panic!("no link event for port {port_no} within 5 s");
@@ -62,7 +62,11 @@ fn ping_and_udp_between_namespaces_through_emulated_hyperv_ports() {
         names,
         [("OVS-pa", PortKind::VmNic), ("OVS-pb", PortKind::External)]
     );
-    assert!(ports.iter().all(|p| p.origin == PortOrigin::Switch && p.link_up));
+    assert!(
+        ports
+            .iter()
+            .all(|p| p.origin == PortOrigin::Switch && p.link_up)
+    );
 
     let a = Arc::new(WindowsNetdev::open("pa", &config(&emu)).unwrap_or_else(|e| panic!("{e}")));
     let b = Arc::new(WindowsNetdev::open("pb", &config(&emu)).unwrap_or_else(|e| panic!("{e}")));
@@ -80,8 +84,14 @@ fn ping_and_udp_between_namespaces_through_emulated_hyperv_ports() {
 
     let s1 = dp.port_stats(1).unwrap();
     let s2 = dp.port_stats(2).unwrap();
-    assert!(s1.rx_packets >= 2000 && s2.tx_packets >= 2000, "{s1:?} {s2:?}");
-    assert!(s2.rx_packets >= 2000 && s1.tx_packets >= 2000, "{s1:?} {s2:?}");
+    assert!(
+        s1.rx_packets >= 2000 && s2.tx_packets >= 2000,
+        "{s1:?} {s2:?}"
+    );
+    assert!(
+        s2.rx_packets >= 2000 && s1.tx_packets >= 2000,
+        "{s1:?} {s2:?}"
+    );
     assert_eq!(a.bad_input().total() + b.bad_input().total(), 0);
     assert_eq!(emu.stats().bad.total(), 0);
 
@@ -127,7 +137,9 @@ fn without_rings_frames_go_to_the_upcall_socket_queue_and_execute_injects() {
     c.vport_set_upcall_pid(pa.port_no, c.pid()).unwrap();
     // Something from namespace a: an ARP request for b's address.
     let ping = std::process::Command::new("ip")
-        .args(["netns", "exec", &topo.ns_a, "ping", "-c", "2", "-W", "1", IP_B])
+        .args([
+            "netns", "exec", &topo.ns_a, "ping", "-c", "2", "-W", "1", IP_B,
+        ])
         .output();
     drop(ping);
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -50,7 +50,9 @@ fn main() {
                 match parsed {
                     Some(p) => config.ports.push(p),
                     None => {
-                        eprintln!("--port {spec}: expected FRIENDLY=IFNAME[:external|internal|vmnic]");
+                        eprintln!(
+                            "--port {spec}: expected FRIENDLY=IFNAME[:external|internal|vmnic]"
+                        );
                         std::process::exit(2);
                     }
                 }
@@ -114,6 +116,8 @@ fn main() {
 
 #[cfg(windows)]
 fn main() {
-    eprintln!("oxvs-winshim-emu emulates the Windows shim on Linux; on Windows, install the driver");
+    eprintln!(
+        "oxvs-winshim-emu emulates the Windows shim on Linux; on Windows, install the driver"
+    );
     std::process::exit(2);
 }

@@ -39,7 +39,10 @@ fn test_emit_hello_fixture() {
     ];
     assert_eq!(bytes, fixture);
     let m = genl(&fixture);
-    assert_eq!((m.family(), m.cmd, m.version, m.header.seq), (FAMILY_CTRL, 2, 1, 7));
+    assert_eq!(
+        (m.family(), m.cmd, m.version, m.header.seq),
+        (FAMILY_CTRL, 2, 1, 7)
+    );
     assert_eq!(m.u32(ATTR_CTRL_VERSION), Ok(VERSION));
 }
 
@@ -104,7 +107,11 @@ fn u32_list_and_unknown_attrs_are_skipped() {
 fn test_parse_truncated_header() {
     let bytes = Builder::new(FAMILY_CTRL, CTRL_CMD_GET_PID, 0, 1, 0).finish();
     for cut in 0..NLMSG_HDRLEN {
-        assert_eq!(decode(&bytes[..cut]), Err(BadInput::TruncatedHeader), "{cut}");
+        assert_eq!(
+            decode(&bytes[..cut]),
+            Err(BadInput::TruncatedHeader),
+            "{cut}"
+        );
     }
     // A header that claims only the netlink part: no genl header.
     let mut short = bytes[..NLMSG_HDRLEN + 2].to_vec();
@@ -149,7 +156,10 @@ fn test_parse_attr_past_end() {
 #[test]
 fn test_parse_unknown_family_and_command() {
     assert_eq!(check_command(0x99, 1), Err(BadInput::UnknownFamily));
-    assert_eq!(check_command(FAMILY_VPORT, 77), Err(BadInput::UnknownCommand));
+    assert_eq!(
+        check_command(FAMILY_VPORT, 77),
+        Err(BadInput::UnknownCommand)
+    );
     // They still decode: unknown is the caller's decision, not a crash.
     let bytes = Builder::new(0x99, 1, 0, 1, 0).finish();
     assert!(matches!(decode(&bytes), Ok((Decoded::Genl(_), _))));

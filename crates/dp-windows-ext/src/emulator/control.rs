@@ -50,7 +50,11 @@ fn read_full(shared: &Shared, stream: &mut UnixStream, buf: &mut [u8]) -> io::Re
         match stream.read(&mut buf[at..]) {
             Ok(0) => return Ok(false),
             Ok(n) => at += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -96,11 +100,7 @@ fn serve(shared: Arc<Shared>, mut stream: UnixStream) {
     let t = &mut *guard;
     t.sockets.remove(&pid);
     t.rings.retain(|_, r| r.owner_pid != pid);
-    for p in t
-        .switch_ports
-        .values_mut()
-        .chain(t.user_ports.values_mut())
-    {
+    for p in t.switch_ports.values_mut().chain(t.user_ports.values_mut()) {
         if p.upcall_pid == pid {
             p.upcall_pid = 0;
         }
@@ -201,10 +201,9 @@ impl Conn<'_> {
         }
         let result = match (msg.family(), msg.cmd) {
             (FAMILY_CTRL, CTRL_CMD_HELLO) => self.hello(&msg),
-            (FAMILY_CTRL, CTRL_CMD_GET_PID) => Ok(self
-                .reply(&msg)
-                .u32(ATTR_CTRL_PID, self.pid)
-                .finish()),
+            (FAMILY_CTRL, CTRL_CMD_GET_PID) => {
+                Ok(self.reply(&msg).u32(ATTR_CTRL_PID, self.pid).finish())
+            }
             (FAMILY_CTRL, CTRL_CMD_MC_SUBSCRIBE) => self.subscribe(&msg),
             (FAMILY_DATAPATH, DP_CMD_GET) => {
                 let t = self.shared.tables();
@@ -256,7 +255,9 @@ impl Conn<'_> {
     }
 
     fn subscribe(&self, msg: &Message<'_>) -> Reply {
-        let group = msg.u32(ATTR_CTRL_MCAST_GROUP).map_err(|b| self.attr_err(b))?;
+        let group = msg
+            .u32(ATTR_CTRL_MCAST_GROUP)
+            .map_err(|b| self.attr_err(b))?;
         let join = msg.u8(ATTR_CTRL_MCAST_JOIN).map_err(|b| self.attr_err(b))? != 0;
         if group != MCGRP_VPORT {
             return Err(ENOENT);
@@ -300,7 +301,13 @@ impl Conn<'_> {
         let mut rest = t.all_ports().filter(|p| p.info.port_no > cursor);
         let mut out = Vec::new();
         for p in rest.by_ref().take(DUMP_BATCH) {
-            let b = Builder::new(FAMILY_VPORT, VPORT_CMD_GET, NLM_F_MULTI, msg.header.seq, self.pid);
+            let b = Builder::new(
+                FAMILY_VPORT,
+                VPORT_CMD_GET,
+                NLM_F_MULTI,
+                msg.header.seq,
+                self.pid,
+            );
             out.extend(p.info.write(b).finish());
         }
         if rest.next().is_none() {
@@ -393,15 +400,17 @@ impl Conn<'_> {
         if queue >= port.info.n_queues {
             return Err(EINVAL);
         }
-        if t
-            .rings
+        if t.rings
             .values()
             .any(|r| (r.port_no, r.queue) == (port_no, queue))
         {
             return Err(EEXIST);
         }
         let id = self.shared.next_ring.fetch_add(1, Ordering::Relaxed);
-        let path = self.shared.shm_dir.join(format!("{}-{id}", self.shared.tag));
+        let path = self
+            .shared
+            .shm_dir
+            .join(format!("{}-{id}", self.shared.tag));
         let region = map_shm(&path, layout.size, true).map_err(|_| ENOSPC)?;
         layout.init_header(&region);
         let grant = RingGrant {

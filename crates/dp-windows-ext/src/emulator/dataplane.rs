@@ -136,20 +136,22 @@ pub(super) fn run(shared: Arc<Shared>, kick: UnixDatagram) {
 fn sleep(snap: &Snapshot, kick: &UnixDatagram) {
     let mut pending = false;
     for r in snap.rings.values() {
-        r.inject
-            .set_flag(&r.ring.region, RING_NEED_WAKEUP, true);
+        r.inject.set_flag(&r.ring.region, RING_NEED_WAKEUP, true);
         pending |= r.inject.available(&r.ring.region).is_ok_and(|n| n > 0);
     }
     if !pending {
         let mut fds = vec![kick.as_fd()];
-        fds.extend(snap.ports.iter().filter_map(|p| p.io.as_ref().map(|io| io.as_fd())));
+        fds.extend(
+            snap.ports
+                .iter()
+                .filter_map(|p| p.io.as_ref().map(|io| io.as_fd())),
+        );
         let _ = poll_readable(&fds, SLEEP_MS);
         let mut buf = [0u8; 64];
         while kick.recv(&mut buf).is_ok() {}
     }
     for r in snap.rings.values() {
-        r.inject
-            .set_flag(&r.ring.region, RING_NEED_WAKEUP, false);
+        r.inject.set_flag(&r.ring.region, RING_NEED_WAKEUP, false);
     }
 }
 
@@ -288,8 +290,8 @@ fn inject(shared: &Shared, r: &mut DataRing, ports: &[DataPort]) -> usize {
                         .iter()
                         .find(|p| p.port_no == *dst)
                         .and_then(|p| p.io.as_ref());
-                    let sent =
-                        out.is_some_and(|io| io.send_from(region, off, usize::from(desc.len)).is_ok());
+                    let sent = out
+                        .is_some_and(|io| io.send_from(region, off, usize::from(desc.len)).is_ok());
                     let counter = if sent {
                         &shared.stats.injected
                     } else {

@@ -217,7 +217,10 @@ pub(crate) fn sysfs(ifname: &str, attr: &str) -> Option<String> {
 pub(crate) fn link_up(ifname: &str) -> bool {
     // veth and tap report "up" with carrier; "unknown" for some virtual
     // devices that have no carrier notion but are running.
-    matches!(sysfs(ifname, "operstate").as_deref(), Some("up" | "unknown"))
+    matches!(
+        sysfs(ifname, "operstate").as_deref(),
+        Some("up" | "unknown")
+    )
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {

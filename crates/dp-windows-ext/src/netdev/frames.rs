@@ -52,7 +52,9 @@ impl QueueFrames {
             region,
             layout,
             free,
-            shim_holds: (0..layout.n_frames).map(|_| AtomicBool::new(false)).collect(),
+            shim_holds: (0..layout.n_frames)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             lent: AtomicUsize::new(0),
             bad,
         })

@@ -88,7 +88,10 @@ impl WindowsConfig {
             }
         }
         if config.n_queues == 0 || config.n_queues > 64 {
-            return Err(format!("option n_rxq: {} is not in 1..=64", config.n_queues));
+            return Err(format!(
+                "option n_rxq: {} is not in 1..=64",
+                config.n_queues
+            ));
         }
         Layout::new(config.ring_size, config.n_frames, config.frame_size).map_err(|_| {
             "option ring_size/n_frames: ring_size must be a power of two in 8..=32768 and \
@@ -158,7 +161,8 @@ fn device_error(port: &str, e: impl std::fmt::Display) -> NetdevError {
 impl WindowsNetdev {
     /// Opens the port; see the module docs.
     pub fn open(name: &str, config: &WindowsConfig) -> Result<WindowsNetdev, NetdevError> {
-        let err = |e: ClientError| device_error(name, format!("windows shim at {}: {e}", config.device));
+        let err =
+            |e: ClientError| device_error(name, format!("windows shim at {}: {e}", config.device));
         let bad = Arc::new(BadInputCounters::default());
         let device = crate::device::open(&config.device)
             .map_err(|e| device_error(name, format!("cannot open {}: {e}", config.device)))?;
@@ -443,16 +447,15 @@ impl RxQueue for WindowsRxq {
                 continue;
             }
             // The frame is ours again whatever else is wrong with it.
+            let source = if desc.src_port == self.port_no {
+                Ok(0)
+            } else {
+                Err(BadInput::WrongSourcePort)
+            };
             let checked = frames
                 .layout
                 .check_frame(desc.frame, desc.offset, desc.len)
-                .and_then(|_| {
-                    if desc.src_port == self.port_no {
-                        Ok(())
-                    } else {
-                        Err(BadInput::WrongSourcePort)
-                    }
-                });
+                .and(source);
             if let Err(b) = checked {
                 frames.bad.count(b);
                 frames.put_free(desc.frame);
@@ -562,7 +565,8 @@ impl TxQueue for WindowsTxq {
         }
         if sent > 0 {
             state.inject.submit(region, sent);
-            if state.inject.flags(region) & RING_NEED_WAKEUP != 0 && state.doorbell.ring().is_err() {
+            if state.inject.flags(region) & RING_NEED_WAKEUP != 0 && state.doorbell.ring().is_err()
+            {
                 self.stats.tx_errors.fetch_add(1, Ordering::Relaxed);
             }
         }

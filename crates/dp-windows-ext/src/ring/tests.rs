@@ -103,7 +103,10 @@ fn peer_indices_out_of_range_are_counted_errors() {
 fn frame_references_are_checked() {
     let l = Layout::new(8, 16, 2048).unwrap();
     assert_eq!(l.check_frame(16, 0, 60), Err(BadInput::FrameOutOfRange));
-    assert_eq!(l.check_frame(u32::MAX, 0, 60), Err(BadInput::FrameOutOfRange));
+    assert_eq!(
+        l.check_frame(u32::MAX, 0, 60),
+        Err(BadInput::FrameOutOfRange)
+    );
     assert_eq!(l.check_frame(0, 2000, 60), Err(BadInput::FramePastSlot));
     assert_eq!(l.check_frame(0, 0, 2049), Err(BadInput::FramePastSlot));
     assert_eq!(l.check_frame(15, 48, 2000), Ok(l.frames + 15 * 2048 + 48));

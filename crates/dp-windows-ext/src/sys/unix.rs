@@ -261,12 +261,22 @@ impl PacketSocket {
     /// Receives one frame into `cap` bytes of `region` at `off`; returns
     /// its full length (longer than `cap` means truncated), `None` when
     /// nothing is waiting.
-    pub(crate) fn recv_into(&self, region: &Region, off: usize, cap: usize) -> io::Result<Option<usize>> {
+    pub(crate) fn recv_into(
+        &self,
+        region: &Region,
+        off: usize,
+        cap: usize,
+    ) -> io::Result<Option<usize>> {
         let ptr = region.frame_ptr(off, cap);
         // SAFETY: `ptr..ptr + cap` is inside the mapping (checked by
         // `frame_ptr`) and the frame is ours by the ring protocol.
         let n = unsafe {
-            libc::recv(self.fd.as_raw_fd(), ptr.as_ptr().cast(), cap, libc::MSG_TRUNC)
+            libc::recv(
+                self.fd.as_raw_fd(),
+                ptr.as_ptr().cast(),
+                cap,
+                libc::MSG_TRUNC,
+            )
         };
         self.result(n)
     }
@@ -275,7 +285,12 @@ impl PacketSocket {
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         // SAFETY: `buf` is valid for writes of its length.
         let n = unsafe {
-            libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC)
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
         };
         self.result(n)
     }

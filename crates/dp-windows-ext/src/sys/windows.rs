@@ -4,7 +4,10 @@
 //! bound and be cancelled); ring regions are mapped into this process by
 //! the shim, which returns their address, and stay mapped until the handle
 //! that attached them closes (the mapping object keeps the handle open).
-#![allow(unsafe_code, reason = "Win32 FFI: CreateFileW, DeviceIoControl, events")]
+#![allow(
+    unsafe_code,
+    reason = "Win32 FFI: CreateFileW, DeviceIoControl, events"
+)]
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -18,7 +21,9 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
 };
-use windows_sys::Win32::System::IO::{CancelIoEx, DeviceIoControl, GetOverlappedResult, OVERLAPPED};
+use windows_sys::Win32::System::IO::{
+    CancelIoEx, DeviceIoControl, GetOverlappedResult, OVERLAPPED,
+};
 use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject};
 
 use crate::codec::{RegionLocation, RingGrant};
@@ -80,7 +85,8 @@ fn ioctl(
             return Err(io::Error::from_raw_os_error(err as i32));
         }
         // SAFETY: the event is ours and valid.
-        let waited = unsafe { WaitForSingleObject(event.as_raw_handle(), wait_ms.unwrap_or(INFINITE)) };
+        let waited =
+            unsafe { WaitForSingleObject(event.as_raw_handle(), wait_ms.unwrap_or(INFINITE)) };
         if waited != WAIT_OBJECT_0 {
             // SAFETY: cancels only our request; we then wait for it to
             // finish so the buffers are no longer used.

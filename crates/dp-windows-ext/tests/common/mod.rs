@@ -110,18 +110,46 @@ impl Netns {
         ] {
             sh(&["ip", "netns", "add", ns]);
             sh(&[
-                "ip", "link", "add", host, "numtxqueues", "1", "numrxqueues", "1", "type", "veth",
-                "peer", "name", inner, "numtxqueues", "1", "numrxqueues", "1",
+                "ip",
+                "link",
+                "add",
+                host,
+                "numtxqueues",
+                "1",
+                "numrxqueues",
+                "1",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                inner,
+                "numtxqueues",
+                "1",
+                "numrxqueues",
+                "1",
             ]);
             sh(&["ip", "link", "set", inner, "netns", ns]);
             sh(&["ip", "link", "set", host, "up"]);
             // No GRO or TSO super-frames: a Hyper-V port sees MTU frames.
-            sh_quiet(&["ethtool", "-K", host, "gro", "off", "tso", "off", "gso", "off"]);
+            sh_quiet(&[
+                "ethtool", "-K", host, "gro", "off", "tso", "off", "gso", "off",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", inner]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                inner,
+            ]);
             sh(&["ip", "-n", ns, "link", "set", inner, "up"]);
             // The switch does not complete partial checksums.
-            sh(&["ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off"]);
+            sh(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", inner, "tx", "off",
+            ]);
             sh_quiet(&[
                 "ip",
                 "netns",
