@@ -18,6 +18,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
@@ -42,6 +43,9 @@ pub struct QueueGeometry {
 pub struct XskSocket {
     pub fd: OwnedFd,
     pub umem: Arc<Umem>,
+    /// The last kick left descriptors on the tx ring (a hint the rx poll
+    /// reads without taking the tx lock).
+    pub tx_stuck: AtomicBool,
 }
 
 /// The rx half before a thread takes it.
@@ -68,13 +72,16 @@ impl TxState {
         if self.need_wakeup && !self.tx.needs_wakeup() {
             return true;
         }
-        match sys::xsk_kick_tx(&self.xsk.fd) {
+        let ok = match sys::xsk_kick_tx(&self.xsk.fd) {
             Ok(()) => true,
             Err(e) => matches!(
                 e.raw_os_error(),
                 Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
             ),
-        }
+        };
+        let stuck = self.tx.pending() > 0;
+        self.xsk.tx_stuck.store(stuck, Ordering::Relaxed);
+        ok
     }
 
     /// Returns completed tx frames to the free list.
@@ -161,7 +168,11 @@ pub fn open_xsk(
         sxdp_shared_umem_fd: 0,
     };
     sys::bind_xdp(&fd, &sxdp).map_err(|e| ("binding the AF_XDP socket", e))?;
-    let socket = Arc::new(XskSocket { fd, umem });
+    let socket = Arc::new(XskSocket {
+        fd,
+        umem,
+        tx_stuck: AtomicBool::new(false),
+    });
     Ok(Xsk {
         rx: RxParts { rx, fill },
         tx: TxState {
@@ -216,8 +227,11 @@ impl AfxdpRxq {
     /// Moves free frames to the fill ring; kicks the kernel if asked.
     fn refill(&mut self) {
         let umem = &self.xsk.umem;
+        // Refill in bursts (as OVS does): fewer producer-index writes on a
+        // cache line the kernel reads, and the ring holds plenty.
         let free = self.parts.fill.free(MAX_BURST as u32);
-        if free == 0 {
+        if free < MAX_BURST as u32 {
+            self.kick_stuck_tx();
             return;
         }
         if umem.free_frames() < MAX_BURST {
@@ -241,13 +255,17 @@ impl AfxdpRxq {
             let _ = sys::xsk_kick_rx(&self.xsk.fd);
             return;
         }
-        // In copy mode the kernel transmits only when kicked, a bounded
-        // number of descriptors per kick, and refuses when busy: frames a
-        // send left on the tx ring would wait for the next send, which may
-        // never come. The rx poll (which runs all the time) pushes them on,
-        // with this call's one syscall.
-        if let Ok(mut tx) = self.tx.try_lock()
-            && tx.tx.pending() > 0
+        self.kick_stuck_tx();
+    }
+
+    /// In copy mode the kernel transmits only when kicked, a bounded
+    /// number of descriptors per kick, and refuses when busy: frames a send
+    /// left on the tx ring would wait for the next send, which may never
+    /// come. The rx poll (which runs all the time) pushes them on, with
+    /// this call's one syscall.
+    fn kick_stuck_tx(&mut self) {
+        if self.xsk.tx_stuck.load(Ordering::Relaxed)
+            && let Ok(mut tx) = self.tx.try_lock()
         {
             tx.kick();
             tx.drain_completions();

@@ -594,3 +594,66 @@ pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Sends `size`-byte broadcast UDP frames as fast as it can from a port of
+/// `port_type` on `iface` in `ns`, until `stop`; returns how many went.
+pub fn port_generator(
+    ns: &str,
+    iface: &str,
+    port_type: &'static str,
+    size: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use dp_core::packet::{PacketBatch, PacketPool, PoolConfig};
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        let netdev = netdev_afxdp::open_netdev(port_type, &iface, &[]).expect("generator port");
+        let mut txq = netdev.open_txq(0).expect("generator txq");
+        let mut frame = vec![0u8; size.max(42)];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        frame[6..12].copy_from_slice(&netdev.info().mac);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&((size - 14) as u16).to_be_bytes());
+        frame[22] = 64;
+        frame[23] = 17;
+        let pool = PacketPool::new("gen", PoolConfig::heap(128));
+        let mut batch = PacketBatch::new();
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            while !batch.is_full() {
+                let Some(p) = pool.alloc_from(&frame) else {
+                    break;
+                };
+                let _ = batch.push(p);
+            }
+            sent += txq.send(&mut batch).sent as u64;
+        }
+        sent
+    })
+}
+
+/// Counts what a port of `port_type` on `iface` in `ns` receives, until
+/// `stop`.
+pub fn port_sink(
+    ns: &str,
+    iface: &str,
+    port_type: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use dp_core::packet::PacketBatch;
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        let netdev = netdev_afxdp::open_netdev(port_type, &iface, &[]).expect("sink port");
+        let mut rxq = netdev.open_rxq(0).expect("sink rxq");
+        let mut batch = PacketBatch::new();
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            got += rxq.recv(&mut batch).unwrap_or(0) as u64;
+            batch.clear();
+        }
+        got
+    })
+}
