@@ -17,7 +17,7 @@
 //! # Invariants
 //! - One owner per ring (`&mut self`): the rx queue owns rx and fill, the
 //!   tx state (behind its mutex) owns tx and completion.
-//! - The mapping lives as long as the ring (it owns its [`Mmap`]).
+//! - The mapping lives as long as the ring (it owns its `Mmap`).
 
 use std::io;
 use std::marker::PhantomData;

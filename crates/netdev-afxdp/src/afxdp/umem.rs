@@ -14,7 +14,7 @@
 //!
 //! # Lifetime
 //! A lent frame's [`ForeignFrame`] token is a strong reference to the
-//! `Umem` (`Arc::into_raw`), released by [`release_frame`]. So the area
+//! `Umem` (`Arc::into_raw`), released by `release_frame`. So the area
 //! stays mapped while any packet still points into it, even after its
 //! port and socket are gone; the last reference unmaps it.
 //!
