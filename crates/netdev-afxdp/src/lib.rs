@@ -12,7 +12,7 @@
 //!
 //! # Why our own XDP program instead of libxdp
 //! The port needs one trivial program: redirect the packet to the socket
-//! bound to its rx queue, else pass it to the stack. We ship it as six
+//! bound to its rx queue, else pass it to the stack. We ship it as five
 //! eBPF instructions and load it with the `bpf(2)` syscall, and attach it
 //! with a **bpf_link** (`BPF_LINK_CREATE`, Linux ≥ 5.9):
 //! - the attachment lives exactly as long as our link descriptor, so port

@@ -2,7 +2,8 @@
 //! bpf_link that attaches it, and the stale-program check at start.
 //!
 //! # The program
-//! Five instructions, shipped as bytecode (no clang, no object file):
+//! Five instructions (six slots: the map load is double-wide), shipped as
+//! bytecode (no clang, no object file):
 //!
 //! ```text
 //! r2 = *(u32 *)(r1 + 16)          ; ctx->rx_queue_index
@@ -18,9 +19,12 @@
 //!
 //! # Attachment and clean-up
 //! The program is attached with `BPF_LINK_CREATE`: the attachment lives
-//! exactly as long as the link descriptor, which [`XdpProgram`] owns. Port
-//! removal, daemon exit and even a crash (the kernel closes the descriptor)
-//! all detach it. An older oxvs, or someone's `ip link set xdp`, may still
+//! at most as long as the link descriptor, which [`XdpLink`] owns, so a
+//! crash (the kernel closes the descriptor) detaches it. Port removal and
+//! exit detach it explicitly (`BPF_LINK_DETACH` in `XdpLink`'s drop), so
+//! that a copy of the descriptor held by a child process between `fork`
+//! and `exec` cannot keep it attached for a moment (tests that run in
+//! parallel and spawn `ip` hit exactly that). An older oxvs, or someone's `ip link set xdp`, may still
 //! have attached a program the legacy netlink way; at start we look at the
 //! interface, and if an `oxvs_xsk` program sits there unowned we detach it
 //! and say so. Any other program is left alone and reported.
