@@ -1,0 +1,308 @@
+//! oxvs forwarding between DPDK virtual devices, one PMD: `net_pcap`
+//! (`rx_pcap=FILE,infinite_rx=1`) → the datapath → `net_null` (`no-rx=1`),
+//! the same setup `benches/dpdk-vs-ovs.sh` gives Open vSwitch and
+//! `dpdk-testpmd`. The PMD is the EAL's main lcore (this thread), stepped
+//! with `Pmd::poll_once`, so the figures are the datapath's own.
+//!
+//! Cases (`DPDK_BENCH_CASES`, comma-separated; default all):
+//! - `1flow`: one UDP flow (EMC).
+//! - `10k`, `100k`: distinct UDP 5-tuples through one megaflow matching
+//!   in_port + IPv4/UDP (EMC thrash → megaflow classifier).
+//! - `100k-inport`: the same traffic, megaflow on in_port only (what OVS's
+//!   simple-match table serves).
+//! - `100k-20masks`: each flow matches one of 20 rules with different
+//!   source-prefix masks (20 subtables, one megaflow per flow).
+//! - `setup`: 50k new flows, each its own megaflow (one pass of the file):
+//!   flows installed per second and the time to install them all.
+//!
+//! Output: one line per case, `oxvs <case> <Mpps> <cycles/packet>` (setup:
+//! `oxvs setup <flows/s> <seconds for 50k>`), each the median of per-second
+//! samples over `DPDK_BENCH_SECONDS` (default 5).
+//!
+//! Files: `DPDK_BENCH_PCAP_DIR` holds `<case>.pcap` (the script writes
+//! them, shared by all three systems); without it they are generated in a
+//! temp dir. EAL: `DPDK_BENCH_LCORE` (default: the last CPU), `--no-huge`
+//! unless `DPDK_BENCH_HUGE_DIR` names a mounted hugetlbfs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
+
+use dp_core::action::Action;
+use dp_core::flow::FlowKey;
+use dp_core::netdev::Netdev;
+use dp_core::packet::Packet;
+use dp_pmd::cycles;
+use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use netdev_dpdk::{DpdkConfig, DpdkNetdev, EalConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rule {
+    /// in_port + IPv4 + UDP (+ frag), as OVS's megaflow for
+    /// `in_port=1,udp,actions=output:2`.
+    InPortUdp,
+    /// in_port only.
+    InPort,
+    /// 20 rules, source prefixes /12 … /31 chosen by the flow.
+    TwentyMasks,
+    /// Every 5-tuple its own megaflow.
+    PerFlow,
+}
+
+#[derive(Debug)]
+struct Handler(Rule);
+
+impl UpcallHandler for Handler {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        _: Option<&Packet>,
+        _: u64,
+    ) -> Result<Translation, UpcallError> {
+        let mut mask = FlowKey::ZERO;
+        mask.in_port = u32::MAX;
+        mask.recirc_id = u32::MAX;
+        if self.0 != Rule::InPort {
+            mask.dl_type = u16::MAX;
+            mask.nw_frag = u8::MAX;
+            mask.nw_proto = u8::MAX;
+        }
+        match self.0 {
+            Rule::InPortUdp | Rule::InPort => {}
+            Rule::TwentyMasks => {
+                // The rule is picked by the flow's UDP destination port
+                // (0..20); its mask keeps 12 + r bits of the source.
+                mask.tp_dst = u16::MAX;
+                let r = u32::from(key.tp_dst % 20);
+                mask.nw_src = (u32::MAX << (20 - r)).to_be_bytes();
+            }
+            Rule::PerFlow => {
+                mask.nw_src = [255; 4];
+                mask.nw_dst = [255; 4];
+                mask.tp_src = u16::MAX;
+                mask.tp_dst = u16::MAX;
+            }
+        }
+        Ok(Translation::Megaflow {
+            mask,
+            actions: Arc::from(vec![Action::Output(2)]),
+        })
+    }
+    fn version(&self) -> u64 {
+        0
+    }
+}
+
+/// The UDP frame of flow `i`: source 10.(i>>16).(i>>8).(i), UDP source
+/// port 1024 + i % 50000 and destination port i % 20 (the 20-mask rule).
+fn udp_frame(i: u32) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    f[30..34].copy_from_slice(&[10, 255, 0, 1]);
+    f[34..36].copy_from_slice(&((1024 + i % 50_000) as u16).to_be_bytes());
+    f[36..38].copy_from_slice(&((i % 20) as u16).to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}
+
+fn write_pcap(path: &Path, flows: u32) {
+    let mut bytes = Vec::new();
+    dp_core::pcap::write_header(&mut bytes);
+    for i in 0..flows {
+        dp_core::pcap::write_record(&mut bytes, 0, &udp_frame(i));
+    }
+    std::fs::write(path, bytes).expect("write bench pcap");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+struct Bench {
+    pcaps: PathBuf,
+    seconds: usize,
+    next_vdev: usize,
+}
+
+impl Bench {
+    fn pcap(&self, case: &str, flows: u32) -> PathBuf {
+        let path = self.pcaps.join(format!("{case}.pcap"));
+        if !path.exists() {
+            write_pcap(&path, flows);
+        }
+        path
+    }
+
+    fn ports(&mut self, pcap: &Path, infinite: bool) -> (DpdkNetdev, DpdkNetdev) {
+        self.next_vdev += 1;
+        let n = self.next_vdev;
+        let rx = DpdkNetdev::open(
+            "p1",
+            &DpdkConfig {
+                devargs: format!(
+                    "net_pcap_bench{n},rx_pcap={}{}",
+                    pcap.display(),
+                    if infinite { ",infinite_rx=1" } else { "" }
+                ),
+                n_mbufs: Some(262_144),
+                ..DpdkConfig::default()
+            },
+        )
+        .expect("net_pcap port");
+        let tx = DpdkNetdev::open(
+            "p2",
+            &DpdkConfig {
+                devargs: format!("net_null_bench{n},no-rx=1"),
+                ..DpdkConfig::default()
+            },
+        )
+        .expect("net_null port");
+        (rx, tx)
+    }
+
+    fn pmd(rule: Rule, rx: &DpdkNetdev, tx: &DpdkNetdev) -> Pmd {
+        let mut pmd = Pmd::new(
+            PmdConfig {
+                upcall_budget: if rule == Rule::PerFlow {
+                    usize::MAX
+                } else {
+                    64
+                },
+                ..PmdConfig::default()
+            },
+            Arc::new(Handler(rule)),
+            Arc::new(AtomicUsize::new(1_000_000)),
+        );
+        pmd.add_rxq(PolledRxq::new(1, "p1", 0, rx.open_rxq(0).expect("rxq")));
+        pmd.add_txq(2, tx.open_txq(0).expect("txq"));
+        pmd
+    }
+
+    /// Median Mpps and cycles/packet over per-second samples.
+    fn forwarding(&mut self, case: &str, flows: u32, rule: Rule) -> (f64, f64, usize) {
+        let pcap = self.pcap(case, flows);
+        let (rx, tx) = self.ports(&pcap, true);
+        let mut pmd = Self::pmd(rule, &rx, &tx);
+        // Warm-up: install the megaflows, fill the caches.
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < 1.0 {
+            for _ in 0..256 {
+                pmd.poll_once(cycles::monotonic_ns());
+            }
+        }
+        let mut mpps = Vec::new();
+        let mut cpp = Vec::new();
+        for _ in 0..self.seconds {
+            let before = pmd.stats().packets_received;
+            let (t, c) = (Instant::now(), cycles::now());
+            while t.elapsed().as_secs_f64() < 1.0 {
+                for _ in 0..256 {
+                    pmd.poll_once(0);
+                }
+            }
+            let packets = (pmd.stats().packets_received - before) as f64;
+            let secs = t.elapsed().as_secs_f64();
+            mpps.push(packets / secs / 1e6);
+            cpp.push((cycles::now() - c) as f64 / packets);
+        }
+        let installed = pmd.flows().len();
+        drop(pmd);
+        (median(mpps), median(cpp), installed)
+    }
+
+    /// New flows per second, and seconds to install all of `flows`.
+    fn setup(&mut self, flows: u32) -> (f64, f64) {
+        let pcap = self.pcap("setup", flows);
+        let (rx, tx) = self.ports(&pcap, false);
+        let mut pmd = Self::pmd(Rule::PerFlow, &rx, &tx);
+        let t0 = Instant::now();
+        let mut idle = 0;
+        while (pmd.flows().len() as u32) < flows && idle < 1_000_000 {
+            if pmd.poll_once(0) == 0 {
+                idle += 1;
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let installed = pmd.flows().len();
+        (installed as f64 / secs, secs)
+    }
+}
+
+fn main() {
+    let env = |k: &str| std::env::var(k).ok();
+    let lcore = env("DPDK_BENCH_LCORE")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1));
+    let mut eal = EalConfig {
+        lcore: Some(lcore),
+        extra_args: vec!["--no-pci".into()],
+        log_level: 4,
+        ..EalConfig::default()
+    };
+    match env("DPDK_BENCH_HUGE_DIR") {
+        Some(dir) => {
+            eal.memory_mb = Some(1024);
+            eal.extra_args.extend(["--huge-dir".into(), dir]);
+        }
+        None => {
+            eal.no_huge = true;
+            eal.memory_mb = Some(1024);
+        }
+    }
+    netdev_dpdk::eal::init(&eal).expect("EAL");
+    let scratch;
+    let pcaps = match env("DPDK_BENCH_PCAP_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            scratch = std::env::temp_dir().join(format!("oxvs-dpdk-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch).expect("temp dir");
+            scratch.clone()
+        }
+    };
+    let mut bench = Bench {
+        pcaps: pcaps.clone(),
+        seconds: env("DPDK_BENCH_SECONDS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+        next_vdev: 0,
+    };
+    let cases = env("DPDK_BENCH_CASES")
+        .unwrap_or_else(|| "1flow,10k,100k,100k-inport,100k-20masks,setup".into());
+    eprintln!(
+        "oxvs: one PMD on lcore {lcore}, net_pcap -> net_null, 64-byte UDP; TSC {:.2} GHz",
+        cycles::hz() as f64 / 1e9
+    );
+    for case in cases.split(',') {
+        let (flows, rule) = match case {
+            "1flow" => (1, Rule::InPortUdp),
+            "10k" => (10_000, Rule::InPortUdp),
+            "100k" => (100_000, Rule::InPortUdp),
+            "100k-inport" => (100_000, Rule::InPort),
+            "100k-20masks" => (100_000, Rule::TwentyMasks),
+            "setup" => {
+                let (rate, secs) = bench.setup(50_000);
+                println!("oxvs setup {rate:.0} {secs:.3}");
+                continue;
+            }
+            other => panic!("unknown case {other}"),
+        };
+        // 100k-inport and 100k share the capture.
+        let file = if case == "100k-inport" { "100k" } else { case };
+        let (mpps, cpp, installed) = bench.forwarding(file, flows, rule);
+        println!("oxvs {case} {mpps:.2} {cpp:.1}");
+        eprintln!("  ({installed} megaflows)");
+    }
+    if env("DPDK_BENCH_PCAP_DIR").is_none() {
+        let _ = std::fs::remove_dir_all(&pcaps);
+    }
+}
