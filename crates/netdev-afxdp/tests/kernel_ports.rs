@@ -65,6 +65,7 @@ fn system_ports_ping_udp_tcp_and_removal() {
     let a = SystemNetdev::open(&topo.host_a).unwrap_or_else(|e| panic!("{e}"));
     let b = SystemNetdev::open(&topo.host_b).unwrap_or_else(|e| panic!("{e}"));
     assert!(!a.is_pmd());
+    assert!(a.has_rx_ring(), "PACKET_MMAP rx ring in use");
     let (pool_a, pool_b) = (a.pool().clone(), b.pool().clone());
     let mut dp = datapath(false);
     dp.add_port(Arc::new(a), port(1)).unwrap();
@@ -156,4 +157,22 @@ fn open_errors_name_the_interface() {
     assert!(err.to_string().contains("turbo"), "{err}");
     let err = netdev_afxdp::open_netdev("vxlan", "x", &[]).unwrap_err();
     assert!(err.to_string().contains("unknown port type"), "{err}");
+}
+
+#[test]
+fn system_ports_with_recvmmsg_instead_of_the_ring() {
+    if !prerequisites("system ports (recvmmsg)") {
+        return;
+    }
+    let topo = Topology::veth("sm");
+    let a = SystemNetdev::open_with_recvmmsg(&topo.host_a).unwrap_or_else(|e| panic!("{e}"));
+    let b = SystemNetdev::open_with_recvmmsg(&topo.host_b).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!a.has_rx_ring());
+    let (pool_a, pool_b) = (a.pool().clone(), b.pool().clone());
+    let mut dp = datapath(false);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+    full_traffic("system/recvmmsg", &topo, &dp);
+    drop(dp);
+    assert_eq!((pool_a.in_use(), pool_b.in_use()), (0, 0));
 }

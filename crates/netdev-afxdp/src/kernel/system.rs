@@ -4,18 +4,19 @@
 //! # How it works
 //! One raw `ETH_P_ALL` packet socket bound to the interface, promiscuous,
 //! with `PACKET_IGNORE_OUTGOING` (so our own transmissions do not come
-//! back as receptions) and `PACKET_AUXDATA` (so a VLAN tag the kernel
-//! stripped on receive is put back into the frame). Receive is one
-//! `recvmmsg` per call into up to 32 buffers from the port's heap pool;
-//! transmit is one `sendmmsg` per batch. Frames longer than a buffer are
-//! counted as rx errors and dropped.
+//! back as receptions). Receive reads a PACKET_MMAP ring (TPACKET_V2, see
+//! [`super::packet_ring`]): no system call per packet or per burst; each
+//! frame is copied into a buffer from the port's heap pool and its slot
+//! given back. Should the ring be refused, receive falls back to one
+//! `recvmmsg` per burst (with `PACKET_AUXDATA`). In both, a VLAN tag the
+//! kernel stripped is put back into the frame. Transmit is one `sendmmsg`
+//! per batch. Frames longer than a buffer are counted as rx errors and
+//! dropped.
 //!
 //! Why not a TPACKET_V3 ring: V3 hands blocks of frames to user space
 //! when a block fills or its retire timer (whole milliseconds) fires, so
 //! at low rates every packet waits up to a timer tick — a ping through the
-//! switch would take milliseconds. `recvmmsg` costs one syscall per burst
-//! and adds no latency; a TPACKET_V2 (per-frame) ring would remove the
-//! syscall too and is the next step if `system` ports need the speed.
+//! switch would take milliseconds.
 //!
 //! Packets sent by the local stack with checksum offload on arrive with
 //! partial checksums (no auxdata repair here): turn tx checksum offload off
@@ -35,6 +36,7 @@ use dp_core::netdev::{
 };
 use dp_core::packet::{DEFAULT_HEADROOM, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
+use super::packet_ring::{RingFrame, RxRing};
 use crate::afxdp::link_state;
 use crate::error::OpenError;
 use crate::stats::{QueueStats, bump};
@@ -52,12 +54,24 @@ pub struct SystemNetdev {
     mtu: u16,
     pool: PacketPool,
     rx_taken: AtomicBool,
+    /// The receive ring, until the rx queue takes it (`None`: recvmmsg).
+    rx_ring: std::sync::Mutex<Option<RxRing>>,
     stats: Arc<QueueStats>,
 }
 
 impl SystemNetdev {
     /// Opens interface `name` (which must exist) as a system port.
     pub fn open(name: &str) -> Result<SystemNetdev, OpenError> {
+        Self::open_with(name, true)
+    }
+
+    /// Opens a system port that receives with `recvmmsg` (the fallback
+    /// used when the kernel refuses the ring; tests exercise it with this).
+    pub fn open_with_recvmmsg(name: &str) -> Result<SystemNetdev, OpenError> {
+        Self::open_with(name, false)
+    }
+
+    fn open_with(name: &str, want_ring: bool) -> Result<SystemNetdev, OpenError> {
         let ifindex =
             sys::ifindex(name).map_err(|e| OpenError::io(name, "looking up the interface", e))?;
         let mtu = sys::if_mtu(name).map_err(|e| OpenError::io(name, "reading the MTU", e))?;
@@ -89,6 +103,14 @@ impl SystemNetdev {
             .map_err(|e| OpenError::io(name, "entering promiscuous mode", e))?;
         sys::if_set_up(name).map_err(|e| OpenError::io(name, "bringing the interface up", e))?;
         let frame = (mtu as usize + 18).max(2048);
+        let rx_ring = match want_ring.then(|| RxRing::new(&fd, mtu as usize + 18)) {
+            None => None,
+            Some(Ok(ring)) => Some(ring),
+            Some(Err(e)) => {
+                tracing::warn!("port {name}: no PACKET_MMAP rx ring ({e}); using recvmmsg");
+                None
+            }
+        };
         let pool = PacketPool::new(
             format!("system:{name}"),
             PoolConfig {
@@ -103,8 +125,14 @@ impl SystemNetdev {
             mtu: mtu.min(u16::MAX as u32) as u16,
             pool,
             rx_taken: AtomicBool::new(false),
+            rx_ring: std::sync::Mutex::new(rx_ring),
             stats: Arc::new(QueueStats::default()),
         })
+    }
+
+    /// True when receive uses the PACKET_MMAP ring (else `recvmmsg`).
+    pub fn has_rx_ring(&self) -> bool {
+        self.rx_ring.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// The port's buffer pool (leak checks).
@@ -154,7 +182,13 @@ impl Netdev for SystemNetdev {
                 qid,
             });
         }
+        let ring = self
+            .rx_ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         Ok(Box::new(SystemRxq {
+            ring,
             port: self.name.clone(),
             fd: Arc::clone(&self.fd),
             pool: self.pool.clone(),
@@ -174,6 +208,7 @@ impl Netdev for SystemNetdev {
 
 #[derive(Debug)]
 struct SystemRxq {
+    ring: Option<RxRing>,
     port: String,
     fd: Arc<OwnedFd>,
     pool: PacketPool,
@@ -194,8 +229,71 @@ fn reinsert_vlan(packet: &mut Packet, tpid: u16, tci: u16) -> bool {
     true
 }
 
+/// Copies a ring frame into `packet`; `false` when it does not fit or was
+/// truncated.
+fn fill_from_ring(packet: &mut Packet, frame: RingFrame, bytes: &[u8]) -> bool {
+    if frame.len > bytes.len() || bytes.len() > packet.tailroom() {
+        return false;
+    }
+    let Some(room) = packet.push_back(bytes.len()) else {
+        return false;
+    };
+    room.copy_from_slice(bytes);
+    match frame.vlan {
+        Some((tpid, tci)) => reinsert_vlan(packet, tpid, tci),
+        None => true,
+    }
+}
+
+impl SystemRxq {
+    fn recv_ring(&mut self, batch: &mut PacketBatch) -> usize {
+        let Some(ring) = self.ring.as_mut() else {
+            return 0;
+        };
+        let mut added = 0;
+        let mut bytes = 0u64;
+        let mut errors = 0u64;
+        let mut dropped = 0u64;
+        while batch.len() < MAX_BURST {
+            let Some(mut packet) = self.spares.pop().or_else(|| self.pool.alloc()) else {
+                break;
+            };
+            match ring
+                .next_frame(|frame, data| (fill_from_ring(&mut packet, frame, data), frame.losing))
+            {
+                None => {
+                    self.spares.push(packet);
+                    break;
+                }
+                // `losing`: the kernel dropped frames before this one (ring
+                // full); counted once per flagged frame, a lower bound.
+                Some((true, losing)) => {
+                    dropped += losing as u64;
+                    bytes += packet.len() as u64;
+                    let _ = batch.push(packet);
+                    added += 1;
+                }
+                Some((false, losing)) => {
+                    dropped += losing as u64;
+                    errors += 1;
+                    packet.truncate(0);
+                    self.spares.push(packet);
+                }
+            }
+        }
+        bump(&self.stats.rx_packets, added as u64);
+        bump(&self.stats.rx_bytes, bytes);
+        bump(&self.stats.rx_errors, errors);
+        bump(&self.stats.rx_dropped, dropped);
+        added
+    }
+}
+
 impl RxQueue for SystemRxq {
     fn recv(&mut self, batch: &mut PacketBatch) -> Result<usize, NetdevError> {
+        if self.ring.is_some() {
+            return Ok(self.recv_ring(batch));
+        }
         let want = MAX_BURST.saturating_sub(batch.len());
         while self.spares.len() < want {
             match self.pool.alloc() {
