@@ -153,6 +153,12 @@ fn open_errors_name_the_interface() {
         "{err}"
     );
     assert!(err.to_string().contains("oxvs-nonexist"), "{err}");
+    // A tap port on a name that a veth already holds.
+    let topo = Topology::veth("te");
+    let err = TapNetdev::open(&topo.host_a, TapKind::Tap).unwrap_err();
+    assert!(err.to_string().contains("not a tap device"), "{err}");
+    assert!(err.to_string().contains(&topo.host_a), "{err}");
+
     let err = netdev_afxdp::open_netdev("afxdp", "x", &[("xdp-mode", "turbo")]).unwrap_err();
     assert!(err.to_string().contains("turbo"), "{err}");
     let err = netdev_afxdp::open_netdev("vxlan", "x", &[]).unwrap_err();

@@ -30,7 +30,7 @@ use dp_core::netdev::{
 use dp_core::packet::{DEFAULT_HEADROOM, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
 use crate::afxdp::link_state;
-use crate::error::OpenError;
+use crate::error::{OpenCause, OpenError};
 use crate::stats::{QueueStats, bump};
 use crate::sys;
 
@@ -62,7 +62,21 @@ pub struct TapNetdev {
 impl TapNetdev {
     /// Opens (creating if needed) tap device `name`.
     pub fn open(name: &str, kind: TapKind) -> Result<TapNetdev, OpenError> {
-        let fd = sys::tap_open(name).map_err(|e| OpenError::io(name, "opening /dev/net/tun", e))?;
+        let fd = sys::tap_open(name).map_err(|e| match e.raw_os_error() {
+            // TUNSETIFF refuses a name taken by another kind of device, or
+            // a tap that another process holds.
+            Some(libc::EINVAL) | Some(libc::EBUSY) if sys::ifindex(name).is_ok() => OpenError::new(
+                name,
+                OpenCause::BadConfig(format!(
+                    "the interface exists and is not a tap device this process can attach ({e})"
+                )),
+            ),
+            Some(libc::ENOENT) => OpenError::new(
+                name,
+                OpenCause::BadConfig("/dev/net/tun is missing (tun module not loaded?)".into()),
+            ),
+            _ => OpenError::io(name, "attaching to /dev/net/tun", e),
+        })?;
         sys::if_set_up(name).map_err(|e| OpenError::io(name, "bringing the interface up", e))?;
         let mtu = sys::if_mtu(name).map_err(|e| OpenError::io(name, "reading the MTU", e))?;
         let mac =
