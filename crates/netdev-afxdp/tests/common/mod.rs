@@ -624,7 +624,7 @@ pub fn port_generator(
         let mut round = 0u32;
         // The clock is read every 64 rounds: it would cost more than the
         // loop itself.
-        while !stop.load(Ordering::Relaxed) && (round % 64 != 0 || Instant::now() < deadline) {
+        while !stop.load(Ordering::Relaxed) && (round & 63 != 0 || Instant::now() < deadline) {
             round = round.wrapping_add(1);
             while !batch.is_full() {
                 let Some(p) = pool.alloc_from(&frame) else {
@@ -655,7 +655,7 @@ pub fn port_sink(
         let mut got = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut round = 0u32;
-        while !stop.load(Ordering::Relaxed) && (round % 64 != 0 || Instant::now() < deadline) {
+        while !stop.load(Ordering::Relaxed) && (round & 63 != 0 || Instant::now() < deadline) {
             round = round.wrapping_add(1);
             got += rxq.recv(&mut batch).unwrap_or(0) as u64;
             batch.clear();
