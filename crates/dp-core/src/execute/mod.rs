@@ -34,10 +34,11 @@
 //!   at flow install time.
 //!
 //! # Determinism
-//! No clock reads, syscalls, locks or atomics; the caller passes `now_ns`
-//! (meters) and seeds the PRNG that `sample` draws from. Steady state
-//! allocates nothing: batches live on the stack, copies come from the
-//! clone pool.
+//! No clock reads, syscalls, locks or atomics of its own (a copy is a
+//! pop from the clone pool's lock-free free list); the caller passes
+//! `now_ns` (meters) and seeds the PRNG that `sample` draws from. Steady
+//! state allocates nothing: batches live on the stack, copies come from
+//! the clone pool.
 //!
 //! # Threads
 //! One executor per PMD thread, used through `&mut`. Its drop counters,
