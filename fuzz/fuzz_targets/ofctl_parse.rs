@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let ports = o.ports();
     for (n, line) in text.lines().take(32).enumerate() {
         let now = n as u64 * 1000;
-        let (op, rest) = line.split_at(line.len().min(1));
+        let (op, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
         let rest = rest.trim_start();
         match op {
             "a" => {

@@ -281,8 +281,29 @@ impl Ofproto {
 
     /// `ovs-ofctl dump-flows BRIDGE`.
     pub fn dump_flows(&self, now_ms: u64) -> String {
+        let rules = self.rules.load().rules();
+        self.format_flows(&rules, false, now_ms)
+    }
+
+    /// `ovs-ofctl dump-flows [--names] BRIDGE FILTER`: the rules the
+    /// filter selects the way `del-flows` would (covering match, `table`,
+    /// `cookie=V/M`, `out_port`); `names` prints port names.
+    pub fn dump_flows_filtered(
+        &self,
+        filter: &str,
+        names: bool,
+        now_ms: u64,
+    ) -> Result<String, OfprotoError> {
+        let fm = self.parse(filter, FlowModCommand::Delete { strict: false })?;
+        let rules = self.rules.load().select(&fm, false);
+        Ok(self.format_flows(&rules, names, now_ms))
+    }
+
+    fn format_flows(&self, rules: &[Arc<Rule>], names: bool, now_ms: u64) -> String {
+        let ports = self.ports.load();
+        let namer: Option<&dyn ports::PortNamer> = if names { Some(&**ports) } else { None };
         let mut s = String::new();
-        for r in self.rules.load().rules() {
+        for r in rules {
             let dur = now_ms.saturating_sub(r.created_ms);
             let _ = write!(
                 s,
@@ -300,13 +321,13 @@ impl Ofproto {
             if r.hard_timeout > 0 {
                 let _ = write!(s, "hard_timeout={}, ", r.hard_timeout);
             }
-            let m = r.r#match.format(Some(r.priority), None);
+            let m = r.r#match.format(Some(r.priority), namer);
             let _ = writeln!(
                 s,
                 "{}{}actions={}",
                 m,
                 if m.is_empty() { "" } else { " " },
-                actions::format_actions(&r.actions, None)
+                actions::format_actions(&r.actions, namer)
             );
         }
         s

@@ -181,6 +181,25 @@ impl RuleSet {
         out
     }
 
+    /// The rules `fm` selects, as modify and delete would (strict or
+    /// covering), in `dump-flows` order.
+    pub fn select(&self, fm: &FlowMod, strict: bool) -> Vec<Arc<Rule>> {
+        let mut out: Vec<Arc<Rule>> = Vec::new();
+        for table in Self::tables_for(fm) {
+            let mut v: Vec<&Entry<Arc<Rule>>> = self.tables[table]
+                .iter()
+                .filter(|e| Self::selected(fm, e, strict))
+                .collect();
+            v.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then_with(|| a.rule.created_ms.cmp(&b.rule.created_ms))
+            });
+            out.extend(v.into_iter().map(|e| e.rule.clone()));
+        }
+        out
+    }
+
     fn tables_for(fm: &FlowMod) -> std::ops::Range<usize> {
         match fm.table_id {
             Some(t) => usize::from(t)..usize::from(t) + 1,

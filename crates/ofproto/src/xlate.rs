@@ -28,6 +28,14 @@
 //! agrees with the translated one on the bits of the mask translates to
 //! the same actions (`tests/megaflow.rs` checks it with random rule sets).
 //!
+//! # Tunnels
+//! Output to a tunnel port pushes the prebuilt outer header
+//! (`tnl_push`); a UDP packet sent to the bridge's `LOCAL` port and
+//! addressed to a tunnel port's local IP and UDP port is decapsulated
+//! instead (`tnl_pop`), so it comes back as an upcall on the tunnel's
+//! datapath port with its tunnel metadata. Only tunnel ports of the same
+//! bridge are considered.
+//!
 //! # Limits (as OVS)
 //! Resubmit depth 64 and 4096 table lookups per translation; past either
 //! the translation fails and the megaflow drops.
@@ -561,6 +569,15 @@ impl Ctx<'_, '_> {
             return;
         };
         self.commit();
+        if port.ofport == OFPP_LOCAL
+            && let Some(tnl) = self.tunnel_termination()
+        {
+            self.note(format!(
+                "native tunnel termination, continuing on datapath port {tnl}"
+            ));
+            self.odp.push(Action::TnlPop(tnl));
+            return;
+        }
         match &port.tunnel {
             Some(t) => {
                 let vni = match t.key {
@@ -577,6 +594,26 @@ impl Ctx<'_, '_> {
             }
             None => self.odp.push(Action::Output(port.odp_port)),
         }
+    }
+
+    /// A packet sent to the bridge's own port that is addressed to one of
+    /// its tunnel ports (UDP to the local IP and tunnel port) is
+    /// decapsulated there instead (OVS's native tunnel termination).
+    fn tunnel_termination(&mut self) -> Option<u32> {
+        let k = self.flow.key;
+        if k.dl_type != ETH_TYPE_IPV4 || k.nw_frag & FLOW_NW_FRAG_ANY != 0 {
+            return None;
+        }
+        self.wc.key.nw_proto = u8::MAX;
+        if k.nw_proto != IPPROTO_UDP {
+            return None;
+        }
+        self.wc.key.nw_dst = [0xff; 4];
+        self.wc.key.tp_dst = u16::MAX;
+        self.env.ports.iter().find_map(|p| {
+            let t = p.tunnel.as_ref()?;
+            (t.local_ip == k.nw_dst && t.dst_port == k.tp_dst).then_some(p.odp_port)
+        })
     }
 
     fn controller(&mut self, reason: u16, max_len: u16) {

@@ -17,12 +17,13 @@ const MACS: [&str; 4] = [
     "00:00:00:00:01:01",
     "ff:ff:ff:ff:ff:ff",
 ];
-const IPS: [&str; 5] = [
+const IPS: [&str; 6] = [
     "10.0.0.1",
     "10.0.0.2",
     "10.0.1.1",
     "10.1.0.1",
     "192.168.0.1",
+    "172.16.0.1",
 ];
 const IP6S: [&str; 3] = ["2001:db8::1", "2001:db8::2", "2001:db8:1::1"];
 
@@ -190,6 +191,8 @@ fn action(table: u8) -> BoxedStrategy<String> {
         "meter:1",
         "set_tunnel:0x5",
         "output:10",
+        "LOCAL",
+        "mod_tp_dst:4789",
     ]
     .into_iter()
     .map(str::to_string)
@@ -262,13 +265,13 @@ fn packet() -> BoxedStrategy<FlowKey> {
         ]),
     );
     let l3 = (
-        (0usize..5, select(vec![0u8, 1, 2, 3, 4, 200])),
-        (0usize..5, select(vec![0u8, 1, 2, 3, 4, 200])),
+        (0usize..6, select(vec![0u8, 1, 2, 3, 4, 200])),
+        (0usize..6, select(vec![0u8, 0, 1, 2, 3, 4, 200])),
         (0usize..3, 0usize..3, any::<u8>()),
         select(vec![IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, 47]),
         (
             select(vec![0u16, 1, 22, 23, 80, 81, 443]),
-            select(vec![0u16, 1, 22, 80, 443, 8]),
+            select(vec![0u16, 1, 22, 80, 443, 8, 4789]),
         ),
         (
             select(vec![0u8, 1, 2, 64]),
@@ -403,6 +406,8 @@ fn bridge(rules: &[String]) -> Ofproto {
     .unwrap();
     o.add_port(PortConfig::new("p4", 14).with_ofport(4))
         .unwrap();
+    o.add_port(PortConfig::new("br0", 100).with_ofport(ofproto::ports::OFPP_LOCAL))
+        .unwrap();
     let mut tun = ofproto::TunnelConfig::vxlan([172, 16, 0, 1], [172, 16, 0, 2], 11);
     tun.next_hop_mac = [2, 0, 0, 0, 0, 2];
     o.add_port(
@@ -411,6 +416,9 @@ fn bridge(rules: &[String]) -> Ofproto {
             .with_tunnel(tun),
     )
     .unwrap();
+    // A catch-all to LOCAL (random rules may replace it) so native tunnel
+    // termination gets exercised.
+    o.add_flow("table=0,priority=0,actions=LOCAL", 0).unwrap();
     o.add_flows(&rules.join("\n"), 0).unwrap();
     o
 }

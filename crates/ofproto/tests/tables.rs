@@ -221,3 +221,46 @@ fn readers_keep_their_snapshot() {
     assert_eq!(o.rules().n_rules(), 0);
     assert!(snap.version < o.version());
 }
+
+#[test]
+fn dump_flows_filter_and_names() {
+    let o = bridge();
+    o.add_flows(
+        "priority=5,ip,nw_dst=10.0.0.0/8,actions=output:2\n\
+         priority=6,tcp,in_port=1,nw_dst=10.1.0.0/16,actions=output:3\n\
+         table=4,priority=7,arp,actions=output:2\n",
+        0,
+    )
+    .unwrap();
+    let d = o.dump_flows_filtered("tcp", true, 0).unwrap();
+    assert_eq!(
+        d,
+        " cookie=0x0, duration=0.000s, table=0, n_packets=0, n_bytes=0, priority=6,tcp,in_port=p1,nw_dst=10.1.0.0/16 actions=output:p3\n"
+    );
+    assert_eq!(
+        o.dump_flows_filtered("out_port=2", false, 0)
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        o.dump_flows_filtered("table=4", false, 0)
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        o.dump_flows_filtered("tcp,tp_dst=80", false, 0).unwrap(),
+        ""
+    );
+    assert_eq!(
+        o.dump_flows_filtered("tp_dst=80", false, 0)
+            .unwrap_err()
+            .to_string()
+            .split(':')
+            .next(),
+        Some("tp_dst")
+    );
+}

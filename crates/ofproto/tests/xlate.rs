@@ -343,3 +343,31 @@ fn meters_and_notes() {
     assert_eq!(t.actions, vec![Action::Meter(3), Action::Output(12)]);
     let _ = VlanMode::default();
 }
+
+#[test]
+fn vxlan_to_local_ip_is_terminated_natively() {
+    let o = bridge();
+    o.add_port(PortConfig::new("br0", 100).with_ofport(ofproto::ports::OFPP_LOCAL))
+        .unwrap();
+    o.add_port(
+        PortConfig::new("vx0", 4789)
+            .with_ofport(10)
+            .with_tunnel(TunnelConfig::vxlan([172, 16, 0, 1], [172, 16, 0, 2], 11)),
+    )
+    .unwrap();
+    o.add_flow("priority=1,in_port=1,actions=LOCAL", 0).unwrap();
+    let mut k = tcp(11, [172, 16, 0, 1], 4789);
+    k.nw_proto = IPPROTO_UDP;
+    let t = o.translate(&k, 0);
+    assert_eq!(t.actions, vec![Action::TnlPop(4789)]);
+    assert_eq!(
+        (t.mask.nw_dst, t.mask.tp_dst, t.mask.nw_proto),
+        ([255; 4], u16::MAX, u8::MAX)
+    );
+    // Other UDP to the local IP, and TCP, go to LOCAL as usual.
+    k.tp_dst = 53;
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(100)]);
+    let t = o.translate(&tcp(11, [172, 16, 0, 1], 4789), 0);
+    assert_eq!(t.actions, vec![Action::Output(100)]);
+    assert_eq!(t.mask.tp_dst, 0, "TCP needs no port check");
+}
