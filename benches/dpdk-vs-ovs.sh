@@ -79,8 +79,8 @@ if [ "$(cat "$HP")" -ge $((OLD_HUGE + NHUGE)) ] && mount -t hugetlbfs -o pagesiz
     log "hugepages: $NHUGE x 2 MiB at $WORK/huge"
 else
     echo "$OLD_HUGE" > "$HP" 2>/dev/null || true
-    EAL_MEM="--no-huge -m 1024 --no-shconf"
-    OVS_EXTRA="--no-huge -m 1024 --no-pci"
+    EAL_MEM="--no-huge -m 2048 --no-shconf"
+    OVS_EXTRA="--no-huge -m 2048 --no-pci"
     OXVS_ENV=
     log "no hugepages: --no-huge for all systems"
 fi
@@ -205,7 +205,12 @@ run_testpmd() { # run
             kill -0 "$TESTPMD_PID" 2>/dev/null || break
             sleep 0.1
         done
-        kill -INT "$TESTPMD_PID" 2>/dev/null; wait "$TESTPMD_PID" 2>/dev/null || true
+        # testpmd sometimes misses SIGINT while printing stats: escalate.
+        kill -INT "$TESTPMD_PID" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$TESTPMD_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -TERM "$TESTPMD_PID" 2>/dev/null && sleep 1
+        kill -KILL "$TESTPMD_PID" 2>/dev/null
+        wait "$TESTPMD_PID" 2>/dev/null || true
         TESTPMD_PID=
         # Port 0 is the net_pcap port: its Rx-pps, skipping the first two.
         local pps

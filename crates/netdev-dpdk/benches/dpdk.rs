@@ -12,6 +12,9 @@
 //!   simple-match table serves).
 //! - `100k-20masks`: each flow matches one of 20 rules with different
 //!   source-prefix masks (20 subtables, one megaflow per flow).
+//! - `io`: the driver alone, no datapath: each received batch is sent as
+//!   is (what testpmd's io mode does), to separate driver cost from
+//!   switching cost.
 //! - `setup`: 50k new flows, each its own megaflow (one pass of the file):
 //!   flows installed per second and the time to install them all.
 //!
@@ -220,6 +223,39 @@ impl Bench {
         (median(mpps), median(cpp), installed)
     }
 
+    /// Driver-only forwarding (zero-copy rx → tx, no datapath).
+    fn io(&mut self) -> (f64, f64) {
+        let pcap = self.pcap("1flow", 1);
+        let (rx, tx) = self.ports(&pcap, true);
+        let mut rxq = rx.open_rxq(0).expect("rxq");
+        let mut txq = tx.open_txq(0).expect("txq");
+        let mut batch = dp_core::packet::PacketBatch::new();
+        let mut pass = |packets: &mut u64| {
+            for _ in 0..256 {
+                if let Ok(n) = rxq.recv(&mut batch) {
+                    *packets += n as u64;
+                }
+                txq.send(&mut batch);
+            }
+        };
+        let mut warm = 0;
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < 1.0 {
+            pass(&mut warm);
+        }
+        let (mut mpps, mut cpp) = (Vec::new(), Vec::new());
+        for _ in 0..self.seconds {
+            let mut packets = 0;
+            let (t, c) = (Instant::now(), cycles::now());
+            while t.elapsed().as_secs_f64() < 1.0 {
+                pass(&mut packets);
+            }
+            mpps.push(packets as f64 / t.elapsed().as_secs_f64() / 1e6);
+            cpp.push((cycles::now() - c) as f64 / packets as f64);
+        }
+        (median(mpps), median(cpp))
+    }
+
     /// New flows per second, and seconds to install all of `flows`.
     fn setup(&mut self, flows: u32) -> (f64, f64) {
         let pcap = self.pcap("setup", flows);
@@ -256,7 +292,7 @@ fn main() {
         }
         None => {
             eal.no_huge = true;
-            eal.memory_mb = Some(1024);
+            eal.memory_mb = Some(2048);
         }
     }
     netdev_dpdk::eal::init(&eal).expect("EAL");
@@ -289,6 +325,11 @@ fn main() {
             "100k" => (100_000, Rule::InPortUdp),
             "100k-inport" => (100_000, Rule::InPort),
             "100k-20masks" => (100_000, Rule::TwentyMasks),
+            "io" => {
+                let (mpps, cpp) = bench.io();
+                println!("oxvs io {mpps:.2} {cpp:.1}");
+                continue;
+            }
             "setup" => {
                 let (rate, secs) = bench.setup(50_000);
                 println!("oxvs setup {rate:.0} {secs:.3}");
