@@ -5,7 +5,8 @@
 # All three get the same DPDK virtual devices and the same captures:
 #   rx: net_pcap,rx_pcap=FILE,infinite_rx=1   tx: net_null,no-rx=1
 # one PMD pinned on the last CPU, the main/control thread on CPU 0.
-# Cases: 1flow, 10k, 100k (rule in_port+udp), 100k-inport (rule in_port
+# Cases: io (oxvs's driver alone, rx -> tx with no datapath, vs testpmd on
+# the same traffic), 1flow, 10k, 100k (rule in_port+udp), 100k-inport (rule in_port
 # only: OVS's simple-match table), 100k-20masks (20 rules with different
 # source prefixes), setup (50k new flows, each its own megaflow; OVS with
 # upcall/disable-megaflows).
@@ -25,7 +26,7 @@ set -euo pipefail
 
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-5}
-CASES=${BENCH_CASES:-1flow,10k,100k,100k-inport,100k-20masks,setup}
+CASES=${BENCH_CASES:-io,1flow,10k,100k,100k-inport,100k-20masks,setup}
 SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,testpmd}
 NHUGE=${BENCH_HUGEPAGES:-1024}
 NCPU=$(nproc)
@@ -94,7 +95,7 @@ for l in sys.stdin:
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="dpdk": print(m["executable"])' | tail -1)
 
 # The captures (written by the oxvs bench on its first run; shared).
-file_of() { case $1 in 100k-inport) echo 100k ;; *) echo "$1" ;; esac; }
+file_of() { case $1 in 100k-inport) echo 100k ;; io) echo 1flow ;; *) echo "$1" ;; esac; }
 flows_of() { case $1 in 1flow) echo 1 ;; 10k) echo 10000 ;; setup) echo 50000 ;; *) echo 100000 ;; esac; }
 
 declare -A RES   # RES[system,case,run] = "mpps cycles"  (setup: "flows/s seconds")
@@ -154,6 +155,7 @@ ovs_received() { $APPCTL dpif-netdev/pmd-stats-show | awk '/packets received:/ {
 
 run_ovs() { # run
     for c in ${CASES//,/ }; do
+        [ "$c" = io ] && continue      # oxvs's driver alone: no OVS equivalent
         ovs_flows "$c"
         if [ "$c" = setup ]; then
             $APPCTL upcall/disable-megaflows >/dev/null
@@ -193,6 +195,7 @@ run_testpmd() { # run
     for c in ${CASES//,/ }; do
         [ "$c" = setup ] && continue
         [ "$c" = 100k-inport ] && continue    # same traffic as 100k: no rules
+        [ "$c" = io ] && continue             # same traffic as 1flow
         local f="$WORK/pcap/$(file_of "$c").pcap"
         stdbuf -oL dpdk-testpmd -l "0,$PMD_CORE" $EAL_MEM --no-pci --no-telemetry --log-level=4 \
             --vdev "net_pcap0,rx_pcap=$f,infinite_rx=1" --vdev "net_null0,no-rx=1" -- \
@@ -260,7 +263,7 @@ for c in ${CASES//,/ }; do
             setup "$(fmt "$o" 0)" "$(fmt "$os" 3)" "$(fmt "$v" 0)" "$(fmt "$vs" 2)" "$(ratio "$o" "$v")"
         continue
     fi
-    tc=$c; [ "$c" = 100k-inport ] && tc=100k
+    tc=$c; [ "$c" = 100k-inport ] && tc=100k; [ "$c" = io ] && tc=1flow
     o=$(med oxvs "$c" 1); oc=$(med oxvs "$c" 2)
     v=$(med ovs "$c" 1); vc=$(med ovs "$c" 2)
     t=$(med testpmd "$tc" 1); tcc=$(med testpmd "$tc" 2)
