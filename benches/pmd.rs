@@ -136,9 +136,23 @@ fn run_case(flows: u32, seconds: f64, emc_insert_inv_prob: u32) -> CaseResult {
     }
     let before = pmd.stats();
     let (t0, c0) = (Instant::now(), cycles::now());
-    while t0.elapsed().as_secs_f64() < seconds {
-        for _ in 0..256 {
-            pmd.poll_once(0);
+    // PMD_BENCH_ITERATIONS=N: a fixed amount of work instead of a time
+    // (for instruction counting under callgrind).
+    match std::env::var("PMD_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(n) => {
+            for _ in 0..n {
+                pmd.poll_once(0);
+            }
+        }
+        None => {
+            while t0.elapsed().as_secs_f64() < seconds {
+                for _ in 0..256 {
+                    pmd.poll_once(0);
+                }
+            }
         }
     }
     let (elapsed, spent) = (t0.elapsed().as_secs_f64(), cycles::now() - c0);

@@ -11,14 +11,6 @@
 //! command-line arguments.
 #![forbid(unsafe_code)]
 
-mod bridge;
-mod commands;
-mod config;
-mod control;
-mod daemon;
-mod drivers;
-mod logging;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,9 +19,10 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::Config;
-use crate::control::{ControlServer, LISTENER};
-use crate::daemon::Daemon;
+use oxvs::config::Config;
+use oxvs::control::{ControlServer, LISTENER};
+use oxvs::daemon::Daemon;
+use oxvs::{commands, logging};
 
 const SIGNALS: Token = Token(1);
 /// Housekeeping period (rule timeouts, MAC aging, rule stats).

@@ -1,0 +1,19 @@
+//! The oxvs daemon as a library: everything `oxvsd` (src/main.rs) runs,
+//! reachable by the fuzz targets and tests too.
+//!
+//! - [`config`]: the TOML config file and its validation.
+//! - [`drivers`]: opening ports by type.
+//! - [`bridge`]: bridges (ofproto-lite) as the datapath's upcall handler.
+//! - [`daemon`]: start-up, ports at run time, reload, shutdown.
+//! - [`control`]: the unixctl control socket (JSON-RPC 1.0).
+//! - [`commands`]: the control commands.
+//! - [`logging`]: tracing with a runtime-changeable filter.
+#![forbid(unsafe_code)]
+
+pub mod bridge;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod drivers;
+pub mod logging;
