@@ -2,14 +2,14 @@
 # The whole oxvs test suite: installs what it needs, builds once, runs every
 # test, then fuzzes each target for a bounded time.
 #
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 60; 0 = build only)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 30; 0 = build only)
 #
 # With CI=true a missing prerequisite is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ci=${CI:-false}
-fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_seconds=${FUZZ_SECONDS:-30}
 
 log() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
