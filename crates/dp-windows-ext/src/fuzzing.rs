@@ -54,9 +54,17 @@ pub fn ring_consumer(data: &[u8]) -> (usize, usize) {
     layout.init_header(&region);
     let bad = Arc::new(BadInputCounters::default());
     let frames = QueueFrames::new(region, layout, Arc::clone(&bad));
-    let pool = PacketPool::new("fuzz", PoolConfig::metadata_only(64));
-    let heap = PacketPool::new("fuzz-heap", PoolConfig::heap(8));
-    let (mut rx, mut tx) = queue_pair(&frames, PORT, &pool, Box::new(NoDoorbell));
+    // Pools live for the thread (dp-core leaks each pool's small header
+    // on purpose; one pair per run would read as a leak to the fuzzer).
+    thread_local! {
+        static POOLS: (PacketPool, PacketPool) = (
+            PacketPool::new("fuzz", PoolConfig::metadata_only(64)),
+            PacketPool::new("fuzz-heap", PoolConfig::heap(8)),
+        );
+    }
+    let (pool, heap) = &POOLS.with(|p| p.clone());
+    assert_eq!((pool.in_use(), heap.in_use()), (0, 0));
+    let (mut rx, mut tx) = queue_pair(&frames, PORT, pool, Box::new(NoDoorbell));
     let r = &frames.region;
     let word = |ring: usize, which: usize| r.atomic_u32(ring + which);
     let mut held: Vec<Packet> = Vec::new();
@@ -165,6 +173,118 @@ pub fn ring_consumer(data: &[u8]) -> (usize, usize) {
         layout.n_frames as usize
     );
     (received, sent)
+}
+
+/// The ring contract alone, for the throughput numbers: a shim thread
+/// punts 60-byte frames from the fill ring and completes injects, while
+/// the calling thread receives bursts of up to 32 through a `windows` rx
+/// queue and sends them back through the tx queue. Returns the packets
+/// forwarded (each punted once and injected once) in `duration`. With
+/// `threads == false` both sides take turns on the calling thread, which
+/// gives the contract's CPU cost per packet without scheduling noise.
+pub fn ring_loopback(duration: std::time::Duration, threads: bool) -> u64 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::ring::{Consumer, Producer};
+
+    const PORT: u32 = 1;
+    let layout = Layout::new(1024, 4096, 2048).expect("layout");
+    let region = heap_region(layout.size);
+    layout.init_header(&region);
+    let frames = QueueFrames::new(region, layout, Arc::new(BadInputCounters::default()));
+    let pool = PacketPool::new("bench", PoolConfig::metadata_only(4096));
+    let (mut rx, mut tx) = queue_pair(&frames, PORT, &pool, Box::new(NoDoorbell));
+    let stop = Arc::new(AtomicBool::new(false));
+    let shim_frames = Arc::clone(&frames);
+    let mut shim = ShimSide {
+        fill: Consumer::new(layout.fill, &frames.region),
+        punt: Producer::new(layout.punt, &frames.region),
+        inject: Consumer::new(layout.inject, &frames.region),
+        completion: Producer::new(layout.completion, &frames.region),
+    };
+    let shim_thread = threads.then(|| {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                shim.step(&shim_frames.region, PORT);
+            }
+        })
+    });
+    let mut inline_shim = (!threads).then(|| ShimSide {
+        fill: Consumer::new(layout.fill, &frames.region),
+        punt: Producer::new(layout.punt, &frames.region),
+        inject: Consumer::new(layout.inject, &frames.region),
+        completion: Producer::new(layout.completion, &frames.region),
+    });
+    let mut forwarded = 0u64;
+    let end = std::time::Instant::now() + duration;
+    let mut batch = PacketBatch::new();
+    while std::time::Instant::now() < end {
+        for _ in 0..64 {
+            if let Some(shim) = inline_shim.as_mut() {
+                shim.step(&frames.region, PORT);
+            }
+            if rx.recv(&mut batch).unwrap_or(0) > 0 {
+                forwarded += tx.send(&mut batch).sent as u64;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = shim_thread {
+        let _ = t.join();
+    }
+    forwarded
+}
+
+/// A minimal honest shim over one region (benchmarks).
+struct ShimSide {
+    fill: crate::ring::Consumer,
+    punt: crate::ring::Producer,
+    inject: crate::ring::Consumer,
+    completion: crate::ring::Producer,
+}
+
+impl ShimSide {
+    /// Punts up to 32 frames from the fill ring as 60-byte frames of
+    /// `port`, then completes up to 64 injected frames.
+    fn step(&mut self, r: &crate::ring::Region, port: u32) {
+        use crate::ring::{InjectDesc, index_from_bytes};
+        let n = self
+            .fill
+            .available(r)
+            .unwrap_or(0)
+            .min(self.punt.free(r).unwrap_or(0))
+            .min(32);
+        for i in 0..n {
+            let frame = index_from_bytes(self.fill.get(r, i));
+            let desc = PuntDesc {
+                frame,
+                offset: 0,
+                len: 60,
+                src_port: port,
+                meta: 0,
+            };
+            self.punt.put(r, i, &desc.to_bytes());
+        }
+        if n > 0 {
+            self.fill.release(r, n);
+            self.punt.submit(r, n);
+        }
+        let m = self
+            .inject
+            .available(r)
+            .unwrap_or(0)
+            .min(self.completion.free(r).unwrap_or(0))
+            .min(64);
+        for i in 0..m {
+            let d = InjectDesc::from_bytes(self.inject.get(r, i));
+            self.completion.put(r, i, &d.frame.to_le_bytes());
+        }
+        if m > 0 {
+            self.inject.release(r, m);
+            self.completion.submit(r, m);
+        }
+    }
 }
 
 #[cfg(test)]
