@@ -4,6 +4,14 @@
 //! - [`flow`]: the datapath flow key, its extraction and hashing.
 //! - [`netdev`]: the provider interface every port driver implements.
 //! - [`pcap`]: the pcap file format (read and write, in memory).
+//! - Lookup, as a PMD owns it: [`flow_table`] (megaflows, UFIDs, stats),
+//!   [`emc`] (exact-match cache), [`smc`] (signature-match cache),
+//!   [`dpcls`] (the megaflow classifier) and [`cascade`] (all of them over
+//!   a batch, with OVS's hit counters).
+//! - Actions: [`action`] (the typed datapath action model) and
+//!   [`execute`] (running an action list on a batch, drop reasons).
+//! - [`odp`]: OVS's datapath flow text (keys, masks, actions, dump lines,
+//!   packets built from keys).
 //!
 //! Everything here is deterministic: callers pass buffers and the time, so
 //! a whole datapath iteration can be stepped in a unit test.
