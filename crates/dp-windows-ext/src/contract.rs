@@ -25,11 +25,12 @@
 //!   by `CTRL_CMD_GET_PID`; replies and events carry it in `nlmsg_pid`.
 //! - **Versioning**: the first request on a handle is `CTRL_CMD_HELLO` with
 //!   [`ATTR_CTRL_VERSION`] = `(major << 16) | minor`. The shim replies with
-//!   its own version and ring layout version; a different major is refused
-//!   (`EPROTO`) and the shim refuses every other request on a handle that
-//!   has not completed a compatible hello. Both sides therefore detect a
-//!   mismatch on the first message. Each genl header also carries the
-//!   family's version ([`GENL_VERSION`]).
+//!   its own version and ring layout version, whatever the caller sent, so
+//!   the caller can name what it met; after a hello with a different major
+//!   (or none) the shim answers every other request on that handle with
+//!   `EPROTO`. Both sides therefore detect a mismatch on the first
+//!   message. Each genl header also carries the family's version
+//!   ([`GENL_VERSION`]); another value is refused with `EPROTO`.
 //! - **Transactions**: [`IOCTL_TRANSACT`] takes one request in the input
 //!   buffer and returns its reply in the output buffer, in one call.
 //! - **Dumps are caller-driven**: a dump request (`NLM_F_DUMP`) carries a
@@ -62,10 +63,17 @@
 //!
 //! # Data channel (shared-memory rings, one set per port queue)
 //! `PACKET_CMD_RING_ATTACH` (port, queue, ring size, frame count, frame
-//! size) makes the shim allocate one region, map it into the caller (on
-//! Windows: a locked MDL mapped into the process, address in
-//! [`ATTR_RING_USER_ADDR`]; in the emulator: a file under `/dev/shm`,
-//! path in [`ATTR_RING_SHM_PATH`]) and start using it. The region, laid out
+//! size) makes the shim allocate one zeroed region, write its header, map
+//! it into the caller (on Windows: a locked MDL mapped into the process,
+//! address in [`ATTR_RING_USER_ADDR`]; in the emulator: a file under
+//! `/dev/shm`, path in [`ATTR_RING_SHM_PATH`]) and start using it. One
+//! ring set per (port, queue); a second attach is `EEXIST`.
+//! `PACKET_CMD_RING_DETACH` (or closing the handle) makes the shim stop
+//! touching the region; on Windows the mapping itself stays until the
+//! handle that attached it closes, because packets may still point into
+//! it. Punted frames are lent to packets without a copy; injected frames
+//! are copied into free frames by userspace (a frame from another region
+//! cannot be named by a descriptor). The region, laid out
 //! by [`crate::ring::Layout`], holds four single-producer/single-consumer
 //! rings over one frame area, as an AF_XDP UMEM:
 //!

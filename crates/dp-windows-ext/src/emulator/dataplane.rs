@@ -29,8 +29,10 @@ struct DataRing {
     punt: Producer,
     inject: Consumer,
     completion: Producer,
-    /// A frame taken from the fill ring but not used (nothing arrived).
-    spare: Option<u32>,
+    /// Frames taken from the fill ring but not used (nothing arrived).
+    spare: Vec<u32>,
+    /// Reused per call: frames of one inject burst grouped by port.
+    out: Vec<(u32, usize, usize)>,
 }
 
 impl DataRing {
@@ -42,7 +44,8 @@ impl DataRing {
             punt: Producer::new(l.punt, r),
             inject: Consumer::new(l.inject, r),
             completion: Producer::new(l.completion, r),
-            spare: None,
+            spare: Vec::with_capacity(MAX_BURST),
+            out: Vec::with_capacity(4 * MAX_BURST),
             ring,
         }
     }
@@ -155,8 +158,8 @@ fn sleep(snap: &Snapshot, kick: &UnixDatagram) {
     }
 }
 
-/// Moves up to a burst from the interface into fill-ring frames and
-/// publishes them on the punt ring.
+/// Moves up to a burst from the interface into fill-ring frames (one
+/// `recvmmsg`) and publishes them on the punt ring.
 fn punt(shared: &Shared, r: &mut DataRing, io: &PacketSocket, port_no: u32) -> usize {
     let region = &r.ring.region;
     let layout = r.ring.layout;
@@ -167,48 +170,61 @@ fn punt(shared: &Shared, r: &mut DataRing, io: &PacketSocket, port_no: u32) -> u
             return 0;
         }
     };
-    let budget = punt_free.min(MAX_BURST as u32);
-    let (mut taken, mut n) = (0u32, 0u32);
-    while n < budget {
-        let frame = match r.spare.take() {
-            Some(f) => f,
-            None if taken < fill_ready => {
-                let f = index_from_bytes(r.fill.get(region, taken));
-                taken += 1;
-                if f >= layout.n_frames {
-                    shared.stats.bad.count(BadInput::FrameOutOfRange);
-                    continue;
-                }
-                f
-            }
-            None => break,
-        };
-        let cap = layout.frame_size as usize;
-        match io.recv_into(region, layout.frame_offset(frame), cap) {
-            Ok(Some(len)) if len <= cap => {
-                let desc = PuntDesc {
-                    frame,
-                    offset: 0,
-                    len: len as u16,
-                    src_port: port_no,
-                    meta: 0,
-                };
-                r.punt.put(region, n, &desc.to_bytes());
-                n += 1;
-            }
-            Ok(Some(_)) => {
-                // Longer than a frame (GRO, jumbo): dropped, counted.
-                shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                r.spare = Some(frame);
-            }
-            Ok(None) | Err(_) => {
-                r.spare = Some(frame);
-                break;
-            }
+    let budget = (punt_free as usize).min(MAX_BURST);
+    let mut taken = 0u32;
+    while r.spare.len() < budget && taken < fill_ready {
+        let f = index_from_bytes(r.fill.get(region, taken));
+        taken += 1;
+        if f < layout.n_frames {
+            r.spare.push(f);
+        } else {
+            shared.stats.bad.count(BadInput::FrameOutOfRange);
         }
     }
     if taken > 0 {
         r.fill.release(region, taken);
+    }
+    let n_try = r.spare.len().min(budget);
+    if n_try == 0 {
+        return 0;
+    }
+    let mut offsets = [0usize; MAX_BURST];
+    for (o, f) in offsets.iter_mut().zip(&r.spare[..n_try]) {
+        *o = layout.frame_offset(*f);
+    }
+    let cap = layout.frame_size as usize;
+    let mut lens = [0usize; MAX_BURST];
+    let got = io
+        .recv_batch_into(region, &offsets[..n_try], cap, &mut lens)
+        .unwrap_or(0);
+    let mut n = 0u32;
+    let mut dropped = 0;
+    for (i, len) in lens.iter().enumerate().take(got) {
+        if *len > cap {
+            // Longer than a frame (GRO, jumbo): dropped, counted; the
+            // frame goes back to the spares below.
+            dropped += 1;
+            continue;
+        }
+        let desc = PuntDesc {
+            frame: r.spare[i],
+            offset: 0,
+            len: *len as u16,
+            src_port: port_no,
+            meta: 0,
+        };
+        r.punt.put(region, n, &desc.to_bytes());
+        n += 1;
+    }
+    // Keep the unused and the truncated frames as spares.
+    let mut i = 0;
+    r.spare.retain(|_| {
+        let used = i < got && lens[i] <= cap;
+        i += 1;
+        !used
+    });
+    if dropped > 0 {
+        shared.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
     }
     if n > 0 {
         r.punt.submit(region, n);
@@ -217,7 +233,7 @@ fn punt(shared: &Shared, r: &mut DataRing, io: &PacketSocket, port_no: u32) -> u
             .punted
             .fetch_add(u64::from(n), Ordering::Relaxed);
     }
-    n as usize
+    got
 }
 
 /// No ring on this port: frames go to the socket named by its upcall PID
@@ -260,7 +276,8 @@ fn queue_on_socket(
 }
 
 /// Sends what userspace published on the inject ring out of the
-/// destination interfaces and completes the frames.
+/// destination interfaces (one `sendmmsg` per port and burst) and
+/// completes the frames.
 fn inject(shared: &Shared, r: &mut DataRing, ports: &[DataPort]) -> usize {
     let region = &r.ring.region;
     let layout = r.ring.layout;
@@ -273,6 +290,7 @@ fn inject(shared: &Shared, r: &mut DataRing, ports: &[DataPort]) -> usize {
     };
     let n = ready.min(room).min(2 * MAX_BURST as u32);
     let mut done = 0;
+    r.out.clear();
     for i in 0..n {
         let desc = InjectDesc::from_bytes(r.inject.get(region, i));
         if desc.frame >= layout.n_frames {
@@ -286,24 +304,38 @@ fn inject(shared: &Shared, r: &mut DataRing, ports: &[DataPort]) -> usize {
         match checked {
             Ok((off, list)) => {
                 for dst in list {
-                    let out = ports
-                        .iter()
-                        .find(|p| p.port_no == *dst)
-                        .and_then(|p| p.io.as_ref());
-                    let sent = out
-                        .is_some_and(|io| io.send_from(region, off, usize::from(desc.len)).is_ok());
-                    let counter = if sent {
-                        &shared.stats.injected
-                    } else {
-                        &shared.stats.dropped
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    r.out.push((*dst, off, usize::from(desc.len)));
                 }
             }
             Err(b) => shared.stats.bad.count(b),
         }
         r.completion.put(region, done, &desc.frame.to_le_bytes());
         done += 1;
+    }
+    // Stable by port: each port's frames leave in ring order.
+    r.out.sort_by_key(|(dst, _, _)| *dst);
+    let mut batch = [(0usize, 0usize); MAX_BURST];
+    for chunk in r.out.chunk_by(|a, b| a.0 == b.0) {
+        let io = ports
+            .iter()
+            .find(|p| p.port_no == chunk[0].0)
+            .and_then(|p| p.io.as_ref());
+        for part in chunk.chunks(MAX_BURST) {
+            for (slot, (_, off, len)) in batch.iter_mut().zip(part) {
+                *slot = (*off, *len);
+            }
+            let sent = io
+                .and_then(|io| io.send_batch_from(region, &batch[..part.len()]).ok())
+                .unwrap_or(0);
+            shared
+                .stats
+                .injected
+                .fetch_add(sent as u64, Ordering::Relaxed);
+            shared
+                .stats
+                .dropped
+                .fetch_add((part.len() - sent) as u64, Ordering::Relaxed);
+        }
     }
     if n > 0 {
         r.inject.release(region, n);

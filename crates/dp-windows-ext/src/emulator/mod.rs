@@ -242,10 +242,12 @@ impl Emulator {
         listener.set_nonblocking(true)?;
         let kick = UnixDatagram::bind(&kick_path)?;
         kick.set_nonblocking(true)?;
+        // Unique per process and emulator, so region files never collide.
+        static NEXT_EMULATOR: AtomicU32 = AtomicU32::new(0);
         let tag = format!(
-            "oxvs-winshim-{}-{:x}",
+            "oxvs-winshim-{}-{}",
             std::process::id(),
-            config.socket.as_os_str().len() as u64 ^ (&config as *const _ as u64)
+            NEXT_EMULATOR.fetch_add(1, Ordering::Relaxed)
         );
         let shared = Arc::new(Shared {
             tables: Mutex::new(Tables::default()),

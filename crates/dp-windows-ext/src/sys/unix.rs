@@ -258,27 +258,88 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
-    /// Receives one frame into `cap` bytes of `region` at `off`; returns
-    /// its full length (longer than `cap` means truncated), `None` when
-    /// nothing is waiting.
-    pub(crate) fn recv_into(
+    /// Receives up to `offsets.len()` (at most 32) frames in one call,
+    /// frame `i` into `cap` bytes of `region` at `offsets[i]`; `lens[i]`
+    /// gets its full length (above `cap`: truncated). Returns how many.
+    pub(crate) fn recv_batch_into(
         &self,
         region: &Region,
-        off: usize,
+        offsets: &[usize],
         cap: usize,
-    ) -> io::Result<Option<usize>> {
-        let ptr = region.frame_ptr(off, cap);
-        // SAFETY: `ptr..ptr + cap` is inside the mapping (checked by
-        // `frame_ptr`) and the frame is ours by the ring protocol.
-        let n = unsafe {
-            libc::recv(
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        const MAX: usize = 32;
+        let n = offsets.len().min(lens.len()).min(MAX);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: iovec and mmsghdr are plain data; all-zero is valid.
+        let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for i in 0..n {
+            iov[i].iov_base = region.frame_ptr(offsets[i], cap).as_ptr().cast();
+            iov[i].iov_len = cap;
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: each iovec points at `cap` bytes inside the mapping
+        // (checked by `frame_ptr`) in a frame the ring protocol gave us;
+        // `msgs` and `iov` outlive the call.
+        let got = unsafe {
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                ptr.as_ptr().cast(),
-                cap,
-                libc::MSG_TRUNC,
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
             )
         };
-        self.result(n)
+        match self.result(got as isize)? {
+            None => Ok(0),
+            Some(got) => {
+                for i in 0..got {
+                    lens[i] = msgs[i].msg_len as usize;
+                }
+                Ok(got)
+            }
+        }
+    }
+
+    /// Sends `frames` (offset, length in `region`; at most 32) in one
+    /// call; returns how many the kernel took.
+    pub(crate) fn send_batch_from(
+        &self,
+        region: &Region,
+        frames: &[(usize, usize)],
+    ) -> io::Result<usize> {
+        const MAX: usize = 32;
+        let n = frames.len().min(MAX);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: plain data; all-zero is valid.
+        let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for (i, (off, len)) in frames.iter().take(n).enumerate() {
+            iov[i].iov_base = region.frame_ptr(*off, *len).as_ptr().cast();
+            iov[i].iov_len = *len;
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: each iovec points at bytes inside the mapping (checked
+        // by `frame_ptr`); the kernel only reads them; the arrays outlive
+        // the call.
+        let sent = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        Ok(self.result(sent as isize)?.unwrap_or(0))
     }
 
     /// Receives one frame into `buf`.
@@ -304,19 +365,6 @@ impl PacketSocket {
             Ok(None)
         } else {
             Err(e)
-        }
-    }
-
-    /// Sends `len` bytes of `region` at `off` as one frame.
-    pub(crate) fn send_from(&self, region: &Region, off: usize, len: usize) -> io::Result<()> {
-        let ptr = region.frame_ptr(off, len);
-        // SAFETY: in the mapping (checked by `frame_ptr`); the kernel only
-        // reads it.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), ptr.as_ptr().cast(), len, 0) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
         }
     }
 
