@@ -189,8 +189,13 @@ fn windows_netdev_on_a_userspace_port_sends_and_gets_every_frame_back() {
             0,
             "no interface, nothing punted"
         );
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        // Now and then long enough for the shim to sleep and ask for a
+        // wakeup.
+        let pause = if round % 10 == 0 { 30 } else { 1 };
+        std::thread::sleep(std::time::Duration::from_millis(pause));
     }
+    // Sends to a sleeping shim rang its doorbell.
+    assert!(emu.stats().wakeups.load(Ordering::Relaxed) > 0);
     // The shim completes every injected frame (the port has no
     // interface: each is a counted drop on its side).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -129,14 +129,14 @@ pub(super) fn run(shared: Arc<Shared>, kick: UnixDatagram) {
             std::hint::spin_loop();
             continue;
         }
-        sleep(&snap, &kick);
+        sleep(&shared, &snap, &kick);
         idle = 0;
     }
 }
 
 /// Sets NEED_WAKEUP, re-checks (a producer may have published just
 /// before seeing the flag), sleeps in poll, clears the flag.
-fn sleep(snap: &Snapshot, kick: &UnixDatagram) {
+fn sleep(shared: &Shared, snap: &Snapshot, kick: &UnixDatagram) {
     let mut pending = false;
     for r in snap.rings.values() {
         r.inject.set_flag(&r.ring.region, RING_NEED_WAKEUP, true);
@@ -151,7 +151,9 @@ fn sleep(snap: &Snapshot, kick: &UnixDatagram) {
         );
         let _ = poll_readable(&fds, SLEEP_MS);
         let mut buf = [0u8; 64];
-        while kick.recv(&mut buf).is_ok() {}
+        while kick.recv(&mut buf).is_ok() {
+            shared.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+        }
     }
     for r in snap.rings.values() {
         r.inject.set_flag(&r.ring.region, RING_NEED_WAKEUP, false);

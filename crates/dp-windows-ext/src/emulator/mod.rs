@@ -80,6 +80,8 @@ pub struct EmuStats {
     pub injected: AtomicU64,
     /// Frames dropped: truncated, socket queue full, no destination.
     pub dropped: AtomicU64,
+    /// Doorbells rung by userspace while the data thread slept.
+    pub wakeups: AtomicU64,
     /// Malformed requests and descriptors from userspace.
     pub bad: BadInputCounters,
 }
