@@ -206,7 +206,11 @@ pub fn ring_loopback(duration: std::time::Duration, threads: bool) -> u64 {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                shim.step(&shim_frames.region, PORT);
+                if shim.step(&shim_frames.region, PORT) == 0 {
+                    // Two cores, other busy threads: give the core away
+                    // rather than spin a whole time slice.
+                    std::thread::yield_now();
+                }
             }
         })
     });
@@ -222,10 +226,12 @@ pub fn ring_loopback(duration: std::time::Duration, threads: bool) -> u64 {
     while std::time::Instant::now() < end {
         for _ in 0..64 {
             if let Some(shim) = inline_shim.as_mut() {
-                shim.step(&frames.region, PORT);
+                let _ = shim.step(&frames.region, PORT);
             }
             if rx.recv(&mut batch).unwrap_or(0) > 0 {
                 forwarded += tx.send(&mut batch).sent as u64;
+            } else if threads {
+                std::thread::yield_now();
             }
         }
     }
@@ -246,8 +252,8 @@ struct ShimSide {
 
 impl ShimSide {
     /// Punts up to 32 frames from the fill ring as 60-byte frames of
-    /// `port`, then completes up to 64 injected frames.
-    fn step(&mut self, r: &crate::ring::Region, port: u32) {
+    /// `port`, then completes up to 64 injected frames; returns the work done.
+    fn step(&mut self, r: &crate::ring::Region, port: u32) -> u32 {
         use crate::ring::{InjectDesc, index_from_bytes};
         let n = self
             .fill
@@ -284,6 +290,7 @@ impl ShimSide {
             self.inject.release(r, m);
             self.completion.submit(r, m);
         }
+        n + m
     }
 }
 
