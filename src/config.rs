@@ -209,9 +209,9 @@ pub fn port_type_available(port_type: &str) -> Result<(), String> {
         "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => {
             crate::drivers::dpdk_available(port_type)
         }
-        "windows" => Err("type \"windows\" only exists on Windows builds".into()),
+        "windows" => Ok(()),
         other => Err(format!(
-            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk)"
+            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk, windows)"
         )),
     }
 }

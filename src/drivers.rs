@@ -23,6 +23,7 @@ pub enum OpenedPort {
     System(Arc<SystemNetdev>),
     #[cfg(feature = "dpdk")]
     Dpdk(Arc<netdev_dpdk::DpdkNetdev>),
+    Windows(Arc<dp_windows_ext::WindowsNetdev>),
 }
 
 impl OpenedPort {
@@ -35,6 +36,7 @@ impl OpenedPort {
             OpenedPort::System(s) => s.clone(),
             #[cfg(feature = "dpdk")]
             OpenedPort::Dpdk(d) => d.clone(),
+            OpenedPort::Windows(w) => w.clone(),
         }
     }
 
@@ -53,6 +55,10 @@ impl OpenedPort {
             OpenedPort::Dpdk(d) => (
                 format!("dpdk:{} mbufs ({})", d.name(), d.mempool().name()),
                 d.packets_in_use(),
+            ),
+            OpenedPort::Windows(w) => (
+                format!("windows:{} ring frames", w.name()),
+                w.frames_lent() + w.pool().in_use(),
             ),
         }
     }
@@ -272,8 +278,19 @@ pub fn validate_options(port: &PortSection) -> Result<(), String> {
             netdev_afxdp::check_options(t, &as_pairs(&text_options(port)?))
         }
         "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => check_dpdk_options(port),
+        "windows" => {
+            dp_windows_ext::WindowsConfig::from_options(&as_pairs(&windows_options(port)?))
+                .map(drop)
+        }
         _ => Ok(()),
     }
+}
+
+/// A windows port's options, with `n_rxq` from the port's own key.
+fn windows_options(port: &PortSection) -> Result<Vec<(String, String)>, String> {
+    let mut options = text_options(port)?;
+    options.push(("n_rxq".into(), port.n_rxq.to_string()));
+    Ok(options)
 }
 
 /// Opens the port `port` describes.
@@ -323,6 +340,16 @@ pub fn open(port: &PortSection) -> Result<OpenedPort, String> {
         "system" | "af_packet" => Ok(OpenedPort::System(Arc::new(
             SystemNetdev::open(&port.name).map_err(|e| e.to_string())?,
         ))),
+        // The Hyper-V shim on Windows; on Linux its emulator (the
+        // `device` option names the emulator's socket).
+        "windows" => {
+            let config =
+                dp_windows_ext::WindowsConfig::from_options(&as_pairs(&windows_options(port)?))?;
+            Ok(OpenedPort::Windows(Arc::new(
+                dp_windows_ext::WindowsNetdev::open(&port.name, &config)
+                    .map_err(|e| e.to_string())?,
+            )))
+        }
         #[cfg(feature = "dpdk")]
         "dpdk" | "dpdkvhostuser" | "dpdkvhostuserclient" => {
             check_dpdk_options(port)?;

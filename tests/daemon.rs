@@ -343,8 +343,8 @@ fn config_errors_are_one_line_naming_file_key_and_reason() {
         ),
         ("[datapath]\nno_such_key = 1\n", "no_such_key"),
         (
-            "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p\"\ntype = \"dpdk\"\n",
-            "bridge br0 port p.type",
+            "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p\"\ntype = \"vhost\"\n",
+            "bridge br0 port p.type: unknown port type \"vhost\"",
         ),
         (
             "[[bridge]]\nname = \"br0\"\nflows = [\"priority=1,nw_dst=300.1.1.1,actions=drop\"]\n",
