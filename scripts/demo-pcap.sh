@@ -11,7 +11,7 @@ seconds=${DEMO_SECONDS:-5}
 demo_dir=/tmp/oxvs-demo
 socket=$demo_dir/oxvsd.ctl
 
-command -v cc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc; }
+./scripts/install-deps.sh
 echo "==> building oxvsd and oxvsctl (release)"
 cargo build --release --quiet -p oxvs -p ctl --bins
 oxvsctl() { target/release/oxvsctl --socket "$socket" "$@"; }

@@ -22,17 +22,7 @@ socket=$work/oxvsd.ctl
 
 [[ $(id -u) -eq 0 ]] || { echo "run.sh needs root (network namespaces, XDP)" >&2; exit 1; }
 
-missing=()
-command -v cc >/dev/null || missing+=(gcc)
-command -v ip >/dev/null || missing+=(iproute2)
-command -v ethtool >/dev/null || missing+=(ethtool)
-command -v ping >/dev/null || missing+=(iputils-ping)
-command -v iperf3 >/dev/null || missing+=(iperf3)
-if ((${#missing[@]})); then
-    echo "==> installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+./scripts/install-deps.sh --demo
 
 echo "==> building oxvsd and oxvsctl (release)"
 cargo build --release --quiet -p oxvs -p ctl --bins

@@ -15,24 +15,7 @@ log() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- prerequisites -----------------------------------------------------------
-need_apt=()
-command -v cc >/dev/null || need_apt+=(gcc)
-command -v c++ >/dev/null || need_apt+=(g++)
-command -v pkg-config >/dev/null || need_apt+=(pkg-config)
-# The stock ovs-appctl, to prove the control socket speaks unixctl.
-command -v ovs-appctl >/dev/null || need_apt+=(openvswitch-common)
-# Network namespaces, veth and ping for the AF_XDP/tap/af_packet tests.
-command -v ip >/dev/null || need_apt+=(iproute2)
-command -v ethtool >/dev/null || need_apt+=(ethtool)
-command -v ping >/dev/null || need_apt+=(iputils-ping)
-if ((${#need_apt[@]})); then
-    log "installing ${need_apt[*]}"
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-    fi
-fi
+./scripts/install-deps.sh
 [[ -d ../shared/conformance ]] || fail "../shared/conformance is missing (OVS test vectors beside the checkout)"
 if [[ $ci == true && $(id -u) -ne 0 ]]; then
     fail "CI runs as root: the namespace, veth and XDP tests need it"
