@@ -39,7 +39,8 @@
 //! `t.credit(1, len, now)`. The revalidator re-translates an installed
 //! flow when [`Ofproto::is_stale`] says its version or the MAC table it
 //! depended on moved, and credits datapath statistics to the rules the
-//! same way. Periodically the daemon calls [`Ofproto::run`] for rule
+//! same way ([`Ofproto::revalidate`] makes the keep/modify/delete
+//! decision). Periodically the daemon calls [`Ofproto::run`] for rule
 //! timeouts and MAC aging. A `userspace(controller(...))` action reaching
 //! the daemon goes to [`Ofproto::packet_in`].
 
@@ -125,6 +126,19 @@ pub struct PacketIn {
 /// Most packet-ins kept for a consumer; older ones are dropped (and
 /// still counted).
 pub const PACKET_IN_QUEUE: usize = 256;
+
+/// What to do with an installed megaflow after a change.
+#[derive(Debug)]
+pub enum Revalidation {
+    /// Nothing it depended on changed.
+    Unchanged,
+    /// Still correct; remember this translation (new version, rules).
+    Keep(Translation),
+    /// Same megaflow, new actions: modify the flow's actions.
+    Modify(Translation),
+    /// The megaflow itself is no longer right: delete it.
+    Delete,
+}
 
 /// What [`Ofproto::run`] did.
 #[derive(Debug, Default)]
@@ -367,6 +381,24 @@ impl Ofproto {
     /// the rules or ports changed, or (for NORMAL) the MAC table did.
     pub fn is_stale(&self, t: &Translation) -> bool {
         t.version != self.version() || (t.uses_mac_learning && t.mac_seq != self.mac.seq())
+    }
+
+    /// The revalidator's decision for an installed megaflow: `key` is
+    /// the key it was translated from, `installed` what was installed.
+    pub fn revalidate(&self, key: &FlowKey, installed: &Translation, now_ms: u64) -> Revalidation {
+        if !self.is_stale(installed) {
+            return Revalidation::Unchanged;
+        }
+        let t = self.translate_readonly(key, now_ms);
+        if t.mask != installed.mask {
+            // A different mask is a different megaflow: remove it and let
+            // the next packet upcall.
+            Revalidation::Delete
+        } else if t.actions == installed.actions {
+            Revalidation::Keep(t)
+        } else {
+            Revalidation::Modify(t)
+        }
     }
 
     /// `ofproto/trace BRIDGE FLOW` (the bridge is this one).
