@@ -211,8 +211,8 @@ run_testpmd() { # run
         # testpmd sometimes misses SIGINT while printing stats: escalate.
         kill -INT "$TESTPMD_PID" 2>/dev/null
         for _ in $(seq 100); do kill -0 "$TESTPMD_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -TERM "$TESTPMD_PID" 2>/dev/null && sleep 1
-        kill -KILL "$TESTPMD_PID" 2>/dev/null
+        kill -TERM "$TESTPMD_PID" 2>/dev/null && sleep 1 || true
+        kill -KILL "$TESTPMD_PID" 2>/dev/null || true
         wait "$TESTPMD_PID" 2>/dev/null || true
         TESTPMD_PID=
         # Port 0 is the net_pcap port: its Rx-pps, skipping the first two.
