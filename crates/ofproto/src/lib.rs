@@ -10,7 +10,7 @@
 //! # Map
 //! - [`field`]: the pipeline's view of a packet ([`field::OfFlow`]) and
 //!   the fields rules match and actions write.
-//! - [`r#match`], [`parse`], [`actions`]: ofctl syntax for matches, flow
+//! - [`match`](crate::r#match), [`parse`], [`actions`]: ofctl syntax for matches, flow
 //!   mods and actions; parsers whose errors name the field.
 //! - [`classifier`]: priority tuple-space classifier with staged lookup
 //!   and prefix tries that reports the bits it examined.
@@ -33,16 +33,18 @@
 //!   that cares about time takes `now_ms`.
 //!
 //! # Wiring to the datapath (upcall)
-//! On a miss the datapath calls [`Ofproto::translate`] with the packet's
-//! key (datapath `in_port`), installs `(key & t.mask, t.mask)` with
-//! `t.actions`, executes `t.actions` on the packet and calls
-//! `t.credit(1, len, now)`. The revalidator re-translates an installed
-//! flow when [`Ofproto::is_stale`] says its version or the MAC table it
-//! depended on moved, and credits datapath statistics to the rules the
-//! same way ([`Ofproto::revalidate`] makes the keep/modify/delete
-//! decision). Periodically the daemon calls [`Ofproto::run`] for rule
-//! timeouts and MAC aging. A `userspace(controller(...))` action reaching
-//! the daemon goes to [`Ofproto::packet_in`].
+//! On a miss the datapath's upcall handler calls [`Ofproto::translate`]
+//! with the packet's key (`in_port` = datapath port), installs
+//! `(key & t.mask, t.mask)` with `t.actions`, executes `t.actions` on the
+//! packet and calls `t.credit(1, len, now)`. The revalidator re-translates
+//! with [`Ofproto::translate_readonly`] (never learn MACs from a masked
+//! key) when the handler's version moves: combine [`Ofproto::version`]
+//! (rules and ports) with [`MacLearning::seq`] (NORMAL's table), or ask
+//! [`Ofproto::revalidate`] for the keep/modify/delete decision of one
+//! flow; it credits datapath statistics to `t.rules`. Periodically the
+//! daemon calls [`Ofproto::run`] for rule timeouts and MAC aging. A
+//! `userspace(controller(...))` action reaching the daemon goes to
+//! [`Ofproto::packet_in`].
 
 #![forbid(unsafe_code)]
 
