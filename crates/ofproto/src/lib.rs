@@ -10,7 +10,7 @@
 //! # Map
 //! - [`field`]: the pipeline's view of a packet ([`field::OfFlow`]) and
 //!   the fields rules match and actions write.
-//! - [`match`](crate::r#match), [`parse`], [`actions`]: ofctl syntax for matches, flow
+//! - `match` ([`Match`]), [`parse`], [`actions`]: ofctl syntax for matches, flow
 //!   mods and actions; parsers whose errors name the field.
 //! - [`classifier`]: priority tuple-space classifier with staged lookup
 //!   and prefix tries that reports the bits it examined.
