@@ -80,6 +80,14 @@ pub fn masked_key_to_flow(key: &[KeyAttr], mask: &[KeyAttr]) -> Result<(FlowKey,
     }
     // OVS always matches the packet type exactly in userspace.
     m.packet_type = u32::MAX;
+    // In ODP text an Ethernet type outside `encap()` says "untagged": the
+    // FlowKey keeps the inner type for tagged packets, so without the tag
+    // presence bit this megaflow would also match every tagged packet with
+    // that inner type.
+    let untagged = flow.vlans[0].tci & VLAN_CFI == 0;
+    if flow.is_ethernet() && untagged && m.dl_type != 0 {
+        m.vlans[0].tci |= VLAN_CFI;
+    }
     Ok((flow.masked(&m), m))
 }
 
@@ -887,5 +895,35 @@ mod tests {
             key::format_masked(&k, Some(&mk), None, false),
             "in_port(1),packet_type(ns=0,id=0),eth_type(0x8100),vlan(vid=99),encap(eth_type(0x0800),ipv4(frag=no))"
         );
+    }
+}
+
+#[cfg(test)]
+mod untagged_mask_tests {
+    use super::*;
+    use crate::odp::key::parse_masked;
+
+    /// `eth_type(0x0800)` outside `encap()` means untagged: a tagged packet
+    /// whose inner type is IPv4 must not match the megaflow.
+    #[test]
+    fn untagged_megaflow_does_not_match_tagged_packets() {
+        let mk =
+            parse_masked("in_port(1),eth(),eth_type(0x0800),ipv4(dst=10.0.0.2)", None).unwrap();
+        let (key, mask) = masked_key_to_flow(&mk.key, &mk.mask).unwrap();
+        let mut untagged = FlowKey::ZERO;
+        untagged.in_port = 1;
+        untagged.dl_type = ETH_TYPE_IPV4;
+        untagged.nw_dst = [10, 0, 0, 2];
+        assert!(untagged.matches_masked(&mask, &key));
+        let mut tagged = untagged;
+        tagged.vlans[0] = VlanHeader {
+            tpid: ETH_TYPE_VLAN_8021Q,
+            tci: VLAN_CFI | 10,
+        };
+        assert!(!tagged.matches_masked(&mask, &key));
+        // And the dump of that megaflow still reads as it was written.
+        let (k, m) = flow_to_masked_key(&key, &mask);
+        let text = crate::odp::key::format_masked(&k, Some(&m), None, false);
+        assert!(!text.contains("vlan"), "{text}");
     }
 }
