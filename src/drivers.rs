@@ -185,6 +185,13 @@ fn dpdk_devargs(port: &PortSection) -> Result<String, String> {
         Some(p) => p,
         None => format!("/var/run/oxvs/{}", port.name),
     };
+    if port.port_type == "dpdkvhostuser" {
+        // Server mode: we create the socket, so its directory must exist.
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
     let client = u8::from(port.port_type == "dpdkvhostuserclient");
     Ok(format!(
         "net_vhost_{},iface={path},queues={},client={client}",
