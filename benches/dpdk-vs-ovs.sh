@@ -36,6 +36,8 @@ WORK=$(mktemp -d /tmp/oxvs-dpdk-bench.XXXXXX)
 HP=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 OLD_HUGE=$(cat "$HP" 2>/dev/null || echo 0)
 HUGE_MOUNTED=0
+RUNTIME_DIR_EXISTED=0
+[ -e /var/run/dpdk ] && RUNTIME_DIR_EXISTED=1
 TESTPMD_PID=
 
 log() { echo "[bench] $*" >&2; }
@@ -53,6 +55,8 @@ cleanup() {
     done
     if [ "$HUGE_MOUNTED" = 1 ]; then umount "$WORK/huge"; fi
     echo "$OLD_HUGE" > "$HP" 2>/dev/null
+    # EAL makes its runtime dir even with --in-memory/--no-shconf.
+    [ "$RUNTIME_DIR_EXISTED" = 0 ] && rm -rf /var/run/dpdk
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -75,13 +79,13 @@ echo $((OLD_HUGE + NHUGE)) > "$HP" 2>/dev/null || true
 if [ "$(cat "$HP")" -ge $((OLD_HUGE + NHUGE)) ] && mount -t hugetlbfs -o pagesize=2M nodev "$WORK/huge"; then
     HUGE_MOUNTED=1
     EAL_MEM="--huge-dir $WORK/huge --socket-mem 1024 --in-memory"
-    OVS_EXTRA="--huge-dir $WORK/huge --in-memory --no-pci"
+    OVS_EXTRA="--huge-dir $WORK/huge --in-memory --no-pci --no-telemetry"
     OXVS_ENV="DPDK_BENCH_HUGE_DIR=$WORK/huge"
     log "hugepages: $NHUGE x 2 MiB at $WORK/huge"
 else
     echo "$OLD_HUGE" > "$HP" 2>/dev/null || true
     EAL_MEM="--no-huge -m 2048 --no-shconf"
-    OVS_EXTRA="--no-huge -m 2048 --no-pci"
+    OVS_EXTRA="--no-huge -m 2048 --no-pci --no-telemetry"
     OXVS_ENV=
     log "no hugepages: --no-huge for all systems"
 fi
