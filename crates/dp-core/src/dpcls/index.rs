@@ -119,7 +119,9 @@ impl HashIndex {
     pub fn find(&self, hash: u32, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         let mask = self.mask();
         let mut b = hash as usize & mask;
-        loop {
+        // Each bucket at most once: a probe can never spin, whatever the
+        // overflow counters say.
+        for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[b];
             let mut hits = bucket.tag_hits(hash);
             while hits != 0 {
@@ -135,6 +137,7 @@ impl HashIndex {
             }
             b = (b + 1) & mask;
         }
+        None
     }
 
     /// The first value under `hash` in its home bucket, or
@@ -168,7 +171,7 @@ impl HashIndex {
     fn insert_no_grow(&mut self, hash: u32, value: u32) {
         let mask = self.mask();
         let mut b = hash as usize & mask;
-        loop {
+        for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[b];
             if bucket.occupied() != OCCUPIED_MASK {
                 let j = (!bucket.occupied()).trailing_zeros() as usize;
@@ -180,6 +183,15 @@ impl HashIndex {
             bucket.meta += OVERFLOW_ONE;
             b = (b + 1) & mask;
         }
+        // Every bucket full (the load bound makes this unreachable): undo
+        // the counts this pass added, grow, and place the entry there.
+        let mut p = hash as usize & mask;
+        for _ in 0..self.buckets.len() {
+            self.buckets[p].meta -= OVERFLOW_ONE;
+            p = (p + 1) & mask;
+        }
+        self.grow();
+        self.insert_no_grow(hash, value);
     }
 
     /// Removes the entry (`hash`, `value`); false when it is not there.
@@ -187,7 +199,7 @@ impl HashIndex {
         let mask = self.mask();
         let home = hash as usize & mask;
         let mut b = home;
-        loop {
+        for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[b];
             let found = (0..SLOTS).find(|&j| {
                 bucket.occupied() & (1 << j) != 0
@@ -209,6 +221,7 @@ impl HashIndex {
             }
             b = (b + 1) & mask;
         }
+        false
     }
 
     fn grow(&mut self) {
