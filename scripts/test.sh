@@ -24,6 +24,8 @@ fi
 # --- unit, property, conformance and integration tests -----------------------
 log "cargo test (workspace)"
 cargo test --workspace --lib --bins --tests
+# DPDK's EAL leaves an empty runtime directory behind when run as root.
+rm -rf /var/run/dpdk
 
 # --- fuzzing -----------------------------------------------------------------
 fuzz_targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^oxvs-fuzz$')
