@@ -4,11 +4,18 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dp_core::netdev::Netdev;
 use dp_core::packet::{PacketBatch, PacketPool, PoolConfig};
 use netdev_dpdk::{DpdkConfig, DpdkNetdev};
+
+/// DPDK's vhost library keeps process-wide state (the vhost-user socket
+/// registry, its event thread); two vhost port pairs set up and torn down
+/// at once in one process crash it (seen as SIGSEGV at teardown), so the
+/// tests of this file take turns.
+static VHOST_SERIAL: Mutex<()> = Mutex::new(());
 
 fn config(devargs: String) -> DpdkConfig {
     DpdkConfig {
@@ -37,6 +44,7 @@ fn recv_n(rxq: &mut Box<dyn dp_core::netdev::RxQueue>, n: usize) -> Vec<Vec<u8>>
 
 #[test]
 fn vhost_user_server_and_virtio_user_guest_exchange_packets() {
+    let _turn = VHOST_SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     common::eal();
     let sock = std::env::temp_dir().join(format!("oxvs-vhost-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
@@ -108,6 +116,7 @@ fn vhost_user_server_and_virtio_user_guest_exchange_packets() {
 /// whole chain is freed (every segment) and counted, never leaked.
 #[test]
 fn oversized_chains_from_vhost_are_freed_whole() {
+    let _turn = VHOST_SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     common::eal();
     let sock = std::env::temp_dir().join(format!("oxvs-vhost-seg-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
