@@ -287,6 +287,35 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Overflow chains can wrap all the way around the table after
+    /// removals (each bucket then records an entry that moved past it),
+    /// so "continue while overflowed" alone would probe an absent key
+    /// forever. Probes stop after one lap.
+    #[test]
+    fn lookup_of_an_absent_key_terminates_when_overflow_wraps_around() {
+        let mut index = HashIndex::new();
+        let even = |k: u32| k * 2; // home bucket 0 once there are 2 buckets
+        for k in 0..12 {
+            index.insert(even(k), k);
+        }
+        assert_eq!(index.buckets.len(), 2);
+        // Bucket 0 holds 0..7, bucket 1 the overflow 7..12.
+        assert!(index.remove(even(0), 0) && index.remove(even(1), 1));
+        index.insert(1, 100); // home 1, fills bucket 1
+        index.insert(3, 101);
+        assert!(index.remove(even(2), 2));
+        index.insert(5, 102); // bucket 1 full: wraps into bucket 0
+        assert!(
+            index.buckets.iter().all(Bucket::overflowed),
+            "the wrapped state"
+        );
+        assert_eq!(index.find(even(500), |_| true), None);
+        assert!(!index.remove(even(500), 7));
+        for (hash, value) in [(even(11), 11), (5, 102), (1, 100)] {
+            assert_eq!(index.find(hash, |v| v == value), Some(value));
+        }
+    }
+
     #[test]
     fn colliding_hashes_overflow_and_shrink_back() {
         let mut index = HashIndex::new();
