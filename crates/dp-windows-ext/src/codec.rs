@@ -82,7 +82,8 @@ pub fn decode(buf: &[u8]) -> Result<(Decoded<'_>, &[u8]), BadInput> {
             }
             Decoded::Error {
                 header,
-                errno: -(le32(body, 0) as i32),
+                // Untrusted: i32::MIN has no positive counterpart.
+                errno: (le32(body, 0) as i32).wrapping_neg(),
             }
         }
         NLMSG_DONE => Decoded::Done { header },

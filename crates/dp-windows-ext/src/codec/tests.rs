@@ -209,3 +209,28 @@ fn every_prefix_and_every_byte_flip_is_an_error_or_a_message_never_a_panic() {
         }
     }
 }
+
+/// Found by the windows_msg fuzz target: an error message whose errno is
+/// i32::MIN overflowed the negation.
+#[test]
+fn test_parse_error_message_with_extreme_errno() {
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&20u32.to_le_bytes()); // length: header + errno
+    msg.extend_from_slice(&NLMSG_ERROR.to_le_bytes());
+    msg.extend_from_slice(&0u16.to_le_bytes()); // flags
+    msg.extend_from_slice(&7u32.to_le_bytes()); // seq
+    msg.extend_from_slice(&9u32.to_le_bytes()); // pid
+    msg.extend_from_slice(&0x8000_0000u32.to_le_bytes());
+    let (decoded, rest) = decode(&msg).expect("a well-formed error message");
+    assert!(rest.is_empty());
+    assert!(
+        matches!(
+            decoded,
+            Decoded::Error {
+                errno: i32::MIN,
+                ..
+            }
+        ),
+        "{decoded:?}"
+    );
+}
