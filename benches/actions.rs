@@ -31,21 +31,9 @@ use dp_core::flow::{FlowKey, extract};
 use dp_core::odp::attr::{Ipv4Key, KeyAttr};
 use dp_core::packet::{HeaderOffsets, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
-fn udp4_60() -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..12].copy_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
-    f[34..36].copy_from_slice(&1000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&2000u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
-}
+mod common;
+
+use common::udp4_60;
 
 fn vxlan_header() -> Vec<u8> {
     let mut h = vec![

@@ -9,24 +9,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dp_core::flow::{FlowKey, extract};
 use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
-fn udp4_64() -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..12].copy_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
-    f[34..36].copy_from_slice(&1000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&2000u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
-}
+mod common;
+
+use common::udp4_60;
 
 fn vlan_udp4() -> Vec<u8> {
-    let plain = udp4_64();
+    let plain = udp4_60();
     let mut f = plain[..12].to_vec();
     f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
     f.extend_from_slice(&plain[12..]);
@@ -76,10 +64,10 @@ fn bench_case(c: &mut Criterion, name: &str, frames: &[Vec<u8>]) {
 }
 
 fn extraction(c: &mut Criterion) {
-    bench_case(c, "udp4_64B", &[udp4_64()]);
+    bench_case(c, "udp4_64B", &[udp4_60()]);
     bench_case(c, "tcp6_hopopts", &[tcp6_ext()]);
     bench_case(c, "vlan_udp4", &[vlan_udp4()]);
-    bench_case(c, "mixed_batch32", &[udp4_64(), tcp6_ext(), vlan_udp4()]);
+    bench_case(c, "mixed_batch32", &[udp4_60(), tcp6_ext(), vlan_udp4()]);
 }
 
 criterion_group!(benches, extraction);

@@ -23,6 +23,8 @@ use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
 
+mod common;
+
 /// What OVS installs for an `in_port=1,actions=output:2` rule: one
 /// megaflow matching in_port and the Ethernet type (OVS also unwildcards
 /// the fragment bits for IP). Many 5-tuples then share it: the EMC thrashes
@@ -63,20 +65,14 @@ impl UpcallHandler for ToPort2 {
 }
 
 fn udp_frame(flow: u32) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, (flow >> 16) as u8, 1]);
-    f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-    f[34..36].copy_from_slice(&(flow as u16).to_be_bytes());
-    f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
+    common::udp4_frame(
+        [0x02, 0, 0, 0, 0, 2],
+        [0x02, 0, 0, 0, 0, 1],
+        [10, 0, (flow >> 16) as u8, 1],
+        [10, 1, 0, 1],
+        flow as u16,
+        4789,
+    )
 }
 
 fn write_pcap(path: &std::path::Path, flows: u32) {
