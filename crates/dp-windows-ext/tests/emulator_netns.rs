@@ -50,7 +50,7 @@ fn ping_and_udp_between_namespaces_through_emulated_hyperv_ports() {
     if !prerequisites("windows emulator end to end") {
         return;
     }
-    let topo = Netns::new("e");
+    let topo = netns("e");
     let emu = emulator(&topo);
 
     // Discovery: both switch ports, by friendly name and kind.
@@ -73,14 +73,14 @@ fn ping_and_udp_between_namespaces_through_emulated_hyperv_ports() {
     assert_eq!(a.vport().name, "OVS-pa");
     assert_eq!(emu.rings_attached(), 2);
     let mut dp = datapath();
-    dp.add_port(a.clone(), port(1)).unwrap();
-    dp.add_port(b.clone(), port(2)).unwrap();
+    dp.add_port(a.clone(), port_no(1)).unwrap();
+    dp.add_port(b.clone(), port_no(2)).unwrap();
 
     wait_reachable(&topo.ns_a, IP_B);
     eprintln!("ping a -> b: {}", ping(&topo.ns_a, IP_B, 5));
     eprintln!("ping b -> a: {}", ping(&topo.ns_b, IP_A, 3));
-    udp_burst(&topo.ns_a, &topo.ns_b, IP_B, 2000);
-    udp_burst(&topo.ns_b, &topo.ns_a, IP_A, 2000);
+    udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 2000);
+    udp_exchange(&topo.ns_b, &topo.ns_a, IP_A, 2000);
 
     let s1 = dp.port_stats(1).unwrap();
     let s2 = dp.port_stats(2).unwrap();
@@ -129,7 +129,7 @@ fn without_rings_frames_go_to_the_upcall_socket_queue_and_execute_injects() {
     if !prerequisites("windows emulator socket queue") {
         return;
     }
-    let topo = Netns::new("q");
+    let topo = netns("q");
     let emu = emulator(&topo);
     let mut c = client(&emu);
     let pa = c.vport_by_name("OVS-pa").unwrap().expect("OVS-pa");

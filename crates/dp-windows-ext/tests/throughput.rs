@@ -114,7 +114,7 @@ fn emulator_vs_afxdp_on_one_veth() {
         return;
     }
     let secs = 3.0;
-    let topo = Netns::new("t");
+    let topo = netns("t");
     let stop = Arc::new(AtomicBool::new(false));
     let gen_ = generator(&topo.ns_a, &topo.inner_a, Arc::clone(&stop));
 

@@ -53,7 +53,10 @@ fn traffic(tag: &str, mode: XdpMode, use_need_wakeup: bool) {
     dp.add_port(Arc::new(b), port(2)).unwrap();
 
     wait_reachable(&topo.ns_a, IP_B);
-    let (min, avg) = ping(&topo.ns_a, IP_B, 5);
+    let Rtt {
+        min_us: min,
+        avg_us: avg,
+    } = ping(&topo.ns_a, IP_B, 5);
     eprintln!("{tag}: ping a -> b rtt min {min:.0} µs avg {avg:.0} µs");
     ping(&topo.ns_b, IP_A, 3);
     udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000);
@@ -389,7 +392,10 @@ fn measure_udp_rate_and_ping_through_one_pmd() {
     dp.add_port(Arc::new(a), port(1)).unwrap();
     dp.add_port(Arc::new(b), port(2)).unwrap();
     wait_reachable(&topo.ns_a, IP_B);
-    let (min, avg) = ping(&topo.ns_a, IP_B, 20);
+    let Rtt {
+        min_us: min,
+        avg_us: avg,
+    } = ping(&topo.ns_a, IP_B, 20);
     eprintln!(
         "measure: xdp-mode {mode}; ping rtt min {min:.0} µs avg {avg:.0} µs (busy-polling PMD)"
     );

@@ -27,7 +27,10 @@ fn port(n: u32) -> PortOptions {
 
 fn full_traffic(tag: &str, topo: &Topology, dp: &Datapath) {
     wait_reachable(&topo.ns_a, IP_B);
-    let (min, avg) = ping(&topo.ns_a, IP_B, 5);
+    let Rtt {
+        min_us: min,
+        avg_us: avg,
+    } = ping(&topo.ns_a, IP_B, 5);
     eprintln!("{tag}: ping a -> b rtt min {min:.0} µs avg {avg:.0} µs");
     ping(&topo.ns_b, IP_A, 3);
     udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000);
