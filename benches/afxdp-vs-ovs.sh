@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# oxvs vs Open vSwitch 3.1 (Debian's openvswitch-switch, its `afxdp` port
+# type), side by side on the same veths, one PMD core each.
+#
+# Topology (created here, removed on exit, also on error or ^C):
+#   ns ax<pid>-g: eth0 10.98.0.1 ==veth== axg<pid>  \
+#                                                    switch (AF_XDP ports, NORMAL)
+#   ns ax<pid>-s: eth0 10.98.0.2 ==veth== axs<pid>  /
+# The veths have one queue each (an AF_XDP socket binds one queue). The
+# namespace ends have tx checksum offload off: AF_XDP carries no
+# checksum-offload metadata, so a CHECKSUM_PARTIAL packet would leave the
+# switch with a wrong checksum; TSO/GSO the kernel turns off by itself on a
+# veth whose peer has a native XDP program (the same for both switches).
+#
+# Figures, per system and run:
+#   Mpps  64-byte UDP offered by our generator (examples/pktgen, AF_XDP
+#         socket on the generator namespace's eth0) for BENCH_SECONDS,
+#         counted on the far side (pktgen rx, AF_XDP socket on the sink
+#         namespace's eth0); median of the per-second samples.
+#   c/p   PMD cycles per packet (pmd-stats-show "avg processing cycles per
+#         packet", the same counter in both): the switch's own cost, which
+#         matters here because on a 2-CPU machine the generator and the
+#         sink, not the switch, may set the Mpps.
+#   TCP   iperf3 single stream, BENCH_SECONDS, Gbit/s as the receiver counts.
+# Each run measures oxvs then OVS; the table is the median of BENCH_RUNS runs.
+#
+# Usage (root): benches/afxdp-vs-ovs.sh
+#   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_SYSTEMS=oxvs,ovs BENCH_XDP_MODE=native
+#   BENCH_BUILD=0 (use the release binaries already in target/)
+# Installs openvswitch-switch and iperf3 when missing (and stops the
+# distribution's own OVS service that the package starts), runs its own
+# ovsdb-server and ovs-vswitchd in a temp dir, and stops everything it
+# started on exit.
+set -euo pipefail
+
+RUNS=${BENCH_RUNS:-3}
+SECS=${BENCH_SECONDS:-5}
+SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs}
+XDP_MODE=${BENCH_XDP_MODE:-native}
+NCPU=$(nproc)
+PMD_CORE=$((NCPU - 1))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/ax-bench.XXXXXX)
+TAG=ax$$
+NS_G=$TAG-g NS_S=$TAG-s
+IF_G=axg$$ IF_S=axs$$
+IP_G=10.98.0.1 IP_S=10.98.0.2
+OXVSD_PID= SINK_PID= GEN_PID=
+
+log() { echo "[bench] $*" >&2; }
+
+stop_pid() { # pid [signal]
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill "${2:--TERM}" "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+ovs_stop() {
+    for p in vswitchd ovsdb; do
+        if [ -f "$WORK/$p.pid" ]; then
+            local pid
+            pid=$(cat "$WORK/$p.pid")
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$pid" 2>/dev/null || true
+            rm -f "$WORK/$p.pid"
+        fi
+    done
+}
+
+cleanup() {
+    set +e
+    stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"
+    ovs_stop
+    # iperf3 servers started with -D in our namespaces die with them.
+    for ns in "$NS_G" "$NS_S"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    ip link del "$IF_G" 2>/dev/null
+    ip link del "$IF_S" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "run as root (namespaces, XDP, OVS)" >&2; exit 1; }
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v ovs-vswitchd >/dev/null || need+=(openvswitch-switch)
+command -v bc >/dev/null || need+=(bc)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+    # The package may have started the distribution's own daemons.
+    systemctl stop openvswitch-switch 2>/dev/null || true
+fi
+
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+    log "building oxvsd, oxvsctl and the generator (release)"
+    (cd "$ROOT" && cargo build --release -q -p oxvs --bin oxvsd -p ctl --bin oxvsctl \
+        -p netdev-afxdp --example pktgen >&2)
+fi
+OXVSD=$ROOT/target/release/oxvsd
+OXVSCTL="$ROOT/target/release/oxvsctl --socket $WORK/oxvsd.ctl"
+PKTGEN=$ROOT/target/release/examples/pktgen
+
+# ---- the veths ----
+ip netns add "$NS_G"
+ip netns add "$NS_S"
+for side in G S; do
+    ns=NS_$side ifc=IF_$side addr=IP_$side
+    ip link add "${!ifc}" numtxqueues 1 numrxqueues 1 type veth \
+        peer name eth0 netns "${!ns}" numtxqueues 1 numrxqueues 1
+    ip link set "${!ifc}" up
+    ip -n "${!ns}" link set lo up
+    ip -n "${!ns}" addr add "${!addr}/24" dev eth0
+    ip -n "${!ns}" link set eth0 up
+    ip netns exec "${!ns}" ethtool -K eth0 tx off >/dev/null
+    ip netns exec "${!ns}" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+done
+MAC_S=$(ip -n "$NS_S" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}')
+MAC_G=$(ip -n "$NS_G" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}')
+# Static neighbours: no ARP in the measurements.
+ip -n "$NS_G" neigh replace "$IP_S" lladdr "$MAC_S" dev eth0
+ip -n "$NS_S" neigh replace "$IP_G" lladdr "$MAC_G" dev eth0
+
+# ---- the two switches ----
+oxvs_start() {
+    cat > "$WORK/oxvs.toml" <<CONF
+[datapath]
+pmd_cores = [$PMD_CORE]
+
+[control]
+socket = "$WORK/oxvsd.ctl"
+
+[[bridge]]
+name = "br0"
+
+[[bridge.port]]
+name = "$IF_G"
+type = "afxdp"
+options = { xdp-mode = "$XDP_MODE" }
+
+[[bridge.port]]
+name = "$IF_S"
+type = "afxdp"
+options = { xdp-mode = "$XDP_MODE" }
+CONF
+    "$OXVSD" --config "$WORK/oxvs.toml" 2>"$WORK/oxvsd.log" &
+    OXVSD_PID=$!
+    for _ in $(seq 100); do
+        $OXVSCTL call version >/dev/null 2>&1 && return 0
+        kill -0 "$OXVSD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$WORK/oxvsd.log" >&2
+    echo "oxvsd did not start" >&2
+    exit 1
+}
+oxvs_stop() {
+    $OXVSCTL stop >/dev/null 2>&1 || true
+    stop_pid "$OXVSD_PID"
+    OXVSD_PID=
+}
+oxvs_appctl() { ovs-appctl -t "$WORK/oxvsd.ctl" "$@"; }
+
+VSCTL="ovs-vsctl --db=unix:$WORK/db.sock --timeout=60"
+ovs_appctl() { ovs-appctl -t "$WORK/vswitchd.ctl" "$@"; }
+ovs_start() {
+    export OVS_RUNDIR=$WORK OVS_LOGDIR=$WORK OVS_DBDIR=$WORK
+    rm -f "$WORK/conf.db"
+    ovsdb-tool create "$WORK/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    ovsdb-server "$WORK/conf.db" --remote="punix:$WORK/db.sock" --unixctl="$WORK/ovsdb.ctl" \
+        --pidfile="$WORK/ovsdb.pid" --detach --log-file="$WORK/ovsdb.log"
+    $VSCTL --no-wait init
+    $VSCTL --no-wait set Open_vSwitch . \
+        other_config:pmd-cpu-mask="$(printf '0x%x' $((1 << PMD_CORE)))"
+    ovs-vswitchd "unix:$WORK/db.sock" --unixctl="$WORK/vswitchd.ctl" \
+        --pidfile="$WORK/vswitchd.pid" --detach --log-file="$WORK/vswitchd.log" -vconsole:off
+    if ! $VSCTL get Open_vSwitch . iface_types | grep -qw afxdp; then
+        echo "this ovs-vswitchd has no afxdp port type ($($VSCTL get Open_vSwitch . iface_types))" >&2
+        exit 1
+    fi
+    $VSCTL add-br br0 -- set bridge br0 datapath_type=netdev
+    for ifc in "$IF_G" "$IF_S"; do
+        $VSCTL add-port br0 "$ifc" -- set Interface "$ifc" type=afxdp \
+            options:xdp-mode="$XDP_MODE" options:n_rxq=1
+    done
+    # Wait until both ports are in the datapath.
+    for _ in $(seq 100); do
+        [ "$(ovs_appctl dpif/show 2>/dev/null | grep -c 'afxdp')" -ge 2 ] && return 0
+        sleep 0.1
+    done
+    ovs_appctl dpif/show >&2 || true
+    tail -20 "$WORK/vswitchd.log" >&2
+    echo "OVS did not add the afxdp ports" >&2
+    exit 1
+}
+
+# ---- measurements (the switch under test is running) ----
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
+
+# "avg processing cycles per packet" of the busiest PMD.
+cycles_per_packet() { # appctl-function
+    $1 dpif-netdev/pmd-stats-show | awk -F': ' '
+        /packets received/ {split($2, a, " "); rx = a[1]}
+        /avg processing cycles per packet/ {split($2, a, " "); if (rx > best) {best = rx; c = a[1]}}
+        END {print c + 0}'
+}
+
+learn() { # both MACs in the switch's table, a route through it
+    ip netns exec "$NS_G" ping -c 2 -i 0.2 -W 2 "$IP_S" >/dev/null
+    ip netns exec "$NS_S" ping -c 2 -i 0.2 -W 2 "$IP_G" >/dev/null
+}
+
+measure_udp() { # appctl-function -> "mpps cycles"
+    local appctl=$1
+    "$PKTGEN" rx --netns "$NS_S" --iface eth0 --type afxdp --seconds $((SECS + 3)) \
+        >"$WORK/sink.out" 2>&1 &
+    SINK_PID=$!
+    sleep 1
+    $appctl dpif-netdev/pmd-stats-clear >/dev/null
+    "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --size 64 --seconds $((SECS + 1)) \
+        --dst-mac "$MAC_S" --src-ip "$IP_G" --dst-ip "$IP_S" >"$WORK/gen.out" 2>&1 &
+    GEN_PID=$!
+    wait "$GEN_PID" || { cat "$WORK/gen.out" >&2; exit 1; }
+    GEN_PID=
+    local cyc
+    cyc=$(cycles_per_packet "$appctl")
+    wait "$SINK_PID" || { cat "$WORK/sink.out" >&2; exit 1; }
+    SINK_PID=
+    # Per-second sink samples while the generator ran (skip the first).
+    local pps
+    pps=$(awk '/^rx [0-9]+ pps/ {print $2}' "$WORK/sink.out" | awk '$1 > 0' | tail -n +2 | head -n "$SECS" | median)
+    echo "$(echo "$pps / 1000000" | bc -l) $cyc"
+    log "  udp: sink $(tail -1 "$WORK/sink.out"); generator $(tail -1 "$WORK/gen.out"); ${cyc} cycles/packet"
+}
+
+measure_tcp() { # -> Gbit/s
+    ip netns exec "$NS_S" iperf3 -s -1 -D -B "$IP_S" --logfile "$WORK/iperf3-server.log"
+    sleep 0.3
+    local gbps
+    gbps=$(ip netns exec "$NS_G" iperf3 -c "$IP_S" -t "$SECS" -J \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)')
+    rm -f "$WORK/iperf3-server.log"
+    echo "$gbps"
+    log "  tcp: $gbps Gbit/s"
+}
+
+declare -A RES   # RES[system,metric,run]
+for run in $(seq "$RUNS"); do
+    if [[ ,$SYSTEMS, == *,oxvs,* ]]; then
+        log "run $run/$RUNS: oxvs (xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
+        oxvs_start
+        learn
+        read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] < <(measure_udp oxvs_appctl)
+        RES[oxvs,tcp,$run]=$(measure_tcp)
+        oxvs_stop
+    fi
+    if [[ ,$SYSTEMS, == *,ovs,* ]]; then
+        log "run $run/$RUNS: OVS (afxdp, xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
+        ovs_start
+        learn
+        read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] < <(measure_udp ovs_appctl)
+        RES[ovs,tcp,$run]=$(measure_tcp)
+        ovs_stop
+    fi
+done
+
+med() { # system metric
+    local v=()
+    for run in $(seq "$RUNS"); do
+        [ -n "${RES[$1,$2,$run]:-}" ] && v+=("${RES[$1,$2,$run]}")
+    done
+    [ ${#v[@]} -eq 0 ] && { echo -; return; }
+    printf '%s\n' "${v[@]}" | median
+}
+ratio() { # a b [invert]
+    if [ "$1" = - ] || [ "$2" = - ] || [ "$(echo "$1 == 0 || $2 == 0" | bc)" = 1 ]; then echo -; return; fi
+    if [ -n "${3:-}" ]; then printf '%.2f' "$(echo "$2 / $1" | bc -l)"; else printf '%.2f' "$(echo "$1 / $2" | bc -l)"; fi
+}
+fmt() { if [ "$1" = - ]; then echo -; else printf "%.${2}f" "$1"; fi; }
+
+echo
+echo "oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp; veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| %-30s | %10s | %10s | %10s |\n' figure oxvs OVS oxvs/OVS
+printf '|%s|\n' "--------------------------------|------------|------------|-----------"
+o=$(med oxvs mpps); v=$(med ovs mpps)
+printf '| %-30s | %10s | %10s | %10s |\n' "64-byte UDP Mpps (far side)" "$(fmt "$o" 3)" "$(fmt "$v" 3)" "$(ratio "$o" "$v")"
+o=$(med oxvs cpp); v=$(med ovs cpp)
+printf '| %-30s | %10s | %10s | %10s |\n' "PMD cycles/packet (lower wins)" "$(fmt "$o" 0)" "$(fmt "$v" 0)" "$(ratio "$o" "$v" invert)"
+o=$(med oxvs tcp); v=$(med ovs tcp)
+printf '| %-30s | %10s | %10s | %10s |\n' "iperf3 TCP Gbit/s" "$(fmt "$o" 2)" "$(fmt "$v" 2)" "$(ratio "$o" "$v")"
+echo "(cycles/packet ratio is OVS/oxvs, so > 1 means oxvs is cheaper)"
