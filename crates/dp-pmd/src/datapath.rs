@@ -21,6 +21,8 @@
 //! (`Drop`) stops the revalidator, then every PMD thread, each of which
 //! flushes its output and returns every buffer it holds.
 
+mod observe;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -559,6 +561,7 @@ impl Datapath {
         for link in &self.threads {
             let _ = link.control.send(PmdMsg::ClearStats);
         }
+        self.clear_perf();
     }
 
     /// Each thread's rx queues.

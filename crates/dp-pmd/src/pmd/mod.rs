@@ -30,6 +30,7 @@
 
 pub mod exec;
 pub mod msg;
+pub mod observe;
 pub mod thread;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig, FlowTableError};
 use dp_core::netdev::{RxQueue, TxQueue};
 use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
 
+use crate::capture::CaptureTap;
 use crate::cycles;
 use crate::stats::{PmdIdentity, PmdStats};
 use crate::upcall::{FlowActions, Translation, UpcallHandler};
@@ -152,6 +154,8 @@ pub struct Pmd {
     tx: Vec<Option<TxPort>>,
     exec: Executor,
     stats: PmdStats,
+    /// Capture tap and performance history (`observe`).
+    obs: observe::PmdObserve,
     /// Misses that an earlier upcall of the same batch had already covered
     /// (the cascade counted them as misses; they are megaflow hits).
     relookup_hits: u64,
@@ -177,6 +181,7 @@ impl Pmd {
             tx: Vec::new(),
             exec,
             stats: PmdStats::default(),
+            obs: observe::PmdObserve::default(),
             relookup_hits: 0,
             keys: Box::new([FlowKey::ZERO; MAX_BURST]),
             hashes: [0; MAX_BURST],
@@ -301,6 +306,7 @@ impl Pmd {
             }
             received += n;
             self.stats.packets_received += n as u64;
+            self.obs.capture.rx(port_no, &batch, now_ns);
             self.process_batch(batch, now_ns);
             self.rxqs[i].cycles_now += cycles::now().wrapping_sub(start);
         }
@@ -311,6 +317,10 @@ impl Pmd {
         } else {
             self.stats.idle_cycles += spent;
         }
+        let upcalls = self.stats.miss_upcall_ok + self.stats.miss_upcall_failed;
+        self.obs
+            .perf
+            .end_iteration(spent, received, upcalls, now_ns);
         received
     }
 
@@ -487,9 +497,19 @@ impl Pmd {
 
     fn execute(&mut self, actions: &FlowActions, group: PacketBatch, now_ns: u64) {
         let Pmd {
-            exec, tx, stats, ..
+            exec,
+            tx,
+            stats,
+            obs,
+            ..
         } = self;
-        let mut sink = TxSink { tx, stats, now_ns };
+        let capture = &mut obs.capture;
+        let mut sink = TxSink {
+            tx,
+            stats,
+            capture,
+            now_ns,
+        };
         exec.execute(actions, group, &mut sink, now_ns);
     }
 
@@ -519,7 +539,8 @@ impl Pmd {
 
     fn flush_port(&mut self, i: usize) {
         if let Some(Some(port)) = self.tx.get_mut(i) {
-            send_pending(port, &mut self.stats);
+            let (capture, now) = (&mut self.obs.capture, None);
+            send_pending(port, i as u32, &mut self.stats, capture, now);
         }
     }
 
@@ -545,10 +566,17 @@ fn same_verdict(a: Verdict, b: Verdict) -> bool {
     }
 }
 
-fn send_pending(port: &mut TxPort, stats: &mut PmdStats) {
+fn send_pending(
+    port: &mut TxPort,
+    port_no: u32,
+    stats: &mut PmdStats,
+    capture: &mut CaptureTap,
+    now_ns: Option<u64>,
+) {
     if port.pending.is_empty() {
         return;
     }
+    capture.tx(port_no, &port.pending, now_ns);
     let n = port.pending.len() as u64;
     port.txq.send(&mut port.pending);
     stats.tx_packets += n;
@@ -559,6 +587,7 @@ fn send_pending(port: &mut TxPort, stats: &mut PmdStats) {
 pub struct TxSink<'a> {
     tx: &'a mut Vec<Option<TxPort>>,
     stats: &'a mut PmdStats,
+    capture: &'a mut CaptureTap,
     now_ns: u64,
 }
 
@@ -576,7 +605,8 @@ impl TxSink<'_> {
             Ok(()) => return Ok(()),
             Err(packet) => packet,
         };
-        send_pending(port, self.stats);
+        let now = Some(self.now_ns);
+        send_pending(port, port_no, self.stats, self.capture, now);
         port.pending_since_ns = self.now_ns;
         port.pending.push(packet)
     }

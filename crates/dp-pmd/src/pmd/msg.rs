@@ -102,6 +102,8 @@ pub enum PmdMsg {
     },
     /// Close a cycle-history interval of every rx queue.
     RotateRxqCycles,
+    /// Capture, performance history, traced packets.
+    Observe(super::observe::ObserveMsg),
 }
 
 fn dump_of(pmd: &Pmd, flow: dp_core::flow_table::FlowRef) -> Option<FlowDump> {
@@ -174,6 +176,7 @@ pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
             let _ = reply.send(pmd.rxq_status());
         }
         PmdMsg::RotateRxqCycles => pmd.rotate_rxq_cycles(),
+        PmdMsg::Observe(msg) => super::observe::apply(pmd, msg, now_ns),
     }
 }
 
