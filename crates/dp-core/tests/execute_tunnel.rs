@@ -7,7 +7,7 @@
 mod execute_support;
 
 use dp_core::action::{Action, TnlPush, vport_type};
-use dp_core::execute::{DropReason, TunnelKind, tnl_flags, tunnel};
+use dp_core::execute::{DropCounters, DropReason, TunnelKind, TunnelPort, tnl_flags, tunnel};
 use dp_core::flow::{FlowKey, extract_frame, hash::hash_5tuple};
 use dp_core::packet::{PacketBatch, PacketMetadata, PacketType};
 use etherparse::{Ipv4Header, Ipv6Header, UdpHeader};
@@ -69,7 +69,8 @@ fn vxlan_push(ip: Ip, vni: u32, csum: bool) -> TnlPush {
     }
 }
 
-const GENEVE_OPTS: [u8; 12] = [0x01, 0x02, 0x80, 0x02, 1, 2, 3, 4, 5, 6, 7, 8];
+// Class 0x0102, type 0x01 (not critical), 8 bytes of data.
+const GENEVE_OPTS: [u8; 12] = [0x01, 0x02, 0x01, 0x02, 1, 2, 3, 4, 5, 6, 7, 8];
 
 fn geneve_push(ip: Ip, vni: u32, opts: &[u8], csum: bool) -> TnlPush {
     let mut header = outer_ip(ip, 17);
@@ -377,6 +378,9 @@ fn mangled_outer_headers_are_tunnel_pop_errors() {
     let mut h = Harness::new();
     let inner = tcp4(b"victim");
     let vx = encapsulate(&mut h, &vxlan_push(Ip::V4, 9, true), &inner);
+    // Without a UDP checksum, so a mangled VXLAN header is not first
+    // caught as a bad checksum.
+    let vx_plain = encapsulate(&mut h, &vxlan_push(Ip::V4, 9, false), &inner);
     let gnv = encapsulate(&mut h, &geneve_push(Ip::V4, 9, &GENEVE_OPTS, false), &inner);
     let gre = encapsulate(&mut h, &gre_push(Ip::V4, Some(9), true), &inner);
     drop(h);
@@ -399,7 +403,7 @@ fn mangled_outer_headers_are_tunnel_pop_errors() {
             v[20] = 0x20; // more fragments
             fix_ipv4_header_checksum(v);
         }),
-        err,
+        DropReason::TunnelFragment,
         "fragment",
     );
     expect_pop_drop(
@@ -429,20 +433,20 @@ fn mangled_outer_headers_are_tunnel_pop_errors() {
     );
     expect_pop_drop(
         TunnelKind::Vxlan,
-        &mangle(&vx, &|v| v[42] = 0x0c),
+        &mangle(&vx_plain, &|v| v[42] = 0x0c),
         err,
         "VXLAN flags",
     );
     expect_pop_drop(
         TunnelKind::Vxlan,
-        &mangle(&vx, &|v| v[49] = 1),
+        &mangle(&vx_plain, &|v| v[49] = 1),
         err,
         "VXLAN reserved",
     );
     expect_pop_drop(
         TunnelKind::Vxlan,
         &mangle(&vx, &|v| *v.last_mut().unwrap() ^= 0xff),
-        err,
+        DropReason::TunnelBadChecksum,
         "UDP checksum",
     );
     expect_pop_drop(TunnelKind::Gre, &vx, err, "UDP packet on a GRE port");
@@ -518,7 +522,7 @@ fn bad_push_headers_and_missing_headroom_are_counted() {
 
     // 64 bytes of Geneve options over IPv6: a 134-byte header, more than
     // the 128-byte headroom; the packet slides into its tailroom.
-    let mut opts = vec![0x01, 0x02, 0x80, 15];
+    let mut opts = vec![0x01, 0x02, 0x01, 15];
     opts.extend_from_slice(&[0x5a; 60]);
     let big = geneve_push(Ip::V6, 1, &opts, true);
     assert!(big.header.len() > 128);
@@ -594,4 +598,64 @@ fn gre_sequence_numbers_count_per_tunnel_port() {
     h.run(&[Action::TnlPop(TNL_PORT)], &[&out]);
     assert_eq!(h.sink.recirculated[0].data(), &inner[..]);
     assert_eq!(h.sink.recirculated[0].meta().tunnel.tun_id, 5);
+}
+
+/// Runs `tnl_pop` on a port configured as `port` and returns the drop
+/// counters (and what was recirculated).
+fn pop_on(port: TunnelPort, frame: &[u8]) -> (u64, Vec<Vec<u8>>, DropCounters) {
+    let mut h = Harness::new();
+    h.exec.set_tunnel_port_config(TNL_PORT, port);
+    h.run(&[Action::TnlPop(TNL_PORT)], &[frame]);
+    let out = h
+        .sink
+        .recirculated
+        .iter()
+        .map(|p| p.data().to_vec())
+        .collect();
+    (h.exec.drops().total(), out, h.exec.drops().clone())
+}
+
+#[test]
+fn port_receive_checks_have_their_own_drop_reasons() {
+    let mut h = Harness::new();
+    let inner = tcp4(b"named drops");
+    let vx9 = encapsulate(&mut h, &vxlan_push(Ip::V4, 9, false), &inner);
+    let vx9_csum = encapsulate(&mut h, &vxlan_push(Ip::V4, 9, true), &inner);
+    let critical = [0x01, 0x02, 0x81, 0x01, 1, 2, 3, 4];
+    let gnv_crit = encapsulate(&mut h, &geneve_push(Ip::V4, 9, &critical, false), &inner);
+    // A critical option after a non-critical one is still found.
+    let mut two = GENEVE_OPTS.to_vec();
+    two.extend_from_slice(&critical);
+    let gnv_crit2 = encapsulate(&mut h, &geneve_push(Ip::V6, 9, &two, true), &inner);
+    drop(h);
+
+    let vxlan = TunnelPort::new(TunnelKind::Vxlan);
+    let fixed = |key| TunnelPort {
+        key: Some(key),
+        ..vxlan
+    };
+    // The right key passes, another is a wrong VNI.
+    let (drops, out, _) = pop_on(fixed(9), &vx9);
+    assert_eq!((drops, out), (0, vec![inner.clone()]));
+    let (drops, out, c) = pop_on(fixed(10), &vx9);
+    assert_eq!((drops, out.len()), (1, 0));
+    assert_eq!(c.get(DropReason::TunnelWrongVni), 1, "{c:?}");
+
+    // csum=true: a packet without a UDP checksum is refused, one with a
+    // good checksum passes.
+    let csum = TunnelPort {
+        csum_required: true,
+        ..vxlan
+    };
+    let (_, out, c) = pop_on(csum, &vx9);
+    assert!(out.is_empty());
+    assert_eq!(c.get(DropReason::TunnelBadChecksum), 1, "{c:?}");
+    let (drops, out, _) = pop_on(csum, &vx9_csum);
+    assert_eq!((drops, out), (0, vec![inner.clone()]));
+
+    for (frame, what) in [(&gnv_crit, "only option"), (&gnv_crit2, "second option")] {
+        let (_, out, c) = pop_on(TunnelPort::new(TunnelKind::Geneve), frame);
+        assert!(out.is_empty(), "{what}");
+        assert_eq!(c.get(DropReason::TunnelGeneveCritical), 1, "{what}: {c:?}");
+    }
 }

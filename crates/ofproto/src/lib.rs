@@ -53,9 +53,11 @@ pub mod classifier;
 pub mod field;
 pub mod mac_learning;
 pub mod r#match;
+pub mod neigh;
 pub mod odp_actions;
 pub mod parse;
 pub mod ports;
+pub mod route;
 pub mod tables;
 pub mod trace;
 pub mod tunnel;
@@ -160,6 +162,9 @@ pub struct Ofproto {
     control: Mutex<()>,
     packet_ins: Mutex<VecDeque<PacketIn>>,
     n_packet_in: AtomicU64,
+    /// Route table and neighbour cache for native tunnelling (the
+    /// daemon's, shared by its bridges); unset means static underlays.
+    tnl: std::sync::OnceLock<Arc<tunnel::TunnelState>>,
 }
 
 impl Ofproto {
@@ -174,7 +179,30 @@ impl Ofproto {
             control: Mutex::new(()),
             packet_ins: Mutex::new(VecDeque::new()),
             n_packet_in: AtomicU64::new(0),
+            tnl: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Resolves tunnel underlays with `state` from now on (once; later
+    /// calls are ignored and return false).
+    pub fn set_tunnel_state(&self, state: Arc<tunnel::TunnelState>) -> bool {
+        let set = self.tnl.set(state).is_ok();
+        if set {
+            let _g = self.lock();
+            self.rules.store(Arc::new(self.rules.load().bumped()));
+        }
+        set
+    }
+
+    /// The tunnel state, when attached.
+    pub fn tunnel_state(&self) -> Option<&Arc<tunnel::TunnelState>> {
+        self.tnl.get()
+    }
+
+    /// The tunnel state's sequence number (0 without one): part of what
+    /// makes an installed translation stale.
+    pub fn tunnel_seq(&self) -> u64 {
+        self.tnl.get().map_or(0, |t| t.seq())
     }
 
     /// A bridge that starts as a learning switch (OVS `fail_mode=
@@ -364,6 +392,8 @@ impl Ofproto {
             mac: &self.mac,
             now_ms,
             may_learn,
+            tnl: self.tnl.get().map(|t| &**t),
+            bridge: &self.name,
         };
         xlate::translate(&env, key, trace)
     }
@@ -382,7 +412,9 @@ impl Ofproto {
     /// True when `t` may no longer be what a translation would give:
     /// the rules or ports changed, or (for NORMAL) the MAC table did.
     pub fn is_stale(&self, t: &Translation) -> bool {
-        t.version != self.version() || (t.uses_mac_learning && t.mac_seq != self.mac.seq())
+        t.version != self.version()
+            || (t.uses_mac_learning && t.mac_seq != self.mac.seq())
+            || (t.uses_tunnel_state && t.tnl_seq != self.tunnel_seq())
     }
 
     /// The revalidator's decision for an installed megaflow: `key` is

@@ -157,15 +157,26 @@ pub enum TunnelKey {
     Flow,
 }
 
-/// A tunnel port's configuration. oxvs has no routing table in the slow
-/// path yet, so the underlay egress port and next-hop MAC are configured
-/// with the tunnel.
+/// A tunnel port's configuration.
+///
+/// With a [`crate::tunnel::TunnelState`] attached to the bridge (the
+/// daemon's case) the underlay is resolved per translation: the route
+/// table picks the output device and source address, the neighbour cache
+/// the next hop's MAC, and `underlay_odp_port`, `local_mac` and
+/// `next_hop_mac` are ignored (a zero `local_ip` means "the route's
+/// source"). Without one they are used as configured (static underlay).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelConfig {
     pub kind: TunnelKind,
     pub local_ip: [u8; 4],
     pub remote_ip: [u8; 4],
+    /// `options:remote_ip=flow`: the remote comes from the flow's
+    /// `tun_dst` (set with `set_field:...->tun_dst`).
+    pub remote_from_flow: bool,
     pub key: TunnelKey,
+    /// `options:csum=true`: send with a UDP checksum and refuse received
+    /// packets without one.
+    pub csum: bool,
     /// UDP destination port (4789 for VXLAN, 6081 for Geneve by default).
     pub dst_port: u16,
     /// Datapath port the encapsulated packet leaves from.
@@ -184,7 +195,9 @@ impl TunnelConfig {
             kind: TunnelKind::Vxlan,
             local_ip,
             remote_ip,
+            remote_from_flow: false,
             key: TunnelKey::Flow,
+            csum: false,
             dst_port: 4789,
             underlay_odp_port,
             local_mac: [0; 6],

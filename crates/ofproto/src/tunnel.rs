@@ -1,13 +1,113 @@
-//! Outer headers for `tnl_push`: Ethernet + IPv4 + UDP + VXLAN/Geneve,
-//! built once per translation from the tunnel port's configuration.
+//! Native tunnelling in the slow path: the outer headers for `tnl_push`
+//! (Ethernet + IPv4 + UDP + VXLAN/Geneve, built once per translation from
+//! the tunnel port's configuration and the resolved underlay) and the
+//! state that resolves the underlay, [`TunnelState`]: the route table and
+//! the neighbour cache, shared by every bridge of a daemon.
 //!
 //! Per dp-core's `TnlPush` contract the IPv4 total length and checksum and
 //! the UDP length, source port and checksum are left zero: the executor
 //! fills them per packet (the UDP source port from the packet hash, as
-//! OVS does for entropy).
+//! OVS does for entropy). A non-zero UDP checksum field in the header
+//! (`csum=true`) asks the executor to compute the checksum.
+//!
+//! # Threads
+//! [`TunnelState`] is read by translation on PMD/handler threads and
+//! written by the control thread (route changes, commands) and by
+//! translation (ARP snooping, solicitations). The route table sits behind
+//! a read-write lock taken for one lookup; the neighbour cache has its own
+//! mutex. [`TunnelState::seq`] moves on every change either makes, and is
+//! part of the bridges' version, so megaflows built on an old answer are
+//! revalidated.
 
+use crate::neigh::NeighCache;
 use crate::ports::{TunnelConfig, TunnelKind};
+use crate::route::{RouteResult, RouteTable};
 use dp_core::action::{TnlPush, vport_type};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Route table, neighbour cache and device addresses for native
+/// tunnelling (see the module docs).
+#[derive(Debug, Default)]
+pub struct TunnelState {
+    routes: RwLock<RouteTable>,
+    neigh: NeighCache,
+    /// MAC address of each port that can be a route's output device.
+    dev_macs: RwLock<HashMap<String, [u8; 6]>>,
+    seq: AtomicU64,
+}
+
+impl TunnelState {
+    pub fn new() -> TunnelState {
+        TunnelState::default()
+    }
+
+    /// Moves on every route, device or neighbour change.
+    pub fn seq(&self) -> u64 {
+        self.seq
+            .load(Ordering::Acquire)
+            .wrapping_add(self.neigh.seq() << 32)
+    }
+
+    pub fn neigh(&self) -> &NeighCache {
+        &self.neigh
+    }
+
+    /// Runs `f` on the route table for a change, then moves the sequence.
+    pub fn update_routes<R>(&self, f: impl FnOnce(&mut RouteTable) -> R) -> R {
+        let r = {
+            let mut t = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            f(&mut t)
+        };
+        self.seq.fetch_add(1, Ordering::Release);
+        r
+    }
+
+    /// A copy of the route table.
+    pub fn routes(&self) -> RouteTable {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Longest-prefix match.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<RouteResult> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(dst)
+    }
+
+    /// True when `ip` is a source address of some route (an address of
+    /// this host), so ARP replies to it are worth learning from.
+    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|r| r.src == Some(ip))
+    }
+
+    /// Sets the MAC address of port `dev` (used as the outer source MAC).
+    pub fn set_dev_mac(&self, dev: &str, mac: [u8; 6]) {
+        self.dev_macs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dev.to_string(), mac);
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn dev_mac(&self, dev: &str) -> Option<[u8; 6]> {
+        self.dev_macs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(dev)
+            .copied()
+    }
+}
 
 /// Builds the `tnl_push` for sending through `cfg` with key `vni`.
 pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
@@ -21,7 +121,10 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
     h.extend_from_slice(&cfg.remote_ip);
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(&cfg.dst_port.to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0, 0]);
+    // Length; checksum: any non-zero value asks the executor for one.
+    let csum = if cfg.csum { 0xffff_u16 } else { 0 };
+    h.extend_from_slice(&[0, 0]);
+    h.extend_from_slice(&csum.to_be_bytes());
     let vni_field = ((vni as u32) & 0x00ff_ffff) << 8;
     let tnl_type = match cfg.kind {
         TunnelKind::Vxlan => {

@@ -29,12 +29,29 @@
 //! the same actions (`tests/megaflow.rs` checks it with random rule sets).
 //!
 //! # Tunnels
-//! Output to a tunnel port pushes the prebuilt outer header
-//! (`tnl_push`); a UDP packet sent to the bridge's `LOCAL` port and
-//! addressed to a tunnel port's local IP and UDP port is decapsulated
-//! instead (`tnl_pop`), so it comes back as an upcall on the tunnel's
-//! datapath port with its tunnel metadata. Only tunnel ports of the same
-//! bridge are considered.
+//! Output to a tunnel port becomes `clone(tnl_push(...), <outer actions>)`.
+//! With a [`TunnelState`] (the daemon's case) the underlay is resolved as
+//! OVS's native tunnelling does: the route table gives the output device
+//! (a port of this bridge, normally `LOCAL` carrying the VTEP address),
+//! the next hop and the source address; the neighbour cache the next
+//! hop's MAC; the outer packet is then translated through this bridge's
+//! tables as if it came in on the output device, and those actions follow
+//! the push. A neighbour miss asks for an ARP request and drops without
+//! installing a megaflow (`install = false`), so the flow is tried again
+//! once the reply is snooped. Without a tunnel state the port's static
+//! underlay (egress port, MACs) is used and the packet goes straight out.
+//!
+//! A UDP packet sent to the bridge's `LOCAL` port and addressed to a
+//! tunnel port's local IP and UDP port is decapsulated instead
+//! (`tnl_pop`), so it comes back as an upcall on the tunnel's datapath
+//! port with its tunnel metadata (first fragments too: the datapath drops
+//! them by name, tunnel packets are never reassembled). Only tunnel ports
+//! of the same bridge are considered.
+//!
+//! ARP replies addressed to one of this host's addresses (a route's
+//! source) are snooped into the neighbour cache when they are translated;
+//! their megaflow matches the sender and target, so a changed answer is
+//! seen again.
 //!
 //! # Limits (as OVS)
 //! Resubmit depth 64 and 4096 table lookups per translation; past either
@@ -49,13 +66,15 @@ use crate::actions::{OfAction, SetStyle, SubField};
 use crate::field::{Field, OfFlow, Prereq, eth_is_multicast, eth_is_reserved};
 use crate::mac_learning::MacLearning;
 use crate::r#match::Match;
+use crate::neigh::Solicit;
 use crate::ports::*;
 use crate::tables::{Rule, RuleSet};
-use crate::tunnel::build_push;
+use crate::tunnel::{TunnelState, build_push};
 use dp_core::action::{Action, Userdata, Userspace};
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
 use dp_core::odp::attr::{EthKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// Most nested resubmits (OVS `MAX_DEPTH`).
@@ -110,6 +129,14 @@ pub struct Translation {
     pub n_controller: u32,
     /// The flow as the pipeline left it (for traces).
     pub final_flow: OfFlow,
+    /// True when the translation read the tunnel state (routes,
+    /// neighbours), so its changes must revalidate.
+    pub uses_tunnel_state: bool,
+    /// The tunnel state's sequence number seen.
+    pub tnl_seq: u64,
+    /// False when the result must not be installed as a megaflow (a
+    /// neighbour miss: execute it on this packet only).
+    pub install: bool,
 }
 
 impl Translation {
@@ -142,8 +169,11 @@ pub(crate) struct XlateEnv<'a> {
     pub ports: &'a PortTable,
     pub mac: &'a MacLearning,
     pub now_ms: u64,
-    /// False for traces: do not learn MACs.
+    /// False for traces: do not learn MACs (or neighbours).
     pub may_learn: bool,
+    pub tnl: Option<&'a TunnelState>,
+    /// The bridge's name (for the neighbour cache).
+    pub bridge: &'a str,
 }
 
 struct Ctx<'a, 't> {
@@ -168,6 +198,9 @@ struct Ctx<'a, 't> {
     error: Option<XlateError>,
     n_controller: u32,
     trace: Option<&'t mut Vec<TraceEvent>>,
+    uses_tnl: bool,
+    tnl_seq: u64,
+    neigh_miss: bool,
 }
 
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
@@ -198,8 +231,12 @@ pub(crate) fn translate(
         error: None,
         n_controller: 0,
         trace,
+        uses_tnl: false,
+        tnl_seq: env.tnl.map_or(0, |t| t.seq()),
+        neigh_miss: false,
     };
     ctx.wc_init();
+    ctx.snoop_arp();
     if in_port.is_none() {
         ctx.note(format!(
             "no OpenFlow port for datapath port {}, dropping",
@@ -287,7 +324,47 @@ impl Ctx<'_, '_> {
             error: self.error,
             n_controller: self.n_controller,
             final_flow: self.flow,
+            uses_tunnel_state: self.uses_tnl,
+            tnl_seq: self.tnl_seq,
+            install: !self.neigh_miss,
         }
+    }
+
+    /// Learns the sender of an ARP reply to one of this host's addresses
+    /// into the neighbour cache (OVS `tnl_neigh_snoop`).
+    fn snoop_arp(&mut self) {
+        let Some(tnl) = self.env.tnl else {
+            return;
+        };
+        let k = self.orig;
+        if k.dl_type != ETH_TYPE_ARP {
+            return;
+        }
+        // The ARP opcode is kept in nw_proto.
+        self.wc.key.nw_proto = u8::MAX;
+        if k.nw_proto != 2 || k.arp_sha == [0; 6] {
+            return;
+        }
+        self.wc.key.nw_src = [0xff; 4];
+        self.wc.key.nw_dst = [0xff; 4];
+        self.wc.key.arp_sha = [0xff; 6];
+        self.uses_tnl = true;
+        if !tnl.is_local(Ipv4Addr::from(k.nw_dst)) {
+            return;
+        }
+        if self.env.may_learn {
+            tnl.neigh().snoop(
+                Ipv4Addr::from(k.nw_src),
+                k.arp_sha,
+                self.env.bridge,
+                self.env.now_ms,
+            );
+        }
+        self.note(format!(
+            "neighbour {} is at {}",
+            Ipv4Addr::from(k.nw_src),
+            fmt_mac(&k.arp_sha)
+        ));
     }
 
     /// Looks `flow` up in `table_id` and runs the winner's actions.
@@ -579,21 +656,157 @@ impl Ctx<'_, '_> {
             return;
         }
         match &port.tunnel {
-            Some(t) => {
-                let vni = match t.key {
-                    TunnelKey::Fixed(k) => k,
-                    TunnelKey::Flow => {
-                        if !self.tun_id_written {
-                            self.wc.key.tun_id = u64::MAX;
-                        }
-                        self.flow.key.tun_id
-                    }
-                };
-                self.odp
-                    .push(Action::TnlPush(build_push(t, port.odp_port, vni)));
-            }
+            Some(t) => self.tunnel_output(&port, t),
             None => self.odp.push(Action::Output(port.odp_port)),
         }
+    }
+
+    /// Output to tunnel port `port`: see "Tunnels" in the module docs.
+    fn tunnel_output(&mut self, port: &Port, t: &TunnelConfig) {
+        let vni = match t.key {
+            TunnelKey::Fixed(k) => k,
+            TunnelKey::Flow => {
+                if !self.tun_id_written {
+                    self.wc.key.tun_id = u64::MAX;
+                }
+                self.flow.key.tun_id
+            }
+        };
+        let mut cfg = t.clone();
+        if t.remote_from_flow {
+            self.wc.key.tun_ipv4_dst = [0xff; 4];
+            cfg.remote_ip = self.flow.key.tun_ipv4_dst;
+            if cfg.remote_ip == [0; 4] {
+                self.note(format!(
+                    "tunnel port {}: remote_ip=flow but the flow has no tun_dst, dropping",
+                    port.name
+                ));
+                return;
+            }
+        }
+        let Some(tnl) = self.env.tnl else {
+            let push = build_push(&cfg, port.odp_port, vni);
+            self.odp.push(Action::Clone(vec![
+                Action::TnlPush(push),
+                Action::Output(cfg.underlay_odp_port),
+            ]));
+            return;
+        };
+        self.uses_tnl = true;
+        let remote = Ipv4Addr::from(cfg.remote_ip);
+        let Some(route) = tnl.route(remote) else {
+            self.note(format!("native tunnel: no route to {remote}, dropping"));
+            return;
+        };
+        let Some(dev) = self.env.ports.by_name(&route.dev).cloned() else {
+            self.note(format!(
+                "native tunnel: route to {remote} leaves by {}, which is not a port of bridge {}, dropping",
+                route.dev, self.env.bridge
+            ));
+            return;
+        };
+        if cfg.local_ip == [0; 4] {
+            match route.src {
+                Some(src) => cfg.local_ip = src.octets(),
+                None => {
+                    self.note(format!(
+                        "native tunnel: no source address for {remote} (set local_ip), dropping"
+                    ));
+                    return;
+                }
+            }
+        }
+        cfg.local_mac = tnl.dev_mac(&dev.name).unwrap_or([0; 6]);
+        let Some(nh_mac) = tnl.neigh().lookup(route.next_hop, self.env.now_ms) else {
+            self.note(format!(
+                "neighbour cache miss for {} on bridge {}, sending ARP request",
+                route.next_hop, self.env.bridge
+            ));
+            if self.env.may_learn {
+                tnl.neigh().want(Solicit {
+                    target: route.next_hop,
+                    dev: dev.name.clone(),
+                    src: Ipv4Addr::from(cfg.local_ip),
+                    src_mac: cfg.local_mac,
+                });
+            }
+            self.neigh_miss = true;
+            return;
+        };
+        cfg.next_hop_mac = nh_mac;
+        cfg.underlay_odp_port = dev.odp_port;
+        let push = build_push(&cfg, port.odp_port, vni);
+        self.note(format!(
+            "native tunnel: {remote} via {} ({}), continuing as the outer packet from port {}",
+            route.next_hop,
+            fmt_mac(&nh_mac),
+            dev.name
+        ));
+        let outer = self.outer_actions(&cfg, dev.ofport);
+        if outer.is_empty() {
+            self.note("native tunnel: the outer packet goes nowhere, dropping".into());
+            return;
+        }
+        let mut clone = vec![Action::TnlPush(push)];
+        clone.extend(outer);
+        self.odp.push(Action::Clone(clone));
+    }
+
+    /// Translates the outer packet of tunnel `cfg` through this bridge as
+    /// if it came in on `in_ofport`. Its wildcards are dropped: every field
+    /// of the outer packet follows from the tunnel's configuration and
+    /// state, which the inner megaflow already depends on.
+    fn outer_actions(&mut self, cfg: &TunnelConfig, in_ofport: u32) -> Vec<Action> {
+        let mut key = FlowKey::ZERO;
+        key.dl_dst = cfg.next_hop_mac;
+        key.dl_src = cfg.local_mac;
+        key.dl_type = ETH_TYPE_IPV4;
+        key.nw_src = cfg.local_ip;
+        key.nw_dst = cfg.remote_ip;
+        key.nw_proto = IPPROTO_UDP;
+        key.nw_ttl = cfg.ttl;
+        key.nw_tos = cfg.tos;
+        key.tp_dst = cfg.dst_port;
+        let mut flow = OfFlow::from_key(key);
+        flow.key.in_port = in_ofport;
+        let mut sub = Ctx {
+            env: self.env,
+            flow,
+            base: key,
+            orig: key,
+            wc: OfFlow::ZERO,
+            written: OfFlow::ZERO,
+            odp: Vec::new(),
+            table_id: 0,
+            depth: self.depth + 1,
+            resubmits: self.resubmits,
+            rules: Vec::new(),
+            cookie: 0,
+            uses_mac: false,
+            mac_seq: self.mac_seq,
+            tun_id_written: false,
+            error: None,
+            n_controller: 0,
+            trace: self.trace.take(),
+            uses_tnl: false,
+            tnl_seq: self.tnl_seq,
+            neigh_miss: false,
+        };
+        sub.table(0);
+        self.trace = sub.trace.take();
+        self.resubmits = sub.resubmits;
+        self.rules.append(&mut sub.rules);
+        self.n_controller += sub.n_controller;
+        if sub.uses_mac && !self.uses_mac {
+            self.uses_mac = true;
+            self.mac_seq = sub.mac_seq;
+        }
+        self.uses_tnl |= sub.uses_tnl;
+        self.neigh_miss |= sub.neigh_miss;
+        if let Some(e) = sub.error {
+            self.error = Some(e);
+        }
+        sub.odp
     }
 
     /// A packet sent to the bridge's own port that is addressed to one of
@@ -601,7 +814,8 @@ impl Ctx<'_, '_> {
     /// decapsulated there instead (OVS's native tunnel termination).
     fn tunnel_termination(&mut self) -> Option<u32> {
         let k = self.flow.key;
-        if k.dl_type != ETH_TYPE_IPV4 || k.nw_frag & FLOW_NW_FRAG_ANY != 0 {
+        // Later fragments carry no UDP header: nothing to match them by.
+        if k.dl_type != ETH_TYPE_IPV4 || k.nw_frag & FLOW_NW_FRAG_LATER != 0 {
             return None;
         }
         self.wc.key.nw_proto = u8::MAX;
@@ -610,10 +824,24 @@ impl Ctx<'_, '_> {
         }
         self.wc.key.nw_dst = [0xff; 4];
         self.wc.key.tp_dst = u16::MAX;
-        self.env.ports.iter().find_map(|p| {
+        let tnl = self.env.tnl;
+        let mut uses_tnl = false;
+        let found = self.env.ports.iter().find_map(|p| {
             let t = p.tunnel.as_ref()?;
-            (t.local_ip == k.nw_dst && t.dst_port == k.tp_dst).then_some(p.odp_port)
-        })
+            if t.dst_port != k.tp_dst {
+                return None;
+            }
+            // No fixed local_ip: any address of this host (a route source).
+            let local = if t.local_ip == [0; 4] {
+                uses_tnl = true;
+                tnl.is_some_and(|s| s.is_local(Ipv4Addr::from(k.nw_dst)))
+            } else {
+                t.local_ip == k.nw_dst
+            };
+            local.then_some(p.odp_port)
+        });
+        self.uses_tnl |= uses_tnl;
+        found
     }
 
     fn controller(&mut self, reason: u16, max_len: u16) {
@@ -934,6 +1162,13 @@ fn set_action(masked_key: KeyAttr, mask: KeyAttr, full: bool, whole: KeyAttr) ->
             mask,
         }
     }
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 fn and4(a: &[u8; 4], m: &[u8; 4]) -> [u8; 4] {

@@ -49,6 +49,17 @@ drop_reasons! {
     TunnelPushError => "datapath_drop_tunnel_push_error",
     /// `tnl_pop` found a malformed or unexpected outer header.
     TunnelPopError => "datapath_drop_tunnel_pop_error",
+    /// `tnl_pop` found an IP fragment where a tunnel packet should be:
+    /// tunnel packets are never reassembled.
+    TunnelFragment => "datapath_drop_tunnel_fragmented",
+    /// `tnl_pop` on a port with a fixed key found another VNI/key.
+    TunnelWrongVni => "datapath_drop_tunnel_wrong_vni",
+    /// `tnl_pop` found a UDP checksum that does not verify (or none, on a
+    /// port with `csum` on).
+    TunnelBadChecksum => "datapath_drop_tunnel_bad_udp_csum",
+    /// `tnl_pop` found a Geneve option with the critical bit set that this
+    /// datapath does not know (it knows none).
+    TunnelGeneveCritical => "datapath_drop_tunnel_geneve_critical_opt",
     /// `tnl_pop` names a port that is not a configured tunnel port.
     InvalidTunnelPort => "datapath_drop_invalid_tnl_port",
     /// The output sink did not take the packet (tx queue full, port gone).

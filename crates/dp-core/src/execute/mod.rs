@@ -58,7 +58,7 @@ mod tests;
 pub use checksum::{checksum, crc32c};
 pub use drop_reason::{DropCounters, DropReason};
 pub use meter::{BandConfig, BandStats, MeterConfig, MeterStats, MeterTable, MeterUnit};
-pub use tunnel::{PushPlan, TunnelKind, tnl_flags};
+pub use tunnel::{PushPlan, TunnelKind, TunnelPort, tnl_flags};
 
 use crate::action::{Action, HashAlg, Userspace};
 use crate::flow::extract_frame;
@@ -100,7 +100,7 @@ pub struct Executor {
     rng: u64,
     drops: DropCounters,
     meters: MeterTable,
-    tunnel_ports: Vec<(u32, TunnelKind)>,
+    tunnel_ports: Vec<(u32, TunnelPort)>,
     /// Next GRE sequence number per tunnel port.
     gre_seqs: Vec<(u32, u32)>,
     /// Scratch key for hashes that need a parse (no per-packet stack
@@ -152,9 +152,15 @@ impl Executor {
     /// Declares datapath port `port` a tunnel port of `kind`, so
     /// `tnl_pop(port)` knows how to decapsulate.
     pub fn set_tunnel_port(&mut self, port: u32, kind: TunnelKind) {
+        self.set_tunnel_port_config(port, TunnelPort::new(kind));
+    }
+
+    /// Declares datapath port `port` a tunnel port with the receive checks
+    /// of `config` (fixed key, required checksum).
+    pub fn set_tunnel_port_config(&mut self, port: u32, config: TunnelPort) {
         match self.tunnel_ports.iter_mut().find(|(p, _)| *p == port) {
-            Some(entry) => entry.1 = kind,
-            None => self.tunnel_ports.push((port, kind)),
+            Some(entry) => entry.1 = config,
+            None => self.tunnel_ports.push((port, config)),
         }
     }
 
@@ -302,7 +308,7 @@ impl Executor {
                     let recirc_id = *recirc_id;
                     self.recirculate(batch, last, sink, |p| {
                         p.meta_mut().recirc_id = recirc_id;
-                        true
+                        Ok(())
                     });
                     if last {
                         return;
@@ -424,7 +430,7 @@ impl Executor {
                 }
                 Action::TnlPop(port) => {
                     let port = *port;
-                    let Some(kind) = self.tunnel_kind(port) else {
+                    let Some(config) = self.tunnel_config(port) else {
                         self.drop_batch(batch, DropReason::InvalidTunnelPort);
                         return;
                     };
@@ -433,11 +439,9 @@ impl Executor {
                         if let Some(max_len) = trunc {
                             p.truncate((max_len as usize).max(14));
                         }
-                        if !tunnel::pop(p, kind) {
-                            return false;
-                        }
+                        tunnel::pop_port(p, &config)?;
                         p.meta_mut().in_port = port;
-                        true
+                        Ok(())
                     });
                     if last {
                         return;
@@ -467,14 +471,14 @@ impl Executor {
     }
 
     /// Hands the batch (or copies, when not `last`) to recirculation after
-    /// `prepare` succeeds on each packet (failures are tunnel pop errors:
-    /// `recirc`'s `prepare` never fails).
+    /// `prepare` succeeds on each packet (a failure drops the packet under
+    /// the reason `prepare` gives: `recirc`'s never fails).
     fn recirculate<S: ActionSink>(
         &mut self,
         batch: &mut PacketBatch,
         last: bool,
         sink: &mut S,
-        mut prepare: impl FnMut(&mut Packet) -> bool,
+        mut prepare: impl FnMut(&mut Packet) -> Result<(), DropReason>,
     ) {
         let mut too_deep: Mask = 0;
         for (i, p) in batch.iter().enumerate() {
@@ -490,14 +494,19 @@ impl Executor {
                 .add(DropReason::RecircDepth, u64::from(too_deep.count_ones()));
             self.copies_marked(batch, mask_all(batch.len()) & !too_deep)
         };
-        let failed = each(&mut out, |p| {
-            if !prepare(p) {
-                return false;
+        let drops = &mut self.drops;
+        let failed = each(&mut out, |p| match prepare(p) {
+            Ok(()) => {
+                p.meta_mut().recirc_depth += 1;
+                true
             }
-            p.meta_mut().recirc_depth += 1;
-            true
+            Err(reason) => {
+                drops.add(reason, 1);
+                false
+            }
         });
-        self.drop_marked(&mut out, failed, DropReason::TunnelPopError);
+        // Counted above, each under its own reason.
+        drop(take_marked(&mut out, failed));
         if !out.is_empty() {
             sink.recirculate(&mut out);
             self.drop_batch(&mut out, DropReason::RecircQueueFull);
@@ -520,11 +529,11 @@ impl Executor {
         }
     }
 
-    fn tunnel_kind(&self, port: u32) -> Option<TunnelKind> {
+    fn tunnel_config(&self, port: u32) -> Option<TunnelPort> {
         self.tunnel_ports
             .iter()
             .find(|(p, _)| *p == port)
-            .map(|(_, k)| *k)
+            .map(|(_, c)| *c)
     }
 
     /// Copies of every packet of `batch`.

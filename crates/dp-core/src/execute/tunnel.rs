@@ -74,6 +74,31 @@ pub enum TunnelKind {
     Gre,
 }
 
+/// What `tnl_pop` on one tunnel port accepts (the receive side of the
+/// port's options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelPort {
+    pub kind: TunnelKind,
+    /// `options:key=N`: packets with another VNI/key are dropped as
+    /// [`DropReason::TunnelWrongVni`]; `None` (`key=flow`) takes any.
+    pub key: Option<u64>,
+    /// `options:csum=true`: a UDP tunnel packet without a checksum is
+    /// dropped as [`DropReason::TunnelBadChecksum`] (a wrong checksum is
+    /// dropped either way).
+    pub csum_required: bool,
+}
+
+impl TunnelPort {
+    /// A port of `kind` that takes any key, with or without checksum.
+    pub const fn new(kind: TunnelKind) -> TunnelPort {
+        TunnelPort {
+            kind,
+            key: None,
+            csum_required: false,
+        }
+    }
+}
+
 /// The source port for a packet whose inner flow hashes to `hash`
 /// (OVS `netdev_tnl_get_src_port`).
 #[inline]
@@ -311,6 +336,25 @@ pub fn push(
     true
 }
 
+/// True when a Geneve option list (TLVs of class, type, length in 4-byte
+/// words) holds an option with the critical bit (type bit 7). This
+/// datapath maps no Geneve option, so every critical one is unknown and
+/// RFC 8926 says such a packet must be dropped. A truncated list counts
+/// as critical: it cannot be proven harmless.
+fn geneve_has_critical(opts: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < opts.len() {
+        if opts.len() < pos + 4 {
+            return true;
+        }
+        if opts[pos + 2] & 0x80 != 0 {
+            return true;
+        }
+        pos += 4 + usize::from(opts[pos + 3] & 0x1f) * 4;
+    }
+    pos != opts.len()
+}
+
 /// What the outer IP header said.
 struct Outer {
     ipv6: bool,
@@ -321,28 +365,33 @@ struct Outer {
     proto: u8,
 }
 
-fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
+fn parse_outer(data: &[u8], l3_hint: u16) -> Result<Outer, DropReason> {
+    let bad = DropReason::TunnelPopError;
     let (l3, ethertype) = if l3_hint != OFS_NONE && l3_hint >= 14 && data.len() >= l3_hint as usize
     {
         (l3_hint as usize, be16(data, l3_hint as usize - 2))
     } else {
-        l2_len(data)?
+        l2_len(data).ok_or(bad)?
     };
     match ethertype {
         ETH_TYPE_IPV4 => {
             // IPv4 options are refused on tunnel packets, as in OVS.
             if data.len() < l3 + 20 || data[l3] != 0x45 {
-                return None;
+                return Err(bad);
             }
             let ihl = 20;
             let tot_len = usize::from(be16(data, l3 + 2));
             if data.len() < l3 + ihl || tot_len < ihl || data.len() < l3 + tot_len {
-                return None;
+                return Err(bad);
             }
-            if checksum(&data[l3..l3 + ihl]) != 0 || be16(data, l3 + 6) & 0x3fff != 0 {
-                return None;
+            if checksum(&data[l3..l3 + ihl]) != 0 {
+                return Err(bad);
             }
-            Some(Outer {
+            // MF set or a fragment offset: a piece of a tunnel packet.
+            if be16(data, l3 + 6) & 0x3fff != 0 {
+                return Err(DropReason::TunnelFragment);
+            }
+            Ok(Outer {
                 ipv6: false,
                 l3,
                 l4: l3 + ihl,
@@ -352,13 +401,17 @@ fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
         }
         ETH_TYPE_IPV6 => {
             if data.len() < l3 + 40 || data[l3] >> 4 != 6 {
-                return None;
+                return Err(bad);
             }
             let end = l3 + 40 + usize::from(be16(data, l3 + 4));
             if data.len() < end {
-                return None;
+                return Err(bad);
             }
-            Some(Outer {
+            if data[l3 + 6] == 44 {
+                // IPv6 fragment header.
+                return Err(DropReason::TunnelFragment);
+            }
+            Ok(Outer {
                 ipv6: true,
                 l3,
                 l4: l3 + 40,
@@ -366,7 +419,7 @@ fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
                 proto: data[l3 + 6],
             })
         }
-        _ => None,
+        _ => Err(bad),
     }
 }
 
@@ -375,13 +428,22 @@ fn parse_outer(data: &[u8], l3_hint: u16) -> Option<Outer> {
 /// the input port). `false` on any malformed or unexpected header; the
 /// packet is then unchanged.
 pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
+    pop_port(packet, &TunnelPort::new(kind)).is_ok()
+}
+
+/// [`pop`] with the receive checks of a configured port; `Err` is the
+/// drop reason (the packet is then unchanged): an outer IP fragment, a
+/// bad UDP checksum, a key the port does not take and an unknown critical
+/// Geneve option each have their own, anything else malformed is
+/// [`DropReason::TunnelPopError`].
+pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason> {
+    let kind = port.kind;
+    let bad = DropReason::TunnelPopError;
     if packet.meta().packet_type != PacketType::ETHERNET {
-        return false;
+        return Err(bad);
     }
     let data = packet.data();
-    let Some(outer) = parse_outer(data, packet.meta().offsets.l3) else {
-        return false;
-    };
+    let outer = parse_outer(data, packet.meta().offsets.l3)?;
     let Outer {
         ipv6,
         l3,
@@ -399,11 +461,11 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
     match kind {
         TunnelKind::Vxlan | TunnelKind::Geneve => {
             if proto != IPPROTO_UDP || end < l4 + 16 {
-                return false;
+                return Err(bad);
             }
             let udp_len = usize::from(be16(data, l4 + 4));
             if udp_len < 16 || l4 + udp_len > end {
-                return false;
+                return Err(bad);
             }
             end = l4 + udp_len;
             let udp_csum = be16(data, l4 + 6);
@@ -424,16 +486,18 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
                     )
                 };
                 if fold(sum_bytes(pseudo, &data[l4..end])) != 0xffff {
-                    return false;
+                    return Err(DropReason::TunnelBadChecksum);
                 }
                 flags |= tnl_flags::CSUM;
+            } else if port.csum_required {
+                return Err(DropReason::TunnelBadChecksum);
             }
             tp_src = be16(data, l4);
             tp_dst = be16(data, l4 + 2);
             let tnl = l4 + 8;
             if kind == TunnelKind::Vxlan {
                 if be32(data, tnl) != VXLAN_FLAGS || be32(data, tnl + 4) & 0xff != 0 {
-                    return false;
+                    return Err(bad);
                 }
                 tun_id = u64::from(be32(data, tnl + 4) >> 8);
                 hlen = tnl + VXLAN_HLEN;
@@ -443,10 +507,13 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
                     || be16(data, tnl + 2) != ETH_TYPE_TEB
                     || tnl + GENEVE_HLEN + opt_len > end
                 {
-                    return false;
+                    return Err(bad);
                 }
                 if data[tnl + 1] & 0x80 != 0 {
                     flags |= tnl_flags::OAM;
+                }
+                if geneve_has_critical(&data[tnl + GENEVE_HLEN..tnl + GENEVE_HLEN + opt_len]) {
+                    return Err(DropReason::TunnelGeneveCritical);
                 }
                 tun_id = u64::from(be32(data, tnl + 4) >> 8);
                 geneve = (tnl + GENEVE_HLEN, opt_len);
@@ -456,23 +523,23 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
         }
         TunnelKind::Gre => {
             if proto != IPPROTO_GRE || end < l4 + 4 {
-                return false;
+                return Err(bad);
             }
             let gre_flags = be16(data, l4);
             if gre_flags & !(GRE_CSUM | GRE_KEY | GRE_SEQ) != 0 {
-                return false;
+                return Err(bad);
             }
             let mut pos = l4 + 4;
             if gre_flags & GRE_CSUM != 0 {
                 if end < pos + 4 || checksum(&data[l4..end]) != 0 {
-                    return false;
+                    return Err(bad);
                 }
                 flags |= tnl_flags::CSUM;
                 pos += 4;
             }
             if gre_flags & GRE_KEY != 0 {
                 if end < pos + 4 {
-                    return false;
+                    return Err(bad);
                 }
                 tun_id = u64::from(be32(data, pos));
                 flags |= tnl_flags::KEY;
@@ -482,7 +549,7 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
                 pos += 4;
             }
             if end < pos {
-                return false;
+                return Err(bad);
             }
             let inner = be16(data, l4 + 2);
             if inner != ETH_TYPE_TEB {
@@ -492,7 +559,12 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
         }
     }
     if inner_type == PacketType::ETHERNET && end - hlen < 14 {
-        return false;
+        return Err(bad);
+    }
+    if let Some(want) = port.key
+        && (flags & tnl_flags::KEY == 0 || tun_id != want)
+    {
+        return Err(DropReason::TunnelWrongVni);
     }
 
     // Everything is valid: write the metadata, then strip.
@@ -536,5 +608,9 @@ pub fn pop(packet: &mut Packet, kind: TunnelKind) -> bool {
     tun.geneve_len = opt_len as u8;
     tun.geneve_opts[..opt_len].copy_from_slice(&opts[..opt_len]);
     packet.truncate(end);
-    packet.pull_front(hlen)
+    if packet.pull_front(hlen) {
+        Ok(())
+    } else {
+        Err(bad)
+    }
 }

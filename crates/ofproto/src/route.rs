@@ -1,0 +1,244 @@
+//! The userspace route table native tunnelling uses to pick a tunnel's
+//! underlay: output device, next hop (gateway) and source address (OVS
+//! `lib/ovs-router.c`, IPv4 only).
+//!
+//! # How it works
+//! Entries are prefixes with an output device name (a port of some
+//! bridge, normally the bridge's internal port that carries the VTEP
+//! address), an optional gateway and a source address. Lookup is longest
+//! prefix match; at equal length a `User` entry (`ovs/route/add`) wins
+//! over a `Cached` one (learned from the host's table), as in OVS.
+//! The daemon replaces every `Cached` entry whenever the host's table
+//! changes ([`RouteTable::replace_system`]); user entries stay until
+//! deleted.
+//!
+//! # Invariants
+//! Prefixes are stored masked (`10.1.2.3/8` is kept as `10.0.0.0/8`);
+//! at most one entry per (prefix, origin).
+//!
+//! # Threads
+//! The table is plain data; [`crate::tnl::TunnelState`] keeps it behind a
+//! lock that translation takes for one lookup.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// Where a route came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteOrigin {
+    /// Learned from the host's routing table.
+    Cached,
+    /// Added with `ovs/route/add` or the config.
+    User,
+}
+
+/// One route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Ipv4Addr,
+    pub plen: u8,
+    /// Output device: a port name.
+    pub dev: String,
+    pub gateway: Option<Ipv4Addr>,
+    /// Source address for packets sent by this route.
+    pub src: Option<Ipv4Addr>,
+    pub origin: RouteOrigin,
+}
+
+/// What a lookup found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteResult {
+    pub dev: String,
+    /// Where to send: the gateway, or the destination itself when the
+    /// route is on-link.
+    pub next_hop: Ipv4Addr,
+    pub src: Option<Ipv4Addr>,
+}
+
+fn mask(plen: u8) -> u32 {
+    if plen == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(plen.min(32)))
+    }
+}
+
+/// Parses `A.B.C.D/N` (or a bare address, `/32`).
+pub fn parse_prefix(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, plen) = match text.split_once('/') {
+        Some((ip, plen)) => (
+            ip,
+            plen.parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| format!("\"{text}\": prefix length must be 0..32"))?,
+        ),
+        None => (text, 32),
+    };
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not an IPv4 prefix"))?;
+    Ok((Ipv4Addr::from(u32::from(ip) & mask(plen)), plen))
+}
+
+/// The route table (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new() -> RouteTable {
+        RouteTable::default()
+    }
+
+    /// Adds or replaces the entry for (prefix, origin).
+    pub fn insert(&mut self, mut route: Route) {
+        route.prefix = Ipv4Addr::from(u32::from(route.prefix) & mask(route.plen));
+        self.routes.retain(|r| {
+            !(r.prefix == route.prefix && r.plen == route.plen && r.origin == route.origin)
+        });
+        self.routes.push(route);
+        // Most specific first, user before cached: lookup takes the first hit.
+        self.routes
+            .sort_by(|a, b| (b.plen, b.origin, a.prefix).cmp(&(a.plen, a.origin, b.prefix)));
+    }
+
+    /// Deletes the user entry for `prefix/plen`; false when there is none.
+    pub fn remove_user(&mut self, prefix: Ipv4Addr, plen: u8) -> bool {
+        let prefix = Ipv4Addr::from(u32::from(prefix) & mask(plen));
+        let before = self.routes.len();
+        self.routes
+            .retain(|r| !(r.prefix == prefix && r.plen == plen && r.origin == RouteOrigin::User));
+        self.routes.len() != before
+    }
+
+    /// Replaces every cached (host) route with `routes`.
+    pub fn replace_system(&mut self, routes: Vec<Route>) {
+        self.routes.retain(|r| r.origin == RouteOrigin::User);
+        for mut r in routes {
+            r.origin = RouteOrigin::Cached;
+            self.insert(r);
+        }
+    }
+
+    /// Longest-prefix match for `dst`.
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<RouteResult> {
+        let d = u32::from(dst);
+        self.routes
+            .iter()
+            .find(|r| d & mask(r.plen) == u32::from(r.prefix))
+            .map(|r| RouteResult {
+                dev: r.dev.clone(),
+                next_hop: r.gateway.unwrap_or(dst),
+                src: r.src,
+            })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// `ovs-appctl ovs/route/show`, in OVS's layout.
+    pub fn show(&self) -> String {
+        let mut s = String::from("Route Table:\n");
+        for r in &self.routes {
+            let origin = match r.origin {
+                RouteOrigin::Cached => "Cached",
+                RouteOrigin::User => "User",
+            };
+            let _ = write!(s, "{origin}: {}/{} dev {}", r.prefix, r.plen, r.dev);
+            if let Some(gw) = r.gateway {
+                let _ = write!(s, " GW {gw}");
+            }
+            if let Some(src) = r.src {
+                let _ = write!(s, " SRC {src}");
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(p: &str, dev: &str, gw: Option<&str>, origin: RouteOrigin) -> Route {
+        let (prefix, plen) = parse_prefix(p).unwrap();
+        Route {
+            prefix,
+            plen,
+            dev: dev.into(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            src: Some("10.0.0.1".parse().unwrap()),
+            origin,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_user_beats_cached() {
+        let mut t = RouteTable::new();
+        t.replace_system(vec![
+            route("0.0.0.0/0", "br0", Some("10.0.0.254"), RouteOrigin::Cached),
+            route("10.0.0.0/24", "br0", None, RouteOrigin::Cached),
+        ]);
+        t.insert(route("10.0.0.0/24", "br1", None, RouteOrigin::User));
+        t.insert(route(
+            "10.0.0.7/32",
+            "br2",
+            Some("10.0.0.9"),
+            RouteOrigin::User,
+        ));
+        let r = t.lookup("10.0.0.5".parse().unwrap()).unwrap();
+        assert_eq!(
+            (r.dev.as_str(), r.next_hop.to_string()),
+            ("br1", "10.0.0.5".into())
+        );
+        let r = t.lookup("10.0.0.7".parse().unwrap()).unwrap();
+        assert_eq!(
+            (r.dev.as_str(), r.next_hop.to_string()),
+            ("br2", "10.0.0.9".into())
+        );
+        let r = t.lookup("8.8.8.8".parse().unwrap()).unwrap();
+        assert_eq!(r.next_hop.to_string(), "10.0.0.254");
+        // A new host table keeps user routes.
+        t.replace_system(vec![]);
+        assert!(t.lookup("8.8.8.8".parse().unwrap()).is_none());
+        assert_eq!(t.lookup("10.0.0.5".parse().unwrap()).unwrap().dev, "br1");
+        assert!(t.remove_user("10.0.0.99".parse().unwrap(), 24));
+        assert!(!t.remove_user("10.0.0.0".parse().unwrap(), 24));
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.show(),
+            "Route Table:\nUser: 10.0.0.7/32 dev br2 GW 10.0.0.9 SRC 10.0.0.1\n"
+        );
+    }
+
+    #[test]
+    fn prefixes_parse_masked_and_errors_name_the_text() {
+        assert_eq!(
+            parse_prefix("10.1.2.3/8").unwrap(),
+            ("10.0.0.0".parse().unwrap(), 8)
+        );
+        assert_eq!(parse_prefix("1.2.3.4").unwrap().1, 32);
+        assert!(
+            parse_prefix("1.2.3.4/33")
+                .unwrap_err()
+                .contains("1.2.3.4/33")
+        );
+        assert!(
+            parse_prefix("fe80::1/64")
+                .unwrap_err()
+                .contains("fe80::1/64")
+        );
+    }
+}

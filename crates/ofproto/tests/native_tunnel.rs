@@ -1,0 +1,207 @@
+//! Native tunnelling in translation with a route table and a neighbour
+//! cache: a neighbour miss solicits and installs nothing, a snooped ARP
+//! reply resolves it (and makes the old translation stale), the outer
+//! packet is translated through the bridge from the route's device, and
+//! routes decide the underlay.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use dp_core::action::Action;
+use dp_core::flow::FlowKey;
+use dp_core::flow::key::*;
+use ofproto::odp_actions::format_odp_actions;
+use ofproto::ports::OFPP_LOCAL;
+use ofproto::route::{Route, RouteOrigin, parse_prefix};
+use ofproto::tunnel::TunnelState;
+use ofproto::{Ofproto, PortConfig, TunnelConfig, TunnelKey};
+
+const VM: u32 = 11;
+const UPLINK: u32 = 12;
+const LOCAL_ODP: u32 = 100;
+const VX: u32 = 4789;
+const LOCAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+/// One host: vm (1), uplink (2), LOCAL with the VTEP 172.31.0.1/24, and
+/// vx0 (VNI 5000 to 172.31.0.2), wired as the daemon test wires it.
+fn host() -> (Ofproto, Arc<TunnelState>) {
+    let o = Ofproto::new("br0");
+    o.add_port(PortConfig::new("vm", VM).with_ofport(1))
+        .unwrap();
+    o.add_port(PortConfig::new("uplink", UPLINK).with_ofport(2))
+        .unwrap();
+    o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
+        .unwrap();
+    let mut vx = TunnelConfig::vxlan([0; 4], [172, 31, 0, 2], 0);
+    vx.key = TunnelKey::Fixed(5000);
+    o.add_port(PortConfig::new("vx0", VX).with_ofport(3).with_tunnel(vx))
+        .unwrap();
+    o.add_flows(
+        "priority=10,in_port=vm,actions=output:vx0\n\
+         priority=10,in_port=vx0,actions=output:vm\n\
+         priority=5,in_port=uplink,actions=LOCAL\n\
+         priority=5,in_port=LOCAL,actions=output:uplink\n",
+        0,
+    )
+    .unwrap();
+    let tnl = Arc::new(TunnelState::new());
+    let (prefix, plen) = parse_prefix("172.31.0.0/24").unwrap();
+    tnl.update_routes(|t| {
+        t.replace_system(vec![Route {
+            prefix,
+            plen,
+            dev: "br0".into(),
+            gateway: None,
+            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            origin: RouteOrigin::Cached,
+        }])
+    });
+    tnl.set_dev_mac("br0", LOCAL_MAC);
+    assert!(o.set_tunnel_state(tnl.clone()));
+    (o, tnl)
+}
+
+fn vm_packet() -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = VM;
+    k.dl_src = [0, 0, 0, 0, 0, 1];
+    k.dl_dst = [0, 0, 0, 0, 0, 2];
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_src = [10, 200, 0, 1];
+    k.nw_dst = [10, 200, 0, 2];
+    k.nw_proto = IPPROTO_ICMP;
+    k.nw_ttl = 64;
+    k
+}
+
+fn arp_reply(from: [u8; 4], mac: [u8; 6], to: [u8; 4]) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = UPLINK;
+    k.dl_src = mac;
+    k.dl_dst = LOCAL_MAC;
+    k.dl_type = ETH_TYPE_ARP;
+    k.nw_proto = 2;
+    k.nw_src = from;
+    k.nw_dst = to;
+    k.arp_sha = mac;
+    k.arp_tha = LOCAL_MAC;
+    k
+}
+
+#[test]
+fn neighbour_miss_solicits_then_snooped_reply_resolves() {
+    let (o, tnl) = host();
+    let t = o.translate(&vm_packet(), 0);
+    assert!(t.actions.is_empty(), "unresolved: drop");
+    assert!(!t.install, "a neighbour miss installs no megaflow");
+    let reqs = tnl.neigh().take_due_requests(0);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].target, Ipv4Addr::new(172, 31, 0, 2));
+    assert_eq!((reqs[0].dev.as_str(), reqs[0].src_mac), ("br0", LOCAL_MAC));
+    assert_eq!(reqs[0].src, Ipv4Addr::new(172, 31, 0, 1));
+
+    // A reply to somebody else teaches nothing; one to our VTEP does, and
+    // it still goes where the rules send it.
+    let t = o.translate(&arp_reply([172, 31, 0, 2], PEER_MAC, [172, 31, 0, 9]), 0);
+    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert!(tnl.neigh().is_empty());
+    let before = o.tunnel_seq();
+    let t = o.translate(&arp_reply([172, 31, 0, 2], PEER_MAC, [172, 31, 0, 1]), 0);
+    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(
+        (t.mask.nw_src, t.mask.nw_dst, t.mask.arp_sha),
+        ([255; 4], [255; 4], [255; 6]),
+        "each distinct reply is seen by the slow path"
+    );
+    assert_ne!(o.tunnel_seq(), before);
+    assert_eq!(
+        tnl.neigh().lookup(Ipv4Addr::new(172, 31, 0, 2), 1),
+        Some(PEER_MAC)
+    );
+
+    let t = o.translate(&vm_packet(), 1);
+    assert!(t.install);
+    assert_eq!(
+        format_odp_actions(&t.actions),
+        "clone(tnl_push(tnl_port(4789),header(size=50,type=4,eth(dst=02:00:00:00:00:0b,src=02:00:00:00:00:0a,dl_type=0x0800),ipv4(src=172.31.0.1,dst=172.31.0.2,proto=17,tos=0,ttl=64,frag=0x4000),udp(src=0,dst=4789,csum=0x0),vxlan(flags=0x8000000,vni=0x1388)),out_port(100)),12)"
+    );
+    // The outer packet's own fields do not leak into the inner megaflow.
+    assert_eq!(t.mask.tp_dst, 0);
+    // A later neighbour change makes it stale.
+    assert!(!o.is_stale(&t));
+    tnl.neigh()
+        .snoop(Ipv4Addr::new(172, 31, 0, 2), [2, 0, 0, 0, 0, 0xc], "br0", 5);
+    assert!(o.is_stale(&t));
+}
+
+#[test]
+fn routes_pick_the_device_gateway_and_source() {
+    let (o, tnl) = host();
+    // No route: drop, installed (a route change revalidates it).
+    tnl.update_routes(|t| t.replace_system(vec![]));
+    let t = o.translate(&vm_packet(), 0);
+    assert!(t.actions.is_empty() && t.install);
+    assert!(tnl.neigh().take_due_requests(0).is_empty());
+
+    // A user route through a gateway: the gateway is resolved, and the
+    // source comes from the route.
+    let (prefix, plen) = parse_prefix("172.31.0.0/16").unwrap();
+    tnl.update_routes(|t| {
+        t.insert(Route {
+            prefix,
+            plen,
+            dev: "br0".into(),
+            gateway: Some(Ipv4Addr::new(172, 30, 0, 254)),
+            src: Some(Ipv4Addr::new(172, 30, 0, 1)),
+            origin: RouteOrigin::User,
+        })
+    });
+    assert!(o.translate(&vm_packet(), 0).actions.is_empty());
+    let reqs = tnl.neigh().take_due_requests(0);
+    assert_eq!(reqs[0].target, Ipv4Addr::new(172, 30, 0, 254));
+    tnl.neigh()
+        .set_static(Ipv4Addr::new(172, 30, 0, 254), PEER_MAC, "br0");
+    let s = format_odp_actions(&o.translate(&vm_packet(), 0).actions);
+    assert!(s.contains("ipv4(src=172.30.0.1,dst=172.31.0.2"), "{s}");
+    assert!(s.contains("eth(dst=02:00:00:00:00:0b"), "{s}");
+
+    // A route out of a device that is not on the bridge drops.
+    tnl.update_routes(|t| {
+        t.insert(Route {
+            prefix,
+            plen,
+            dev: "eth9".into(),
+            gateway: None,
+            src: None,
+            origin: RouteOrigin::User,
+        })
+    });
+    let trace = o
+        .trace("in_port=vm,icmp,nw_src=10.200.0.1,nw_dst=10.200.0.2", 0)
+        .unwrap();
+    assert!(
+        trace.contains("eth9, which is not a port of bridge br0"),
+        "{trace}"
+    );
+}
+
+#[test]
+fn decapsulated_packets_and_first_fragments_pop() {
+    let (o, _) = host();
+    let mut k = FlowKey::ZERO;
+    k.in_port = UPLINK;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_src = [172, 31, 0, 2];
+    k.nw_dst = [172, 31, 0, 1];
+    k.nw_proto = IPPROTO_UDP;
+    k.tp_dst = 4789;
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
+    // A first fragment is popped too, so the datapath drops it by name.
+    k.nw_frag = FLOW_NW_FRAG_ANY;
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
+    // A later fragment has no ports: it is the kernel's business.
+    k.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+    k.tp_dst = 0;
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+}
