@@ -386,6 +386,15 @@ impl Datapath {
         Ok(port_no)
     }
 
+    /// Declares (`Some`) or forgets (`None`) datapath port `port_no` as a
+    /// tunnel port on every thread, so `tnl_pop(port_no)` decapsulates with
+    /// `config`'s receive checks.
+    pub fn set_tunnel_port(&self, port_no: u32, config: Option<dp_core::execute::TunnelPort>) {
+        for link in &self.threads {
+            let _ = link.control.send(PmdMsg::SetTunnelPort { port_no, config });
+        }
+    }
+
     /// Removes the port named `name`: PMDs stop polling it, flush what they
     /// queued for it and forget its flows.
     pub fn del_port(&mut self, name: &str) -> Result<(), DatapathError> {

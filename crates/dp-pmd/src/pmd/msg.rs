@@ -102,6 +102,12 @@ pub enum PmdMsg {
     },
     /// Close a cycle-history interval of every rx queue.
     RotateRxqCycles,
+    /// Declare (`Some`) or forget (`None`) datapath port `port_no` as a
+    /// tunnel port, for `tnl_pop(port_no)`.
+    SetTunnelPort {
+        port_no: u32,
+        config: Option<dp_core::execute::TunnelPort>,
+    },
     /// Capture, performance history, traced packets.
     Observe(super::observe::ObserveMsg),
 }
@@ -176,6 +182,13 @@ pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
             let _ = reply.send(pmd.rxq_status());
         }
         PmdMsg::RotateRxqCycles => pmd.rotate_rxq_cycles(),
+        PmdMsg::SetTunnelPort { port_no, config } => {
+            let core = pmd.exec.core_mut();
+            match config {
+                Some(config) => core.set_tunnel_port_config(port_no, config),
+                None => core.remove_tunnel_port(port_no),
+            }
+        }
         PmdMsg::Observe(msg) => super::observe::apply(pmd, msg, now_ns),
     }
 }
