@@ -138,9 +138,37 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "dpif-netdev/pmd-perf-show",
         min: 0,
-        max: 3,
-        usage: "[-pmd CORE] [DP]",
-        run: pmd_perf_show,
+        max: 4,
+        usage: "[-nh] [-pmd CORE] [DP]",
+        run: crate::observe::pmd_perf_show,
+    },
+    Command {
+        name: "dpif-netdev/pmd-perf-log-set",
+        min: 0,
+        max: 5,
+        usage: "[on|off] [-us USEC] [-pmd CORE]",
+        run: crate::observe::pmd_perf_log_set,
+    },
+    Command {
+        name: "capture/start",
+        min: 2,
+        max: 12,
+        usage: "PORT FILE [--rx|--tx|--both] [--count N] [--filter MATCH] [--snaplen N] [--ring N]",
+        run: crate::capture::start,
+    },
+    Command {
+        name: "capture/status",
+        min: 0,
+        max: 1,
+        usage: "[ID]",
+        run: crate::capture::status,
+    },
+    Command {
+        name: "capture/stop",
+        min: 0,
+        max: 1,
+        usage: "[ID]",
+        run: crate::capture::stop,
     },
     Command {
         name: "upcall/show",
@@ -166,8 +194,8 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "ofproto/trace",
         min: 1,
-        max: 2,
-        usage: "[BRIDGE] FLOW",
+        max: 3,
+        usage: "[BRIDGE] FLOW [--generate]",
         run: ofproto_trace,
     },
     Command {
@@ -595,84 +623,6 @@ fn pmd_rxq_rebalance(d: &mut Daemon, _: &[String]) -> Result<String, String> {
     Ok("pmd rxq rebalance requested.\n".into())
 }
 
-fn pmd_perf_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
-    let core = pmd_filter(args)?;
-    let hz = dp_pmd::cycles::hz().max(1) as f64;
-    let mut out = String::new();
-    for r in d.datapath.pmd_stats().map_err(|e| e.to_string())? {
-        let PmdIdentity::Pmd { numa_id, core_id } = r.identity else {
-            continue;
-        };
-        if core.is_some_and(|c| c != core_id) {
-            continue;
-        }
-        let s = &r.stats;
-        let cycles = s.idle_cycles + s.busy_cycles;
-        let secs = cycles as f64 / hz;
-        let _ = writeln!(
-            out,
-            "\nTime: {:.3}s (cycles measured: {cycles})\nMeasurement duration: {secs:.3} s\n",
-            secs
-        );
-        let _ = writeln!(out, "pmd thread numa_id {numa_id} core_id {core_id}:\n");
-        let _ = writeln!(
-            out,
-            "  Cycles:            {cycles:>12}  ({:.2} GHz)",
-            hz / 1e9
-        );
-        let pct = |c: u64| {
-            if cycles == 0 {
-                0.0
-            } else {
-                c as f64 * 100.0 / cycles as f64
-            }
-        };
-        let _ = writeln!(
-            out,
-            "  - idle iterations: {:>12}  ({:5.1} % cycles)",
-            "",
-            pct(s.idle_cycles)
-        );
-        let _ = writeln!(
-            out,
-            "  - busy iterations: {:>12}  ({:5.1} % cycles)",
-            "",
-            pct(s.busy_cycles)
-        );
-        let pkts = s.packets_received.max(1) as f64;
-        let _ = writeln!(
-            out,
-            "  Rx packets:        {:>12}  ({:.0} Kpps, {:.0} cycles/pkt)",
-            s.packets_received,
-            s.packets_received as f64 / secs.max(1e-9) / 1e3,
-            s.busy_cycles as f64 / pkts
-        );
-        let _ = writeln!(
-            out,
-            "  Datapath passes:   {:>12}  ({:.2} passes/pkt)",
-            s.packets_received + s.recirculations,
-            s.passes_per_packet()
-        );
-        let _ = writeln!(out, "  - EMC hits:        {:>12}", s.lookup.emc_hits);
-        let _ = writeln!(out, "  - SMC hits:        {:>12}", s.lookup.smc_hits);
-        let _ = writeln!(
-            out,
-            "  - Megaflow hits:   {:>12}  ({:.2} subtbl lookups/hit)",
-            s.lookup.megaflow_hits,
-            s.lookup.avg_subtable_lookups_per_megaflow_hit()
-        );
-        let _ = writeln!(out, "  - Upcalls:         {:>12}", s.miss_upcall_ok);
-        let _ = writeln!(out, "  - Lost upcalls:    {:>12}", s.miss_upcall_failed);
-        let _ = writeln!(
-            out,
-            "  Tx packets:        {:>12}  ({:.2} pkts/batch)",
-            s.tx_packets,
-            s.packets_per_output_batch()
-        );
-    }
-    Ok(out)
-}
-
 fn upcall_show(d: &mut Daemon, _: &[String]) -> Result<String, String> {
     let flows = d.datapath.dump_flows().map_err(|e| e.to_string())?;
     let mut out = String::from("netdev@ovs-netdev:\n");
@@ -754,11 +704,21 @@ fn bridge_arg<'a>(
 }
 
 fn ofproto_trace(d: &mut Daemon, args: &[String]) -> Result<String, String> {
-    let (bridge, rest) = bridge_arg(d, args)?;
+    let generate = args.iter().any(|a| a == "--generate");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|a| *a != "--generate")
+        .cloned()
+        .collect();
+    let (bridge, rest) = bridge_arg(d, &args)?;
     let [flow] = rest else {
         return Err("expected BRIDGE FLOW".into());
     };
-    bridge.trace(flow, d.now_ms()).map_err(|e| e.to_string())
+    let mut out = bridge.trace(flow, d.now_ms()).map_err(|e| e.to_string())?;
+    if generate {
+        out += &crate::observe::trace_generate(d, flow)?;
+    }
+    Ok(out)
 }
 
 fn fdb_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
@@ -871,7 +831,14 @@ fn coverage_show(d: &mut Daemon, _: &[String]) -> Result<String, String> {
             reports.iter().map(|r| r.stats.miss_upcall_failed).sum(),
         ),
     ];
-    events.extend(totals);
+    // Every declared drop reason is listed, zeros included; other events
+    // only when hit, as OVS does.
+    let drops = crate::observe::drop_reason_totals(&reports);
+    events.extend(
+        totals
+            .into_iter()
+            .filter(|(n, _)| !drops.iter().any(|(d, _)| d == n)),
+    );
     let mut out = String::from("Event coverage, totals since start:\n");
     let mut zero = 0;
     for (name, n) in events {
@@ -879,6 +846,9 @@ fn coverage_show(d: &mut Daemon, _: &[String]) -> Result<String, String> {
             zero += 1;
             continue;
         }
+        let _ = writeln!(out, "{name:<32} total: {n}");
+    }
+    for (name, n) in drops {
         let _ = writeln!(out, "{name:<32} total: {n}");
     }
     let _ = writeln!(out, "{zero} events never hit");

@@ -28,6 +28,9 @@ pub struct Config {
     pub control: ControlSection,
     #[serde(default)]
     pub log: LogSection,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSection,
     #[serde(default, rename = "bridge")]
     pub bridges: Vec<BridgeSection>,
 }
@@ -296,6 +299,9 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("\"{}\": {e}", self.log.level)))?;
+        self.metrics
+            .address()
+            .map_err(|r| err("metrics.listen", r))?;
 
         let mut bridges = HashSet::new();
         let mut ports = HashSet::new();

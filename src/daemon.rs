@@ -54,6 +54,8 @@ pub struct Daemon {
     pub bridges: Arc<Bridges>,
     pub ports: BTreeMap<String, PortState>,
     userspace: Receiver<UserspacePacket>,
+    /// Live captures (`capture/*`).
+    pub captures: crate::capture::Captures,
     started: Instant,
     pub exit_requested: bool,
 }
@@ -168,6 +170,7 @@ impl Daemon {
             bridges,
             ports,
             userspace,
+            captures: Default::default(),
             started: Instant::now(),
             exit_requested: false,
         })
@@ -183,6 +186,7 @@ impl Daemon {
     /// aging, rule statistics, packets sent to the controller.
     pub fn run_periodic(&mut self) {
         let now = self.now_ms();
+        self.captures.reap(&self.datapath);
         for bridge in self.bridges.all() {
             let report = bridge.run(now);
             for (rule, reason) in report.expired_rules {

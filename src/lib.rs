@@ -8,12 +8,18 @@
 //! - [`control`]: the unixctl control socket (JSON-RPC 1.0).
 //! - [`commands`]: the control commands.
 //! - [`logging`]: tracing with a runtime-changeable filter.
+//! - [`metrics`]: the Prometheus/OpenMetrics text endpoint.
+//! - [`capture`]: live capture to pcap files (`capture/*`).
+//! - [`observe`]: pmd-perf-show/-log-set, trace --generate, drop-reason coverage.
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod drivers;
 pub mod logging;
+pub mod metrics;
+pub mod observe;

@@ -74,6 +74,7 @@ fn run(args: Args) -> Result<(), String> {
     // Bind the socket before starting threads: a second daemon on the same
     // socket fails here with nothing started.
     let mut server = ControlServer::bind(&config.control.socket, poll.registry())?;
+    let mut metrics = oxvs::metrics::MetricsServer::bind(&config.metrics, poll.registry())?;
     let pid_file = config.control.pid_file.clone();
     if let Some(pid_file) = &pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
@@ -84,6 +85,7 @@ fn run(args: Args) -> Result<(), String> {
         socket = %server.path().display(),
         ports = daemon.ports.len(),
         pmd_cores = ?daemon.config.pmd_cores(),
+        metrics = ?metrics.as_ref().map(|m| m.address()),
         "oxvsd started"
     );
 
@@ -114,6 +116,11 @@ fn run(args: Args) -> Result<(), String> {
                     }
                 }
                 LISTENER => server.accept(poll.registry()),
+                token if metrics.as_ref().is_some_and(|m| m.owns(token)) => {
+                    if let Some(m) = metrics.as_mut() {
+                        m.ready(token, poll.registry(), || oxvs::metrics::render(&daemon));
+                    }
+                }
                 token => {
                     server.ready(token, poll.registry(), |req| {
                         tracing::debug!(method = %req.method, params = ?req.params, "control request");
@@ -127,6 +134,9 @@ fn run(args: Args) -> Result<(), String> {
         }
         if std::time::Instant::now() >= next_periodic {
             daemon.run_periodic();
+            if let Some(m) = metrics.as_mut() {
+                m.expire(poll.registry());
+            }
             next_periodic = std::time::Instant::now() + PERIODIC;
         }
     }

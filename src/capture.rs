@@ -1,0 +1,445 @@
+//! Live capture, the daemon's side: the `capture/*` commands and the
+//! writer thread that turns the PMDs' capture rings into a pcap file.
+//!
+//! # How it works
+//! `capture/start PORT FILE [--rx|--tx|--both] [--count N] [--filter
+//! MATCH] [--snaplen N] [--ring N]` checks the port, the filter (an ODP
+//! flow match, as `dpctl/dump-flows filter=`) and the path, then asks the
+//! datapath for one ring per thread ([`dp_pmd::capture`]) and starts a
+//! writer thread (not a PMD). The writer waits on every ring, writes each
+//! record to the file (classic pcap, Ethernet, microsecond timestamps:
+//! what tcpdump, tshark and Wireshark read), and hands the record back to
+//! its ring. With `--count N` it stops after N packets and closes the
+//! rings, which makes the PMDs let go of them. `capture/stop` ends a
+//! capture early; `capture/status` reports packets written and copies
+//! dropped because a ring was full (the forwarded packets are never
+//! affected).
+//!
+//! One capture runs at a time. The file must be an absolute path whose
+//! directory exists; an existing file must be a regular file (it is
+//! replaced) or a FIFO (for a live `tshark -i FIFO`), never a symlink.
+//!
+//! # Thread story
+//! The control thread owns [`Captures`]; the writer thread shares only an
+//! [`Arc`] of counters and flags with it, and the rings with the PMDs.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Select;
+use dp_core::odp;
+use dp_pmd::capture::{
+    CaptureRecord, CaptureRing, CaptureSpec, DEFAULT_RING_SLOTS, Direction, MAX_SNAPLEN,
+};
+
+use crate::daemon::Daemon;
+
+/// How long the writer waits on the rings before checking its stop flag
+/// and flushing what it wrote (so a live reader sees packets promptly).
+const WRITER_TICK: Duration = Duration::from_millis(50);
+/// Longest `capture/stop` waits for the writer to drain and flush.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
+/// Largest ring accepted from `--ring`.
+const MAX_RING_SLOTS: usize = 65_536;
+
+/// What the writer thread reports.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    finished: AtomicBool,
+    written: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    port: String,
+    direction: Direction,
+    path: PathBuf,
+    count: Option<u64>,
+    rings: Vec<Arc<CaptureRing>>,
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Session {
+    fn status(&self) -> String {
+        let state = if self.shared.finished.load(Ordering::Acquire) {
+            match &*self.shared.error.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(e) => format!("failed: {e}"),
+                None => "done".into(),
+            }
+        } else {
+            "running".into()
+        };
+        let dir = match self.direction {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+            Direction::Both => "both",
+        };
+        format!(
+            "capture {}: port {} {dir}, file {}, packets written: {}{}, ring full drops: {}, {state}\n",
+            self.id,
+            self.port,
+            self.path.display(),
+            self.shared.written.load(Ordering::Relaxed),
+            self.count.map(|c| format!("/{c}")).unwrap_or_default(),
+            self.ring_full_drops(),
+        )
+    }
+
+    fn ring_full_drops(&self) -> u64 {
+        self.rings.iter().map(|r| r.ring_full_drops()).sum()
+    }
+
+    /// Stops the writer and waits for it (it drains and flushes first),
+    /// but never longer than [`FINISH_WAIT`]: a writer blocked on a FIFO
+    /// nobody reads must not hang the control thread. It is then left to
+    /// exit by itself once its output unblocks (the PMDs no longer feed
+    /// it).
+    fn finish(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for r in &self.rings {
+            r.close();
+        }
+        let deadline = std::time::Instant::now() + FINISH_WAIT;
+        while !self.shared.finished.load(Ordering::Acquire) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(w) = self.writer.take() {
+            if self.shared.finished.load(Ordering::Acquire) {
+                let _ = w.join();
+            } else {
+                tracing::warn!(
+                    capture = self.id,
+                    "capture writer is blocked on its output; detached"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The daemon's captures: the running one, or the last one.
+#[derive(Debug, Default)]
+pub struct Captures {
+    current: Option<Session>,
+    next_id: u64,
+}
+
+impl Captures {
+    /// Releases the PMDs' side of a capture whose writer finished by
+    /// itself (`--count` reached, file error). Called by housekeeping and
+    /// by `capture/status`.
+    pub fn reap(&mut self, datapath: &dp_pmd::datapath::Datapath) {
+        if let Some(s) = &mut self.current
+            && s.writer.is_some()
+            && s.shared.finished.load(Ordering::Acquire)
+        {
+            datapath.capture_stop(s.id);
+            s.finish();
+        }
+    }
+
+    /// Counters for the metrics page: `(name, kind, help, samples)`.
+    fn metrics(&self) -> Vec<MetricFamily> {
+        let Some(s) = &self.current else {
+            return Vec::new();
+        };
+        let labels = vec![("capture", s.id.to_string()), ("port", s.port.clone())];
+        vec![
+            (
+                "oxvs_capture_packets_written_total",
+                "counter",
+                "Packets the current (or last) capture wrote to its file.",
+                vec![(labels.clone(), s.shared.written.load(Ordering::Relaxed))],
+            ),
+            (
+                "oxvs_capture_ring_full_drops_total",
+                "counter",
+                "Copies the capture dropped because its ring was full (the packets were forwarded).",
+                vec![(labels, s.ring_full_drops())],
+            ),
+        ]
+    }
+}
+
+/// `(labels, value)` samples of one metrics family.
+pub type MetricSamples = Vec<(Vec<(&'static str, String)>, u64)>;
+/// One metrics family: name, type, help, samples.
+pub type MetricFamily = (&'static str, &'static str, &'static str, MetricSamples);
+
+/// Emits the capture families for [`crate::metrics::render`].
+pub fn render_metrics(d: &Daemon, emit: &mut dyn FnMut(&str, &str, &str, MetricSamples)) {
+    for (name, kind, help, samples) in d.captures.metrics() {
+        emit(name, kind, help, samples);
+    }
+}
+
+/// Checks the output path (see the module docs).
+fn check_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if !path.is_absolute() {
+        return Err(format!("{text}: the capture file must be an absolute path"));
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(format!(
+            "{text}: directory {} does not exist",
+            parent.display()
+        ));
+    }
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => Ok(path),
+        Ok(m) if m.file_type().is_file() => Ok(path),
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()) => Ok(path),
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(format!("{text}: is a symlink; give the real path"))
+        }
+        Ok(_) => Err(format!(
+            "{text}: exists and is not a regular file or a FIFO"
+        )),
+    }
+}
+
+fn parse_count(flag: &str, v: Option<&String>, max: u64) -> Result<u64, String> {
+    let v = v.ok_or_else(|| format!("{flag} needs a number"))?;
+    match v.parse::<u64>() {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(format!("{flag} {v}: expected a number from 1 to {max}")),
+    }
+}
+
+/// `capture/start PORT FILE [options]`.
+pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    let (Some(port), Some(file)) = (args.first(), args.get(1)) else {
+        return Err("usage: capture/start PORT FILE [--rx|--tx|--both] [--count N] [--filter MATCH] [--snaplen N] [--ring N]".into());
+    };
+    d.captures.reap(&d.datapath);
+    if let Some(s) = &d.captures.current
+        && s.writer.is_some()
+    {
+        return Err(format!(
+            "capture {} is already running on port {} (capture/stop {} first)",
+            s.id, s.port, s.id
+        ));
+    }
+    let port_no = d
+        .ports
+        .get(port)
+        .map(|p| p.port_no)
+        .ok_or_else(|| format!("no such port: {port}"))?;
+    let path = check_path(file)?;
+    let mut direction = Direction::Both;
+    let mut count = None;
+    let mut filter = None;
+    let mut snaplen = MAX_SNAPLEN;
+    let mut ring_slots = DEFAULT_RING_SLOTS;
+    let mut i = 2;
+    while i < args.len() {
+        let value = args.get(i + 1);
+        match args[i].as_str() {
+            "--rx" => direction = Direction::Rx,
+            "--tx" => direction = Direction::Tx,
+            "--both" => direction = Direction::Both,
+            "--count" => {
+                count = Some(parse_count("--count", value, u64::MAX)?);
+                i += 1;
+            }
+            "--snaplen" => {
+                snaplen = parse_count("--snaplen", value, MAX_SNAPLEN as u64)? as usize;
+                i += 1;
+            }
+            "--ring" => {
+                ring_slots = parse_count("--ring", value, MAX_RING_SLOTS as u64)? as usize;
+                i += 1;
+            }
+            "--filter" => {
+                let text = value.ok_or("--filter needs a flow match")?;
+                let mut names = odp::PortNames::new();
+                for (name, p) in &d.ports {
+                    names.insert(p.port_no, name.clone());
+                }
+                let mk = odp::key::parse_masked(text, Some(&names))
+                    .map_err(|e| format!("--filter: {e}"))?;
+                let (k, m) = odp::flow::masked_key_to_flow(&mk.key, &mk.mask)
+                    .map_err(|e| format!("--filter: {e}"))?;
+                filter = Some((k.masked(&m), m));
+                i += 1;
+            }
+            other => return Err(format!("capture/start: unknown argument \"{other}\"")),
+        }
+        i += 1;
+    }
+    // A regular file is opened here, so a permission error is the
+    // command's answer; a FIFO is opened by the writer (that blocks until
+    // a reader opens the other end).
+    let is_fifo = std::fs::metadata(&path)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+        .unwrap_or(false);
+    let file = if is_fifo {
+        None
+    } else {
+        Some(File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+    };
+
+    d.captures.next_id += 1;
+    let id = d.captures.next_id;
+    let spec = CaptureSpec {
+        id,
+        port_no,
+        direction,
+        filter,
+        snaplen,
+        ring_slots,
+    };
+    let rings = d.datapath.capture_start(&spec).map_err(|e| e.to_string())?;
+    let shared = Arc::new(Shared::default());
+    let writer = {
+        let (rings, shared, path) = (rings.clone(), Arc::clone(&shared), path.clone());
+        std::thread::Builder::new()
+            .name(format!("capture-{id}"))
+            .spawn(move || {
+                let result = write_capture(&rings, &shared, &path, file, count);
+                if let Err(e) = result {
+                    *shared.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                }
+                for r in &rings {
+                    r.close();
+                }
+                shared.finished.store(true, Ordering::Release);
+            })
+    };
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            d.datapath.capture_stop(id);
+            return Err(format!("capture writer thread: {e}"));
+        }
+    };
+    d.captures.current = Some(Session {
+        id,
+        port: port.clone(),
+        direction,
+        path: path.clone(),
+        count,
+        rings,
+        shared,
+        writer: Some(writer),
+    });
+    Ok(format!(
+        "capture {id} started on port {port}, writing {}\n",
+        path.display()
+    ))
+}
+
+/// `capture/status [ID]`.
+pub fn status(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    d.captures.reap(&d.datapath);
+    let s = d.captures.current.as_ref().ok_or("no capture has run")?;
+    if let Some(id) = args.first()
+        && *id != s.id.to_string()
+    {
+        return Err(format!("no such capture: {id} (the latest is {})", s.id));
+    }
+    Ok(s.status())
+}
+
+/// `capture/stop [ID]`.
+pub fn stop(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    let datapath = &d.datapath;
+    let s = d.captures.current.as_mut().ok_or("no capture has run")?;
+    if let Some(id) = args.first()
+        && *id != s.id.to_string()
+    {
+        return Err(format!("no such capture: {id} (the latest is {})", s.id));
+    }
+    datapath.capture_stop(s.id);
+    s.finish();
+    Ok(s.status())
+}
+
+/// The writer thread's work; returns when the count is reached, on stop,
+/// or on a write error.
+fn write_capture(
+    rings: &[Arc<CaptureRing>],
+    shared: &Shared,
+    path: &Path,
+    file: Option<File>,
+    count: Option<u64>,
+) -> Result<(), String> {
+    let file = match file {
+        Some(f) => f,
+        None => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    let mut out = BufWriter::new(file);
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut header = Vec::new();
+    dp_core::pcap::write_header(&mut header);
+    out.write_all(&header).map_err(io)?;
+    out.flush().map_err(io)?;
+    // Datapath clock (process monotonic) to Unix time.
+    let epoch_offset_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        .saturating_sub(dp_pmd::cycles::monotonic_ns());
+    let limit = count.unwrap_or(u64::MAX);
+    let mut written = 0u64;
+    let mut scratch = Vec::with_capacity(16);
+    let mut write = |record: &CaptureRecord, out: &mut BufWriter<File>| {
+        scratch.clear();
+        let ts = epoch_offset_ns + record.at_ns;
+        scratch.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
+        scratch.extend_from_slice(&(((ts % 1_000_000_000) / 1000) as u32).to_le_bytes());
+        scratch.extend_from_slice(&(record.data.len() as u32).to_le_bytes());
+        scratch.extend_from_slice(&record.orig_len.to_le_bytes());
+        out.write_all(&scratch)?;
+        out.write_all(&record.data)
+    };
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        let mut got = false;
+        for ring in rings {
+            while written < limit {
+                let Ok(record) = ring.filled().try_recv() else {
+                    break;
+                };
+                got = true;
+                let r = write(&record, &mut out);
+                ring.recycle(record);
+                r.map_err(io)?;
+                written += 1;
+                shared.written.store(written, Ordering::Relaxed);
+            }
+        }
+        if written >= limit || stopping {
+            break;
+        }
+        if !got {
+            out.flush().map_err(io)?;
+            let mut sel = Select::new();
+            for ring in rings {
+                sel.recv(ring.filled());
+            }
+            let _ = sel.ready_timeout(WRITER_TICK);
+        }
+    }
+    out.flush().map_err(io)
+}
