@@ -13,15 +13,15 @@
 //! of 32).
 //!
 //! On a shared machine, criterion's wall-clock figures mostly measure the
-//! neighbours. So each case first prints a preemption-robust figure, as
-//! `benches/classifier.rs` does: `figure actions/<case>: min .. median ..
-//! ns/pkt`, the minimum and median over ~300 short repetitions (each well
-//! under a scheduler quantum, so the minimum is the case's own cost), then
-//! criterion's run unless `OXVS_BENCH_QUICK` is set. `OXVS_BENCH_ONLY=<s>`
-//! runs only the cases whose name contains `s`.
+//! neighbours. So each case first prints a preemption-robust figure (the
+//! loop in `benches/common`, shared with `benches/classifier.rs`):
+//! `figure actions/<case>: min .. median .. ns/pkt`, the minimum and
+//! median over ~300 short repetitions (each well under a scheduler
+//! quantum, so the minimum is the case's own cost), then criterion's run unless `OXVS_BENCH_QUICK` is set. `OXVS_BENCH_ONLY=<s>`
+//! runs only the cases whose name contains `s`; `OXVS_BENCH_ITERS=N` runs
+//! each case exactly N times untimed (for callgrind).
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
@@ -122,39 +122,12 @@ impl Rig {
     }
 }
 
-/// Prints the preemption-robust figure for `f` (one batch per call),
-/// then runs it under criterion unless `OXVS_BENCH_QUICK` is set.
-fn run_case(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, mut f: impl FnMut()) {
-    let only = std::env::var("OXVS_BENCH_ONLY").unwrap_or_default();
-    if !id.contains(&only) {
-        return;
-    }
-    let start = Instant::now();
-    f();
-    let once = start.elapsed().as_nanos().max(1);
-    let iters = (50_000 / once).clamp(1, 10_000) as usize;
-    let reps = (300_000_000 / (once * iters as u128)).clamp(5, 301) as usize;
-    for _ in 0..iters {
-        f();
-    }
-    let mut per_packet: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / (iters * MAX_BURST) as f64
-        })
-        .collect();
-    per_packet.sort_by(f64::total_cmp);
-    eprintln!(
-        "figure actions/{id}: min {:.1} median {:.1} ns/pkt ({reps} reps x {iters} batches of {MAX_BURST})",
-        per_packet[0],
-        per_packet[reps / 2]
-    );
-    if std::env::var_os("OXVS_BENCH_QUICK").is_none() {
-        group.bench_function(id, |b| b.iter(&mut f));
-    }
+/// The preemption-robust figure for `f` (one batch per call), then
+/// criterion's run: [`common::run_case`].
+fn run_case(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, f: impl FnMut()) {
+    common::run_case(&format!("actions/{id}"), "pkt", MAX_BURST as u64, f, |f| {
+        group.bench_function(id, |b| b.iter(&mut *f));
+    });
 }
 
 fn bench_actions(c: &mut Criterion) {

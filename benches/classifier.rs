@@ -11,8 +11,6 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use std::time::Instant;
-
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
 use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
@@ -24,6 +22,8 @@ use dp_core::flow::key::ETH_TYPE_IPV4;
 use dp_core::flow_table::{FlowTable, FlowTableConfig};
 use dp_core::packet::MAX_BURST;
 
+mod common;
+
 const FLOWS: usize = 100_000;
 const STREAM: usize = 1 << 16;
 
@@ -34,11 +34,10 @@ fn wanted(name: &str) -> bool {
         .map_or(true, |only| name.contains(&only) || only.contains(name))
 }
 
-/// One benchmark group. Each case first gets a preemption-robust figure,
-/// printed as `figure group/case: min .. median .. ns/unit`: the minimum
-/// and median over ~300 short repetitions (each well under a scheduler
-/// quantum, so the minimum is the case's own cost even on a busy shared
-/// machine), then criterion's run unless `OXVS_BENCH_QUICK` is set.
+/// One benchmark group; each case runs through [`common::run_case`]: a
+/// preemption-robust figure (`figure group/case: min .. median ..
+/// ns/unit`), then criterion's run unless `OXVS_BENCH_QUICK` is set, or
+/// exactly `OXVS_BENCH_ITERS` calls for callgrind.
 struct Cases<'a> {
     group: BenchmarkGroup<'a, WallTime>,
     name: &'static str,
@@ -52,39 +51,18 @@ impl<'a> Cases<'a> {
         }
     }
 
-    fn run(&mut self, id: &str, units_per_iter: u64, mut f: impl FnMut()) {
-        let only = std::env::var("OXVS_BENCH_ONLY").unwrap_or_default();
-        if !format!("{}/{id}", self.name).contains(&only) {
-            return;
-        }
-        let start = Instant::now();
-        f();
-        let once = start.elapsed().as_nanos().max(1);
-        let iters = (50_000 / once).clamp(1, 10_000) as usize;
-        let reps = (300_000_000 / (once * iters as u128)).clamp(5, 301) as usize;
-        for _ in 0..iters {
-            f();
-        }
-        let mut per_unit: Vec<f64> = (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    f();
-                }
-                t.elapsed().as_nanos() as f64 / (iters as u64 * units_per_iter) as f64
-            })
-            .collect();
-        per_unit.sort_by(f64::total_cmp);
-        eprintln!(
-            "figure {}/{id}: min {:.1} median {:.1} ns/unit ({reps} reps x {iters} iters x {units_per_iter} units)",
-            self.name,
-            per_unit[0],
-            per_unit[reps / 2]
+    fn run(&mut self, id: &str, units_per_iter: u64, f: impl FnMut()) {
+        let group = &mut self.group;
+        common::run_case(
+            &format!("{}/{id}", self.name),
+            "unit",
+            units_per_iter,
+            f,
+            |f| {
+                group.throughput(Throughput::Elements(units_per_iter));
+                group.bench_function(id, |b| b.iter(&mut *f));
+            },
         );
-        if std::env::var_os("OXVS_BENCH_QUICK").is_none() {
-            self.group.throughput(Throughput::Elements(units_per_iter));
-            self.group.bench_function(id, |b| b.iter(&mut f));
-        }
     }
 
     fn finish(self) {
