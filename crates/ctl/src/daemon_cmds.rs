@@ -85,7 +85,14 @@ pub enum DaemonCommand {
     /// A bridge's OpenFlow rules with their statistics.
     DumpRules { bridge: String },
     /// Explain how a packet is translated (ofproto/trace).
-    Trace { bridge: String, flow: String },
+    Trace {
+        bridge: String,
+        flow: String,
+        /// Also run the packet through the datapath and report the cache
+        /// level it hit, its drops and its megaflow (ODP flow only).
+        #[arg(long)]
+        generate: bool,
+    },
     /// The MAC learning table of a bridge (fdb/show).
     Fdb {
         bridge: String,
@@ -199,8 +206,16 @@ impl DaemonCommand {
                 one("ofctl/del-flows", a)
             }
             DaemonCommand::DumpRules { bridge } => one("ofctl/dump-flows", vec![bridge.clone()]),
-            DaemonCommand::Trace { bridge, flow } => {
-                one("ofproto/trace", vec![bridge.clone(), flow.clone()])
+            DaemonCommand::Trace {
+                bridge,
+                flow,
+                generate,
+            } => {
+                let mut a = vec![bridge.clone(), flow.clone()];
+                if *generate {
+                    a.push(s("--generate"));
+                }
+                one("ofproto/trace", a)
             }
             DaemonCommand::Fdb { bridge, flush } => one(
                 if *flush { "fdb/flush" } else { "fdb/show" },

@@ -5,6 +5,7 @@
 //! `completions` prints a shell completion script.
 #![forbid(unsafe_code)]
 
+mod capture;
 mod client;
 mod daemon_cmds;
 
@@ -28,6 +29,8 @@ enum Command {
     Odp(OdpArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Live capture from a port into a pcap file (tcpdump/tshark read it).
+    Capture(capture::CaptureArgs),
     #[command(flatten)]
     Daemon(daemon_cmds::DaemonCommand),
 }
@@ -97,6 +100,7 @@ fn main() {
             Ok(())
         }
         Command::Daemon(cmd) => std::process::exit(daemon_cmds::run(&cli.connection, &cmd)),
+        Command::Capture(args) => std::process::exit(capture::run(&cli.connection, &args)),
     };
     if let Err(e) = result {
         eprintln!("oxvsctl: {e}");
@@ -161,6 +165,25 @@ mod tests {
                 ..
             })
         ));
+        let cli = Cli::try_parse_from([
+            "oxvsctl", "capture", "p1", "--rx", "--count", "100", "-w", "x.pcap",
+        ])
+        .unwrap();
+        let Command::Capture(args) = cli.command else {
+            panic!("capture subcommand");
+        };
+        assert_eq!(
+            args.start_params(std::path::Path::new("/d")),
+            ["p1", "/d/x.pcap", "--rx", "--count", "100"]
+        );
+        assert!(
+            Cli::try_parse_from(["oxvsctl", "capture", "p1"]).is_err(),
+            "-w is required"
+        );
+        assert!(
+            Cli::try_parse_from(["oxvsctl", "capture", "p1", "--rx", "--tx", "-w", "f"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["oxvsctl", "capture", "--stop"]).is_ok());
         let cli = Cli::try_parse_from(["oxvsctl", "call", "dpctl/show", "-s"]).unwrap();
         assert!(
             matches!(cli.command, Command::Daemon(daemon_cmds::DaemonCommand::Call { ref args, .. }) if args == &["-s"])
