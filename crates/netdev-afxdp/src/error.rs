@@ -69,7 +69,11 @@ impl fmt::Display for OpenError {
             }
             OpenCause::MtuTooLarge { mtu, max } => write!(
                 f,
-                "port {port}: MTU {mtu} is too large for AF_XDP frames (at most {max})"
+                "port {port}: MTU {mtu} is too large for AF_XDP frames of {} bytes \
+                 (at most {max}: the frame less {} bytes of XDP headroom and the Ethernet \
+                 and VLAN headers)",
+                crate::afxdp::FRAME_SIZE,
+                crate::afxdp::XDP_PACKET_HEADROOM
             ),
             OpenCause::TooManyQueues {
                 requested,

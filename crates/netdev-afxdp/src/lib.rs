@@ -65,7 +65,8 @@ pub fn check_options(type_name: &str, options: &[(&str, &str)]) -> Result<(), St
     }
 }
 
-/// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`.
+/// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`, `mtu`
+/// (the daemon passes the port's `mtu` key here).
 pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
     let mut config = AfxdpConfig::default();
     for &(key, value) in options {
@@ -78,6 +79,21 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
                     .ok_or_else(|| format!("n_rxq {value:?} is not a positive number"))?
             }
             "xdp-mode" => config.xdp_mode = value.parse()?,
+            "mtu" => {
+                let max = afxdp::max_mtu();
+                config.mtu =
+                    Some(
+                        value.parse().ok().filter(|&m| m >= 68).ok_or_else(|| {
+                            format!("mtu {value:?} is not a number of at least 68")
+                        })?,
+                    );
+                if config.mtu > Some(max) {
+                    return Err(format!(
+                        "mtu {value} is too large for AF_XDP frames of {} bytes (at most {max})",
+                        afxdp::FRAME_SIZE
+                    ));
+                }
+            }
             "use-need-wakeup" => {
                 config.use_need_wakeup = value
                     .parse()
@@ -85,7 +101,7 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup)"
+                    "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup, mtu)"
                 ));
             }
         }

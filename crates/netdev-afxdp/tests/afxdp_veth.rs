@@ -249,6 +249,66 @@ fn errors_name_the_interface_and_the_cause() {
 }
 
 #[test]
+fn mtu_from_the_config_is_set_and_one_too_large_for_a_frame_is_refused() {
+    if !prerequisites("afxdp mtu") {
+        return;
+    }
+    let topo = Topology::veth("xm");
+    let with_mtu = |mtu| AfxdpConfig {
+        mtu: Some(mtu),
+        ..AfxdpConfig::default()
+    };
+    let iface_mtu = |name: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+
+    // Too large: refused by name before the interface is touched.
+    let err = AfxdpNetdev::open(&topo.host_a, &with_mtu(9000)).unwrap_err();
+    assert!(
+        matches!(err.cause, OpenCause::MtuTooLarge { mtu: 9000, max } if max == netdev_afxdp::afxdp::max_mtu()),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&topo.host_a) && text.contains("MTU 9000"),
+        "{text}"
+    );
+    assert_eq!(iface_mtu(&topo.host_a), 1500);
+    assert_eq!(xdp_attachment(&topo.host_a).unwrap().prog_id, 0);
+    // The option parser gives the same answer at config check time.
+    let err = netdev_afxdp::check_options("afxdp", &[("mtu", "9000")]).unwrap_err();
+    assert!(err.contains("mtu 9000 is too large"), "{err}");
+
+    // Within a frame: the interface gets it and the port reports it.
+    let netdev = AfxdpNetdev::open(&topo.host_a, &with_mtu(2000)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(iface_mtu(&topo.host_a), 2000);
+    assert_eq!(dp_core::netdev::Netdev::info(&netdev).mtu, 2000);
+    drop(netdev);
+
+    // Large frames cross the switch once both host ends and both hosts
+    // have the MTU (no fragmentation: DF set by ping -M do).
+    let config = with_mtu(2000);
+    let a = AfxdpNetdev::open(&topo.host_a, &config).unwrap_or_else(|e| panic!("{e}"));
+    let b = AfxdpNetdev::open(&topo.host_b, &config).unwrap_or_else(|e| panic!("{e}"));
+    for (ns, inner) in [(&topo.ns_a, &topo.inner_a), (&topo.ns_b, &topo.inner_b)] {
+        sh(&["ip", "-n", ns, "link", "set", inner, "mtu", "2000"]);
+    }
+    let mut dp = datapath(false);
+    dp.add_port(Arc::new(a), port(1)).unwrap();
+    dp.add_port(Arc::new(b), port(2)).unwrap();
+    wait_reachable(&topo.ns_a, IP_B);
+    sh(&[
+        "ip", "netns", "exec", &topo.ns_a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do",
+        "-s", "1900", IP_B,
+    ]);
+    drop(dp);
+}
+
+#[test]
 fn two_queues_are_each_bound() {
     if !prerequisites("afxdp two queues") {
         return;

@@ -133,6 +133,9 @@ pub struct AfxdpConfig {
     pub frames_per_queue: u32,
     /// Entries of each of the four rings (power of two).
     pub ring_size: u32,
+    /// The MTU to give the interface (the port's `mtu` key); `None` keeps
+    /// the interface's own. Either way it must fit a frame ([`max_mtu`]).
+    pub mtu: Option<u32>,
 }
 
 impl Default for AfxdpConfig {
@@ -143,12 +146,20 @@ impl Default for AfxdpConfig {
             use_need_wakeup: true,
             frames_per_queue: 4096,
             ring_size: 2048,
+            mtu: None,
         }
     }
 }
 
 /// Frame size: one page, as the kernel wants for copy and zero-copy mode.
 pub const FRAME_SIZE: u32 = 4096;
+
+/// The largest MTU an AF_XDP port carries: a received frame holds the
+/// kernel's headroom plus the whole Ethernet frame (with a VLAN tag), and
+/// there is no multi-buffer support (one packet, one frame).
+pub const fn max_mtu() -> u32 {
+    FRAME_SIZE - XDP_PACKET_HEADROOM - ETH_OVERHEAD
+}
 
 #[derive(Debug)]
 struct QueueSlot {
@@ -188,10 +199,29 @@ impl AfxdpNetdev {
                 )),
             ));
         }
+        let max_mtu = max_mtu();
+        if let Some(mtu) = config.mtu
+            && mtu > max_mtu
+        {
+            // Refused before the interface is touched.
+            return Err(OpenError::new(
+                name,
+                OpenCause::MtuTooLarge { mtu, max: max_mtu },
+            ));
+        }
         let ifindex =
             sys::ifindex(name).map_err(|e| OpenError::io(name, "looking up the interface", e))?;
-        let mtu = sys::if_mtu(name).map_err(|e| OpenError::io(name, "reading the MTU", e))?;
-        let max_mtu = FRAME_SIZE - XDP_PACKET_HEADROOM - ETH_OVERHEAD;
+        let mut mtu = sys::if_mtu(name).map_err(|e| OpenError::io(name, "reading the MTU", e))?;
+        if let Some(wanted) = config.mtu
+            && wanted != mtu
+        {
+            // Before the program is attached: a driver checks the MTU
+            // against its XDP limits at attach time.
+            sys::if_set_mtu(name, wanted)
+                .map_err(|e| OpenError::io(name, "setting the MTU from the config", e))?;
+            tracing::info!("port {name}: MTU {mtu} -> {wanted} (config)");
+            mtu = wanted;
+        }
         if mtu > max_mtu {
             return Err(OpenError::new(
                 name,

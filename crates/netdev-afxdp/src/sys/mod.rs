@@ -402,6 +402,14 @@ pub fn if_mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// Sets the interface's MTU.
+pub fn if_set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu =
+        libc::c_int::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if_ioctl(name, libc::SIOCSIFMTU, &mut req)
+}
+
 /// The interface's Ethernet address.
 pub fn if_mac(name: &str) -> io::Result<[u8; 6]> {
     let mut req = ifreq(name)?;
