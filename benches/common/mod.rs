@@ -43,13 +43,17 @@ pub fn udp4_60() -> Vec<u8> {
     )
 }
 
-/// True when `OXVS_BENCH_ONLY` is unset or `name` contains it.
+/// True when `OXVS_BENCH_ONLY` is unset or `name` contains it (or, when
+/// it ends in `$`, `name` ends with the rest: `.../1$` is not `.../100`).
 #[allow(
     dead_code,
     reason = "each bench target uses its own subset of this module"
 )]
 pub fn selected(name: &str) -> bool {
-    std::env::var("OXVS_BENCH_ONLY").map_or(true, |only| name.contains(&only))
+    std::env::var("OXVS_BENCH_ONLY").map_or(true, |only| match only.strip_suffix('$') {
+        Some(tail) => name.ends_with(tail),
+        None => name.contains(&only),
+    })
 }
 
 /// Runs one benchmark case `name` whose every call of `f` processes
