@@ -625,8 +625,23 @@ impl Default for rte_mempool {
         }
     }
 }
+pub type rte_mempool_obj_cb_t = ::core::option::Option<
+    unsafe extern "C" fn(
+        mp: *mut rte_mempool,
+        opaque: *mut ::core::ffi::c_void,
+        obj: *mut ::core::ffi::c_void,
+        obj_idx: ::core::ffi::c_uint,
+    ),
+>;
 unsafe extern "C" {
     pub fn rte_mempool_free(mp: *mut rte_mempool);
+}
+unsafe extern "C" {
+    pub fn rte_mempool_obj_iter(
+        mp: *mut rte_mempool,
+        obj_cb: rte_mempool_obj_cb_t,
+        obj_cb_arg: *mut ::core::ffi::c_void,
+    ) -> u32;
 }
 unsafe extern "C" {
     pub fn rte_mempool_avail_count(mp: *const rte_mempool) -> ::core::ffi::c_uint;

@@ -29,6 +29,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_mempool_in_use_count",
     "rte_mempool_avail_count",
     "rte_mempool_lookup",
+    "rte_mempool_obj_iter",
     "rte_eth_dev_configure",
     "rte_eth_rx_queue_setup",
     "rte_eth_tx_queue_setup",

@@ -222,20 +222,65 @@ pub(crate) fn xstats(port: u16) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// `rte_pktmbuf_pool_create`.
+/// `rte_pktmbuf_pool_create`, with `priv_size` bytes (a multiple of 8)
+/// after each mbuf header.
 pub(crate) fn pktmbuf_pool_create(
     name: &str,
     n_mbufs: u32,
     cache: u32,
+    priv_size: u16,
     data_room: u16,
     socket: u32,
 ) -> Result<NonNull<sys::rte_mempool>, DpdkError> {
     let c = cstring(name)?;
     // SAFETY: valid C string; DPDK copies the name.
     let mp = unsafe {
-        sys::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket as i32)
+        sys::rte_pktmbuf_pool_create(
+            c.as_ptr(),
+            n_mbufs,
+            cache,
+            priv_size,
+            data_room,
+            socket as i32,
+        )
     };
     NonNull::new(mp).ok_or_else(rte_errno)
+}
+
+/// The private area right after `m`'s header (DPDK's
+/// `rte_mbuf_to_priv`); as big as the pool's `priv_size`.
+#[inline]
+pub(crate) fn mbuf_priv(m: Mbuf) -> NonNull<u8> {
+    // Pointer arithmetic only; `m` is non-null (a received mbuf).
+    let p = m
+        .cast::<u8>()
+        .wrapping_add(std::mem::size_of::<sys::rte_mbuf>());
+    NonNull::new(p).unwrap_or(NonNull::dangling())
+}
+
+/// Calls `init(mbuf)` for every mbuf of a pool nobody uses yet.
+pub(crate) fn mempool_for_each_mbuf(mp: NonNull<sys::rte_mempool>, init: fn(Mbuf)) -> u32 {
+    unsafe extern "C" fn each(
+        _mp: *mut sys::rte_mempool,
+        arg: *mut std::ffi::c_void,
+        obj: *mut std::ffi::c_void,
+        _idx: std::ffi::c_uint,
+    ) {
+        // SAFETY: `arg` is the `fn(Mbuf)` passed below, alive for the
+        // call; `obj` is an mbuf of a pktmbuf pool.
+        let init = unsafe { *arg.cast::<fn(Mbuf)>() };
+        init(obj.cast());
+    }
+    let mut init = init;
+    // SAFETY: the pool is valid (never freed) and its objects are mbufs;
+    // the callback only runs during this call, while `init` lives.
+    unsafe {
+        sys::rte_mempool_obj_iter(
+            mp.as_ptr(),
+            Some(each),
+            (&raw mut init).cast::<std::ffi::c_void>(),
+        )
+    }
 }
 
 /// Mbufs of `mp` out of the pool (per-lcore caches count as available).

@@ -8,6 +8,11 @@
 //! lent to packets may outlive every port, and DPDK cannot free a pool
 //! with mbufs out. In-use counts come from DPDK itself
 //! (`rte_mempool_in_use_count`), so leak tests see what DPDK sees.
+//!
+//! Each mbuf carries the packet's cell (metadata) in its private area, as
+//! OVS keeps its `dp_packet` around the mbuf: the pool is created with
+//! room for a `dp_core` embedded cell after every mbuf header, and each
+//! cell is initialised once, here, before any mbuf leaves the pool.
 
 use std::collections::HashMap;
 use std::ptr::NonNull;
@@ -23,6 +28,22 @@ pub const DEFAULT_N_MBUFS: u32 = 262_144;
 pub const MIN_N_MBUFS: u32 = 16_384;
 /// Per-lcore cache (DPDK's usual 256 is too big for small test pools).
 const CACHE_SIZE: u32 = 128;
+/// Private area per mbuf: the embedded packet cell, rounded up to DPDK's
+/// `RTE_MBUF_PRIV_ALIGN` (8).
+pub(crate) const PRIV_SIZE: u16 = {
+    assert!(dp_core::packet::EMBEDDED_CELL_ALIGN <= 8);
+    assert!(dp_core::packet::EMBEDDED_CELL_SIZE.div_ceil(8) * 8 <= u16::MAX as usize);
+    (dp_core::packet::EMBEDDED_CELL_SIZE.div_ceil(8) * 8) as u16
+};
+
+/// Writes an empty packet cell into `m`'s private area.
+fn init_cell(m: ffi::Mbuf) {
+    // SAFETY: called only by `get_or_create` on a pool created with
+    // PRIV_SIZE bytes of private area, before any of its mbufs is handed
+    // out: the area is ours, 8-byte aligned (the mbuf header is 128 bytes,
+    // cache-line aligned) and EMBEDDED_CELL_SIZE long.
+    unsafe { dp_core::packet::init_embedded_cell(ffi::mbuf_priv(m)) }
+}
 
 /// Ethernet header + CRC + two VLAN tags on top of the MTU.
 pub(crate) fn frame_len(mtu: u16) -> u32 {
@@ -124,8 +145,9 @@ pub fn get_or_create(socket: u32, mtu: u16, n_mbufs: Option<u32>) -> Result<Arc<
     };
     let name = format!("ovs_mp_{}_{socket}", frame_len(mtu));
     loop {
-        match ffi::pktmbuf_pool_create(&name, n, CACHE_SIZE.min(n / 2), room, socket) {
+        match ffi::pktmbuf_pool_create(&name, n, CACHE_SIZE.min(n / 2), PRIV_SIZE, room, socket) {
             Ok(ptr) => {
+                ffi::mempool_for_each_mbuf(ptr, init_cell);
                 tracing::info!(pool = %name, n_mbufs = n, data_room = room, "created mbuf pool");
                 let pool = Arc::new(Mempool {
                     ptr,

@@ -101,8 +101,8 @@ pub(crate) struct PortShared {
     /// One lock per tx queue: several PMDs may share a queue when the
     /// port has fewer tx queues than PMDs (taken once per batch).
     pub tx_locks: Vec<Mutex<()>>,
-    /// Packet cells for each rx queue: their in-use count is the number of
-    /// this port's mbufs lent to packets right now.
+    /// Packet cells for each rx queue, for mbufs that arrive from a pool
+    /// other than the port's (their own private area holds no cell).
     pub rx_cells: Vec<PacketPool>,
     plugged_here: bool,
 }
@@ -307,11 +307,11 @@ impl DpdkNetdev {
         &self.shared.mempool
     }
 
-    /// Mbufs of this port lent to packets that have not come back yet
-    /// (sent or dropped): 0 once traffic has drained, whatever the device
-    /// itself holds in its rings.
+    /// Mbufs received on this port and lent to packets that have not come
+    /// back yet (sent or dropped): 0 once traffic has drained, whatever
+    /// the device itself holds in its rings.
     pub fn packets_in_use(&self) -> usize {
-        self.shared.rx_cells.iter().map(PacketPool::in_use).sum()
+        crate::queue::lent(self.shared.port_id)
     }
 
     /// DPDK's extended counters plus the driver's own.

@@ -1,12 +1,19 @@
 //! The fast path: mbufs in and out of packets without copying.
 //!
-//! - Receive: an mbuf's data room *is* the packet's buffer. Each mbuf is
-//!   wrapped in a [`ForeignFrame`] whose token is the mbuf pointer and whose
-//!   release is `rte_pktmbuf_free`, so however the packet leaves the
-//!   datapath (sent, dropped, cloned-then-dropped, port removed) the mbuf
-//!   goes back exactly once. Multi-segment chains are linearised into the
-//!   first segment (the rest freed) or, when that cannot be done, freed
-//!   whole and counted.
+//! - Receive: an mbuf's data room *is* the packet's buffer and its private
+//!   area holds the packet's cell (see `mempool`), so receiving a packet
+//!   takes nothing from any pool but DPDK's. Each mbuf is wrapped in a
+//!   [`ForeignFrame`] whose token is the mbuf pointer and whose release is
+//!   `rte_pktmbuf_free`, so however the packet leaves the datapath (sent,
+//!   dropped, cloned-then-dropped, port removed) the mbuf goes back exactly
+//!   once. An mbuf from a pool that is not the queue's (a `net_ring` peer's)
+//!   gets a cell from the queue's cell pool instead. Multi-segment chains
+//!   are linearised into the first segment (the rest freed) or, when that
+//!   cannot be done, freed whole and counted.
+//! - Accounting: mbufs lent to packets are counted per ethdev port (the
+//!   mbuf's `port` field, which receive sets), added once per burst and
+//!   subtracted once per transmitted batch or per dropped packet, so the
+//!   daemon's leak check sees them without a per-packet atomic.
 //! - Transmit: a packet whose frame is one of our mbufs (from any `dpdk`
 //!   port) is unwrapped without releasing it, its mbuf header updated to
 //!   the packet's current data span, and handed to the device; any other
@@ -19,17 +26,42 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
-use dp_core::packet::{ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, ReleaseFn};
+use std::sync::atomic::AtomicUsize;
+
+use dp_core::packet::{
+    ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, ReleaseFn, wrap_embedded,
+};
+use dpdk_sys as sys;
 
 use crate::ffi::{self, Mbuf};
 use crate::port::PortShared;
 
+/// Mbufs received on each ethdev port and lent to packets right now.
+static LENT: [AtomicUsize; sys::RTE_MAX_ETHPORTS as usize] =
+    [const { AtomicUsize::new(0) }; sys::RTE_MAX_ETHPORTS as usize];
+
+/// Mbufs received on `port_id` that are still lent to packets.
+pub(crate) fn lent(port_id: u16) -> usize {
+    LENT.get(usize::from(port_id))
+        .map_or(0, |n| n.load(Ordering::Relaxed))
+}
+
+fn lend_return(port_id: u16, n: usize) {
+    if let Some(c) = LENT.get(usize::from(port_id)) {
+        c.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// Gives a received mbuf back to DPDK; the packet's release function.
 fn release_mbuf(token: usize, _data: NonNull<u8>) {
+    let m = token as Mbuf;
     // SAFETY: `token` is the mbuf this frame was created from (`wrap`),
     // owned by the frame until now; ForeignFrame calls this exactly once
-    // and never touches the data again.
-    unsafe { ffi::pktmbuf_free(token as Mbuf) }
+    // and never touches the data again. Its `port` was set by `wrap`.
+    unsafe {
+        lend_return((*m).port, 1);
+        ffi::pktmbuf_free(m);
+    }
 }
 
 /// True when `packet`'s bytes live in an mbuf that [`DpdkRxq`] lent.
@@ -69,7 +101,8 @@ impl DpdkRxq {
         }
     }
 
-    /// Turns a received mbuf chain into a packet, or frees it.
+    /// Turns a received mbuf chain into a packet, or frees it (and takes
+    /// back its lent count, which `recv` gave it up front).
     ///
     /// # Safety
     /// `m` is a valid mbuf chain just returned by `rx_burst`, owned by the
@@ -87,6 +120,7 @@ impl DpdkRxq {
             } else {
                 // SAFETY: as above; frees every segment.
                 unsafe { ffi::pktmbuf_free(m) };
+                lend_return(self.shared.port_id, 1);
                 self.shared
                     .counters
                     .rx_dropped
@@ -97,12 +131,14 @@ impl DpdkRxq {
         let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>()) else {
             // SAFETY: valid chain we own; never used again.
             unsafe { ffi::pktmbuf_free(m) };
+            lend_return(self.shared.port_id, 1);
             self.shared
                 .counters
                 .rx_dropped
                 .fetch_add(1, Ordering::Relaxed);
             return None;
         };
+        mb.port = self.shared.port_id;
         let (start, len) = (usize::from(mb.data_off), usize::from(mb.data_len));
         let rss = if mb.ol_flags & ffi::RX_RSS_HASH != 0 {
             // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
@@ -115,7 +151,17 @@ impl DpdkRxq {
         // ours until `release_mbuf` frees it, and its pool is never freed.
         let frame =
             unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
-        match self.cells.wrap_foreign(frame, start, len) {
+        let wrapped = if mb.pool == self.shared.mempool.raw() {
+            // SAFETY: mbufs of our pool carry an initialised cell in their
+            // private area (mempool.rs), unused while the mbuf is outside
+            // our packets (every path that hands an mbuf back to DPDK
+            // empties its cell first); the cell lives in the mbuf, so it
+            // stays valid until the frame's release frees the mbuf.
+            unsafe { wrap_embedded(ffi::mbuf_priv(m), frame, start, len) }
+        } else {
+            self.cells.wrap_foreign(frame, start, len)
+        };
+        match wrapped {
             Ok(mut packet) => {
                 if let Some(hash) = rss {
                     let meta = packet.meta_mut();
@@ -125,7 +171,7 @@ impl DpdkRxq {
                 Some(packet)
             }
             Err(frame) => {
-                drop(frame); // releases the mbuf
+                drop(frame); // releases the mbuf and its count
                 self.shared
                     .counters
                     .rx_dropped
@@ -146,6 +192,11 @@ impl RxQueue for DpdkRxq {
         // `qid` was set up and this queue object is its only poller
         // (`open_rxq` hands each qid out once).
         let n = unsafe { ffi::rx_burst(self.shared.port_id, self.qid, &mut self.scratch[..room]) };
+        if n == 0 {
+            return Ok(0);
+        }
+        // Counted lent up front; every path that frees one takes it back.
+        LENT[usize::from(self.shared.port_id)].fetch_add(n, Ordering::Relaxed);
         let mut added = 0;
         for i in 0..n {
             let m = self.scratch[i];
@@ -158,6 +209,31 @@ impl RxQueue for DpdkRxq {
             }
         }
         Ok(added)
+    }
+}
+
+/// Lent mbufs taken back while a batch becomes mbufs: one atomic per run
+/// of packets from the same port (usually one per batch).
+struct Returned {
+    port: u16,
+    n: usize,
+}
+
+impl Returned {
+    #[inline]
+    fn add(&mut self, port: u16) {
+        if self.n > 0 && port != self.port {
+            self.flush();
+        }
+        self.port = port;
+        self.n += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.n > 0 {
+            lend_return(self.port, self.n);
+            self.n = 0;
+        }
     }
 }
 
@@ -182,8 +258,9 @@ impl DpdkTxq {
     }
 
     /// The mbuf to send for `packet` (consumed); `None` when it had to be
-    /// dropped (no mbuf for the copy, too big).
-    fn to_mbuf(&self, packet: Packet) -> Option<Mbuf> {
+    /// dropped (no mbuf for the copy, too big). A lent mbuf taken back is
+    /// tallied in `returned`.
+    fn to_mbuf(&self, packet: Packet, returned: &mut Returned) -> Option<Mbuf> {
         if is_our_mbuf(&packet) {
             let (frame, start, len) = packet.into_foreign().ok()?;
             let (token, _) = frame.into_raw();
@@ -202,6 +279,7 @@ impl DpdkTxq {
                 mb.nb_segs = 1;
                 mb.next = std::ptr::null_mut();
                 mb.ol_flags &= ffi::OWNERSHIP_FLAGS;
+                returned.add(mb.port);
             }
             return Some(m);
         }
@@ -234,8 +312,9 @@ impl TxQueue for DpdkTxq {
     fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
         let mut n = 0;
         let mut dropped = 0;
+        let mut returned = Returned { port: 0, n: 0 };
         for packet in batch.drain() {
-            match self.to_mbuf(packet) {
+            match self.to_mbuf(packet, &mut returned) {
                 Some(m) if n < MAX_BURST => {
                     self.scratch[n] = m;
                     n += 1;
@@ -248,6 +327,7 @@ impl TxQueue for DpdkTxq {
                 None => dropped += 1,
             }
         }
+        returned.flush();
         let mut sent = 0;
         {
             let _guard = self.shared.tx_locks[usize::from(self.qid)]

@@ -76,7 +76,9 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     assert_eq!(pool.in_use(), 1);
 
     // It comes back as a packet whose buffer is that mbuf.
+    assert_eq!(ring.packets_in_use(), 0);
     assert_eq!(rxq.recv(&mut batch).unwrap(), 1);
+    assert_eq!(ring.packets_in_use(), 1);
     let first = batch.get(0).unwrap();
     assert_eq!(first.data(), common::udp_frame(7).as_slice());
     assert!(first.foreign().is_some());
@@ -93,6 +95,7 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     let out = txq.send(&mut batch);
     assert_eq!((out.sent, out.dropped), (1, 0));
     assert_eq!(pool.in_use(), 1);
+    assert_eq!(ring.packets_in_use(), 0, "sent: no longer lent");
     assert_eq!(rxq.recv(&mut batch).unwrap(), 1);
     let again = batch.get(0).unwrap();
     assert_eq!(again.foreign().unwrap().token(), token);
@@ -111,6 +114,49 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     assert_eq!((stats.tx_packets, stats.rx_packets), (2, 2));
     batch.clear();
     assert_eq!(pool.in_use(), 0);
+    assert_eq!(ring.packets_in_use(), 0);
+}
+
+#[test]
+fn mbufs_from_another_ports_pool_forward_without_a_copy() {
+    common::eal();
+    // Two MTUs, two pools: net_null generates into one, the ring's
+    // receive side hands those same mbufs back on a port whose own pool
+    // is the other one, so their cells come from the queue's cell pool.
+    let src = DpdkNetdev::open("src", &config("net_null_xpool0,size=64", 1420)).unwrap();
+    let ring = DpdkNetdev::open("ring", &config("net_ring_xpool0", 1430)).unwrap();
+    let (src_pool, ring_pool) = (src.mempool().clone(), ring.mempool().clone());
+    assert_ne!(src_pool.name(), ring_pool.name());
+    let mut src_rxq = src.open_rxq(0).unwrap();
+    let mut ring_txq = ring.open_txq(0).unwrap();
+    let mut ring_rxq = ring.open_rxq(0).unwrap();
+    let mut batch = PacketBatch::new();
+    for _ in 0..50 {
+        assert_eq!(src_rxq.recv(&mut batch).unwrap(), 32);
+        assert_eq!(src.packets_in_use(), 32);
+        let tokens: Vec<usize> = batch.iter().map(|p| p.foreign().unwrap().token()).collect();
+        let out = ring_txq.send(&mut batch);
+        assert_eq!((out.sent, out.dropped), (32, 0));
+        assert_eq!(src.packets_in_use(), 0);
+        assert_eq!(ring_rxq.recv(&mut batch).unwrap(), 32);
+        assert_eq!(ring.packets_in_use(), 32);
+        let back: Vec<usize> = batch.iter().map(|p| p.foreign().unwrap().token()).collect();
+        assert_eq!(back, tokens, "the same mbufs, not copies");
+        for p in batch.iter_mut() {
+            assert_eq!(p.meta().recirc_id, 0);
+            p.meta_mut().recirc_id = 5;
+        }
+        batch.clear();
+        assert_eq!(ring.packets_in_use(), 0);
+    }
+    assert_eq!((src_pool.in_use(), ring_pool.in_use()), (0, 0));
+    let copied = ring
+        .xstats()
+        .into_iter()
+        .find(|(n, _)| n == "ovs_tx_copied")
+        .unwrap()
+        .1;
+    assert_eq!(copied, 0);
 }
 
 #[test]

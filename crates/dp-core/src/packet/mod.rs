@@ -14,10 +14,17 @@
 //! the headroom (VLAN tags, tunnel encapsulation) without copying the
 //! payload.
 //!
+//! A driver may instead keep the cell inside its own buffer, as OVS keeps
+//! its `dp_packet` around each DPDK mbuf ([`embedded`]): then receiving
+//! and dropping a packet touch no pool at all, and the driver's release
+//! function, which frees the buffer, frees the cell with it.
+//!
 //! # Invariants
 //! - Every packet returns to its pool exactly once: dropping the handle
 //!   gives the cell back and, for a foreign frame, calls the driver's
 //!   release function once. Ownership makes double returns impossible.
+//! - An embedded cell is never touched after its frame is released (the
+//!   release frees the memory it lives in).
 //! - `data_start + data_len <= capacity` at all times.
 //! - Header offsets are relative to the start of the data and are either
 //!   [`OFS_NONE`] or inside the data.
@@ -28,16 +35,18 @@
 //! its pool is a lock-free queue push, safe from any thread.
 
 mod batch;
+mod embedded;
 mod foreign;
 mod metadata;
 mod pool;
 
 pub use batch::{MAX_BURST, PacketBatch};
+pub use embedded::{EMBEDDED_CELL_ALIGN, EMBEDDED_CELL_SIZE, init_embedded_cell, wrap_embedded};
 pub use foreign::{ForeignFrame, ReleaseFn};
 pub use metadata::{HeaderOffsets, OFS_NONE, PacketMetadata, PacketType, TunnelMetadata};
 pub use pool::{DEFAULT_HEADROOM, PacketPool, PoolConfig, PoolStats};
 
-use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 
 use pool::PoolShared;
 
@@ -79,68 +88,114 @@ pub struct PacketCell {
     data_start: u32,
     data_len: u32,
     storage: Storage,
-    /// The pool this cell returns to (see `pool` for why `'static`).
-    home: &'static PoolShared,
+    /// The pool this cell returns to (see `pool` for why `'static`);
+    /// `None` for a cell embedded in its driver's buffer.
+    home: Option<&'static PoolShared>,
 }
 
 /// An owned packet. Dropping it returns its buffer to its pool.
-#[derive(Debug)]
+///
+/// The handle is a pointer to its cell: a boxed cell from a
+/// [`PacketPool`] (`home` set) or a cell embedded in a driver's buffer
+/// (`home` is `None`). Either way the packet is its cell's only user.
 pub struct Packet {
-    cell: ManuallyDrop<Box<PacketCell>>,
+    cell: NonNull<PacketCell>,
+}
+
+// SAFETY: a packet is the only handle to its cell (boxed or embedded) and
+// the cell's contents are Send (a ForeignFrame is Send; pools are
+// thread-safe), so moving the handle moves exclusive access with it.
+unsafe impl Send for Packet {}
+
+impl std::fmt::Debug for Packet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packet").field("cell", self.cell()).finish()
+    }
 }
 
 impl Drop for Packet {
     fn drop(&mut self) {
-        // SAFETY: `drop` runs at most once and `self.cell` is never used
-        // again after it is taken here.
-        let mut cell = unsafe { ManuallyDrop::take(&mut self.cell) };
-        if matches!(cell.storage, Storage::Foreign(_)) {
-            // Gives the frame back to its driver now; the cell goes back to
-            // the pool without it.
-            cell.storage = Storage::Empty;
+        let cell = self.cell.as_ptr();
+        // SAFETY: the packet is the cell's only user and `drop` runs once.
+        match unsafe { (*cell).home } {
+            Some(home) => {
+                // SAFETY: a cell with a home came from `Box::leak` in
+                // `from_cell`; nothing else holds it, so the box is ours.
+                let mut cell = unsafe { Box::from_raw(cell) };
+                if matches!(cell.storage, Storage::Foreign(_)) {
+                    // Gives the frame back to its driver now; the cell goes
+                    // back to the pool without it.
+                    cell.storage = Storage::Empty;
+                }
+                home.recycle(cell);
+            }
+            None => {
+                // SAFETY: an embedded cell is valid until its frame is
+                // released. The frame is moved out first and the cell is
+                // never touched again: releasing the frame frees the
+                // memory the cell lives in.
+                let storage =
+                    unsafe { std::ptr::replace(&raw mut (*cell).storage, Storage::Empty) };
+                drop(storage);
+            }
         }
-        cell.home.recycle(cell);
     }
 }
 
 impl Packet {
     fn from_cell(cell: Box<PacketCell>) -> Packet {
         Packet {
-            cell: ManuallyDrop::new(cell),
+            cell: NonNull::from(Box::leak(cell)),
         }
+    }
+
+    #[inline]
+    fn cell(&self) -> &PacketCell {
+        // SAFETY: the cell is valid while the packet lives (boxed, or
+        // embedded in a frame released only by this packet's drop) and
+        // the packet is its only user.
+        unsafe { self.cell.as_ref() }
+    }
+
+    #[inline]
+    fn cell_mut(&mut self) -> &mut PacketCell {
+        // SAFETY: as in `cell`; `&mut self` makes this the only view.
+        unsafe { self.cell.as_mut() }
     }
 
     /// The packet bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        let start = self.cell.data_start as usize;
-        &self.cell.storage.bytes()[start..start + self.cell.data_len as usize]
+        let cell = self.cell();
+        let start = cell.data_start as usize;
+        &cell.storage.bytes()[start..start + cell.data_len as usize]
     }
 
     /// The packet bytes, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let start = self.cell.data_start as usize;
-        let len = self.cell.data_len as usize;
-        &mut self.cell.storage.bytes_mut()[start..start + len]
+        let cell = self.cell_mut();
+        let start = cell.data_start as usize;
+        let len = cell.data_len as usize;
+        &mut cell.storage.bytes_mut()[start..start + len]
     }
 
     /// Length of the packet in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.cell.data_len as usize
+        self.cell().data_len as usize
     }
 
     /// True for a zero-length packet.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.cell.data_len == 0
+        self.cell().data_len == 0
     }
 
     /// Bytes free in front of the data.
     #[inline]
     pub fn headroom(&self) -> usize {
-        self.cell.data_start as usize
+        self.cell().data_start as usize
     }
 
     /// Bytes free after the data.
@@ -152,19 +207,19 @@ impl Packet {
     /// Total storage size.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.cell.storage.bytes().len()
+        self.cell().storage.bytes().len()
     }
 
     /// The metadata kept beside the frame.
     #[inline]
     pub fn meta(&self) -> &PacketMetadata {
-        &self.cell.meta
+        &self.cell().meta
     }
 
     /// The metadata, writable.
     #[inline]
     pub fn meta_mut(&mut self) -> &mut PacketMetadata {
-        &mut self.cell.meta
+        &mut self.cell_mut().meta
     }
 
     /// Grows the packet at the front by `n` bytes taken from the headroom
@@ -175,9 +230,9 @@ impl Packet {
         if n > self.headroom() || n > u16::MAX as usize {
             return None;
         }
-        self.cell.data_start -= n as u32;
-        self.cell.data_len += n as u32;
-        self.cell.meta.offsets.shift_forward(n as u16);
+        self.cell_mut().data_start -= n as u32;
+        self.cell_mut().data_len += n as u32;
+        self.cell_mut().meta.offsets.shift_forward(n as u16);
         Some(&mut self.data_mut()[..n])
     }
 
@@ -197,11 +252,11 @@ impl Packet {
         }
         let start = headroom;
         let len = self.len();
-        self.cell
+        self.cell_mut()
             .storage
             .bytes_mut()
             .copy_within(start..start + len, start + shift);
-        self.cell.data_start += shift as u32;
+        self.cell_mut().data_start += shift as u32;
         true
     }
 
@@ -213,9 +268,9 @@ impl Packet {
         if n > self.len() || n > u16::MAX as usize {
             return false;
         }
-        self.cell.data_start += n as u32;
-        self.cell.data_len -= n as u32;
-        self.cell.meta.offsets.shift_back(n as u16);
+        self.cell_mut().data_start += n as u32;
+        self.cell_mut().data_len -= n as u32;
+        self.cell_mut().meta.offsets.shift_back(n as u16);
         true
     }
 
@@ -227,7 +282,7 @@ impl Packet {
             return None;
         }
         let old = self.len();
-        self.cell.data_len += n as u32;
+        self.cell_mut().data_len += n as u32;
         Some(&mut self.data_mut()[old..])
     }
 
@@ -235,8 +290,8 @@ impl Packet {
     #[inline]
     pub fn truncate(&mut self, len: usize) {
         if len < self.len() {
-            self.cell.data_len = len as u32;
-            self.cell.meta.offsets.clamp_to(len);
+            self.cell_mut().data_len = len as u32;
+            self.cell_mut().meta.offsets.clamp_to(len);
         }
     }
 
@@ -248,16 +303,16 @@ impl Packet {
             return false;
         }
         let start = DEFAULT_HEADROOM.min(cap - bytes.len());
-        self.cell.data_start = start as u32;
-        self.cell.data_len = bytes.len() as u32;
-        self.cell.meta.offsets = HeaderOffsets::NONE;
+        self.cell_mut().data_start = start as u32;
+        self.cell_mut().data_len = bytes.len() as u32;
+        self.cell_mut().meta.offsets = HeaderOffsets::NONE;
         self.data_mut().copy_from_slice(bytes);
         true
     }
 
     /// The driver frame holding this packet's bytes, if it has one.
     pub fn foreign(&self) -> Option<&ForeignFrame> {
-        match &self.cell.storage {
+        match &self.cell().storage {
             Storage::Foreign(f) => Some(f),
             _ => None,
         }
@@ -265,17 +320,21 @@ impl Packet {
 
     /// Takes the driver frame out of a foreign packet without releasing
     /// it, with the data's `(start, len)` inside the frame; the packet's
-    /// cell goes back to its pool. A packet with heap storage comes back
+    /// cell goes back to its pool (an embedded cell stays, empty, in the
+    /// frame's buffer). A packet with heap storage comes back
     /// unchanged as `Err`.
     pub fn into_foreign(mut self) -> Result<(ForeignFrame, usize, usize), Packet> {
-        match std::mem::replace(&mut self.cell.storage, Storage::Empty) {
+        match std::mem::replace(&mut self.cell_mut().storage, Storage::Empty) {
             Storage::Foreign(frame) => {
-                let span = (self.cell.data_start as usize, self.cell.data_len as usize);
+                let span = (
+                    self.cell().data_start as usize,
+                    self.cell().data_len as usize,
+                );
                 drop(self);
                 Ok((frame, span.0, span.1))
             }
             other => {
-                self.cell.storage = other;
+                self.cell_mut().storage = other;
                 Err(self)
             }
         }
@@ -289,7 +348,7 @@ impl Packet {
         if !copy.set_data(self.data()) {
             return None;
         }
-        copy.cell.meta.clone_from(&self.cell.meta);
+        copy.cell_mut().meta.clone_from(&self.cell().meta);
         Some(copy)
     }
 }

@@ -191,7 +191,7 @@ impl PacketPool {
             data_start: 0,
             data_len: 0,
             storage,
-            home: shared,
+            home: Some(shared),
         }))
     }
 

@@ -258,3 +258,71 @@ fn packets_returning_after_the_pool_closed_are_freed() {
     late.data_mut()[0] = 2; // still a valid packet
     drop(late); // returns to a closed pool: freed, not queued
 }
+
+/// A fake driver buffer: an embedded cell followed by the frame, as DPDK
+/// lays out an mbuf's private area before its data room.
+#[repr(C, align(64))]
+struct FakeBuffer {
+    cell: [u8; EMBEDDED_CELL_SIZE],
+    frame: [u8; 256],
+}
+
+static EMBEDDED_RELEASED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn embedded_release(token: usize, _ptr: NonNull<u8>) {
+    EMBEDDED_RELEASED.lock().unwrap().push(token);
+}
+
+#[test]
+fn embedded_cells_need_no_pool_and_release_their_frame_once() {
+    const { assert!(EMBEDDED_CELL_ALIGN <= 64) };
+    let mut buf = Box::new(FakeBuffer {
+        cell: [0xAA; EMBEDDED_CELL_SIZE],
+        frame: [0; 256],
+    });
+    let cell = NonNull::new(buf.cell.as_mut_ptr()).unwrap();
+    let frame_ptr = NonNull::new(buf.frame.as_mut_ptr()).unwrap();
+    // SAFETY: `cell` is 64-byte aligned, EMBEDDED_CELL_SIZE long, unused.
+    unsafe { init_embedded_cell(cell) };
+    let frame = |token| {
+        // SAFETY: the frame is `buf.frame`, which outlives every packet
+        // here and is not touched while lent.
+        unsafe { ForeignFrame::new(frame_ptr, 256, token, embedded_release) }
+    };
+
+    // First use: metadata written, then the packet dropped: released once.
+    // SAFETY: the cell was initialised above and no packet uses it; it
+    // lives in `buf`, which outlives the frame's loan.
+    let mut p = unsafe { wrap_embedded(cell, frame(1), 128, 60) }.unwrap();
+    p.data_mut().fill(0x22);
+    p.meta_mut().recirc_id = 9;
+    p.meta_mut().tunnel.ipv4_dst = [1, 2, 3, 4];
+    assert_eq!(p.headroom(), 128);
+    drop(p);
+    assert_eq!(*EMBEDDED_RELEASED.lock().unwrap(), vec![1]);
+
+    // Reuse: fresh metadata; into_foreign hands the frame back unreleased.
+    // SAFETY: as above; the previous packet was dropped.
+    let mut p = unsafe { wrap_embedded(cell, frame(2), 64, 100) }.unwrap();
+    assert_eq!(p.meta(), &PacketMetadata::default());
+    assert!(p.push_front(4).is_some());
+    assert_eq!(p.data().len(), 104);
+    let (f, start, len) = p.into_foreign().unwrap();
+    assert_eq!((f.token(), start, len), (2, 60, 104));
+    let _ = f.into_raw();
+    assert_eq!(*EMBEDDED_RELEASED.lock().unwrap(), vec![1]);
+
+    // Out of range: the frame comes back, the cell stays usable.
+    // SAFETY: as above; no packet uses the cell.
+    let bad = unsafe { wrap_embedded(cell, frame(3), 200, 100) }.unwrap_err();
+    let _ = bad.into_raw();
+    // SAFETY: as above.
+    let p = unsafe { wrap_embedded(cell, frame(4), 0, 256) }.unwrap();
+    // Copies go to a heap pool and outlive the embedded original.
+    let heap = pool(1);
+    let copy = p.clone_into(&heap).unwrap();
+    drop(p);
+    assert_eq!(*EMBEDDED_RELEASED.lock().unwrap(), vec![1, 4]);
+    assert_eq!(copy.len(), 256);
+    assert!(buf.frame[128..188].iter().all(|b| *b == 0x22));
+}
