@@ -23,7 +23,7 @@ use dp_core::netdev::{
     Capabilities, LinkState, Netdev, NetdevError, NetdevInfo, NetdevStats, RxQueue, TxOutcome,
     TxQueue, check_qid,
 };
-use dp_core::packet::{MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
+use dp_core::packet::{DEFAULT_HEADROOM, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
 use super::{AtomicStats, wall_clock_ns};
 
@@ -70,6 +70,12 @@ struct Shared {
     capture: Mutex<Capture>,
 }
 
+/// The longest frame a port with `mtu` receives: the MTU plus an
+/// Ethernet header, FCS room and two VLAN tags.
+fn max_frame_len(mtu: u16) -> usize {
+    usize::from(mtu) + 18 + 8
+}
+
 /// An in-memory port.
 #[derive(Debug)]
 pub struct DummyNetdev {
@@ -91,7 +97,14 @@ impl DummyNetdev {
             name: name.to_string(),
             pool: PacketPool::new(
                 format!("dummy:{name}"),
-                PoolConfig::heap(config.pool_capacity),
+                PoolConfig {
+                    // Room for the largest frame the MTU admits: a jumbo
+                    // port with 2 KiB buffers would refuse its own frames.
+                    buffer_size: PoolConfig::heap(0)
+                        .buffer_size
+                        .max(DEFAULT_HEADROOM + max_frame_len(config.mtu)),
+                    ..PoolConfig::heap(config.pool_capacity)
+                },
             ),
             rx_senders,
             rx_receivers,
@@ -121,8 +134,7 @@ impl DummyNetdev {
     /// counts it in `rx_dropped`.
     pub fn receive(&self, qid: usize, frame: &[u8]) -> Result<(), NetdevError> {
         check_qid(&self.name, qid, self.rx_senders.len())?;
-        let max_frame = usize::from(self.config.mtu) + 18 + 8;
-        if frame.len() > max_frame.max(self.pool.buffer_size()) {
+        if frame.len() > max_frame_len(self.config.mtu).max(self.pool.buffer_size()) {
             return Err(NetdevError::Device {
                 port: self.name.clone(),
                 reason: format!("frame of {} bytes exceeds the port's MTU", frame.len()),
@@ -352,6 +364,18 @@ mod tests {
         assert!(port.receive(0, &[1; 64]).is_err());
         assert_eq!(port.stats().rx_dropped, 1);
         assert!(port.receive(0, &[0; 9000]).is_err(), "over MTU");
+        // A jumbo port's buffers hold its largest frame (they were 2 KiB,
+        // so every jumbo frame was refused as "no free packet buffer").
+        let jumbo = DummyNetdev::new(
+            "p1j",
+            DummyConfig {
+                mtu: 9000,
+                pool_capacity: 2,
+                ..DummyConfig::default()
+            },
+        );
+        jumbo.receive(0, &[0; 9026]).unwrap();
+        assert_eq!(jumbo.stats().rx_dropped, 0);
         assert!(port.receive(3, &[0; 60]).is_err(), "no such queue");
     }
 
