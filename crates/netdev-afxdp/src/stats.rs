@@ -19,6 +19,8 @@ pub struct QueueStats {
     /// AF_XDP: packets sent from the UMEM they were received into (no
     /// copy).
     pub tx_zero_copy: AtomicU64,
+    /// system: received packets whose partial L4 checksum was completed.
+    pub rx_csum_completed: AtomicU64,
 }
 
 impl QueueStats {

@@ -31,6 +31,9 @@ pub struct RingFrame {
     pub vlan: Option<(u16, u16)>,
     /// The kernel dropped frames before this one (ring was full).
     pub losing: bool,
+    /// The L4 checksum is partial (`TP_STATUS_CSUMNOTREADY`: the sender
+    /// left it to checksum offload).
+    pub csum_partial: bool,
 }
 
 /// The receive ring of one packet socket.
@@ -119,6 +122,7 @@ impl RxRing {
                 len: hdr.tp_len as usize,
                 vlan,
                 losing: status & libc::TP_STATUS_LOSING != 0,
+                csum_partial: status & libc::TP_STATUS_CSUMNOTREADY != 0,
             },
             bytes,
         );

@@ -18,9 +18,14 @@
 //! at low rates every packet waits up to a timer tick — a ping through the
 //! switch would take milliseconds.
 //!
-//! Packets sent by the local stack with checksum offload on arrive with
-//! partial checksums (no auxdata repair here): turn tx checksum offload off
-//! on the sending interface (`ethtool -K IFACE tx off`) for TCP.
+//! Checksum offload: packets the local stack sent with tx checksum offload
+//! on arrive with a partial L4 checksum, flagged `TP_STATUS_CSUMNOTREADY`
+//! (in the ring slot, or in `PACKET_AUXDATA`); the port completes them in
+//! software ([`super::csum`]) before anyone forwards them, so the senders
+//! may keep `tx` offload on. Segmentation offload is another matter: a
+//! TSO/GSO super-frame is longer than a buffer and is dropped as an rx
+//! error, so the sending side needs `tso off gso off` (or `tx off`, which
+//! implies both).
 //!
 //! # Threads
 //! `is_pmd() == false`. The rx queue has one owner; tx queues share the
@@ -36,6 +41,7 @@ use dp_core::netdev::{
 };
 use dp_core::packet::{DEFAULT_HEADROOM, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
+use super::csum;
 use super::packet_ring::{RingFrame, RxRing};
 use crate::afxdp::link_state;
 use crate::error::OpenError;
@@ -133,6 +139,11 @@ impl SystemNetdev {
     /// True when receive uses the PACKET_MMAP ring (else `recvmmsg`).
     pub fn has_rx_ring(&self) -> bool {
         self.rx_ring.lock().map(|r| r.is_some()).unwrap_or(false)
+    }
+
+    /// Received packets whose partial L4 checksum this port completed.
+    pub fn checksums_completed(&self) -> u64 {
+        self.stats.rx_csum_completed.load(Ordering::Relaxed)
     }
 
     /// The port's buffer pool (leak checks).
@@ -245,6 +256,14 @@ fn fill_from_ring(packet: &mut Packet, frame: RingFrame, bytes: &[u8]) -> bool {
     }
 }
 
+/// Completes a partial L4 checksum (see the module docs); `true` when it
+/// was completed. A frame the parser cannot place (not TCP/UDP) is left as
+/// the kernel gave it: only TCP and UDP are offloaded by the stack.
+#[inline]
+fn complete_checksum(packet: &mut Packet, partial: bool) -> bool {
+    partial && csum::complete_partial_checksum(packet.data_mut()).is_ok()
+}
+
 impl SystemRxq {
     fn recv_ring(&mut self, batch: &mut PacketBatch) -> usize {
         let Some(ring) = self.ring.as_mut() else {
@@ -254,26 +273,32 @@ impl SystemRxq {
         let mut bytes = 0u64;
         let mut errors = 0u64;
         let mut dropped = 0u64;
+        let mut completed = 0u64;
         while batch.len() < MAX_BURST {
             let Some(mut packet) = self.spares.pop().or_else(|| self.pool.alloc()) else {
                 break;
             };
-            match ring
-                .next_frame(|frame, data| (fill_from_ring(&mut packet, frame, data), frame.losing))
-            {
+            match ring.next_frame(|frame, data| {
+                (
+                    fill_from_ring(&mut packet, frame, data),
+                    frame.losing,
+                    frame.csum_partial,
+                )
+            }) {
                 None => {
                     self.spares.push(packet);
                     break;
                 }
                 // `losing`: the kernel dropped frames before this one (ring
                 // full); counted once per flagged frame, a lower bound.
-                Some((true, losing)) => {
+                Some((true, losing, partial)) => {
                     dropped += losing as u64;
+                    completed += complete_checksum(&mut packet, partial) as u64;
                     bytes += packet.len() as u64;
                     let _ = batch.push(packet);
                     added += 1;
                 }
-                Some((false, losing)) => {
+                Some((false, losing, _)) => {
                     dropped += losing as u64;
                     errors += 1;
                     packet.truncate(0);
@@ -285,6 +310,7 @@ impl SystemRxq {
         bump(&self.stats.rx_bytes, bytes);
         bump(&self.stats.rx_errors, errors);
         bump(&self.stats.rx_dropped, dropped);
+        bump(&self.stats.rx_csum_completed, completed);
         added
     }
 }
@@ -345,6 +371,7 @@ impl RxQueue for SystemRxq {
         let mut added = 0;
         let mut bytes = 0u64;
         let mut errors = 0u64;
+        let mut completed = 0u64;
         for (mut packet, info) in self.spares.drain(..).zip(info.iter()) {
             if info.len > packet.len() {
                 errors += 1;
@@ -357,6 +384,7 @@ impl RxQueue for SystemRxq {
                 errors += 1;
                 continue;
             }
+            completed += complete_checksum(&mut packet, info.csum_partial) as u64;
             bytes += packet.len() as u64;
             let _ = batch.push(packet);
             added += 1;
@@ -365,6 +393,7 @@ impl RxQueue for SystemRxq {
         bump(&self.stats.rx_packets, added as u64);
         bump(&self.stats.rx_bytes, bytes);
         bump(&self.stats.rx_errors, errors);
+        bump(&self.stats.rx_csum_completed, completed);
         Ok(added)
     }
 }

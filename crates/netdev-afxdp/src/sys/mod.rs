@@ -179,6 +179,8 @@ pub struct RecvInfo {
     /// The VLAN tag the kernel took off the frame (`(tpid, tci)`), from
     /// `PACKET_AUXDATA`.
     pub vlan: Option<(u16, u16)>,
+    /// The L4 checksum is partial (`TP_STATUS_CSUMNOTREADY`).
+    pub csum_partial: bool,
 }
 
 /// Room for one `PACKET_AUXDATA` control message.
@@ -220,6 +222,7 @@ pub fn recvmmsg(fd: &OwnedFd, bufs: &mut [&mut [u8]], info: &mut [RecvInfo]) -> 
         info[i] = RecvInfo {
             len: msgs[i].msg_len as usize,
             vlan: None,
+            csum_partial: false,
         };
         let hdr = &msgs[i].msg_hdr;
         // SAFETY: the kernel filled `msg_control`/`msg_controllen` of this
@@ -236,6 +239,7 @@ pub fn recvmmsg(fd: &OwnedFd, bufs: &mut [&mut [u8]], info: &mut [RecvInfo]) -> 
                         .cast::<libc::tpacket_auxdata>()
                         .read_unaligned()
                 };
+                info[i].csum_partial = aux.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0;
                 if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
                     let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
                         aux.tp_vlan_tpid
