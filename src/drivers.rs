@@ -119,7 +119,15 @@ pub fn init_dpdk(config: &crate::config::Config) -> Result<(), String> {
                 .extend(["--socket-mem".to_string(), mem.clone()]);
         }
     }
-    netdev_dpdk::eal::init(&eal)
+    netdev_dpdk::eal::init(&eal)?;
+    // PMD threads spawned from now on take a DPDK lcore id each, so the
+    // mbufs they allocate and free go through per-lcore mempool caches.
+    dp_pmd::pmd::thread::add_thread_hook(dp_pmd::pmd::thread::ThreadHook {
+        name: "dpdk",
+        start: netdev_dpdk::eal::register_thread,
+        stop: netdev_dpdk::eal::unregister_thread,
+    });
+    Ok(())
 }
 
 /// Without DPDK in the build there is nothing to initialise.

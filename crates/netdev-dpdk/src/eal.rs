@@ -2,8 +2,16 @@
 //! config. DPDK cannot be re-initialised after `rte_eal_init`, so the first
 //! successful call wins and later calls must agree with it; a failed
 //! initialisation is remembered and reported again.
+//!
+//! Polling threads that DPDK did not start (the daemon's PMD threads)
+//! register themselves ([`register_thread`], `rte_thread_register`): an
+//! unregistered thread has no lcore id, so every mbuf it allocates or
+//! frees goes through the mempool's shared ring instead of a per-lcore
+//! cache.
 
+use std::cell::Cell;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::ffi;
 
@@ -121,4 +129,59 @@ pub fn running_config() -> Option<EalConfig> {
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .and_then(|r| r.as_ref().ok().cloned())
+}
+
+/// Threads registered through [`register_thread`] and not yet
+/// unregistered.
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The lcore id this thread got from [`register_thread`].
+    static LCORE: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Gives the calling thread a DPDK lcore id (and so its own mempool
+/// caches), once; a no-op before the EAL is up, on a thread DPDK already
+/// knows (the main lcore), or when every lcore id is taken (logged: the
+/// thread still works, through the shared ring). Call it after pinning
+/// the thread: DPDK records the thread's CPU set at registration.
+pub fn register_thread() {
+    if !is_initialized() || LCORE.get().is_some() || ffi::lcore_id().is_some() {
+        return;
+    }
+    match ffi::thread_register() {
+        Ok(()) => {
+            let id = ffi::lcore_id();
+            LCORE.set(id);
+            REGISTERED.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                thread = std::thread::current().name().unwrap_or("?"),
+                lcore = id,
+                "thread registered with DPDK"
+            );
+        }
+        Err(e) => tracing::warn!(
+            thread = std::thread::current().name().unwrap_or("?"),
+            error = %e,
+            "cannot register thread with DPDK: no per-lcore mempool cache"
+        ),
+    }
+}
+
+/// Gives back the lcore id [`register_thread`] took on this thread.
+pub fn unregister_thread() {
+    if LCORE.take().is_some() {
+        ffi::thread_unregister();
+        REGISTERED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The calling thread's lcore id, if DPDK knows the thread.
+pub fn current_lcore() -> Option<u32> {
+    ffi::lcore_id()
+}
+
+/// Threads registered with [`register_thread`] right now.
+pub fn registered_threads() -> usize {
+    REGISTERED.load(Ordering::Relaxed)
 }

@@ -294,6 +294,27 @@ pub(crate) fn mempool_avail(mp: NonNull<sys::rte_mempool>) -> u32 {
     unsafe { sys::rte_mempool_avail_count(mp.as_ptr()) }
 }
 
+/// `rte_thread_register`: an lcore id for the calling thread.
+pub(crate) fn thread_register() -> Result<(), DpdkError> {
+    // SAFETY: the EAL is initialised (callers check); registers only the
+    // calling thread.
+    let ret = unsafe { sys::rte_thread_register() };
+    if ret < 0 { Err(rte_errno()) } else { Ok(()) }
+}
+
+/// `rte_thread_unregister` for the calling thread.
+pub(crate) fn thread_unregister() {
+    // SAFETY: only called on a thread `thread_register` registered.
+    unsafe { sys::rte_thread_unregister() }
+}
+
+/// The calling thread's lcore id; `None` for a thread DPDK does not know.
+pub(crate) fn lcore_id() -> Option<u32> {
+    // SAFETY: reads the calling thread's per-lcore variable.
+    let id = unsafe { sys::oxvs_rte_lcore_id() };
+    (id != sys::LCORE_ID_ANY).then_some(id)
+}
+
 pub(crate) fn set_log_level(level: u32) {
     // SAFETY: any level is accepted.
     unsafe { sys::rte_log_set_global_level(level) };

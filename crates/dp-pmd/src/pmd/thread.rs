@@ -7,9 +7,16 @@
 //! thread stops when its stop flag is raised or its control channel
 //! closes, flushing its transmit buffers and dropping (returning) every
 //! buffer it holds.
+//!
+//! Thread hooks: a driver whose library wants to know its polling threads
+//! (DPDK: `rte_thread_register` gives the thread an lcore id, hence its
+//! own mempool cache) adds a [`ThreadHook`] once; every PMD and non-PMD
+//! thread spawned afterwards runs each hook's `start` after pinning itself
+//! and each `stop` (in reverse order) after it has dropped its `Pmd`, so
+//! the last buffers go back while the thread is still registered.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +27,31 @@ use crate::cycles;
 
 /// Iterations between rx-cycle history rotations check (cheap).
 const ROTATE_CHECK_EVERY: u32 = 1024;
+
+/// Per-thread setup and teardown a driver needs on every polling thread.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadHook {
+    /// Who added it (one hook per name).
+    pub name: &'static str,
+    /// Runs on the new thread after pinning, before the first poll.
+    pub start: fn(),
+    /// Runs on the thread after its `Pmd` is dropped, before it exits.
+    pub stop: fn(),
+}
+
+static HOOKS: Mutex<Vec<ThreadHook>> = Mutex::new(Vec::new());
+
+/// Adds `hook` for every polling thread spawned from now on; adding a hook
+/// with the same name again replaces it.
+pub fn add_thread_hook(hook: ThreadHook) {
+    let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    hooks.retain(|h| h.name != hook.name);
+    hooks.push(hook);
+}
+
+fn thread_hooks() -> Vec<ThreadHook> {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// How a PMD thread runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,13 +81,21 @@ impl PmdThread {
     ) -> std::io::Result<PmdThread> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
+        let hooks = thread_hooks();
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             if let Some(core) = config.core {
                 // Failure to pin (core went offline) leaves the thread
                 // unpinned: slower, not wrong.
                 let _ = core_affinity::set_for_current(core_affinity::CoreId { id: core });
             }
+            for hook in &hooks {
+                (hook.start)();
+            }
             run(&mut pmd, &control, &stop_flag, config);
+            drop(pmd);
+            for hook in hooks.iter().rev() {
+                (hook.stop)();
+            }
         })?;
         Ok(PmdThread {
             stop,
