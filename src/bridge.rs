@@ -141,6 +141,13 @@ impl UpcallHandler for Bridges {
                 },
             );
         }
+        if !t.install {
+            // A neighbour miss: drop this packet, install nothing, so the
+            // flow is translated again once the neighbour is known.
+            return Ok(Translation::ExecuteOnly {
+                actions: Arc::from(t.actions),
+            });
+        }
         Ok(Translation::Megaflow {
             mask: t.mask,
             actions: Arc::from(t.actions),
@@ -157,6 +164,7 @@ impl UpcallHandler for Bridges {
                 v.wrapping_mul(31)
                     .wrapping_add(b.version())
                     .wrapping_add(b.mac_learning().seq() << 32)
+                    .wrapping_add(b.tunnel_seq().rotate_left(16))
             })
     }
 }

@@ -30,6 +30,56 @@ struct Command {
 }
 
 const COMMANDS: &[Command] = &[
+    // Native tunnelling (crate::tunnel).
+    Command {
+        name: "tnl/ports/show",
+        min: 0,
+        max: 1,
+        usage: "[-v]",
+        run: crate::tunnel::ports_show,
+    },
+    Command {
+        name: "tnl/neigh/show",
+        min: 0,
+        max: 0,
+        usage: "",
+        run: crate::tunnel::neigh_show,
+    },
+    Command {
+        name: "tnl/neigh/flush",
+        min: 0,
+        max: 0,
+        usage: "",
+        run: crate::tunnel::neigh_flush,
+    },
+    Command {
+        name: "tnl/neigh/set",
+        min: 3,
+        max: 3,
+        usage: "BRIDGE IP MAC",
+        run: crate::tunnel::neigh_set,
+    },
+    Command {
+        name: "ovs/route/show",
+        min: 0,
+        max: 0,
+        usage: "",
+        run: crate::tunnel::route_show,
+    },
+    Command {
+        name: "ovs/route/add",
+        min: 2,
+        max: 4,
+        usage: "IP/PLEN OUTPUT_PORT [GW] [src=IP]",
+        run: crate::tunnel::route_add,
+    },
+    Command {
+        name: "ovs/route/del",
+        min: 1,
+        max: 1,
+        usage: "IP/PLEN",
+        run: crate::tunnel::route_del,
+    },
     Command {
         name: "list-commands",
         min: 0,

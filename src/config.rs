@@ -213,8 +213,9 @@ pub fn port_type_available(port_type: &str) -> Result<(), String> {
             crate::drivers::dpdk_available(port_type)
         }
         "windows" => Ok(()),
+        "vxlan" | "geneve" => Ok(()),
         other => Err(format!(
-            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk, windows)"
+            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk, windows, vxlan, geneve)"
         )),
     }
 }
@@ -229,6 +230,22 @@ impl Config {
             reason: format!("cannot read: {e}"),
         })?;
         Config::parse(&text, &file)
+    }
+
+    /// Logs a warning when users other than the owner may write the config
+    /// file at `path` (or it cannot be checked): whoever can write it
+    /// chooses the ports, rules and capture paths of the next reload.
+    pub fn warn_if_others_can_write(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o022 != 0 => tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o7777),
+                "config file is writable by group or others: they can change the daemon's ports and rules at the next reload"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(file = %path.display(), "config file permissions: {e}"),
+        }
     }
 
     /// Parses and validates `text` (named `file` in errors).

@@ -56,6 +56,8 @@ pub struct Daemon {
     userspace: Receiver<UserspacePacket>,
     /// Live captures (`capture/*`).
     pub captures: crate::capture::Captures,
+    /// Route table, neighbour cache, ARP requests (`crate::tunnel`).
+    pub tunnels: crate::tunnel::Tunnels,
     started: Instant,
     pub exit_requested: bool,
 }
@@ -91,6 +93,8 @@ fn build_bridge(
     for port in &section.ports {
         let mut cfg = PortConfig::new(&port.name, port_numbers[&port.name]);
         cfg.ofport = port.ofport;
+        cfg.tunnel = crate::tunnel::port_tunnel_config(port)
+            .map_err(|e| format!("bridge {} port {}: {e}", section.name, port.name))?;
         bridge
             .add_port(cfg)
             .map_err(|e| format!("bridge {} port {}: {e}", section.name, port.name))?;
@@ -117,6 +121,7 @@ fn port_options(section: &PortSection, port_no: u32) -> Result<PortOptions, Stri
 impl Daemon {
     /// Builds and starts everything `config` describes.
     pub fn start(config_path: &Path, config: Config) -> Result<Daemon, String> {
+        Config::warn_if_others_can_write(config_path);
         // 0. DPDK's EAL, before any DPDK port opens.
         drivers::init_dpdk(&config)?;
         // 1. Open ports, numbering them 1.. in config order.
@@ -137,6 +142,10 @@ impl Daemon {
         for section in &config.bridges {
             bridges.add_bridge(build_bridge(section, &numbers)?);
         }
+        let mut tunnels = crate::tunnel::Tunnels::new();
+        for bridge in bridges.all() {
+            bridge.set_tunnel_state(tunnels.state.clone());
+        }
         // 3. The datapath and its ports.
         let (userspace_tx, userspace) = bounded(USERSPACE_QUEUE);
         let mut datapath = Datapath::with_userspace_queue(
@@ -151,6 +160,7 @@ impl Daemon {
             datapath
                 .add_port(port_opened.netdev(), options)
                 .map_err(|e| format!("bridge {bridge_name} port {}: {e}", section.name))?;
+            crate::tunnel::attach(&mut tunnels, &datapath, port_no, &port_opened);
             let bridge = bridges.bridge(&bridge_name).expect("bridge built above");
             bridges.attach_port(port_no, bridge);
             ports.insert(
@@ -171,6 +181,7 @@ impl Daemon {
             ports,
             userspace,
             captures: Default::default(),
+            tunnels,
             started: Instant::now(),
             exit_requested: false,
         })
@@ -185,6 +196,7 @@ impl Daemon {
     /// Periodic housekeeping (about once a second): rule timeouts, MAC
     /// aging, rule statistics, packets sent to the controller.
     pub fn run_periodic(&mut self) {
+        crate::tunnel::run(self);
         let now = self.now_ms();
         self.captures.reap(&self.datapath);
         for bridge in self.bridges.all() {
@@ -228,6 +240,8 @@ impl Daemon {
             .expect("port numbers are plenty");
         let mut cfg = PortConfig::new(&section.name, port_no);
         cfg.ofport = section.ofport;
+        cfg.tunnel = crate::tunnel::port_tunnel_config(&section)
+            .map_err(|e| format!("port {}: {e}", section.name))?;
         bridge
             .add_port(cfg)
             .map_err(|e| format!("port {}: {e}", section.name))?;
@@ -236,6 +250,7 @@ impl Daemon {
             let _ = bridge.del_port(&section.name);
             return Err(format!("port {}: {e}", section.name));
         }
+        crate::tunnel::attach(&mut self.tunnels, &self.datapath, port_no, &opened);
         self.bridges.attach_port(port_no, bridge);
         self.ports.insert(
             section.name.clone(),
@@ -255,6 +270,7 @@ impl Daemon {
             .ports
             .get(name)
             .ok_or_else(|| format!("no such port: {name}"))?;
+        crate::tunnel::detach(&mut self.tunnels, &self.datapath, state.port_no, name);
         self.datapath.del_port(name).map_err(|e| e.to_string())?;
         self.bridges.detach_port(state.port_no);
         if let Some(bridge) = self.bridges.bridge(&state.bridge) {
@@ -286,6 +302,7 @@ impl Daemon {
 
     /// Re-reads the config file and applies the difference.
     pub fn reload(&mut self) -> Result<String, String> {
+        Config::warn_if_others_can_write(&self.config_path);
         let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         if new.datapath != self.config.datapath
             || new.control != self.config.control

@@ -24,6 +24,8 @@ pub enum OpenedPort {
     #[cfg(feature = "dpdk")]
     Dpdk(Arc<netdev_dpdk::DpdkNetdev>),
     Windows(Arc<dp_windows_ext::WindowsNetdev>),
+    /// A `vxlan`/`geneve` port (see `crate::tunnel`).
+    Tunnel(Arc<crate::tunnel::TunnelNetdev>),
 }
 
 impl OpenedPort {
@@ -37,6 +39,7 @@ impl OpenedPort {
             #[cfg(feature = "dpdk")]
             OpenedPort::Dpdk(d) => d.clone(),
             OpenedPort::Windows(w) => w.clone(),
+            OpenedPort::Tunnel(t) => t.clone(),
         }
     }
 
@@ -60,6 +63,8 @@ impl OpenedPort {
                 format!("windows:{} ring frames", w.name()),
                 w.frames_lent() + w.pool().in_use(),
             ),
+            // Holds no buffers: packets only pass through it as metadata.
+            OpenedPort::Tunnel(t) => (format!("tunnel:{}", t.name()), 0),
         }
     }
 }
@@ -228,6 +233,11 @@ fn text_options(port: &PortSection) -> Result<Vec<(String, String)>, String> {
     }
     if port.port_type == "afxdp" {
         out.push(("n_rxq".into(), port.n_rxq.to_string()));
+        // The port's `mtu` key: the driver sets it and refuses one too
+        // large for its frames.
+        if let Some(mtu) = port.mtu {
+            out.push(("mtu".into(), mtu.to_string()));
+        }
     }
     Ok(out)
 }
@@ -297,6 +307,7 @@ pub fn validate_options(port: &PortSection) -> Result<(), String> {
             dp_windows_ext::WindowsConfig::from_options(&as_pairs(&windows_options(port)?))
                 .map(drop)
         }
+        "vxlan" | "geneve" => crate::tunnel::tunnel_spec(port).map(drop),
         _ => Ok(()),
     }
 }
@@ -315,6 +326,9 @@ pub fn open(port: &PortSection) -> Result<OpenedPort, String> {
         None => default_mac(&port.name),
     };
     match port.port_type.as_str() {
+        "vxlan" | "geneve" => Ok(OpenedPort::Tunnel(Arc::new(
+            crate::tunnel::TunnelNetdev::open(port)?,
+        ))),
         "dummy" | "dummy-pmd" => Ok(OpenedPort::Dummy(Arc::new(DummyNetdev::new(
             &port.name,
             DummyConfig {

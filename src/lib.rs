@@ -23,3 +23,4 @@ pub mod drivers;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod tunnel;

@@ -49,9 +49,9 @@
 //! of the same bridge are considered.
 //!
 //! ARP replies addressed to one of this host's addresses (a route's
-//! source) are snooped into the neighbour cache when they are translated;
-//! their megaflow matches the sender and target, so a changed answer is
-//! seen again.
+//! source) are snooped into the neighbour cache when they are translated,
+//! and never installed as megaflows, so every reply refreshes the cache
+//! (OVS gets the same from its xlate cache's neighbour entries).
 //!
 //! # Limits (as OVS)
 //! Resubmit depth 64 and 4096 table lookups per translation; past either
@@ -135,7 +135,8 @@ pub struct Translation {
     /// The tunnel state's sequence number seen.
     pub tnl_seq: u64,
     /// False when the result must not be installed as a megaflow (a
-    /// neighbour miss: execute it on this packet only).
+    /// neighbour miss, or an ARP reply the neighbour cache learns from:
+    /// execute it on this packet only).
     pub install: bool,
 }
 
@@ -200,7 +201,7 @@ struct Ctx<'a, 't> {
     trace: Option<&'t mut Vec<TraceEvent>>,
     uses_tnl: bool,
     tnl_seq: u64,
-    neigh_miss: bool,
+    no_install: bool,
 }
 
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
@@ -233,7 +234,7 @@ pub(crate) fn translate(
         trace,
         uses_tnl: false,
         tnl_seq: env.tnl.map_or(0, |t| t.seq()),
-        neigh_miss: false,
+        no_install: false,
     };
     ctx.wc_init();
     ctx.snoop_arp();
@@ -326,7 +327,7 @@ impl Ctx<'_, '_> {
             final_flow: self.flow,
             uses_tunnel_state: self.uses_tnl,
             tnl_seq: self.tnl_seq,
-            install: !self.neigh_miss,
+            install: !self.no_install,
         }
     }
 
@@ -352,6 +353,9 @@ impl Ctx<'_, '_> {
         if !tnl.is_local(Ipv4Addr::from(k.nw_dst)) {
             return;
         }
+        // Every such reply goes through here (no megaflow), so a
+        // flushed or aged entry is learned again from the next one.
+        self.no_install = true;
         if self.env.may_learn {
             tnl.neigh().snoop(
                 Ipv4Addr::from(k.nw_src),
@@ -646,9 +650,14 @@ impl Ctx<'_, '_> {
             return;
         };
         self.commit();
-        if port.ofport == OFPP_LOCAL
-            && let Some(tnl) = self.tunnel_termination()
-        {
+        // The bridge's own port, or an internal port that can carry a
+        // VTEP address (one the tunnel state knows a MAC for).
+        let internal = port.ofport == OFPP_LOCAL
+            || self
+                .env
+                .tnl
+                .is_some_and(|t| t.dev_mac(&port.name).is_some());
+        if internal && let Some(tnl) = self.tunnel_termination() {
             self.note(format!(
                 "native tunnel termination, continuing on datapath port {tnl}"
             ));
@@ -730,7 +739,7 @@ impl Ctx<'_, '_> {
                     src_mac: cfg.local_mac,
                 });
             }
-            self.neigh_miss = true;
+            self.no_install = true;
             return;
         };
         cfg.next_hop_mac = nh_mac;
@@ -790,7 +799,7 @@ impl Ctx<'_, '_> {
             trace: self.trace.take(),
             uses_tnl: false,
             tnl_seq: self.tnl_seq,
-            neigh_miss: false,
+            no_install: false,
         };
         sub.table(0);
         self.trace = sub.trace.take();
@@ -802,7 +811,7 @@ impl Ctx<'_, '_> {
             self.mac_seq = sub.mac_seq;
         }
         self.uses_tnl |= sub.uses_tnl;
-        self.neigh_miss |= sub.neigh_miss;
+        self.no_install |= sub.no_install;
         if let Some(e) = sub.error {
             self.error = Some(e);
         }

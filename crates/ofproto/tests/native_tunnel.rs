@@ -109,6 +109,7 @@ fn neighbour_miss_solicits_then_snooped_reply_resolves() {
     let before = o.tunnel_seq();
     let t = o.translate(&arp_reply([172, 31, 0, 2], PEER_MAC, [172, 31, 0, 1]), 0);
     assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert!(!t.install, "every reply must reach the slow path");
     assert_eq!(
         (t.mask.nw_src, t.mask.nw_dst, t.mask.arp_sha),
         ([255; 4], [255; 4], [255; 6]),

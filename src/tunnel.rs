@@ -1,0 +1,943 @@
+//! Native tunnelling in the daemon: `vxlan`/`geneve` ports from the
+//! config, the route table learned from the host over rtnetlink, ARP
+//! requests for unresolved next hops, and the `tnl/*` and `ovs/route/*`
+//! commands.
+//!
+//! # How it works
+//! A tunnel port is a datapath port without queues ([`TunnelNetdev`]):
+//! packets reach it only through `tnl_pop` (the datapath sets the tunnel
+//! port as input port and recirculates) and leave it only as
+//! `clone(tnl_push(...), ...)`, which translation builds from the port's
+//! [`TunnelConfig`] and the shared [`TunnelState`] (route table,
+//! neighbour cache, MACs of the internal ports that carry VTEP addresses).
+//!
+//! [`Tunnels`] owns that state for the daemon. At start it dumps the
+//! host's IPv4 main routing table and links over a `NETLINK_ROUTE` socket
+//! and subscribes to link, address and route changes; the periodic task
+//! ([`Tunnels::run`], about once a second) re-reads the table when a
+//! change arrived, ages the neighbour cache and sends the ARP requests
+//! translation asked for. A request is built as the bridge's own port
+//! would send it (from the route's device, with its MAC and the route's
+//! source address), translated through that bridge and sent on the ports
+//! the resulting `output` actions name, through the daemon's own tx queue
+//! on each (kernel-facing drivers allow a second opener).
+//!
+//! # Threads
+//! Everything here runs on the control thread; translation on PMD threads
+//! reads and writes the shared state through its own locks (see
+//! `ofproto::tunnel`).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use dp_core::action::Action;
+use dp_core::execute::{TunnelKind as RxKind, TunnelPort};
+use dp_core::flow::{FlowKey, extract_frame};
+use dp_core::netdev::{
+    Capabilities, LinkState, Netdev, NetdevError, NetdevInfo, NetdevStats, RxQueue, TxOutcome,
+    TxQueue, check_qid,
+};
+use dp_core::packet::{PacketBatch, PacketPool, PoolConfig};
+use ofproto::neigh::Solicit;
+use ofproto::route::{Route, RouteOrigin, parse_prefix};
+use ofproto::tunnel::TunnelState;
+use ofproto::{TunnelConfig, TunnelKey, TunnelKind};
+
+use crate::config::PortSection;
+use crate::daemon::Daemon;
+
+/// Port types that are tunnels.
+pub const TUNNEL_TYPES: &[&str] = &["vxlan", "geneve"];
+
+/// Options a tunnel port takes.
+const TUNNEL_OPTIONS: &[&str] = &[
+    "remote_ip",
+    "local_ip",
+    "key",
+    "tun_id",
+    "dst_port",
+    "csum",
+    "ttl",
+    "tos",
+];
+
+/// True for `vxlan` and `geneve`.
+pub fn is_tunnel_type(port_type: &str) -> bool {
+    TUNNEL_TYPES.contains(&port_type)
+}
+
+/// A tunnel port's two halves: what translation needs to send, and what
+/// the datapath checks on receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelSpec {
+    pub config: TunnelConfig,
+    pub rx: TunnelPort,
+}
+
+fn option_text(port: &PortSection, key: &str) -> Result<Option<String>, String> {
+    match port.options.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(toml::Value::Integer(i)) => Ok(Some(i.to_string())),
+        Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
+        Some(other) => Err(format!(
+            "option \"{key}\": expected a string or a number, found {}",
+            other.type_str()
+        )),
+    }
+}
+
+fn number<T: TryFrom<u64>>(key: &str, text: &str, max: u64) -> Result<T, String> {
+    let n = if let Some(hex) = text.strip_prefix("0x") {
+        u64::from_str_radix(hex, 16).ok()
+    } else {
+        text.parse::<u64>().ok()
+    };
+    n.filter(|n| *n <= max)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("option \"{key}\": \"{text}\" is not a number in 0..={max}"))
+}
+
+fn ipv4(key: &str, text: &str) -> Result<[u8; 4], String> {
+    text.parse::<Ipv4Addr>()
+        .map(|a| a.octets())
+        .map_err(|_| format!("option \"{key}\": \"{text}\" is not an IPv4 address"))
+}
+
+/// Reads a `vxlan`/`geneve` port's options (OVS names and meanings:
+/// `remote_ip` = address or `flow`, `local_ip`, `key`/`tun_id` = number
+/// or `flow`, `dst_port`, `csum`, `ttl`, `tos`).
+pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
+    for key in port.options.keys() {
+        if !TUNNEL_OPTIONS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown option \"{key}\" for type \"{}\" (expected one of: {})",
+                port.port_type,
+                TUNNEL_OPTIONS.join(", ")
+            ));
+        }
+    }
+    let (kind, rx_kind) = match port.port_type.as_str() {
+        "vxlan" => (TunnelKind::Vxlan, RxKind::Vxlan),
+        "geneve" => (TunnelKind::Geneve, RxKind::Geneve),
+        other => return Err(format!("\"{other}\" is not a tunnel type")),
+    };
+    let remote = option_text(port, "remote_ip")?
+        .ok_or("option \"remote_ip\" is required (an IPv4 address or \"flow\")")?;
+    let (remote_ip, remote_from_flow) = if remote == "flow" {
+        ([0; 4], true)
+    } else {
+        (ipv4("remote_ip", &remote)?, false)
+    };
+    let local_ip = match option_text(port, "local_ip")? {
+        Some(t) => ipv4("local_ip", &t)?,
+        None => [0; 4],
+    };
+    let mut config = match kind {
+        TunnelKind::Vxlan => TunnelConfig::vxlan(local_ip, remote_ip, 0),
+        TunnelKind::Geneve => TunnelConfig::geneve(local_ip, remote_ip, 0),
+    };
+    config.remote_from_flow = remote_from_flow;
+    let key = match (option_text(port, "key")?, option_text(port, "tun_id")?) {
+        (Some(_), Some(_)) => return Err("set either \"key\" or \"tun_id\", not both".into()),
+        (Some(k), None) => Some(("key", k)),
+        (None, Some(k)) => Some(("tun_id", k)),
+        (None, None) => None,
+    };
+    // OVS's default is key 0; "flow" takes it from set_tunnel.
+    config.key = match key {
+        Some((_, k)) if k == "flow" => TunnelKey::Flow,
+        Some((name, k)) => TunnelKey::Fixed(number(name, &k, 0xff_ffff)?),
+        None => TunnelKey::Fixed(0),
+    };
+    if let Some(p) = option_text(port, "dst_port")? {
+        config.dst_port = number("dst_port", &p, 65535)?;
+        if config.dst_port == 0 {
+            return Err("option \"dst_port\": 0 is not a UDP port".into());
+        }
+    }
+    if let Some(c) = option_text(port, "csum")? {
+        config.csum = match c.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(format!("option \"csum\": \"{c}\" is not true or false")),
+        };
+    }
+    if let Some(t) = option_text(port, "ttl")? {
+        config.ttl = number("ttl", &t, 255)?;
+        if config.ttl == 0 {
+            return Err("option \"ttl\": must be 1..255".into());
+        }
+    }
+    if let Some(t) = option_text(port, "tos")? {
+        config.tos = number("tos", &t, 255)?;
+    }
+    let rx = TunnelPort {
+        kind: rx_kind,
+        key: match config.key {
+            TunnelKey::Fixed(k) => Some(k),
+            TunnelKey::Flow => None,
+        },
+        csum_required: config.csum,
+    };
+    Ok(TunnelSpec { config, rx })
+}
+
+/// The datapath side of a tunnel port: no receive queue (packets arrive
+/// through `tnl_pop`), and a transmit queue that drops and counts what is
+/// sent to it directly (translation never does; `dpctl` flows could).
+#[derive(Debug)]
+pub struct TunnelNetdev {
+    name: String,
+    type_name: &'static str,
+    pub spec: TunnelSpec,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TunnelNetdev {
+    pub fn open(port: &PortSection) -> Result<TunnelNetdev, String> {
+        let spec = tunnel_spec(port)?;
+        let type_name = match spec.config.kind {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+        };
+        Ok(TunnelNetdev {
+            name: port.name.clone(),
+            type_name,
+            spec,
+            dropped: Arc::default(),
+        })
+    }
+}
+
+impl Netdev for TunnelNetdev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn info(&self) -> NetdevInfo {
+        NetdevInfo {
+            n_rxq: 0,
+            n_txq: 1,
+            mac: [0; 6],
+            mtu: 1500,
+            capabilities: Capabilities::default(),
+        }
+    }
+    fn link_state(&self) -> LinkState {
+        LinkState::Up
+    }
+    fn is_pmd(&self) -> bool {
+        false
+    }
+    fn stats(&self) -> NetdevStats {
+        NetdevStats {
+            tx_dropped: self.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            ..NetdevStats::default()
+        }
+    }
+    fn open_rxq(&self, qid: usize) -> Result<Box<dyn RxQueue>, NetdevError> {
+        check_qid(&self.name, qid, 0)?;
+        unreachable!("check_qid refuses every queue of a port with none")
+    }
+    fn open_txq(&self, qid: usize) -> Result<Box<dyn TxQueue>, NetdevError> {
+        check_qid(&self.name, qid, 1)?;
+        Ok(Box::new(TunnelTxq {
+            dropped: self.dropped.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct TunnelTxq {
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TxQueue for TunnelTxq {
+    fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
+        let n = batch.len();
+        batch.clear();
+        self.dropped
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        TxOutcome {
+            sent: 0,
+            dropped: n,
+        }
+    }
+}
+
+/// rtnetlink: the host's IPv4 routes and links, and change notifications.
+pub mod rtnl {
+    use std::collections::HashMap;
+    use std::io;
+    use std::net::Ipv4Addr;
+    use std::os::fd::OwnedFd;
+
+    use rustix::net::netlink::SocketAddrNetlink;
+    use rustix::net::{
+        AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, bind, recv, send, socket_with,
+    };
+
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_GETLINK: u16 = 18;
+    const RTM_NEWROUTE: u16 = 24;
+    const RTM_GETROUTE: u16 = 26;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const AF_INET: u8 = 2;
+    const RT_TABLE_MAIN: u32 = 254;
+    const RTN_UNICAST: u8 = 1;
+    const RTA_DST: u16 = 1;
+    const RTA_OIF: u16 = 4;
+    const RTA_GATEWAY: u16 = 5;
+    const RTA_PREFSRC: u16 = 7;
+    const RTA_TABLE: u16 = 15;
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE.
+    const GROUPS: u32 = 0x1 | 0x10 | 0x40;
+
+    /// A host route (IPv4, main table, unicast).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct HostRoute {
+        pub prefix: Ipv4Addr,
+        pub plen: u8,
+        pub dev: String,
+        pub gateway: Option<Ipv4Addr>,
+        pub src: Option<Ipv4Addr>,
+    }
+
+    /// A link: index, name, MAC.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Link {
+        pub index: u32,
+        pub name: String,
+        pub mac: Option<[u8; 6]>,
+    }
+
+    fn open(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
+        let flags = if nonblocking {
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK
+        } else {
+            SocketFlags::CLOEXEC
+        };
+        let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, flags, None)?;
+        bind(&fd, &SocketAddrNetlink::new(0, groups))?;
+        Ok(fd)
+    }
+
+    /// One dump request: `ty` with a zeroed family header of `hdr_len`
+    /// bytes whose first byte is `family`.
+    fn dump(ty: u16, family: u8, hdr_len: usize) -> io::Result<Vec<(u16, Vec<u8>)>> {
+        let fd = open(0, false)?;
+        let len = 16 + hdr_len;
+        let mut msg = Vec::with_capacity(len);
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&ty.to_ne_bytes());
+        msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        msg.extend_from_slice(&1u32.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes());
+        msg.push(family);
+        msg.resize(len, 0);
+        send(&fd, &msg, SendFlags::empty())?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let (n, _) = recv(&fd, &mut buf[..], RecvFlags::empty())?;
+            let mut pos = 0;
+            while pos + 16 <= n {
+                let mlen =
+                    u32::from_ne_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+                let mty = u16::from_ne_bytes([buf[pos + 4], buf[pos + 5]]);
+                if mlen < 16 || pos + mlen > n {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "rtnetlink: truncated message",
+                    ));
+                }
+                match mty {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let errno = buf
+                            .get(pos + 16..pos + 20)
+                            .map(|b| i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+                            .unwrap_or(0);
+                        return Err(io::Error::from_raw_os_error(errno.saturating_neg()));
+                    }
+                    _ => out.push((mty, buf[pos + 16..pos + mlen].to_vec())),
+                }
+                pos += (mlen + 3) & !3;
+            }
+            if n == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Attributes after a fixed header of `hdr_len` bytes.
+    fn attrs(body: &[u8], hdr_len: usize) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        let mut pos = hdr_len;
+        while pos + 4 <= body.len() {
+            let len = usize::from(u16::from_ne_bytes([body[pos], body[pos + 1]]));
+            let ty = u16::from_ne_bytes([body[pos + 2], body[pos + 3]]) & 0x3fff;
+            if len < 4 || pos + len > body.len() {
+                break;
+            }
+            out.push((ty, &body[pos + 4..pos + len]));
+            pos += (len + 3) & !3;
+        }
+        out
+    }
+
+    fn ip(b: &[u8]) -> Option<Ipv4Addr> {
+        <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
+    }
+
+    /// The host's links.
+    pub fn links() -> io::Result<Vec<Link>> {
+        // struct ifinfomsg: 16 bytes.
+        let mut out = Vec::new();
+        for (ty, body) in dump(RTM_GETLINK, 0, 16)? {
+            if ty != RTM_NEWLINK || body.len() < 16 {
+                continue;
+            }
+            let index = u32::from_ne_bytes(body[4..8].try_into().expect("4 bytes"));
+            let mut link = Link {
+                index,
+                name: String::new(),
+                mac: None,
+            };
+            for (aty, val) in attrs(&body, 16) {
+                match aty {
+                    IFLA_IFNAME => {
+                        let end = val.iter().position(|b| *b == 0).unwrap_or(val.len());
+                        link.name = String::from_utf8_lossy(&val[..end]).into_owned();
+                    }
+                    IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(val).ok(),
+                    _ => {}
+                }
+            }
+            out.push(link);
+        }
+        Ok(out)
+    }
+
+    /// The host's IPv4 unicast routes of the main table, with device names.
+    pub fn routes() -> io::Result<Vec<HostRoute>> {
+        let names: HashMap<u32, String> = links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        // struct rtmsg: 12 bytes.
+        let mut out = Vec::new();
+        for (ty, body) in dump(RTM_GETROUTE, AF_INET, 12)? {
+            if ty != RTM_NEWROUTE || body.len() < 12 || body[0] != AF_INET {
+                continue;
+            }
+            let (plen, mut table, rtype) = (body[1], u32::from(body[4]), body[7]);
+            let mut route = HostRoute {
+                prefix: Ipv4Addr::UNSPECIFIED,
+                plen,
+                dev: String::new(),
+                gateway: None,
+                src: None,
+            };
+            for (aty, val) in attrs(&body, 12) {
+                match aty {
+                    RTA_DST => route.prefix = ip(val).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    RTA_GATEWAY => route.gateway = ip(val),
+                    RTA_PREFSRC => route.src = ip(val),
+                    RTA_TABLE if val.len() == 4 => {
+                        table = u32::from_ne_bytes(val.try_into().expect("4 bytes"))
+                    }
+                    RTA_OIF if val.len() == 4 => {
+                        let index = u32::from_ne_bytes(val.try_into().expect("4 bytes"));
+                        route.dev = names.get(&index).cloned().unwrap_or_default();
+                    }
+                    _ => {}
+                }
+            }
+            if table == RT_TABLE_MAIN && rtype == RTN_UNICAST && !route.dev.is_empty() {
+                out.push(route);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A socket subscribed to link, IPv4 address and IPv4 route changes.
+    #[derive(Debug)]
+    pub struct Watch {
+        fd: OwnedFd,
+    }
+
+    impl Watch {
+        pub fn open() -> io::Result<Watch> {
+            Ok(Watch {
+                fd: open(GROUPS, true)?,
+            })
+        }
+
+        /// True when anything arrived since the last call (drains it). A
+        /// lost notification (buffer overrun) also counts as a change.
+        pub fn changed(&self) -> bool {
+            let mut buf = [0u8; 8192];
+            let mut any = false;
+            loop {
+                match recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT) {
+                    Ok((0, _)) => return any,
+                    Ok(_) => any = true,
+                    Err(rustix::io::Errno::AGAIN) => return any,
+                    Err(rustix::io::Errno::INTR) => {}
+                    // ENOBUFS: notifications were lost; re-read everything.
+                    Err(_) => return true,
+                }
+            }
+        }
+    }
+}
+
+/// The daemon's tunnelling state (see the module docs).
+#[derive(Debug)]
+pub struct Tunnels {
+    pub state: Arc<TunnelState>,
+    watch: Option<rtnl::Watch>,
+    /// Buffers for ARP requests.
+    pool: PacketPool,
+    /// The daemon's own tx queue per datapath port, for ARP requests.
+    txqs: HashMap<u32, Box<dyn TxQueue>>,
+    /// Internal ports whose MAC is a source MAC for outer headers.
+    internal: Vec<String>,
+    /// ARP requests sent (for `tnl/neigh/show`'s footer and tests).
+    pub arp_requests_sent: u64,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels::new()
+    }
+}
+
+fn route_of(r: rtnl::HostRoute) -> Route {
+    Route {
+        prefix: r.prefix,
+        plen: r.plen,
+        dev: r.dev,
+        gateway: r.gateway,
+        src: r.src,
+        origin: RouteOrigin::Cached,
+    }
+}
+
+impl Tunnels {
+    /// Subscribes to host changes and reads the host's routes; failures
+    /// are logged (a host without rtnetlink still has static routes).
+    pub fn new() -> Tunnels {
+        let watch = match rtnl::Watch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("rtnetlink: cannot watch route changes: {e}");
+                None
+            }
+        };
+        let t = Tunnels {
+            state: Arc::new(TunnelState::new()),
+            watch,
+            pool: PacketPool::new("tnl-arp", PoolConfig::heap(64)),
+            txqs: HashMap::new(),
+            internal: Vec::new(),
+            arp_requests_sent: 0,
+        };
+        t.refresh();
+        t
+    }
+
+    /// Re-reads the host's routes and the MACs of internal ports.
+    pub fn refresh(&self) {
+        match rtnl::routes() {
+            Ok(routes) => {
+                let n = routes.len();
+                self.state.update_routes(|t| {
+                    t.replace_system(routes.into_iter().map(route_of).collect())
+                });
+                tracing::debug!("rtnetlink: {n} host routes");
+            }
+            Err(e) => tracing::warn!("rtnetlink: cannot read the host's routes: {e}"),
+        }
+        if self.internal.is_empty() {
+            return;
+        }
+        if let Ok(links) = rtnl::links() {
+            for l in links {
+                if let Some(mac) = l.mac
+                    && self.internal.contains(&l.name)
+                    && self.state.dev_mac(&l.name) != Some(mac)
+                {
+                    self.state.set_dev_mac(&l.name, mac);
+                }
+            }
+        }
+    }
+
+    /// Port `name` (an internal or tap port) can carry a VTEP address:
+    /// its MAC is the outer source MAC of tunnels routed through it.
+    pub fn add_internal(&mut self, name: &str, mac: [u8; 6]) {
+        self.state.set_dev_mac(name, mac);
+        if !self.internal.iter().any(|n| n == name) {
+            self.internal.push(name.to_string());
+        }
+    }
+
+    /// Forgets port `port_no`'s tx queue (the port is being removed).
+    pub fn forget_port(&mut self, port_no: u32, name: &str) {
+        self.txqs.remove(&port_no);
+        self.internal.retain(|n| n != name);
+    }
+
+    fn changed(&self) -> bool {
+        self.watch.as_ref().is_some_and(|w| w.changed())
+    }
+}
+
+/// The [`TunnelConfig`] of a `vxlan`/`geneve` port (`None` for others).
+pub fn port_tunnel_config(port: &PortSection) -> Result<Option<TunnelConfig>, String> {
+    if is_tunnel_type(&port.port_type) {
+        Ok(Some(tunnel_spec(port)?.config))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Wires a port just added to the datapath: a tunnel port becomes one for
+/// `tnl_pop`; an internal or tap port can carry a VTEP address.
+pub fn attach(
+    tunnels: &mut Tunnels,
+    datapath: &dp_pmd::datapath::Datapath,
+    port_no: u32,
+    opened: &crate::drivers::OpenedPort,
+) {
+    match opened {
+        crate::drivers::OpenedPort::Tunnel(t) => datapath.set_tunnel_port(port_no, Some(t.spec.rx)),
+        crate::drivers::OpenedPort::Tap(t) => tunnels.add_internal(t.name(), t.info().mac),
+        _ => {}
+    }
+}
+
+/// Undoes [`attach`] before the port leaves the datapath.
+pub fn detach(
+    tunnels: &mut Tunnels,
+    datapath: &dp_pmd::datapath::Datapath,
+    port_no: u32,
+    name: &str,
+) {
+    datapath.set_tunnel_port(port_no, None);
+    tunnels.forget_port(port_no, name);
+}
+
+/// An ARP request from `req.src`/`req.src_mac` for `req.target`.
+fn arp_request(req: &Solicit) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&req.src_mac);
+    f.extend_from_slice(&0x0806u16.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&req.src_mac);
+    f.extend_from_slice(&req.src.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&req.target.octets());
+    f.resize(60, 0);
+    f
+}
+
+fn outputs(actions: &[Action], out: &mut Vec<u32>) {
+    for a in actions {
+        match a {
+            Action::Output(p) => out.push(*p),
+            Action::Clone(inner) => outputs(inner, out),
+            _ => {}
+        }
+    }
+}
+
+/// The periodic task: follow host route changes, age neighbours, send
+/// the ARP requests translation asked for.
+pub fn run(d: &mut Daemon) {
+    let now = d.now_ms();
+    if d.tunnels.changed() {
+        d.tunnels.refresh();
+    }
+    d.tunnels.state.neigh().expire(now);
+    for req in d.tunnels.state.neigh().take_due_requests(now) {
+        if let Err(e) = send_arp_request(d, &req, now) {
+            tracing::warn!(
+                "tunnel: ARP request for {} via {}: {e}",
+                req.target,
+                req.dev
+            );
+        }
+    }
+}
+
+fn send_arp_request(d: &mut Daemon, req: &Solicit, now: u64) -> Result<(), String> {
+    let state = d
+        .ports
+        .get(&req.dev)
+        .ok_or_else(|| format!("no port {}", req.dev))?;
+    let bridge = d
+        .bridges
+        .bridge(&state.bridge)
+        .ok_or_else(|| format!("no bridge {}", state.bridge))?;
+    let frame = arp_request(req);
+    let mut key = FlowKey::ZERO;
+    let meta = dp_core::packet::PacketMetadata {
+        in_port: state.port_no,
+        ..Default::default()
+    };
+    extract_frame(&frame, &meta, &mut key);
+    let t = bridge.translate_readonly(&key, now);
+    let mut ports = Vec::new();
+    outputs(&t.actions, &mut ports);
+    if ports.is_empty() {
+        return Err(format!(
+            "bridge {} sends it nowhere (rules for in_port={})",
+            bridge.name(),
+            req.dev
+        ));
+    }
+    for port_no in ports {
+        if !d.tunnels.txqs.contains_key(&port_no) {
+            let netdev = d
+                .datapath
+                .ports()
+                .find(|(n, _, _)| *n == port_no)
+                .map(|(_, _, nd)| nd.clone())
+                .ok_or_else(|| format!("datapath port {port_no} is gone"))?;
+            let txq = netdev.open_txq(0).map_err(|e| e.to_string())?;
+            d.tunnels.txqs.insert(port_no, txq);
+        }
+        let packet = d
+            .tunnels
+            .pool
+            .alloc_from(&frame)
+            .ok_or("no buffer for an ARP request")?;
+        let mut batch = PacketBatch::new();
+        let _ = batch.push(packet);
+        let txq = d.tunnels.txqs.get_mut(&port_no).expect("opened above");
+        let outcome = txq.send(&mut batch);
+        if outcome.sent > 0 {
+            d.tunnels.arp_requests_sent += 1;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- commands
+
+/// `tnl/ports/show`: every tunnel port with its configuration.
+pub fn ports_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
+    let mut s = String::from("Listening ports:\n");
+    for (name, p) in &d.ports {
+        let crate::drivers::OpenedPort::Tunnel(t) = &p.opened else {
+            continue;
+        };
+        let c = &t.spec.config;
+        let _ = write!(
+            s,
+            "{name} ({}) type={} bridge={} remote_ip=",
+            c.dst_port,
+            t.type_name(),
+            p.bridge
+        );
+        if c.remote_from_flow {
+            s.push_str("flow");
+        } else {
+            let _ = write!(s, "{}", Ipv4Addr::from(c.remote_ip));
+        }
+        if c.local_ip != [0; 4] {
+            let _ = write!(s, " local_ip={}", Ipv4Addr::from(c.local_ip));
+        }
+        match c.key {
+            TunnelKey::Fixed(k) => {
+                let _ = write!(s, " key={k}");
+            }
+            TunnelKey::Flow => s.push_str(" key=flow"),
+        }
+        let _ = writeln!(
+            s,
+            " csum={} ttl={} tos={:#x} dp_port={}",
+            c.csum, c.ttl, c.tos, p.port_no
+        );
+    }
+    Ok(s)
+}
+
+/// `tnl/neigh/show`.
+pub fn neigh_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
+    Ok(d.tunnels.state.neigh().show(d.now_ms()))
+}
+
+/// `tnl/neigh/flush`.
+pub fn neigh_flush(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
+    d.tunnels.state.neigh().flush();
+    Ok("OK\n".into())
+}
+
+/// `tnl/neigh/set BRIDGE IP MAC`: a static entry.
+pub fn neigh_set(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    if d.bridges.bridge(&args[0]).is_none() {
+        return Err(format!("no such bridge: {}", args[0]));
+    }
+    let ip: Ipv4Addr = args[1]
+        .parse()
+        .map_err(|_| format!("IP: \"{}\" is not an IPv4 address", args[1]))?;
+    let mac = crate::config::parse_mac(&args[2]).map_err(|e| format!("MAC: {e}"))?;
+    d.tunnels.state.neigh().set_static(ip, mac, &args[0]);
+    Ok("OK\n".into())
+}
+
+/// `ovs/route/show`.
+pub fn route_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
+    Ok(d.tunnels.state.routes().show())
+}
+
+/// `ovs/route/add IP/PLEN DEV [GW] [src=IP]`.
+pub fn route_add(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    let (prefix, plen) = parse_prefix(&args[0]).map_err(|e| format!("IP/PLEN: {e}"))?;
+    let dev = args[1].clone();
+    if !d.ports.contains_key(&dev) {
+        return Err(format!("output device: no port named {dev}"));
+    }
+    let mut gateway = None;
+    let mut src = None;
+    for a in &args[2..] {
+        if let Some(v) = a.strip_prefix("src=") {
+            src = Some(
+                v.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("src: \"{v}\" is not an IPv4 address"))?,
+            );
+        } else if a.starts_with("pkt_mark=") {
+            return Err("pkt_mark: policy routing by mark is not supported".into());
+        } else {
+            gateway = Some(
+                a.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("GW: \"{a}\" is not an IPv4 address"))?,
+            );
+        }
+    }
+    if src.is_none() {
+        // As OVS: the source of the host route that reaches the device.
+        src = d
+            .tunnels
+            .state
+            .routes()
+            .iter()
+            .find(|r| r.dev == dev && r.src.is_some())
+            .and_then(|r| r.src);
+    }
+    d.tunnels.state.update_routes(|t| {
+        t.insert(Route {
+            prefix,
+            plen,
+            dev,
+            gateway,
+            src,
+            origin: RouteOrigin::User,
+        })
+    });
+    Ok("OK\n".into())
+}
+
+/// `ovs/route/del IP/PLEN`.
+pub fn route_del(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    let (prefix, plen) = parse_prefix(&args[0]).map_err(|e| format!("IP/PLEN: {e}"))?;
+    if d.tunnels
+        .state
+        .update_routes(|t| t.remove_user(prefix, plen))
+    {
+        Ok("OK\n".into())
+    } else {
+        Err(format!("Not found: no user route {prefix}/{plen}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn port(ty: &str, opts: &[(&str, toml::Value)]) -> PortSection {
+        PortSection {
+            name: "vx0".into(),
+            port_type: ty.into(),
+            ofport: None,
+            n_rxq: 1,
+            n_txq: 1,
+            pmd_rxq_affinity: None,
+            mtu: None,
+            mac: None,
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn s(v: &str) -> toml::Value {
+        toml::Value::String(v.into())
+    }
+
+    #[test]
+    fn options_as_ovs_names_them() {
+        let spec = tunnel_spec(&port(
+            "geneve",
+            &[
+                ("remote_ip", s("172.31.0.2")),
+                ("key", toml::Value::Integer(5000)),
+                ("csum", toml::Value::Boolean(true)),
+                ("ttl", s("9")),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(spec.config.kind, TunnelKind::Geneve);
+        assert_eq!(spec.config.dst_port, 6081);
+        assert_eq!(spec.config.key, TunnelKey::Fixed(5000));
+        assert_eq!((spec.config.csum, spec.config.ttl), (true, 9));
+        assert_eq!(spec.rx.key, Some(5000));
+        assert!(spec.rx.csum_required);
+
+        let spec = tunnel_spec(&port(
+            "vxlan",
+            &[("remote_ip", s("flow")), ("tun_id", s("flow"))],
+        ))
+        .unwrap();
+        assert!(spec.config.remote_from_flow);
+        assert_eq!((spec.config.key, spec.rx.key), (TunnelKey::Flow, None));
+
+        let err = |opts: &[(&str, toml::Value)]| tunnel_spec(&port("vxlan", opts)).unwrap_err();
+        assert!(err(&[]).contains("\"remote_ip\" is required"));
+        assert!(err(&[("remote_ip", s("1.2.3"))]).contains("remote_ip"));
+        assert!(err(&[("remote_ip", s("1.2.3.4")), ("key", s("16777216"))]).contains("\"key\""));
+        assert!(err(&[("remote_ip", s("1.2.3.4")), ("bogus", s("1"))]).contains("\"bogus\""));
+        assert!(err(&[("remote_ip", s("1.2.3.4")), ("csum", s("yes"))]).contains("csum"));
+    }
+
+    #[test]
+    fn arp_request_layout() {
+        let f = arp_request(&Solicit {
+            target: Ipv4Addr::new(172, 31, 0, 2),
+            dev: "br0".into(),
+            src: Ipv4Addr::new(172, 31, 0, 1),
+            src_mac: [2, 0, 0, 0, 0, 1],
+        });
+        assert_eq!(f.len(), 60);
+        let mut key = FlowKey::ZERO;
+        extract_frame(&f, &dp_core::packet::PacketMetadata::default(), &mut key);
+        assert_eq!(key.dl_type, 0x0806);
+        assert_eq!(key.nw_proto, 1, "request");
+        assert_eq!((key.nw_src, key.nw_dst), ([172, 31, 0, 1], [172, 31, 0, 2]));
+        assert_eq!(key.arp_sha, [2, 0, 0, 0, 0, 1]);
+    }
+}
