@@ -26,6 +26,9 @@ have_cmd ovs-appctl || need+=(openvswitch-common)
 have_cmd ip || need+=(iproute2)
 have_cmd ethtool || need+=(ethtool)
 have_cmd ping || need+=(iputils-ping)
+# tshark decodes the underlay capture of the VXLAN/Geneve tests
+# (tests/tunnel.rs); DEBIAN_FRONTEND=noninteractive skips its dumpcap prompt.
+have_cmd tshark || need+=(tshark)
 if [[ ${1:-} == --demo ]]; then
     have_cmd iperf3 || need+=(iperf3)
 fi
