@@ -26,6 +26,10 @@ have_cmd ovs-appctl || need+=(openvswitch-common)
 have_cmd ip || need+=(iproute2)
 have_cmd ethtool || need+=(ethtool)
 have_cmd ping || need+=(iputils-ping)
+# Operator-visibility tests: tshark reads live captures back; the Prometheus
+# project's Python parser checks the metrics page.
+have_cmd tshark || need+=(tshark)
+have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
 # tshark decodes the underlay capture of the VXLAN/Geneve tests
 # (tests/tunnel.rs); DEBIAN_FRONTEND=noninteractive skips its dumpcap prompt.
 have_cmd tshark || need+=(tshark)

@@ -275,8 +275,14 @@ pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
                 }
                 let mk = odp::key::parse_masked(text, Some(&names))
                     .map_err(|e| format!("--filter: {e}"))?;
-                let (k, m) = odp::flow::masked_key_to_flow(&mk.key, &mk.mask)
+                let (k, mut m) = odp::flow::masked_key_to_flow(&mk.key, &mk.mask)
                     .map_err(|e| format!("--filter: {e}"))?;
+                // ODP text without eth() means an L3 packet type; a
+                // capture filter like `ipv4(proto=6)` means "any frame with
+                // these fields", so the packet type is left free.
+                if !text.contains("eth(") && !text.contains("packet_type(") {
+                    m.packet_type = 0;
+                }
                 filter = Some((k.masked(&m), m));
                 i += 1;
             }

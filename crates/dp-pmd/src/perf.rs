@@ -264,7 +264,7 @@ pub fn format_log(out: &mut String, p: &PerfSnapshot, hz: u64) {
     let c = &p.log_config;
     let _ = writeln!(
         out,
-        "  Suspicious iterations (> {} us): {} logging, {} seen, last {} shown",
+        "  Suspicious iterations (> {} us): logging {}, {} seen, last {} shown",
         c.threshold_us,
         if c.enabled { "on" } else { "off" },
         p.suspicious_total,
