@@ -6,67 +6,130 @@
 //! The index does not own keys. It stores, per slot, the full 32-bit hash
 //! (the "tag") and a `u32` value (a rule or flow position); the caller
 //! confirms a candidate by comparing its own key through a predicate. A
-//! bucket is one 64-byte cache line holding [`SLOTS`] tags (in an
-//! 8-lane array, so the tag compare is two SIMD compares), [`SLOTS`]
-//! values, and one word packing the occupancy bitmap and an overflow
-//! count. A lookup reads the
-//! home bucket (`hash & mask`) and moves to the next bucket only while the
-//! current one records that some insert passed it because it was full
-//! (F14's "outbound overflow" counter), so a miss usually costs one line.
+//! bucket is one 64-byte cache line: a control word, [`SLOTS`] tags and
+//! [`SLOTS`] values. Bytes 0..7 of the control word are the slots'
+//! control bytes (0: empty; else `0x80` | the hash's top 7 bits), so one
+//! SWAR compare of a 64-bit word (a handful of instructions, no SIMD
+//! intrinsics) finds the slots that can hold a hash; only those tags are
+//! read. Byte 7 counts the entries that had to move past the bucket
+//! because it was full (F14's "outbound overflow" count). A lookup reads
+//! the home bucket (`hash & mask`) and moves to the next bucket only while
+//! the current one records such an overflow, so a miss usually costs one
+//! line.
 //!
 //! # Invariants
-//! - `overflow[b]` is the number of live entries whose home bucket is at or
-//!   before `b` (cyclically) but which live after `b`. Removal walks the
-//!   same path as the insert did and decrements the counts it passed.
+//! - `overflow(b)` is at least the number of live entries whose home bucket
+//!   is at or before `b` (cyclically) but which live after `b`; exactly
+//!   that number until it saturates at 255, after which it stays (the
+//!   bucket then just keeps being probed through). Removal walks the same
+//!   path as the insert did and decrements the counts it passed.
+//! - A slot's control byte is non-zero exactly when the slot is occupied,
+//!   and then equals [`control_byte`] of its tag.
 //! - The load stays at most 7/8 of the slots, so probing terminates.
 //! - Growing (on insert only) rebuilds from the stored tags; lookups never
 //!   allocate.
+
+use super::prefetch::prefetch;
 
 /// [`HashIndex::home_candidate`]'s "no candidate" (values are positions,
 /// never `u32::MAX`).
 pub const NO_CANDIDATE: u32 = u32::MAX;
 
-/// Slots per bucket: 7 tags + 7 values + bookkeeping fill 64 bytes.
+/// Slots per bucket: a control word, 7 tags and 7 values fill 64 bytes.
 pub const SLOTS: usize = 7;
 
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    /// Lane 7 is never occupied; it makes the compare 8 lanes wide.
-    tags: [u32; 8],
+    /// Bytes 0..7: control bytes of the slots; byte 7: overflow count.
+    ctrl: u64,
+    tags: [u32; SLOTS],
     values: [u32; SLOTS],
-    /// Bits 0..7: slot `j` holds an entry. Bits 8..32: entries that had to
-    /// move past this bucket because it was full.
-    meta: u32,
 }
 
-const OCCUPIED_MASK: u32 = (1 << SLOTS) - 1;
-const OVERFLOW_ONE: u32 = 1 << 8;
+/// The low bit of every slot's control byte.
+const CTRL_LOW: u64 = 0x0001_0101_0101_0101;
+/// The high bit of every slot's control byte (set = occupied).
+const CTRL_HIGH: u64 = 0x0080_8080_8080_8080;
+const OVERFLOW_SHIFT: u32 = 56;
+const OVERFLOW_ONE: u64 = 1 << OVERFLOW_SHIFT;
+const OVERFLOW_MAX: u64 = 0xff;
+
+/// The control byte of an entry with hash `hash`: never 0.
+#[inline(always)]
+fn control_byte(hash: u32) -> u64 {
+    u64::from((hash >> 25) as u8 | 0x80)
+}
+
+/// Slot index of the lowest byte flagged in a byte bitmap (bit `8j + 7`).
+#[inline(always)]
+fn first_slot(byte_bits: u64) -> usize {
+    (byte_bits.trailing_zeros() / 8) as usize
+}
 
 impl Bucket {
+    /// Byte bitmap (bit `8j + 7`) of the occupied slots.
     #[inline(always)]
-    fn occupied(&self) -> u32 {
-        self.meta & OCCUPIED_MASK
+    fn occupied(&self) -> u64 {
+        self.ctrl & CTRL_HIGH
+    }
+    #[inline(always)]
+    fn overflow(&self) -> u64 {
+        self.ctrl >> OVERFLOW_SHIFT
     }
     #[inline(always)]
     fn overflowed(&self) -> bool {
-        self.meta >= OVERFLOW_ONE
+        self.overflow() != 0
     }
-    /// Bitmap of occupied slots whose tag is `hash`.
     #[inline(always)]
-    fn tag_hits(&self, hash: u32) -> u32 {
-        let mut hits = 0u32;
-        for (j, tag) in self.tags.iter().enumerate() {
-            hits |= u32::from(*tag == hash) << j;
+    fn add_overflow(&mut self) {
+        if self.overflow() != OVERFLOW_MAX {
+            self.ctrl += OVERFLOW_ONE;
         }
-        hits & self.occupied()
+    }
+    #[inline(always)]
+    fn sub_overflow(&mut self) {
+        // A saturated count no longer knows the true number: it stays.
+        if self.overflow() != OVERFLOW_MAX {
+            self.ctrl -= OVERFLOW_ONE;
+        }
+    }
+    /// Byte bitmap (bit `8j + 7`) of the slots whose control byte is
+    /// `hash`'s: every slot holding `hash`, plus rare false positives (a
+    /// 7-bit collision, or the borrow of the zero-byte test above a true
+    /// match), which the caller's tag compare removes.
+    #[inline(always)]
+    fn candidates(&self, hash: u32) -> u64 {
+        let x = self.ctrl ^ control_byte(hash).wrapping_mul(CTRL_LOW);
+        x.wrapping_sub(CTRL_LOW) & !x & CTRL_HIGH
+    }
+    #[inline(always)]
+    fn set_slot(&mut self, j: usize, hash: u32, value: u32) {
+        self.ctrl |= control_byte(hash) << (8 * j);
+        self.tags[j] = hash;
+        self.values[j] = value;
+    }
+    #[inline(always)]
+    fn clear_slot(&mut self, j: usize) {
+        self.ctrl &= !(0xff << (8 * j));
+    }
+    /// Occupied slot indices.
+    fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut bits = self.occupied();
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let j = first_slot(bits);
+                bits &= bits - 1;
+                j
+            })
+        })
     }
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    tags: [0; 8],
+    ctrl: 0,
+    tags: [0; SLOTS],
     values: [0; SLOTS],
-    meta: 0,
 };
 
 const _: () = assert!(size_of::<Bucket>() == 64);
@@ -123,14 +186,14 @@ impl HashIndex {
         // overflow counters say.
         for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[b];
-            let mut hits = bucket.tag_hits(hash);
+            let mut hits = bucket.candidates(hash);
             while hits != 0 {
-                let j = hits.trailing_zeros() as usize;
+                let j = first_slot(hits);
+                hits &= hits - 1;
                 let value = bucket.values[j];
-                if is_match(value) {
+                if bucket.tags[j] == hash && is_match(value) {
                     return Some(value);
                 }
-                hits &= hits - 1;
             }
             if !bucket.overflowed() {
                 return None;
@@ -140,19 +203,27 @@ impl HashIndex {
         None
     }
 
+    /// Starts loading `hash`'s home bucket (see [`super::prefetch`]).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u32) {
+        prefetch(&self.buckets[hash as usize & self.mask()]);
+    }
+
     /// The first value under `hash` in its home bucket, or
     /// [`NO_CANDIDATE`], and whether that is the whole answer (at most one
-    /// tag matched and nothing overflowed the bucket). Lets a batch load
-    /// every packet's bucket before confirming any candidate.
-    #[inline]
+    /// slot could hold the hash and nothing overflowed the bucket). Lets a
+    /// batch load every packet's bucket before confirming any candidate.
+    #[inline(always)]
     pub fn home_candidate(&self, hash: u32) -> (u32, bool) {
         let bucket = &self.buckets[hash as usize & self.mask()];
-        let hits = bucket.tag_hits(hash);
-        let first = if hits == 0 {
-            NO_CANDIDATE
-        } else {
-            bucket.values[hits.trailing_zeros() as usize]
-        };
+        let hits = bucket.candidates(hash);
+        let mut first = NO_CANDIDATE;
+        if hits != 0 {
+            let j = first_slot(hits);
+            if bucket.tags[j] == hash {
+                first = bucket.values[j];
+            }
+        }
         (
             first,
             hits & hits.wrapping_sub(1) == 0 && !bucket.overflowed(),
@@ -173,21 +244,19 @@ impl HashIndex {
         let mut b = hash as usize & mask;
         for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[b];
-            if bucket.occupied() != OCCUPIED_MASK {
-                let j = (!bucket.occupied()).trailing_zeros() as usize;
-                bucket.tags[j] = hash;
-                bucket.values[j] = value;
-                bucket.meta |= 1 << j;
+            let free = !bucket.occupied() & CTRL_HIGH;
+            if free != 0 {
+                bucket.set_slot(first_slot(free), hash, value);
                 return;
             }
-            bucket.meta += OVERFLOW_ONE;
+            bucket.add_overflow();
             b = (b + 1) & mask;
         }
         // Every bucket full (the load bound makes this unreachable): undo
         // the counts this pass added, grow, and place the entry there.
         let mut p = hash as usize & mask;
         for _ in 0..self.buckets.len() {
-            self.buckets[p].meta -= OVERFLOW_ONE;
+            self.buckets[p].sub_overflow();
             p = (p + 1) & mask;
         }
         self.grow();
@@ -201,16 +270,14 @@ impl HashIndex {
         let mut b = home;
         for _ in 0..self.buckets.len() {
             let bucket = &mut self.buckets[b];
-            let found = (0..SLOTS).find(|&j| {
-                bucket.occupied() & (1 << j) != 0
-                    && bucket.tags[j] == hash
-                    && bucket.values[j] == value
-            });
+            let found = bucket
+                .slots()
+                .find(|&j| bucket.tags[j] == hash && bucket.values[j] == value);
             if let Some(j) = found {
-                bucket.meta &= !(1 << j);
+                bucket.clear_slot(j);
                 let mut p = home;
                 while p != b {
-                    self.buckets[p].meta -= OVERFLOW_ONE;
+                    self.buckets[p].sub_overflow();
                     p = (p + 1) & mask;
                 }
                 self.len -= 1;
@@ -228,10 +295,8 @@ impl HashIndex {
         let new_len = self.buckets.len() * 2;
         let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; new_len]);
         for bucket in &old {
-            for j in 0..SLOTS {
-                if bucket.occupied() & (1 << j) != 0 {
-                    self.insert_no_grow(bucket.tags[j], bucket.values[j]);
-                }
+            for j in bucket.slots() {
+                self.insert_no_grow(bucket.tags[j], bucket.values[j]);
             }
         }
     }
@@ -239,8 +304,8 @@ impl HashIndex {
     /// Every (hash, value) entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.buckets.iter().flat_map(|bucket| {
-            (0..SLOTS)
-                .filter(move |j| bucket.occupied() & (1 << j) != 0)
+            bucket
+                .slots()
                 .map(move |j| (bucket.tags[j], bucket.values[j]))
         })
     }
@@ -338,7 +403,52 @@ mod tests {
             assert!(index.remove(0x40, v));
         }
         assert!(index.is_empty());
-        assert!(index.buckets.iter().all(|b| b.meta == 0));
+        assert!(index.buckets.iter().all(|b| b.ctrl == 0));
+    }
+
+    /// More than 255 entries pass one bucket: its overflow count
+    /// saturates and stays, which must only cost probes, never answers.
+    #[test]
+    fn saturated_overflow_counts_keep_every_entry_reachable() {
+        let mut index = HashIndex::new();
+        // Same home bucket for all (low bits 0 in every table size up to
+        // 2^16 buckets), distinct hashes, same control byte.
+        let hash = |v: u32| v << 16;
+        for v in 0..600u32 {
+            index.insert(hash(v), v);
+        }
+        assert_eq!(index.buckets[0].overflow(), OVERFLOW_MAX);
+        for v in 0..600u32 {
+            assert_eq!(index.find(hash(v), |x| x == v), Some(v), "entry {v}");
+        }
+        for v in (0..600u32).filter(|v| v % 3 != 0) {
+            assert!(index.remove(hash(v), v));
+        }
+        for v in 0..600u32 {
+            let want = (v % 3 == 0).then_some(v);
+            assert_eq!(index.find(hash(v), |x| x == v), want, "entry {v}");
+            let (candidate, complete) = index.home_candidate(hash(v));
+            assert!(!complete, "the home bucket stays overflowed");
+            assert!(candidate == v || candidate == NO_CANDIDATE);
+        }
+        assert_eq!(index.len(), 200);
+    }
+
+    /// Hashes that share their control byte (top 7 bits) and home bucket
+    /// but differ elsewhere are told apart by the full tag.
+    #[test]
+    fn control_byte_collisions_are_resolved_by_the_full_tag() {
+        let mut index = HashIndex::new();
+        for v in 0..5u32 {
+            index.insert(v * 0x100, v);
+        }
+        for v in 0..5u32 {
+            assert_eq!(index.find(v * 0x100, |_| true), Some(v));
+            let (candidate, complete) = index.home_candidate(v * 0x100);
+            assert!(!complete, "several slots share the control byte");
+            assert!(candidate == v || candidate == NO_CANDIDATE);
+        }
+        assert_eq!(index.find(7 * 0x100, |_| true), None);
     }
 
     #[test]

@@ -35,6 +35,11 @@
 //! Lookups do not allocate; inserts may grow the subtable storage.
 
 pub mod index;
+#[allow(
+    unsafe_code,
+    reason = "the prefetch intrinsic; see the module for why it is sound"
+)]
+pub(crate) mod prefetch;
 pub mod subtable;
 
 use std::collections::HashMap;

@@ -35,6 +35,7 @@
 //! - `values[pos] == FREE` exactly when `pos` is on the free list.
 
 use super::index::{HashIndex, NO_CANDIDATE};
+use super::prefetch::prefetch;
 use crate::flow::{FLOW_U64S, FlowKey};
 use crate::packet::MAX_BURST;
 
@@ -314,12 +315,26 @@ impl Subtable {
         }
     }
 
+    /// Starts loading the rule slot at `pos` (its first and last word,
+    /// which may be on different lines).
+    #[inline(always)]
+    fn prefetch_rule(&self, pos: u32) {
+        let start = pos as usize * self.stride();
+        if let Some(first) = self.rules.get(start) {
+            prefetch(first);
+        }
+        if let Some(last) = self.rules.get(start + self.stride() - 1) {
+            prefetch(last);
+        }
+    }
+
     fn lookup_generic(&self, keys: &[FlowKey], active: u32, out: &mut [u32; MAX_BURST]) -> u32 {
         let mut hashes = [0u32; MAX_BURST];
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             hashes[i] = self.hash(&keys[i]);
+            self.index.prefetch(hashes[i]);
             bits &= bits - 1;
         }
         let mut found = 0u32;
@@ -338,6 +353,11 @@ impl Subtable {
         found
     }
 
+    /// The batch lookup for masks of exactly `N` words, in three passes so
+    /// that the cache misses of the batch's packets overlap: (1) mask and
+    /// hash every packet and prefetch its home bucket, (2) read the
+    /// buckets and prefetch each candidate rule, (3) confirm the
+    /// candidates by comparing the `N` words.
     fn lookup_fixed<const N: usize>(
         &self,
         keys: &[FlowKey],
@@ -347,48 +367,54 @@ impl Subtable {
         debug_assert_eq!(self.word_idx.len(), N);
         let idx: [usize; N] = std::array::from_fn(|j| usize::from(self.word_idx[j]) % FLOW_U64S);
         let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
-        let masked_of = |key: &FlowKey| -> [u64; N] {
-            let words = key.words();
-            std::array::from_fn(|j| words[idx[j]] & mask[j])
-        };
+        let mut masked = [[0u64; N]; MAX_BURST];
         let mut hashes = [0u32; MAX_BURST];
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
-            hashes[i] = subtable_hash(masked_of(&keys[i]));
             bits &= bits - 1;
+            let words = keys[i].words();
+            let m: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
+            hashes[i] = subtable_hash(m);
+            masked[i] = m;
+            self.index.prefetch(hashes[i]);
         }
-        // Phase 2: the home bucket of every packet (independent loads, so
-        // the misses of different packets overlap).
-        let mut candidates = [(NO_CANDIDATE, false); MAX_BURST];
+        let mut candidates = [NO_CANDIDATE; MAX_BURST];
+        let mut complete = 0u32;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
-            candidates[i] = self.index.home_candidate(hashes[i]);
             bits &= bits - 1;
+            let (candidate, whole_answer) = self.index.home_candidate(hashes[i]);
+            candidates[i] = candidate;
+            complete |= u32::from(whole_answer) << i;
+            if candidate != NO_CANDIDATE {
+                self.prefetch_rule(candidate);
+            }
         }
-        // Phase 3: confirm the candidate (key words and value share a
-        // line); anything unusual takes the full probe.
+        let rule_at = |pos: u32| -> &[u64; N] {
+            let start = pos as usize * (N + 1) + 1;
+            self.rules[start..start + N]
+                .try_into()
+                .expect("rule slot holds N words")
+        };
+        // Xor-or over the words: branch-free, no memcmp call.
+        let equal = |rule: &[u64; N], m: &[u64; N]| {
+            rule.iter().zip(m).fold(0u64, |diff, (r, w)| diff | (r ^ w)) == 0
+        };
         let mut found = 0u32;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let masked = masked_of(&keys[i]);
-            let (candidate, complete) = candidates[i];
-            let rule_at = |pos: u32| -> &[u64; N] {
-                let start = pos as usize * (N + 1) + 1;
-                self.rules[start..start + N]
-                    .try_into()
-                    .expect("rule slot holds N words")
-            };
-            // Array (not slice) equality: inlined compares, no bcmp call.
-            let hit = if candidate != NO_CANDIDATE && *rule_at(candidate) == masked {
+            let candidate = candidates[i];
+            let hit = if candidate != NO_CANDIDATE && equal(rule_at(candidate), &masked[i]) {
                 Some(candidate)
-            } else if complete {
+            } else if complete & (1 << i) != 0 {
                 None
             } else {
-                self.index.find(hashes[i], |pos| *rule_at(pos) == masked)
+                self.index
+                    .find(hashes[i], |pos| equal(rule_at(pos), &masked[i]))
             };
             if let Some(pos) = hit {
                 out[i] = self.rules[pos as usize * (N + 1)] as u32;
