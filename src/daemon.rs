@@ -306,6 +306,7 @@ impl Daemon {
         let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         if new.datapath != self.config.datapath
             || new.control != self.config.control
+            || new.metrics != self.config.metrics
             || new
                 .bridges
                 .iter()
@@ -313,7 +314,7 @@ impl Daemon {
                 .ne(self.config.bridges.iter().map(|b| &b.name))
         {
             return Err(
-                "reload: only ports and rules can change at run time; restart the daemon to change [datapath], [control] or the set of bridges"
+                "reload: only ports and rules can change at run time; restart the daemon to change [datapath], [control], [metrics] or the set of bridges"
                     .into(),
             );
         }

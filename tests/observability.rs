@@ -471,6 +471,32 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
     d.stop();
 }
 
+#[test]
+fn the_metrics_address_must_be_loopback() {
+    let dir = TempDir::new("metrics-cfg");
+    for (listen, expected) in [
+        (
+            "0.0.0.0:9465",
+            "metrics.listen: 0.0.0.0:9465 is not a loopback address",
+        ),
+        (
+            "localhost:9465",
+            "metrics.listen: \"localhost:9465\" is not an IP address",
+        ),
+    ] {
+        let path = dir.path("bad.toml");
+        std::fs::write(&path, format!("[metrics]\nlisten = \"{listen}\"\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
+            .args(["--check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
 /// The bytes of every frame in `file`, as `tshark -x` prints them.
 fn tshark_frames(tshark: &Path, file: &Path) -> Vec<Vec<u8>> {
     let out = Command::new(tshark)
