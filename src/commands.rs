@@ -263,6 +263,13 @@ const COMMANDS: &[Command] = &[
         run: fdb_flush,
     },
     Command {
+        name: "netdev-dpdk/get-mempool-info",
+        min: 0,
+        max: 1,
+        usage: "[PORT]",
+        run: crate::dpdk::get_mempool_info,
+    },
+    Command {
         name: "netdev-dummy/receive",
         min: 2,
         max: 6,

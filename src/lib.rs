@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the TOML config file and its validation.
 //! - [`drivers`]: opening ports by type.
+//! - [`dpdk`]: the `netdev-dpdk/*` commands.
 //! - [`bridge`]: bridges (ofproto-lite) as the datapath's upcall handler.
 //! - [`daemon`]: start-up, ports at run time, reload, shutdown.
 //! - [`control`]: the unixctl control socket (JSON-RPC 1.0).
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dpdk;
 pub mod drivers;
 pub mod logging;
 pub mod metrics;

@@ -1,7 +1,8 @@
 //! The real daemon with `dpdk` ports on DPDK virtual devices (no hugepages,
 //! no PCI): `net_pcap` replaying UDP forever → an OpenFlow rule →
-//! `net_null`; counters through the control socket; a clean exit whose
-//! leak check covers the mbufs lent to packets.
+//! `net_null`; counters through the control socket; the PMD thread's
+//! lcore cache in `netdev-dpdk/get-mempool-info`; a clean exit whose leak
+//! check covers the mbufs lent to packets.
 
 #![cfg(feature = "dpdk")]
 
@@ -161,6 +162,21 @@ options = {{ dpdk-devargs = "net_null_oxvsd0,no-rx=1", n_txq_desc = 256 }}
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The PMD thread registered as a DPDK lcore: its cache in the pool
+    // holds mbufs (lcore 0 is the EAL's main thread).
+    let info = call(&socket, "netdev-dpdk/get-mempool-info", &["p1"]).unwrap();
+    assert!(info.starts_with("mempool <ovs_mp_"), "{info}");
+    let pmd_cached: u64 = info
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cache_count["))
+        .filter_map(|l| l.split_once("]="))
+        .filter(|(lcore, _)| *lcore != "0")
+        .map(|(_, n)| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(pmd_cached > 0, "no PMD lcore cache in use:\n{info}");
+    assert!(call(&socket, "netdev-dpdk/get-mempool-info", &["nosuch"]).is_err());
+    let all = call(&socket, "netdev-dpdk/get-mempool-info", &[]).unwrap();
+    assert!(all.contains(info.lines().next().unwrap()), "{all}");
     let _ = call(&socket, "exit", &[]);
     let mut child = running.child.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -63,3 +63,9 @@ unsigned oxvs_rte_lcore_id(void)
 {
     return rte_lcore_id();
 }
+
+/* The per-mbuf private area size of a pktmbuf pool. */
+uint16_t oxvs_rte_pktmbuf_priv_size(struct rte_mempool *mp)
+{
+    return rte_pktmbuf_priv_size(mp);
+}

@@ -72,6 +72,8 @@ unsafe extern "C" {
     pub fn oxvs_rte_pktmbuf_linearize(m: *mut rte_mbuf) -> core::ffi::c_int;
     /// `rte_pktmbuf_data_room_size`.
     pub fn oxvs_rte_pktmbuf_data_room_size(mp: *mut rte_mempool) -> u16;
+    /// `rte_pktmbuf_priv_size`: the private area after each mbuf header.
+    pub fn oxvs_rte_pktmbuf_priv_size(mp: *mut rte_mempool) -> u16;
     /// The calling thread's `rte_errno`.
     pub fn oxvs_rte_errno() -> core::ffi::c_int;
     /// `rte_lcore_id`: `LCORE_ID_ANY` in a thread DPDK does not know.

@@ -180,6 +180,62 @@ pub(crate) fn mac(port: u16) -> [u8; 6] {
     addr.addr_bytes
 }
 
+/// `RTE_ETH_DEV_INTR_LSC` in `rte_eth_dev_info.dev_flags`: the device
+/// raises link-state-change events.
+const DEV_INTR_LSC: u32 = 1 << 1;
+
+/// True when `info`'s device raises link-state-change events.
+pub(crate) fn has_lsc_interrupt(info: &sys::rte_eth_dev_info) -> bool {
+    // SAFETY: `dev_flags` points into the device's `rte_eth_dev_data`,
+    // which lives as long as the ethdev; null checked.
+    !info.dev_flags.is_null() && unsafe { *info.dev_flags } & DEV_INTR_LSC != 0
+}
+
+unsafe extern "C" fn on_lsc(
+    port_id: u16,
+    _event: sys::rte_eth_event_type,
+    _arg: *mut std::ffi::c_void,
+    _ret: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    // Runs on DPDK's interrupt thread; touches only per-port statics.
+    crate::link::changed(port_id, crate::link::Source::Event);
+    0
+}
+
+/// Calls `crate::link::changed` on `port`'s link-state-change events.
+pub(crate) fn lsc_callback_register(port: u16) -> Result<(), DpdkError> {
+    // SAFETY: `on_lsc` has the callback signature and needs no argument.
+    check(unsafe {
+        sys::rte_eth_dev_callback_register(
+            port,
+            sys::RTE_ETH_EVENT_INTR_LSC,
+            Some(on_lsc),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
+/// Removes the callback of [`lsc_callback_register`], waiting while it
+/// runs (DPDK answers `-EAGAIN` then).
+pub(crate) fn lsc_callback_unregister(port: u16) {
+    const EAGAIN: i32 = 11;
+    for _ in 0..1000 {
+        // SAFETY: the same (function, argument) pair that was registered.
+        let ret = unsafe {
+            sys::rte_eth_dev_callback_unregister(
+                port,
+                sys::RTE_ETH_EVENT_INTR_LSC,
+                Some(on_lsc),
+                std::ptr::null_mut(),
+            )
+        };
+        if ret != -EAGAIN {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// `(up, speed in Mbps)` without waiting.
 pub(crate) fn link(port: u16) -> (bool, u32) {
     let mut link = sys::rte_eth_link::default();
@@ -287,6 +343,52 @@ pub(crate) fn mempool_for_each_mbuf(mp: NonNull<sys::rte_mempool>, init: fn(Mbuf
 pub(crate) fn mempool_in_use(mp: NonNull<sys::rte_mempool>) -> u32 {
     // SAFETY: mempools are never freed, so `mp` is valid.
     unsafe { sys::rte_mempool_in_use_count(mp.as_ptr()) }
+}
+
+/// Object layout of a pool, as `rte_mempool_dump` prints it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MempoolLayout {
+    pub elt_size: u32,
+    pub header_size: u32,
+    pub private_data_size: u32,
+    pub cache_size: u32,
+}
+
+pub(crate) fn mempool_layout(mp: NonNull<sys::rte_mempool>) -> MempoolLayout {
+    // SAFETY: mempools are never freed; these fields are written once at
+    // creation.
+    let mp = unsafe { mp.as_ref() };
+    // SAFETY: every pool of this crate is a pktmbuf pool, whose private
+    // data (an `rte_pktmbuf_pool_private`, written at creation) is what
+    // `rte_pktmbuf_priv_size` reads.
+    let mbuf_priv = unsafe { sys::oxvs_rte_pktmbuf_priv_size(std::ptr::from_ref(mp).cast_mut()) };
+    MempoolLayout {
+        elt_size: mp.elt_size,
+        header_size: mp.header_size,
+        private_data_size: u32::from(mbuf_priv),
+        cache_size: mp.cache_size,
+    }
+}
+
+/// `(lcore id, count)` for every non-empty per-lcore cache of `mp`.
+pub(crate) fn mempool_cache_counts(mp: NonNull<sys::rte_mempool>) -> Vec<(u32, u32)> {
+    // SAFETY: mempools are never freed.
+    let mp = unsafe { mp.as_ref() };
+    if mp.cache_size == 0 || mp.local_cache.is_null() {
+        return Vec::new();
+    }
+    (0..sys::RTE_MAX_LCORE)
+        .filter_map(|lcore| {
+            // SAFETY: `local_cache` points to RTE_MAX_LCORE caches when
+            // `cache_size` is non-zero. Other threads update `len` as they
+            // run; a volatile read of the u32 is what DPDK's own
+            // `rte_mempool_avail_count` does (a snapshot, maybe stale).
+            let len = unsafe {
+                std::ptr::read_volatile(&raw const (*mp.local_cache.add(lcore as usize)).len)
+            };
+            (len > 0).then_some((lcore, len))
+        })
+        .collect()
 }
 
 pub(crate) fn mempool_avail(mp: NonNull<sys::rte_mempool>) -> u32 {

@@ -9,15 +9,18 @@
 //! - [`port`]: the port (devargs, queues, descriptors, MTU, RSS, stats,
 //!   xstats) and its lifetime.
 //! - `queue`: the fast path (mbuf ⇄ packet, zero-copy both ways).
+//! - `link`: link-state changes (DPDK events or reads), logged and counted.
 //! - `ffi`: every DPDK call (the one FFI choke point).
 //!
 //! # Threads
-//! Any thread may poll: DPDK's mempool works without an lcore id (no
-//! per-lcore cache then). Each rx queue has one owner; a tx queue shared by
+//! Any thread may poll: DPDK's mempool works without an lcore id, but
+//! without a per-lcore cache, so polling threads register
+//! ([`eal::register_thread`]). Each rx queue has one owner; a tx queue shared by
 //! several PMDs is locked once per batch.
 
 pub mod eal;
 mod ffi;
+mod link;
 pub mod mempool;
 pub mod port;
 mod queue;

@@ -97,6 +97,8 @@ impl Mempool {
     }
     /// `netdev-dpdk/get-mempool-info`.
     pub fn info(&self) -> MempoolInfo {
+        let layout = ffi::mempool_layout(self.ptr);
+        let lcore_caches = ffi::mempool_cache_counts(self.ptr);
         MempoolInfo {
             name: self.name.clone(),
             socket: self.socket,
@@ -105,6 +107,11 @@ impl Mempool {
             data_room: self.data_room,
             in_use: self.in_use(),
             available: self.available(),
+            elt_size: layout.elt_size,
+            header_size: layout.header_size,
+            private_data_size: layout.private_data_size,
+            cache_size: layout.cache_size,
+            lcore_caches,
         }
     }
     /// Bytes of data room per mbuf (headroom included).
@@ -121,8 +128,55 @@ pub struct MempoolInfo {
     pub mtu: u16,
     pub n_mbufs: u32,
     pub data_room: u16,
+    /// Mbufs out of the pool (in packets, device rings, a vdev's buffers).
     pub in_use: u32,
+    /// Mbufs in the pool: the shared ring plus every per-lcore cache.
     pub available: u32,
+    /// Bytes per object (mbuf header + private area + data room).
+    pub elt_size: u32,
+    pub header_size: u32,
+    /// The mbuf private area (the embedded packet cell).
+    pub private_data_size: u32,
+    /// Per-lcore cache capacity.
+    pub cache_size: u32,
+    /// `(lcore id, mbufs cached)` for every lcore whose cache holds some.
+    pub lcore_caches: Vec<(u32, u32)>,
+}
+
+impl MempoolInfo {
+    /// Mbufs sitting in per-lcore caches.
+    pub fn cached(&self) -> u32 {
+        self.lcore_caches.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The `netdev-dpdk/get-mempool-info` text: the fields of DPDK's
+    /// `rte_mempool_dump` that matter here, in its shape, plus oxvs's
+    /// in-use count.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "mempool <{}>", self.name);
+        let _ = writeln!(s, "  socket_id={}", self.socket);
+        let _ = writeln!(s, "  size={}", self.n_mbufs);
+        let _ = writeln!(s, "  header_size={}", self.header_size);
+        let _ = writeln!(s, "  elt_size={}", self.elt_size);
+        let _ = writeln!(s, "  private_data_size={}", self.private_data_size);
+        let _ = writeln!(s, "  data_room_size={} (mtu {})", self.data_room, self.mtu);
+        let _ = writeln!(s, "  internal cache infos:");
+        let _ = writeln!(s, "    cache_size={}", self.cache_size);
+        for (lcore, n) in &self.lcore_caches {
+            let _ = writeln!(s, "    cache_count[{lcore}]={n}");
+        }
+        let _ = writeln!(s, "    total_cache_count={}", self.cached());
+        let _ = writeln!(
+            s,
+            "  common_pool_count={}",
+            self.available.saturating_sub(self.cached())
+        );
+        let _ = writeln!(s, "  avail_count={}", self.available);
+        let _ = writeln!(s, "  in_use_count={}", self.in_use);
+        s
+    }
 }
 
 /// Pools by (NUMA socket, MTU).

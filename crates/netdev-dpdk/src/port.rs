@@ -110,6 +110,7 @@ pub(crate) struct PortShared {
 impl Drop for PortShared {
     fn drop(&mut self) {
         // Every queue is gone (they hold this Arc), so nothing polls now.
+        ffi::lsc_callback_unregister(self.port_id);
         if self.plugged_here {
             ffi::stop_close_remove(self.port_id);
         }
@@ -235,6 +236,11 @@ impl DpdkNetdev {
             conf.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
+        // Link changes as events where the device has them (see `link`).
+        let lsc = ffi::has_lsc_interrupt(&dev);
+        if lsc {
+            conf.intr_conf.set_lsc(1);
+        }
         let rss_hash = dev.rx_offload_capa & RX_OFFLOAD_RSS_HASH != 0;
         if rss_hash {
             conf.rxmode.offloads |= RX_OFFLOAD_RSS_HASH;
@@ -262,7 +268,15 @@ impl DpdkNetdev {
             ffi::tx_queue_setup(port_id, q, tx_desc, socket)
                 .map_err(|e| err(name, format!("tx queue {q}: {e}")))?;
         }
-        ffi::start(port_id).map_err(|e| err(name, format!("start: {e}")))?;
+        if lsc {
+            ffi::lsc_callback_register(port_id)
+                .map_err(|e| err(name, format!("link state events: {e}")))?;
+        }
+        crate::link::reset(port_id);
+        if let Err(e) = ffi::start(port_id) {
+            ffi::lsc_callback_unregister(port_id);
+            return Err(err(name, format!("start: {e}")));
+        }
         ffi::promiscuous(port_id);
         tracing::info!(port = name, port_id, devargs = %config.devargs, n_rxq = config.n_rxq,
             n_txq = config.n_txq, mtu = config.mtu, pool = pool.name(), "dpdk port started");
@@ -331,12 +345,19 @@ impl DpdkNetdev {
             c.tx_dropped.load(Ordering::Relaxed),
         ));
         x.push(("ovs_tx_copied".into(), c.tx_copied.load(Ordering::Relaxed)));
+        x.push(("ovs_link_resets".into(), self.link_resets()));
         x
     }
 
     /// Link speed in Mbps as the device reports it.
     pub fn link_speed(&self) -> u32 {
-        ffi::link(self.shared.port_id).1
+        crate::link::changed(self.shared.port_id, crate::link::Source::Read).1
+    }
+
+    /// Link state changes since the port started (OVS's `link_resets`),
+    /// from DPDK's events or seen when the state was read.
+    pub fn link_resets(&self) -> u64 {
+        crate::link::resets(self.shared.port_id)
     }
 }
 
@@ -351,7 +372,7 @@ impl Netdev for DpdkNetdev {
         self.info.clone()
     }
     fn link_state(&self) -> LinkState {
-        if ffi::link(self.shared.port_id).0 {
+        if crate::link::changed(self.shared.port_id, crate::link::Source::Read).0 {
             LinkState::Up
         } else {
             LinkState::Down

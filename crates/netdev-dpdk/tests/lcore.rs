@@ -1,7 +1,8 @@
 //! PMD threads register with DPDK: a PMD thread spawned after the DPDK
 //! thread hook is added gets an lcore id (so its mempool cache is used)
 //! while it runs, forwards through it, and gives the id back when it
-//! stops, with every mbuf back in the pool.
+//! stops, with every mbuf back in the pool; the pool's info shows the
+//! mbufs that thread's lcore cache holds (`netdev-dpdk/get-mempool-info`).
 
 mod common;
 
@@ -117,4 +118,25 @@ fn pmd_threads_get_an_lcore_while_they_run() {
     assert_eq!(src.packets_in_use(), 0);
     // Mbufs left in the exited thread's cache count as available.
     assert_eq!(pool.in_use(), 0, "{:?}", pool.info());
+
+    // The PMD's lcore cache was used, and get-mempool-info shows it.
+    let info = pool.info();
+    assert!(
+        info.lcore_caches
+            .iter()
+            .any(|&(lcore, n)| lcore != main_lcore && n > 0),
+        "no PMD lcore cache in use: {info:?}"
+    );
+    assert!(info.private_data_size as usize >= dp_core::packet::EMBEDDED_CELL_SIZE);
+    assert_eq!(info.available, info.n_mbufs);
+    let text = info.to_text();
+    for line in [
+        format!("mempool <{}>", info.name),
+        "  size=2048".to_string(),
+        "    cache_count[".to_string(),
+        format!("    total_cache_count={}", info.cached()),
+        "  in_use_count=0".to_string(),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
 }

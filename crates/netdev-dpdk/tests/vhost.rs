@@ -166,3 +166,51 @@ fn oversized_chains_from_vhost_are_freed_whole() {
     assert_eq!(host_pool.in_use(), 0, "{:?}", host_pool.info());
     assert_eq!(guest_pool.in_use(), 0, "{:?}", guest_pool.info());
 }
+
+/// `net_vhost` raises link-state-change events when a guest connects and
+/// leaves: the port logs and counts them (`link_resets`) from DPDK's
+/// interrupt thread, without anyone reading the link.
+#[test]
+fn vhost_link_follows_the_guest_through_lsc_events() {
+    let _turn = VHOST_SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::eal();
+    let sock = std::env::temp_dir().join(format!("oxvs-vhost-lsc-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let host = DpdkNetdev::open(
+        "vhu-lsc",
+        &config(format!(
+            "net_vhost_lsc0,iface={},queues=1,client=0",
+            sock.display()
+        )),
+    )
+    .expect("net_vhost server");
+    assert_eq!(host.link_resets(), 0);
+    let wait_resets = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while host.link_resets() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        host.link_resets()
+    };
+    let guest = DpdkNetdev::open(
+        "guest-lsc",
+        &config(format!(
+            "net_virtio_user_lsc0,path={},queues=1,queue_size=256",
+            sock.display()
+        )),
+    )
+    .expect("net_virtio_user guest");
+    assert_eq!(wait_resets(1), 1, "no link-up event when the guest came");
+    assert_eq!(host.link_state(), dp_core::netdev::LinkState::Up);
+    drop(guest);
+    assert_eq!(wait_resets(2), 2, "no link-down event when the guest left");
+    assert_eq!(host.link_state(), dp_core::netdev::LinkState::Down);
+    let xstat = host
+        .xstats()
+        .into_iter()
+        .find(|(n, _)| n == "ovs_link_resets")
+        .map(|(_, v)| v);
+    assert_eq!(xstat, Some(2));
+    drop(host);
+    let _ = std::fs::remove_file(&sock);
+}
