@@ -1,0 +1,394 @@
+//! The control plane under hostile or careless local clients, against the
+//! real `oxvsd` binary: socket and directory permissions, the request size
+//! limit, garbage, clients that connect and hang, trickle one byte at a
+//! time, open more connections than the daemon keeps, or never read their
+//! replies, and the warning for a config file others may write. In every
+//! case a well-behaved client is still served promptly and the daemon
+//! exits cleanly with every buffer returned.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A temp directory named with this suite's prefix, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("rl-ctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const CONFIG: &str = r#"
+[datapath]
+pmd_cores = [0]
+pmd_sleep_max = 500
+
+[control]
+socket = "@SOCKET@"
+
+[log]
+level = "info"
+
+[[bridge]]
+name = "br0"
+
+[[bridge.port]]
+name = "p1"
+type = "dummy-pmd"
+
+[[bridge.port]]
+name = "p2"
+type = "dummy-pmd"
+"#;
+
+/// A running daemon, killed on drop if the test did not stop it.
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Starts oxvsd with its socket at `socket` and its config file
+    /// created with `config_mode`.
+    fn start(dir: &TempDir, socket: PathBuf, config_mode: u32) -> Daemon {
+        let config_path = dir.path("oxvs.toml");
+        std::fs::write(
+            &config_path,
+            CONFIG.replace("@SOCKET@", &socket.display().to_string()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(config_mode))
+            .unwrap();
+        let stderr = dir.path("stderr");
+        let child = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
+            .arg("--config")
+            .arg(&config_path)
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn oxvsd");
+        let mut d = Daemon {
+            child: Some(child),
+            socket,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while call(&d.socket, "version", &[]).is_err() {
+            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("oxvsd exited early ({status}): {}", d.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oxvsd did not come up: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Resident memory of the daemon (KiB).
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// A well-behaved client is answered within a few seconds.
+    fn assert_serving(&self, after: &str) {
+        let start = Instant::now();
+        let version = call(&self.socket, "version", &[])
+            .unwrap_or_else(|e| panic!("after {after}: {e}\n{}", self.log()));
+        assert!(version.contains("oxvs"), "{version}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "after {after}: answered only after {:?}",
+            start.elapsed()
+        );
+    }
+
+    /// Asks the daemon to exit; returns its exit code and log.
+    fn stop(mut self) -> (i32, String) {
+        let _ = call(&self.socket, "exit", &[]);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), self.log());
+            }
+            assert!(Instant::now() < deadline, "oxvsd did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads one JSON reply from `s`.
+fn read_reply(s: &mut UnixStream) -> Result<Value, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&buf)
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+            return Ok(v);
+        }
+    }
+}
+
+fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = json!({"id": 7, "method": method, "params": params});
+    s.write_all(req.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let v = read_reply(&mut s)?;
+    assert_eq!(v["id"], json!(7));
+    match &v["error"] {
+        Value::Null => Ok(v["result"].as_str().unwrap_or_default().to_string()),
+        e => Err(e.as_str().unwrap_or_default().to_string()),
+    }
+}
+
+fn buffers_returned(log: &str) {
+    assert!(
+        !log.contains("packet buffers not returned"),
+        "buffers leaked at shutdown:\n{log}"
+    );
+}
+
+#[test]
+fn socket_directory_is_private_and_socket_owner_only() {
+    let dir = TempDir::new("perm");
+    // The daemon creates the socket's directory itself.
+    let socket = dir.path("run/oxvs/ctl");
+    let d = Daemon::start(&dir, socket.clone(), 0o600);
+    let run = std::fs::metadata(dir.path("run/oxvs")).unwrap();
+    assert_eq!(
+        run.permissions().mode() & 0o777,
+        0o700,
+        "socket directory mode"
+    );
+    let sock = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(sock.permissions().mode() & 0o777, 0o600, "socket mode");
+    let me = std::fs::metadata(dir.path("oxvs.toml")).unwrap();
+    assert_eq!(
+        (sock.uid(), run.uid()),
+        (me.uid(), me.uid()),
+        "owned by the daemon's user"
+    );
+    assert!(
+        !d.log().contains("writable by"),
+        "no warning for a private setup"
+    );
+    // A second daemon on the same socket is refused and leaves it alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
+        .arg("--config")
+        .arg(dir.path("oxvs.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another daemon"));
+    d.assert_serving("a second daemon tried the socket");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(!socket.exists(), "socket removed at exit");
+}
+
+#[test]
+fn world_writable_config_and_socket_directory_are_warned() {
+    let dir = TempDir::new("warn");
+    let shared = dir.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let d = Daemon::start(&dir, shared.join("ctl"), 0o666);
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("config file is writable by group or others"),
+        "{log}"
+    );
+    assert!(
+        log.contains("control socket directory is writable by others"),
+        "{log}"
+    );
+}
+
+#[test]
+fn hostile_clients_do_not_stop_the_daemon_serving_others() {
+    let dir = TempDir::new("hostile");
+    let d = Daemon::start(&dir, dir.path("ctl"), 0o600);
+
+    // Garbage: an error, then the connection closes.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"\xff\xfe}{ not json").unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("invalid JSON"), "{reply}");
+    d.assert_serving("garbage");
+
+    // A huge request, sent by a thread while we check the daemon still
+    // answers: refused with an error naming the limit.
+    let socket = d.socket.clone();
+    let huge = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let big = format!(
+            r#"{{"id":1,"method":"version","params":["{}"]}}"#,
+            "y".repeat(8 << 20)
+        );
+        let _ = s.write_all(big.as_bytes());
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+    });
+    d.assert_serving("a huge request started");
+    let reply = huge.join().unwrap();
+    assert!(reply.contains("request larger than"), "{reply}");
+    d.assert_serving("a huge request");
+
+    // Clients that connect and hang: one silent, one stuck mid-request.
+    let silent = UnixStream::connect(&d.socket).unwrap();
+    let mut stuck = UnixStream::connect(&d.socket).unwrap();
+    stuck.write_all(br#"{"id":1,"method":"dpctl/sh"#).unwrap();
+    d.assert_serving("two hung clients");
+
+    // A request trickled one byte at a time is still answered, and others
+    // are served while it trickles.
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let req = br#"{"id":42,"method":"version","params":[]}"#;
+    for (i, b) in req.iter().enumerate() {
+        slow.write_all(&[*b]).unwrap();
+        if i == req.len() / 2 {
+            d.assert_serving("half a trickled request");
+        }
+    }
+    let v = read_reply(&mut slow).unwrap();
+    assert_eq!(v["id"], json!(42));
+    assert!(v["result"].as_str().unwrap().contains("oxvs"));
+
+    // Pipelined requests on one connection are answered in order.
+    let mut pipe = UnixStream::connect(&d.socket).unwrap();
+    pipe.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    pipe.write_all(br#"{"id":1,"method":"version"} [] {"id":3,"method":"version"}"#)
+        .unwrap();
+    let mut ids = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while ids.len() < 3 {
+        let n = pipe.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {ids:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut stream = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+        ids = stream
+            .by_ref()
+            .filter_map(Result::ok)
+            .map(|v| v["id"].clone())
+            .collect();
+    }
+    assert_eq!(ids, vec![json!(1), Value::Null, json!(3)]);
+
+    drop((silent, stuck, slow, pipe));
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    buffers_returned(&log);
+}
+
+#[test]
+fn connection_floods_and_clients_that_never_read_stay_bounded() {
+    let dir = TempDir::new("flood");
+    let d = Daemon::start(&dir, dir.path("ctl"), 0o600);
+
+    // More idle connections than the daemon keeps: the newest client is
+    // still served (the longest idle ones are closed to make room).
+    let hogs: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    d.assert_serving("100 idle connections");
+    assert!(d.log().contains("too many connections"), "{}", d.log());
+    drop(hogs);
+
+    // A client that pipelines requests and never reads a reply: the
+    // daemon stops reading from it once its unread replies pass the
+    // limit, so its memory stays bounded and others are still served.
+    let rss_before = d.rss_kib();
+    let mut greedy = UnixStream::connect(&d.socket).unwrap();
+    greedy
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let req = br#"{"id":1,"method":"list-commands"} "#;
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Write until the daemon stops taking requests (the write times out)
+    // or 16 MiB of requests (gigabytes of replies) went in.
+    let batch = req.repeat(256);
+    while sent < 16 << 20 && Instant::now() < deadline {
+        match greedy.write(&batch) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent < 16 << 20,
+        "the daemon kept reading requests whose replies pile up"
+    );
+    d.assert_serving("a client that never reads");
+    let grown_kib = d.rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown_kib < 48 * 1024,
+        "daemon grew {grown_kib} KiB for a client that never reads"
+    );
+    drop(greedy);
+    d.assert_serving("the greedy client left");
+    let (code, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    buffers_returned(&log);
+}
