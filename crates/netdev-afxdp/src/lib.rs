@@ -8,6 +8,9 @@
 //!   rings (`ring`), the XDP program and its attachment (`xdp`), the
 //!   per-queue sockets and rx/tx queues (`queue`).
 //! - [`kernel`]: `tap`/`internal` and `system`, polled by the non-PMD thread.
+//! - [`csum`]: partial (offloaded) TCP/UDP checksums: completing them
+//!   (system ports, which the kernel tells) and recognising them (AF_XDP
+//!   ports, which it does not).
 //! - `sys`: every system call of the crate (the one FFI choke point).
 //!
 //! # Why our own XDP program instead of libxdp
@@ -30,6 +33,7 @@
 //! reported as [`error::OpenCause::XdpBusy`].
 
 pub mod afxdp;
+pub mod csum;
 pub mod error;
 pub mod kernel;
 mod stats;

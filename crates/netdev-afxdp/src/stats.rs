@@ -21,6 +21,9 @@ pub struct QueueStats {
     pub tx_zero_copy: AtomicU64,
     /// system: received packets whose partial L4 checksum was completed.
     pub rx_csum_completed: AtomicU64,
+    /// afxdp: received packets with a partial L4 checksum (forwarded as
+    /// they are: the sender's offload setting is wrong for AF_XDP).
+    pub rx_csum_partial: AtomicU64,
 }
 
 impl QueueStats {

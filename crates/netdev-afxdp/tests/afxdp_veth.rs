@@ -308,6 +308,58 @@ fn mtu_from_the_config_is_set_and_one_too_large_for_a_frame_is_refused() {
     drop(dp);
 }
 
+/// A host with tx checksum offload on hands AF_XDP packets whose checksum
+/// is only the pseudo-header sum; the port cannot repair them (no
+/// checksum state reaches XDP) but counts them, so the misconfiguration is
+/// visible. With offload off (the topology's default) nothing is counted.
+#[test]
+fn partial_checksums_from_an_offloading_host_are_counted() {
+    if !prerequisites("afxdp partial checksums") {
+        return;
+    }
+    let topo = Topology::veth("xp");
+    let a = Arc::new(open(&topo.host_a, XdpMode::BestEffort));
+    let b = Arc::new(open(&topo.host_b, XdpMode::BestEffort));
+    let mut dp = datapath(false);
+    dp.add_port(a.clone(), port(1)).unwrap();
+    dp.add_port(b.clone(), port(2)).unwrap();
+    wait_reachable(&topo.ns_a, IP_B);
+    udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 200);
+    assert_eq!(a.rx_partial_checksums(), 0, "offload off: full checksums");
+
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &topo.ns_a,
+        "ethtool",
+        "-K",
+        &topo.inner_a,
+        "tx",
+        "on",
+        "tso",
+        "off",
+        "gso",
+        "off",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&stop));
+    let flood = udp_flood(&topo.ns_a, IP_B, Arc::clone(&stop));
+    wait_for("partial checksums counted on port a", 10, || {
+        a.rx_partial_checksums() > 100
+    });
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    sink.join().unwrap();
+    assert!(a.rx_partial_checksums() <= sent, "{sent} sent");
+    assert_eq!(
+        b.rx_partial_checksums(),
+        0,
+        "b's host sent nothing offloaded"
+    );
+    drop(dp);
+}
+
 #[test]
 fn two_queues_are_each_bound() {
     if !prerequisites("afxdp two queues") {

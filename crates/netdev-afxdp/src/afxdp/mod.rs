@@ -355,6 +355,19 @@ impl AfxdpNetdev {
             .sum()
     }
 
+    /// Received TCP/UDP packets whose checksum was left to an offload
+    /// AF_XDP cannot carry (see [`crate::csum`]).
+    pub fn rx_partial_checksums(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| {
+                q.stats
+                    .rx_csum_partial
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     /// Frames lent to packets now, over all queues.
     pub fn umem_in_use(&self) -> usize {
         self.queues.iter().map(|q| q.socket.umem.in_use()).sum()

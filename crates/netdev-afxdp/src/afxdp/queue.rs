@@ -12,7 +12,9 @@
 //! # Per call
 //! `recv`: refill the fill ring from the free list, kick the kernel when
 //! it asks for it (`need_wakeup`), then lend each received frame to a
-//! packet (zero-copy). `send`: drain completions, put each packet on the
+//! packet (zero-copy), counting packets whose checksum a sender left to
+//! offload (see [`crate::csum`]: AF_XDP has no way to carry that state, so
+//! such packets are reported, not repaired). `send`: drain completions, put each packet on the
 //! tx ring (as is when it lives in this UMEM, else copied once into a free
 //! frame), publish, and kick once.
 
@@ -26,6 +28,7 @@ use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
 use super::ring::{ConsRing, ProdRing, mmap_offsets};
 use super::umem::Umem;
+use crate::csum;
 use crate::stats::{QueueStats, bump};
 use crate::sys;
 
@@ -258,6 +261,23 @@ impl AfxdpRxq {
         self.kick_stuck_tx();
     }
 
+    /// Counts packets with partial checksums and says what is wrong: once,
+    /// then every 100,000.
+    #[cold]
+    fn report_partial(&mut self, n: u64) {
+        let before = self.stats.rx_csum_partial.fetch_add(n, Ordering::Relaxed);
+        if before == 0 || (before + n) / 100_000 > before / 100_000 {
+            tracing::warn!(
+                "port {}: {} received TCP/UDP packets carry a partial checksum: the sending \
+                 host relies on tx checksum offload, which AF_XDP cannot carry, so their \
+                 receivers will drop them as corrupt; turn it off on the sending interface \
+                 (ethtool -K IFACE tx off)",
+                self.port,
+                before + n
+            );
+        }
+    }
+
     /// In copy mode the kernel transmits only when kicked, a bounded
     /// number of descriptors per kick, and refuses when busy: frames a send
     /// left on the tx ring would wait for the next send, which may never
@@ -283,12 +303,14 @@ impl RxQueue for AfxdpRxq {
         }
         let mut bytes = 0u64;
         let mut dropped = 0u64;
+        let mut partial = 0u64;
         let mut added = 0;
         for i in 0..n {
             let desc = self.parts.rx.get(i);
             match self.xsk.umem.lend(desc.addr, desc.len, &self.pool) {
                 Some(packet) => {
                     bytes += desc.len as u64;
+                    partial += csum::is_partial(packet.data()) as u64;
                     // Cannot fail: at most `room` descriptors are read.
                     let _ = batch.push(packet);
                     added += 1;
@@ -300,6 +322,9 @@ impl RxQueue for AfxdpRxq {
         bump(&self.stats.rx_packets, added as u64);
         bump(&self.stats.rx_bytes, bytes);
         bump(&self.stats.rx_dropped, dropped);
+        if partial > 0 {
+            self.report_partial(partial);
+        }
         if added == 0 && dropped > 0 {
             return Err(NetdevError::Device {
                 port: self.port.clone(),

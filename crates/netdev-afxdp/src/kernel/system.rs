@@ -41,9 +41,9 @@ use dp_core::netdev::{
 };
 use dp_core::packet::{DEFAULT_HEADROOM, MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
-use super::csum;
 use super::packet_ring::{RingFrame, RxRing};
 use crate::afxdp::link_state;
+use crate::csum;
 use crate::error::OpenError;
 use crate::stats::{QueueStats, bump};
 use crate::sys::{self, RecvInfo};

@@ -18,6 +18,13 @@
 //! headers), which is exact for the TCP and UDP packets the stack
 //! offloads. Anything else is left alone and reported as such.
 //!
+//! AF_XDP gets no such flag: XDP sees packet bytes only (there is no rx
+//! metadata for the checksum state), so an AF_XDP port cannot know that a
+//! packet was left to offload. [`is_partial`] recognises one after the
+//! fact, cheaply (the field equals the pseudo-header sum, and the whole
+//! checksum does not verify), so the port can count and report the
+//! misconfiguration instead of letting the receiver drop packets silently.
+//!
 //! Pure code: no I/O, no allocation; every read is bounds-checked, so any
 //! byte sequence is safe to pass.
 
@@ -45,9 +52,20 @@ fn be16(frame: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
 }
 
-/// Finds the L4 segment of a TCP/UDP packet: `(protocol, l4 start, end of
-/// the IP payload)`.
-fn locate_l4(frame: &[u8]) -> Result<(u8, usize, usize), NotCompleted> {
+/// Where the headers of a TCP/UDP packet are.
+#[derive(Clone, Copy, Debug)]
+struct L4 {
+    proto: u8,
+    /// IP header start, and whether it is IPv6.
+    l3: usize,
+    v6: bool,
+    /// L4 header start and the end of the IP payload.
+    start: usize,
+    end: usize,
+}
+
+/// Finds the L4 segment of an IP packet.
+fn locate_l4(frame: &[u8]) -> Result<L4, NotCompleted> {
     use NotCompleted::*;
     let mut ethertype = be16(frame, 12).ok_or(Truncated)?;
     let mut l3 = ETH_HLEN;
@@ -74,7 +92,13 @@ fn locate_l4(frame: &[u8]) -> Result<(u8, usize, usize), NotCompleted> {
             if total < ihl {
                 return Err(Truncated);
             }
-            Ok((proto, l3 + ihl, l3 + total))
+            Ok(L4 {
+                proto,
+                l3,
+                v6: false,
+                start: l3 + ihl,
+                end: l3 + total,
+            })
         }
         ETHERTYPE_IPV6 => {
             let payload = usize::from(be16(frame, l3 + 4).ok_or(Truncated)?);
@@ -93,7 +117,13 @@ fn locate_l4(frame: &[u8]) -> Result<(u8, usize, usize), NotCompleted> {
             if l4 > end {
                 return Err(Truncated);
             }
-            Ok((next, l4, end))
+            Ok(L4 {
+                proto: next,
+                l3,
+                v6: true,
+                start: l4,
+                end,
+            })
         }
         _ => Err(NotTcpOrUdp),
     }
@@ -121,7 +151,12 @@ pub fn ones_complement_sum(bytes: &[u8]) -> u16 {
 /// L4 checksum field holds the partial, pseudo-header-only sum). On error
 /// the frame is unchanged.
 pub fn complete_partial_checksum(frame: &mut [u8]) -> Result<(), NotCompleted> {
-    let (proto, l4, end) = locate_l4(frame)?;
+    let L4 {
+        proto,
+        start: l4,
+        end,
+        ..
+    } = locate_l4(frame)?;
     let (field, header) = match proto {
         IPPROTO_TCP => (l4 + TCP_CSUM, 20),
         IPPROTO_UDP => (l4 + UDP_CSUM, 8),
@@ -136,6 +171,50 @@ pub fn complete_partial_checksum(frame: &mut [u8]) -> Result<(), NotCompleted> {
     let value = if folded == 0 { 0xffff } else { folded };
     frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
     Ok(())
+}
+
+/// The folded (not complemented) pseudo-header sum of `l4`'s packet.
+fn pseudo_header_sum(frame: &[u8], l4: &L4) -> u16 {
+    let len = (l4.end - l4.start) as u64;
+    let addrs = if l4.v6 {
+        &frame[l4.l3 + 8..l4.l3 + 40]
+    } else {
+        &frame[l4.l3 + 12..l4.l3 + 20]
+    };
+    let mut sum = u64::from(ones_complement_sum(addrs)) + u64::from(l4.proto) + len;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// True when `frame` is a TCP or UDP packet whose checksum field holds
+/// only the pseudo-header sum (a sender relied on checksum offload) and so
+/// does not verify. Cheap for ordinary packets: the whole checksum is
+/// summed only when the field equals the pseudo-header sum.
+pub fn is_partial(frame: &[u8]) -> bool {
+    let Ok(l4) = locate_l4(frame) else {
+        return false;
+    };
+    let field = match l4.proto {
+        IPPROTO_TCP if l4.end >= l4.start + 20 => l4.start + TCP_CSUM,
+        IPPROTO_UDP if l4.end >= l4.start + 8 => l4.start + UDP_CSUM,
+        _ => return false,
+    };
+    if l4.end > frame.len() {
+        return false;
+    }
+    let stored = u16::from_be_bytes([frame[field], frame[field + 1]]);
+    // UDP checksum 0: none was computed (IPv4), not a partial one.
+    if stored == 0 || stored != pseudo_header_sum(frame, &l4) {
+        return false;
+    }
+    let mut sum = u32::from(pseudo_header_sum(frame, &l4))
+        + u32::from(ones_complement_sum(&frame[l4.start..l4.end]));
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum != 0xffff
 }
 
 #[cfg(test)]
@@ -292,6 +371,29 @@ mod tests {
             Err(NotCompleted::NotTcpOrUdp)
         );
         assert_eq!(frag, before);
+    }
+
+    #[test]
+    fn partial_checksums_are_recognised_and_complete_ones_are_not() {
+        for (proto, vlans) in [(IPPROTO_TCP, 0), (IPPROTO_UDP, 1), (IPPROTO_TCP, 2)] {
+            let (mut f, _, _) = ipv4(proto, vlans, b"offloaded payload");
+            assert!(is_partial(&f), "proto {proto} vlans {vlans}");
+            complete_partial_checksum(&mut f).unwrap();
+            assert!(!is_partial(&f), "completed: proto {proto}");
+            // A corrupt but not partial checksum is not called partial.
+            let last = f.len() - 1;
+            f[last] ^= 0x40;
+            assert!(!is_partial(&f));
+        }
+        let (mut udp, l4, _) = ipv4(IPPROTO_UDP, 0, b"no checksum");
+        udp[l4 + UDP_CSUM..l4 + UDP_CSUM + 2].fill(0);
+        assert!(!is_partial(&udp));
+        let (icmp, _, _) = ipv4(1, 0, b"ping");
+        assert!(!is_partial(&icmp));
+        let (f, _, _) = ipv4(IPPROTO_TCP, 0, b"payload");
+        for cut in 0..f.len() {
+            assert!(!is_partial(&f[..cut]), "cut {cut}");
+        }
     }
 
     #[test]
