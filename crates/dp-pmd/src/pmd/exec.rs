@@ -92,6 +92,36 @@ fn identity_seed(config: &PmdConfig) -> u64 {
     }
 }
 
+impl TxSink<'_> {
+    /// Queues every packet of `batch` for `port_no`, in order. A batch
+    /// meeting an empty transmit buffer becomes that buffer (one swap, not
+    /// a move per packet); otherwise packets are appended, the buffer sent
+    /// whenever it fills. When this PMD has no such port, the packets stay
+    /// in `batch` (refused).
+    pub fn output_batch(&mut self, port_no: u32, batch: &mut PacketBatch) {
+        let Some(Some(port)) = self.tx.get_mut(port_no as usize) else {
+            return;
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if port.pending.is_empty() {
+            port.pending_since_ns = self.now_ns;
+            std::mem::swap(&mut port.pending, batch);
+            return;
+        }
+        for packet in batch.drain() {
+            if let Err(packet) = port.pending.push(packet) {
+                super::send_pending(port, port_no, self.stats, self.capture, Some(self.now_ns));
+                port.pending_since_ns = self.now_ns;
+                // Cannot fail: sending emptied the buffer (a send
+                // consumes its batch even on error).
+                let _ = port.pending.push(packet);
+            }
+        }
+    }
+}
+
 struct Sink<'a, 'b> {
     tx: &'a mut TxSink<'b>,
     recirc: &'a mut Vec<Packet>,
@@ -100,14 +130,7 @@ struct Sink<'a, 'b> {
 
 impl ActionSink for Sink<'_, '_> {
     fn output(&mut self, port: u32, batch: &mut PacketBatch) {
-        let mut refused = PacketBatch::new();
-        for packet in batch.drain() {
-            if let Err(packet) = self.tx.output(port, packet) {
-                // Cannot overflow: at most a batch was drained.
-                let _ = refused.push(packet);
-            }
-        }
-        *batch = refused;
+        self.tx.output_batch(port, batch);
     }
 
     fn userspace(&mut self, packet: Packet, action: &Userspace) -> Result<(), Packet> {
