@@ -566,6 +566,9 @@ fn same_verdict(a: Verdict, b: Verdict) -> bool {
     }
 }
 
+// Out of line: inlined into `TxSink::output` its register needs (the
+// capture hook's arguments) cost every output call a larger prologue.
+#[inline(never)]
 fn send_pending(
     port: &mut TxPort,
     port_no: u32,

@@ -1,0 +1,215 @@
+//! The observation hooks on a stepped PMD (no threads): a capture whose
+//! ring nobody drains still forwards every packet and counts every copy
+//! it could not make; tx captures see what leaves; traced packets report
+//! the cache level of the real packet path; the perf history moves.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use crossbeam_channel::bounded;
+use dp_core::action::Action;
+use dp_core::cascade::CascadeConfig;
+use dp_core::flow::FlowKey;
+use dp_core::netdev::Netdev;
+use dp_core::packet::Packet;
+use dp_pmd::capture::{CaptureRing, CaptureSpec, Direction, MAX_SNAPLEN};
+use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
+use dp_pmd::pmd::observe::{ObserveMsg, ObserveSnapshot, TraceReport};
+use dp_pmd::pmd::{Pmd, PmdConfig, PmdMsg, PolledRxq};
+use dp_pmd::stats::PmdIdentity;
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+
+/// Port 1 → port 2, one megaflow per IPv4 destination; 10.0.0.66 is
+/// dropped by an empty action list.
+#[derive(Debug)]
+struct ToPort2;
+
+impl UpcallHandler for ToPort2 {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        _: Option<&Packet>,
+        _: u64,
+    ) -> Result<Translation, UpcallError> {
+        let mut mask = FlowKey::ZERO;
+        mask.in_port = u32::MAX;
+        mask.dl_type = u16::MAX;
+        mask.nw_dst = [255; 4];
+        let actions = if key.nw_dst == [10, 0, 0, 66] {
+            vec![]
+        } else {
+            vec![Action::Output(2)]
+        };
+        Ok(Translation::Megaflow {
+            mask,
+            actions: Arc::from(actions),
+        })
+    }
+
+    fn version(&self) -> u64 {
+        0
+    }
+}
+
+fn frame(dst_last: u8, seq: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[..6].copy_from_slice(&[0, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&50u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, dst_last]);
+    f[34..36].copy_from_slice(&seq.to_be_bytes());
+    f[36..38].copy_from_slice(&53u16.to_be_bytes());
+    f[38..40].copy_from_slice(&30u16.to_be_bytes());
+    f
+}
+
+fn rig() -> (Pmd, Arc<DummyNetdev>, Arc<DummyNetdev>) {
+    let config = PmdConfig {
+        identity: PmdIdentity::Pmd {
+            numa_id: 0,
+            core_id: 0,
+        },
+        cascade: CascadeConfig {
+            emc_insert_inv_prob: 1,
+            ..CascadeConfig::default()
+        },
+        ..PmdConfig::default()
+    };
+    let mut pmd = Pmd::new(config, Arc::new(ToPort2), Arc::new(AtomicUsize::new(1000)));
+    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
+    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
+    for (no, port) in [(1u32, &p1), (2, &p2)] {
+        pmd.add_rxq(PolledRxq::new(
+            no,
+            port.name(),
+            0,
+            port.open_rxq(0).unwrap(),
+        ));
+        pmd.add_txq(no, port.open_txq(0).unwrap());
+    }
+    (pmd, p1, p2)
+}
+
+fn spec(port_no: u32, direction: Direction, ring_slots: usize) -> Box<CaptureSpec> {
+    Box::new(CaptureSpec {
+        id: 7,
+        port_no,
+        direction,
+        filter: None,
+        snaplen: MAX_SNAPLEN,
+        ring_slots,
+    })
+}
+
+fn snapshot(pmd: &mut Pmd) -> ObserveSnapshot {
+    let (tx, rx) = bounded(1);
+    pmd.handle(PmdMsg::Observe(ObserveMsg::Snapshot { reply: tx }), 0);
+    rx.recv().unwrap()
+}
+
+fn trace(pmd: &mut Pmd, frame: Vec<u8>) -> TraceReport {
+    let (tx, rx) = bounded(1);
+    pmd.handle(
+        PmdMsg::Observe(ObserveMsg::Trace {
+            in_port: 1,
+            frame,
+            reply: tx,
+        }),
+        0,
+    );
+    rx.recv().unwrap().unwrap()
+}
+
+#[test]
+fn a_full_ring_drops_copies_never_forwarded_packets() {
+    let (mut pmd, p1, p2) = rig();
+    let rx_ring = CaptureRing::new(4);
+    pmd.handle(
+        PmdMsg::Observe(ObserveMsg::CaptureStart {
+            spec: spec(1, Direction::Rx, 4),
+            ring: rx_ring.clone(),
+        }),
+        0,
+    );
+    for i in 0..100u16 {
+        p1.receive(0, &frame(2, i)).unwrap();
+    }
+    while pmd.poll_once(0) > 0 {}
+    assert_eq!(p2.take_sent().len(), 100, "every packet forwarded");
+    assert_eq!(rx_ring.filled().len(), 4);
+    assert_eq!(rx_ring.ring_full_drops(), 96);
+    let first = rx_ring.filled().try_recv().unwrap();
+    assert_eq!(first.data, frame(2, 0));
+    assert!(snapshot(&mut pmd).capturing);
+
+    // Stopping releases the tap; traffic flows as before.
+    pmd.handle(PmdMsg::Observe(ObserveMsg::CaptureStop { id: 7 }), 0);
+    assert!(!snapshot(&mut pmd).capturing);
+    p1.receive(0, &frame(2, 500)).unwrap();
+    pmd.poll_once(0);
+    assert_eq!(rx_ring.ring_full_drops(), 96);
+    assert_eq!(p2.take_sent().len(), 1);
+}
+
+#[test]
+fn a_tx_capture_sees_what_leaves_the_port() {
+    let (mut pmd, p1, p2) = rig();
+    let ring = CaptureRing::new(64);
+    pmd.handle(
+        PmdMsg::Observe(ObserveMsg::CaptureStart {
+            spec: spec(2, Direction::Tx, 64),
+            ring: ring.clone(),
+        }),
+        0,
+    );
+    let sent: Vec<Vec<u8>> = (0..10).map(|i| frame(2, i)).collect();
+    for f in &sent {
+        p1.receive(0, f).unwrap();
+    }
+    p1.receive(0, &frame(66, 1)).unwrap(); // dropped: never leaves
+    while pmd.poll_once(0) > 0 {}
+    let copies: Vec<Vec<u8>> = ring.filled().try_iter().map(|r| r.data.clone()).collect();
+    assert_eq!(copies, sent);
+    assert_eq!(p2.take_sent(), sent);
+}
+
+#[test]
+fn traced_packets_report_the_cache_level_and_the_perf_history_moves() {
+    let (mut pmd, _p1, p2) = rig();
+    let idle = snapshot(&mut pmd);
+    assert_eq!(idle.perf.iterations, 0);
+
+    let first = trace(&mut pmd, frame(2, 1));
+    assert_eq!(first.lookups, vec![("miss", 1)]);
+    assert_eq!(first.upcalls, vec![("upcall ok", 1)]);
+    assert_eq!((first.passes, first.tx_packets), (1, 1));
+    let flow = first.flow.expect("the installed megaflow");
+    assert_eq!(flow.actions.as_ref(), &[Action::Output(2)]);
+    // Another 5-tuple: the megaflow serves it (the EMC is exact-match)...
+    let second = trace(&mut pmd, frame(2, 2));
+    assert_eq!(second.lookups, vec![("megaflow", 1)]);
+    assert!(second.upcalls.is_empty());
+    // ...and inserts it in the EMC, where the same packet hits next.
+    let third = trace(&mut pmd, frame(2, 2));
+    assert_eq!(third.lookups, vec![("emc", 1)]);
+    let dropped = trace(&mut pmd, frame(66, 3));
+    assert_eq!(dropped.tx_packets, 0);
+    assert_eq!(dropped.drops.len(), 1, "{:?}", dropped.drops);
+    assert_eq!(p2.take_sent().len(), 3, "traced packets really left");
+
+    for _ in 0..5 {
+        pmd.poll_once(0);
+    }
+    let s = snapshot(&mut pmd);
+    assert_eq!(s.perf.iterations, 5);
+    assert_eq!(s.flows, 2);
+    assert_eq!(
+        s.perf.packets_per_iteration.buckets[0], 5,
+        "idle iterations"
+    );
+}
