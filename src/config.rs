@@ -213,9 +213,9 @@ pub fn port_type_available(port_type: &str) -> Result<(), String> {
             crate::drivers::dpdk_available(port_type)
         }
         "windows" => Ok(()),
-        "vxlan" | "geneve" => Ok(()),
+        "vxlan" | "geneve" | "gre" => Ok(()),
         other => Err(format!(
-            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk, windows, vxlan, geneve)"
+            "unknown port type \"{other}\" (expected dummy, dummy-pmd, pcap, afxdp, tap, system, internal, dpdk, windows, vxlan, geneve, gre)"
         )),
     }
 }

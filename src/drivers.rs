@@ -307,7 +307,7 @@ pub fn validate_options(port: &PortSection) -> Result<(), String> {
             dp_windows_ext::WindowsConfig::from_options(&as_pairs(&windows_options(port)?))
                 .map(drop)
         }
-        "vxlan" | "geneve" => crate::tunnel::tunnel_spec(port).map(drop),
+        "vxlan" | "geneve" | "gre" => crate::tunnel::tunnel_spec(port).map(drop),
         _ => Ok(()),
     }
 }
@@ -326,7 +326,7 @@ pub fn open(port: &PortSection) -> Result<OpenedPort, String> {
         None => default_mac(&port.name),
     };
     match port.port_type.as_str() {
-        "vxlan" | "geneve" => Ok(OpenedPort::Tunnel(Arc::new(
+        "vxlan" | "geneve" | "gre" => Ok(OpenedPort::Tunnel(Arc::new(
             crate::tunnel::TunnelNetdev::open(port)?,
         ))),
         "dummy" | "dummy-pmd" => Ok(OpenedPort::Dummy(Arc::new(DummyNetdev::new(

@@ -49,7 +49,7 @@ use crate::config::PortSection;
 use crate::daemon::Daemon;
 
 /// Port types that are tunnels.
-pub const TUNNEL_TYPES: &[&str] = &["vxlan", "geneve"];
+pub const TUNNEL_TYPES: &[&str] = &["vxlan", "geneve", "gre"];
 
 /// Options a tunnel port takes.
 const TUNNEL_OPTIONS: &[&str] = &[
@@ -122,6 +122,7 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
     let (kind, rx_kind) = match port.port_type.as_str() {
         "vxlan" => (TunnelKind::Vxlan, RxKind::Vxlan),
         "geneve" => (TunnelKind::Geneve, RxKind::Geneve),
+        "gre" => (TunnelKind::Gre, RxKind::Gre),
         other => return Err(format!("\"{other}\" is not a tunnel type")),
     };
     let remote = option_text(port, "remote_ip")?
@@ -138,6 +139,7 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
     let mut config = match kind {
         TunnelKind::Vxlan => TunnelConfig::vxlan(local_ip, remote_ip, 0),
         TunnelKind::Geneve => TunnelConfig::geneve(local_ip, remote_ip, 0),
+        TunnelKind::Gre => TunnelConfig::gre(local_ip, remote_ip, 0),
     };
     config.remote_from_flow = remote_from_flow;
     let key = match (option_text(port, "key")?, option_text(port, "tun_id")?) {
@@ -153,6 +155,9 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
         None => TunnelKey::Fixed(0),
     };
     if let Some(p) = option_text(port, "dst_port")? {
+        if kind == TunnelKind::Gre {
+            return Err("option \"dst_port\": GRE has no UDP port".into());
+        }
         config.dst_port = number("dst_port", &p, 65535)?;
         if config.dst_port == 0 {
             return Err("option \"dst_port\": 0 is not a UDP port".into());
@@ -202,6 +207,7 @@ impl TunnelNetdev {
         let type_name = match spec.config.kind {
             TunnelKind::Vxlan => "vxlan",
             TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
         };
         Ok(TunnelNetdev {
             name: port.name.clone(),
@@ -744,10 +750,14 @@ pub fn ports_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
             continue;
         };
         let c = &t.spec.config;
+        let listen = if c.kind == TunnelKind::Gre {
+            "ip proto 47".to_string()
+        } else {
+            c.dst_port.to_string()
+        };
         let _ = write!(
             s,
-            "{name} ({}) type={} bridge={} remote_ip=",
-            c.dst_port,
+            "{name} ({listen}) type={} bridge={} remote_ip=",
             t.type_name(),
             p.bridge
         );

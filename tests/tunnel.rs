@@ -6,9 +6,9 @@
 //! rtnetlink and resolve the peer VTEP with ARP requests they send
 //! themselves (no static neighbour entries). Checked: ping and a TCP
 //! transfer across the overlay, the neighbour cache filled from ARP
-//! replies, a capture on the underlay that tshark decodes as VXLAN/Geneve
-//! with the configured VNI, the `tnl/*` and `ovs/route/*` commands, and
-//! a VNI mismatch dropped under its own name.
+//! replies, a capture on the underlay that tshark decodes as
+//! VXLAN/Geneve/GRE with the configured VNI (key), the `tnl/*` and
+//! `ovs/route/*` commands, and a VNI mismatch dropped under its own name.
 //!
 //! ```text
 //!  vmA ─ veth ─┐ oxvsd A (ns hA)             oxvsd B (ns hB) ┌─ veth ─ vmB
@@ -350,20 +350,14 @@ fn wait_ping(ns: &str, ip: &str, secs: u64) {
 /// Captures tunnel packets on `dev` in `ns` while `traffic` runs and
 /// returns tshark's decoded `(vni, outer src, outer dst)` per packet.
 fn capture(ns: &str, dev: &str, tunnel_type: &str, traffic: impl FnOnce()) -> Vec<String> {
-    let (port, field) = match tunnel_type {
-        "vxlan" => ("4789", "vxlan.vni"),
-        _ => ("6081", "geneve.vni"),
+    let (filter, field) = match tunnel_type {
+        "vxlan" => ("udp dst port 4789", "vxlan.vni"),
+        "geneve" => ("udp dst port 6081", "geneve.vni"),
+        _ => ("ip proto 47", "gre.key"),
     };
     let mut tshark = Command::new("ip")
         .args(["netns", "exec", ns, "tshark", "-l", "-n", "-i", dev])
-        .args([
-            "-f",
-            &format!("udp dst port {port}"),
-            "-c",
-            "6",
-            "-a",
-            "duration:20",
-        ])
+        .args(["-f", filter, "-c", "6", "-a", "duration:20"])
         .args(["-T", "fields", "-e", field, "-e", "ip.src", "-e", "ip.dst"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -408,7 +402,11 @@ fn overlay(tag: &str, tunnel_type: &str) {
     // No neighbour is known until the daemons ask.
     assert!(!a.ok("tnl/neigh/show", &[]).contains(VTEP_B));
     let ports = a.ok("tnl/ports/show", &[]);
-    let port = if tunnel_type == "vxlan" { 4789 } else { 6081 };
+    let port = match tunnel_type {
+        "vxlan" => "4789",
+        "geneve" => "6081",
+        _ => "ip proto 47",
+    };
     assert!(
         ports.contains(&format!(
             "tun0 ({port}) type={tunnel_type} bridge=br0 remote_ip={VTEP_B} key=5000"
@@ -436,7 +434,7 @@ fn overlay(tag: &str, tunnel_type: &str) {
     assert!(decoded.len() >= 3, "tshark decoded {decoded:?}");
     for line in &decoded {
         let f: Vec<&str> = line.split('\t').collect();
-        // VXLAN's VNI prints in decimal, Geneve's in hex.
+        // VXLAN's VNI prints in decimal, Geneve's VNI and GRE's key in hex.
         let vni = f[0]
             .strip_prefix("0x")
             .map_or_else(|| f[0].parse().ok(), |h| u32::from_str_radix(h, 16).ok());
@@ -484,6 +482,11 @@ fn vxlan_overlay_between_two_daemons() {
 #[test]
 fn geneve_overlay_between_two_daemons() {
     overlay("tg", "geneve");
+}
+
+#[test]
+fn gre_overlay_between_two_daemons() {
+    overlay("te", "gre");
 }
 
 /// A drop counter from `coverage/show`.

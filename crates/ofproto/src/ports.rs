@@ -146,6 +146,8 @@ impl VlanMode {
 pub enum TunnelKind {
     Vxlan,
     Geneve,
+    /// GRE with Transparent Ethernet Bridging (OVS `gre`), always keyed.
+    Gre,
 }
 
 /// Where a tunnel's key (VNI) comes from.
@@ -212,6 +214,15 @@ impl TunnelConfig {
         TunnelConfig {
             kind: TunnelKind::Geneve,
             dst_port: 6081,
+            ..TunnelConfig::vxlan(local_ip, remote_ip, underlay_odp_port)
+        }
+    }
+
+    /// A GRE tunnel (IP protocol 47: `dst_port` is unused and 0).
+    pub fn gre(local_ip: [u8; 4], remote_ip: [u8; 4], underlay_odp_port: u32) -> Self {
+        TunnelConfig {
+            kind: TunnelKind::Gre,
+            dst_port: 0,
             ..TunnelConfig::vxlan(local_ip, remote_ip, underlay_odp_port)
         }
     }

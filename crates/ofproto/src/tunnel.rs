@@ -115,10 +115,28 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
     h.extend_from_slice(&cfg.next_hop_mac);
     h.extend_from_slice(&cfg.local_mac);
     h.extend_from_slice(&0x0800u16.to_be_bytes());
+    let proto = if cfg.kind == TunnelKind::Gre { 47 } else { 17 };
     // IPv4, no options, don't fragment.
-    h.extend_from_slice(&[0x45, cfg.tos, 0, 0, 0, 0, 0x40, 0x00, cfg.ttl, 17, 0, 0]);
+    h.extend_from_slice(&[0x45, cfg.tos, 0, 0, 0, 0, 0x40, 0x00, cfg.ttl, proto, 0, 0]);
     h.extend_from_slice(&cfg.local_ip);
     h.extend_from_slice(&cfg.remote_ip);
+    if cfg.kind == TunnelKind::Gre {
+        // Key present (K), checksum (C) when asked; Transparent Ethernet
+        // Bridging; the executor fills the checksum.
+        let flags: u16 = 0x2000 | if cfg.csum { 0x8000 } else { 0 };
+        h.extend_from_slice(&flags.to_be_bytes());
+        h.extend_from_slice(&0x6558u16.to_be_bytes());
+        if cfg.csum {
+            h.extend_from_slice(&[0; 4]);
+        }
+        h.extend_from_slice(&(vni as u32).to_be_bytes());
+        return TnlPush {
+            tnl_port,
+            out_port: cfg.underlay_odp_port,
+            tnl_type: vport_type::GRE,
+            header: h,
+        };
+    }
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(&cfg.dst_port.to_be_bytes());
     // Length; checksum: any non-zero value asks the executor for one.
@@ -139,6 +157,7 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
             h.extend_from_slice(&vni_field.to_be_bytes());
             vport_type::GENEVE
         }
+        TunnelKind::Gre => unreachable!("GRE returned above"),
     };
     TnlPush {
         tnl_port,
@@ -165,5 +184,26 @@ mod tests {
             format_odp_actions(&[Action::TnlPush(p)]),
             "tnl_push(tnl_port(4),header(size=50,type=4,eth(dst=00:0b:00:00:00:02,src=aa:55:aa:55:00:00,dl_type=0x0800),ipv4(src=1.1.1.1,dst=2.2.2.2,proto=17,tos=0,ttl=64,frag=0x4000),udp(src=0,dst=4789,csum=0x0),vxlan(flags=0x8000000,vni=0x7b)),out_port(1))"
         );
+    }
+
+    #[test]
+    fn gre_and_checksummed_headers() {
+        let mut cfg = TunnelConfig::gre([1, 1, 1, 1], [2, 2, 2, 2], 1);
+        let p = build_push(&cfg, 4, 123);
+        assert_eq!(p.header.len(), 42, "14 + 20 + GRE with key");
+        assert_eq!(p.tnl_type, vport_type::GRE);
+        assert_eq!(&p.header[23..24], &[47]);
+        assert_eq!(&p.header[34..], &[0x20, 0, 0x65, 0x58, 0, 0, 0, 123]);
+        cfg.csum = true;
+        let p = build_push(&cfg, 4, 123);
+        assert_eq!(&p.header[34..38], &[0xa0, 0, 0x65, 0x58]);
+        assert_eq!(p.header.len(), 46);
+        // The executor accepts both.
+        assert!(dp_core::execute::PushPlan::new(&p).is_ok());
+        let mut udp = TunnelConfig::geneve([1, 1, 1, 1], [2, 2, 2, 2], 1);
+        udp.csum = true;
+        let p = build_push(&udp, 4, 1);
+        assert_eq!(&p.header[40..42], &[0xff, 0xff], "csum on: non-zero field");
+        assert!(dp_core::execute::PushPlan::new(&p).is_ok());
     }
 }

@@ -772,7 +772,11 @@ impl Ctx<'_, '_> {
         key.dl_type = ETH_TYPE_IPV4;
         key.nw_src = cfg.local_ip;
         key.nw_dst = cfg.remote_ip;
-        key.nw_proto = IPPROTO_UDP;
+        key.nw_proto = if cfg.kind == TunnelKind::Gre {
+            IPPROTO_GRE
+        } else {
+            IPPROTO_UDP
+        };
         key.nw_ttl = cfg.ttl;
         key.nw_tos = cfg.tos;
         key.tp_dst = cfg.dst_port;
@@ -828,16 +832,24 @@ impl Ctx<'_, '_> {
             return None;
         }
         self.wc.key.nw_proto = u8::MAX;
-        if k.nw_proto != IPPROTO_UDP {
+        let gre = k.nw_proto == IPPROTO_GRE;
+        if k.nw_proto != IPPROTO_UDP && !gre {
             return None;
         }
         self.wc.key.nw_dst = [0xff; 4];
-        self.wc.key.tp_dst = u16::MAX;
+        if !gre {
+            self.wc.key.tp_dst = u16::MAX;
+        }
         let tnl = self.env.tnl;
         let mut uses_tnl = false;
         let found = self.env.ports.iter().find_map(|p| {
             let t = p.tunnel.as_ref()?;
-            if t.dst_port != k.tp_dst {
+            let matches = if gre {
+                t.kind == TunnelKind::Gre
+            } else {
+                t.kind != TunnelKind::Gre && t.dst_port == k.tp_dst
+            };
+            if !matches {
                 return None;
             }
             // No fixed local_ip: any address of this host (a route source).
