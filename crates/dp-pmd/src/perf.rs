@@ -136,16 +136,20 @@ pub struct PmdPerf {
 impl PmdPerf {
     /// Records one iteration. `upcalls_total` is the PMD's running count of
     /// upcalls (its difference from the previous call is this iteration's).
+    ///
+    /// An idle iteration (no packets) only counts and records its cycles:
+    /// its zero in the packets and upcalls histograms is added when a
+    /// snapshot is taken, so a busy-polling PMD's empty polls stay cheap.
     #[inline]
     pub fn end_iteration(&mut self, cycles: u64, packets: usize, upcalls_total: u64, at_ns: u64) {
         let upcalls = upcalls_total.saturating_sub(self.last_upcalls);
         self.last_upcalls = upcalls_total;
         self.iterations += 1;
         self.cycles_per_iteration.add(cycles);
-        self.packets_per_iteration.add(packets as u64);
-        self.upcalls_per_iteration.add(upcalls);
         if packets > 0 {
             self.busy_iterations += 1;
+            self.packets_per_iteration.add(packets as u64);
+            self.upcalls_per_iteration.add(upcalls);
             self.cycles_per_packet.add(cycles / packets as u64);
         }
         if self.log_config.enabled && cycles > self.log_config.threshold_cycles {
@@ -192,12 +196,20 @@ impl PmdPerf {
         let log = (first..first + n)
             .map(|i| self.log[i % SUSPICIOUS_LOG_LEN])
             .collect();
+        // Idle iterations: zero packets, zero upcalls.
+        let idle = self.iterations - self.busy_iterations;
+        let with_idle = |h: &Histogram| {
+            let mut h = *h;
+            h.buckets[0] += idle;
+            h.samples += idle;
+            h
+        };
         PerfSnapshot {
             iterations: self.iterations,
             busy_iterations: self.busy_iterations,
             cycles_per_iteration: self.cycles_per_iteration,
-            packets_per_iteration: self.packets_per_iteration,
-            upcalls_per_iteration: self.upcalls_per_iteration,
+            packets_per_iteration: with_idle(&self.packets_per_iteration),
+            upcalls_per_iteration: with_idle(&self.upcalls_per_iteration),
             cycles_per_packet: self.cycles_per_packet,
             log_config: self.log_config,
             suspicious_total: self.suspicious_total,
