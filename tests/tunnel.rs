@@ -160,6 +160,49 @@ struct Side {
     peer_ip: &'static str,
 }
 
+/// OVS's layout: the VM and the tunnel port on `brint`, the uplink and
+/// the VTEP on `brphy` (a learning switch).
+fn config_two_bridges(side: &Side, tunnel_type: &str, key: u32) -> String {
+    format!(
+        r#"
+[control]
+socket = "@SOCKET@"
+
+[[bridge]]
+name = "brint"
+flows = [
+    "in_port={vm},actions=output:tun0",
+    "in_port=tun0,actions=output:{vm}",
+]
+
+[[bridge.port]]
+name = "{vm}"
+type = "system"
+
+[[bridge.port]]
+name = "tun0"
+type = "{tunnel_type}"
+options = {{ remote_ip = "{peer}", key = {key} }}
+
+[[bridge]]
+name = "brphy"
+
+[[bridge.port]]
+name = "{ul}"
+type = "system"
+
+[[bridge.port]]
+name = "{vtep}"
+type = "internal"
+"#,
+        vm = side.vm_port,
+        ul = side.ul,
+        vtep = side.vtep,
+        peer = side.peer_ip,
+    )
+}
+
+/// One bridge with explicit rules for both layers.
 fn config(side: &Side, tunnel_type: &str, key: u32) -> String {
     format!(
         r#"
@@ -292,12 +335,25 @@ fn build(tag: &str) -> (Topology, [Side; 2]) {
 
 /// Starts a daemon per host, then gives each VTEP its address (the
 /// daemons learn the new route over rtnetlink).
-fn start(sides: &[Side; 2], dirs: &[TempDir; 2], tunnel_type: &str, keys: [u32; 2]) -> Vec<Daemon> {
+fn start(
+    sides: &[Side; 2],
+    dirs: &[TempDir; 2],
+    tunnel_type: &str,
+    keys: [u32; 2],
+    two_bridges: bool,
+) -> Vec<Daemon> {
     let daemons: Vec<Daemon> = sides
         .iter()
         .zip(dirs)
         .zip(keys)
-        .map(|((s, dir), key)| Daemon::start(&s.host_ns, &dir.0, &config(s, tunnel_type, key)))
+        .map(|((s, dir), key)| {
+            let text = if two_bridges {
+                config_two_bridges(s, tunnel_type, key)
+            } else {
+                config(s, tunnel_type, key)
+            };
+            Daemon::start(&s.host_ns, &dir.0, &text)
+        })
         .collect();
     for (s, d) in sides.iter().zip(&daemons) {
         sh(&[
@@ -387,7 +443,7 @@ fn capture(ns: &str, dev: &str, tunnel_type: &str, traffic: impl FnOnce()) -> Ve
         .collect()
 }
 
-fn overlay(tag: &str, tunnel_type: &str) {
+fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
     if !prerequisites(&format!("{tunnel_type} overlay"), &["tshark"]) {
         return;
     }
@@ -396,12 +452,13 @@ fn overlay(tag: &str, tunnel_type: &str) {
         TempDir::new(&format!("{tag}a")),
         TempDir::new(&format!("{tag}b")),
     ];
-    let daemons = start(&sides, &dirs, tunnel_type, [5000, 5000]);
+    let daemons = start(&sides, &dirs, tunnel_type, [5000, 5000], two_bridges);
     let (a, b) = (&daemons[0], &daemons[1]);
 
     // No neighbour is known until the daemons ask.
     assert!(!a.ok("tnl/neigh/show", &[]).contains(VTEP_B));
     let ports = a.ok("tnl/ports/show", &[]);
+    let bridge = if two_bridges { "brint" } else { "br0" };
     let port = match tunnel_type {
         "vxlan" => "4789",
         "geneve" => "6081",
@@ -409,7 +466,7 @@ fn overlay(tag: &str, tunnel_type: &str) {
     };
     assert!(
         ports.contains(&format!(
-            "tun0 ({port}) type={tunnel_type} bridge=br0 remote_ip={VTEP_B} key=5000"
+            "tun0 ({port}) type={tunnel_type} bridge={bridge} remote_ip={VTEP_B} key=5000"
         )),
         "{ports}"
     );
@@ -476,17 +533,18 @@ fn overlay(tag: &str, tunnel_type: &str) {
 
 #[test]
 fn vxlan_overlay_between_two_daemons() {
-    overlay("tx", "vxlan");
+    overlay("tx", "vxlan", false);
 }
 
 #[test]
 fn geneve_overlay_between_two_daemons() {
-    overlay("tg", "geneve");
+    // OVS's two-bridge layout: tunnel port and VTEP on different bridges.
+    overlay("tg", "geneve", true);
 }
 
 #[test]
 fn gre_overlay_between_two_daemons() {
-    overlay("te", "gre");
+    overlay("te", "gre", false);
 }
 
 /// A drop counter from `coverage/show`.
@@ -508,7 +566,7 @@ fn route_commands_and_wrong_vni() {
     let (topo, sides) = build("tr");
     let dirs = [TempDir::new("tra"), TempDir::new("trb")];
     // B's port only takes VNI 7; A sends 5000.
-    let daemons = start(&sides, &dirs, "vxlan", [5000, 7]);
+    let daemons = start(&sides, &dirs, "vxlan", [5000, 7], false);
     let (a, b) = (&daemons[0], &daemons[1]);
     let vtep = &sides[0].vtep;
 

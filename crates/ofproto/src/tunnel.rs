@@ -25,8 +25,8 @@ use crate::route::{RouteResult, RouteTable};
 use dp_core::action::{TnlPush, vport_type};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 
 /// Route table, neighbour cache and device addresses for native
 /// tunnelling (see the module docs).
@@ -36,6 +36,10 @@ pub struct TunnelState {
     neigh: NeighCache,
     /// MAC address of each port that can be a route's output device.
     dev_macs: RwLock<HashMap<String, [u8; 6]>>,
+    /// Every bridge using this state: a route may leave by another
+    /// bridge's port (OVS's br-int + br-phy), and a packet terminated on
+    /// one bridge may belong to another's tunnel port.
+    bridges: RwLock<Vec<Weak<crate::Ofproto>>>,
     seq: AtomicU64,
 }
 
@@ -98,6 +102,26 @@ impl TunnelState {
             .unwrap_or_else(|e| e.into_inner())
             .insert(dev.to_string(), mac);
         self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    /// Makes `bridge` reachable from the others' translations (call after
+    /// [`crate::Ofproto::set_tunnel_state`]).
+    pub fn register_bridge(&self, bridge: &Arc<crate::Ofproto>) {
+        self.bridges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(bridge));
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    /// The registered bridges still alive.
+    pub fn bridges(&self) -> Vec<Arc<crate::Ofproto>> {
+        self.bridges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     pub fn dev_mac(&self, dev: &str) -> Option<[u8; 6]> {

@@ -707,12 +707,23 @@ impl Ctx<'_, '_> {
             self.note(format!("native tunnel: no route to {remote}, dropping"));
             return;
         };
-        let Some(dev) = self.env.ports.by_name(&route.dev).cloned() else {
-            self.note(format!(
-                "native tunnel: route to {remote} leaves by {}, which is not a port of bridge {}, dropping",
-                route.dev, self.env.bridge
-            ));
-            return;
+        // The device is a port of this bridge, or of another bridge that
+        // shares the tunnel state (OVS's br-int + br-phy layout).
+        let (dev, other) = match self.env.ports.by_name(&route.dev) {
+            Some(dev) => (dev.clone(), None),
+            None => match tnl.bridges().into_iter().find_map(|b| {
+                let p = b.ports().by_name(&route.dev).cloned()?;
+                Some((p, b))
+            }) {
+                Some((dev, b)) => (dev, Some(b)),
+                None => {
+                    self.note(format!(
+                        "native tunnel: route to {remote} leaves by {}, which is not a port of any bridge, dropping",
+                        route.dev
+                    ));
+                    return;
+                }
+            },
         };
         if cfg.local_ip == [0; 4] {
             match route.src {
@@ -746,12 +757,32 @@ impl Ctx<'_, '_> {
         cfg.underlay_odp_port = dev.odp_port;
         let push = build_push(&cfg, port.odp_port, vni);
         self.note(format!(
-            "native tunnel: {remote} via {} ({}), continuing as the outer packet from port {}",
+            "native tunnel: {remote} via {} ({}), continuing as the outer packet from port {}{}",
             route.next_hop,
             fmt_mac(&nh_mac),
-            dev.name
+            dev.name,
+            other
+                .as_ref()
+                .map(|b| format!(" of bridge {}", b.name()))
+                .unwrap_or_default()
         ));
-        let outer = self.outer_actions(&cfg, dev.ofport);
+        let outer = match &other {
+            None => self.outer_actions(self.env, &cfg, dev.ofport),
+            Some(b) => {
+                let rules = b.rules.load();
+                let ports = b.ports.load();
+                let env = XlateEnv {
+                    rules: &rules,
+                    ports: &ports,
+                    mac: &b.mac,
+                    now_ms: self.env.now_ms,
+                    may_learn: self.env.may_learn,
+                    tnl: self.env.tnl,
+                    bridge: &b.name,
+                };
+                self.outer_actions(&env, &cfg, dev.ofport)
+            }
+        };
         if outer.is_empty() {
             self.note("native tunnel: the outer packet goes nowhere, dropping".into());
             return;
@@ -761,11 +792,19 @@ impl Ctx<'_, '_> {
         self.odp.push(Action::Clone(clone));
     }
 
-    /// Translates the outer packet of tunnel `cfg` through this bridge as
-    /// if it came in on `in_ofport`. Its wildcards are dropped: every field
-    /// of the outer packet follows from the tunnel's configuration and
-    /// state, which the inner megaflow already depends on.
-    fn outer_actions(&mut self, cfg: &TunnelConfig, in_ofport: u32) -> Vec<Action> {
+    /// Translates the outer packet of tunnel `cfg` through the bridge of
+    /// `env` (this one or another) as if it came in on `in_ofport`. Its
+    /// wildcards are dropped: every field of the outer packet follows from
+    /// the tunnel's configuration and state, which the inner megaflow
+    /// already depends on. (Another bridge's rule or MAC table changes
+    /// reach this megaflow through the daemon's all-bridges version.)
+    fn outer_actions(
+        &mut self,
+        env: &XlateEnv<'_>,
+        cfg: &TunnelConfig,
+        in_ofport: u32,
+    ) -> Vec<Action> {
+        let same_bridge = std::ptr::eq(env, self.env);
         let mut key = FlowKey::ZERO;
         key.dl_dst = cfg.next_hop_mac;
         key.dl_src = cfg.local_mac;
@@ -783,7 +822,7 @@ impl Ctx<'_, '_> {
         let mut flow = OfFlow::from_key(key);
         flow.key.in_port = in_ofport;
         let mut sub = Ctx {
-            env: self.env,
+            env,
             flow,
             base: key,
             orig: key,
@@ -810,7 +849,7 @@ impl Ctx<'_, '_> {
         self.resubmits = sub.resubmits;
         self.rules.append(&mut sub.rules);
         self.n_controller += sub.n_controller;
-        if sub.uses_mac && !self.uses_mac {
+        if same_bridge && sub.uses_mac && !self.uses_mac {
             self.uses_mac = true;
             self.mac_seq = sub.mac_seq;
         }
@@ -842,7 +881,7 @@ impl Ctx<'_, '_> {
         }
         let tnl = self.env.tnl;
         let mut uses_tnl = false;
-        let found = self.env.ports.iter().find_map(|p| {
+        let mut terminates = |p: &Arc<Port>| {
             let t = p.tunnel.as_ref()?;
             let matches = if gre {
                 t.kind == TunnelKind::Gre
@@ -860,6 +899,13 @@ impl Ctx<'_, '_> {
                 t.local_ip == k.nw_dst
             };
             local.then_some(p.odp_port)
+        };
+        // This bridge's tunnel ports first, then the other bridges' (the
+        // VTEP on br-phy, the tunnel port on br-int).
+        let found = self.env.ports.iter().find_map(&mut terminates).or_else(|| {
+            tnl?.bridges()
+                .iter()
+                .find_map(|b| b.ports().iter().find_map(&mut terminates))
         });
         self.uses_tnl |= uses_tnl;
         found

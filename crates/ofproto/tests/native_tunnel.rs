@@ -182,7 +182,7 @@ fn routes_pick_the_device_gateway_and_source() {
         .trace("in_port=vm,icmp,nw_src=10.200.0.1,nw_dst=10.200.0.2", 0)
         .unwrap();
     assert!(
-        trace.contains("eth9, which is not a port of bridge br0"),
+        trace.contains("eth9, which is not a port of any bridge"),
         "{trace}"
     );
 }
@@ -205,4 +205,82 @@ fn decapsulated_packets_and_first_fragments_pop() {
     k.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
     k.tp_dst = 0;
     assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+}
+
+/// OVS's usual layout: the VMs and the tunnel port on br-int, the uplink
+/// and the VTEP address on br-phy. The outer packet continues on br-phy;
+/// a tunnel packet terminated on br-phy pops to br-int's tunnel port.
+#[test]
+fn tunnel_port_and_vtep_on_different_bridges() {
+    let br_int = Arc::new(Ofproto::new("br-int"));
+    br_int
+        .add_port(PortConfig::new("vm", VM).with_ofport(1))
+        .unwrap();
+    let mut vx = TunnelConfig::vxlan([0; 4], [172, 31, 0, 2], 0);
+    vx.key = TunnelKey::Fixed(5000);
+    br_int
+        .add_port(PortConfig::new("vx0", VX).with_ofport(2).with_tunnel(vx))
+        .unwrap();
+    br_int
+        .add_flows(
+            "in_port=vm,actions=output:vx0\nin_port=vx0,actions=output:vm\n",
+            0,
+        )
+        .unwrap();
+    let br_phy = Arc::new(Ofproto::new_standalone("br-phy"));
+    br_phy
+        .add_port(PortConfig::new("uplink", UPLINK).with_ofport(1))
+        .unwrap();
+    br_phy
+        .add_port(PortConfig::new("br-phy", LOCAL_ODP).with_ofport(OFPP_LOCAL))
+        .unwrap();
+    let tnl = Arc::new(TunnelState::new());
+    let (prefix, plen) = parse_prefix("172.31.0.0/24").unwrap();
+    tnl.update_routes(|t| {
+        t.replace_system(vec![Route {
+            prefix,
+            plen,
+            dev: "br-phy".into(),
+            gateway: None,
+            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            origin: RouteOrigin::Cached,
+        }])
+    });
+    tnl.set_dev_mac("br-phy", LOCAL_MAC);
+    tnl.neigh()
+        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br-phy");
+    for b in [&br_int, &br_phy] {
+        assert!(b.set_tunnel_state(tnl.clone()));
+        tnl.register_bridge(b);
+    }
+    let t = br_int.translate(&vm_packet(), 0);
+    let s = format_odp_actions(&t.actions);
+    // br-phy's NORMAL floods the outer packet from LOCAL to the uplink.
+    assert!(
+        s.starts_with("clone(tnl_push(tnl_port(4789),header(size=50,type=4,eth(dst=02:00:00:00:00:0b,src=02:00:00:00:00:0a")
+            && s.ends_with("out_port(100)),12)"),
+        "{s}"
+    );
+    let trace = br_int
+        .trace("in_port=vm,icmp,nw_src=10.200.0.1,nw_dst=10.200.0.2", 0)
+        .unwrap();
+    assert!(
+        trace.contains("from port br-phy of bridge br-phy"),
+        "{trace}"
+    );
+
+    // The return traffic: VXLAN to our VTEP arrives on br-phy's uplink,
+    // NORMAL sends it to LOCAL (its destination MAC), which terminates it
+    // on br-int's tunnel port.
+    let mut k = FlowKey::ZERO;
+    k.in_port = UPLINK;
+    k.dl_src = PEER_MAC;
+    k.dl_dst = LOCAL_MAC;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_src = [172, 31, 0, 2];
+    k.nw_dst = [172, 31, 0, 1];
+    k.nw_proto = IPPROTO_UDP;
+    k.tp_dst = 4789;
+    // NORMAL learns LOCAL's MAC from the outer packet sent above.
+    assert_eq!(br_phy.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
 }
