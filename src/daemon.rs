@@ -56,6 +56,8 @@ pub struct Daemon {
     userspace: Receiver<UserspacePacket>,
     /// Live captures (`capture/*`).
     pub captures: crate::capture::Captures,
+    /// Suspicious PMD iterations already written to the log.
+    pub perf_log: crate::observe::PerfLogState,
     /// Route table, neighbour cache, ARP requests (`crate::tunnel`).
     pub tunnels: crate::tunnel::Tunnels,
     started: Instant,
@@ -182,6 +184,7 @@ impl Daemon {
             ports,
             userspace,
             captures: Default::default(),
+            perf_log: Default::default(),
             tunnels,
             started: Instant::now(),
             exit_requested: false,
@@ -200,6 +203,7 @@ impl Daemon {
         crate::tunnel::run(self);
         let now = self.now_ms();
         self.captures.reap(&self.datapath);
+        crate::observe::report_suspicious(self);
         for bridge in self.bridges.all() {
             let report = bridge.run(now);
             for (rule, reason) in report.expired_rules {

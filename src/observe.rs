@@ -15,6 +15,55 @@ use dp_pmd::stats::PmdIdentity;
 
 use crate::daemon::Daemon;
 
+/// What the housekeeping tick has already written to the daemon log of
+/// the suspicious-iteration logs (OVS writes them to its log file).
+#[derive(Debug, Default)]
+pub struct PerfLogState {
+    /// Whether any PMD logs (otherwise the tick asks nothing).
+    enabled: bool,
+    /// Per thread: suspicious iterations already reported.
+    reported: Vec<(PmdIdentity, u64)>,
+}
+
+/// Housekeeping: writes suspicious iterations seen since the last call to
+/// the daemon log, one warning each (at most the PMD's log length).
+pub fn report_suspicious(d: &mut Daemon) {
+    if !d.perf_log.enabled {
+        return;
+    }
+    let Ok(snapshots) = d.datapath.observe_snapshots() else {
+        return;
+    };
+    let hz = dp_pmd::cycles::hz().max(1);
+    for (who, snap) in snapshots {
+        let p = &snap.perf;
+        let seen = match d.perf_log.reported.iter_mut().find(|(w, _)| *w == who) {
+            Some((_, n)) => n,
+            None => {
+                d.perf_log.reported.push((who, 0));
+                &mut d.perf_log.reported.last_mut().expect("just pushed").1
+            }
+        };
+        // A clear restarts the count.
+        let new = p
+            .suspicious_total
+            .saturating_sub(*seen)
+            .min(p.log.len() as u64) as usize;
+        for s in &p.log[p.log.len() - new..] {
+            tracing::warn!(
+                pmd = ?who,
+                iteration = s.iteration,
+                us = s.cycles * 1_000_000 / hz,
+                packets = s.packets,
+                upcalls = s.upcalls,
+                "suspicious PMD iteration (over {} us)",
+                p.log_config.threshold_us
+            );
+        }
+        *seen = p.suspicious_total;
+    }
+}
+
 /// `pmd-perf-show [-nh] [-pmd CORE] [DP]`: OVS's layout for the counter
 /// block, then the histograms (unless `-nh`) and the suspicious-iteration
 /// log.
@@ -200,6 +249,7 @@ pub fn pmd_perf_log_set(d: &mut Daemon, args: &[String]) -> Result<String, Strin
     config.threshold_cycles =
         (config.threshold_us as u128 * dp_pmd::cycles::hz() as u128 / 1_000_000) as u64;
     d.datapath.set_perf_log(config, core);
+    d.perf_log.enabled |= config.enabled;
     Ok(format!(
         "pmd-perf-log-set: {} (threshold {} us)\n",
         if config.enabled { "on" } else { "off" },

@@ -766,6 +766,10 @@ fn perf_histograms_and_the_suspicious_log_change_with_load() {
         .unwrap_or_else(|| panic!("{loaded}"));
     assert!(seen > 0, "{loaded}");
     assert!(loaded.contains("    iteration "), "{loaded}");
+    // ...and written to the daemon's log by the housekeeping tick.
+    wait_until("a suspicious iteration in the log", || {
+        d.log().contains("suspicious PMD iteration (over 1 us)")
+    });
     // -nh leaves the histograms out; clearing empties them.
     assert!(
         !d.ok("dpif-netdev/pmd-perf-show", &["-nh"])
