@@ -474,6 +474,43 @@ pub fn render(d: &Daemon) -> String {
         p.sample(name, &[("pmd", &pmd_label(*who))], o.perf.suspicious_total);
     }
 
+    // The perf history as Prometheus histograms: bucket b of a PMD
+    // histogram holds [2^(b-1), 2^b), so its cumulative bound is 2^b - 1;
+    // the last bucket is open-ended.
+    type HistGet = fn(&dp_pmd::perf::PerfSnapshot) -> &dp_pmd::perf::Histogram;
+    let histograms: [(&str, &str, HistGet); 2] = [
+        (
+            "oxvs_pmd_iteration_cycles",
+            "TSC cycles per PMD loop iteration.",
+            |p| &p.cycles_per_iteration,
+        ),
+        (
+            "oxvs_pmd_iteration_packets",
+            "Packets received per PMD loop iteration.",
+            |p| &p.packets_per_iteration,
+        ),
+    ];
+    for (name, help, get) in histograms {
+        p.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (who, o) in &observed {
+            let pmd = pmd_label(*who);
+            let h = get(&o.perf);
+            let mut cumulative = 0u64;
+            for (b, count) in h.buckets.iter().enumerate() {
+                cumulative += count;
+                let le = if b + 1 == h.buckets.len() {
+                    "+Inf".to_string()
+                } else {
+                    ((1u64 << b) - 1).to_string()
+                };
+                p.sample(&bucket, &[("pmd", &pmd), ("le", &le)], cumulative);
+            }
+            p.sample(&format!("{name}_sum"), &[("pmd", &pmd)], h.sum);
+            p.sample(&format!("{name}_count"), &[("pmd", &pmd)], h.samples);
+        }
+    }
+
     let name = "oxvs_drops_total";
     p.family(
         name,

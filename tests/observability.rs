@@ -305,7 +305,7 @@ import json, sys
 from prometheus_client.parser import text_string_to_metric_families
 out = {}
 for fam in text_string_to_metric_families(sys.stdin.read()):
-    assert fam.type in ("counter", "gauge"), (fam.name, fam.type)
+    assert fam.type in ("counter", "gauge", "histogram"), (fam.name, fam.type)
     assert fam.documentation, fam.name
     for s in fam.samples:
         labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
@@ -430,6 +430,16 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
         + get(&after, "oxvs_pmd_lookups_total{level=megaflow,pmd=0}");
     assert_eq!(hits, 23.0);
     assert_eq!(get(&after, "oxvs_flows{pmd=0}"), 2.0);
+    // The perf history as histograms: every iteration counted once, the
+    // busy ones (25 packets arrived one request at a time) above le=0.
+    let count = get(&after, "oxvs_pmd_iteration_packets_count{pmd=0}");
+    assert_eq!(
+        get(&after, "oxvs_pmd_iteration_packets_bucket{le=+Inf,pmd=0}"),
+        count
+    );
+    assert_eq!(count, get(&after, "oxvs_pmd_iterations_total{pmd=0}"));
+    assert_eq!(get(&after, "oxvs_pmd_iteration_packets_sum{pmd=0}"), 25.0);
+    assert!(get(&after, "oxvs_pmd_iteration_packets_bucket{le=0,pmd=0}") < count);
     assert!(
         get(&after, "oxvs_pmd_cycles_total{pmd=0,state=busy}")
             > get(&before, "oxvs_pmd_cycles_total{pmd=0,state=busy}")
