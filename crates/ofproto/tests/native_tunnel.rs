@@ -284,3 +284,29 @@ fn tunnel_port_and_vtep_on_different_bridges() {
     // NORMAL learns LOCAL's MAC from the outer packet sent above.
     assert_eq!(br_phy.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
 }
+
+/// `remote_ip=flow` + `key=flow`: the rule picks the remote and the VNI.
+#[test]
+fn remote_and_key_from_the_flow() {
+    let (o, tnl) = host();
+    let mut cfg = TunnelConfig::vxlan([0; 4], [0; 4], 0);
+    cfg.remote_from_flow = true;
+    o.add_port(PortConfig::new("vxf", 4790).with_ofport(4).with_tunnel(cfg))
+        .unwrap();
+    o.add_flow(
+        "priority=20,in_port=vm,actions=set_field:172.31.0.2->tun_dst,set_tunnel:77,output:vxf",
+        0,
+    )
+    .unwrap();
+    tnl.neigh()
+        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br0");
+    let s = format_odp_actions(&o.translate(&vm_packet(), 0).actions);
+    assert!(
+        s.contains("ipv4(src=172.31.0.1,dst=172.31.0.2") && s.contains("vni=0x4d)"),
+        "{s}"
+    );
+    // Without a tun_dst there is nowhere to send it.
+    o.add_flow("priority=30,in_port=vm,actions=output:vxf", 0)
+        .unwrap();
+    assert!(o.translate(&vm_packet(), 0).actions.is_empty());
+}
