@@ -61,6 +61,7 @@ struct Shared {
 struct Session {
     id: u64,
     port: String,
+    port_no: u32,
     direction: Direction,
     path: PathBuf,
     count: Option<u64>,
@@ -142,16 +143,24 @@ pub struct Captures {
 
 impl Captures {
     /// Releases the PMDs' side of a capture whose writer finished by
-    /// itself (`--count` reached, file error). Called by housekeeping and
-    /// by `capture/status`.
+    /// itself (`--count` reached, file error), and ends a capture whose
+    /// port was removed (its number could be given to another port).
+    /// Called by housekeeping, `capture/status` and port removal.
     pub fn reap(&mut self, datapath: &dp_pmd::datapath::Datapath) {
-        if let Some(s) = &mut self.current
-            && s.writer.is_some()
-            && s.shared.finished.load(Ordering::Acquire)
-        {
-            datapath.capture_stop(s.id);
-            s.finish();
+        let Some(s) = &mut self.current else {
+            return;
+        };
+        if s.writer.is_none() {
+            return;
         }
+        if datapath.port_no(&s.port) != Some(s.port_no) {
+            *s.shared.error.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("port {} was removed", s.port));
+        } else if !s.shared.finished.load(Ordering::Acquire) {
+            return;
+        }
+        datapath.capture_stop(s.id);
+        s.finish();
     }
 
     /// Counters for the metrics page: `(name, kind, help, samples)`.
@@ -339,6 +348,7 @@ pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     d.captures.current = Some(Session {
         id,
         port: port.clone(),
+        port_no,
         direction,
         path: path.clone(),
         count,

@@ -629,6 +629,13 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
     for (got, want) in read.iter().zip(want) {
         assert_eq!(got[..], want[..64], "snapped to 64 bytes");
     }
+    // Removing the port ends its capture.
+    let file3 = dir.path("p1-again.pcap");
+    d.ok("capture/start", &["p1", &file3.display().to_string()]);
+    d.ok("bridge/del-port", &["p1"]);
+    let status = d.ok("capture/status", &[]);
+    assert!(status.contains("failed: port p1 was removed"), "{status}");
+    d.ok("bridge/add-port", &["br0", "p1", "dummy-pmd"]);
     // Bad requests name what is wrong.
     for (args, expected) in [
         (vec!["nope", "/tmp/x.pcap"], "no such port: nope"),
