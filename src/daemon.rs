@@ -62,6 +62,8 @@ pub struct Daemon {
     pub tunnels: crate::tunnel::Tunnels,
     started: Instant,
     pub exit_requested: bool,
+    /// Port link states seen by the periodic pass.
+    pub links: crate::port_health::LinkWatch,
 }
 
 fn datapath_config(config: &Config) -> DatapathConfig {
@@ -188,6 +190,7 @@ impl Daemon {
             tunnels,
             started: Instant::now(),
             exit_requested: false,
+            links: Default::default(),
         })
     }
 
@@ -201,6 +204,12 @@ impl Daemon {
     /// aging, rule statistics, packets sent to the controller.
     pub fn run_periodic(&mut self) {
         crate::tunnel::run(self);
+        let links: Vec<_> = self
+            .ports
+            .iter()
+            .map(|(name, p)| (name.as_str(), p.opened.netdev().link_state()))
+            .collect();
+        self.links.check(links);
         let now = self.now_ms();
         self.captures.reap(&self.datapath);
         crate::observe::report_suspicious(self);

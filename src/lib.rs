@@ -11,6 +11,7 @@
 //! - [`logging`]: tracing with a runtime-changeable filter.
 //! - [`metrics`]: the Prometheus/OpenMetrics text endpoint.
 //! - [`capture`]: live capture to pcap files (`capture/*`).
+//! - [`port_health`]: link states watched, changes logged.
 //! - [`observe`]: pmd-perf-show/-log-set, trace --generate, drop-reason coverage.
 #![forbid(unsafe_code)]
 
@@ -25,4 +26,5 @@ pub mod drivers;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod port_health;
 pub mod tunnel;
