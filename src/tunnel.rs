@@ -675,7 +675,9 @@ fn outputs(actions: &[Action], out: &mut Vec<u32>) {
 /// The periodic task: follow host route changes, age neighbours, send
 /// the ARP requests translation asked for.
 pub fn run(d: &mut Daemon) {
-    let now = d.now_ms();
+    // The datapath's clock: translations (snooping, misses) stamp the
+    // neighbour cache with it.
+    let now = dp_pmd::cycles::monotonic_ns() / 1_000_000;
     if d.tunnels.changed() {
         d.tunnels.refresh();
     }
@@ -790,7 +792,10 @@ pub fn ports_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
 
 /// `tnl/neigh/show`.
 pub fn neigh_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
-    Ok(d.tunnels.state.neigh().show(d.now_ms()))
+    Ok(d.tunnels
+        .state
+        .neigh()
+        .show(dp_pmd::cycles::monotonic_ns() / 1_000_000))
 }
 
 /// `tnl/neigh/flush`.

@@ -29,6 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const NEIGH_IDLE_MS: u64 = 15 * 60 * 1000;
 /// Least time between two ARP requests for one address.
 pub const SOLICIT_INTERVAL_MS: u64 = 1000;
+/// A wanted address nobody asked for again in this long is given up (no
+/// more requests until traffic asks again).
+pub const SOLICIT_GIVE_UP_MS: u64 = 5000;
+/// Most addresses waiting for an answer at once (`remote_ip=flow` could
+/// otherwise ask for any number).
+pub const MAX_WANTED: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
@@ -53,8 +59,9 @@ pub struct Solicit {
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<Ipv4Addr, Entry>,
-    /// Wanted addresses and when a request last went out (`None`: not yet).
-    wanted: HashMap<Ipv4Addr, (Solicit, Option<u64>)>,
+    /// Wanted addresses: the request, when one last went out (`None`: not
+    /// yet) and when a lookup last missed it.
+    wanted: HashMap<Ipv4Addr, (Solicit, Option<u64>, u64)>,
 }
 
 /// The cache (see the module docs).
@@ -99,18 +106,24 @@ impl NeighCache {
             .map(|e| e.mac)
     }
 
-    /// Records that `req.target` is wanted (a lookup missed).
-    pub fn want(&self, req: Solicit) {
+    /// Records that `req.target` is wanted (a lookup missed at `now_ms`).
+    pub fn want(&self, req: Solicit, now_ms: u64) {
         let mut g = self.lock();
-        g.wanted.entry(req.target).or_insert((req, None));
+        if let Some(w) = g.wanted.get_mut(&req.target) {
+            w.2 = now_ms;
+        } else if g.wanted.len() < MAX_WANTED {
+            g.wanted.insert(req.target, (req, None, now_ms));
+        }
     }
 
     /// The ARP requests due at `now_ms` (each wanted address at most once
     /// per [`SOLICIT_INTERVAL_MS`]).
     pub fn take_due_requests(&self, now_ms: u64) -> Vec<Solicit> {
         let mut g = self.lock();
+        g.wanted
+            .retain(|_, w| now_ms.saturating_sub(w.2) < SOLICIT_GIVE_UP_MS);
         let mut due = Vec::new();
-        for (req, last) in g.wanted.values_mut() {
+        for (req, last, _) in g.wanted.values_mut() {
             if last.is_none_or(|t| now_ms >= t + SOLICIT_INTERVAL_MS) {
                 *last = Some(now_ms);
                 due.push(req.clone());
@@ -244,11 +257,15 @@ mod tests {
     fn misses_solicit_at_most_once_a_second_until_snooped() {
         let n = NeighCache::new();
         assert_eq!(n.lookup(IP, 0), None);
-        n.want(solicit());
-        n.want(solicit());
+        n.want(solicit(), 0);
+        n.want(solicit(), 50);
         assert_eq!(n.take_due_requests(100), vec![solicit()]);
         assert!(n.take_due_requests(600).is_empty());
         assert_eq!(n.take_due_requests(1100).len(), 1);
+        // Nobody asks any more: given up, until traffic asks again.
+        assert!(n.take_due_requests(50 + SOLICIT_GIVE_UP_MS).is_empty());
+        n.want(solicit(), 6000);
+        assert_eq!(n.take_due_requests(6000).len(), 1);
         let seq = n.seq();
         n.snoop(IP, [2, 0, 0, 0, 0, 2], "br0", 2000);
         assert!(n.seq() > seq, "a new entry revalidates");

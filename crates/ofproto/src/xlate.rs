@@ -743,12 +743,15 @@ impl Ctx<'_, '_> {
                 route.next_hop, self.env.bridge
             ));
             if self.env.may_learn {
-                tnl.neigh().want(Solicit {
-                    target: route.next_hop,
-                    dev: dev.name.clone(),
-                    src: Ipv4Addr::from(cfg.local_ip),
-                    src_mac: cfg.local_mac,
-                });
+                tnl.neigh().want(
+                    Solicit {
+                        target: route.next_hop,
+                        dev: dev.name.clone(),
+                        src: Ipv4Addr::from(cfg.local_ip),
+                        src_mac: cfg.local_mac,
+                    },
+                    self.env.now_ms,
+                );
             }
             self.no_install = true;
             return;
