@@ -13,9 +13,9 @@
 #                                            switch (1 PMD)                   veth loop
 #   ns tn<pid>-s eth0 10.97.0.2 == tns<pid> /  VTEP 172.30.0.1 \ tnu<pid>b ==/
 #
-# oxvs: one bridge (tng, tns, vx0, tnu*a, tnu*b, internal port tnv<pid>
-# with the VTEP); OVS: br-int (tng, tns, vx0) and br-phy (tnu*a, tnu*b,
-# LOCAL with the VTEP), OVS's usual native-tunnel layout. Both: the
+# Both switches: br-int (tng, tns, vx0) and br-phy (tnu*a, tnu*b, and the
+# VTEP port: oxvs's internal port tnv<pid>, OVS's LOCAL port br-phy), the
+# usual native-tunnel layout, with the same two rules on each. Both: the
 # tunnel's remote is the switch's own VTEP, a static neighbour entry for
 # it (tnl/neigh/set) so no ARP runs during the measurement, the route
 # learned from the host. Ports are AF_XDP (native mode) on single-queue
@@ -157,19 +157,30 @@ pmd_cores = [$PMD_CORE]
 socket = "$WORK/oxvsd.ctl"
 
 [[bridge]]
-name = "br0"
+name = "br-int"
 flows = [
     "priority=10,in_port=$IF_G,actions=output:vx0",
     "priority=10,in_port=vx0,actions=output:$IF_S",
+]
+
+CONF
+    for p in "$IF_G" "$IF_S"; do
+        printf '[[bridge.port]]\nname = "%s"\ntype = "afxdp"\noptions = { xdp-mode = "native" }\n\n' "$p" >> "$WORK/oxvs.toml"
+    done
+    printf '[[bridge.port]]\nname = "vx0"\ntype = "vxlan"\noptions = { remote_ip = "%s", key = %s }\n\n' "$VTEP" "$VNI" >> "$WORK/oxvs.toml"
+    cat >> "$WORK/oxvs.toml" <<CONF
+[[bridge]]
+name = "br-phy"
+flows = [
     "priority=10,in_port=$VTEP_DEV,actions=output:$UL_A",
     "priority=10,in_port=$UL_B,actions=output:$VTEP_DEV",
 ]
+
 CONF
-    for p in "$IF_G" "$IF_S" "$UL_A" "$UL_B"; do
+    for p in "$UL_A" "$UL_B"; do
         printf '[[bridge.port]]\nname = "%s"\ntype = "afxdp"\noptions = { xdp-mode = "native" }\n\n' "$p" >> "$WORK/oxvs.toml"
     done
-    printf '[[bridge.port]]\nname = "%s"\ntype = "internal"\n\n' "$VTEP_DEV" >> "$WORK/oxvs.toml"
-    printf '[[bridge.port]]\nname = "vx0"\ntype = "vxlan"\noptions = { remote_ip = "%s", key = %s }\n' "$VTEP" "$VNI" >> "$WORK/oxvs.toml"
+    printf '[[bridge.port]]\nname = "%s"\ntype = "internal"\n' "$VTEP_DEV" >> "$WORK/oxvs.toml"
     "$OXVSD" --config "$WORK/oxvs.toml" 2>"$WORK/oxvsd.log" &
     OXVSD_PID=$!
     for _ in $(seq 100); do
@@ -179,7 +190,7 @@ CONF
     done
     local mac
     mac=$(vtep_up "$VTEP_DEV" oxvs_appctl)
-    oxvs_appctl tnl/neigh/set br0 "$VTEP" "$mac" >/dev/null
+    oxvs_appctl tnl/neigh/set br-phy "$VTEP" "$mac" >/dev/null
 }
 oxvs_stop() {
     oxvs_appctl exit >/dev/null 2>&1 || true
