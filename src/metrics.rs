@@ -8,8 +8,9 @@
 //! one request of at most [`MAX_REQUEST_BYTES`] and must finish within
 //! [`REQUEST_TIMEOUT`] (checked by the loop's housekeeping tick); `GET
 //! /metrics` (or `/`) gets the page and the connection closes, anything
-//! else gets 404/405/400. At most [`MAX_CONNECTIONS`] are open at once;
-//! more are refused by closing them.
+//! else gets 404/405/400. At most [`MAX_CONNECTIONS`] are open at once:
+//! a new one closes the connection open longest, so clients that connect
+//! and hang cannot keep a scraper out.
 //!
 //! The page ([`render`]) is built on the main thread from the same
 //! sources as `pmd-stats-show`, `coverage/show`, `dpctl/show` and
@@ -185,7 +186,21 @@ impl MetricsServer {
                 }
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                continue; // dropped: closed
+                // Full: the connection open longest goes, not the new one,
+                // so clients that connect and say nothing (or trickle)
+                // cannot lock a scraper out until they time out.
+                if let Some(oldest) = self
+                    .conns
+                    .iter()
+                    .min_by_key(|(_, c)| c.since)
+                    .map(|(t, _)| *t)
+                {
+                    tracing::warn!(
+                        max = MAX_CONNECTIONS,
+                        "metrics: too many connections; closing the one open longest"
+                    );
+                    self.close(oldest, registry);
+                }
             }
             let token = Token(self.next_token);
             self.next_token += 1;

@@ -482,6 +482,41 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
 }
 
 #[test]
+fn clients_holding_every_metrics_connection_do_not_lock_out_a_scraper() {
+    let dir = TempDir::new("metrics-full");
+    let d = Daemon::start(&dir, &config("[metrics]\nlisten = \"127.0.0.1:0\"", ""));
+    let addr = metrics_address(&d);
+    // As many clients as the endpoint keeps, each mid-request and silent
+    // (a header never finished), all accepted before the scraper.
+    let mut hung: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    // The scraper is answered (before, it was closed unanswered until
+    // the hung ones timed out).
+    let (status, body) = http(&addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("oxvs_flows{pmd=\"0\"}"), "{body}");
+    // The connection open longest made room: closed by the daemon.
+    let first = &mut hung[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // Closed with its request unread: EOF or a reset, never data.
+    match first.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the oldest connection is still open: {other:?}"),
+    }
+    assert!(d.log().contains("metrics: too many connections"));
+    d.stop();
+}
+
+#[test]
 fn the_metrics_address_must_be_loopback() {
     let dir = TempDir::new("metrics-cfg");
     for (listen, expected) in [
