@@ -19,6 +19,13 @@
 //! directory exists; an existing file must be a regular file (it is
 //! replaced) or a FIFO (for a live `tshark -i FIFO`), never a symlink.
 //!
+//! A FIFO is opened and written without blocking: the writer waits for a
+//! reader to open it (checking its stop flag every [`WRITER_TICK`]) and,
+//! while the reader does not read, waits for room the same way. So a
+//! capture to a FIFO nobody opens or nobody drains still ends when it is
+//! stopped: `capture/stop` lets the writer drain for [`FINISH_WAIT`], then
+//! tells it to give up, and its thread always exits.
+//!
 //! # Thread story
 //! The control thread owns [`Captures`]; the writer thread shares only an
 //! [`Arc`] of counters and flags with it, and the rings with the PMDs.
@@ -52,6 +59,9 @@ const MAX_RING_SLOTS: usize = 65_536;
 #[derive(Debug, Default)]
 struct Shared {
     stop: AtomicBool,
+    /// Set when the writer did not finish within [`FINISH_WAIT`] of the
+    /// stop: it gives up waiting on a FIFO's reader.
+    abandon: AtomicBool,
     finished: AtomicBool,
     written: AtomicU64,
     error: Mutex<Option<String>>,
@@ -100,20 +110,28 @@ impl Session {
         self.rings.iter().map(|r| r.ring_full_drops()).sum()
     }
 
-    /// Stops the writer and waits for it (it drains and flushes first),
-    /// but never longer than [`FINISH_WAIT`]: a writer blocked on a FIFO
-    /// nobody reads must not hang the control thread. It is then left to
-    /// exit by itself once its output unblocks (the PMDs no longer feed
-    /// it).
+    /// Stops the writer and waits for it: it drains and flushes first,
+    /// for at most [`FINISH_WAIT`]; a writer still waiting on a FIFO's
+    /// reader then gives up (see the module docs) and is joined. Only a
+    /// write to a regular file stuck in the kernel (a hung NFS server)
+    /// could outlast that; such a writer is left to exit by itself.
     fn finish(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         for r in &self.rings {
             r.close();
         }
-        let deadline = std::time::Instant::now() + FINISH_WAIT;
-        while !self.shared.finished.load(Ordering::Acquire) && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
+        let wait = |limit: Duration| {
+            let deadline = std::time::Instant::now() + limit;
+            while !self.shared.finished.load(Ordering::Acquire)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.shared.finished.load(Ordering::Acquire)
+        };
+        if !wait(FINISH_WAIT) {
+            self.shared.abandon.store(true, Ordering::Release);
+            wait(WRITER_TICK * 4);
         }
         if let Some(w) = self.writer.take() {
             if self.shared.finished.load(Ordering::Acquire) {
@@ -388,6 +406,67 @@ pub fn stop(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     Ok(s.status())
 }
 
+/// Opens a FIFO for writing without blocking the thread for good: until a
+/// reader has it open, retries every [`WRITER_TICK`] while the capture is
+/// not stopped. The file stays non-blocking (see [`Output`]).
+fn open_fifo(path: &Path, shared: &Shared) -> Result<File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // SOCK_NONBLOCK is O_NONBLOCK on Linux, by definition, on every
+    // architecture (rustix has the socket flag without its `fs` feature).
+    let nonblock = rustix::net::SocketFlags::NONBLOCK.bits() as i32;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nonblock)
+            .open(path)
+        {
+            Ok(f) => return Ok(f),
+            // ENXIO: no reader has the FIFO open yet.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                if shared.stop.load(Ordering::Acquire) {
+                    return Err(format!(
+                        "{}: no reader opened the FIFO before the capture stopped",
+                        path.display()
+                    ));
+                }
+                std::thread::sleep(WRITER_TICK);
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// The capture file: a regular file, or a non-blocking FIFO whose full
+/// pipe is waited on here, a millisecond at a time, until the reader
+/// makes room or the capture is abandoned.
+struct Output<'a> {
+    file: File,
+    /// The capture's flags, for a FIFO.
+    fifo: Option<&'a Shared>,
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.file.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.fifo.is_none_or(|s| s.abandon.load(Ordering::Acquire)) {
+                        return Err(std::io::Error::other(
+                            "the FIFO's reader stopped reading; capture abandoned",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// The writer thread's work; returns when the count is reached, on stop,
 /// or on a write error.
 fn write_capture(
@@ -398,11 +477,14 @@ fn write_capture(
     count: Option<u64>,
 ) -> Result<(), String> {
     let file = match file {
-        Some(f) => f,
-        None => std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?,
+        Some(f) => Output {
+            file: f,
+            fifo: None,
+        },
+        None => Output {
+            file: open_fifo(path, shared)?,
+            fifo: Some(shared),
+        },
     };
     let mut out = BufWriter::new(file);
     let io = |e: std::io::Error| format!("{}: {e}", path.display());
@@ -419,7 +501,7 @@ fn write_capture(
     let limit = count.unwrap_or(u64::MAX);
     let mut written = 0u64;
     let mut scratch = Vec::with_capacity(16);
-    let mut write = |record: &CaptureRecord, out: &mut BufWriter<File>| {
+    let mut write = |record: &CaptureRecord, out: &mut BufWriter<Output>| {
         scratch.clear();
         let ts = epoch_offset_ns + record.at_ns;
         scratch.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());

@@ -757,6 +757,81 @@ fn a_full_capture_ring_never_drops_forwarded_packets() {
     d.stop();
 }
 
+#[test]
+fn a_capture_to_a_fifo_nobody_opens_or_drains_still_stops() {
+    let Some(mkfifo) = prerequisite("mkfifo", tool("mkfifo")) else {
+        return;
+    };
+    let dir = TempDir::new("fifo-stuck");
+    let d = Daemon::start(&dir, &config("", ""));
+
+    // Nobody ever opens it: the writer must not wait in open() for good.
+    let lonely = dir.path("lonely.fifo");
+    assert!(
+        Command::new(&mkfifo)
+            .arg(&lonely)
+            .status()
+            .unwrap()
+            .success()
+    );
+    d.ok("capture/start", &["p1", &lonely.display().to_string()]);
+    let status = d.ok("capture/stop", &[]);
+    assert!(
+        status.contains("failed:") && status.contains("no reader opened the FIFO"),
+        "{status}"
+    );
+
+    // A reader opens it and never reads: the pipe fills, the writer waits
+    // for room, and gives up once stopped.
+    let stuck = dir.path("stuck.fifo");
+    assert!(
+        Command::new(&mkfifo)
+            .arg(&stuck)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let reader = {
+        let stuck = stuck.clone();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&stuck).unwrap(); // waits for the writer
+            let _ = done_rx.recv_timeout(Duration::from_secs(60));
+            drop(f);
+        })
+    };
+    d.ok(
+        "capture/start",
+        &["p1", &stuck.display().to_string(), "--rx"],
+    );
+    // 2 MB of frames: far more than a pipe holds.
+    let frames: Vec<Vec<u8>> = (0..2000).map(|i| udp_frame(i, 1000, 2000)).collect();
+    d.inject("p1", &frames);
+    wait_until("every packet forwarded", || {
+        d.port_counter("p2", "TX packets") == 2000
+    });
+    let status = d.ok("capture/stop", &[]);
+    assert!(
+        status.contains("failed:") && status.contains("stopped reading"),
+        "{status}"
+    );
+    done_tx.send(()).unwrap();
+    reader.join().unwrap();
+    // Neither writer was left behind.
+    assert!(!d.log().contains("detached"), "{}", d.log());
+    // The next capture starts and runs normally.
+    let file = dir.path("after.pcap");
+    d.ok(
+        "capture/start",
+        &["p1", &file.display().to_string(), "--count", "1"],
+    );
+    d.inject("p1", &frames[..1]);
+    wait_until("the capture after wrote its packet", || {
+        d.ok("capture/status", &[]).contains("done")
+    });
+    d.stop();
+}
+
 /// `(bucket floor, count)` rows of one column of pmd-perf-show's
 /// histogram table (0: cycles/it, 1: packets/it, 2: upcalls/it).
 fn histogram_column(perf: &str, column: usize) -> Vec<(u64, u64)> {
