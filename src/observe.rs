@@ -53,7 +53,7 @@ pub fn report_suspicious(d: &mut Daemon) {
             tracing::warn!(
                 pmd = ?who,
                 iteration = s.iteration,
-                us = s.cycles * 1_000_000 / hz,
+                us = cycles_to_us(s.cycles, hz),
                 packets = s.packets,
                 upcalls = s.upcalls,
                 "suspicious PMD iteration (over {} us)",
@@ -62,6 +62,12 @@ pub fn report_suspicious(d: &mut Daemon) {
         }
         *seen = p.suspicious_total;
     }
+}
+
+/// `cycles` of a `hz` clock in µs, without overflow: an iteration's count
+/// is a TSC difference, which a stalled or migrated thread can make huge.
+fn cycles_to_us(cycles: u64, hz: u64) -> u64 {
+    u64::try_from(u128::from(cycles) * 1_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
 }
 
 /// `pmd-perf-show [-nh] [-pmd CORE] [DP]`: OVS's layout for the counter
@@ -102,7 +108,7 @@ pub fn pmd_perf_show(d: &mut Daemon, args: &[String]) -> Result<String, String> 
         }
         let s = &r.stats;
         let p = &o.perf;
-        let cycles = s.idle_cycles + s.busy_cycles;
+        let cycles = s.idle_cycles.saturating_add(s.busy_cycles);
         let secs = cycles as f64 / hz as f64;
         let pct = |c: u64| {
             if cycles == 0 {
@@ -371,4 +377,18 @@ pub fn drop_reason_totals(reports: &[dp_pmd::datapath::PmdReport]) -> Vec<(&'sta
             (name, total)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_convert_to_microseconds_without_overflow() {
+        assert_eq!(cycles_to_us(2_500, 2_500_000_000), 1);
+        assert_eq!(cycles_to_us(0, 0), 0);
+        // Past u64::MAX / 10^6 cycles the plain product overflowed.
+        assert_eq!(cycles_to_us(u64::MAX, 1_000_000), u64::MAX);
+        assert_eq!(cycles_to_us(u64::MAX, 2_000_000_000), u64::MAX / 2_000);
+    }
 }
