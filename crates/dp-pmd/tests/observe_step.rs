@@ -69,7 +69,12 @@ fn frame(dst_last: u8, seq: u16) -> Vec<u8> {
 }
 
 fn rig() -> (Pmd, Arc<DummyNetdev>, Arc<DummyNetdev>) {
+    rig_with_flush_interval(0)
+}
+
+fn rig_with_flush_interval(tx_flush_interval_us: u64) -> (Pmd, Arc<DummyNetdev>, Arc<DummyNetdev>) {
     let config = PmdConfig {
+        tx_flush_interval_us,
         identity: PmdIdentity::Pmd {
             numa_id: 0,
             core_id: 0,
@@ -212,4 +217,17 @@ fn traced_packets_report_the_cache_level_and_the_perf_history_moves() {
         s.perf.packets_per_iteration.buckets[0], 5,
         "idle iterations"
     );
+}
+
+#[test]
+fn a_traced_packet_is_sent_and_counted_under_a_tx_flush_interval() {
+    // Output batching holds packets up to a second: the trace still sends
+    // its packet before reporting, and does so every time (its small pool
+    // is never left holding buffers in a transmit queue).
+    let (mut pmd, _p1, p2) = rig_with_flush_interval(1_000_000);
+    for seq in 0..10 {
+        let report = trace(&mut pmd, frame(2, seq));
+        assert_eq!(report.tx_packets, 1, "trace {seq}: {report:?}");
+        assert_eq!(p2.take_sent().len(), 1, "trace {seq} left the port");
+    }
 }

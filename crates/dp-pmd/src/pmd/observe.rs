@@ -14,6 +14,14 @@
 //! cascade, the upcall, the actions and the transmit buffers are the real
 //! ones. The cache level it hit is read from the difference of the PMD's
 //! counters around the pass, so the packet path carries no trace flag.
+//!
+//! # Invariants
+//! - The PMD's state is touched only by the PMD: hooks on the packet path,
+//!   messages between iterations.
+//! - A trace leaves nothing pending: its transmit buffers are flushed
+//!   before the report is read (so `tx_packets` is what it sent, under
+//!   any `tx_flush_interval`), and the trace pool's buffers are back once
+//!   the ports have sent them.
 
 use std::sync::Arc;
 
@@ -130,7 +138,10 @@ fn trace(pmd: &mut Pmd, in_port: u32, frame: &[u8], now_ns: u64) -> Result<Trace
     let drops_before = pmd.drop_counts();
     pmd.stats.packets_received += 1;
     pmd.process_batch(batch, now_ns);
-    pmd.flush_due(now_ns);
+    // Send what the packet queued now, whatever tx-flush-interval says:
+    // the report counts it as transmitted, and the trace pool's buffers
+    // come back at once.
+    pmd.flush_all();
     let after = pmd.stats();
     let drops_after = pmd.drop_counts();
 
