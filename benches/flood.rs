@@ -1,0 +1,155 @@
+//! Flow-setup flood: how much of an established flow's throughput one PMD
+//! keeps while a flood of new 5-tuples arrives on another port.
+//!
+//! A `Pmd` is stepped on this thread over two `dummy-pmd` ports. Each
+//! iteration, port 1 holds a full burst (32) of the established flow and,
+//! in the flood phase, port 3 holds a full burst of never-seen 5-tuples,
+//! each of which misses every cache and goes to the upcall handler
+//! (exact 5-tuple megaflows, so each would install a flow) until the
+//! per-iteration upcall budget and the flow limit refuse them. Only
+//! `poll_once` is timed: filling the queues stands for the NIC.
+//!
+//! Prints, for each of 3 runs, established packets per second of PMD time
+//! alone and under the flood, and their ratio; then the median ratio.
+//!
+//! `cargo bench --bench flood` (FLOOD_ITERS=N sets iterations per phase).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use dp_core::action::Action;
+use dp_core::flow::FlowKey;
+use dp_core::netdev::Netdev;
+use dp_core::packet::{MAX_BURST, Packet};
+use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
+use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+
+#[derive(Debug)]
+struct FiveTuple;
+
+impl UpcallHandler for FiveTuple {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        _packet: Option<&Packet>,
+        _now_ms: u64,
+    ) -> Result<Translation, UpcallError> {
+        let mut mask = FlowKey::ZERO;
+        mask.in_port = u32::MAX;
+        mask.dl_type = u16::MAX;
+        mask.nw_src = [255; 4];
+        mask.nw_dst = [255; 4];
+        mask.nw_proto = u8::MAX;
+        mask.tp_src = u16::MAX;
+        mask.tp_dst = u16::MAX;
+        let out = if key.in_port == 1 { 2 } else { 4 };
+        Ok(Translation::Megaflow {
+            mask,
+            actions: Arc::from(vec![Action::Output(out)]),
+        })
+    }
+
+    fn version(&self) -> u64 {
+        0
+    }
+}
+
+fn udp(src: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[10, 0, 0, 2]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&53u16.to_be_bytes());
+    f.extend_from_slice(&[0, 26, 0, 0]);
+    f.resize(60, 0);
+    f
+}
+
+/// Established packets per second of `poll_once` time over `iters`
+/// iterations, with or without the flood.
+fn phase(iters: u64, with_flood: bool) -> f64 {
+    // The default flow limit: the flood is refused by the upcall budget
+    // and, once 200,000 flows are in, by the limit.
+    let mut pmd = Pmd::new(
+        PmdConfig::default(),
+        Arc::new(FiveTuple),
+        Arc::new(AtomicUsize::new(dp_pmd::pmd::DEFAULT_FLOW_LIMIT)),
+    );
+    let ports: Vec<Arc<DummyNetdev>> = (1..=4)
+        .map(|i| Arc::new(DummyNetdev::new(&format!("p{i}"), DummyConfig::default())))
+        .collect();
+    for (i, port) in ports.iter().enumerate() {
+        let no = i as u32 + 1;
+        pmd.add_rxq(PolledRxq::new(
+            no,
+            port.name(),
+            0,
+            port.open_rxq(0).unwrap(),
+        ));
+        pmd.add_txq(no, port.open_txq(0).unwrap());
+    }
+    let established = udp([10, 0, 0, 1], 1000);
+    let mut spent = Duration::ZERO;
+    let mut n_new = 0u32;
+    let mut now_ns = 1_000_000;
+    for _ in 0..iters {
+        for _ in 0..MAX_BURST {
+            ports[0].receive(0, &established).unwrap();
+            if with_flood {
+                n_new = n_new.wrapping_add(1);
+                let b = n_new.to_be_bytes();
+                ports[2]
+                    .receive(0, &udp([172, b[1], b[2], b[3]], 9))
+                    .unwrap();
+            }
+        }
+        now_ns += 10_000;
+        let start = Instant::now();
+        pmd.poll_once(now_ns);
+        spent += start.elapsed();
+        // Keep the capture from growing: the sink's copies are not the
+        // datapath's cost.
+        if now_ns % 1_000_000 == 0 {
+            let _ = ports[1].take_sent();
+            let _ = ports[3].take_sent();
+        }
+    }
+    let delivered = ports[1].stats().tx_packets;
+    assert_eq!(
+        delivered,
+        iters * MAX_BURST as u64,
+        "established packets lost"
+    );
+    delivered as f64 / spent.as_secs_f64()
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with `--bench` absent:
+    // keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let iters: u64 = std::env::var("FLOOD_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 200 } else { 20_000 });
+    let mut ratios = Vec::new();
+    for run in 1..=3 {
+        let alone = phase(iters, false);
+        let flooded = phase(iters, true);
+        let ratio = flooded / alone;
+        println!(
+            "run {run}: established alone {:.2} Mpps, under flood {:.2} Mpps, ratio {:.1}%",
+            alone / 1e6,
+            flooded / 1e6,
+            ratio * 100.0
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "flood: median established-flow throughput ratio {:.1}% (target >= 80%), {iters} iterations per phase",
+        ratios[1] * 100.0
+    );
+}
