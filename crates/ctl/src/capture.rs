@@ -97,6 +97,26 @@ impl CaptureArgs {
     }
 }
 
+/// When `--duration SECS` from `now` ends, checked: a value that is not a
+/// positive number of seconds, or one past what the clock can represent,
+/// is an error naming the option (it used to panic in `Duration` or
+/// `Instant` arithmetic).
+fn deadline_after(duration: Option<f64>, now: Instant) -> Result<Option<Instant>, String> {
+    let Some(d) = duration else {
+        return Ok(None);
+    };
+    if !(d > 0.0 && d.is_finite()) {
+        return Err(format!(
+            "--duration {d}: expected a positive number of seconds"
+        ));
+    }
+    Duration::try_from_secs_f64(d)
+        .ok()
+        .and_then(|span| now.checked_add(span))
+        .map(Some)
+        .ok_or_else(|| format!("--duration {d}: too many seconds"))
+}
+
 fn fail(e: &CallError) -> i32 {
     eprintln!("oxvsctl: {e}");
     match e {
@@ -122,12 +142,13 @@ pub fn run(conn: &Connection, args: &CaptureArgs) -> i32 {
             Err(e) => fail(&e),
         };
     }
-    if let Some(d) = args.duration
-        && !(d > 0.0 && d.is_finite())
-    {
-        eprintln!("oxvsctl: --duration {d}: expected a positive number of seconds");
-        return 2;
-    }
+    let deadline = match deadline_after(args.duration, Instant::now()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("oxvsctl: {e}");
+            return 2;
+        }
+    };
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     match call("capture/start", &args.start_params(&cwd)) {
         Ok(text) => eprint!("{text}"),
@@ -137,9 +158,6 @@ pub fn run(conn: &Connection, args: &CaptureArgs) -> i32 {
         eprintln!("capture running; `oxvsctl capture --stop` ends it");
         return 0;
     }
-    let deadline = args
-        .duration
-        .map(|d| Instant::now() + Duration::from_secs_f64(d));
     loop {
         std::thread::sleep(POLL);
         let status = match call("capture/status", &[]) {
@@ -162,6 +180,30 @@ pub fn run(conn: &Connection, args: &CaptureArgs) -> i32 {
                 }
                 Err(e) => fail(&e),
             };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_checked_not_panicked_on() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(None, now), Ok(None));
+        assert_eq!(
+            deadline_after(Some(1.5), now),
+            Ok(Some(now + Duration::from_millis(1500)))
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = deadline_after(Some(bad), now).unwrap_err();
+            assert!(e.contains("--duration"), "{e}");
+        }
+        // Past Duration's range, and past what Instant can add.
+        for huge in [1e300, 1e19, u64::MAX as f64 / 2.0] {
+            let e = deadline_after(Some(huge), now).unwrap_err();
+            assert!(e.contains("too many seconds"), "{huge}: {e}");
         }
     }
 }
