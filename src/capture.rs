@@ -437,8 +437,8 @@ fn open_fifo(path: &Path, shared: &Shared) -> Result<File, String> {
 }
 
 /// The capture file: a regular file, or a non-blocking FIFO whose full
-/// pipe is waited on here, a millisecond at a time, until the reader
-/// makes room or the capture is abandoned.
+/// pipe is waited on here (backing off from 50 µs to 5 ms) until the
+/// reader makes room or the capture is abandoned.
 struct Output<'a> {
     file: File,
     /// The capture's flags, for a FIFO.
@@ -447,6 +447,9 @@ struct Output<'a> {
 
 impl Write for Output<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Short waits while a live reader drains the pipe, longer ones
+        // while it does not (no poll(2) without rustix's `event` feature).
+        let mut wait = Duration::from_micros(50);
         loop {
             match self.file.write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -455,7 +458,8 @@ impl Write for Output<'_> {
                             "the FIFO's reader stopped reading; capture abandoned",
                         ));
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(5));
                 }
                 other => return other,
             }
