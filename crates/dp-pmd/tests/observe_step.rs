@@ -51,21 +51,15 @@ impl UpcallHandler for ToPort2 {
     }
 }
 
+/// A UDP frame 10.0.0.1:`seq` → 10.0.0.`dst_last`:53, built by the ODP
+/// text builder `netdev-dummy/receive` uses.
 fn frame(dst_last: u8, seq: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[..6].copy_from_slice(&[0, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&50u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, dst_last]);
-    f[34..36].copy_from_slice(&seq.to_be_bytes());
-    f[36..38].copy_from_slice(&53u16.to_be_bytes());
-    f[38..40].copy_from_slice(&30u16.to_be_bytes());
-    f
+    let key = format!(
+        "in_port(1),eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),eth_type(0x0800),\
+         ipv4(src=10.0.0.1,dst=10.0.0.{dst_last},proto=17,tos=0,ttl=64,frag=no),\
+         udp(src={seq},dst=53)"
+    );
+    dp_core::odp::packet::build_frame(&key, None, None).expect("a valid ODP key")
 }
 
 fn rig() -> (Pmd, Arc<DummyNetdev>, Arc<DummyNetdev>) {
