@@ -326,11 +326,16 @@ impl Packet {
     pub fn into_foreign(mut self) -> Result<(ForeignFrame, usize, usize), Packet> {
         match std::mem::replace(&mut self.cell_mut().storage, Storage::Empty) {
             Storage::Foreign(frame) => {
-                let span = (
-                    self.cell().data_start as usize,
-                    self.cell().data_len as usize,
-                );
-                drop(self);
+                let cell = self.cell();
+                let span = (cell.data_start as usize, cell.data_len as usize);
+                if cell.home.is_some() {
+                    drop(self); // the cell goes back to its pool
+                } else {
+                    // An embedded cell is already empty, which is all its
+                    // drop would do; skip it (the fast path of sending a
+                    // received mbuf).
+                    std::mem::forget(self);
+                }
                 Ok((frame, span.0, span.1))
             }
             other => {
