@@ -42,7 +42,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Select;
 use dp_core::odp;
 use dp_pmd::capture::{
-    CaptureRecord, CaptureRing, CaptureSpec, DEFAULT_RING_SLOTS, Direction, MAX_SNAPLEN,
+    CaptureRecord, CaptureRing, CaptureSpec, DEFAULT_RING_SLOTS, Direction, MAX_RING_BYTES,
+    MAX_SNAPLEN, ring_bytes,
 };
 
 use crate::daemon::Daemon;
@@ -316,6 +317,17 @@ pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
             other => return Err(format!("capture/start: unknown argument \"{other}\"")),
         }
         i += 1;
+    }
+    // Every thread gets a ring that may fill with `--ring` records of
+    // `--snaplen` bytes: bounded, or a big ring of jumbo frames on many
+    // PMDs takes gigabytes.
+    if ring_bytes(ring_slots, snaplen) > MAX_RING_BYTES {
+        return Err(format!(
+            "--ring {ring_slots} with --snaplen {snaplen}: each thread's ring could hold {} MiB \
+             (at most {} MiB); lower --ring or --snaplen",
+            ring_bytes(ring_slots, snaplen) >> 20,
+            MAX_RING_BYTES >> 20
+        ));
     }
     // A regular file is opened here, so a permission error is the
     // command's answer; a FIFO is opened by the writer (that blocks until

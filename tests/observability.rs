@@ -678,6 +678,10 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
         (vec!["p1", "/nonexistent-dir/x.pcap"], "does not exist"),
         (vec!["p1", &file_arg, "--count", "0"], "--count 0"),
         (
+            vec!["p1", &file_arg, "--ring", "65536"],
+            "--ring 65536 with --snaplen 65535",
+        ),
+        (
             vec!["p1", &file_arg, "--filter", "ipv4(src=1.2.3.999)"],
             "--filter",
         ),

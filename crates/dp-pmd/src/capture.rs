@@ -11,7 +11,8 @@
 //! channels that together hold a fixed set of preallocated
 //! [`CaptureRecord`]s. The PMD takes an empty record from `free`, copies
 //! the packet into it (its storage is reused, so steady capture does not
-//! allocate unless a frame is larger than any before) and pushes it to
+//! allocate unless a frame is larger than any before, and then exactly to
+//! that frame's kept length) and pushes it to
 //! `filled`; the writer thread takes filled records, writes them out and
 //! returns them to `free`. The PMD is the only producer and the writer the
 //! only consumer of `filled` (and the reverse for `free`), so each ring
@@ -21,6 +22,10 @@
 //! - The forwarded packet is never touched: the tap reads it and copies.
 //!   When `free` is empty (the writer is behind) the *copy* is dropped and
 //!   counted in [`CaptureRing::ring_full_drops`].
+//! - A ring's records never hold more than `slots × snaplen` bytes: each
+//!   is preallocated to at most the snap length and grows only to the
+//!   bytes it keeps ([`ring_bytes`] is that bound; the daemon refuses a
+//!   capture whose rings could pass [`MAX_RING_BYTES`]).
 //! - A closed ring ([`CaptureRing::close`]) is let go by its PMD at the
 //!   next packet it would have captured, so a finished capture stops
 //!   costing copies even before the control thread's stop message.
@@ -40,6 +45,15 @@ pub const DEFAULT_RING_SLOTS: usize = 1024;
 const RECORD_PREALLOC: usize = 2048;
 /// Longest snap length accepted.
 pub const MAX_SNAPLEN: usize = 65_535;
+/// Most bytes one ring's records may come to (slots × snap length): the
+/// default ring of full-length records fits.
+pub const MAX_RING_BYTES: usize = 64 << 20;
+
+/// The most bytes a ring of `slots` records of at most `snaplen` bytes
+/// holds (see the module invariants).
+pub fn ring_bytes(slots: usize, snaplen: usize) -> usize {
+    slots.max(1).saturating_mul(snaplen.max(1))
+}
 
 /// Which direction a capture copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,14 +114,16 @@ pub struct CaptureRing {
 }
 
 impl CaptureRing {
-    /// A ring of `slots` preallocated records (done on the control thread).
-    pub fn new(slots: usize) -> Arc<CaptureRing> {
+    /// A ring of `slots` preallocated records for packets cut to
+    /// `snaplen` bytes (done on the control thread).
+    pub fn new(slots: usize, snaplen: usize) -> Arc<CaptureRing> {
         let slots = slots.max(1);
+        let prealloc = RECORD_PREALLOC.min(snaplen.max(1));
         let (free_tx, free_rx) = bounded(slots);
         let (filled_tx, filled_rx) = bounded(slots);
         for _ in 0..slots {
             let record = Box::new(CaptureRecord {
-                data: Vec::with_capacity(RECORD_PREALLOC),
+                data: Vec::with_capacity(prealloc),
                 ..CaptureRecord::default()
             });
             // Cannot fail: the channel holds exactly `slots`.
@@ -190,6 +206,8 @@ impl ActiveCapture {
             record.tx = tx;
             record.orig_len = data.len() as u32;
             record.data.clear();
+            // Exactly: a doubling growth could pass `slots × snaplen`.
+            record.data.reserve_exact(keep);
             record.data.extend_from_slice(&data[..keep]);
             if let Err(e) = self.ring.filled_tx.try_send(record) {
                 // Only if the writer leaked records; keep the set whole.
@@ -308,7 +326,7 @@ mod tests {
         tap.rx(3, &batch, 5);
         assert!(!tap.is_active());
 
-        let ring = CaptureRing::new(5);
+        let ring = CaptureRing::new(5, MAX_SNAPLEN);
         tap.start(spec(Direction::Rx, 5), ring.clone());
         tap.rx(4, &batch, 10); // other port
         tap.tx(3, &batch, Some(10)); // other direction
@@ -354,7 +372,7 @@ mod tests {
         let mut s = spec(Direction::Both, 4);
         s.filter = Some((key.masked(&mask), mask));
         s.snaplen = 20;
-        let ring = CaptureRing::new(4);
+        let ring = CaptureRing::new(4, 20);
         let mut tap = CaptureTap::default();
         tap.start(s, ring.clone());
         tap.tx(3, &batch, None);
@@ -363,5 +381,47 @@ mod tests {
         assert!(r.tx);
         assert_eq!(r.orig_len as usize, udp.len());
         assert_eq!(r.data, udp[..20]);
+    }
+
+    #[test]
+    fn records_stay_within_the_snap_length() {
+        let pool = PacketPool::new("t", PoolConfig::heap(4));
+        let batch = batch_of(&pool, &[vec![7u8; 1500]]);
+        let mut s = spec(Direction::Rx, 2);
+        s.snaplen = 100;
+        let ring = CaptureRing::new(2, 100);
+        let mut tap = CaptureTap::default();
+        tap.start(s, ring.clone());
+        for _ in 0..5 {
+            tap.rx(3, &batch, 1);
+            let r = ring.filled().try_recv().unwrap();
+            assert_eq!((r.data.len(), r.orig_len), (100, 1500));
+            assert!(r.data.capacity() <= 100, "{}", r.data.capacity());
+            ring.recycle(r);
+        }
+        // A frame longer than the preallocation grows its record to the
+        // kept length only (doubling 2048 would pass the 3000-byte bound).
+        let big_pool = PacketPool::new(
+            "t-big",
+            PoolConfig {
+                buffer_size: 4096,
+                ..PoolConfig::heap(1)
+            },
+        );
+        let jumbo = batch_of(&big_pool, &[vec![9u8; 2500]]);
+        let mut s = spec(Direction::Rx, 1);
+        s.snaplen = 3000;
+        let ring = CaptureRing::new(1, 3000);
+        tap.start(s, ring.clone());
+        tap.rx(3, &jumbo, 2);
+        let r = ring.filled().try_recv().unwrap();
+        assert_eq!(r.data.len(), 2500);
+        assert!(r.data.capacity() <= 3000, "{}", r.data.capacity());
+        assert!(
+            ring_bytes(1024, MAX_SNAPLEN) <= MAX_RING_BYTES,
+            "the default fits"
+        );
+        assert!(ring_bytes(65_536, MAX_SNAPLEN) > MAX_RING_BYTES);
+        assert_eq!(ring_bytes(0, 0), 1);
     }
 }

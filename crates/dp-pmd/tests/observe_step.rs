@@ -127,7 +127,7 @@ fn trace(pmd: &mut Pmd, frame: Vec<u8>) -> TraceReport {
 #[test]
 fn a_full_ring_drops_copies_never_forwarded_packets() {
     let (mut pmd, p1, p2) = rig();
-    let rx_ring = CaptureRing::new(4);
+    let rx_ring = CaptureRing::new(4, MAX_SNAPLEN);
     pmd.handle(
         PmdMsg::Observe(ObserveMsg::CaptureStart {
             spec: spec(1, Direction::Rx, 4),
@@ -158,7 +158,7 @@ fn a_full_ring_drops_copies_never_forwarded_packets() {
 #[test]
 fn a_tx_capture_sees_what_leaves_the_port() {
     let (mut pmd, p1, p2) = rig();
-    let ring = CaptureRing::new(64);
+    let ring = CaptureRing::new(64, MAX_SNAPLEN);
     pmd.handle(
         PmdMsg::Observe(ObserveMsg::CaptureStart {
             spec: spec(2, Direction::Tx, 64),

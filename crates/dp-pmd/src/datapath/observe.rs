@@ -62,7 +62,7 @@ impl Datapath {
         }
         let mut rings = Vec::new();
         for link in &self.threads {
-            let ring = CaptureRing::new(spec.ring_slots);
+            let ring = CaptureRing::new(spec.ring_slots, spec.snaplen);
             link.control
                 .send(PmdMsg::Observe(ObserveMsg::CaptureStart {
                     spec: Box::new(spec.clone()),
