@@ -357,7 +357,10 @@ impl Subtable {
     /// that the cache misses of the batch's packets overlap: (1) mask and
     /// hash every packet and prefetch its home bucket, (2) read the
     /// buckets and prefetch each candidate rule, (3) confirm the
-    /// candidates by comparing the `N` words.
+    /// candidates by comparing the `N` words. Pass 3 visits only packets
+    /// with a candidate (or an unusual bucket), so a packet that misses
+    /// this subtable, the common case with many subtables, costs a hash
+    /// and one bucket read.
     fn lookup_fixed<const N: usize>(
         &self,
         keys: &[FlowKey],
@@ -367,34 +370,39 @@ impl Subtable {
         debug_assert_eq!(self.word_idx.len(), N);
         let idx: [usize; N] = std::array::from_fn(|j| usize::from(self.word_idx[j]) % FLOW_U64S);
         let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
-        let mut masked = [[0u64; N]; MAX_BURST];
+        let masked_of = |key: &FlowKey| -> [u64; N] {
+            let words = key.words();
+            std::array::from_fn(|j| words[idx[j]] & mask[j])
+        };
+        // `i & (MAX_BURST - 1)` (a no-op: `i` comes from a u32 bitmap)
+        // lets the compiler drop the bounds checks on the batch arrays.
         let mut hashes = [0u32; MAX_BURST];
         let mut bits = active;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let words = keys[i].words();
-            let m: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
-            hashes[i] = subtable_hash(m);
-            masked[i] = m;
-            self.index.prefetch(hashes[i]);
+            let hash = subtable_hash(masked_of(&keys[i]));
+            hashes[i] = hash;
+            self.index.prefetch(hash);
         }
         let mut candidates = [NO_CANDIDATE; MAX_BURST];
-        let mut complete = 0u32;
+        let mut with_candidate = 0u32;
+        let mut unusual = 0u32;
         let mut bits = active;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
             let (candidate, whole_answer) = self.index.home_candidate(hashes[i]);
-            candidates[i] = candidate;
-            complete |= u32::from(whole_answer) << i;
+            unusual |= u32::from(!whole_answer) << i;
             if candidate != NO_CANDIDATE {
+                candidates[i] = candidate;
+                with_candidate |= 1 << i;
                 self.prefetch_rule(candidate);
             }
         }
-        let rule_at = |pos: u32| -> &[u64; N] {
-            let start = pos as usize * (N + 1) + 1;
-            self.rules[start..start + N]
+        let slot_at = |pos: u32| -> &[u64; N] {
+            let start = pos as usize * (N + 1);
+            self.rules[start + 1..start + 1 + N]
                 .try_into()
                 .expect("rule slot holds N words")
         };
@@ -403,18 +411,19 @@ impl Subtable {
             rule.iter().zip(m).fold(0u64, |diff, (r, w)| diff | (r ^ w)) == 0
         };
         let mut found = 0u32;
-        let mut bits = active;
+        let mut bits = with_candidate | unusual;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
+            let masked = masked_of(&keys[i]);
             let candidate = candidates[i];
-            let hit = if candidate != NO_CANDIDATE && equal(rule_at(candidate), &masked[i]) {
+            let hit = if candidate != NO_CANDIDATE && equal(slot_at(candidate), &masked) {
                 Some(candidate)
-            } else if complete & (1 << i) != 0 {
+            } else if unusual & (1 << i) == 0 {
                 None
             } else {
                 self.index
-                    .find(hashes[i], |pos| equal(rule_at(pos), &masked[i]))
+                    .find(hashes[i], |pos| equal(slot_at(pos), &masked))
             };
             if let Some(pos) = hit {
                 out[i] = self.rules[pos as usize * (N + 1)] as u32;
