@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo bench --bench extract`. Each case extracts a batch of 32
 //! packets into 32 keys, so the figure per packet includes the batch loop.
+//! Cases run through `benches/common::run_case` (a preemption-robust
+//! figure first; `OXVS_BENCH_ONLY`, `OXVS_BENCH_QUICK` and, for callgrind,
+//! `OXVS_BENCH_ITERS`).
 
 use std::hint::black_box;
 
@@ -52,14 +55,20 @@ fn bench_case(c: &mut Criterion, name: &str, frames: &[Vec<u8>]) {
     let mut keys = [FlowKey::ZERO; MAX_BURST];
     let mut group = c.benchmark_group("extract");
     group.throughput(Throughput::Elements(MAX_BURST as u64));
-    group.bench_function(name, |b| {
-        b.iter(|| {
+    common::run_case(
+        &format!("extract/{name}"),
+        "pkt",
+        MAX_BURST as u64,
+        || {
             for (packet, key) in batch.iter_mut().zip(keys.iter_mut()) {
                 extract(packet, key);
             }
             black_box(&keys);
-        })
-    });
+        },
+        |f| {
+            group.bench_function(name, |b| b.iter(&mut *f));
+        },
+    );
     group.finish();
 }
 
