@@ -360,7 +360,13 @@ pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
             .spawn(move || {
                 let result = write_capture(&rings, &shared, &path, file, count);
                 if let Err(e) = result {
-                    *shared.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    // The first reason stays: a capture ended because its
+                    // port was removed says so, not what the stop caused.
+                    shared
+                        .error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
                 }
                 for r in &rings {
                     r.close();

@@ -785,6 +785,14 @@ fn a_capture_to_a_fifo_nobody_opens_or_drains_still_stops() {
         "{status}"
     );
 
+    // Its port is removed while the writer waits for a reader: the status
+    // names the removal, not the writer's giving up that followed.
+    d.ok("capture/start", &["p1", &lonely.display().to_string()]);
+    d.ok("bridge/del-port", &["p1"]);
+    let status = d.ok("capture/status", &[]);
+    assert!(status.contains("failed: port p1 was removed"), "{status}");
+    d.ok("bridge/add-port", &["br0", "p1", "dummy-pmd"]);
+
     // A reader opens it and never reads: the pipe fills, the writer waits
     // for room, and gives up once stopped.
     let stuck = dir.path("stuck.fifo");
