@@ -28,6 +28,14 @@ const GENEVE: &str = "tnl_push(tnl_port(6081),header(size=58,type=5,\
     udp(src=0,dst=6081,csum=0xffff),geneve(vni=0x1c7,options({class=0xffff,type=0x80,len=4,0xa}))),\
     out_port(1)),2";
 
+/// The same Geneve header with the option's critical bit (type bit 7)
+/// clear: one a receiver that maps no option may ignore.
+const GENEVE_NON_CRITICAL: &str = "tnl_push(tnl_port(6081),header(size=58,type=5,\
+    eth(dst=f8:bc:12:44:34:b6,src=f8:bc:12:46:58:e0,dl_type=0x0800),\
+    ipv4(src=1.1.2.88,dst=1.1.2.92,proto=17,tos=0,ttl=64,frag=0x4000),\
+    udp(src=0,dst=6081,csum=0xffff),geneve(vni=0x1c7,options({class=0xffff,type=0x1,len=4,0xa}))),\
+    out_port(1)),2";
+
 #[test]
 fn parsed_vxlan_push_builds_a_valid_outer_header_and_pops_back() {
     let mut h = Harness::new();
@@ -54,11 +62,12 @@ fn parsed_vxlan_push_builds_a_valid_outer_header_and_pops_back() {
     assert_eq!(tun.flags, tnl_flags::KEY);
 }
 
-#[test]
-fn parsed_geneve_push_with_options_and_checksum_round_trips() {
+/// Pushes `text` (a Geneve tnl_push) onto a UDP/IPv6 frame, checks the
+/// outer UDP checksum, then pops it on a Geneve port.
+fn geneve_push_then_pop(text: &str) -> (Harness, Vec<u8>) {
     let mut h = Harness::new();
     let inner = udp6(b"geneve over odp");
-    h.run(&actions(GENEVE), &[&inner]);
+    h.run(&actions(text), &[&inner]);
     let out = h.sink.sent(2).pop().expect("sent on port 2");
     let (ip, _) = Ipv4Header::from_slice(&out[14..]).unwrap();
     let (udp, payload) = UdpHeader::from_slice(&out[34..]).unwrap();
@@ -67,12 +76,27 @@ fn parsed_geneve_push_with_options_and_checksum_round_trips() {
 
     h.exec.set_tunnel_port(6081, TunnelKind::Geneve);
     h.run(&actions("tnl_pop(6081)"), &[&out]);
+    (h, inner)
+}
+
+#[test]
+fn parsed_geneve_push_with_options_and_checksum_round_trips() {
+    let (h, inner) = geneve_push_then_pop(GENEVE_NON_CRITICAL);
     let popped = &h.sink.recirculated[0];
     assert_eq!(popped.data(), &inner[..]);
     let tun = &popped.meta().tunnel;
     assert_eq!(tun.tun_id, 0x1c7);
     assert_eq!(tun.flags, tnl_flags::KEY | tnl_flags::CSUM);
-    assert_eq!(tun.geneve_options(), &[0xff, 0xff, 0x80, 1, 0, 0, 0, 0x0a]);
+    assert_eq!(tun.geneve_options(), &[0xff, 0xff, 0x01, 1, 0, 0, 0, 0x0a]);
+}
+
+#[test]
+fn parsed_geneve_push_with_a_critical_option_is_dropped_by_the_receiver() {
+    // OVS's own vector: class 0xffff, type 0x80 (critical). This datapath
+    // maps no Geneve option, so RFC 8926 makes the receiver drop it.
+    let (h, _) = geneve_push_then_pop(GENEVE);
+    assert!(h.sink.recirculated.is_empty());
+    assert_eq!(h.dropped(DropReason::TunnelGeneveCritical), 1);
 }
 
 #[test]
