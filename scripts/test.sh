@@ -23,7 +23,8 @@ fi
 
 # --- unit, property, conformance and integration tests -----------------------
 log "cargo test (workspace)"
-cargo test --workspace --lib --bins --tests
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --lib --bins --tests --no-fail-fast
 # DPDK's EAL leaves an empty runtime directory behind when run as root.
 rm -rf /var/run/dpdk
 
