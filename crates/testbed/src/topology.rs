@@ -3,8 +3,8 @@
 //!
 //! Names are `oxvs-<tag>-<id>-a|b` for namespaces and `ox<tag><id>a|b`
 //! (host ends) / `ox<tag><id>A|B` (namespace ends) for links, where `id`
-//! is the process id and a per-process counter: tests running at once, in
-//! one process or several, never collide. Interface names must fit Linux's
+//! is the process id (five hex digits) and a per-process counter (two at
+//! most): tests running at once, in one process or several, never collide. Interface names must fit Linux's
 //! 15 characters, so tags are short (two or three characters).
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,10 +37,12 @@ pub struct Topology {
 
 impl Topology {
     fn names(tag: &str) -> Topology {
+        // Fixed-width process id, then the counter: "1a2b3" + "10" can not
+        // also be read as "1a2b" + "310" from another process.
         let id = format!(
-            "{:x}{}",
+            "{:05x}{:x}",
             std::process::id() % 0xfffff,
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+            NEXT_ID.fetch_add(1, Ordering::Relaxed) % 0x100
         );
         let topo = Topology {
             ns_a: format!("oxvs-{tag}-{id}-a"),
