@@ -89,6 +89,11 @@ impl Default for DatapathSection {
     }
 }
 
+/// The largest `tx_flush_interval` (µs), as OVS's `tx-flush-interval`.
+pub const MAX_TX_FLUSH_INTERVAL_US: u64 = 1_000_000;
+/// The largest `pmd_sleep_max` (µs), as OVS's `pmd-sleep-max`.
+pub const MAX_PMD_SLEEP_US: u64 = 10_000;
+
 /// `[datapath.dpdk]`: EAL arguments.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +318,26 @@ impl Config {
         }
         if d.upcall_budget == 0 {
             return Err(err("datapath.upcall_budget", "must be at least 1".into()));
+        }
+        // OVS's ranges; larger values would also overflow the PMD's µs → ns
+        // arithmetic.
+        if d.tx_flush_interval > MAX_TX_FLUSH_INTERVAL_US {
+            return Err(err(
+                "datapath.tx_flush_interval",
+                format!(
+                    "{} µs is out of range (0 to {MAX_TX_FLUSH_INTERVAL_US})",
+                    d.tx_flush_interval
+                ),
+            ));
+        }
+        if d.pmd_sleep_max > MAX_PMD_SLEEP_US {
+            return Err(err(
+                "datapath.pmd_sleep_max",
+                format!(
+                    "{} µs is out of range (0 to {MAX_PMD_SLEEP_US})",
+                    d.pmd_sleep_max
+                ),
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| err("log.level", format!("\"{}\": {e}", self.log.level)))?;
@@ -552,6 +577,14 @@ mod tests {
         assert!(e.contains("duplicate port \"p1\""), "{e}");
         let e = parse("[[bridge]]\nname = \"br0\"\ndatapath_type = \"system\"\n").unwrap_err();
         assert!(e.contains("bridge br0.datapath_type"), "{e}");
+        let e = parse("[datapath]\ntx-flush-interval = 9223372036854775807\n").unwrap_err();
+        assert!(
+            e.contains("datapath.tx_flush_interval") && e.contains("out of range"),
+            "{e}"
+        );
+        let e = parse("[datapath]\npmd_sleep_max = 10001\n").unwrap_err();
+        assert!(e.contains("datapath.pmd_sleep_max"), "{e}");
+        assert!(parse("[datapath]\ntx_flush_interval = 1000000\npmd_sleep_max = 10000\n").is_ok());
         let e = parse("[datapath]\npmd-rxq-assign = \"fastest\"\n").unwrap_err();
         assert!(
             e.contains("datapath.pmd_rxq_assign") && e.contains("fastest"),
