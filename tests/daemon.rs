@@ -7,135 +7,15 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use testbed::daemon::{Daemon, TempDir};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("oxvsd-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running daemon, killed on drop if the test did not stop it.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &TempDir, config: &str) -> Daemon {
-        let socket = dir.path("ctl");
-        let config_path = dir.path("oxvs.toml");
-        std::fs::write(
-            &config_path,
-            config.replace("@SOCKET@", &socket.display().to_string()),
-        )
-        .unwrap();
-        let stderr = dir.path("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
-            .arg("--config")
-            .arg(&config_path)
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn oxvsd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while call(&d.socket, "version", &[]).is_err() {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("oxvsd exited early ({status}): {}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "oxvsd did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn call(&self, method: &str, params: &[&str]) -> Result<String, String> {
-        call(&self.socket, method, params)
-    }
-
-    fn ok(&self, method: &str, params: &[&str]) -> String {
-        self.call(method, params)
-            .unwrap_or_else(|e| panic!("{method} {params:?}: {e}"))
-    }
-
-    /// Asks the daemon to exit and waits; returns its exit code.
-    fn stop(mut self) -> (i32, String) {
-        let _ = self.call("exit", &[]);
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), self.log());
-            }
-            assert!(Instant::now() < deadline, "oxvsd did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = json!({"id": 7, "method": method, "params": params});
-    s.write_all(req.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
-            assert_eq!(v["id"], json!(7));
-            return match &v["error"] {
-                Value::Null => Ok(v["result"].as_str().unwrap_or_default().to_string()),
-                e => Err(e.as_str().unwrap_or_default().to_string()),
-            };
-        }
-    }
+/// The daemon under test, started on `config` in `dir`.
+fn start(dir: &TempDir, config: &str) -> Daemon {
+    Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), dir, config)
 }
 
 const UDP_FLOW: &str = "in_port(1),eth(src=50:54:00:00:00:01,dst=50:54:00:00:00:02),eth_type(0x0800),ipv4(src=10.0.0.1,dst=10.0.0.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1000,dst=2000)";
@@ -180,8 +60,8 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn forwards_injected_traffic_and_reports_flows_and_stats() {
-    let dir = TempDir::new("fwd");
-    let d = Daemon::start(&dir, &two_port_config("", ""));
+    let dir = TempDir::new("oxvsd-fwd");
+    let d = start(&dir, &two_port_config("", ""));
     for _ in 0..20 {
         d.ok("netdev-dummy/receive", &["p1", UDP_FLOW]);
     }
@@ -247,8 +127,8 @@ fn forwards_injected_traffic_and_reports_flows_and_stats() {
 
 #[test]
 fn datapath_flows_can_be_added_read_and_deleted() {
-    let dir = TempDir::new("dpctl");
-    let d = Daemon::start(
+    let dir = TempDir::new("oxvsd-dpctl");
+    let d = start(
         &dir,
         &two_port_config("", "flows = [\"priority=0,actions=drop\"]"),
     );
@@ -291,8 +171,8 @@ fn datapath_flows_can_be_added_read_and_deleted() {
 
 #[test]
 fn bad_requests_get_errors_and_the_daemon_keeps_forwarding() {
-    let dir = TempDir::new("bad");
-    let d = Daemon::start(&dir, &two_port_config("", ""));
+    let dir = TempDir::new("oxvsd-bad");
+    let d = start(&dir, &two_port_config("", ""));
     assert_eq!(
         d.call("no/such-command", &[]).unwrap_err(),
         "\"no/such-command\" is not a valid command"
@@ -311,18 +191,18 @@ fn bad_requests_get_errors_and_the_daemon_keeps_forwarding() {
         .contains("nw_dst")
     );
     // Garbage bytes: an error reply, then the connection closes.
-    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut s = UnixStream::connect(d.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"\x00\x01garbage{{{").unwrap();
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     assert!(reply.contains("invalid JSON"), "{reply}");
     // A client that disconnects mid-request.
-    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut s = UnixStream::connect(d.socket()).unwrap();
     s.write_all(br#"{"id":1,"method":"dpctl/sh"#).unwrap();
     drop(s);
     // An oversized request.
-    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut s = UnixStream::connect(d.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let big = format!(
         r#"{{"id":1,"method":"version","params":["{}"]}}"#,
@@ -342,7 +222,7 @@ fn bad_requests_get_errors_and_the_daemon_keeps_forwarding() {
 
 #[test]
 fn config_errors_are_one_line_naming_file_key_and_reason() {
-    let dir = TempDir::new("cfg");
+    let dir = TempDir::new("oxvsd-cfg");
     let cases = [
         (
             "[datapath]\npmd_cores = [999]\n",
@@ -394,8 +274,8 @@ fn config_errors_are_one_line_naming_file_key_and_reason() {
 
 #[test]
 fn reload_adds_and_removes_ports_without_touching_the_others() {
-    let dir = TempDir::new("reload");
-    let d = Daemon::start(&dir, &two_port_config("", ""));
+    let dir = TempDir::new("oxvsd-reload");
+    let d = start(&dir, &two_port_config("", ""));
     d.ok("netdev-dummy/receive", &["p1", UDP_FLOW]);
     wait_until("first packet", || {
         d.ok("dpctl/show", &["-s"]).contains("TX packets:1 ")
@@ -408,7 +288,7 @@ fn reload_adds_and_removes_ports_without_touching_the_others() {
     assert!(d.ok("dpctl/show", &[]).contains("port 3: p3 (dummy)"));
     // SIGHUP does the same: drop p3 again.
     std::fs::write(dir.path("oxvs.toml"), &config).unwrap();
-    let pid = d.child.as_ref().unwrap().id();
+    let pid = d.pid();
     Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
@@ -435,12 +315,12 @@ fn the_stock_ovs_appctl_talks_to_oxvsd() {
         eprintln!("skipping: ovs-appctl not installed (apt-get install openvswitch-common)");
         return;
     };
-    let dir = TempDir::new("appctl");
-    let d = Daemon::start(&dir, &two_port_config("", ""));
+    let dir = TempDir::new("oxvsd-appctl");
+    let d = start(&dir, &two_port_config("", ""));
     let run = |args: &[&str]| {
         let out = Command::new(&appctl)
             .arg("-t")
-            .arg(&d.socket)
+            .arg(d.socket())
             .args(args)
             .output()
             .unwrap();

@@ -14,170 +14,16 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dp_core::execute::DropReason;
-use serde_json::{Value, json};
+use testbed::daemon::{Daemon, TempDir};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ob-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running daemon, killed on drop if the test did not stop it.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &TempDir, config: &str) -> Daemon {
-        let socket = dir.path("ctl");
-        let config_path = dir.path("oxvs.toml");
-        std::fs::write(
-            &config_path,
-            config.replace("@SOCKET@", &socket.display().to_string()),
-        )
-        .unwrap();
-        let stderr = dir.path("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
-            .arg("--config")
-            .arg(&config_path)
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn oxvsd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while call(&d.socket, "version", &[]).is_err() {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("oxvsd exited early ({status}): {}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "oxvsd did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn call(&self, method: &str, params: &[&str]) -> Result<String, String> {
-        call(&self.socket, method, params)
-    }
-
-    fn ok(&self, method: &str, params: &[&str]) -> String {
-        self.call(method, params)
-            .unwrap_or_else(|e| panic!("{method} {params:?}: {e}"))
-    }
-
-    /// Asks the daemon to exit; asserts a clean exit with every buffer
-    /// returned.
-    fn stop(mut self) {
-        let _ = self.call("exit", &[]);
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let log = self.log();
-                assert_eq!(status.code(), Some(0), "{log}");
-                assert!(log.contains("all packet buffers returned"), "{log}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "oxvsd did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `port`'s counter `field` ("RX packets", "TX packets") from
-    /// `dpctl/show -s`.
-    fn port_counter(&self, port: &str, field: &str) -> u64 {
-        let show = self.ok("dpctl/show", &["-s"]);
-        let mut in_port = false;
-        for line in show.lines() {
-            if line.trim_start().starts_with("port ") {
-                in_port = line.contains(&format!(": {port} "));
-            } else if in_port && let Some(at) = line.find(&format!("{field}:")) {
-                let rest = &line[at + field.len() + 1..];
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("{field} of {port} in {show}"));
-            }
-        }
-        panic!("no {field} for {port} in {show}");
-    }
-
-    /// Injects `frames` on `port`, five per request (the command's limit).
-    fn inject(&self, port: &str, frames: &[Vec<u8>]) {
-        for chunk in frames.chunks(5) {
-            let hex: Vec<String> = chunk.iter().map(|f| to_hex(f)).collect();
-            let mut args = vec![port];
-            args.extend(hex.iter().map(String::as_str));
-            self.ok("netdev-dummy/receive", &args);
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = json!({"id": 7, "method": method, "params": params});
-    s.write_all(req.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
-            return match &v["error"] {
-                Value::Null => Ok(v["result"].as_str().unwrap_or_default().to_string()),
-                e => Err(e.as_str().unwrap_or_default().to_string()),
-            };
-        }
-    }
+/// The daemon under test, started on `config` in `dir`.
+fn start(dir: &TempDir, config: &str) -> Daemon {
+    Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), dir, config)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -186,10 +32,6 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A UDP/IPv4 frame from 50:54:00:00:00:01 to :02 whose payload encodes
@@ -354,8 +196,8 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
     let Some(py) = prerequisite("python3-prometheus-client", python_with_prometheus()) else {
         return;
     };
-    let dir = TempDir::new("metrics");
-    let d = Daemon::start(
+    let dir = TempDir::new("ob-metrics");
+    let d = start(
         &dir,
         &config(
             "[metrics]\nlisten = \"127.0.0.1:0\"",
@@ -403,8 +245,8 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
     // 20 forwarded packets and 5 dropped by the rule.
     let forwarded: Vec<Vec<u8>> = (0..20).map(|i| udp_frame(i, 100, 2000)).collect();
     let dropped: Vec<Vec<u8>> = (0..5).map(|i| udp_frame(i, 100, 9)).collect();
-    d.inject("p1", &forwarded);
-    d.inject("p1", &dropped);
+    d.receive_frames("p1", &forwarded);
+    d.receive_frames("p1", &dropped);
     wait_until("25 packets processed", || {
         scrape()["oxvs_pmd_packets_received_total{pmd=0}"] == 25.0
     });
@@ -478,13 +320,13 @@ fn metrics_parse_with_prometheus_client_and_move_with_traffic() {
     // A client that connects and says nothing does not block others.
     let _idle = TcpStream::connect(&addr).unwrap();
     assert_eq!(scrape()["oxvs_flows{pmd=0}"], 2.0);
-    d.stop();
+    d.stop_clean();
 }
 
 #[test]
 fn clients_holding_every_metrics_connection_do_not_lock_out_a_scraper() {
-    let dir = TempDir::new("metrics-full");
-    let d = Daemon::start(&dir, &config("[metrics]\nlisten = \"127.0.0.1:0\"", ""));
+    let dir = TempDir::new("ob-metrics-full");
+    let d = start(&dir, &config("[metrics]\nlisten = \"127.0.0.1:0\"", ""));
     let addr = metrics_address(&d);
     // As many clients as the endpoint keeps, each mid-request and silent
     // (a header never finished), all accepted before the scraper.
@@ -513,12 +355,12 @@ fn clients_holding_every_metrics_connection_do_not_lock_out_a_scraper() {
         other => panic!("the oldest connection is still open: {other:?}"),
     }
     assert!(d.log().contains("metrics: too many connections"));
-    d.stop();
+    d.stop_clean();
 }
 
 #[test]
 fn the_metrics_address_must_be_loopback() {
-    let dir = TempDir::new("metrics-cfg");
+    let dir = TempDir::new("ob-metrics-cfg");
     for (listen, expected) in [
         (
             "0.0.0.0:9465",
@@ -588,12 +430,12 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
     let Some(tshark) = prerequisite("tshark", tool("tshark")) else {
         return;
     };
-    let dir = TempDir::new("capture");
-    let d = Daemon::start(&dir, &config("", ""));
+    let dir = TempDir::new("ob-capture");
+    let d = start(&dir, &config("", ""));
     let file = dir.path("p1.pcap");
     let file_arg = file.display().to_string();
     // Other traffic first (not captured: the capture starts later).
-    d.inject("p1", &[udp_frame(999, 60, 2000)]);
+    d.receive_frames("p1", &[udp_frame(999, 60, 2000)]);
     wait_until("warm-up forwarded", || {
         d.port_counter("p2", "TX packets") == 1
     });
@@ -609,9 +451,9 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
     let frames: Vec<Vec<u8>> = (0..100)
         .map(|i| udp_frame(i, 60 + (i as usize * 13) % 1400, 2000))
         .collect();
-    d.inject("p1", &frames);
+    d.receive_frames("p1", &frames);
     // Traffic sent back on p2 is another port: not in this capture.
-    d.inject("p2", &[udp_frame(5000, 60, 2000)]);
+    d.receive_frames("p2", &[udp_frame(5000, 60, 2000)]);
     wait_until("the capture is done", || {
         d.ok("capture/status", &[]).contains(", done")
     });
@@ -654,7 +496,7 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
     let mixed: Vec<Vec<u8>> = (0..10)
         .map(|i| udp_frame(i, 200, if i % 3 == 0 { 3000 } else { 2000 }))
         .collect();
-    d.inject("p1", &mixed);
+    d.receive_frames("p1", &mixed);
     wait_until("the second capture is done", || {
         d.ok("capture/status", &[]).contains(", done")
     });
@@ -689,7 +531,7 @@ fn a_capture_of_100_known_packets_reads_back_byte_identical_in_tshark() {
         let err = d.call("capture/start", &args).unwrap_err();
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    d.stop();
+    d.stop_clean();
 }
 
 #[test]
@@ -697,8 +539,8 @@ fn a_full_capture_ring_never_drops_forwarded_packets() {
     let Some(mkfifo) = prerequisite("mkfifo", tool("mkfifo")) else {
         return;
     };
-    let dir = TempDir::new("ring");
-    let d = Daemon::start(&dir, &config("", ""));
+    let dir = TempDir::new("ob-ring");
+    let d = start(&dir, &config("", ""));
     // The capture writes into a FIFO that nobody drains until the traffic
     // is through: the pipe fills, the writer blocks, the ring fills.
     let fifo = dir.path("capture.fifo");
@@ -718,7 +560,7 @@ fn a_full_capture_ring_never_drops_forwarded_packets() {
     d.ok("capture/start", &["p1", &fifo_arg, "--rx", "--ring", "8"]);
     const N: usize = 2000;
     let frames: Vec<Vec<u8>> = (0..N as u32).map(|i| udp_frame(i, 1000, 2000)).collect();
-    d.inject("p1", &frames);
+    d.receive_frames("p1", &frames);
     wait_until("every packet forwarded", || {
         d.port_counter("p2", "TX packets") == N as u64
     });
@@ -758,7 +600,7 @@ fn a_full_capture_ring_never_drops_forwarded_packets() {
     assert_eq!(records.len() as u64, written, "{status}");
     assert_eq!(written + drops, N as u64, "{status}");
     assert!(records.iter().all(|r| r.data.len() == 1000));
-    d.stop();
+    d.stop_clean();
 }
 
 #[test]
@@ -766,8 +608,8 @@ fn a_capture_to_a_fifo_nobody_opens_or_drains_still_stops() {
     let Some(mkfifo) = prerequisite("mkfifo", tool("mkfifo")) else {
         return;
     };
-    let dir = TempDir::new("fifo-stuck");
-    let d = Daemon::start(&dir, &config("", ""));
+    let dir = TempDir::new("ob-fifo-stuck");
+    let d = start(&dir, &config("", ""));
 
     // Nobody ever opens it: the writer must not wait in open() for good.
     let lonely = dir.path("lonely.fifo");
@@ -818,7 +660,7 @@ fn a_capture_to_a_fifo_nobody_opens_or_drains_still_stops() {
     );
     // 2 MB of frames: far more than a pipe holds.
     let frames: Vec<Vec<u8>> = (0..2000).map(|i| udp_frame(i, 1000, 2000)).collect();
-    d.inject("p1", &frames);
+    d.receive_frames("p1", &frames);
     wait_until("every packet forwarded", || {
         d.port_counter("p2", "TX packets") == 2000
     });
@@ -837,11 +679,11 @@ fn a_capture_to_a_fifo_nobody_opens_or_drains_still_stops() {
         "capture/start",
         &["p1", &file.display().to_string(), "--count", "1"],
     );
-    d.inject("p1", &frames[..1]);
+    d.receive_frames("p1", &frames[..1]);
     wait_until("the capture after wrote its packet", || {
         d.ok("capture/status", &[]).contains("done")
     });
-    d.stop();
+    d.stop_clean();
 }
 
 /// `(bucket floor, count)` rows of one column of pmd-perf-show's
@@ -862,8 +704,8 @@ fn histogram_column(perf: &str, column: usize) -> Vec<(u64, u64)> {
 
 #[test]
 fn perf_histograms_and_the_suspicious_log_change_with_load() {
-    let dir = TempDir::new("perf");
-    let d = Daemon::start(&dir, &config("", ""));
+    let dir = TempDir::new("ob-perf");
+    let d = start(&dir, &config("", ""));
     d.ok("dpif-netdev/pmd-stats-clear", &[]);
     let idle = d.ok("dpif-netdev/pmd-perf-show", &[]);
     assert!(idle.contains("pmd thread numa_id 0 core_id 0:"), "{idle}");
@@ -882,7 +724,7 @@ fn perf_histograms_and_the_suspicious_log_change_with_load() {
     let frames: Vec<Vec<u8>> = (0..500)
         .map(|i| udp_frame(i, 100, 2000 + (i % 4) as u16))
         .collect();
-    d.inject("p1", &frames);
+    d.receive_frames("p1", &frames);
     wait_until("500 forwarded", || {
         d.port_counter("p2", "TX packets") == 500
     });
@@ -922,7 +764,7 @@ fn perf_histograms_and_the_suspicious_log_change_with_load() {
             .unwrap_err()
             .contains("-us zero")
     );
-    d.stop();
+    d.stop_clean();
 }
 
 const UDP_FLOW: &str = "in_port(1),eth(src=50:54:00:00:00:01,dst=50:54:00:00:00:02),eth_type(0x0800),ipv4(src=10.0.0.1,dst=10.0.0.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1000,dst=2000)";
@@ -930,8 +772,8 @@ const DROPPED_FLOW: &str = "in_port(1),eth(src=50:54:00:00:00:01,dst=50:54:00:00
 
 #[test]
 fn trace_generate_runs_the_packet_through_the_datapath_and_names_the_cache_level() {
-    let dir = TempDir::new("trace");
-    let d = Daemon::start(
+    let dir = TempDir::new("ob-trace");
+    let d = start(
         &dir,
         &config(
             "",
@@ -939,7 +781,7 @@ fn trace_generate_runs_the_packet_through_the_datapath_and_names_the_cache_level
         ),
     );
     // Learn p2's MAC first, so NORMAL sends to p2 only.
-    d.inject(
+    d.receive_frames(
         "p2",
         &[{
             let mut f = udp_frame(0, 60, 1);
@@ -977,5 +819,5 @@ fn trace_generate_runs_the_packet_through_the_datapath_and_names_the_cache_level
         )
         .unwrap_err();
     assert!(err.contains("ODP"), "{err}");
-    d.stop();
+    d.stop_clean();
 }

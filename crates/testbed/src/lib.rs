@@ -7,6 +7,8 @@
 //! - [`Topology`]: a guard over uniquely named namespaces and veth pairs
 //!   that deletes everything it created on drop, even when the test
 //!   panics half way through building it.
+//! - [`daemon`]: the real `oxvsd` in a temp directory, driven through its
+//!   control socket and killed on drop if the test did not stop it.
 //! - [`datapath`]: one-PMD datapaths with in_port-only handlers, for tests
 //!   that check a driver rather than switching.
 //! - [`traffic`]: checks run from threads that enter a namespace — ping,
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod datapath;
 mod topology;
 pub mod traffic;
