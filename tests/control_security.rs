@@ -9,32 +9,14 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use testbed::daemon::{Daemon, DaemonOptions, TempDir};
 
-/// A temp directory named with this suite's prefix, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("rl-ctl-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+const OXVSD: &str = env!("CARGO_BIN_EXE_oxvsd");
 
 const CONFIG: &str = r#"
 [datapath]
@@ -59,106 +41,33 @@ name = "p2"
 type = "dummy-pmd"
 "#;
 
-/// A running daemon, killed on drop if the test did not stop it.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    stderr: PathBuf,
+/// Starts oxvsd with its socket at `socket` and its config file created
+/// with `config_mode`.
+fn start(dir: &TempDir, socket: PathBuf, config_mode: u32) -> Daemon {
+    Daemon::start_with(
+        OXVSD,
+        dir,
+        CONFIG,
+        DaemonOptions {
+            socket: Some(socket),
+            config_mode: Some(config_mode),
+            ..DaemonOptions::default()
+        },
+    )
 }
 
-impl Daemon {
-    /// Starts oxvsd with its socket at `socket` and its config file
-    /// created with `config_mode`.
-    fn start(dir: &TempDir, socket: PathBuf, config_mode: u32) -> Daemon {
-        let config_path = dir.path("oxvs.toml");
-        std::fs::write(
-            &config_path,
-            CONFIG.replace("@SOCKET@", &socket.display().to_string()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(config_mode))
-            .unwrap();
-        let stderr = dir.path("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
-            .arg("--config")
-            .arg(&config_path)
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn oxvsd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while call(&d.socket, "version", &[]).is_err() {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("oxvsd exited early ({status}): {}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "oxvsd did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// Resident memory of the daemon (KiB).
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-
-    /// A well-behaved client is answered within a few seconds.
-    fn assert_serving(&self, after: &str) {
-        let start = Instant::now();
-        let version = call(&self.socket, "version", &[])
-            .unwrap_or_else(|e| panic!("after {after}: {e}\n{}", self.log()));
-        assert!(version.contains("oxvs"), "{version}");
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "after {after}: answered only after {:?}",
-            start.elapsed()
-        );
-    }
-
-    /// Asks the daemon to exit; returns its exit code and log.
-    fn stop(mut self) -> (i32, String) {
-        let _ = call(&self.socket, "exit", &[]);
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), self.log());
-            }
-            assert!(Instant::now() < deadline, "oxvsd did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A well-behaved client is answered within a few seconds.
+fn assert_serving(d: &Daemon, after: &str) {
+    let start = Instant::now();
+    let version = d
+        .call("version", &[])
+        .unwrap_or_else(|e| panic!("after {after}: {e}\n{}", d.log()));
+    assert!(version.contains("oxvs"), "{version}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "after {after}: answered only after {:?}",
+        start.elapsed()
+    );
 }
 
 /// Reads one JSON reply from `s`.
@@ -180,33 +89,12 @@ fn read_reply(s: &mut UnixStream) -> Result<Value, String> {
     }
 }
 
-fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = json!({"id": 7, "method": method, "params": params});
-    s.write_all(req.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let v = read_reply(&mut s)?;
-    assert_eq!(v["id"], json!(7));
-    match &v["error"] {
-        Value::Null => Ok(v["result"].as_str().unwrap_or_default().to_string()),
-        e => Err(e.as_str().unwrap_or_default().to_string()),
-    }
-}
-
-fn buffers_returned(log: &str) {
-    assert!(
-        !log.contains("packet buffers not returned"),
-        "buffers leaked at shutdown:\n{log}"
-    );
-}
-
 #[test]
 fn socket_directory_is_private_and_socket_owner_only() {
-    let dir = TempDir::new("perm");
+    let dir = TempDir::new("rl-ctl-perm");
     // The daemon creates the socket's directory itself.
     let socket = dir.path("run/oxvs/ctl");
-    let d = Daemon::start(&dir, socket.clone(), 0o600);
+    let d = start(&dir, socket.clone(), 0o600);
     let run = std::fs::metadata(dir.path("run/oxvs")).unwrap();
     assert_eq!(
         run.permissions().mode() & 0o777,
@@ -233,7 +121,7 @@ fn socket_directory_is_private_and_socket_owner_only() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another daemon"));
-    d.assert_serving("a second daemon tried the socket");
+    assert_serving(&d, "a second daemon tried the socket");
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert!(!socket.exists(), "socket removed at exit");
@@ -241,11 +129,11 @@ fn socket_directory_is_private_and_socket_owner_only() {
 
 #[test]
 fn world_writable_config_and_socket_directory_are_warned() {
-    let dir = TempDir::new("warn");
+    let dir = TempDir::new("rl-ctl-warn");
     let shared = dir.path("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let d = Daemon::start(&dir, shared.join("ctl"), 0o666);
+    let d = start(&dir, shared.join("ctl"), 0o666);
     let (code, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert!(
@@ -260,21 +148,21 @@ fn world_writable_config_and_socket_directory_are_warned() {
 
 #[test]
 fn hostile_clients_do_not_stop_the_daemon_serving_others() {
-    let dir = TempDir::new("hostile");
-    let d = Daemon::start(&dir, dir.path("ctl"), 0o600);
+    let dir = TempDir::new("rl-ctl-hostile");
+    let d = start(&dir, dir.path("ctl"), 0o600);
 
     // Garbage: an error, then the connection closes.
-    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut s = UnixStream::connect(d.socket()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"\xff\xfe}{ not json").unwrap();
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     assert!(reply.contains("invalid JSON"), "{reply}");
-    d.assert_serving("garbage");
+    assert_serving(&d, "garbage");
 
     // A huge request, sent by a thread while we check the daemon still
     // answers: refused with an error naming the limit.
-    let socket = d.socket.clone();
+    let socket = d.socket().to_path_buf();
     let huge = std::thread::spawn(move || {
         let mut s = UnixStream::connect(&socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -287,27 +175,27 @@ fn hostile_clients_do_not_stop_the_daemon_serving_others() {
         let _ = s.read_to_string(&mut reply);
         reply
     });
-    d.assert_serving("a huge request started");
+    assert_serving(&d, "a huge request started");
     let reply = huge.join().unwrap();
     assert!(reply.contains("request larger than"), "{reply}");
-    d.assert_serving("a huge request");
+    assert_serving(&d, "a huge request");
 
     // Clients that connect and hang: one silent, one stuck mid-request.
-    let silent = UnixStream::connect(&d.socket).unwrap();
-    let mut stuck = UnixStream::connect(&d.socket).unwrap();
+    let silent = UnixStream::connect(d.socket()).unwrap();
+    let mut stuck = UnixStream::connect(d.socket()).unwrap();
     stuck.write_all(br#"{"id":1,"method":"dpctl/sh"#).unwrap();
-    d.assert_serving("two hung clients");
+    assert_serving(&d, "two hung clients");
 
     // A request trickled one byte at a time is still answered, and others
     // are served while it trickles.
-    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    let mut slow = UnixStream::connect(d.socket()).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let req = br#"{"id":42,"method":"version","params":[]}"#;
     for (i, b) in req.iter().enumerate() {
         slow.write_all(&[*b]).unwrap();
         if i == req.len() / 2 {
-            d.assert_serving("half a trickled request");
+            assert_serving(&d, "half a trickled request");
         }
     }
     let v = read_reply(&mut slow).unwrap();
@@ -315,7 +203,7 @@ fn hostile_clients_do_not_stop_the_daemon_serving_others() {
     assert!(v["result"].as_str().unwrap().contains("oxvs"));
 
     // Pipelined requests on one connection are answered in order.
-    let mut pipe = UnixStream::connect(&d.socket).unwrap();
+    let mut pipe = UnixStream::connect(d.socket()).unwrap();
     pipe.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     pipe.write_all(br#"{"id":1,"method":"version"} [] {"id":3,"method":"version"}"#)
@@ -337,22 +225,20 @@ fn hostile_clients_do_not_stop_the_daemon_serving_others() {
     assert_eq!(ids, vec![json!(1), Value::Null, json!(3)]);
 
     drop((silent, stuck, slow, pipe));
-    let (code, log) = d.stop();
-    assert_eq!(code, 0, "{log}");
-    buffers_returned(&log);
+    d.stop_clean();
 }
 
 #[test]
 fn connection_floods_and_clients_that_never_read_stay_bounded() {
-    let dir = TempDir::new("flood");
-    let d = Daemon::start(&dir, dir.path("ctl"), 0o600);
+    let dir = TempDir::new("rl-ctl-flood");
+    let d = start(&dir, dir.path("ctl"), 0o600);
 
     // More idle connections than the daemon keeps: the newest client is
     // still served (the longest idle ones are closed to make room).
     let hogs: Vec<UnixStream> = (0..100)
-        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .map(|_| UnixStream::connect(d.socket()).unwrap())
         .collect();
-    d.assert_serving("100 idle connections");
+    assert_serving(&d, "100 idle connections");
     assert!(d.log().contains("too many connections"), "{}", d.log());
     drop(hogs);
 
@@ -360,7 +246,7 @@ fn connection_floods_and_clients_that_never_read_stay_bounded() {
     // daemon stops reading from it once its unread replies pass the
     // limit, so its memory stays bounded and others are still served.
     let rss_before = d.rss_kib();
-    let mut greedy = UnixStream::connect(&d.socket).unwrap();
+    let mut greedy = UnixStream::connect(d.socket()).unwrap();
     greedy
         .set_write_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -380,15 +266,13 @@ fn connection_floods_and_clients_that_never_read_stay_bounded() {
         sent < 16 << 20,
         "the daemon kept reading requests whose replies pile up"
     );
-    d.assert_serving("a client that never reads");
+    assert_serving(&d, "a client that never reads");
     let grown_kib = d.rss_kib().saturating_sub(rss_before);
     assert!(
         grown_kib < 48 * 1024,
         "daemon grew {grown_kib} KiB for a client that never reads"
     );
     drop(greedy);
-    d.assert_serving("the greedy client left");
-    let (code, log) = d.stop();
-    assert_eq!(code, 0, "{log}");
-    buffers_returned(&log);
+    assert_serving(&d, "the greedy client left");
+    d.stop_clean();
 }

@@ -14,172 +14,36 @@
 //! Needs root and iproute2 (`testbed::prerequisites`): skipped with a
 //! reason outside CI, a failure under `CI=true`.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use testbed::daemon::{Daemon, TempDir};
 use testbed::{IP_B, Topology};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("rl-fault-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
+/// Starts oxvsd on one bridge over `ports` (name, type).
+fn start(dir: &TempDir, ports: &[(&str, &str)]) -> Daemon {
+    let mut config = String::from(
+        "[datapath]\npmd_cores = [0]\npmd_sleep_max = 500\n\n\
+         [control]\nsocket = \"@SOCKET@\"\n\n[log]\nlevel = \"info\"\n\n\
+         [[bridge]]\nname = \"br0\"\n",
+    );
+    for (name, port_type) in ports {
+        config.push_str(&format!(
+            "\n[[bridge.port]]\nname = \"{name}\"\ntype = \"{port_type}\"\n"
+        ));
     }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
+    Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), dir, &config)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = json!({"id": 1, "method": method, "params": params});
-    s.write_all(req.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
-            return match &v["error"] {
-                Value::Null => Ok(v["result"].as_str().unwrap_or_default().to_string()),
-                e => Err(e.as_str().unwrap_or_default().to_string()),
-            };
-        }
-    }
-}
-
-/// A running daemon, killed on drop if the test did not stop it.
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    /// Starts oxvsd on one bridge over `ports` (name, type).
-    fn start(dir: &TempDir, ports: &[(&str, &str)]) -> Daemon {
-        let socket = dir.path("ctl");
-        let mut config = format!(
-            "[datapath]\npmd_cores = [0]\npmd_sleep_max = 500\n\n\
-             [control]\nsocket = \"{}\"\n\n[log]\nlevel = \"info\"\n\n\
-             [[bridge]]\nname = \"br0\"\n",
-            socket.display()
-        );
-        for (name, port_type) in ports {
-            config.push_str(&format!(
-                "\n[[bridge.port]]\nname = \"{name}\"\ntype = \"{port_type}\"\n"
-            ));
-        }
-        let config_path = dir.path("oxvs.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let stderr = dir.path("stderr");
-        let child = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
-            .arg("--config")
-            .arg(&config_path)
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn oxvsd");
-        let mut d = Daemon {
-            child: Some(child),
-            socket,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while call(&d.socket, "version", &[]).is_err() {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("oxvsd exited early ({status}): {}", d.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "oxvsd did not come up: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits (bounded) for the exit; returns the exit
-    /// code and the log.
-    fn signal_and_wait(mut self, signal: &str) -> (i32, String) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-s", signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -s {signal} {pid}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("oxvsd did not exit within 20 s of {signal}: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// TX packets the daemon counted on `port` (from `dpctl/show -s`).
+/// TX packets the daemon counted on `port`.
 fn tx_packets(d: &Daemon, port: &str) -> u64 {
-    let show = call(&d.socket, "dpctl/show", &["-s"]).unwrap_or_default();
-    let mut in_port = false;
-    for line in show.lines() {
-        if line.contains("port ") {
-            in_port = line.contains(&format!(": {port}"));
-        } else if in_port && let Some(rest) = line.trim().strip_prefix("TX packets:") {
-            return rest
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        }
-    }
-    0
+    d.port_counter(port, "TX packets")
 }
 
 fn assert_clean_exit(code: i32, log: &str) {
     assert_eq!(code, 0, "exit code {code}:\n{log}");
     assert!(
-        !log.contains("packet buffers not returned"),
+        log.contains("all packet buffers returned") && !log.contains("packet buffers not returned"),
         "buffers leaked at shutdown:\n{log}"
     );
 }
@@ -191,8 +55,8 @@ fn sigterm_under_traffic_exits_cleanly_with_every_buffer_returned() {
     }
     let topo = Topology::veth("rlt");
     topo.host_offloads_off();
-    let dir = TempDir::new("term");
-    let d = Daemon::start(&dir, &[(&topo.host_a, "afxdp"), (&topo.host_b, "system")]);
+    let dir = TempDir::new("rl-fault-term");
+    let d = start(&dir, &[(&topo.host_a, "afxdp"), (&topo.host_b, "system")]);
     testbed::wait_reachable(&topo.ns_a, IP_B);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,7 +66,7 @@ fn sigterm_under_traffic_exits_cleanly_with_every_buffer_returned() {
         tx_packets(&d, &topo.host_b) > 1000
     });
     // An rx-queue rebalance under traffic: forwarding goes on.
-    call(&d.socket, "dpif-netdev/pmd-rxq-rebalance", &[]).unwrap();
+    d.ok("dpif-netdev/pmd-rxq-rebalance", &[]);
     let before = tx_packets(&d, &topo.host_b);
     testbed::wait_for("forwarding after the rebalance", 10, || {
         tx_packets(&d, &topo.host_b) > before + 1000
@@ -263,8 +127,8 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
         "ethtool", "-K", &host_c, "gro", "off", "tso", "off", "gso", "off",
     ]);
 
-    let dir = TempDir::new("veth");
-    let d = Daemon::start(
+    let dir = TempDir::new("rl-fault-veth");
+    let d = start(
         &dir,
         &[
             (&topo.host_a, "system"),
@@ -284,7 +148,7 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
     });
     testbed::sh(&["ip", "link", "del", &topo.host_b]);
     // The periodic pass (once a second) notices and logs it.
-    let stderr = d.stderr.clone();
+    let stderr = dir.path("stderr");
     testbed::wait_for("the vanished port to be logged as down", 10, || {
         std::fs::read_to_string(&stderr).is_ok_and(|l| l.contains("port down"))
     });
@@ -294,7 +158,7 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
 
     // The daemon still answers and a ↔ c still forwards.
     assert!(
-        call(&d.socket, "version", &[]).is_ok(),
+        d.call("version", &[]).is_ok(),
         "control socket dead after the veth went: {}",
         d.log()
     );
