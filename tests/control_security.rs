@@ -2,14 +2,15 @@
 //! real `oxvsd` binary: socket and directory permissions, the request size
 //! limit, garbage, clients that connect and hang, trickle one byte at a
 //! time, open more connections than the daemon keeps, or never read their
-//! replies, and the warning for a config file others may write. In every
-//! case a well-behaved client is still served promptly and the daemon
-//! exits cleanly with every buffer returned.
+//! replies; capture paths that are relative, symlinks or devices; and the
+//! warning for a config file others may write. In every case a
+//! well-behaved client is still served promptly and the daemon exits
+//! cleanly with every buffer returned.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -274,5 +275,34 @@ fn connection_floods_and_clients_that_never_read_stay_bounded() {
     );
     drop(greedy);
     assert_serving(&d, "the greedy client left");
+    d.stop_clean();
+}
+
+#[test]
+fn capture_paths_are_validated_before_anything_is_opened() {
+    let dir = TempDir::new("rl-ctl-capture");
+    let d = start(&dir, dir.path("ctl"), 0o600);
+    // A file the daemon must not touch, reachable through a symlink.
+    let precious = dir.path("precious");
+    std::fs::write(&precious, b"keep me").unwrap();
+    let link = dir.path("link.pcap");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let cases = [
+        ("relative.pcap".to_string(), "absolute path"),
+        (link.display().to_string(), "symlink"),
+        ("/dev/null".to_string(), "not a regular file"),
+        (
+            dir.path("no/such/dir/x.pcap").display().to_string(),
+            "does not exist",
+        ),
+    ];
+    for (path, why) in &cases {
+        let err = d
+            .call("capture/start", &["p1", path])
+            .expect_err("capture to a bad path started");
+        assert!(err.contains(why), "{path}: {err}");
+    }
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    assert!(!Path::new("relative.pcap").exists());
     d.stop_clean();
 }
