@@ -24,7 +24,7 @@
 //!   bucket then just keeps being probed through). Removal walks the same
 //!   path as the insert did and decrements the counts it passed.
 //! - A slot's control byte is non-zero exactly when the slot is occupied,
-//!   and then equals [`control_byte`] of its tag.
+//!   and then equals `control_byte` of its tag.
 //! - The load stays at most 7/8 of the slots, so probing terminates.
 //! - Growing (on insert only) rebuilds from the stored tags; lookups never
 //!   allocate.
@@ -203,7 +203,7 @@ impl HashIndex {
         None
     }
 
-    /// Starts loading `hash`'s home bucket (see [`super::prefetch`]).
+    /// Starts loading `hash`'s home bucket (a software prefetch).
     #[inline(always)]
     pub fn prefetch(&self, hash: u32) {
         prefetch(&self.buckets[hash as usize & self.mask()]);
