@@ -209,7 +209,8 @@ impl Daemon {
             .iter()
             .map(|(name, p)| (name.as_str(), p.opened.netdev().link_state()))
             .collect();
-        self.links.check(links);
+        let changes = self.links.check(links);
+        crate::port_health::reopen_returned(self, &changes);
         let now = self.now_ms();
         self.captures.reap(&self.datapath);
         crate::observe::report_suspicious(self);

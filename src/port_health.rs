@@ -12,6 +12,13 @@
 //! the fault visible (`WARN ... port down`) and keeps the current state
 //! for display.
 //!
+//! A kernel-backed port (`system`/`af_packet`, `afxdp`) whose link comes
+//! back up after being seen down is re-opened ([`reopen_returned`]): its
+//! socket was bound to the old device, so a veth deleted and created again
+//! under the same name would otherwise stay dead. Re-opening is a port
+//! delete and add with the same config section, as a reload does, so the
+//! port's flows are flushed and re-learnt.
+//!
 //! # Invariants
 //! - One log line per transition, never one per pass.
 //! - Ports removed from the daemon are forgotten at the next pass.
@@ -58,6 +65,37 @@ impl LinkWatch {
     /// The state seen on the last pass (`None`: not seen yet).
     pub fn state(&self, port: &str) -> Option<LinkState> {
         self.last.get(port).copied()
+    }
+}
+
+/// Port types whose open device handle does not survive the device going
+/// away (they are bound to an ifindex).
+const REOPENED_TYPES: &[&str] = &["system", "af_packet", "afxdp"];
+
+/// Re-opens each kernel-backed port that `changes` shows coming back up
+/// (see the module docs); a port that cannot be re-opened is logged and
+/// left out until the next reload.
+pub fn reopen_returned(daemon: &mut crate::daemon::Daemon, changes: &[(String, LinkState)]) {
+    for (name, state) in changes {
+        if *state != LinkState::Up {
+            continue;
+        }
+        let Some(port) = daemon.ports.get(name) else {
+            continue;
+        };
+        if !REOPENED_TYPES.contains(&port.section.port_type.as_str()) {
+            continue;
+        }
+        let (bridge, section) = (port.bridge.clone(), port.section.clone());
+        let result = daemon
+            .del_port(name)
+            .and_then(|()| daemon.add_port(&bridge, section));
+        match result {
+            Ok(port_no) => {
+                tracing::info!(port = %name, port_no, "port re-opened on its returned device")
+            }
+            Err(e) => tracing::error!(port = %name, "port could not be re-opened: {e}"),
+        }
     }
 }
 

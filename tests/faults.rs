@@ -8,8 +8,8 @@
 //! - A port's veth deleted while traffic flows through it: the daemon logs
 //!   the port down by name, keeps answering on its control socket, keeps
 //!   forwarding between the other ports, and exits cleanly with every
-//!   buffer returned. (Re-opening the port when a device of the same name
-//!   reappears is not implemented: the port stays down until a reload.)
+//!   buffer returned; when a veth of the same name is created again, the
+//!   port is re-opened on it and forwards again.
 //!
 //! Needs root and iproute2 (`testbed::prerequisites`): skipped with a
 //! reason outside CI, a failure under `CI=true`.
@@ -174,6 +174,60 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
         "the down port is not named {}:\n{log}",
         topo.host_b
     );
+
+    // b's veth comes back under the same name: the port is re-opened on
+    // the new device and a → b forwards again.
+    testbed::sh(&[
+        "ip",
+        "link",
+        "add",
+        &topo.host_b,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &topo.inner_b,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "netns",
+        &topo.ns_b,
+    ]);
+    testbed::sh(&["ip", "link", "set", &topo.host_b, "up"]);
+    testbed::sh(&[
+        "ethtool",
+        "-K",
+        &topo.host_b,
+        "gro",
+        "off",
+        "tso",
+        "off",
+        "gso",
+        "off",
+    ]);
+    for args in [
+        vec!["ip", "addr", "add", "10.77.0.2/24", "dev", &topo.inner_b],
+        vec!["ip", "link", "set", &topo.inner_b, "up"],
+        vec!["ethtool", "-K", &topo.inner_b, "tx", "off"],
+    ] {
+        let mut full = vec!["ip", "netns", "exec", &topo.ns_b];
+        full.extend(args);
+        testbed::sh(&full);
+    }
+    testbed::wait_for("the returned port to be re-opened", 10, || {
+        std::fs::read_to_string(&stderr).is_ok_and(|l| l.contains("port re-opened"))
+    });
+    // The new veth has a new MAC: a's ARP entry for b is stale.
+    testbed::sh(&[
+        "ip", "netns", "exec", &topo.ns_a, "ip", "neigh", "flush", "all",
+    ]);
+    testbed::wait_reachable(&topo.ns_a, IP_B);
+
     let (code, log) = d.signal_and_wait("TERM");
     assert_clean_exit(code, &log);
 }
