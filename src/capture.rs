@@ -16,8 +16,14 @@
 //! affected).
 //!
 //! One capture runs at a time. The file must be an absolute path whose
-//! directory exists; an existing file must be a regular file (it is
-//! replaced) or a FIFO (for a live `tshark -i FIFO`), never a symlink.
+//! directory exists; an existing file must be a FIFO (for a live
+//! `tshark -i FIFO`) or a regular file that is empty or already a capture
+//! (pcap or pcapng magic: it is replaced), never a symlink — so a capture
+//! request can not overwrite an arbitrary file the daemon may write. The
+//! regular file is opened with `O_NOFOLLOW` and checked through the opened
+//! descriptor, so a symlink or a different file swapped in after the
+//! check is refused too. A new file is created with mode 0600: it holds
+//! traffic.
 //!
 //! A FIFO is opened and written without blocking: the writer waits for a
 //! reader to open it (checking its stop flag every [`WRITER_TICK`]) and,
@@ -338,7 +344,7 @@ pub fn start(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     let file = if is_fifo {
         None
     } else {
-        Some(File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+        Some(open_regular(&path)?)
     };
 
     d.captures.next_id += 1;
@@ -424,14 +430,64 @@ pub fn stop(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     Ok(s.status())
 }
 
+/// First bytes of the files a capture may replace: pcap (both byte orders,
+/// micro- and nanosecond) and pcapng.
+const CAPTURE_MAGICS: [[u8; 4]; 5] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x0a, 0x0d, 0x0d, 0x0a],
+];
+
+/// Opens (creating, mode 0600) the regular capture file and empties it;
+/// refuses a symlink and an existing file that is neither empty nor a
+/// capture (see the module docs).
+fn open_regular(path: &Path) -> Result<File, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                format!("{shown}: is a symlink; give the real path")
+            } else {
+                format!("{shown}: {e}")
+            }
+        })?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown}: exists and is not a regular file or a FIFO"
+        ));
+    }
+    if meta.len() > 0 {
+        let mut magic = [0u8; 4];
+        let is_capture = file.read_exact(&mut magic).is_ok() && CAPTURE_MAGICS.contains(&magic);
+        if !is_capture {
+            return Err(format!(
+                "{shown}: exists and is not a capture file (pcap/pcapng); remove it or choose another name"
+            ));
+        }
+    }
+    // Empty it and write from the start (the magic check moved the offset).
+    file.set_len(0).map_err(|e| format!("{shown}: {e}"))?;
+    std::io::Seek::rewind(&mut file).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(file)
+}
+
 /// Opens a FIFO for writing without blocking the thread for good: until a
 /// reader has it open, retries every [`WRITER_TICK`] while the capture is
 /// not stopped. The file stays non-blocking (see [`Output`]).
 fn open_fifo(path: &Path, shared: &Shared) -> Result<File, String> {
     use std::os::unix::fs::OpenOptionsExt;
-    // SOCK_NONBLOCK is O_NONBLOCK on Linux, by definition, on every
-    // architecture (rustix has the socket flag without its `fs` feature).
-    let nonblock = rustix::net::SocketFlags::NONBLOCK.bits() as i32;
+    let nonblock = rustix::fs::OFlags::NONBLOCK.bits() as i32;
     loop {
         match std::fs::OpenOptions::new()
             .write(true)

@@ -295,6 +295,8 @@ fn capture_paths_are_validated_before_anything_is_opened() {
             dir.path("no/such/dir/x.pcap").display().to_string(),
             "does not exist",
         ),
+        // An existing file that is not a capture is never overwritten.
+        (precious.display().to_string(), "not a capture file"),
     ];
     for (path, why) in &cases {
         let err = d
@@ -304,5 +306,19 @@ fn capture_paths_are_validated_before_anything_is_opened() {
     }
     assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
     assert!(!Path::new("relative.pcap").exists());
+    // A previous capture is replaced, and a new file is private (0600).
+    let old_capture = dir.path("old.pcap");
+    std::fs::write(&old_capture, [0xd4, 0xc3, 0xb2, 0xa1, 1, 2, 3, 4]).unwrap();
+    let fresh = dir.path("fresh.pcap");
+    for path in [&old_capture, &fresh] {
+        let path = path.display().to_string();
+        d.ok("capture/start", &["p1", &path]);
+        d.ok("capture/stop", &[]);
+    }
+    let header = std::fs::read(&old_capture).unwrap();
+    assert_eq!(header.len(), 24, "replaced by a fresh pcap header");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     d.stop_clean();
 }
