@@ -479,7 +479,7 @@ fn mangled_outer_headers_are_tunnel_pop_errors() {
     expect_pop_drop(
         TunnelKind::Gre,
         &mangle(&gre, &|v| *v.last_mut().unwrap() ^= 1),
-        err,
+        DropReason::TunnelBadChecksum,
         "GRE checksum",
     );
     expect_pop_drop(TunnelKind::Vxlan, &inner, err, "not a tunnel packet");
@@ -627,6 +627,7 @@ fn port_receive_checks_have_their_own_drop_reasons() {
     let mut two = GENEVE_OPTS.to_vec();
     two.extend_from_slice(&critical);
     let gnv_crit2 = encapsulate(&mut h, &geneve_push(Ip::V6, 9, &two, true), &inner);
+    let gre_plain = encapsulate(&mut h, &gre_push(Ip::V4, Some(9), false), &inner);
     drop(h);
 
     let vxlan = TunnelPort::new(TunnelKind::Vxlan);
@@ -652,6 +653,14 @@ fn port_receive_checks_have_their_own_drop_reasons() {
     assert_eq!(c.get(DropReason::TunnelBadChecksum), 1, "{c:?}");
     let (drops, out, _) = pop_on(csum, &vx9_csum);
     assert_eq!((drops, out), (0, vec![inner.clone()]));
+
+    let gre_csum = TunnelPort {
+        csum_required: true,
+        ..TunnelPort::new(TunnelKind::Gre)
+    };
+    let (_, out, c) = pop_on(gre_csum, &gre_plain);
+    assert!(out.is_empty());
+    assert_eq!(c.get(DropReason::TunnelBadChecksum), 1, "GRE: {c:?}");
 
     for (frame, what) in [(&gnv_crit, "only option"), (&gnv_crit2, "second option")] {
         let (_, out, c) = pop_on(TunnelPort::new(TunnelKind::Geneve), frame);

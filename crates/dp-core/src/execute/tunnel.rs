@@ -82,7 +82,7 @@ pub struct TunnelPort {
     /// `options:key=N`: packets with another VNI/key are dropped as
     /// [`DropReason::TunnelWrongVni`]; `None` (`key=flow`) takes any.
     pub key: Option<u64>,
-    /// `options:csum=true`: a UDP tunnel packet without a checksum is
+    /// `options:csum=true`: a packet without a UDP (or GRE) checksum is
     /// dropped as [`DropReason::TunnelBadChecksum`] (a wrong checksum is
     /// dropped either way).
     pub csum_required: bool,
@@ -531,11 +531,16 @@ pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason
             }
             let mut pos = l4 + 4;
             if gre_flags & GRE_CSUM != 0 {
-                if end < pos + 4 || checksum(&data[l4..end]) != 0 {
+                if end < pos + 4 {
                     return Err(bad);
+                }
+                if checksum(&data[l4..end]) != 0 {
+                    return Err(DropReason::TunnelBadChecksum);
                 }
                 flags |= tnl_flags::CSUM;
                 pos += 4;
+            } else if port.csum_required {
+                return Err(DropReason::TunnelBadChecksum);
             }
             if gre_flags & GRE_KEY != 0 {
                 if end < pos + 4 {
