@@ -79,8 +79,9 @@ fn is_our_mbuf(packet: &Packet) -> bool {
 pub(crate) struct DpdkRxq {
     shared: Arc<PortShared>,
     qid: u16,
-    /// Cells for received packets; bounded by the mbuf pool, so it never
-    /// runs out before the mbufs do.
+    /// Cells for received mbufs of another pool (whose private area holds
+    /// no cell); bounded by the mbuf pool, so it never runs out before the
+    /// mbufs do.
     cells: PacketPool,
     scratch: [Mbuf; MAX_BURST],
 }
