@@ -380,11 +380,17 @@ pub(crate) fn mempool_cache_counts(mp: NonNull<sys::rte_mempool>) -> Vec<(u32, u
     (0..sys::RTE_MAX_LCORE)
         .filter_map(|lcore| {
             // SAFETY: `local_cache` points to RTE_MAX_LCORE caches when
-            // `cache_size` is non-zero. Other threads update `len` as they
-            // run; a volatile read of the u32 is what DPDK's own
-            // `rte_mempool_avail_count` does (a snapshot, maybe stale).
+            // `cache_size` is non-zero, and mempools (with their caches)
+            // are never freed, so the pointer is valid for the whole read.
+            // `len` is a naturally aligned u32 (AtomicU32's alignment) that
+            // the lcore owning the cache updates while we look: an atomic
+            // load, not a plain or volatile read, is what makes that
+            // concurrent access sound on our side (the value is a
+            // snapshot, as in DPDK's own `rte_mempool_avail_count`).
             let len = unsafe {
-                std::ptr::read_volatile(&raw const (*mp.local_cache.add(lcore as usize)).len)
+                let len = &raw mut (*mp.local_cache.add(lcore as usize)).len;
+                std::sync::atomic::AtomicU32::from_ptr(len)
+                    .load(std::sync::atomic::Ordering::Relaxed)
             };
             (len > 0).then_some((lcore, len))
         })
