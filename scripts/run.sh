@@ -50,8 +50,14 @@ for n in 1 2; do
     ip -n "${!ns}" link set lo up
     ip -n "${!ns}" addr add "${!addr}/24" dev eth0
     ip -n "${!ns}" link set eth0 up
-    # The switch does not complete partial checksums: let the hosts do it.
-    ip netns exec "${!ns}" ethtool -K eth0 tx off >/dev/null
+    # An AF_XDP frame carries no checksum-offload state, so the hosts must
+    # send full checksums (tx off, which also turns TSO off). A system port
+    # completes partial checksums itself: there only super-frames must go.
+    if [[ $port_type == afxdp ]]; then
+        ip netns exec "${!ns}" ethtool -K eth0 tx off >/dev/null
+    else
+        ip netns exec "${!ns}" ethtool -K eth0 tso off gso off >/dev/null
+    fi
     ip netns exec "${!ns}" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 done
 

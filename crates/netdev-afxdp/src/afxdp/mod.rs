@@ -13,6 +13,25 @@
 //!    with the reasons the earlier ones failed.
 //! 4. Put each socket in the XSKMAP at its queue index.
 //!
+//! # Offloads, and what the hosts behind a port must set
+//! An AF_XDP frame is one Ethernet frame of at most [`max_mtu`] bytes with
+//! no metadata. So:
+//! - no TSO/GSO super-frames: the kernel turns segmentation offload off by
+//!   itself on a veth whose peer runs a native XDP program (the peer's
+//!   "fix features" hook); in generic mode the sending side needs
+//!   `ethtool -K IFACE tso off gso off`;
+//! - no checksum offload: a packet the sending stack left `CHECKSUM_PARTIAL`
+//!   reaches the socket with only the pseudo-header sum in its TCP/UDP
+//!   checksum, and no flag says so (XDP has no rx metadata for the
+//!   checksum state). The receiver drops it as corrupt — TCP never
+//!   connects, while ping and checksum-less UDP work. The sending
+//!   interface needs `ethtool -K IFACE tx off` (which also turns TSO off).
+//!   The port recognises such packets ([`crate::csum::is_partial`]),
+//!   counts them and warns, so the cause is visible; it does not rewrite
+//!   them, since nothing tells a partial checksum from a corrupt one that
+//!   happens to equal the pseudo-header sum. (`system` ports are told, and
+//!   complete them.)
+//!
 //! # Invariants
 //! - Every UMEM frame is accounted (see [`umem`]); a port's frames are
 //!   all back once its packets are dropped, whatever the order of port

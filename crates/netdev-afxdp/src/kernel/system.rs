@@ -21,7 +21,7 @@
 //! Checksum offload: packets the local stack sent with tx checksum offload
 //! on arrive with a partial L4 checksum, flagged `TP_STATUS_CSUMNOTREADY`
 //! (in the ring slot, or in `PACKET_AUXDATA`); the port completes them in
-//! software ([`super::csum`]) before anyone forwards them, so the senders
+//! software ([`crate::csum`]) before anyone forwards them, so the senders
 //! may keep `tx` offload on. Segmentation offload is another matter: a
 //! TSO/GSO super-frame is longer than a buffer and is dropped as an rx
 //! error, so the sending side needs `tso off gso off` (or `tx off`, which
