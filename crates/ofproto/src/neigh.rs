@@ -4,7 +4,12 @@
 //! # How it works
 //! Entries are learned by snooping ARP replies that translation sees on
 //! any bridge ([`NeighCache::snoop`]), or set by hand (static entries
-//! never age). A lookup that misses records a *solicitation*: the daemon
+//! never age). Only a reply for an address the cache already holds or is
+//! soliciting is learned: any underlay host can send replies for any
+//! sender address, and learning those would let it grow the cache without
+//! bound (unsolicited ones are counted, [`NeighCache::unsolicited`]).
+//! Together with [`MAX_WANTED`] this bounds the cache by what routes and
+//! `remote_ip=flow` rules actually ask for. A lookup that misses records a *solicitation*: the daemon
 //! collects the due ones ([`NeighCache::take_due_requests`]) and sends an
 //! ARP request out of the route's device, at most once a second per
 //! address, until a reply is snooped. Learned entries age out after
@@ -69,6 +74,7 @@ struct Inner {
 pub struct NeighCache {
     inner: Mutex<Inner>,
     seq: AtomicU64,
+    unsolicited: AtomicU64,
 }
 
 fn fmt_mac(mac: &[u8; 6]) -> String {
@@ -132,9 +138,26 @@ impl NeighCache {
         due
     }
 
-    /// Learns `ip` at `mac` from an ARP reply seen on `bridge`.
-    pub fn snoop(&self, ip: Ipv4Addr, mac: [u8; 6], bridge: &str, now_ms: u64) {
+    /// Learns `ip` at `mac` from an ARP reply seen on `bridge`, when `ip`
+    /// is already known or wanted; otherwise counts the reply as
+    /// unsolicited and ignores it (see the module docs). Returns whether
+    /// it was learned.
+    pub fn snoop(&self, ip: Ipv4Addr, mac: [u8; 6], bridge: &str, now_ms: u64) -> bool {
+        let asked = {
+            let g = self.lock();
+            g.entries.contains_key(&ip) || g.wanted.contains_key(&ip)
+        };
+        if !asked {
+            self.unsolicited.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         self.insert(ip, mac, bridge, Some(now_ms + NEIGH_IDLE_MS));
+        true
+    }
+
+    /// ARP replies ignored because nobody asked for their address.
+    pub fn unsolicited(&self) -> u64 {
+        self.unsolicited.load(Ordering::Relaxed)
     }
 
     /// `tnl/neigh/set BRIDGE IP MAC`: a static entry.
@@ -291,7 +314,15 @@ mod tests {
         let n = NeighCache::new();
         n.set_static(IP, [2, 0, 0, 0, 0, 9], "br0");
         n.snoop(IP, [2, 0, 0, 0, 0, 2], "br0", 0);
-        n.snoop(Ipv4Addr::new(172, 31, 0, 3), [2, 0, 0, 0, 0, 3], "br1", 0);
+        let other = Ipv4Addr::new(172, 31, 0, 3);
+        n.want(
+            Solicit {
+                target: other,
+                ..solicit()
+            },
+            0,
+        );
+        assert!(n.snoop(other, [2, 0, 0, 0, 0, 3], "br1", 0));
         assert_eq!(n.lookup(IP, 1), Some([2, 0, 0, 0, 0, 9]));
         let shown = n.show(1);
         assert!(
@@ -302,5 +333,23 @@ mod tests {
         assert!(shown.contains("02:00:00:00:00:03   br1\n"), "{shown}");
         assert_eq!(n.flush(), 1);
         assert_eq!(n.len(), 1);
+    }
+
+    #[test]
+    fn replies_nobody_asked_for_are_counted_not_learned() {
+        let n = NeighCache::new();
+        let seq = n.seq();
+        // A flood of replies for made-up sender addresses.
+        for i in 0..10_000u32 {
+            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            assert!(!n.snoop(ip, [2, 0, 0, 0, 0, 7], "br0", 0));
+        }
+        assert!(n.is_empty());
+        assert_eq!(n.unsolicited(), 10_000);
+        assert_eq!(n.seq(), seq, "ignored replies revalidate nothing");
+        // Once wanted, the reply is learned.
+        n.want(solicit(), 0);
+        assert!(n.snoop(IP, [2, 0, 0, 0, 0, 2], "br0", 1));
+        assert_eq!(n.lookup(IP, 2), Some([2, 0, 0, 0, 0, 2]));
     }
 }

@@ -356,6 +356,8 @@ impl Ctx<'_, '_> {
         // Every such reply goes through here (no megaflow), so a
         // flushed or aged entry is learned again from the next one.
         self.no_install = true;
+        // Only addresses the cache knows or is soliciting are learned
+        // (an underlay host must not be able to grow it at will).
         if self.env.may_learn {
             tnl.neigh().snoop(
                 Ipv4Addr::from(k.nw_src),
