@@ -23,6 +23,7 @@ pub struct QueueStats {
     pub rx_csum_completed: AtomicU64,
     /// afxdp: received packets with a partial L4 checksum (forwarded as
     /// they are: the sender's offload setting is wrong for AF_XDP).
+    /// Sampled: only the first packet of each received burst is checked.
     pub rx_csum_partial: AtomicU64,
 }
 

@@ -26,8 +26,10 @@
 //!   checksum state). The receiver drops it as corrupt — TCP never
 //!   connects, while ping and checksum-less UDP work. The sending
 //!   interface needs `ethtool -K IFACE tx off` (which also turns TSO off).
-//!   The port recognises such packets ([`crate::csum::is_partial`]),
-//!   counts them and warns, so the cause is visible; it does not rewrite
+//!   The port recognises such packets ([`crate::csum::is_partial`], on
+//!   the first packet of each received burst: a sample, so the fast path
+//!   pays one header walk per burst), counts them and warns (at most once
+//!   a minute per queue), so the cause is visible; it does not rewrite
 //!   them, since nothing tells a partial checksum from a corrupt one that
 //!   happens to equal the pseudo-header sum. (`system` ports are told, and
 //!   complete them.)
@@ -375,7 +377,8 @@ impl AfxdpNetdev {
     }
 
     /// Received TCP/UDP packets whose checksum was left to an offload
-    /// AF_XDP cannot carry (see [`crate::csum`]).
+    /// AF_XDP cannot carry (see [`crate::csum`]), among those sampled (the
+    /// first of each received burst).
     pub fn rx_partial_checksums(&self) -> u64 {
         self.queues
             .iter()
