@@ -11,10 +11,14 @@
 //! that it returns to its baseline.
 //!
 //! # Lifetime without per-packet reference counting
-//! A cell knows its pool through a `&'static PoolShared`: the small shared
-//! header of every pool is leaked on purpose (a few hundred bytes per pool
-//! ever created), so returning a packet is one queue push and no atomic
-//! reference count moves per packet. What matters for memory, the cells
+//! A cell knows its pool through a `&'static PoolShared`: the shared
+//! header of every pool is leaked on purpose, so returning a packet is one
+//! queue push and no atomic reference count moves per packet. The header
+//! includes the free list's slot array, so what stays behind per pool ever
+//! created is about 16 bytes × capacity plus the name (1 MiB for a
+//! 65,536-packet pool): bounded by how many ports a daemon ever opens, but
+//! it grows with port churn (known limitation; freeing it needs the
+//! recycling path to know when no packet can still reach the queue). What matters for memory, the cells
 //! and their buffers, is freed: when the last [`PacketPool`] handle goes,
 //! the pool is closed and its free cells are dropped; packets still out
 //! are dropped (not queued) when they come back. A packet returning while
