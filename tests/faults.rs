@@ -92,25 +92,7 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
     let host_c = format!("{}c", &topo.host_a[..topo.host_a.len() - 1]);
     let inner_c = format!("{}C", &topo.host_a[..topo.host_a.len() - 1]);
     topo.also_delete(&host_c);
-    testbed::sh(&[
-        "ip",
-        "link",
-        "add",
-        &host_c,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &inner_c,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ]);
+    testbed::add_veth(&host_c, &inner_c);
     testbed::sh(&["ip", "link", "set", &inner_c, "netns", &ns_c]);
     testbed::sh(&["ip", "link", "set", &host_c, "up"]);
     for args in [

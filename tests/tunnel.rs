@@ -135,25 +135,7 @@ fn build(tag: &str) -> (Topology, [Side; 2]) {
     // The underlay: one veth, an end in each host.
     let (ul_a, ul_b) = (format!("tnu{id}a"), format!("tnu{id}b"));
     topo.also_delete(&ul_a);
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &ul_a,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &ul_b,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ]);
+    testbed::add_veth(&ul_a, &ul_b);
     for (dev, ns) in [(&ul_a, &host_a), (&ul_b, &host_b)] {
         sh(&[
             "ethtool", "-K", dev, "gro", "off", "tso", "off", "gso", "off",
@@ -267,25 +249,6 @@ fn mac_of(ns: &str, dev: &str) -> String {
         .to_string()
 }
 
-/// Pings until an echo comes back (first packets wait for ARP on both
-/// layers and for upcalls), bounded.
-fn wait_ping(ns: &str, ip: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let ok = Command::new("ip")
-            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", ip])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{ip} not reachable from {ns} within {secs} s"
-        );
-    }
-}
-
 /// Captures tunnel packets on `dev` in `ns` while `traffic` runs and
 /// returns tshark's decoded `(vni, outer src, outer dst)` per packet.
 fn capture(ns: &str, dev: &str, tunnel_type: &str, traffic: impl FnOnce()) -> Vec<String> {
@@ -357,7 +320,7 @@ fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
         "{ports}"
     );
 
-    wait_ping(&topo.ns_a, IP_B, 20);
+    testbed::wait_reachable_within(&topo.ns_a, IP_B, 20);
     // Both caches were filled from ARP replies (the peer's VTEP MAC).
     let neigh = a.ok("tnl/neigh/show", &[]);
     let mac_b = mac_of(&sides[1].host_ns, &sides[1].vtep);
@@ -418,7 +381,7 @@ fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
             Instant::now() < deadline,
             "{VTEP_B} not learned again after a flush"
         );
-        wait_ping(&topo.ns_a, IP_B, 20);
+        testbed::wait_reachable_within(&topo.ns_a, IP_B, 20);
     }
     testbed::ping(&topo.ns_a, IP_B, 3);
 

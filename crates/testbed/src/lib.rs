@@ -28,9 +28,10 @@ pub mod traffic;
 use std::process::Command;
 
 pub use datapath::{PortSwap, Reflect, one_pmd_datapath, port_no};
-pub use topology::{IP_A, IP_B, Topology};
+pub use topology::{IP_A, IP_B, Topology, add_veth};
 pub use traffic::{
     Rtt, in_netns, ping, tcp_transfer, udp_exchange, udp_flood, udp_sink, wait_for, wait_reachable,
+    wait_reachable_within,
 };
 
 /// Whether the process runs with effective uid 0 (read from /proc, so no

@@ -122,8 +122,9 @@ impl Topology {
     }
 }
 
-/// `ip link add HOST type veth peer name INNER`, one queue each way.
-fn add_veth(host: &str, inner: &str) {
+/// `ip link add HOST type veth peer name INNER`, one queue each way (the
+/// caller deletes it, e.g. with [`Topology::also_delete`]).
+pub fn add_veth(host: &str, inner: &str) {
     sh(&[
         "ip",
         "link",

@@ -76,9 +76,15 @@ pub fn ping(ns: &str, ip: &str, count: u32) -> Rtt {
     Rtt { min_us, avg_us }
 }
 
-/// Pings until one echo comes back (ARP, first-packet upcalls), bounded.
+/// Pings until one echo comes back (ARP, first-packet upcalls), for at
+/// most 10 s.
 pub fn wait_reachable(ns: &str, ip: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_reachable_within(ns, ip, 10);
+}
+
+/// Pings until one echo comes back, for at most `secs` seconds.
+pub fn wait_reachable_within(ns: &str, ip: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let ok = Command::new("ip")
             .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", ip])
@@ -89,7 +95,7 @@ pub fn wait_reachable(ns: &str, ip: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "{ip} not reachable from {ns} within 10 s"
+            "{ip} not reachable from {ns} within {secs} s"
         );
     }
 }
