@@ -33,6 +33,7 @@ prop_compose! {
         meta in any::<(u32, u32, u32, u32, u8, u16, u32, u64, [u8; 4])>(),
         label in 0u32..0x100000,
         mpls in any::<[u32; 3]>(),
+        mpls_labels in 1usize..=3,
         tcp_flags in 0u16..0x1000,
         m1 in (mask_bytes::<6>(), mask_bytes::<6>(), mask_bytes::<4>(), mask_bytes::<4>(), mask_bytes::<16>(), mask_bytes::<16>()),
         m2 in (mask_u8(), mask_u8(), mask_u16(), mask_u16(), Just(()), mask_u32(), mask_u16(), mask_u8(), any::<bool>(), mask_u32(), 0u16..0x1000),
@@ -77,7 +78,14 @@ prop_compose! {
                 }
             }
             ETH_TYPE_ARP => { f.nw_src = k.2; f.nw_dst = k.3; f.nw_proto = k.6; f.arp_sha = k.0; f.arp_tha = k.1; }
-            ETH_TYPE_MPLS => { f.mpls_lse = mpls; }
+            ETH_TYPE_MPLS => {
+                // A well-formed stack: bottom-of-stack set on the last
+                // label only, nothing after it (what extraction produces).
+                for i in 0..mpls_labels {
+                    let bos = if i + 1 == mpls_labels { 0x100 } else { 0 };
+                    f.mpls_lse[i] = (mpls[i] & !0x100) | bos;
+                }
+            }
             _ => {}
         }
         (m.dl_dst, m.dl_src, m.nw_src, m.nw_dst, m.ipv6_src, m.ipv6_dst) = m1;
@@ -91,6 +99,11 @@ prop_compose! {
         m.in_port = m2.9;
         m.tcp_flags = m2.10;
         (m.skb_priority, m.pkt_mark, m.ct_zone, m.ipv6_label, m.mpls_lse, m.ct_state) = m3;
+        // Megaflows always match the BOS bits (OVS flow_count_mpls_labels
+        // un-wildcards them): the label count must survive masking.
+        for lse in &mut m.mpls_lse {
+            *lse |= 0x100;
+        }
         m.dl_type = 0xffff;
         m.packet_type = u32::MAX;
         (f.masked(&m), m)
