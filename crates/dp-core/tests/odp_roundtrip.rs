@@ -81,9 +81,9 @@ prop_compose! {
             ETH_TYPE_MPLS => {
                 // A well-formed stack: bottom-of-stack set on the last
                 // label only, nothing after it (what extraction produces).
-                for i in 0..mpls_labels {
+                for (i, (lse, raw)) in f.mpls_lse.iter_mut().zip(mpls).enumerate().take(mpls_labels) {
                     let bos = if i + 1 == mpls_labels { 0x100 } else { 0 };
-                    f.mpls_lse[i] = (mpls[i] & !0x100) | bos;
+                    *lse = (raw & !0x100) | bos;
                 }
             }
             _ => {}
