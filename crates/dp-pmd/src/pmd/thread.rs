@@ -53,6 +53,20 @@ fn thread_hooks() -> Vec<ThreadHook> {
     HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Runs the hooks' `stop`s, in reverse order, when dropped: after the
+/// thread's `Pmd` is gone, whether the loop returned or panicked, so a
+/// dead PMD thread still gives back what its `start`s took (DPDK: its
+/// lcore id, of which there are few).
+struct StopHooks(Vec<ThreadHook>);
+
+impl Drop for StopHooks {
+    fn drop(&mut self) {
+        for hook in self.0.iter().rev() {
+            (hook.stop)();
+        }
+    }
+}
+
 /// How a PMD thread runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmdThreadConfig {
@@ -75,7 +89,7 @@ impl PmdThread {
     /// Starts `pmd` on a new thread named `name`.
     pub fn spawn(
         name: String,
-        mut pmd: Pmd,
+        pmd: Pmd,
         control: Receiver<PmdMsg>,
         config: PmdThreadConfig,
     ) -> std::io::Result<PmdThread> {
@@ -91,11 +105,11 @@ impl PmdThread {
             for hook in &hooks {
                 (hook.start)();
             }
+            // Declared before the Pmd, so dropped after it, on a normal
+            // return and when the loop panics alike.
+            let _stop_hooks = StopHooks(hooks);
+            let mut pmd = pmd;
             run(&mut pmd, &control, &stop_flag, config);
-            drop(pmd);
-            for hook in hooks.iter().rev() {
-                (hook.stop)();
-            }
         })?;
         Ok(PmdThread {
             stop,
@@ -153,5 +167,34 @@ fn run(pmd: &mut Pmd, control: &Receiver<PmdMsg>, stop: &AtomicBool, config: Pmd
         }
         sleep_us = (sleep_us * 2).clamp(1, config.sleep_max_us);
         std::thread::sleep(Duration::from_micros(sleep_us));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static STOPPED: AtomicUsize = AtomicUsize::new(0);
+
+    fn nothing() {}
+    fn count_stop() {
+        STOPPED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn stop_hooks_run_when_the_thread_panics() {
+        let hook = ThreadHook {
+            name: "test",
+            start: nothing,
+            stop: count_stop,
+        };
+        let result = std::thread::spawn(move || {
+            let _stop_hooks = StopHooks(vec![hook, hook]);
+            panic!("a PMD loop bug");
+        })
+        .join();
+        assert!(result.is_err());
+        assert_eq!(STOPPED.load(Ordering::SeqCst), 2);
     }
 }
