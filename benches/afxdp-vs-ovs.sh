@@ -51,34 +51,12 @@ IF_G=axg$$ IF_S=axs$$
 IP_G=10.98.0.1 IP_S=10.98.0.2
 OXVSD_PID= SINK_PID= GEN_PID=
 
-log() { echo "[bench] $*" >&2; }
-
-stop_pid() { # pid [signal]
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill "${2:--TERM}" "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-ovs_stop() {
-    for p in vswitchd ovsdb; do
-        if [ -f "$WORK/$p.pid" ]; then
-            local pid
-            pid=$(cat "$WORK/$p.pid")
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$pid" 2>/dev/null || true
-            rm -f "$WORK/$p.pid"
-        fi
-    done
-}
+. "$(dirname "$0")/lib/ovs-bench.sh"
 
 cleanup() {
     set +e
     stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"
-    ovs_stop
+    ovs_daemons_stop
     # iperf3 servers started with -D in our namespaces die with them.
     for ns in "$NS_G" "$NS_S"; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
@@ -173,18 +151,8 @@ oxvs_stop() {
 oxvs_appctl() { ovs-appctl -t "$WORK/oxvsd.ctl" "$@"; }
 
 VSCTL="ovs-vsctl --db=unix:$WORK/db.sock --timeout=60"
-ovs_appctl() { ovs-appctl -t "$WORK/vswitchd.ctl" "$@"; }
 ovs_start() {
-    export OVS_RUNDIR=$WORK OVS_LOGDIR=$WORK OVS_DBDIR=$WORK
-    rm -f "$WORK/conf.db"
-    ovsdb-tool create "$WORK/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    ovsdb-server "$WORK/conf.db" --remote="punix:$WORK/db.sock" --unixctl="$WORK/ovsdb.ctl" \
-        --pidfile="$WORK/ovsdb.pid" --detach --log-file="$WORK/ovsdb.log"
-    $VSCTL --no-wait init
-    $VSCTL --no-wait set Open_vSwitch . \
-        other_config:pmd-cpu-mask="$(printf '0x%x' $((1 << PMD_CORE)))"
-    $NICE ovs-vswitchd "unix:$WORK/db.sock" --unixctl="$WORK/vswitchd.ctl" \
-        --pidfile="$WORK/vswitchd.pid" --detach --log-file="$WORK/vswitchd.log" -vconsole:off
+    ovs_daemons_start
     if ! $VSCTL get Open_vSwitch . iface_types | grep -qw afxdp; then
         echo "this ovs-vswitchd has no afxdp port type ($($VSCTL get Open_vSwitch . iface_types))" >&2
         exit 1
@@ -206,15 +174,6 @@ ovs_start() {
 }
 
 # ---- measurements (the switch under test is running) ----
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
-
-# "avg processing cycles per packet" of the busiest PMD.
-cycles_per_packet() { # appctl-function
-    $1 dpif-netdev/pmd-stats-show | awk -F': ' '
-        /packets received/ {split($2, a, " "); rx = a[1]}
-        /avg processing cycles per packet/ {split($2, a, " "); if (rx > best) {best = rx; c = a[1]}}
-        END {print c + 0}'
-}
 
 learn() { # both MACs in the switch's table, a route through it
     ip netns exec "$NS_G" ping -c 2 -i 0.2 -W 2 "$IP_S" >/dev/null
@@ -271,23 +230,9 @@ for run in $(seq "$RUNS"); do
         learn
         read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] < <(measure_udp ovs_appctl)
         RES[ovs,tcp,$run]=$(measure_tcp)
-        ovs_stop
+        ovs_daemons_stop
     fi
 done
-
-med() { # system metric
-    local v=()
-    for run in $(seq "$RUNS"); do
-        [ -n "${RES[$1,$2,$run]:-}" ] && v+=("${RES[$1,$2,$run]}")
-    done
-    [ ${#v[@]} -eq 0 ] && { echo -; return; }
-    printf '%s\n' "${v[@]}" | median
-}
-ratio() { # a b [invert]
-    if [ "$1" = - ] || [ "$2" = - ] || [ "$(echo "$1 == 0 || $2 == 0" | bc)" = 1 ]; then echo -; return; fi
-    if [ -n "${3:-}" ]; then printf '%.2f' "$(echo "$2 / $1" | bc -l)"; else printf '%.2f' "$(echo "$1 / $2" | bc -l)"; fi
-}
-fmt() { if [ "$1" = - ]; then echo -; else printf "%.${2}f" "$1"; fi; }
 
 echo
 echo "oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp; veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -48,28 +48,10 @@ VTEP=172.30.0.1
 VNI=5000
 OXVSD_PID= SINK_PID= GEN_PID=
 
-log() { echo "[bench] $*" >&2; }
-
-stop_pid() { # pid
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+. "$(dirname "$0")/lib/ovs-bench.sh"
 
 ovs_stop() {
-    for p in vswitchd ovsdb; do
-        if [ -f "$WORK/$p.pid" ]; then
-            local pid
-            pid=$(cat "$WORK/$p.pid")
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$pid" 2>/dev/null || true
-            rm -f "$WORK/$p.pid"
-        fi
-    done
+    ovs_daemons_stop
     # OVS leaves its internal port device behind.
     ip link del br-phy 2>/dev/null || true
     ip link del br-int 2>/dev/null || true
@@ -201,18 +183,8 @@ oxvs_stop() {
 # ---- OVS ----
 VSCTL="ovs-vsctl --db=unix:$WORK/db.sock --timeout=60"
 OFCTL="ovs-ofctl"
-ovs_appctl() { ovs-appctl -t "$WORK/vswitchd.ctl" "$@"; }
 ovs_start() {
-    export OVS_RUNDIR=$WORK OVS_LOGDIR=$WORK OVS_DBDIR=$WORK
-    rm -f "$WORK/conf.db"
-    ovsdb-tool create "$WORK/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-    ovsdb-server "$WORK/conf.db" --remote="punix:$WORK/db.sock" --unixctl="$WORK/ovsdb.ctl" \
-        --pidfile="$WORK/ovsdb.pid" --detach --log-file="$WORK/ovsdb.log"
-    $VSCTL --no-wait init
-    $VSCTL --no-wait set Open_vSwitch . \
-        other_config:pmd-cpu-mask="$(printf '0x%x' $((1 << PMD_CORE)))"
-    ovs-vswitchd "unix:$WORK/db.sock" --unixctl="$WORK/vswitchd.ctl" \
-        --pidfile="$WORK/vswitchd.pid" --detach --log-file="$WORK/vswitchd.log" -vconsole:off
+    ovs_daemons_start
     $VSCTL add-br br-int -- set bridge br-int datapath_type=netdev
     $VSCTL add-br br-phy -- set bridge br-phy datapath_type=netdev
     for p in "$IF_G" "$IF_S"; do
@@ -246,14 +218,6 @@ ovs_start() {
 }
 
 # ---- measurement ----
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
-
-cycles_per_packet() { # appctl-function
-    $1 dpif-netdev/pmd-stats-show | awk -F': ' '
-        /packets received/ {split($2, a, " "); rx = a[1]}
-        /avg processing cycles per packet/ {split($2, a, " "); if (rx > best) {best = rx; c = a[1]}}
-        END {print c + 0}'
-}
 
 measure() { # appctl-function -> "mpps cycles"
     local appctl=$1
@@ -301,20 +265,6 @@ done
 for s in oxvs ovs; do
     [ -f "$WORK/$s-flows.txt" ] && { log "$s datapath flows (last run):"; sed 's/^/[bench]   /' "$WORK/$s-flows.txt" >&2; }
 done
-
-med() {
-    local v=()
-    for run in $(seq "$RUNS"); do
-        [ -n "${RES[$1,$2,$run]:-}" ] && v+=("${RES[$1,$2,$run]}")
-    done
-    [ ${#v[@]} -eq 0 ] && { echo -; return; }
-    printf '%s\n' "${v[@]}" | median
-}
-ratio() {
-    if [ "$1" = - ] || [ "$2" = - ] || [ "$(echo "$1 == 0 || $2 == 0" | bc)" = 1 ]; then echo -; return; fi
-    if [ -n "${3:-}" ]; then printf '%.2f' "$(echo "$2 / $1" | bc -l)"; else printf '%.2f' "$(echo "$1 / $2" | bc -l)"; fi
-}
-fmt() { if [ "$1" = - ]; then echo -; else printf "%.${2}f" "$1"; fi; }
 
 echo
 echo "VXLAN encap+decap, oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}'); afxdp ports on veths, one PMD on CPU $PMD_CORE; $NCPU CPUs; kernel $(uname -r); median of $RUNS runs x $SECS s; load $(cut -d' ' -f1-3 /proc/loadavg)"
