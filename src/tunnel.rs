@@ -186,6 +186,7 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
             TunnelKey::Flow => None,
         },
         csum_required: config.csum,
+        geneve_known: dp_core::execute::tunnel::GeneveKnown::NONE,
     };
     Ok(TunnelSpec { config, rx })
 }

@@ -242,7 +242,7 @@ proptest! {
                 }
             }
             prop_assert_eq!(cls.len(), live.len());
-            let masks: std::collections::HashSet<[u64; 37]> =
+            let masks: std::collections::HashSet<[u64; dp_core::flow::FLOW_U64S]> =
                 live.iter().map(|(_, r, _)| *r.mask.words()).collect();
             prop_assert_eq!(cls.subtable_count(), masks.len());
         }

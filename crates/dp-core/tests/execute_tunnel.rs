@@ -668,3 +668,61 @@ fn port_receive_checks_have_their_own_drop_reasons() {
         assert_eq!(c.get(DropReason::TunnelGeneveCritical), 1, "{what}: {c:?}");
     }
 }
+
+/// A critical option the port's bridge maps is known: the packet is
+/// decapsulated and its options reach the flow key as received; an
+/// unmapped critical option is still dropped, and on a port that maps
+/// options a list longer than the key holds is refused by name.
+#[test]
+fn mapped_critical_geneve_options_pass_and_reach_the_flow_key() {
+    use dp_core::flow::key::GENEVE_KEY_OPTS;
+    use tunnel::GeneveKnown;
+    let mut h = Harness::new();
+    let inner = tcp4(b"mapped option");
+    let critical = [0x01, 0x02, 0x81, 0x01, 1, 2, 3, 4];
+    let gnv_crit = encapsulate(&mut h, &geneve_push(Ip::V4, 9, &critical, false), &inner);
+    // 36 bytes of non-critical options: more than the key holds.
+    let mut long = vec![0x01, 0x02, 0x01, 8];
+    long.extend_from_slice(&[0xab; 32]);
+    assert!(long.len() > GENEVE_KEY_OPTS);
+    let gnv_long = encapsulate(&mut h, &geneve_push(Ip::V4, 9, &long, false), &inner);
+    drop(h);
+
+    let known = |opts: &[(u16, u8)]| TunnelPort {
+        geneve_known: GeneveKnown::new(opts.iter().copied()).unwrap(),
+        ..TunnelPort::new(TunnelKind::Geneve)
+    };
+    let mut h = Harness::new();
+    h.exec
+        .set_tunnel_port_config(TNL_PORT, known(&[(0xffff, 0x80), (0x0102, 0x81)]));
+    h.run(&[Action::TnlPop(TNL_PORT)], &[&gnv_crit]);
+    assert_eq!(h.exec.drops().total(), 0, "{:?}", h.exec.drops());
+    let p = &h.sink.recirculated[0];
+    assert_eq!(p.data(), &inner[..]);
+    let mut key = FlowKey::ZERO;
+    extract_frame(p.data(), p.meta(), &mut key);
+    assert_eq!(usize::from(key.tun_geneve_len), critical.len());
+    assert_eq!(&key.tun_geneve[..critical.len()], &critical);
+    assert!(key.tun_geneve[critical.len()..].iter().all(|b| *b == 0));
+
+    // Same class, another type: still unknown.
+    let (_, out, c) = pop_on(known(&[(0x0102, 0x80)]), &gnv_crit);
+    assert!(out.is_empty());
+    assert_eq!(c.get(DropReason::TunnelGeneveCritical), 1, "{c:?}");
+
+    // Too long for the key: refused where options are mapped, passed
+    // (without options in the key) where none are.
+    let (_, out, c) = pop_on(known(&[(0xffff, 0x80)]), &gnv_long);
+    assert!(out.is_empty());
+    assert_eq!(c.get(DropReason::TunnelGeneveOptsTooLong), 1, "{c:?}");
+    let mut h = Harness::new();
+    h.exec
+        .set_tunnel_port_config(TNL_PORT, TunnelPort::new(TunnelKind::Geneve));
+    h.run(&[Action::TnlPop(TNL_PORT)], &[&gnv_long]);
+    assert_eq!(h.exec.drops().total(), 0);
+    let p = &h.sink.recirculated[0];
+    assert_eq!(p.meta().tunnel.geneve_options(), &long[..]);
+    let mut key = FlowKey::ZERO;
+    extract_frame(p.data(), p.meta(), &mut key);
+    assert_eq!(key.tun_geneve_len, 0);
+}

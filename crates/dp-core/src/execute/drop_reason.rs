@@ -57,9 +57,12 @@ drop_reasons! {
     /// `tnl_pop` found a UDP checksum that does not verify (or none, on a
     /// port with `csum` on).
     TunnelBadChecksum => "datapath_drop_tunnel_bad_udp_csum",
-    /// `tnl_pop` found a Geneve option with the critical bit set that this
-    /// datapath does not know (it knows none).
+    /// `tnl_pop` found a Geneve option with the critical bit set that the
+    /// port's bridge does not map (`tnl/tlv-map/add`).
     TunnelGeneveCritical => "datapath_drop_tunnel_geneve_critical_opt",
+    /// `tnl_pop` on a port whose bridge maps Geneve options found more
+    /// option bytes than the flow key holds (`GENEVE_KEY_OPTS`).
+    TunnelGeneveOptsTooLong => "datapath_drop_tunnel_geneve_opts_too_long",
     /// `tnl_pop` names a port that is not a configured tunnel port.
     InvalidTunnelPort => "datapath_drop_invalid_tnl_port",
     /// The output sink did not take the packet (tx queue full, port gone).

@@ -17,7 +17,10 @@
 //! # Pop
 //! [`pop`] validates the outer headers (IPv4 header checksum, lengths,
 //! no fragments, no IPv4 options, UDP checksum when present, the tunnel
-//! header's flags, version and protocol), strips them, and rewrites the
+//! header's flags, version and protocol; Geneve critical options the
+//! port's [`GeneveKnown`] set does not name; on a port that knows some
+//! options, option lists longer than the flow key holds), strips them,
+//! and rewrites the
 //! packet metadata as a fresh packet carrying [`TunnelMetadata`] (tun_id,
 //! outer addresses, TOS, TTL, UDP ports, flags, Geneve options), as OVS's
 //! `pkt_metadata_init_tnl` + `*_pop_header`. The executor then sets the
@@ -37,7 +40,7 @@
 //! [`TunnelMetadata`]: crate::packet::TunnelMetadata
 
 use crate::action::{TnlPush, vport_type};
-use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_GRE, IPPROTO_UDP};
+use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, GENEVE_KEY_OPTS, IPPROTO_GRE, IPPROTO_UDP};
 use crate::packet::{HeaderOffsets, OFS_NONE, Packet, PacketType};
 
 use super::DropReason;
@@ -74,6 +77,51 @@ pub enum TunnelKind {
     Gre,
 }
 
+/// Most Geneve options a port can know (OVS's TLV map holds 64).
+pub const MAX_KNOWN_GENEVE_OPTS: usize = 64;
+
+/// The Geneve options (class, type) a tunnel port knows: those its
+/// bridge's TLV map names (`tnl/tlv-map/add`). A critical option in this
+/// set is not dropped by `tnl_pop`; translation decides what it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeneveKnown {
+    n: u8,
+    /// `class << 8 | type`, the first `n` in use.
+    opts: [u32; MAX_KNOWN_GENEVE_OPTS],
+}
+
+impl GeneveKnown {
+    /// Knows no option: every critical option is dropped.
+    pub const NONE: GeneveKnown = GeneveKnown {
+        n: 0,
+        opts: [0; MAX_KNOWN_GENEVE_OPTS],
+    };
+
+    /// The set of `(class, type)` pairs; `None` when there are more than
+    /// [`MAX_KNOWN_GENEVE_OPTS`].
+    pub fn new(opts: impl IntoIterator<Item = (u16, u8)>) -> Option<GeneveKnown> {
+        let mut k = GeneveKnown::NONE;
+        for (class, typ) in opts {
+            let v = u32::from(class) << 8 | u32::from(typ);
+            if k.contains(class, typ) {
+                continue;
+            }
+            *k.opts.get_mut(usize::from(k.n))? = v;
+            k.n += 1;
+        }
+        Some(k)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn contains(&self, class: u16, typ: u8) -> bool {
+        let v = u32::from(class) << 8 | u32::from(typ);
+        self.opts[..usize::from(self.n)].contains(&v)
+    }
+}
+
 /// What `tnl_pop` on one tunnel port accepts (the receive side of the
 /// port's options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +134,8 @@ pub struct TunnelPort {
     /// dropped as [`DropReason::TunnelBadChecksum`] (a wrong checksum is
     /// dropped either way).
     pub csum_required: bool,
+    /// Geneve options this port's bridge maps (see [`GeneveKnown`]).
+    pub geneve_known: GeneveKnown,
 }
 
 impl TunnelPort {
@@ -95,6 +145,7 @@ impl TunnelPort {
             kind,
             key: None,
             csum_required: false,
+            geneve_known: GeneveKnown::NONE,
         }
     }
 }
@@ -337,17 +388,17 @@ pub fn push(
 }
 
 /// True when a Geneve option list (TLVs of class, type, length in 4-byte
-/// words) holds an option with the critical bit (type bit 7). This
-/// datapath maps no Geneve option, so every critical one is unknown and
-/// RFC 8926 says such a packet must be dropped. A truncated list counts
-/// as critical: it cannot be proven harmless.
-fn geneve_has_critical(opts: &[u8]) -> bool {
+/// words) holds an option with the critical bit (type bit 7) that is not
+/// in `known`: RFC 8926 says such a packet must be dropped. A truncated
+/// list counts as critical: it cannot be proven harmless.
+fn geneve_has_unknown_critical(opts: &[u8], known: &GeneveKnown) -> bool {
     let mut pos = 0;
     while pos < opts.len() {
         if opts.len() < pos + 4 {
             return true;
         }
-        if opts[pos + 2] & 0x80 != 0 {
+        let class = u16::from_be_bytes([opts[pos], opts[pos + 1]]);
+        if opts[pos + 2] & 0x80 != 0 && !known.contains(class, opts[pos + 2]) {
             return true;
         }
         pos += 4 + usize::from(opts[pos + 3] & 0x1f) * 4;
@@ -512,8 +563,14 @@ pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason
                 if data[tnl + 1] & 0x80 != 0 {
                     flags |= tnl_flags::OAM;
                 }
-                if geneve_has_critical(&data[tnl + GENEVE_HLEN..tnl + GENEVE_HLEN + opt_len]) {
+                let opts = &data[tnl + GENEVE_HLEN..tnl + GENEVE_HLEN + opt_len];
+                if geneve_has_unknown_critical(opts, &port.geneve_known) {
                     return Err(DropReason::TunnelGeneveCritical);
+                }
+                // Rules can match mapped options only as far as the flow
+                // key holds them: a longer list would be misclassified.
+                if opt_len > GENEVE_KEY_OPTS && !port.geneve_known.is_empty() {
+                    return Err(DropReason::TunnelGeneveOptsTooLong);
                 }
                 tun_id = u64::from(be32(data, tnl + 4) >> 8);
                 geneve = (tnl + GENEVE_HLEN, opt_len);

@@ -28,7 +28,15 @@
 //! - Neighbour Discovery uses `nd_target`, `arp_sha` (SLL), `arp_tha`
 //!   (TLL), `nd_options_type` and `nd_reserved`.
 //!
-//! Geneve option TLVs, NSH and ERSPAN are not part of the key yet.
+//! Geneve options are kept raw, as received (OVS's "UDPIF" form): up to
+//! [`GENEVE_KEY_OPTS`] bytes of TLVs in `tun_geneve`, their length in
+//! `tun_geneve_len`. That is four words, zero for every packet that is
+//! not Geneve with options, so the EMC compares four more zero words and
+//! the megaflow classifier nothing more (a subtable hashes only the words
+//! its mask uses, and a megaflow's mask covers options only when a rule
+//! looked at `tun_metadataN`). Longer option lists are not put in the key
+//! (see `execute::tunnel` for what happens to them). NSH and ERSPAN are
+//! not part of the key yet.
 //!
 //! # Invariants
 //! - `size_of::<FlowKey>() == FLOW_U64S * 8`, checked at compile time.
@@ -38,7 +46,10 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Number of 64-bit words in a [`FlowKey`].
-pub const FLOW_U64S: usize = 37;
+pub const FLOW_U64S: usize = 41;
+
+/// Bytes of Geneve options the key holds (`tun_geneve`).
+pub const GENEVE_KEY_OPTS: usize = 32;
 
 /// OVS's "no Ethernet type": an 802.2 frame without a SNAP Ethernet header.
 pub const ETH_TYPE_NONE: u16 = 0x05ff;
@@ -123,9 +134,14 @@ pub struct FlowKey {
     pub tun_tp_dst: u16,
     pub tun_gbp_id: u16,
     pub tun_gbp_flags: u8,
-    pub pad_tun: [u8; 5],
+    /// Bytes of Geneve options in `tun_geneve` (0..=[`GENEVE_KEY_OPTS`]);
+    /// a mask has 0xff here when it matches on options.
+    pub tun_geneve_len: u8,
+    pub pad_tun: [u8; 4],
+    /// Raw Geneve option TLVs (class, type, length, data), zero-padded.
+    pub tun_geneve: [u8; GENEVE_KEY_OPTS],
 
-    // ---- packet metadata (bytes 64..160)
+    // ---- packet metadata (bytes 96..192)
     pub skb_priority: u32,
     pub pkt_mark: u32,
     pub dp_hash: u32,
@@ -146,7 +162,7 @@ pub struct FlowKey {
     pub ct_tp_dst: u16,
     pub pad_ct: [u8; 4],
 
-    // ---- L2 and L2.5 (bytes 160..200)
+    // ---- L2 and L2.5 (bytes 192..232)
     pub dl_dst: [u8; 6],
     pub dl_src: [u8; 6],
     pub dl_type: u16,
@@ -155,7 +171,7 @@ pub struct FlowKey {
     pub mpls_lse: [u32; FLOW_MAX_MPLS_LABELS],
     pub pad_mpls: [u8; 4],
 
-    // ---- L3, ARP and ND (bytes 200..276)
+    // ---- L3, ARP and ND (bytes 232..308)
     pub nw_src: [u8; 4],
     pub nw_dst: [u8; 4],
     pub ipv6_src: [u8; 16],
@@ -171,7 +187,7 @@ pub struct FlowKey {
     pub arp_sha: [u8; 6],
     pub arp_tha: [u8; 6],
 
-    // ---- L4 (bytes 276..296)
+    // ---- L4 (bytes 308..328)
     /// The low 12 bits of the TCP header's flags field.
     pub tcp_flags: u16,
     /// Type of the first ND link-layer address option seen (1 or 2), or 0.
@@ -257,7 +273,7 @@ impl FlowKey {
 
     /// Zeroes the explicit padding fields, which never carry meaning.
     pub fn clear_padding(&mut self) {
-        self.pad_tun = [0; 5];
+        self.pad_tun = [0; 4];
         self.pad_ct = [0; 4];
         self.pad_dl = [0; 2];
         self.pad_mpls = [0; 4];
@@ -291,7 +307,9 @@ const fn zeroed() -> FlowKey {
         tun_tp_dst: 0,
         tun_gbp_id: 0,
         tun_gbp_flags: 0,
-        pad_tun: [0; 5],
+        tun_geneve_len: 0,
+        pad_tun: [0; 4],
+        tun_geneve: [0; GENEVE_KEY_OPTS],
         skb_priority: 0,
         pkt_mark: 0,
         dp_hash: 0,
@@ -363,6 +381,8 @@ impl std::fmt::Debug for FlowKey {
             tun_tp_dst,
             tun_gbp_id,
             tun_gbp_flags,
+            tun_geneve_len,
+            tun_geneve,
             skb_priority,
             pkt_mark,
             dp_hash,

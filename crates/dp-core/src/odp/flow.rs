@@ -54,8 +54,9 @@ pub struct TunnelExtras {
     pub erspan: Option<ErspanOpts>,
 }
 
-/// Converts an exact key to a FlowKey. Keys with Geneve options or ERSPAN
-/// metadata are rejected as unsupported.
+/// Converts an exact key to a FlowKey. Keys with ERSPAN metadata, or
+/// more Geneve option bytes than the key holds, are rejected as
+/// unsupported.
 pub fn key_to_flow(attrs: &[KeyAttr]) -> Result<(FlowKey, Fitness)> {
     let (flow, extras, fit) = key_to_flow_ext(attrs)?;
     if extras.erspan.is_some() {
@@ -177,10 +178,18 @@ fn tunnel_to_flow(
                 flow.tun_gbp_id = *v as u16;
                 flow.tun_gbp_flags = (*v >> 16) as u8;
             }
-            TunAttr::Geneve(_) => {
-                return Err(OdpError::Unsupported(
-                    "tunnel geneve: Geneve options are not part of the flow key".into(),
-                ));
+            TunAttr::Geneve(opts) => {
+                if opts.len() > GENEVE_KEY_OPTS {
+                    return Err(OdpError::Unsupported(format!(
+                        "tunnel geneve: {} bytes of options, the flow key holds at most {GENEVE_KEY_OPTS}",
+                        opts.len()
+                    )));
+                }
+                // A mask attribute says "these option bytes matter": the
+                // length then matters too.
+                flow.tun_geneve_len = if is_mask { u8::MAX } else { opts.len() as u8 };
+                flow.tun_geneve = [0; GENEVE_KEY_OPTS];
+                flow.tun_geneve[..opts.len()].copy_from_slice(opts);
             }
             TunAttr::Erspan(e) => extras.erspan = Some(*e),
         }
@@ -568,7 +577,7 @@ fn apply_mask(
     Ok(())
 }
 
-fn tunnel_attrs(d: &FlowKey, extras: &TunnelExtras) -> Vec<TunAttr> {
+fn tunnel_attrs(flow: &FlowKey, d: &FlowKey, extras: &TunnelExtras) -> Vec<TunAttr> {
     let mut t = Vec::new();
     if d.tun_id != 0 || d.tun_flags & TNL_F_KEY != 0 {
         t.push(TunAttr::Id(d.tun_id));
@@ -608,6 +617,11 @@ fn tunnel_attrs(d: &FlowKey, extras: &TunnelExtras) -> Vec<TunAttr> {
         t.push(TunAttr::VxlanGbp(
             (u32::from(d.tun_gbp_flags) << 16) | u32::from(d.tun_gbp_id),
         ));
+    }
+    // The flow gives the options' length, `d` (flow or mask) the bytes.
+    let n = usize::from(flow.tun_geneve_len).min(GENEVE_KEY_OPTS);
+    if n != 0 && d.tun_geneve_len != 0 {
+        t.push(TunAttr::Geneve(d.tun_geneve[..n].to_vec()));
     }
     if let Some(e) = extras.erspan.filter(|e| e.version == 1 || e.version == 2) {
         t.push(TunAttr::Erspan(e));
@@ -649,7 +663,7 @@ fn from_flow(
     put!(KeyAttr::DpHash(d.dp_hash));
     put!(KeyAttr::Priority(d.skb_priority));
     if flow.tun_ipv4_dst != [0; 4] || flow.tun_ipv6_dst != [0; 16] || export_mask {
-        put!(KeyAttr::Tunnel(tunnel_attrs(d, extras)));
+        put!(KeyAttr::Tunnel(tunnel_attrs(flow, d, extras)));
     }
     if export_mask || flow.in_port != ODPP_NONE {
         put!(KeyAttr::InPort(d.in_port));
@@ -829,12 +843,35 @@ mod tests {
     }
 
     #[test]
-    fn test_geneve_is_unsupported_in_flow_key() {
-        let k = key::parse(
-            "tunnel(tun_id=0x1,dst=1.1.1.1,ttl=64,geneve({class=0,type=0,len=4,0xa})),in_port(1)",
+    fn test_geneve_options_round_trip_through_the_flow_key() {
+        let text = "tunnel(tun_id=0x1,dst=1.1.1.1,ttl=64,geneve({class=0xffff,type=0x80,len=4,0x1234})),in_port(1)";
+        let k = key::parse(text, None).unwrap();
+        let (flow, _) = key_to_flow(&k).unwrap();
+        assert_eq!(flow.tun_geneve_len, 8);
+        assert_eq!(
+            &flow.tun_geneve[..8],
+            &[0xff, 0xff, 0x80, 1, 0, 0, 0x12, 0x34]
+        );
+        assert!(
+            key::format(&flow_to_key(&flow), None)
+                .contains("geneve({class=0xffff,type=0x80,len=4,0x1234})")
+        );
+        // A masked option: the mask keeps the TLV header and the data bits.
+        let mk = key::parse_masked(
+            "tunnel(tun_id=0x1,dst=1.1.1.1,ttl=64,geneve({class=0xffff,type=0x80,len=4,0x1234/0xff00})),in_port(1)",
             None,
         )
         .unwrap();
+        let (f, m) = masked_key_to_flow(&mk.key, &mk.mask).unwrap();
+        assert_eq!(m.tun_geneve_len, 0xff);
+        assert_eq!(&m.tun_geneve[6..8], &[0xff, 0]);
+        assert_eq!(&f.tun_geneve[6..8], &[0x12, 0]);
+        // More option bytes than the key holds: refused, naming why.
+        let long = format!(
+            "tunnel(tun_id=0x1,dst=1.1.1.1,ttl=64,geneve({{class=0,type=0,len=36,0x{}}})),in_port(1)",
+            "ab".repeat(36)
+        );
+        let k = key::parse(&long, None).unwrap();
         assert!(matches!(key_to_flow(&k), Err(OdpError::Unsupported(_))));
     }
 
