@@ -13,7 +13,9 @@
 //!
 //! Adding or removing a port re-deals every rx queue with the configured
 //! `pmd-rxq-assign` policy; queues carry their measured cycle history with
-//! them, so `cycles` and `group` placements use real load.
+//! them, so `cycles` and `group` placements use real load. The PMD core
+//! list can change at run time ([`Datapath::set_pmd_cores`], in
+//! [`cores`]): threads start and stop and the queues are dealt again.
 //!
 //! # Thread story
 //! The datapath lives on the control thread. It changes PMDs only by
@@ -21,12 +23,15 @@
 //! (`Drop`) stops the revalidator, then every PMD thread, each of which
 //! flushes its output and returns every buffer it holds.
 
+pub mod cores;
 mod observe;
+
+pub use cores::CoreChange;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -148,6 +153,11 @@ struct PortEntry {
 struct PmdLink {
     identity: PmdIdentity,
     core: Option<usize>,
+    /// Which transmit queue this thread opens on each port (`slot %
+    /// n_txq`): the lowest slot no other live thread holds, so threads
+    /// started at run time reuse the queues of stopped ones instead of
+    /// piling onto a shared queue.
+    tx_slot: usize,
     control: Sender<PmdMsg>,
     thread: Option<PmdThread>,
 }
@@ -172,6 +182,9 @@ pub struct Datapath {
     threads: Vec<PmdLink>,
     revalidator: Option<Revalidator>,
     userspace: Option<Sender<UserspacePacket>>,
+    /// Tunnel ports' receive settings, replayed to PMDs started later
+    /// (locked: the daemon declares them through `&self`).
+    tunnel_ports: Mutex<BTreeMap<u32, dp_core::execute::TunnelPort>>,
 }
 
 impl Datapath {
@@ -199,6 +212,7 @@ impl Datapath {
             threads: Vec::new(),
             revalidator: None,
             userspace,
+            tunnel_ports: Mutex::new(BTreeMap::new()),
         };
         let cores = dp.config.pmd_cores.clone();
         for core in cores {
@@ -211,21 +225,24 @@ impl Datapath {
             )?;
         }
         dp.spawn_thread(PmdIdentity::Main, None)?;
-        let senders = dp.threads.iter().map(|t| t.control.clone()).collect();
-        dp.revalidator = Some(
-            Revalidator::spawn(
-                senders,
-                Arc::clone(&dp.upcall),
-                Arc::clone(&dp.flow_limit),
-                RevalidatorConfig {
-                    max_idle_ms: dp.config.max_idle_ms,
-                    max_flow_limit: dp.config.flow_limit,
-                    interval_ms: dp.config.revalidate_interval_ms,
-                },
-            )
-            .map_err(|e| DatapathError::Thread(format!("revalidator: {e}")))?,
-        );
+        dp.revalidator = Some(dp.spawn_revalidator()?);
         Ok(dp)
+    }
+
+    /// A revalidator over the threads running now.
+    fn spawn_revalidator(&self) -> Result<Revalidator, DatapathError> {
+        let senders = self.threads.iter().map(|t| t.control.clone()).collect();
+        Revalidator::spawn(
+            senders,
+            Arc::clone(&self.upcall),
+            Arc::clone(&self.flow_limit),
+            RevalidatorConfig {
+                max_idle_ms: self.config.max_idle_ms,
+                max_flow_limit: self.config.flow_limit,
+                interval_ms: self.config.revalidate_interval_ms,
+            },
+        )
+        .map_err(|e| DatapathError::Thread(format!("revalidator: {e}")))
     }
 
     fn pmd_config(&self, identity: PmdIdentity, index: usize) -> PmdConfig {
@@ -245,14 +262,22 @@ impl Datapath {
         }
     }
 
+    /// The lowest transmit slot no thread holds.
+    fn free_tx_slot(&self) -> usize {
+        (0..)
+            .find(|s| self.threads.iter().all(|t| t.tx_slot != *s))
+            .expect("slots are plenty")
+    }
+
+    /// Starts a thread (appended to `threads`) with no queues yet.
     fn spawn_thread(
         &mut self,
         identity: PmdIdentity,
         core: Option<usize>,
     ) -> Result<(), DatapathError> {
-        let index = self.threads.len();
+        let tx_slot = self.free_tx_slot();
         let pmd = Pmd::new(
-            self.pmd_config(identity, index),
+            self.pmd_config(identity, tx_slot),
             Arc::clone(&self.upcall),
             Arc::clone(&self.flow_limit),
         );
@@ -279,6 +304,7 @@ impl Datapath {
         self.threads.push(PmdLink {
             identity,
             core,
+            tx_slot,
             control: tx,
             thread: Some(thread),
         });
@@ -356,8 +382,8 @@ impl Datapath {
         let info = netdev.info();
         // Open every queue first, so a failing driver leaves nothing behind.
         let mut txqs = Vec::new();
-        for i in 0..self.threads.len() {
-            let qid = i % info.n_txq.max(1);
+        for link in &self.threads {
+            let qid = link.tx_slot % info.n_txq.max(1);
             txqs.push(
                 netdev
                     .open_txq(qid)
@@ -390,6 +416,11 @@ impl Datapath {
     /// tunnel port on every thread, so `tnl_pop(port_no)` decapsulates with
     /// `config`'s receive checks.
     pub fn set_tunnel_port(&self, port_no: u32, config: Option<dp_core::execute::TunnelPort>) {
+        let mut known = self.tunnel_ports.lock().unwrap_or_else(|e| e.into_inner());
+        match config {
+            Some(c) => known.insert(port_no, c),
+            None => known.remove(&port_no),
+        };
         for link in &self.threads {
             let _ = link.control.send(PmdMsg::SetTunnelPort { port_no, config });
         }
@@ -406,17 +437,22 @@ impl Datapath {
             drop(self.request(link, |reply| PmdMsg::RemovePort { port_no, reply })?);
         }
         self.ports.remove(&port_no);
+        self.tunnel_ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port_no);
         Ok(())
     }
 
     /// Re-deals every rx queue with the configured policy
     /// (`pmd-rxq-rebalance`).
     pub fn rebalance(&mut self) -> Result<(), DatapathError> {
-        self.place_rxqs(Vec::new())
+        self.place_rxqs(Vec::new()).map(drop)
     }
 
-    /// Takes all rx queues back, adds `new`, and deals them out again.
-    fn place_rxqs(&mut self, new: Vec<PolledRxq>) -> Result<(), DatapathError> {
+    /// Takes all rx queues back, adds `new`, and deals them out again;
+    /// returns the scheduler's warnings (affinity to a core without PMD).
+    fn place_rxqs(&mut self, new: Vec<PolledRxq>) -> Result<Vec<String>, DatapathError> {
         let mut all = new;
         for link in &self.threads {
             all.extend(self.request(link, |reply| PmdMsg::TakeRxqs { reply })?);
@@ -466,7 +502,7 @@ impl Datapath {
             };
             let _ = self.threads[target].control.send(PmdMsg::AddRxq(q));
         }
-        Ok(())
+        Ok(assignment.warnings)
     }
 
     /// Installs (or modifies) a flow on every thread (`dpctl/add-flow`),
