@@ -23,8 +23,12 @@ use dp_core::flow::key::*;
 
 /// Number of OpenFlow registers (`reg0`..`reg7`).
 pub const N_REGS: usize = 8;
-/// Words in an [`OfFlow`]: the FlowKey, metadata, and two registers a word.
-pub const OF_U64S: usize = FLOW_U64S + 1 + N_REGS / 2;
+/// Number of Geneve option fields (`tun_metadata0`..`tun_metadata7`),
+/// each up to 8 bytes of option data (see `crate::tlv_map`).
+pub const N_TUN_METADATA: usize = 8;
+/// Words in an [`OfFlow`]: the FlowKey, metadata, two registers a word,
+/// the `tun_metadata` values and their presence bitmap.
+pub const OF_U64S: usize = FLOW_U64S + 1 + N_REGS / 2 + N_TUN_METADATA + 1;
 
 /// A packet as the OpenFlow pipeline sees it (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -32,6 +36,11 @@ pub struct OfFlow {
     pub key: FlowKey,
     pub metadata: u64,
     pub regs: [u32; N_REGS],
+    /// Geneve option data mapped by the bridge's TLV map, right-aligned
+    /// (`tun_metadata0=0x1234` of a 4-byte option is `0x1234`).
+    pub tun_metadata: [u64; N_TUN_METADATA],
+    /// Bit `i`: `tun_metadata<i>` is present (in a mask: must be).
+    pub tun_metadata_present: u64,
 }
 
 impl OfFlow {
@@ -40,6 +49,8 @@ impl OfFlow {
         key: FlowKey::ZERO,
         metadata: 0,
         regs: [0; N_REGS],
+        tun_metadata: [0; N_TUN_METADATA],
+        tun_metadata_present: 0,
     };
 
     /// A flow with the given key and zero metadata and registers.
@@ -59,6 +70,9 @@ impl OfFlow {
             w[FLOW_U64S + 1 + i] =
                 u64::from(self.regs[2 * i]) | (u64::from(self.regs[2 * i + 1]) << 32);
         }
+        let tm = FLOW_U64S + 1 + N_REGS / 2;
+        w[tm..tm + N_TUN_METADATA].copy_from_slice(&self.tun_metadata);
+        w[tm + N_TUN_METADATA] = self.tun_metadata_present;
         w
     }
 
@@ -72,10 +86,15 @@ impl OfFlow {
             regs[2 * i] = x as u32;
             regs[2 * i + 1] = (x >> 32) as u32;
         }
+        let tm = FLOW_U64S + 1 + N_REGS / 2;
+        let mut tun_metadata = [0u64; N_TUN_METADATA];
+        tun_metadata.copy_from_slice(&w[tm..tm + N_TUN_METADATA]);
         OfFlow {
             key: FlowKey::from_words(kw),
             metadata: w[FLOW_U64S],
             regs,
+            tun_metadata,
+            tun_metadata_present: w[tm + N_TUN_METADATA],
         }
     }
 
@@ -237,6 +256,9 @@ pub enum Field {
     TunSrc,
     TunDst,
     PktMark,
+    /// `tun_metadata<i>`: a Geneve option the TLV map names. Its presence
+    /// bit is kept by [`crate::Match::set`] and translation, not here.
+    TunMetadata(u8),
 }
 
 /// Every field, for parsers and property tests.
@@ -287,6 +309,14 @@ pub const ALL_FIELDS: &[Field] = &[
     Field::TunSrc,
     Field::TunDst,
     Field::PktMark,
+    Field::TunMetadata(0),
+    Field::TunMetadata(1),
+    Field::TunMetadata(2),
+    Field::TunMetadata(3),
+    Field::TunMetadata(4),
+    Field::TunMetadata(5),
+    Field::TunMetadata(6),
+    Field::TunMetadata(7),
 ];
 
 fn mac_u(m: &[u8; 6]) -> u128 {
@@ -367,6 +397,14 @@ impl Field {
             Field::TunSrc => "tun_src",
             Field::TunDst => "tun_dst",
             Field::PktMark => "pkt_mark",
+            Field::TunMetadata(0) => "tun_metadata0",
+            Field::TunMetadata(1) => "tun_metadata1",
+            Field::TunMetadata(2) => "tun_metadata2",
+            Field::TunMetadata(3) => "tun_metadata3",
+            Field::TunMetadata(4) => "tun_metadata4",
+            Field::TunMetadata(5) => "tun_metadata5",
+            Field::TunMetadata(6) => "tun_metadata6",
+            Field::TunMetadata(_) => "tun_metadata7",
         }
     }
 
@@ -415,6 +453,7 @@ impl Field {
             Field::TunSrc => "NXM_NX_TUN_IPV4_SRC",
             Field::TunDst => "NXM_NX_TUN_IPV4_DST",
             Field::PktMark => "NXM_NX_PKT_MARK",
+            Field::TunMetadata(_) => return None,
             Field::VlanVid | Field::VlanPcp | Field::IpDscp | Field::IpFrag => return None,
         })
     }
@@ -467,6 +506,14 @@ impl Field {
                 if let Some(n) = name.strip_prefix("NXM_NX_REG") {
                     return reg_index(n).map(Field::Reg);
                 }
+                if let Some(n) = name.strip_prefix("tun_metadata") {
+                    return match n.parse::<u8>() {
+                        Ok(i) if usize::from(i) < N_TUN_METADATA && !n.starts_with('+') => {
+                            Some(Field::TunMetadata(i))
+                        }
+                        _ => None,
+                    };
+                }
                 return ALL_FIELDS
                     .iter()
                     .copied()
@@ -499,7 +546,7 @@ impl Field {
             Field::TcpFlags => 12,
             Field::Ipv6Src | Field::Ipv6Dst | Field::NdTarget => 128,
             Field::Ipv6Label => 20,
-            Field::Metadata | Field::TunId => 64,
+            Field::Metadata | Field::TunId | Field::TunMetadata(_) => 64,
         }
     }
 
@@ -574,7 +621,10 @@ impl Field {
     /// True for fields that exist only in the pipeline (never in a
     /// datapath key): writing them needs no datapath action.
     pub fn is_pipeline_only(self) -> bool {
-        matches!(self, Field::Metadata | Field::Reg(_))
+        matches!(
+            self,
+            Field::Metadata | Field::Reg(_) | Field::TunMetadata(_)
+        )
     }
 
     /// Reads the field's bits from `f`.
@@ -613,6 +663,7 @@ impl Field {
             Field::TunSrc => ip4_u(&k.tun_ipv4_src),
             Field::TunDst => ip4_u(&k.tun_ipv4_dst),
             Field::PktMark => u128::from(k.pkt_mark),
+            Field::TunMetadata(i) => u128::from(f.tun_metadata[usize::from(i) % N_TUN_METADATA]),
         }
     }
 
@@ -653,6 +704,7 @@ impl Field {
             Field::TunSrc => k.tun_ipv4_src = u_ip4(v),
             Field::TunDst => k.tun_ipv4_dst = u_ip4(v),
             Field::PktMark => k.pkt_mark = v as u32,
+            Field::TunMetadata(i) => f.tun_metadata[usize::from(i) % N_TUN_METADATA] = v as u64,
         }
     }
 

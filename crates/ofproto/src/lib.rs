@@ -59,6 +59,7 @@ pub mod parse;
 pub mod ports;
 pub mod route;
 pub mod tables;
+pub mod tlv_map;
 pub mod trace;
 pub mod tunnel;
 pub mod xlate;

@@ -48,6 +48,18 @@ impl Match {
     pub fn set(&mut self, field: Field, value: u128, mask: u128) {
         field.set(&mut self.mask, mask);
         field.set(&mut self.flow, value & mask);
+        if let Field::TunMetadata(i) = field {
+            // Matching an option's value also means "the option is there"
+            // (OVS: a `tun_metadata` match sets its presence bit).
+            let bit = 1u64 << (i % N_TUN_METADATA as u8);
+            if mask != 0 {
+                self.mask.tun_metadata_present |= bit;
+                self.flow.tun_metadata_present |= bit;
+            } else {
+                self.mask.tun_metadata_present &= !bit;
+                self.flow.tun_metadata_present &= !bit;
+            }
+        }
     }
 
     /// Exact match on `field`.
@@ -310,6 +322,17 @@ impl Match {
                 odpfmt::flags_masked(s, odpfmt::tun_flag_name, u32::from(f.tun_flags), mask, max);
             }
             s.push(',');
+        }
+        for i in 0..N_TUN_METADATA {
+            if self.mask.tun_metadata_present & (1 << i) != 0 {
+                let name = Field::TunMetadata(i as u8).name();
+                let (v, mk) = (self.flow.tun_metadata[i], self.mask.tun_metadata[i]);
+                let _ = write!(s, "{name}={}", odpfmt::hexp(u128::from(v)));
+                if mk != u64::MAX {
+                    let _ = write!(s, "/{}", odpfmt::hexp(u128::from(mk)));
+                }
+                s.push(',');
+            }
         }
         fmt_u64(s, "metadata", self.flow.metadata, self.mask.metadata);
         if m.in_port != 0 {

@@ -22,6 +22,7 @@
 use crate::neigh::NeighCache;
 use crate::ports::{TunnelConfig, TunnelKind};
 use crate::route::{RouteResult, RouteTable};
+use crate::tlv_map::TlvMap;
 use dp_core::action::{TnlPush, vport_type};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -40,6 +41,8 @@ pub struct TunnelState {
     /// bridge's port (OVS's br-int + br-phy), and a packet terminated on
     /// one bridge may belong to another's tunnel port.
     bridges: RwLock<Vec<Weak<crate::Ofproto>>>,
+    /// Each bridge's Geneve TLV map (`tnl/tlv-map/*`), by bridge name.
+    tlv_maps: RwLock<HashMap<String, Arc<TlvMap>>>,
     seq: AtomicU64,
 }
 
@@ -124,6 +127,33 @@ impl TunnelState {
             .collect()
     }
 
+    /// Bridge `bridge`'s TLV map (empty when none was set).
+    pub fn tlv_map(&self, bridge: &str) -> Arc<TlvMap> {
+        self.tlv_maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bridge)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Changes bridge `bridge`'s TLV map through `f` (nothing changes
+    /// when `f` fails), then moves the sequence so megaflows that decoded
+    /// options under the old map are revalidated.
+    pub fn update_tlv_map<R>(
+        &self,
+        bridge: &str,
+        f: impl FnOnce(&mut TlvMap) -> Result<R, String>,
+    ) -> Result<R, String> {
+        let mut maps = self.tlv_maps.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = maps.get(bridge).map(|m| (**m).clone()).unwrap_or_default();
+        let r = f(&mut map)?;
+        maps.insert(bridge.to_string(), Arc::new(map));
+        drop(maps);
+        self.seq.fetch_add(1, Ordering::Release);
+        Ok(r)
+    }
+
     pub fn dev_mac(&self, dev: &str) -> Option<[u8; 6]> {
         self.dev_macs
             .read()
@@ -133,8 +163,15 @@ impl TunnelState {
     }
 }
 
-/// Builds the `tnl_push` for sending through `cfg` with key `vni`.
+/// Builds the `tnl_push` for sending through `cfg` with key `vni` (no
+/// Geneve options).
 pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
+    build_push_opts(cfg, tnl_port, vni, &[])
+}
+
+/// [`build_push`] with Geneve option TLVs `geneve_opts` (a multiple of 4
+/// bytes, at most 252; ignored for VXLAN and GRE).
+pub fn build_push_opts(cfg: &TunnelConfig, tnl_port: u32, vni: u64, geneve_opts: &[u8]) -> TnlPush {
     let mut h = Vec::with_capacity(50);
     h.extend_from_slice(&cfg.next_hop_mac);
     h.extend_from_slice(&cfg.local_mac);
@@ -176,9 +213,14 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
             vport_type::VXLAN
         }
         TunnelKind::Geneve => {
-            // Version 0, no options, protocol Transparent Ethernet Bridging.
-            h.extend_from_slice(&[0, 0, 0x65, 0x58]);
+            // Version 0, options length in 4-byte words, critical bit when
+            // an option is, protocol Transparent Ethernet Bridging.
+            let opt_words = (geneve_opts.len() / 4).min(0x3f);
+            let opts = &geneve_opts[..opt_words * 4];
+            let critical = opts_have_critical(opts);
+            h.extend_from_slice(&[opt_words as u8, if critical { 0x40 } else { 0 }, 0x65, 0x58]);
             h.extend_from_slice(&vni_field.to_be_bytes());
+            h.extend_from_slice(opts);
             vport_type::GENEVE
         }
         TunnelKind::Gre => unreachable!("GRE returned above"),
@@ -189,6 +231,19 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
         tnl_type,
         header: h,
     }
+}
+
+/// True when an option TLV list holds a critical option (type bit 7):
+/// RFC 8926's C bit in the Geneve header says so.
+fn opts_have_critical(opts: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos + 4 <= opts.len() {
+        if opts[pos + 2] & 0x80 != 0 {
+            return true;
+        }
+        pos += 4 + usize::from(opts[pos + 3] & 0x1f) * 4;
+    }
+    false
 }
 
 #[cfg(test)]

@@ -69,7 +69,8 @@ use crate::r#match::Match;
 use crate::neigh::Solicit;
 use crate::ports::*;
 use crate::tables::{Rule, RuleSet};
-use crate::tunnel::{TunnelState, build_push};
+use crate::tlv_map::TlvMap;
+use crate::tunnel::{TunnelState, build_push_opts};
 use dp_core::action::{Action, Userdata, Userspace};
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
@@ -202,6 +203,10 @@ struct Ctx<'a, 't> {
     uses_tnl: bool,
     tnl_seq: u64,
     no_install: bool,
+    /// The bridge's Geneve TLV map (`tun_metadata` fields).
+    tlv: Arc<TlvMap>,
+    /// `tun_metadata` slots the pipeline wrote (bit per slot).
+    tun_md_written: u64,
 }
 
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
@@ -211,6 +216,8 @@ pub(crate) fn translate(
     trace: Option<&mut Vec<TraceEvent>>,
 ) -> Translation {
     let mut flow = OfFlow::from_key(*key);
+    let tlv = env.tnl.map(|t| t.tlv_map(env.bridge)).unwrap_or_default();
+    tlv.decode(key, &mut flow);
     let in_port = env.ports.by_odp(key.in_port).map(|p| p.ofport);
     flow.key.in_port = in_port.unwrap_or(OFPP_NONE);
     let mut ctx = Ctx {
@@ -232,9 +239,13 @@ pub(crate) fn translate(
         error: None,
         n_controller: 0,
         trace,
-        uses_tnl: false,
         tnl_seq: env.tnl.map_or(0, |t| t.seq()),
         no_install: false,
+        // What the options decode to follows the map: a map change must
+        // revalidate this megaflow.
+        uses_tnl: key.tun_geneve_len != 0 && !tlv.is_empty(),
+        tlv,
+        tun_md_written: 0,
     };
     ctx.wc_init();
     ctx.snoop_arp();
@@ -311,6 +322,7 @@ impl Ctx<'_, '_> {
         if k.dl_type != ETH_TYPE_MPLS && k.dl_type != ETH_TYPE_MPLS_MCAST {
             mask.mpls_lse = [0; 3];
         }
+        self.tlv.key_mask(&self.orig, &self.wc, &mut mask);
         mask.clear_padding();
         if self.error.is_some() {
             self.odp.clear();
@@ -594,6 +606,13 @@ impl Ctx<'_, '_> {
             field.set(&mut self.written, old | mask);
         }
         field.set_masked(&mut self.flow, value, mask);
+        if let Field::TunMetadata(i) = field {
+            // A write makes the option present (OVS sets its bit).
+            self.flow.tun_metadata_present |= 1 << i;
+            if mask == field.full() {
+                self.tun_md_written |= 1 << i;
+            }
+        }
         if field == Field::TunId && mask == field.full() {
             self.tun_id_written = true;
         }
@@ -611,6 +630,14 @@ impl Ctx<'_, '_> {
         if !src.field.is_pipeline_only() {
             let old = src.field.get(&self.wc);
             src.field.set(&mut self.wc, old | src.mask());
+        }
+        if let Field::TunMetadata(i) = src.field {
+            // Pipeline-only, but read from the packet unless written.
+            if self.tun_md_written & (1 << i) == 0 {
+                let old = src.field.get(&self.wc);
+                src.field.set(&mut self.wc, old | src.mask());
+                self.wc.tun_metadata_present |= 1 << i;
+            }
         }
         let bits = (src.field.get(&self.flow) & src.mask()) >> src.ofs;
         self.write_field(dst.field, bits << dst.ofs, dst.mask());
@@ -695,8 +722,9 @@ impl Ctx<'_, '_> {
                 return;
             }
         }
+        let opts = self.geneve_options(t);
         let Some(tnl) = self.env.tnl else {
-            let push = build_push(&cfg, port.odp_port, vni);
+            let push = build_push_opts(&cfg, port.odp_port, vni, &opts);
             self.odp.push(Action::Clone(vec![
                 Action::TnlPush(push),
                 Action::Output(cfg.underlay_odp_port),
@@ -760,7 +788,7 @@ impl Ctx<'_, '_> {
         };
         cfg.next_hop_mac = nh_mac;
         cfg.underlay_odp_port = dev.odp_port;
-        let push = build_push(&cfg, port.odp_port, vni);
+        let push = build_push_opts(&cfg, port.odp_port, vni, &opts);
         self.note(format!(
             "native tunnel: {remote} via {} ({}), continuing as the outer packet from port {}{}",
             route.next_hop,
@@ -795,6 +823,26 @@ impl Ctx<'_, '_> {
         let mut clone = vec![Action::TnlPush(push)];
         clone.extend(outer);
         self.odp.push(Action::Clone(clone));
+    }
+
+    /// The Geneve options to send on tunnel `t`: the flow's present
+    /// `tun_metadata` slots. Slots the pipeline did not write come from
+    /// the received packet, so the megaflow must match them.
+    fn geneve_options(&mut self, t: &TunnelConfig) -> Vec<u8> {
+        if t.kind != TunnelKind::Geneve || self.tlv.is_empty() {
+            return Vec::new();
+        }
+        for e in self.tlv.entries() {
+            let bit = 1u64 << e.index;
+            if self.tun_md_written & bit != 0 {
+                continue;
+            }
+            self.wc.tun_metadata_present |= bit;
+            if self.flow.tun_metadata_present & bit != 0 {
+                self.wc.tun_metadata[usize::from(e.index)] = u64::MAX;
+            }
+        }
+        self.tlv.encode(&self.flow)
     }
 
     /// Translates the outer packet of tunnel `cfg` through the bridge of
@@ -848,6 +896,8 @@ impl Ctx<'_, '_> {
             uses_tnl: false,
             tnl_seq: self.tnl_seq,
             no_install: false,
+            tlv: Arc::default(),
+            tun_md_written: 0,
         };
         sub.table(0);
         self.trace = sub.trace.take();

@@ -310,3 +310,106 @@ fn remote_and_key_from_the_flow() {
         .unwrap();
     assert!(o.translate(&vm_packet(), 0).actions.is_empty());
 }
+
+/// Geneve options through the TLV map: a rule on `tun_metadata0` decides
+/// delivery of decapsulated packets (the megaflow matches the option's
+/// header and value, the ODP text prints it as OVS does), and
+/// `set_field:...->tun_metadata0` puts the option in the Geneve header
+/// on the way out.
+#[test]
+fn geneve_tun_metadata_matches_and_sets_options() {
+    use ofproto::tlv_map::parse_mappings;
+    const GNV: u32 = 6081;
+    let o = Ofproto::new("br0");
+    o.add_port(PortConfig::new("vm", VM).with_ofport(1))
+        .unwrap();
+    o.add_port(PortConfig::new("uplink", UPLINK).with_ofport(2))
+        .unwrap();
+    o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
+        .unwrap();
+    let mut gnv = TunnelConfig::geneve([0; 4], [172, 31, 0, 2], 0);
+    gnv.key = TunnelKey::Fixed(7);
+    o.add_port(PortConfig::new("gnv0", GNV).with_ofport(3).with_tunnel(gnv))
+        .unwrap();
+    o.add_flows(
+        "priority=20,in_port=gnv0,tun_metadata0=0x1234,actions=output:vm\n\
+         priority=10,in_port=gnv0,actions=drop\n\
+         priority=10,in_port=vm,actions=set_field:0xabcd->tun_metadata0,output:gnv0\n\
+         priority=5,in_port=LOCAL,actions=output:uplink\n",
+        0,
+    )
+    .unwrap();
+    let tnl = Arc::new(TunnelState::new());
+    let (prefix, plen) = parse_prefix("172.31.0.0/24").unwrap();
+    tnl.update_routes(|t| {
+        t.replace_system(vec![Route {
+            prefix,
+            plen,
+            dev: "br0".into(),
+            gateway: None,
+            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            origin: RouteOrigin::Cached,
+        }])
+    });
+    tnl.set_dev_mac("br0", LOCAL_MAC);
+    tnl.neigh()
+        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br0");
+    assert!(o.set_tunnel_state(tnl.clone()));
+
+    let rx = |opts: &[u8]| {
+        let mut k = vm_packet();
+        k.in_port = GNV;
+        k.tun_id = 7;
+        k.tun_ipv4_src = [172, 31, 0, 2];
+        k.tun_ipv4_dst = [172, 31, 0, 1];
+        k.tun_ttl = 64;
+        k.tun_flags = dp_core::odp::flow::TNL_F_KEY;
+        k.tun_geneve_len = opts.len() as u8;
+        k.tun_geneve[..opts.len()].copy_from_slice(opts);
+        k
+    };
+    let right = [0xff, 0xff, 0x80, 1, 0, 0, 0x12, 0x34];
+    let wrong = [0xff, 0xff, 0x80, 1, 0, 0, 0x12, 0x35];
+
+    // Unmapped: the rule's option is never present.
+    let t = o.translate(&rx(&right), 0);
+    assert!(t.actions.is_empty(), "{:?}", t.actions);
+    assert_eq!(t.mask.tun_geneve_len, 0, "nothing looked at the options");
+
+    let before = o.tunnel_seq();
+    tnl.update_tlv_map("br0", |m| {
+        m.add(&parse_mappings(
+            "{class=0xffff,type=0x80,len=4}->tun_metadata0",
+        )?)
+    })
+    .unwrap();
+    assert_ne!(o.tunnel_seq(), before, "a map change revalidates");
+
+    let t = o.translate(&rx(&right), 0);
+    assert_eq!(t.actions, vec![Action::Output(VM)]);
+    assert!(t.uses_tunnel_state);
+    let (k, m) = dp_core::odp::flow::flow_to_masked_key(&rx(&right).masked(&t.mask), &t.mask);
+    let text = dp_core::odp::key::format_masked(&k, Some(&m), None, false);
+    assert!(
+        text.contains("geneve({class=0xffff,type=0x80,len=4,0x1234})"),
+        "{text}"
+    );
+    let t = o.translate(&rx(&wrong), 0);
+    assert!(
+        t.actions.is_empty(),
+        "wrong value: dropped, {:?}",
+        t.actions
+    );
+    // The option after an unmapped one is found too.
+    let t = o.translate(&rx(&[&[1, 2, 3, 1, 9, 9, 9, 9][..], &right].concat()), 0);
+    assert_eq!(t.actions, vec![Action::Output(VM)]);
+
+    // set_field: the option goes into the pushed Geneve header.
+    let t = o.translate(&vm_packet(), 0);
+    let text = format_odp_actions(&t.actions);
+    assert!(
+        text.contains("geneve(crit,vni=0x7,options({class=0xffff,type=0x80,len=4,0xabcd}))"),
+        "{text}"
+    );
+    assert_eq!(t.mask.tun_geneve_len, 0, "a written option matches nothing");
+}
