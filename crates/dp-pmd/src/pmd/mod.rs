@@ -29,16 +29,17 @@
 //! an atomic the revalidator writes and the PMD reads once per iteration.
 
 pub mod exec;
+mod install;
 pub mod msg;
 pub mod observe;
 pub mod thread;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch};
 use dp_core::flow::FlowKey;
-use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig, FlowTableError};
+use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig};
 use dp_core::netdev::{RxQueue, TxQueue};
 use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
 
@@ -437,43 +438,7 @@ impl Pmd {
         match self.upcall.translate(&key, packet, now_ms) {
             Ok(Translation::Megaflow { mask, actions }) => {
                 self.stats.miss_upcall_ok += 1;
-                if self.flows.len() >= self.flow_limit.load(Ordering::Relaxed) {
-                    self.stats.upcall_flow_limit_hit += 1;
-                    one_offs.push(actions);
-                    return Verdict::OneOff(one_offs.len() - 1);
-                }
-                match self
-                    .flows
-                    .insert(&key, &mask, None, Arc::clone(&actions), now_ms)
-                {
-                    Ok(flow) => {
-                        *installed_any = true;
-                        // As OVS: the new flow goes into the EMC now, so the
-                        // next packet of the connection hits there.
-                        self.cascade.emc_mut().probabilistic_insert(
-                            &key,
-                            self.hashes[i],
-                            flow,
-                            &self.flows,
-                        );
-                        Verdict::Flow(flow)
-                    }
-                    Err(
-                        FlowTableError::MatchExists { ufid } | FlowTableError::UfidExists { ufid },
-                    ) => match self.flows.find_ufid(ufid) {
-                        Some(flow) => Verdict::Flow(flow),
-                        None => {
-                            one_offs.push(actions);
-                            Verdict::OneOff(one_offs.len() - 1)
-                        }
-                    },
-                    Err(_) => {
-                        // Table full or subtable limit: counted by the
-                        // table; the packet still gets its actions.
-                        one_offs.push(actions);
-                        Verdict::OneOff(one_offs.len() - 1)
-                    }
-                }
+                self.install_megaflow(i, &key, &mask, actions, one_offs, installed_any, now_ms)
             }
             Ok(Translation::ExecuteOnly { actions }) => {
                 self.stats.miss_upcall_ok += 1;

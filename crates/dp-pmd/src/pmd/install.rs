@@ -1,0 +1,88 @@
+//! The install step of an upcall: a translation said "megaflow", so put
+//! it in this PMD's flow table (and EMC) and decide which actions the
+//! packet that missed runs.
+//!
+//! Admission (the per-iteration upcall budget) and the translation call
+//! stay in [`Pmd::handle_miss`](super::Pmd); this is what follows a
+//! successful translation, kept apart so the two can change separately.
+//!
+//! # Invariants
+//! - The packet always gets the actions of a flow that matches it: the
+//!   new flow, an existing flow with the same match, or (when the table
+//!   refuses the flow) the translation's own actions as a one-off. A flow
+//!   found only by its UFID is used only if it matches the packet, so a
+//!   UFID collision ([`dp_core::flow_table::ufid_from_match`]) costs an
+//!   install, never the wrong actions.
+//! - No allocation beyond the flow table's own growth and the one-off
+//!   list of the batch.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use dp_core::flow::FlowKey;
+use dp_core::flow_table::FlowTableError;
+
+use super::{Pmd, Verdict};
+use crate::upcall::FlowActions;
+
+impl Pmd {
+    /// Installs the megaflow `key & mask` → `actions` that the upcall of
+    /// packet `i` produced, and returns the packet's verdict.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the batch state of one_pass, passed by reference rather than bundled per miss"
+    )]
+    pub(super) fn install_megaflow(
+        &mut self,
+        i: usize,
+        key: &FlowKey,
+        mask: &FlowKey,
+        actions: FlowActions,
+        one_offs: &mut Vec<FlowActions>,
+        installed_any: &mut bool,
+        now_ms: u64,
+    ) -> Verdict {
+        let mut one_off = |actions: FlowActions| {
+            one_offs.push(actions);
+            Verdict::OneOff(one_offs.len() - 1)
+        };
+        if self.flows.len() >= self.flow_limit.load(Ordering::Relaxed) {
+            self.stats.upcall_flow_limit_hit += 1;
+            return one_off(actions);
+        }
+        match self
+            .flows
+            .insert(key, mask, None, Arc::clone(&actions), now_ms)
+        {
+            Ok(flow) => {
+                *installed_any = true;
+                // As OVS: the new flow goes into the EMC now, so the next
+                // packet of the connection hits there.
+                self.cascade
+                    .emc_mut()
+                    .probabilistic_insert(key, self.hashes[i], flow, &self.flows);
+                Verdict::Flow(flow)
+            }
+            // Same mask and masked key: that flow matches this packet.
+            Err(FlowTableError::MatchExists { ufid }) => match self.flows.find_ufid(ufid) {
+                Some(flow) => Verdict::Flow(flow),
+                None => one_off(actions),
+            },
+            // Same UFID: the same match, or a hash collision with another
+            // one; only a flow that matches the packet may serve it.
+            Err(FlowTableError::UfidExists { ufid }) => {
+                match self
+                    .flows
+                    .find_ufid(ufid)
+                    .and_then(|flow| self.flows.matching_flow_at(flow.index(), key))
+                {
+                    Some(flow) => Verdict::Flow(flow),
+                    None => one_off(actions),
+                }
+            }
+            // Table full or subtable limit: counted by the table; the
+            // packet still gets its actions.
+            Err(_) => one_off(actions),
+        }
+    }
+}
