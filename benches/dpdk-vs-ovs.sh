@@ -18,6 +18,8 @@
 # Usage (root): benches/dpdk-vs-ovs.sh
 #   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_CASES=1flow,10k,... BENCH_HUGEPAGES=1024
 #   BENCH_SYSTEMS=oxvs,ovs,testpmd
+#   OXVS_BENCH_BIN=PATH   (a netdev-dpdk `dpdk` bench binary built earlier;
+#                          default: build the tree's with cargo)
 # It installs dpdk-dev and openvswitch-switch-dpdk when missing, reserves
 # hugepages (falls back to --no-huge), starts its own ovsdb-server and
 # ovs-vswitchd-dpdk in a temp dir, and on exit (also on error or ^C) stops
@@ -90,13 +92,19 @@ else
     log "no hugepages: --no-huge for all systems"
 fi
 
-log "building the oxvs bench"
-(cd "$ROOT" && cargo bench -p netdev-dpdk --bench dpdk --no-run -q >&2)
-BIN=$(cd "$ROOT" && cargo bench -p netdev-dpdk --bench dpdk --no-run --message-format=json -q 2>/dev/null \
-      | python3 -c 'import json,sys
+if [ -n "${OXVS_BENCH_BIN:-}" ]; then
+    # A bench binary built earlier (to compare two builds of oxvs).
+    BIN=$OXVS_BENCH_BIN
+    log "oxvs bench: $BIN"
+else
+    log "building the oxvs bench"
+    (cd "$ROOT" && cargo bench -p netdev-dpdk --bench dpdk --no-run -q >&2)
+    BIN=$(cd "$ROOT" && cargo bench -p netdev-dpdk --bench dpdk --no-run --message-format=json -q 2>/dev/null \
+          | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="dpdk": print(m["executable"])' | tail -1)
+fi
 
 # The captures (written by the oxvs bench on its first run; shared).
 file_of() { case $1 in 100k-inport) echo 100k ;; io) echo 1flow ;; *) echo "$1" ;; esac; }
