@@ -15,8 +15,8 @@
 //! [`Daemon::reload`] re-reads the config and applies the difference: new
 //! ports are added, removed ports deleted, each bridge's rules replaced in
 //! one atomic flow-mod batch. Unchanged ports keep forwarding. A change of
-//! the `[datapath]` section (PMD cores, caches) restarts the datapath
-//! threads, which re-learn their flows.
+//! the PMD cores starts and stops PMD threads and deals the rx queues
+//! again (`crate::pmd_cores`); the rest of `[datapath]` needs a restart.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -321,7 +321,7 @@ impl Daemon {
     pub fn reload(&mut self) -> Result<String, String> {
         Config::warn_if_others_can_write(&self.config_path);
         let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        if new.datapath != self.config.datapath
+        if !crate::pmd_cores::only_cores_differ(&new.datapath, &self.config.datapath)
             || new.control != self.config.control
             || new.metrics != self.config.metrics
             || new
@@ -331,11 +331,13 @@ impl Daemon {
                 .ne(self.config.bridges.iter().map(|b| &b.name))
         {
             return Err(
-                "reload: only ports and rules can change at run time; restart the daemon to change [datapath], [control], [metrics] or the set of bridges"
+                "reload: only ports, rules and the PMD cores (datapath.pmd_cores, datapath.pmd_cpu_mask) can change at run time; restart the daemon to change the rest of [datapath], [control], [metrics] or the set of bridges"
                     .into(),
             );
         }
         let mut summary = Vec::new();
+        // PMD threads first, so re-added ports are dealt over the new set.
+        crate::pmd_cores::apply(&mut self.datapath, &new, &mut summary)?;
         // Ports that vanished or changed go first.
         let wanted: BTreeMap<&str, (&str, &PortSection)> = new
             .bridges

@@ -12,6 +12,7 @@
 //! - [`metrics`]: the Prometheus/OpenMetrics text endpoint.
 //! - [`capture`]: live capture to pcap files (`capture/*`).
 //! - [`port_health`]: link states watched, changes logged.
+//! - [`pmd_cores`]: the PMD core list changed by reload.
 //! - [`observe`]: pmd-perf-show/-log-set, trace --generate, drop-reason coverage.
 #![forbid(unsafe_code)]
 
@@ -26,5 +27,6 @@ pub mod drivers;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod pmd_cores;
 pub mod port_health;
 pub mod tunnel;

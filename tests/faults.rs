@@ -10,6 +10,10 @@
 //!   forwarding between the other ports, and exits cleanly with every
 //!   buffer returned; when a veth of the same name is created again, the
 //!   port is re-opened on it and forwards again.
+//! - The PMD core list changed by `reload` while a ping crosses the
+//!   switch (cores 0 → 0,1 → 0, the second as a `pmd_cpu_mask`):
+//!   `pmd-rxq-show` shows the queues dealt over the new PMDs, every echo
+//!   is answered, and the exit finds every buffer back.
 //!
 //! Needs root and iproute2 (`testbed::prerequisites`): skipped with a
 //! reason outside CI, a failure under `CI=true`.
@@ -20,18 +24,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use testbed::daemon::{Daemon, TempDir};
 use testbed::{IP_B, Topology};
 
-/// Starts oxvsd on one bridge over `ports` (name, type).
-fn start(dir: &TempDir, ports: &[(&str, &str)]) -> Daemon {
-    let mut config = String::from(
-        "[datapath]\npmd_cores = [0]\npmd_sleep_max = 500\n\n\
+/// A config with one bridge over `ports` (name, type), PMDs per
+/// `pmd_line` (e.g. `pmd_cores = [0]`), idle PMDs sleeping.
+fn config_text(pmd_line: &str, ports: &[(&str, &str)]) -> String {
+    let mut config = format!(
+        "[datapath]\n{pmd_line}\npmd_sleep_max = 500\n\n\
          [control]\nsocket = \"@SOCKET@\"\n\n[log]\nlevel = \"info\"\n\n\
-         [[bridge]]\nname = \"br0\"\n",
+         [[bridge]]\nname = \"br0\"\n"
     );
     for (name, port_type) in ports {
         config.push_str(&format!(
             "\n[[bridge.port]]\nname = \"{name}\"\ntype = \"{port_type}\"\n"
         ));
     }
+    config
+}
+
+/// Starts oxvsd on one bridge over `ports` (name, type), one PMD on core 0.
+fn start(dir: &TempDir, ports: &[(&str, &str)]) -> Daemon {
+    let config = config_text("pmd_cores = [0]", ports);
     Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), dir, &config)
 }
 
@@ -212,4 +223,107 @@ fn a_port_whose_veth_is_deleted_under_traffic_does_not_stop_the_others() {
 
     let (code, log) = d.signal_and_wait("TERM");
     assert_clean_exit(code, &log);
+}
+
+/// `pmd-rxq-show` text as (core, ports polled), in order.
+fn rxq_placement(show: &str) -> Vec<(usize, Vec<String>)> {
+    let mut out: Vec<(usize, Vec<String>)> = Vec::new();
+    for line in show.lines() {
+        if let Some(rest) = line.strip_prefix("pmd thread numa_id 0 core_id ") {
+            let core = rest.trim_end_matches(':').parse().expect("core id");
+            out.push((core, Vec::new()));
+        } else if let Some(rest) = line.trim_start().strip_prefix("port: ") {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            out.last_mut()
+                .expect("a port line under a PMD")
+                .1
+                .push(name.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn pmd_cores_changed_by_reload_while_pinging_through_the_switch() {
+    if !testbed::prerequisites("pmd_cores_reload", &["kill"]) {
+        return;
+    }
+    let topo = Topology::veth("r3c");
+    topo.host_offloads_off();
+    let dir = TempDir::new("r3-cores");
+    let ports = [
+        (topo.host_a.as_str(), "afxdp"),
+        (topo.host_b.as_str(), "afxdp"),
+    ];
+    let d = start(&dir, &ports);
+    let rewrite = |pmd_line: &str| {
+        let text =
+            config_text(pmd_line, &ports).replace("@SOCKET@", &d.socket().display().to_string());
+        std::fs::write(dir.path("oxvs.toml"), text).unwrap();
+    };
+    testbed::wait_reachable(&topo.ns_a, IP_B);
+    let both = {
+        let mut b = vec![topo.host_a.clone(), topo.host_b.clone()];
+        b.sort();
+        b
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let placement = rxq_placement(&d.ok("dpif-netdev/pmd-rxq-show", &[]));
+    assert_eq!(placement.len(), 1, "{placement:?}");
+    assert_eq!(
+        (placement[0].0, sorted(placement[0].1.clone())),
+        (0, both.clone())
+    );
+
+    // 30 echoes at 0.2 s (6 s) cross the switch while the cores change.
+    let pinger = {
+        let ns = topo.ns_a.clone();
+        std::thread::spawn(move || testbed::ping(&ns, IP_B, 30))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // 0 → 0,1: a PMD starts on core 1 and takes one of the two queues.
+    rewrite("pmd_cores = [0, 1]");
+    let summary = d.ok("reload", &[]);
+    assert!(summary.contains("PMD cores 0 -> 0,1"), "{summary}");
+    let placement = rxq_placement(&d.ok("dpif-netdev/pmd-rxq-show", &[]));
+    let cores: Vec<usize> = placement.iter().map(|(c, _)| *c).collect();
+    assert_eq!(cores, vec![0, 1], "{placement:?}");
+    assert!(
+        placement.iter().all(|(_, p)| p.len() == 1),
+        "one queue per PMD: {placement:?}"
+    );
+    let polled = sorted(placement.iter().flat_map(|(_, p)| p.clone()).collect());
+    assert_eq!(polled, both);
+    let before = tx_packets(&d, &topo.host_b);
+    testbed::wait_for("echoes to cross the switch on two PMDs", 10, || {
+        tx_packets(&d, &topo.host_b) >= before + 3
+    });
+
+    // 0,1 → 0, written as a mask: core 1's PMD stops, core 0 polls both.
+    rewrite("pmd_cpu_mask = \"0x1\"");
+    let summary = d.ok("reload", &[]);
+    assert!(summary.contains("PMD cores 0,1 -> 0"), "{summary}");
+    let placement = rxq_placement(&d.ok("dpif-netdev/pmd-rxq-show", &[]));
+    assert_eq!(placement.len(), 1, "{placement:?}");
+    assert_eq!((placement[0].0, sorted(placement[0].1.clone())), (0, both));
+    let before = tx_packets(&d, &topo.host_b);
+    testbed::wait_for("echoes to cross the switch after core 1 left", 10, || {
+        tx_packets(&d, &topo.host_b) >= before + 3
+    });
+    // Other [datapath] settings still need a restart, and say so.
+    rewrite("pmd_cores = [0]\nflow_limit = 10");
+    let err = d.call("reload", &[]).unwrap_err();
+    assert!(err.contains("restart the daemon"), "{err}");
+
+    let rtt = pinger
+        .join()
+        .expect("every echo answered across the changes");
+    eprintln!("ping across two PMD core changes: {rtt}");
+    let (code, log) = d.signal_and_wait("TERM");
+    assert_clean_exit(code, &log);
+    assert!(log.contains("PMD cores changed"), "{log}");
 }
