@@ -29,7 +29,9 @@
 //! A flow whose mask is exactly `in_port`, `recirc_id`, `packet_type`,
 //! `dl_type`, the first VLAN's VID+CFI (`0x1fff`) and the fragment bits
 //! (or no fragment bits for a non-IP `dl_type`) is also entered in an
-//! exact table keyed by those fields. When every flow of a port is simple
+//! exact table keyed by those fields. So is a flow that matches only the
+//! CFI bit, as 0 (untagged: what ofproto-lite installs for a rule that
+//! never looks at VLANs): on extracted keys that is VID+CFI = 0. When every flow of a port is simple
 //! ([`FlowTable::simple_match_enabled`]), the cascade serves that port's
 //! packets from the exact table ahead of the EMC. A simple hit is sound by
 //! construction (equal simple keys imply the masked match); a simple miss
@@ -54,7 +56,9 @@ use crate::dpcls::index::{HashIndex, WordHashBuilder};
 use crate::dpcls::{Dpcls, DpclsConfig, DpclsError, RuleHandle};
 use crate::flow::FlowKey;
 use crate::flow::hash::hash_finish;
-use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER};
+use crate::flow::key::{
+    ETH_TYPE_IPV4, ETH_TYPE_IPV6, FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI,
+};
 
 /// OVS dpif-netdev's default flow limit per PMD (`MAX_FLOWS`).
 pub const DEFAULT_MAX_FLOWS: usize = 65536;
@@ -441,6 +445,20 @@ fn simple_masks() -> (FlowKey, FlowKey) {
 /// The simple key of a flow, or `None` when the flow is not simple.
 fn simple_key_of_flow(masked_key: &FlowKey, mask: &FlowKey) -> Option<SimpleKey> {
     let (with_frag, without_frag) = simple_masks();
+    // A flow that matches only the CFI bit of the first TCI, as 0, says
+    // "untagged" (ofproto-lite always matches tag presence, nothing more
+    // when no rule looks at VLANs). Extraction leaves the whole TCI 0 on
+    // an untagged packet and sets CFI on a tagged one, so for packets this
+    // is the same match as VID+CFI = 0: the flow is simple, keyed by TCI 0.
+    let widened;
+    let mask = if mask.vlans[0].tci == VLAN_CFI && masked_key.vlans[0].tci == 0 {
+        let mut m = *mask;
+        m.vlans[0].tci = SIMPLE_TCI_MASK;
+        widened = m;
+        &widened
+    } else {
+        mask
+    };
     if mask.words() == with_frag.words() {
         Some(SimpleKey::new(masked_key, masked_key.nw_frag))
     } else if mask.words() == without_frag.words()

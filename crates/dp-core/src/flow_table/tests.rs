@@ -382,6 +382,45 @@ fn simple_match_flows_are_recognised() {
 }
 
 #[test]
+fn untagged_flows_matching_only_the_cfi_bit_are_simple() {
+    // What ofproto-lite installs for `in_port=5,actions=...` on untagged
+    // IPv4: in_port, recirc_id, packet_type, dl_type, fragment bits and
+    // the CFI bit (tag presence) as 0.
+    let (with_frag, _) = simple_masks();
+    let mut mask = with_frag;
+    mask.vlans[0].tci = VLAN_CFI;
+    let mut ip = FlowKey::ZERO;
+    ip.in_port = 5;
+    ip.dl_type = ETH_TYPE_IPV4;
+    let mut table: FlowTable<u8> = FlowTable::default();
+    let r = table.insert(&ip, &mask, None, 1, 0).expect("insert");
+    assert!(table.get(r).expect("live").is_simple());
+    assert!(table.simple_match_enabled(5));
+    let mut packet = ip;
+    packet.nw_src = [9, 9, 9, 9];
+    packet.tp_src = 1234;
+    assert_eq!(table.simple_lookup(&packet), Some(r));
+    // A tagged packet does not match the flow, and misses the table.
+    for tci in [VLAN_CFI, VLAN_CFI | 7, VLAN_CFI | 0xe000] {
+        packet.vlans[0].tci = tci;
+        assert!(!packet.matches_masked(&mask, &ip.masked(&mask)));
+        assert_eq!(table.simple_lookup(&packet), None, "tci {tci:#x}");
+    }
+    // Removal finds the same simple key.
+    table
+        .remove(table.get(r).expect("live").ufid())
+        .expect("rm");
+    assert_eq!(table.simple_lookup(&ip), None);
+    assert!(!table.simple_match_enabled(5));
+
+    // CFI as 1 (any VLAN) is not an exact VID: not simple.
+    let mut tagged = ip;
+    tagged.vlans[0].tci = VLAN_CFI;
+    let r = table.insert(&tagged, &mask, None, 2, 0).expect("insert");
+    assert!(!table.get(r).expect("live").is_simple());
+}
+
+#[test]
 fn re_ranking_runs_once_per_interval_for_all_ports() {
     let mut table: FlowTable<u8> = FlowTable::default();
     for port in 1..=3 {
