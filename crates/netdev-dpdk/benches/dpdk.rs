@@ -8,8 +8,9 @@
 //! - `1flow`: one UDP flow (EMC).
 //! - `10k`, `100k`: distinct UDP 5-tuples through one megaflow matching
 //!   in_port + IPv4/UDP (EMC thrash → megaflow classifier).
-//! - `100k-inport`: the same traffic, megaflow on in_port only (what OVS's
-//!   simple-match table serves).
+//! - `100k-inport`: the same traffic, rule on in_port only: its megaflow
+//!   matches only what every translation matches (in_port, dl_type, ...),
+//!   which both OVS's and oxvs's simple-match tables serve.
 //! - `100k-20masks`: each flow matches one of 20 rules with different
 //!   source-prefix masks (20 subtables, one megaflow per flow).
 //! - `io`: the driver alone, no datapath: each received batch is sent as
@@ -34,6 +35,7 @@ use std::time::Instant;
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
+use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
@@ -64,12 +66,17 @@ impl UpcallHandler for Handler {
         _: Option<&Packet>,
         _: u64,
     ) -> Result<Translation, UpcallError> {
+        // What ofproto-lite's translation always matches (xlate.rs
+        // wc_init, as OVS's xlate_wc_init): in_port, recirc_id,
+        // packet_type, dl_type, the IP fragment bits and tag presence.
         let mut mask = FlowKey::ZERO;
         mask.in_port = u32::MAX;
         mask.recirc_id = u32::MAX;
+        mask.packet_type = u32::MAX;
+        mask.dl_type = u16::MAX;
+        mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+        mask.vlans[0].tci = VLAN_CFI;
         if self.0 != Rule::InPort {
-            mask.dl_type = u16::MAX;
-            mask.nw_frag = u8::MAX;
             mask.nw_proto = u8::MAX;
         }
         match self.0 {
