@@ -44,7 +44,7 @@ pub use batch::{MAX_BURST, PacketBatch};
 pub use embedded::{EMBEDDED_CELL_ALIGN, EMBEDDED_CELL_SIZE, init_embedded_cell, wrap_embedded};
 pub use foreign::{ForeignFrame, ReleaseFn};
 pub use metadata::{HeaderOffsets, OFS_NONE, PacketMetadata, PacketType, TunnelMetadata};
-pub use pool::{DEFAULT_HEADROOM, PacketPool, PoolConfig, PoolStats};
+pub use pool::{DEFAULT_HEADROOM, PacketPool, PoolConfig, PoolStats, retained_pool_headers};
 
 use std::ptr::NonNull;
 

@@ -11,21 +11,37 @@
 //! that it returns to its baseline.
 //!
 //! # Lifetime without per-packet reference counting
-//! A cell knows its pool through a `&'static PoolShared`: the shared
-//! header of every pool is leaked on purpose, so returning a packet is one
-//! queue push and no atomic reference count moves per packet. The header
-//! includes the free list's slot array, so what stays behind per pool ever
-//! created is about 16 bytes × capacity plus the name (1 MiB for a
-//! 65,536-packet pool): bounded by how many ports a daemon ever opens, but
-//! it grows with port churn (known limitation; freeing it needs the
-//! recycling path to know when no packet can still reach the queue). What matters for memory, the cells
-//! and their buffers, is freed: when the last [`PacketPool`] handle goes,
-//! the pool is closed and its free cells are dropped; packets still out
-//! are dropped (not queued) when they come back. A packet returning while
-//! the pool closes pushes, then re-checks and drains, so no cell is left
-//! behind either way.
+//! A cell knows its pool through a `&'static PoolShared`, so returning a
+//! packet is one queue push and no reference count moves per packet. The
+//! shared header (the free list's slot array, 16 bytes × capacity) is
+//! therefore never unmapped: it is *type-stable* memory, as the kernel's
+//! `SLAB_TYPESAFE_BY_RCU` caches are. When a closed pool's last cell is
+//! freed, the header is retired to a process-wide list and the next pool
+//! of the same capacity reuses it, so port churn does not grow memory:
+//! headers kept ≤ the most pools of one capacity that were ever alive at
+//! once ([`retained_pool_headers`]).
+//!
+//! What matters for memory, the cells and their buffers, is freed when
+//! the last [`PacketPool`] handle goes: the pool is closed and its free
+//! cells are dropped; packets still out are dropped (not queued) when they
+//! come back. A packet returning while the pool closes pushes, then
+//! re-checks and drains, so no cell is left behind either way.
+//!
+//! # Invariants of the header's lives
+//! - `state` packs a life counter, a retired bit and the handle count. A
+//!   header is retired only by a compare-exchange from "this life, closed,
+//!   not retired", and only once it holds no cell (`created == 0`), so two
+//!   participants cannot both retire it, and a participant that looked at
+//!   an earlier life cannot retire a later one.
+//! - A cell counts in `created` from its creation until it is freed, so a
+//!   recycler's push always lands in the life its cell belongs to. After
+//!   the push the recycler may read the header in a later life (its cell
+//!   was drained meanwhile); all it does there is what any participant of
+//!   that life may do: see the pool open and stop, or see it closed and
+//!   help drain it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -77,27 +93,80 @@ pub struct PoolStats {
     pub alloc_failures: u64,
 }
 
+/// `PoolShared::state`: live handles in the low 32 bits (0 = closed).
+const HANDLES_MASK: u64 = (1 << 32) - 1;
+/// `PoolShared::state`: set once the closed, empty header is retired.
+const RETIRED: u64 = 1 << 32;
+/// `PoolShared::state`: one life of the header (bits 33 and up).
+const LIFE: u64 = 1 << 33;
+
 #[derive(Debug)]
 pub(crate) struct PoolShared {
-    name: String,
-    config: PoolConfig,
     free: ArrayQueue<Box<PacketCell>>,
+    /// Cells alive (in the free list or out as packets).
     created: AtomicUsize,
     alloc_failures: AtomicU64,
-    /// Live `PacketPool` handles; 0 means closed.
-    handles: AtomicUsize,
+    /// Life, retired bit and live handle count (see the constants).
+    state: AtomicU64,
+}
+
+/// Retired headers, waiting for a pool of their capacity.
+static RETIRED_HEADERS: Mutex<Vec<&'static PoolShared>> = Mutex::new(Vec::new());
+/// Headers ever allocated (retired or in use).
+static HEADERS_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+/// Pool headers this process holds, in use or retired for reuse; bounded
+/// by the most pools of one capacity that were alive at once.
+pub fn retained_pool_headers() -> usize {
+    HEADERS_ALLOCATED.load(Ordering::Relaxed)
 }
 
 impl PoolShared {
-    fn is_closed(&self) -> bool {
-        self.handles.load(Ordering::Acquire) == 0
+    /// A header for a new pool with one handle: a retired one of this
+    /// capacity if there is one, else a new allocation.
+    fn acquire(capacity: usize) -> &'static PoolShared {
+        let reused = {
+            let mut retired = RETIRED_HEADERS.lock().unwrap_or_else(|e| e.into_inner());
+            retired
+                .iter()
+                .position(|h| h.free.capacity() == capacity)
+                .map(|i| retired.swap_remove(i))
+        };
+        match reused {
+            Some(header) => {
+                header.alloc_failures.store(0, Ordering::Relaxed);
+                // Next life, not retired, one handle. Nothing else can
+                // write the state of a retired header.
+                let life = header.state.load(Ordering::Relaxed) & !(RETIRED | HANDLES_MASK);
+                header
+                    .state
+                    .store(life.wrapping_add(LIFE) | 1, Ordering::Release);
+                header
+            }
+            None => {
+                HEADERS_ALLOCATED.fetch_add(1, Ordering::Relaxed);
+                Box::leak(Box::new(PoolShared {
+                    free: ArrayQueue::new(capacity),
+                    created: AtomicUsize::new(0),
+                    alloc_failures: AtomicU64::new(0),
+                    state: AtomicU64::new(1),
+                }))
+            }
+        }
+    }
+
+    /// The state when the pool is closed (no handle left), else `None`.
+    fn closed_state(&self) -> Option<u64> {
+        let state = self.state.load(Ordering::Acquire);
+        (state & (HANDLES_MASK | RETIRED) == 0).then_some(state)
     }
 
     /// Takes back a cell whose packet was dropped.
     #[inline]
     pub(crate) fn recycle(&'static self, mut cell: Box<PacketCell>) {
-        if self.is_closed() {
+        if self.closed_state().is_some() {
             self.discard(cell);
+            self.close_step();
             return;
         }
         cell.meta.reset();
@@ -107,20 +176,35 @@ impl PoolShared {
             self.discard(cell);
         }
         // The pool may have closed between the check and the push.
-        if self.is_closed() {
-            self.drain();
+        if self.closed_state().is_some() {
+            self.close_step();
         }
     }
 
     fn discard(&self, cell: Box<PacketCell>) {
         drop(cell);
-        self.created.fetch_sub(1, Ordering::Relaxed);
+        self.created.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Frees every cell in the free list (the pool is closed).
-    fn drain(&self) {
+    /// For a closed pool: frees every cell in the free list, then retires
+    /// the header if no cell of this life is left.
+    fn close_step(&'static self) {
+        let Some(state) = self.closed_state() else {
+            return;
+        };
         while let Some(cell) = self.free.pop() {
             self.discard(cell);
+        }
+        if self.created.load(Ordering::Acquire) == 0
+            && self
+                .state
+                .compare_exchange(state, state | RETIRED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            RETIRED_HEADERS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self);
         }
     }
 }
@@ -129,21 +213,27 @@ impl PoolShared {
 #[derive(Debug)]
 pub struct PacketPool {
     shared: &'static PoolShared,
+    name: Arc<str>,
+    /// Bytes of storage per heap cell; 0 for a metadata-only pool.
+    buffer_size: usize,
 }
 
 impl Clone for PacketPool {
     fn clone(&self) -> Self {
-        self.shared.handles.fetch_add(1, Ordering::AcqRel);
+        self.shared.state.fetch_add(1, Ordering::AcqRel);
         PacketPool {
             shared: self.shared,
+            name: self.name.clone(),
+            buffer_size: self.buffer_size,
         }
     }
 }
 
 impl Drop for PacketPool {
     fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.drain();
+        let before = self.shared.state.fetch_sub(1, Ordering::AcqRel);
+        if before & HANDLES_MASK == 1 {
+            self.shared.close_step();
         }
     }
 }
@@ -152,25 +242,21 @@ impl PacketPool {
     /// Creates an empty pool; cells are created on first use.
     pub fn new(name: impl Into<String>, config: PoolConfig) -> PacketPool {
         let capacity = config.capacity.max(1);
-        let shared = Box::leak(Box::new(PoolShared {
-            name: name.into(),
-            free: ArrayQueue::new(capacity),
-            config: PoolConfig { capacity, ..config },
-            created: AtomicUsize::new(0),
-            alloc_failures: AtomicU64::new(0),
-            handles: AtomicUsize::new(1),
-        }));
-        PacketPool { shared }
+        PacketPool {
+            shared: PoolShared::acquire(capacity),
+            name: Arc::from(name.into()),
+            buffer_size: config.buffer_size,
+        }
     }
 
     /// The pool's name (shown in stats).
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.name
     }
 
     /// Bytes of storage per heap packet.
     pub fn buffer_size(&self) -> usize {
-        self.shared.config.buffer_size
+        self.buffer_size
     }
 
     fn take_cell(&self) -> Option<Box<PacketCell>> {
@@ -179,16 +265,16 @@ impl PacketPool {
             return Some(cell);
         }
         // Reserve a creation slot; give it back if the pool is full.
-        let slot = shared.created.fetch_add(1, Ordering::Relaxed);
-        if slot >= shared.config.capacity {
-            shared.created.fetch_sub(1, Ordering::Relaxed);
+        let slot = shared.created.fetch_add(1, Ordering::AcqRel);
+        if slot >= shared.free.capacity() {
+            shared.created.fetch_sub(1, Ordering::AcqRel);
             shared.alloc_failures.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let storage = if shared.config.buffer_size == 0 {
+        let storage = if self.buffer_size == 0 {
             Storage::Empty
         } else {
-            Storage::Owned(vec![0u8; shared.config.buffer_size].into_boxed_slice())
+            Storage::Owned(vec![0u8; self.buffer_size].into_boxed_slice())
         };
         Some(Box::new(PacketCell {
             meta: PacketMetadata::default(),
@@ -248,8 +334,8 @@ impl PacketPool {
     /// A snapshot of the pool's counters.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
-            name: self.shared.name.clone(),
-            capacity: self.shared.config.capacity,
+            name: self.name.to_string(),
+            capacity: self.shared.free.capacity(),
             created: self.shared.created.load(Ordering::Relaxed),
             in_use: self.in_use(),
             alloc_failures: self.shared.alloc_failures.load(Ordering::Relaxed),

@@ -326,3 +326,57 @@ fn embedded_cells_need_no_pool_and_release_their_frame_once() {
     assert_eq!(copy.len(), 256);
     assert!(buf.frame[128..188].iter().all(|b| *b == 0x22));
 }
+
+#[test]
+fn closed_pool_headers_are_reused_not_leaked() {
+    // An unusual capacity, so other tests' pools do not share its headers.
+    const CAPACITY: usize = 7919;
+    let before = crate::packet::retained_pool_headers();
+    for round in 0..1000 {
+        let pool = PacketPool::new(format!("churn{round}"), PoolConfig::heap(CAPACITY));
+        let kept = pool.alloc_from(&[round as u8; 60]).unwrap();
+        let _returned = pool.alloc().unwrap();
+        drop(pool);
+        // The header stays with the packet still out, and is retired when
+        // it comes back.
+        drop(kept);
+    }
+    let grown = crate::packet::retained_pool_headers() - before;
+    // Other tests in this binary may create headers meanwhile; 1000 pools
+    // without reuse would add 1000.
+    assert!(grown < 100, "{grown} pool headers kept for 1000 pools");
+    let pool = PacketPool::new("after", PoolConfig::heap(CAPACITY));
+    assert_eq!(pool.in_use(), 0);
+    assert_eq!(pool.stats().created, 0);
+    assert_eq!(pool.stats().alloc_failures, 0);
+    assert_eq!(pool.stats().capacity, CAPACITY);
+}
+
+#[test]
+fn packets_returning_while_their_pool_closes_free_every_cell() {
+    use std::sync::mpsc;
+    // A header is retired only once every cell of its life is freed, so
+    // a cell left behind by the race would pin its header: 20,000 pools
+    // would then keep thousands of headers.
+    const CAPACITY: usize = 61;
+    let (tx, rx) = mpsc::sync_channel::<Vec<Packet>>(4);
+    let recycler = std::thread::spawn(move || {
+        for packets in rx {
+            drop(packets);
+        }
+    });
+    let before = crate::packet::retained_pool_headers();
+    for round in 0..20_000usize {
+        let pool = PacketPool::new("race", PoolConfig::heap(CAPACITY));
+        let packets: Vec<Packet> = (0..8)
+            .map(|_| pool.alloc_from(&[round as u8; 64]).unwrap())
+            .collect();
+        tx.send(packets).unwrap();
+        // Closes the pool while the recycler may be returning its packets.
+        drop(pool);
+    }
+    drop(tx);
+    recycler.join().unwrap();
+    let grown = crate::packet::retained_pool_headers() - before;
+    assert!(grown < 100, "{grown} pool headers kept for 20,000 pools");
+}
