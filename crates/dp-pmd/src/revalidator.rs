@@ -272,7 +272,9 @@ impl Drop for Revalidator {
     }
 }
 
-fn dump_all(pmds: &[Sender<PmdMsg>]) -> Vec<(usize, FlowDump)> {
+/// Every PMD's flows, and beside them the index of the PMD that holds
+/// each (a flow installed on two PMDs appears twice).
+fn dump_all(pmds: &[Sender<PmdMsg>]) -> (Vec<FlowDump>, Vec<usize>) {
     let mut replies = Vec::new();
     for (i, pmd) in pmds.iter().enumerate() {
         let (tx, rx) = bounded(1);
@@ -280,13 +282,21 @@ fn dump_all(pmds: &[Sender<PmdMsg>]) -> Vec<(usize, FlowDump)> {
             replies.push((i, rx));
         }
     }
-    let mut out = Vec::new();
+    let mut flows = Vec::new();
+    let mut owners = Vec::new();
     for (i, rx) in replies {
-        if let Ok(flows) = rx.recv_timeout(Duration::from_secs(5)) {
-            out.extend(flows.into_iter().map(|f| (i, f)));
+        if let Ok(dumped) = rx.recv_timeout(Duration::from_secs(5)) {
+            owners.resize(owners.len() + dumped.len(), i);
+            // The first reply is moved, not copied: one PMD is the
+            // common case, and a dump can hold the whole flow limit.
+            if flows.is_empty() {
+                flows = dumped;
+            } else {
+                flows.extend(dumped);
+            }
         }
     }
-    out
+    (flows, owners)
 }
 
 fn round(
@@ -299,9 +309,8 @@ fn round(
     stats: &RevalidatorStats,
 ) {
     let start = cycles::monotonic_ns();
-    let dumped = dump_all(pmds);
+    let (flows, owners) = dump_all(pmds);
     let dump_ms = (cycles::monotonic_ns() - start) / 1_000_000;
-    let flows: Vec<FlowDump> = dumped.iter().map(|(_, f)| f.clone()).collect();
     let limit = adjust_flow_limit(
         flow_limit.load(Ordering::Relaxed),
         config.max_flow_limit,
@@ -335,6 +344,10 @@ fn round(
             retranslate.then_some(handler),
         )
     };
+    // Which PMDs hold each flow, found once: the plan can name every flow
+    // (a purge), and scanning the dump per action would be quadratic.
+    let mut holders: Vec<(u128, usize)> = flows.iter().map(|f| f.ufid).zip(owners).collect();
+    holders.sort_unstable();
     for action in plan {
         let ufid = match &action {
             FlowAction::Delete { ufid, .. } | FlowAction::Modify { ufid, .. } => *ufid,
@@ -355,7 +368,8 @@ fn round(
             FlowAction::Modify { .. } => &stats.flows_modified,
         }
         .fetch_add(1, Ordering::Relaxed);
-        for (i, _) in dumped.iter().filter(|(_, f)| f.ufid == ufid) {
+        let first = holders.partition_point(|&(u, _)| u < ufid);
+        for (_, i) in holders[first..].iter().take_while(|&&(u, _)| u == ufid) {
             let msg = match &action {
                 FlowAction::Delete { .. } => PmdMsg::FlowDel { ufid, reply: None },
                 FlowAction::Modify { actions, .. } => PmdMsg::FlowModifyActions {
