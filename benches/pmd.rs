@@ -15,6 +15,7 @@ use std::time::Instant;
 use dp_core::action::Action;
 use dp_core::cascade::CascadeConfig;
 use dp_core::flow::FlowKey;
+use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
@@ -25,9 +26,10 @@ use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
 
 mod common;
 
-/// What OVS installs for an `in_port=1,actions=output:2` rule: one
-/// megaflow matching in_port and the Ethernet type (OVS also unwildcards
-/// the fragment bits for IP). Many 5-tuples then share it: the EMC thrashes
+/// What ofproto-lite (and OVS) installs for an `in_port=1,actions=output:2`
+/// rule: one megaflow matching what every translation matches (in_port,
+/// recirc_id, packet_type, the Ethernet type, the IP fragment bits, tag
+/// presence). Many 5-tuples then share it: the EMC thrashes
 /// and the classifier serves them, as in the OVS reference runs.
 #[derive(Debug)]
 struct ToPort2 {
@@ -43,10 +45,14 @@ impl UpcallHandler for ToPort2 {
         _: Option<&Packet>,
         _: u64,
     ) -> Result<Translation, UpcallError> {
+        // What every ofproto-lite translation matches (xlate.rs wc_init).
         let mut mask = FlowKey::ZERO;
         mask.in_port = u32::MAX;
+        mask.recirc_id = u32::MAX;
+        mask.packet_type = u32::MAX;
         mask.dl_type = u16::MAX;
-        mask.nw_frag = u8::MAX;
+        mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+        mask.vlans[0].tci = VLAN_CFI;
         if self.per_flow {
             mask.nw_src = [255; 4];
             mask.nw_dst = [255; 4];
