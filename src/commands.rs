@@ -60,6 +60,27 @@ const COMMANDS: &[Command] = &[
         run: crate::tunnel::neigh_set,
     },
     Command {
+        name: "tnl/tlv-map/add",
+        min: 2,
+        max: 65,
+        usage: "BRIDGE {class=C,type=T,len=L}->tun_metadataN...",
+        run: crate::tunnel::tlv_map_add,
+    },
+    Command {
+        name: "tnl/tlv-map/del",
+        min: 1,
+        max: 65,
+        usage: "BRIDGE [{class=C,type=T,len=L}->tun_metadataN...]",
+        run: crate::tunnel::tlv_map_del,
+    },
+    Command {
+        name: "tnl/tlv-map/show",
+        min: 0,
+        max: 1,
+        usage: "[BRIDGE]",
+        run: crate::tunnel::tlv_map_show,
+    },
+    Command {
         name: "ovs/route/show",
         min: 0,
         max: 0,
@@ -270,6 +291,13 @@ const COMMANDS: &[Command] = &[
         run: crate::dpdk::get_mempool_info,
     },
     Command {
+        name: "netdev-dpdk/link-state",
+        min: 0,
+        max: 1,
+        usage: "[PORT]",
+        run: crate::dpdk::link_state,
+    },
+    Command {
         name: "netdev-dummy/receive",
         min: 2,
         max: 6,
@@ -441,6 +469,11 @@ fn dpctl_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
                 s.tx_packets, s.tx_errors, s.tx_dropped
             );
             let _ = writeln!(out, "    RX bytes:{}  TX bytes:{}", s.rx_bytes, s.tx_bytes);
+            let custom = netdev.custom_stats();
+            if !custom.is_empty() {
+                let fields: Vec<String> = custom.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                let _ = writeln!(out, "    {}", fields.join(" "));
+            }
         }
     }
     Ok(out)

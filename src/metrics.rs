@@ -596,6 +596,25 @@ pub fn render(d: &Daemon) -> String {
         }
     }
 
+    // Driver-specific counters (AF_XDP socket statistics, checksum
+    // repairs, ...), labelled by the driver's own name for each.
+    let name = "oxvs_port_driver_events_total";
+    p.family(
+        name,
+        "counter",
+        "Driver-specific port counters (dpctl/show -s lists them).",
+    );
+    for (port, st) in &d.ports {
+        let netdev = st.opened.netdev();
+        for (stat, value) in netdev.custom_stats() {
+            p.sample(
+                name,
+                &[("port", port), ("type", netdev.type_name()), ("stat", stat)],
+                value,
+            );
+        }
+    }
+
     let pools: Vec<(String, Option<usize>, usize)> =
         d.ports.values().map(|st| port_pool(&st.opened)).collect();
     p.family(

@@ -140,6 +140,14 @@ pub trait Netdev: Send + Sync + fmt::Debug {
     /// Cumulative counters (reading them may take a lock; never on the
     /// fast path).
     fn stats(&self) -> NetdevStats;
+    /// Driver-specific cumulative counters beyond [`NetdevStats`], as
+    /// `(name, value)` in a stable order (OVS's `netdev_get_custom_stats`):
+    /// what tells an operator why this port type loses or mangles packets.
+    /// Counters only (they never go down); gauges such as buffers in use
+    /// are reported with the pools. Never on the fast path.
+    fn custom_stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Opens receive queue `qid`, to be owned by one polling thread.
     fn open_rxq(&self, qid: usize) -> Result<Box<dyn RxQueue>, NetdevError>;
     /// Opens transmit queue `qid` for one sending thread. Drivers whose tx

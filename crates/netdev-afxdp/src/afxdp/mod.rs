@@ -471,6 +471,42 @@ impl Netdev for AfxdpNetdev {
         out
     }
 
+    fn custom_stats(&self) -> Vec<(&'static str, u64)> {
+        // The kernel's per-socket counters (struct xdp_statistics), summed
+        // over the queues; a kernel with an older, shorter struct leaves
+        // the fields it does not know at zero.
+        let mut kernel = [0u64; 6];
+        for q in &self.queues {
+            if let Ok((k, _)) = sys::getsockopt::<libc::xdp_statistics>(
+                &q.socket.fd,
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+            ) {
+                let fields = [
+                    k.rx_dropped,
+                    k.rx_invalid_descs,
+                    k.tx_invalid_descs,
+                    k.rx_ring_full,
+                    k.rx_fill_ring_empty_descs,
+                    k.tx_ring_empty_descs,
+                ];
+                for (sum, v) in kernel.iter_mut().zip(fields) {
+                    *sum += v;
+                }
+            }
+        }
+        vec![
+            ("rx_csum_partial", self.rx_partial_checksums()),
+            ("tx_zero_copy_packets", self.tx_zero_copy_packets()),
+            ("xsk_rx_dropped", kernel[0]),
+            ("xsk_rx_invalid_descs", kernel[1]),
+            ("xsk_tx_invalid_descs", kernel[2]),
+            ("xsk_rx_ring_full", kernel[3]),
+            ("xsk_rx_fill_ring_empty_descs", kernel[4]),
+            ("xsk_tx_ring_empty_descs", kernel[5]),
+        ]
+    }
+
     fn open_rxq(&self, qid: usize) -> Result<Box<dyn RxQueue>, NetdevError> {
         check_qid(&self.name, qid, self.queues.len())?;
         let slot = &self.queues[qid];

@@ -185,6 +185,13 @@ impl Netdev for SystemNetdev {
         out
     }
 
+    fn custom_stats(&self) -> Vec<(&'static str, u64)> {
+        vec![(
+            "rx_csum_completed",
+            self.stats.rx_csum_completed.load(Ordering::Relaxed),
+        )]
+    }
+
     fn open_rxq(&self, qid: usize) -> Result<Box<dyn RxQueue>, NetdevError> {
         check_qid(&self.name, qid, 1)?;
         if self.rx_taken.swap(true, Ordering::AcqRel) {
