@@ -1,0 +1,50 @@
+//! The uniform-batch shortcut of a datapath pass: when every packet of a
+//! received batch hit the same megaflow (one busy flow; a port whose
+//! traffic one simple-match flow serves), its actions run on the batch as
+//! received, without the per-packet verdicts and grouping that a mixed
+//! batch needs.
+//!
+//! It does exactly what the general path does for such a batch: the flow
+//! is credited with every packet, its bytes and TCP flags, then its
+//! actions run once on all packets in order. Anything else (a miss, two
+//! flows, a flow deleted since the lookup) takes the general path.
+//! Callgrind, 1-flow DPDK bench: ~40 instructions per packet less.
+
+use std::sync::Arc;
+
+use dp_core::cascade::Disposition;
+use dp_core::packet::PacketBatch;
+
+use super::Pmd;
+
+impl Pmd {
+    /// Runs `batch` (its `n` packets looked up) through its one flow when
+    /// all hit the same live flow and returns `None`; otherwise gives the
+    /// batch back untouched.
+    #[inline]
+    pub(super) fn run_uniform(
+        &mut self,
+        batch: PacketBatch,
+        n: usize,
+        now_ns: u64,
+    ) -> Option<PacketBatch> {
+        let Some(&Disposition::Hit { flow, .. }) = self.dispositions[..n].first() else {
+            return Some(batch);
+        };
+        let mut tcp_flags = 0u16;
+        for (disposition, key) in self.dispositions[..n].iter().zip(&self.keys[..n]) {
+            match disposition {
+                Disposition::Hit { flow: f, .. } if *f == flow => tcp_flags |= key.tcp_flags,
+                _ => return Some(batch),
+            }
+        }
+        let Some(actions) = self.flows.get(flow).map(|f| Arc::clone(&f.actions)) else {
+            return Some(batch);
+        };
+        let bytes = batch.iter().map(|p| p.len() as u64).sum();
+        self.flows
+            .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
+        self.execute(&actions, batch, now_ns);
+        None
+    }
+}
