@@ -1,7 +1,8 @@
 //! Lookup cascade benchmarks (issue #4): EMC hits, megaflow classifier
 //! hits with 1/5/20/100 subtables, ranked lookups on skewed traffic,
-//! specialised vs generic subtable loops, flow insert/delete rate, and the
-//! memory cost per megaflow and per EMC entry (printed before the runs).
+//! specialised vs generic subtable loops, flow insert/delete rate (flow
+//! table, and the classifier alone), and the memory cost per megaflow and
+//! per EMC entry (printed before the runs).
 //!
 //! Run: `cargo bench --bench classifier -- --warm-up-time 1 --measurement-time 2`.
 //! Every lookup case processes a batch of 32 packets per iteration and
@@ -469,6 +470,55 @@ fn bench_insert_delete(c: &mut Criterion) {
     group.finish();
 }
 
+/// The classifier's own insert and delete cost, without the flow table
+/// around it (its UFID, stats and simple-match bookkeeping are
+/// `flow_table/insert_then_delete_10k_flows`): each iteration inserts
+/// 10k flows over 20 masks and deletes them again, (a) into a classifier
+/// already holding 100k flows of those masks, the steady state of a busy
+/// PMD, and (b) into an empty one, which also creates and destroys the 20
+/// subtables and grows their storage. The figure is per operation
+/// (inserts and deletes alike).
+fn bench_dpcls_insert_delete(c: &mut Criterion) {
+    if !wanted("dpcls_insert_delete") {
+        return;
+    }
+    const N: usize = 10_000;
+    const MASKS: usize = 20;
+    let mut group = Cases::new(c, "dpcls_insert_delete");
+    // Flows numbered past the 100k of `classifier_setup`, so none is a
+    // duplicate.
+    let per = FLOWS / MASKS;
+    let flows: Vec<(FlowKey, FlowKey)> = (0..N)
+        .map(|i| {
+            let j = i % MASKS;
+            (flow_packet(j, per + i / MASKS), subtable_mask(j))
+        })
+        .collect();
+    let mut handles = Vec::with_capacity(N);
+    let mut insert_then_delete = |cls: &mut Dpcls| {
+        handles.clear();
+        for (i, (key, mask)) in flows.iter().enumerate() {
+            handles.push(cls.insert(key, mask, i as u32).expect("new flow"));
+        }
+        for &handle in &handles {
+            cls.remove(handle).expect("live rule");
+        }
+    };
+    if wanted("dpcls_insert_delete/10k_into_100k_20_masks") {
+        let mut setup = classifier_setup(MASKS, DpclsConfig::default(), |_| 0);
+        group.run("10k_into_100k_20_masks", 2 * N as u64, || {
+            insert_then_delete(&mut setup.cls);
+            black_box(setup.cls.len());
+        });
+    }
+    group.run("10k_into_empty_20_masks", 2 * N as u64, || {
+        let mut cls = Dpcls::default();
+        insert_then_delete(&mut cls);
+        black_box(cls.len());
+    });
+    group.finish();
+}
+
 /// Prints memory per megaflow (100k flows, 5 subtables, `Arc` actions)
 /// and per EMC entry, from `size_of` plus the heap the structures hold.
 fn print_memory() {
@@ -514,7 +564,8 @@ criterion_group!(
     bench_dpcls_ranked,
     bench_specialised_vs_generic,
     bench_widths,
-    bench_insert_delete
+    bench_insert_delete,
+    bench_dpcls_insert_delete
 );
 
 fn main() {

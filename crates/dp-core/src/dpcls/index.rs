@@ -38,6 +38,10 @@ pub const NO_CANDIDATE: u32 = u32::MAX;
 /// Slots per bucket: a control word, 7 tags and 7 values fill 64 bytes.
 pub const SLOTS: usize = 7;
 
+/// Most entries per slot, as (numerator, denominator), before the index
+/// doubles.
+const MAX_LOAD: (usize, usize) = (1, 2);
+
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
@@ -232,7 +236,7 @@ impl HashIndex {
 
     /// Adds `value` under `hash`. Duplicates are the caller's business.
     pub fn insert(&mut self, hash: u32, value: u32) {
-        if (self.len + 1) * 8 > self.buckets.len() * SLOTS * 7 {
+        if (self.len + 1) * MAX_LOAD.1 > self.buckets.len() * SLOTS * MAX_LOAD.0 {
             self.grow();
         }
         self.insert_no_grow(hash, value);
@@ -358,18 +362,26 @@ mod tests {
     /// forever. Probes stop after one lap.
     #[test]
     fn lookup_of_an_absent_key_terminates_when_overflow_wraps_around() {
-        let mut index = HashIndex::new();
-        let even = |k: u32| k * 2; // home bucket 0 once there are 2 buckets
+        // Two buckets filled far past the load bound (inserting in place,
+        // without the growth `insert` would do) to reach the wrapped state.
+        let mut index = HashIndex {
+            buckets: vec![EMPTY_BUCKET; 2],
+            len: 0,
+        };
+        let insert = |index: &mut HashIndex, hash: u32, value: u32| {
+            index.insert_no_grow(hash, value);
+            index.len += 1;
+        };
+        let even = |k: u32| k * 2; // home bucket 0
         for k in 0..12 {
-            index.insert(even(k), k);
+            insert(&mut index, even(k), k);
         }
-        assert_eq!(index.buckets.len(), 2);
         // Bucket 0 holds 0..7, bucket 1 the overflow 7..12.
         assert!(index.remove(even(0), 0) && index.remove(even(1), 1));
-        index.insert(1, 100); // home 1, fills bucket 1
-        index.insert(3, 101);
+        insert(&mut index, 1, 100); // home 1, fills bucket 1
+        insert(&mut index, 3, 101);
         assert!(index.remove(even(2), 2));
-        index.insert(5, 102); // bucket 1 full: wraps into bucket 0
+        insert(&mut index, 5, 102); // bucket 1 full: wraps into bucket 0
         assert!(
             index.buckets.iter().all(Bucket::overflowed),
             "the wrapped state"

@@ -34,6 +34,7 @@
 //! Owned by one PMD thread and used through `&mut`: no locks, no atomics.
 //! Lookups do not allocate; inserts may grow the subtable storage.
 
+pub mod hash;
 pub mod index;
 #[allow(
     unsafe_code,
@@ -42,11 +43,9 @@ pub mod index;
 pub(crate) mod prefetch;
 pub mod subtable;
 
-use std::collections::HashMap;
-
-use crate::flow::{FLOW_U64S, FlowKey};
+use crate::flow::FlowKey;
 use crate::packet::MAX_BURST;
-use index::WordHashBuilder;
+use index::HashIndex;
 use subtable::Subtable;
 pub use subtable::{LookupImpl, SPECIALISED_WIDTHS};
 
@@ -129,7 +128,11 @@ pub struct Dpcls {
     free_ids: Vec<u32>,
     /// Subtable ids, best-ranked first.
     order: Vec<u32>,
-    by_mask: HashMap<[u64; FLOW_U64S], u32, WordHashBuilder>,
+    /// Subtable ids by `mask_hash` (confirmed by comparing the mask).
+    by_mask: HashIndex,
+    /// The subtable the last insert went to: flow setups come in runs
+    /// of one mask, and comparing one mask is cheaper than hashing it.
+    last_insert: Option<u32>,
     len: usize,
     next_sort_ms: Option<u64>,
     subtable_limit_hits: u64,
@@ -149,7 +152,8 @@ impl Dpcls {
             subtables: Vec::new(),
             free_ids: Vec::new(),
             order: Vec::new(),
-            by_mask: HashMap::default(),
+            by_mask: HashIndex::new(),
+            last_insert: None,
             len: 0,
             next_sort_ms: None,
             subtable_limit_hits: 0,
@@ -200,18 +204,8 @@ impl Dpcls {
         mask: &FlowKey,
         value: u32,
     ) -> Result<RuleHandle, DpclsError> {
-        let id = match self.by_mask.get(mask.words()) {
-            Some(&id) => {
-                let subtable = self.subtables[id as usize]
-                    .as_mut()
-                    .expect("indexed subtable is live");
-                if let Some(pos) = subtable.find(key) {
-                    return Err(DpclsError::Duplicate {
-                        existing: subtable.value(pos).expect("found rule is live"),
-                    });
-                }
-                id
-            }
+        let id = match self.subtable_id(mask) {
+            Some(id) => id,
             None => {
                 if self.order.len() >= self.config.max_subtables {
                     self.subtable_limit_hits += 1;
@@ -230,19 +224,38 @@ impl Dpcls {
                         u32::try_from(self.subtables.len() - 1).expect("< 2^32 subtables")
                     }
                 };
-                self.by_mask.insert(*mask.words(), id);
+                self.by_mask.insert(mask_hash(mask), id);
                 // A new mask goes last: it has no hits yet (OVS inserts new
                 // subtables at priority 0).
                 self.order.push(id);
                 id
             }
         };
+        self.last_insert = Some(id);
         let subtable = self.subtables[id as usize]
             .as_mut()
             .expect("subtable just found or made");
-        let pos = subtable.insert(key, value);
-        self.len += 1;
-        Ok(RuleHandle { subtable: id, pos })
+        match subtable.insert(key, value) {
+            Ok(pos) => {
+                self.len += 1;
+                Ok(RuleHandle { subtable: id, pos })
+            }
+            Err(pos) => Err(DpclsError::Duplicate {
+                existing: subtable.value(pos).expect("found rule is live"),
+            }),
+        }
+    }
+
+    /// The id of the subtable for exactly `mask`, if there is one.
+    fn subtable_id(&self, mask: &FlowKey) -> Option<u32> {
+        let is_mask = |id: u32| {
+            self.subtable(id)
+                .is_some_and(|s| s.mask().words() == mask.words())
+        };
+        if let Some(id) = self.last_insert.filter(|&id| is_mask(id)) {
+            return Some(id);
+        }
+        self.by_mask.find(mask_hash(mask), is_mask)
     }
 
     /// Removes a rule, returning its value; `None` when the handle names no
@@ -252,8 +265,10 @@ impl Dpcls {
         let value = subtable.remove(handle.pos)?;
         self.len -= 1;
         if subtable.len() == 0 {
-            let mask = *subtable.mask();
-            self.by_mask.remove(mask.words());
+            let removed = self
+                .by_mask
+                .remove(mask_hash(subtable.mask()), handle.subtable);
+            debug_assert!(removed, "live subtable is indexed");
             self.subtables[handle.subtable as usize] = None;
             self.free_ids.push(handle.subtable);
             self.order.retain(|&id| id != handle.subtable);
@@ -263,7 +278,7 @@ impl Dpcls {
 
     /// The rule with exactly this match (mask and `key & mask`).
     pub fn find_exact(&self, key: &FlowKey, mask: &FlowKey) -> Option<(RuleHandle, u32)> {
-        let &id = self.by_mask.get(mask.words())?;
+        let id = self.subtable_id(mask)?;
         let subtable = self.subtable(id)?;
         let pos = subtable.find(key)?;
         Some((RuleHandle { subtable: id, pos }, subtable.value(pos)?))
@@ -397,8 +412,13 @@ impl Dpcls {
                 .sum::<usize>()
             + self.order.capacity() * 4
             + self.free_ids.capacity() * 4
-            + self.by_mask.capacity() * (size_of::<[u64; FLOW_U64S]>() + 5)
+            + self.by_mask.heap_bytes()
     }
+}
+
+/// The hash of a whole mask, for finding its subtable.
+fn mask_hash(mask: &FlowKey) -> u32 {
+    hash::nh_hash(mask.words(), hash::process_keys())
 }
 
 /// A subtable as seen from outside.

@@ -16,15 +16,23 @@
 /// Asks for the cache line holding the start of `item`.
 #[inline(always)]
 pub(crate) fn prefetch<T>(item: &T) {
+    prefetch_addr(std::ptr::from_ref(item));
+}
+
+/// Asks for the cache line holding `addr`, which need not point into any
+/// live object: a prefetch never faults and never reads on the program's
+/// behalf, so callers skip the bounds check a reference would cost.
+#[inline(always)]
+pub(crate) fn prefetch_addr<T>(addr: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE is in every x86_64 target's baseline, so the intrinsic's
     // target feature is present; a prefetch is a hint that never faults
-    // and has no architectural effect, and the address comes from a live
-    // reference anyway.
+    // (not even for an unmapped address) and has no architectural effect,
+    // so no property of `addr` is relied on.
     unsafe {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(item).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(addr.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = item;
+    let _ = addr;
 }

@@ -3,44 +3,48 @@
 //!
 //! # How it works
 //! The mask is reduced to the list of its non-zero 64-bit words
-//! (`word_idx`, `mask_words`: OVS's miniflow). A rule stores only those
-//! words of its masked key, `n` words in a slab (`keys`, stride `n`), so a
-//! rule's position never changes while it lives and the flow table can
-//! keep it as a handle. A [`HashIndex`] maps the hash of the masked words
-//! to rule positions; a candidate is confirmed by comparing the `n` words.
+//! (`word_idx`, `mask_words`: OVS's miniflow map), so hashing and
+//! comparing touch only the words the mask has. A rule stores only those
+//! words of its masked key, in a slot of a slab (value first, then the
+//! `n` words), so a rule's position never changes while it lives and the
+//! flow table can keep it as a handle. A [`HashIndex`] maps the hash of
+//! the masked words to rule positions; a candidate is confirmed by
+//! comparing the `n` words.
+//!
+//! Slots of masks up to 7 words are a power of two words long (2, 4 or
+//! 8) in a 64-byte aligned slab, so a rule is never split over two cache
+//! lines and a candidate costs one line and one prefetch; wider masks
+//! take `n + 1` words. (`dpcls_hit_uniform_100k_flows/1`: the 5-word
+//! mask's 48-byte slots put half the rules across two lines.)
 //!
 //! Lookup is batched in three passes over the active packets: hash every
 //! packet's masked words and prefetch its home bucket; read the buckets
 //! and prefetch each candidate rule; confirm the candidates. The cache
-//! misses of the batch's packets thus overlap instead of queueing (with
-//! 100k rules in one subtable, 36-47 ns/packet against 66-90 for the
-//! earlier unprefetched loop with scalar tag compares, same run). A packet without a candidate skips the third
-//! pass, so probing a subtable that misses, the common case with many
-//! subtables, costs a hash and one bucket read. A mask of `n` words with
-//! `n` in [`SPECIALISED_WIDTHS`] is looked up by a const-generic copy of
-//! the loop whose word count the compiler knows (unrolled, the confirm an
-//! xor-or of `n` words); other widths take the generic loop. The
-//! `dpcls_width` and `dpcls_specialised_vs_generic` benchmarks in
-//! benches/classifier.rs are the evidence for the widths kept.
+//! misses of the batch's packets thus overlap instead of queueing. A
+//! packet without a candidate skips the third pass, so probing a subtable
+//! that misses, the common case with many subtables, costs a hash and one
+//! bucket read. A mask of `n` words with `n` in [`SPECIALISED_WIDTHS`] is
+//! looked up by a const-generic copy of the loop whose word count the
+//! compiler knows (unrolled, the confirm an xor-or of `n` words); other
+//! widths take the generic loop. The `dpcls_width` and
+//! `dpcls_specialised_vs_generic` benchmarks in benches/classifier.rs are
+//! the evidence for the widths kept.
 //!
-//! The subtable hash is not OVS's murmur chain (`hash_add64` per word, a
-//! serial dependency of ~13 cycles a word without CRC32 instructions,
-//! which safe portable Rust cannot use). Each masked word is mixed on its
-//! own, a 64x64→128 multiply of the word xor a per-position key, folded
-//! to 64 bits; the terms are summed and the sum finalised. The multiplies
-//! of different words are independent, so the CPU overlaps them instead
-//! of waiting on a chain of 2n dependent multiplies
-//! (`cascade/megaflow_hit_batch32_emc_off` measured 43 ns/packet with the
-//! murmur chain and about 35 with this hash, same machine and load).
+//! The hash is NH with a per-process random key ([`super::hash`]): one
+//! multiply per two words, and no crafted collisions without the key.
 //!
 //! # Invariants
 //! - The hash of a key is [`subtable_hash`] of its masked words in word
-//!   order, the same for insert, the generic loop and every specialised
-//!   loop.
-//! - `values[pos] == FREE` exactly when `pos` is on the free list.
+//!   order, the same for insert, remove, the generic loop and every
+//!   specialised loop.
+//! - A slot's value word is `FREE_WORD` exactly when its position is on
+//!   the free list (or was never handed out).
+//! - `slab.words[slab.base]` is 64-byte aligned whenever the slab holds a
+//!   slot; the slab never reallocates except in `grow`.
 
+use super::hash::{HASH_KEY_WORDS, nh_hash, nh_hash_iter, process_keys};
 use super::index::{HashIndex, NO_CANDIDATE};
-use super::prefetch::prefetch;
+use super::prefetch::prefetch_addr;
 use crate::flow::{FLOW_U64S, FlowKey};
 use crate::packet::MAX_BURST;
 
@@ -58,46 +62,10 @@ pub const SPECIALISED_WIDTHS: std::ops::RangeInclusive<usize> = 3..=8;
 /// Marks a free rule slot (values are `u32`, so no value collides).
 const FREE_WORD: u64 = u64::MAX;
 
-const fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// Per-position keys of the subtable hash.
-const HASH_KEYS: [u64; FLOW_U64S] = {
-    let mut keys = [0u64; FLOW_U64S];
-    let mut i = 0;
-    while i < FLOW_U64S {
-        keys[i] = splitmix64(i as u64 + 1);
-        i += 1;
-    }
-    keys
-};
-
-/// Mixes the masked word at compact position `j`.
-#[inline(always)]
-fn mix_word(j: usize, word: u64) -> u64 {
-    let product = u128::from(word ^ HASH_KEYS[j % FLOW_U64S]) * 0x9fb2_1c65_1e98_df25u128;
-    (product >> 64) as u64 ^ product as u64
-}
-
-#[inline(always)]
-fn finish_hash(acc: u64) -> u32 {
-    let h = (acc ^ (acc >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    (h ^ (h >> 32)) as u32
-}
-
-/// The hash of a rule or packet in a subtable: the masked words in word
-/// order (see the module documentation).
-#[inline(always)]
-pub fn subtable_hash(masked_words: impl IntoIterator<Item = u64>) -> u32 {
-    let acc = masked_words
-        .into_iter()
-        .enumerate()
-        .fold(0u64, |acc, (j, w)| acc.wrapping_add(mix_word(j, w)));
-    finish_hash(acc)
+/// The hash of a rule or packet in a subtable whose masked words, in word
+/// order, are `masked_words` (at most [`FLOW_U64S`]).
+pub fn subtable_hash(masked_words: &[u64]) -> u32 {
+    nh_hash(masked_words, process_keys())
 }
 
 /// How a subtable looks up a batch: chosen once, from the mask width.
@@ -107,15 +75,128 @@ pub enum LookupImpl {
     Specialised(usize),
 }
 
+/// Words per rule slot for a mask of `n` words: the value plus `n` key
+/// words, rounded up to a power of two while that fits one cache line.
+const fn slot_stride(n: usize) -> usize {
+    if n < 8 {
+        (n + 1).next_power_of_two()
+    } else {
+        n + 1
+    }
+}
+
+/// Rule slots in one allocation, the first at a 64-byte boundary.
+#[derive(Debug)]
+struct RuleSlab {
+    /// `base` padding words, then `capacity` slots of `stride` words.
+    words: Vec<u64>,
+    base: usize,
+    stride: usize,
+    /// Positions handed out so far (live or on the free list).
+    slots: usize,
+}
+
+impl RuleSlab {
+    fn new(stride: usize) -> RuleSlab {
+        RuleSlab {
+            words: Vec::new(),
+            base: 0,
+            stride,
+            slots: 0,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.words.len().saturating_sub(self.base) / self.stride
+    }
+
+    /// A fresh allocation for `capacity` slots, aligned, with the live
+    /// slots copied.
+    fn reallocated(&self, capacity: usize) -> RuleSlab {
+        // `vec!` of zeros is calloc: untouched pages stay unmapped until
+        // a slot is written.
+        let mut words = vec![0u64; capacity * self.stride + 7];
+        // Words are 8-byte aligned, so the distance to the next 64-byte
+        // boundary is a whole number of words (0..=7).
+        let base = (64 - words.as_ptr() as usize % 64) % 64 / 8;
+        let used = self.slots * self.stride;
+        words[base..base + used].copy_from_slice(&self.words[self.base..self.base + used]);
+        RuleSlab {
+            words,
+            base,
+            stride: self.stride,
+            slots: self.slots,
+        }
+    }
+
+    /// A new slot position (its words are stale until written).
+    fn push(&mut self) -> u32 {
+        if self.slots == self.capacity() {
+            *self = self.reallocated((self.capacity() * 2).max(8));
+        }
+        let pos = u32::try_from(self.slots).expect("fewer than 2^32 rules");
+        self.slots += 1;
+        pos
+    }
+
+    /// The first word of slot `pos`.
+    #[inline(always)]
+    fn start(&self, pos: u32) -> usize {
+        self.base + pos as usize * self.stride
+    }
+
+    /// Slot `pos`: the value word and then the key words (`n + 1` words;
+    /// the caller takes the prefix it needs).
+    #[inline(always)]
+    fn slot(&self, pos: u32, n: usize) -> &[u64] {
+        let start = self.start(pos);
+        &self.words[start..start + n + 1]
+    }
+
+    /// The value word of slot `pos`, `FREE_WORD` for a position never
+    /// handed out.
+    #[inline(always)]
+    fn value_word(&self, pos: u32) -> u64 {
+        if (pos as usize) < self.slots {
+            self.words[self.start(pos)]
+        } else {
+            FREE_WORD
+        }
+    }
+
+    /// Starts loading slot `pos` (`n + 1` words): one line when the slot
+    /// is line-aligned, else its first and last line.
+    #[inline(always)]
+    fn prefetch(&self, pos: u32, n: usize) {
+        // A prefetch of any address is harmless (see `prefetch_addr`), so
+        // a stale candidate needs no bounds check.
+        let first = self.words.as_ptr().wrapping_add(self.start(pos));
+        prefetch_addr(first);
+        if self.stride > 8 {
+            prefetch_addr(first.wrapping_add(n));
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.words.capacity() * 8
+    }
+}
+
+impl Clone for RuleSlab {
+    /// A derived clone would copy the words into an allocation of any
+    /// alignment; this one re-aligns.
+    fn clone(&self) -> RuleSlab {
+        self.reallocated(self.capacity())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Subtable {
     mask: FlowKey,
     word_idx: Vec<u8>,
     mask_words: Vec<u64>,
-    /// Rule slab, `n + 1` words a rule: the value (or [`FREE_WORD`]), then
-    /// the `n` masked key words, so a confirming compare and the value read
-    /// share a cache line.
-    rules: Vec<u64>,
+    hash_keys: &'static [u64; HASH_KEY_WORDS],
+    slab: RuleSlab,
     free: Vec<u32>,
     index: HashIndex,
     len: usize,
@@ -144,7 +225,8 @@ impl Subtable {
             mask: *mask,
             word_idx,
             mask_words,
-            rules: Vec::new(),
+            hash_keys: process_keys(),
+            slab: RuleSlab::new(slot_stride(n)),
             free: Vec::new(),
             index: HashIndex::new(),
             len: 0,
@@ -171,100 +253,78 @@ impl Subtable {
 
     /// Heap bytes held by this subtable's rule storage and index.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.rules.capacity() * 8
+        self.slab.heap_bytes()
             + self.free.capacity() * 4
             + self.index.heap_bytes()
             + self.word_idx.capacity()
             + self.mask_words.capacity() * 8
     }
 
+    /// `key`'s masked words, in word order.
     #[inline]
-    fn hash(&self, key: &FlowKey) -> u32 {
-        let words = key.words();
-        subtable_hash(
-            self.word_idx
-                .iter()
-                .zip(&self.mask_words)
-                .map(|(&i, &m)| words[usize::from(i)] & m),
-        )
-    }
-
-    #[inline]
-    fn stride(&self) -> usize {
-        self.word_idx.len() + 1
-    }
-
-    #[inline]
-    fn rule_words(&self, pos: u32) -> &[u64] {
-        let start = pos as usize * self.stride();
-        &self.rules[start + 1..start + self.stride()]
-    }
-
-    #[inline]
-    fn rule_value(&self, pos: u32) -> u64 {
-        self.rules
-            .get(pos as usize * self.stride())
-            .copied()
-            .unwrap_or(FREE_WORD)
-    }
-
-    fn masked_words_eq(&self, key: &FlowKey, rule: &[u64]) -> bool {
+    fn masked_words<'k>(&'k self, key: &'k FlowKey) -> impl Iterator<Item = u64> + 'k {
         let words = key.words();
         self.word_idx
             .iter()
             .zip(&self.mask_words)
-            .zip(rule)
-            .all(|((&i, &m), &r)| words[usize::from(i)] & m == r)
+            .map(move |(&i, &m)| words[usize::from(i)] & m)
+    }
+
+    #[inline]
+    fn hash_key(&self, key: &FlowKey) -> u32 {
+        nh_hash_iter(self.masked_words(key), self.hash_keys)
+    }
+
+    /// The key words of the rule at `pos`.
+    #[inline]
+    fn rule_words(&self, pos: u32) -> &[u64] {
+        &self.slab.slot(pos, self.word_idx.len())[1..]
+    }
+
+    /// The rule position holding exactly `key & mask`, given its hash.
+    fn find_hashed(&self, hash: u32, key: &FlowKey) -> Option<u32> {
+        self.index
+            .find(hash, |pos| self.masked_words_eq(key, self.rule_words(pos)))
     }
 
     /// The rule position holding exactly `key & mask`, if any.
     pub(crate) fn find(&self, key: &FlowKey) -> Option<u32> {
-        self.index.find(self.hash(key), |pos| {
-            self.masked_words_eq(key, self.rule_words(pos))
-        })
+        self.find_hashed(self.hash_key(key), key)
     }
 
-    /// Adds a rule (the caller checked it is not a duplicate).
-    pub(crate) fn insert(&mut self, key: &FlowKey, value: u32) -> u32 {
-        let hash = self.hash(key);
+    /// Adds the rule `key & mask → value` unless a rule with that match
+    /// exists: `Ok(position)`, or `Err(position of the existing rule)`.
+    /// Hashes the key once for both.
+    pub(crate) fn insert(&mut self, key: &FlowKey, value: u32) -> Result<u32, u32> {
+        let hash = self.hash_key(key);
+        if let Some(existing) = self.find_hashed(hash, key) {
+            return Err(existing);
+        }
+        let pos = self.free.pop().unwrap_or_else(|| self.slab.push());
+        let n = self.word_idx.len();
+        let start = self.slab.start(pos);
+        self.slab.words[start] = u64::from(value);
         let words = key.words();
-        let masked = self
-            .word_idx
-            .iter()
+        for ((dst, &i), &m) in self.slab.words[start + 1..start + 1 + n]
+            .iter_mut()
+            .zip(&self.word_idx)
             .zip(&self.mask_words)
-            .map(|(&i, &m)| words[usize::from(i)] & m);
-        let stride = self.stride();
-        let pos = match self.free.pop() {
-            Some(pos) => {
-                let start = pos as usize * stride;
-                let slot = &mut self.rules[start..start + stride];
-                slot[0] = u64::from(value);
-                for (dst, w) in slot[1..].iter_mut().zip(masked) {
-                    *dst = w;
-                }
-                pos
-            }
-            None => {
-                let pos = u32::try_from(self.rules.len() / stride).expect("fewer than 2^32 rules");
-                self.rules.push(u64::from(value));
-                self.rules.extend(masked);
-                pos
-            }
-        };
+        {
+            *dst = words[usize::from(i)] & m;
+        }
         self.index.insert(hash, pos);
         self.len += 1;
-        pos
+        Ok(pos)
     }
 
     /// Removes the rule at `pos`, returning its value.
     pub(crate) fn remove(&mut self, pos: u32) -> Option<u32> {
         let value = self.value(pos)?;
-        let key = self.rule_key(pos);
-        let hash = self.hash(&key);
+        let hash = nh_hash(self.rule_words(pos), self.hash_keys);
         let removed = self.index.remove(hash, pos);
         debug_assert!(removed, "live rule is indexed");
-        let start = pos as usize * self.stride();
-        self.rules[start] = FREE_WORD;
+        let start = self.slab.start(pos);
+        self.slab.words[start] = FREE_WORD;
         self.free.push(pos);
         self.len -= 1;
         Some(value)
@@ -272,7 +332,7 @@ impl Subtable {
 
     /// The value of the live rule at `pos`.
     pub(crate) fn value(&self, pos: u32) -> Option<u32> {
-        let word = self.rule_value(pos);
+        let word = self.slab.value_word(pos);
         (word != FREE_WORD).then_some(word as u32)
     }
 
@@ -286,6 +346,17 @@ impl Subtable {
         key
     }
 
+    /// True when `key` & mask equals the masked words `rule`.
+    #[inline]
+    fn masked_words_eq(&self, key: &FlowKey, rule: &[u64]) -> bool {
+        let words = key.words();
+        self.word_idx
+            .iter()
+            .zip(&self.mask_words)
+            .zip(rule)
+            .all(|((&i, &m), &r)| words[usize::from(i)] & m == r)
+    }
+
     /// True when `key` matches the rule at `pos` (a live rule).
     #[inline]
     pub(crate) fn rule_matches(&self, pos: u32, key: &FlowKey) -> bool {
@@ -294,11 +365,7 @@ impl Subtable {
 
     /// Every live rule: (position, value).
     pub(crate) fn rules(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.rules
-            .chunks_exact(self.stride())
-            .enumerate()
-            .filter(|(_, rule)| rule[0] != FREE_WORD)
-            .map(|(pos, rule)| (pos as u32, rule[0] as u32))
+        (0..self.slab.slots as u32).filter_map(|pos| Some((pos, self.value(pos)?)))
     }
 
     /// Looks up the packets whose bit is set in `active`, writing the
@@ -321,25 +388,12 @@ impl Subtable {
         }
     }
 
-    /// Starts loading the rule slot at `pos` (its first and last word,
-    /// which may be on different lines).
-    #[inline(always)]
-    fn prefetch_rule(&self, pos: u32) {
-        let start = pos as usize * self.stride();
-        if let Some(first) = self.rules.get(start) {
-            prefetch(first);
-        }
-        if let Some(last) = self.rules.get(start + self.stride() - 1) {
-            prefetch(last);
-        }
-    }
-
     fn lookup_generic(&self, keys: &[FlowKey], active: u32, out: &mut [u32; MAX_BURST]) -> u32 {
         let mut hashes = [0u32; MAX_BURST];
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
-            hashes[i] = self.hash(&keys[i]);
+            hashes[i] = self.hash_key(&keys[i]);
             self.index.prefetch(hashes[i]);
             bits &= bits - 1;
         }
@@ -351,7 +405,7 @@ impl Subtable {
             if let Some(pos) = self.index.find(hashes[i], |pos| {
                 self.masked_words_eq(key, self.rule_words(pos))
             }) {
-                out[i] = self.rule_value(pos) as u32;
+                out[i] = self.slab.value_word(pos) as u32;
                 found |= 1 << i;
             }
             bits &= bits - 1;
@@ -376,6 +430,7 @@ impl Subtable {
         debug_assert_eq!(self.word_idx.len(), N);
         let idx: [usize; N] = std::array::from_fn(|j| usize::from(self.word_idx[j]) % FLOW_U64S);
         let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
+        let hash_keys = self.hash_keys;
         let masked_of = |key: &FlowKey| -> [u64; N] {
             let words = key.words();
             std::array::from_fn(|j| words[idx[j]] & mask[j])
@@ -387,7 +442,7 @@ impl Subtable {
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let hash = subtable_hash(masked_of(&keys[i]));
+            let hash = nh_hash(&masked_of(&keys[i]), hash_keys);
             hashes[i] = hash;
             self.index.prefetch(hash);
         }
@@ -403,14 +458,12 @@ impl Subtable {
             if candidate != NO_CANDIDATE {
                 candidates[i] = candidate;
                 with_candidate |= 1 << i;
-                self.prefetch_rule(candidate);
+                self.slab.prefetch(candidate, N);
             }
         }
-        let slot_at = |pos: u32| -> &[u64; N] {
-            let start = pos as usize * (N + 1);
-            self.rules[start + 1..start + 1 + N]
-                .try_into()
-                .expect("rule slot holds N words")
+        let slot_at = |pos: u32| -> (u64, &[u64; N]) {
+            let slot = self.slab.slot(pos, N);
+            (slot[0], slot[1..].try_into().expect("slot holds N words"))
         };
         // Xor-or over the words: branch-free, no memcmp call.
         let equal = |rule: &[u64; N], m: &[u64; N]| {
@@ -423,16 +476,16 @@ impl Subtable {
             bits &= bits - 1;
             let masked = masked_of(&keys[i]);
             let candidate = candidates[i];
-            let hit = if candidate != NO_CANDIDATE && equal(slot_at(candidate), &masked) {
+            let hit = if candidate != NO_CANDIDATE && equal(slot_at(candidate).1, &masked) {
                 Some(candidate)
             } else if unusual & (1 << i) == 0 {
                 None
             } else {
                 self.index
-                    .find(hashes[i], |pos| equal(slot_at(pos), &masked))
+                    .find(hashes[i], |pos| equal(slot_at(pos).1, &masked))
             };
             if let Some(pos) = hit {
-                out[i] = self.rules[pos as usize * (N + 1)] as u32;
+                out[i] = slot_at(pos).0 as u32;
                 found |= 1 << i;
             }
         }

@@ -208,11 +208,11 @@ fn full_hash_collisions_are_resolved_by_key_compare() {
     let mut seen: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
     let (a, b) = (0u64..)
         .find_map(|w| {
-            let hash = subtable::subtable_hash([w]);
+            let hash = subtable::subtable_hash(&[w]);
             seen.insert(hash, w).map(|prev| (prev, w))
         })
         .expect("a 32-bit collision exists");
-    assert_eq!(subtable::subtable_hash([a]), subtable::subtable_hash([b]));
+    assert_eq!(subtable::subtable_hash(&[a]), subtable::subtable_hash(&[b]));
     let mut mask = FlowKey::ZERO;
     mask.words_mut()[WORD] = u64::MAX;
     let with_word = |w: u64| {
