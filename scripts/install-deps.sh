@@ -4,7 +4,7 @@
 # scripts/test.sh and scripts/run.sh.
 #
 #   install-deps.sh          build + test prerequisites
-#   install-deps.sh --demo   also what the namespace demo runs (iperf3)
+#   install-deps.sh --demo   the same (iperf3, which the demo runs, is always installed)
 set -euo pipefail
 
 need=()
@@ -33,9 +33,9 @@ have_pkg python3-prometheus-client || need+=(python3-prometheus-client)
 # tshark decodes the underlay capture of the VXLAN/Geneve tests
 # (tests/tunnel.rs); DEBIAN_FRONTEND=noninteractive skips its dumpcap prompt.
 have_cmd tshark || need+=(tshark)
-if [[ ${1:-} == --demo ]]; then
-    have_cmd iperf3 || need+=(iperf3)
-fi
+# iperf3 across the VXLAN/Geneve overlays (tests/tunnel.rs) and the
+# namespace demo.
+have_cmd iperf3 || need+=(iperf3)
 
 if ((${#need[@]})); then
     echo "==> installing ${need[*]}"

@@ -151,6 +151,10 @@ pub struct BridgeSection {
     /// Initial OpenFlow rules, in ovs-ofctl syntax.
     #[serde(default)]
     pub flows: Vec<String>,
+    /// Geneve TLV map entries, `ovs-ofctl add-tlv-map` syntax
+    /// (`{class=0xffff,type=0x80,len=4}->tun_metadata0`); see `crate::tunnel`.
+    #[serde(default, alias = "tlv-map")]
+    pub tlv_map: Vec<String>,
     #[serde(default, rename = "port")]
     pub ports: Vec<PortSection>,
 }

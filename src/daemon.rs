@@ -151,6 +151,7 @@ impl Daemon {
             bridge.set_tunnel_state(tunnels.state.clone());
             tunnels.state.register_bridge(&bridge);
         }
+        crate::tunnel::configure_tlv_maps(&tunnels.state, &config.bridges)?;
         // 3. The datapath and its ports.
         let (userspace_tx, userspace) = bounded(USERSPACE_QUEUE);
         let mut datapath = Datapath::with_userspace_queue(

@@ -22,6 +22,12 @@
 //! the resulting `output` actions name, through the daemon's own tx queue
 //! on each (kernel-facing drivers allow a second opener).
 //!
+//! Geneve options: each bridge's TLV map (`tlv_map` in its config
+//! section, `tnl/tlv-map/{add,del,show}` at run time) lives in the shared
+//! [`TunnelState`]; its (class, type) pairs are pushed to the bridge's
+//! tunnel ports in the datapath, whose `tnl_pop` then lets those critical
+//! options through.
+//!
 //! # Threads
 //! Everything here runs on the control thread; translation on PMD threads
 //! reads and writes the shared state through its own locks (see
@@ -33,6 +39,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use dp_core::action::Action;
+use dp_core::execute::tunnel::GeneveKnown;
 use dp_core::execute::{TunnelKind as RxKind, TunnelPort};
 use dp_core::flow::{FlowKey, extract_frame};
 use dp_core::netdev::{
@@ -42,6 +49,7 @@ use dp_core::netdev::{
 use dp_core::packet::{PacketBatch, PacketPool, PoolConfig};
 use ofproto::neigh::Solicit;
 use ofproto::route::{Route, RouteOrigin, parse_prefix};
+use ofproto::tlv_map::parse_mappings;
 use ofproto::tunnel::TunnelState;
 use ofproto::{TunnelConfig, TunnelKey, TunnelKind};
 
@@ -631,10 +639,115 @@ pub fn attach(
     opened: &crate::drivers::OpenedPort,
 ) {
     match opened {
-        crate::drivers::OpenedPort::Tunnel(t) => datapath.set_tunnel_port(port_no, Some(t.spec.rx)),
+        crate::drivers::OpenedPort::Tunnel(t) => {
+            let mut rx = t.spec.rx;
+            rx.geneve_known = known_options(&tunnels.state, port_no);
+            datapath.set_tunnel_port(port_no, Some(rx))
+        }
         crate::drivers::OpenedPort::Tap(t) => tunnels.add_internal(t.name(), t.info().mac),
         _ => {}
     }
+}
+
+/// The Geneve options the bridge of datapath port `port_no` maps (its
+/// tunnel port lets those through `tnl_pop` even when critical).
+fn known_options(state: &TunnelState, port_no: u32) -> GeneveKnown {
+    state
+        .bridges()
+        .iter()
+        .find(|b| b.ports().by_odp(port_no).is_some())
+        .map(|b| state.tlv_map(b.name()).known())
+        .unwrap_or(GeneveKnown::NONE)
+}
+
+/// Sets each bridge's TLV map from its `tlv_map` config entries (before
+/// its ports are attached). Errors name the entry.
+pub fn configure_tlv_maps(
+    state: &TunnelState,
+    bridges: &[crate::config::BridgeSection],
+) -> Result<(), String> {
+    for b in bridges {
+        for (i, text) in b.tlv_map.iter().enumerate() {
+            state
+                .update_tlv_map(&b.name, |m| m.add(&parse_mappings(text)?))
+                .map_err(|e| format!("bridge {}.tlv_map[{i}]: {e}", b.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the datapath what bridge `bridge`'s tunnel ports now know.
+fn push_known_options(d: &Daemon, bridge: &str) {
+    let known = d.tunnels.state.tlv_map(bridge).known();
+    for state in d.ports.values() {
+        if let (true, crate::drivers::OpenedPort::Tunnel(t)) =
+            (state.bridge == bridge, &state.opened)
+        {
+            let mut rx = t.spec.rx;
+            rx.geneve_known = known;
+            d.datapath.set_tunnel_port(state.port_no, Some(rx));
+        }
+    }
+}
+
+fn tlv_bridge(d: &Daemon, name: &str) -> Result<(), String> {
+    match d.bridges.bridge(name) {
+        Some(_) => Ok(()),
+        None => Err(format!("no such bridge: {name}")),
+    }
+}
+
+/// `tnl/tlv-map/add BRIDGE MAP...`: `ovs-ofctl add-tlv-map` (MAP is
+/// `{class=C,type=T,len=L}->tun_metadataN`, several separated by commas
+/// or given as more arguments).
+pub fn tlv_map_add(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    tlv_bridge(d, &args[0])?;
+    let entries = parse_mappings(&args[1..].join(","))?;
+    d.tunnels
+        .state
+        .update_tlv_map(&args[0], |m| m.add(&entries))?;
+    push_known_options(d, &args[0]);
+    Ok("OK\n".into())
+}
+
+/// `tnl/tlv-map/del BRIDGE [MAP...]`: `ovs-ofctl del-tlv-map` (no MAP:
+/// the whole table).
+pub fn tlv_map_del(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    tlv_bridge(d, &args[0])?;
+    if args.len() == 1 {
+        d.tunnels.state.update_tlv_map(&args[0], |m| {
+            m.clear();
+            Ok(())
+        })?;
+    } else {
+        let entries = parse_mappings(&args[1..].join(","))?;
+        d.tunnels
+            .state
+            .update_tlv_map(&args[0], |m| m.remove(&entries))?;
+    }
+    push_known_options(d, &args[0]);
+    Ok("OK\n".into())
+}
+
+/// `tnl/tlv-map/show [BRIDGE]`: `ovs-ofctl dump-tlv-map`.
+pub fn tlv_map_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
+    let names: Vec<String> = match args.first() {
+        Some(b) => {
+            tlv_bridge(d, b)?;
+            vec![b.clone()]
+        }
+        None => d
+            .bridges
+            .all()
+            .iter()
+            .map(|b| b.name().to_string())
+            .collect(),
+    };
+    Ok(names
+        .iter()
+        .map(|b| d.tunnels.state.tlv_map(b).show(b))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Undoes [`attach`] before the port leaves the datapath.

@@ -243,7 +243,7 @@ pub(crate) fn translate(
         no_install: false,
         // What the options decode to follows the map: a map change must
         // revalidate this megaflow.
-        uses_tnl: key.tun_geneve_len != 0 && !tlv.is_empty(),
+        uses_tnl: key.tun_geneve_len != 0,
         tlv,
         tun_md_written: 0,
     };

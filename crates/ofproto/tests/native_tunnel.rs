@@ -375,6 +375,10 @@ fn geneve_tun_metadata_matches_and_sets_options() {
     let t = o.translate(&rx(&right), 0);
     assert!(t.actions.is_empty(), "{:?}", t.actions);
     assert_eq!(t.mask.tun_geneve_len, 0, "nothing looked at the options");
+    assert!(
+        t.uses_tunnel_state,
+        "a packet with options follows the map: adding one revalidates"
+    );
 
     let before = o.tunnel_seq();
     tnl.update_tlv_map("br0", |m| {
