@@ -22,6 +22,12 @@
 #         matters here because on a 2-CPU machine the generator and the
 #         sink, not the switch, may set the Mpps.
 #   TCP   iperf3 single stream, BENCH_SECONDS, Gbit/s as the receiver counts.
+#   sys/p system calls the PMD thread made per packet it received during
+#         the UDP test (perf stat on the thread's raw_syscalls:sys_enter),
+#         with the busiest calls named in the log: with AF_XDP in copy mode
+#         every tx kick and fill-ring wakeup is a syscall into the kernel's
+#         xmit path, so this tells the switches' kernel cost apart.
+#         Needs `perf` (linux-perf); the column reads - without it.
 # Each run measures oxvs then OVS; the table is the median of BENCH_RUNS runs.
 #
 # Usage (root): benches/afxdp-vs-ovs.sh
@@ -55,7 +61,7 @@ OXVSD_PID= SINK_PID= GEN_PID=
 
 cleanup() {
     set +e
-    stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"
+    stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"; stop_pid "${PERF_PID:-}"
     ovs_daemons_stop
     # iperf3 servers started with -D in our namespaces die with them.
     for ns in "$NS_G" "$NS_S"; do
@@ -180,26 +186,61 @@ learn() { # both MACs in the switch's table, a route through it
     ip netns exec "$NS_S" ping -c 2 -i 0.2 -W 2 "$IP_G" >/dev/null
 }
 
-measure_udp() { # appctl-function -> "mpps cycles"
-    local appctl=$1
+# The TID of process $1's first PMD thread (oxvsd: pmd-cNN, OVS: pmd-cNN/id:N).
+pmd_tid() { ps -L -o tid=,comm= -p "$1" | awk '$2 ~ /^pmd/ {print $1; exit}'; }
+
+SYSCALL_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_poll,syscalls:sys_enter_ppoll,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg
+pmd_rx() { # appctl-function -> packets received by the busiest PMD
+    $1 dpif-netdev/pmd-stats-show | awk -F': ' '/packets received/ {split($2, a, " "); if (a[1] > m) m = a[1]} END {print m + 0}'
+}
+# In the background: counts the syscalls of thread $2 for $3 seconds and
+# the PMD's received packets over the same window, into $4 and $4.rx.
+perf_syscalls_start() { # appctl-function tid seconds out
+    PERF_PID=
+    command -v perf >/dev/null && [ -n "$2" ] || return 0
+    (
+        rx0=$(pmd_rx "$1")
+        perf stat -x, -e "$SYSCALL_EVENTS" -t "$2" -o "$4" -- sleep "$3" >/dev/null 2>&1
+        echo "$rx0 $(pmd_rx "$1")" >"$4.rx"
+    ) &
+    PERF_PID=$!
+}
+perf_syscalls_wait() { # (not in a subshell: the counter is this shell's job)
+    [ -n "${PERF_PID:-}" ] && wait "$PERF_PID" 2>/dev/null
+    PERF_PID=
+}
+perf_syscalls_result() { # out -> syscalls per PMD packet, or -
+    local out=$1 rx total
+    rx=$(awk '{print $2 - $1}' "$out.rx" 2>/dev/null)
+    total=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$out" 2>/dev/null)
+    if [ -z "$total" ] || [ -z "$rx" ] || [ "$rx" -le 0 ]; then echo -; return; fi
+    log "  pmd syscalls: $(awk -F, '$3 ~ /^syscalls:/ && $1 > 0 {sub("syscalls:sys_enter_", "", $3); printf "%s %s, ", $3, $1}' "$out")all $total for $rx packets"
+    echo "$total / $rx" | bc -l
+}
+
+measure_udp() { # appctl-function pid -> "mpps cycles syscalls/packet"
+    local appctl=$1 pid=$2
     $NICE "$PKTGEN" rx --netns "$NS_S" --iface eth0 --type afxdp --seconds $((SECS + 3)) \
         >"$WORK/sink.out" 2>&1 &
     SINK_PID=$!
     sleep 1
     $appctl dpif-netdev/pmd-stats-clear >/dev/null
+    perf_syscalls_start "$appctl" "$(pmd_tid "$pid")" "$SECS" "$WORK/perf.out"
     $NICE "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --size 64 --seconds $((SECS + 1)) \
         --dst-mac "$MAC_S" --src-ip "$IP_G" --dst-ip "$IP_S" >"$WORK/gen.out" 2>&1 &
     GEN_PID=$!
     wait "$GEN_PID" || { cat "$WORK/gen.out" >&2; exit 1; }
     GEN_PID=
-    local cyc
+    local cyc spp
+    perf_syscalls_wait
+    spp=$(perf_syscalls_result "$WORK/perf.out")
     cyc=$(cycles_per_packet "$appctl")
     wait "$SINK_PID" || { cat "$WORK/sink.out" >&2; exit 1; }
     SINK_PID=
     # Per-second sink samples while the generator ran (skip the first).
     local pps
     pps=$(awk '/^rx [0-9]+ pps/ {print $2}' "$WORK/sink.out" | awk '$1 > 0' | tail -n +2 | head -n "$SECS" | median)
-    echo "$(echo "$pps / 1000000" | bc -l) $cyc"
+    echo "$(echo "$pps / 1000000" | bc -l) $cyc $spp"
     log "  udp: sink $(tail -1 "$WORK/sink.out"); generator $(tail -1 "$WORK/gen.out"); ${cyc} cycles/packet"
 }
 
@@ -220,7 +261,9 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: oxvs (xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
         oxvs_start
         learn
-        read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] < <(measure_udp oxvs_appctl)
+        read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] RES[oxvs,spp,$run] < <(measure_udp oxvs_appctl "$OXVSD_PID")
+        # Where oxvs lost packets: the AF_XDP sockets' own counters.
+        oxvs_appctl dpctl/show -s | awk '/port [0-9]+:/ {p = $3} /xsk_/ {print "  " p " " $0}' | sed 's/^/[bench] /' >&2
         RES[oxvs,tcp,$run]=$(measure_tcp)
         oxvs_stop
     fi
@@ -228,7 +271,7 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: OVS (afxdp, xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
         ovs_start
         learn
-        read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] < <(measure_udp ovs_appctl)
+        read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] RES[ovs,spp,$run] < <(measure_udp ovs_appctl "$(cat "$WORK/vswitchd.pid")")
         RES[ovs,tcp,$run]=$(measure_tcp)
         ovs_daemons_stop
     fi
@@ -242,6 +285,8 @@ o=$(med oxvs mpps); v=$(med ovs mpps)
 printf '| %-30s | %10s | %10s | %10s |\n' "64-byte UDP Mpps (far side)" "$(fmt "$o" 3)" "$(fmt "$v" 3)" "$(ratio "$o" "$v")"
 o=$(med oxvs cpp); v=$(med ovs cpp)
 printf '| %-30s | %10s | %10s | %10s |\n' "PMD cycles/packet (lower wins)" "$(fmt "$o" 0)" "$(fmt "$v" 0)" "$(ratio "$o" "$v" invert)"
+o=$(med oxvs spp); v=$(med ovs spp)
+printf '| %-30s | %10s | %10s | %10s |\n' "PMD syscalls/packet (lower wins)" "$(fmt "$o" 3)" "$(fmt "$v" 3)" "$(ratio "$o" "$v" invert)"
 o=$(med oxvs tcp); v=$(med ovs tcp)
 printf '| %-30s | %10s | %10s | %10s |\n' "iperf3 TCP Gbit/s" "$(fmt "$o" 2)" "$(fmt "$v" 2)" "$(ratio "$o" "$v")"
 echo "(cycles/packet ratio is OVS/oxvs, so > 1 means oxvs is cheaper)"
