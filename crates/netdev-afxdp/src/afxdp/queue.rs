@@ -32,6 +32,10 @@ use crate::csum;
 use crate::stats::{QueueStats, bump};
 use crate::sys;
 
+/// How long binding waits for a queue that a just-closed socket still
+/// holds (see `open_xsk`); longer means another program owns it.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Ring sizes and UMEM size of one queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueGeometry {
@@ -170,7 +174,23 @@ pub fn open_xsk(
         sxdp_queue_id: qid,
         sxdp_shared_umem_fd: 0,
     };
-    sys::bind_xdp(&fd, &sxdp).map_err(|e| ("binding the AF_XDP socket", e))?;
+    // A socket closed on this queue (the port removed, then added again)
+    // lets go of the queue only when the kernel's deferred release of its
+    // buffer pool has run, so for a few milliseconds bind can find the
+    // queue still taken: retry, bounded.
+    let deadline = std::time::Instant::now() + BIND_BUSY_WAIT;
+    loop {
+        match sys::bind_xdp(&fd, &sxdp) {
+            Ok(()) => break,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(("binding the AF_XDP socket", e)),
+        }
+    }
     let socket = Arc::new(XskSocket {
         fd,
         umem,
