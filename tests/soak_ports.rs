@@ -137,7 +137,7 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
             "priority=200,udp,nw_dst={IP_B},tp_src={}",
             32768 + round % 1000
         );
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             d.ok("ofctl/add-flow", &["br0", &format!("{rule},actions=drop")]);
         } else {
             d.ok("ofctl/del-flows", &["br0", "udp,nw_dst=10.77.0.2"]);
