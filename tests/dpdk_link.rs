@@ -116,6 +116,13 @@ type = "dummy"
     // The guest leaves: a second change.
     d.ok("bridge/del-port", &["br0", "guest0"]);
     wait_link(&d, "down", 2);
+    // Port statistics carry it too (the driver's custom counters).
+    let show = d.ok("dpctl/show", &["-s"]);
+    let vhu0 = show
+        .split("port ")
+        .find(|block| block.contains(": vhu0"))
+        .unwrap_or_else(|| panic!("no vhu0 in dpctl/show -s:\n{show}"));
+    assert!(vhu0.contains("link_resets:2"), "{show}");
 
     let err = d.call("netdev-dpdk/link-state", &["nosuch"]).unwrap_err();
     assert!(err.contains("no such port: nosuch"), "{err}");

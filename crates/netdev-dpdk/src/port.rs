@@ -392,6 +392,20 @@ impl Netdev for DpdkNetdev {
             tx_errors: s.oerrors,
         }
     }
+    /// The driver's own counters and `link_resets` (OVS shows that one as
+    /// an Interface column; here it is also where `dpctl/show -s` and the
+    /// metrics find it). DPDK's xstats stay in [`DpdkNetdev::xstats`]:
+    /// their names are the device's, not static.
+    fn custom_stats(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.shared.counters;
+        vec![
+            ("ovs_rx_dropped", c.rx_dropped.load(Ordering::Relaxed)),
+            ("ovs_rx_linearised", c.rx_linearised.load(Ordering::Relaxed)),
+            ("ovs_tx_dropped", c.tx_dropped.load(Ordering::Relaxed)),
+            ("ovs_tx_copied", c.tx_copied.load(Ordering::Relaxed)),
+            ("link_resets", self.link_resets()),
+        ]
+    }
     fn open_rxq(&self, qid: usize) -> Result<Box<dyn RxQueue>, NetdevError> {
         check_qid(&self.shared.name, qid, self.info.n_rxq)?;
         if self.rx_taken[qid].swap(true, Ordering::AcqRel) {
