@@ -10,11 +10,18 @@
 //! `poll_once` is timed: filling the queues stands for the NIC.
 //!
 //! Prints, for each of 3 runs, established packets per second of PMD time
-//! alone and under the flood, and their ratio; then the median ratio.
+//! alone and under the flood, and their ratio, with the PMD's upcall
+//! admission control off (`upcall share 0`, the PMD before admission
+//! control existed) and on (the datapath's default share); then the
+//! median ratio of each. Under the flood it also reports what admission
+//! control did: upcalls served, misses refused (`datapath_drop_upcall_
+//! limit`) and flood frames the PMD never polled (left to the device,
+//! which drops them when its ring is full).
 //!
 //! `cargo bench --bench flood` (FLOOD_ITERS=N sets iterations per phase;
 //! FLOOD_BUDGET=N the upcalls a PMD serves per batch, default the
-//! datapath's).
+//! datapath's; FLOOD_SHARE=P the admission share to compare with 0,
+//! default the datapath's).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -70,14 +77,25 @@ fn udp(src: [u8; 4], sport: u16) -> Vec<u8> {
     f
 }
 
-/// Established packets per second of `poll_once` time over `iters`
-/// iterations, with or without the flood.
-fn phase(iters: u64, with_flood: bool, upcall_budget: usize) -> f64 {
+/// What one phase measured.
+struct Phase {
+    /// Established packets per second of `poll_once` time.
+    established_pps: f64,
+    upcalls: u64,
+    refused: u64,
+    /// Flood frames the flood port's queue could not take (the PMD was
+    /// not polling it).
+    unpolled: u64,
+}
+
+/// Runs `iters` iterations, with or without the flood.
+fn phase(iters: u64, with_flood: bool, upcall_budget: usize, upcall_share_pct: u32) -> Phase {
     // The default flow limit: the flood is refused by the upcall budget
     // and, once 200,000 flows are in, by the limit.
     let mut pmd = Pmd::new(
         PmdConfig {
             upcall_budget,
+            upcall_share_pct,
             ..PmdConfig::default()
         },
         Arc::new(FiveTuple),
@@ -99,6 +117,7 @@ fn phase(iters: u64, with_flood: bool, upcall_budget: usize) -> f64 {
     let established = udp([10, 0, 0, 1], 1000);
     let mut spent = Duration::ZERO;
     let mut n_new = 0u32;
+    let mut unpolled = 0;
     let mut now_ns = 1_000_000;
     for _ in 0..iters {
         for _ in 0..MAX_BURST {
@@ -106,9 +125,14 @@ fn phase(iters: u64, with_flood: bool, upcall_budget: usize) -> f64 {
             if with_flood {
                 n_new = n_new.wrapping_add(1);
                 let b = n_new.to_be_bytes();
-                ports[2]
+                // Refused when the PMD skips the queue and its ring is
+                // full: a NIC drops those frames without PMD cycles.
+                if ports[2]
                     .receive(0, &udp([172, b[1], b[2], b[3]], 9))
-                    .unwrap();
+                    .is_err()
+                {
+                    unpolled += 1;
+                }
             }
         }
         now_ns += 10_000;
@@ -128,7 +152,18 @@ fn phase(iters: u64, with_flood: bool, upcall_budget: usize) -> f64 {
         iters * MAX_BURST as u64,
         "established packets lost"
     );
-    delivered as f64 / spent.as_secs_f64()
+    let stats = pmd.stats();
+    let refused = pmd
+        .drop_counts()
+        .iter()
+        .find(|(name, _)| *name == "datapath_drop_upcall_limit")
+        .map_or(0, |(_, n)| *n);
+    Phase {
+        established_pps: delivered as f64 / spent.as_secs_f64(),
+        upcalls: stats.miss_upcall_ok,
+        refused,
+        unpolled,
+    }
 }
 
 fn main() {
@@ -143,22 +178,36 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(dp_pmd::pmd::DEFAULT_UPCALL_BUDGET);
-    let mut ratios = Vec::new();
+    let share: u32 = std::env::var("FLOOD_SHARE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(dp_pmd::pmd::admission::DEFAULT_UPCALL_SHARE_PCT);
+    let mut ratios = [Vec::new(), Vec::new()];
     for run in 1..=3 {
-        let alone = phase(iters, false, budget);
-        let flooded = phase(iters, true, budget);
-        let ratio = flooded / alone;
-        println!(
-            "run {run}: established alone {:.2} Mpps, under flood {:.2} Mpps, ratio {:.1}%",
-            alone / 1e6,
-            flooded / 1e6,
-            ratio * 100.0
-        );
-        ratios.push(ratio);
+        for (k, share) in [0, share].into_iter().enumerate() {
+            let alone = phase(iters, false, budget, share);
+            let flooded = phase(iters, true, budget, share);
+            let ratio = flooded.established_pps / alone.established_pps;
+            println!(
+                "run {run}, upcall share {share:>2}%: established alone {:.2} Mpps, under flood {:.2} Mpps, \
+                 ratio {:.1}%; flood: {} upcalls served, {} refused, {} frames left unpolled",
+                alone.established_pps / 1e6,
+                flooded.established_pps / 1e6,
+                ratio * 100.0,
+                flooded.upcalls,
+                flooded.refused,
+                flooded.unpolled,
+            );
+            ratios[k].push(ratio);
+        }
     }
-    ratios.sort_by(f64::total_cmp);
+    for r in &mut ratios {
+        r.sort_by(f64::total_cmp);
+    }
     println!(
-        "flood: median established-flow throughput ratio {:.1}% (target >= 80%), upcall budget {budget}, {iters} iterations per phase",
-        ratios[1] * 100.0
+        "flood: median established-flow throughput ratio {:.1}% without admission control, \
+         {:.1}% with upcall share {share}% (target >= 80%), upcall budget {budget}, {iters} iterations per phase",
+        ratios[0][1] * 100.0,
+        ratios[1][1] * 100.0
     );
 }

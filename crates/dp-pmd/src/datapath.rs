@@ -70,6 +70,9 @@ pub struct DatapathConfig {
     pub smc_enable: bool,
     pub tx_flush_interval_us: u64,
     pub upcall_budget: usize,
+    /// Share of a contended PMD's cycles upcalls may take (%; 0: no
+    /// admission control), see [`crate::pmd::admission`].
+    pub upcall_share_pct: u32,
     pub flow_limit: usize,
     pub max_idle_ms: u64,
     /// PMD idle back-off ceiling (µs); 0 = busy polling.
@@ -92,6 +95,7 @@ impl Default for DatapathConfig {
             smc_enable: false,
             tx_flush_interval_us: 0,
             upcall_budget: DEFAULT_UPCALL_BUDGET,
+            upcall_share_pct: crate::pmd::admission::DEFAULT_UPCALL_SHARE_PCT,
             flow_limit: DEFAULT_FLOW_LIMIT,
             max_idle_ms: 10_000,
             pmd_sleep_max_us: 0,
@@ -256,6 +260,7 @@ impl Datapath {
             },
             flow_table: FlowTableConfig::default(),
             upcall_budget: self.config.upcall_budget,
+            upcall_share_pct: self.config.upcall_share_pct,
             tx_flush_interval_us: self.config.tx_flush_interval_us,
             userspace: self.userspace.clone(),
             ..PmdConfig::default()

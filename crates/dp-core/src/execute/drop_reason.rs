@@ -35,6 +35,10 @@ macro_rules! drop_reasons {
 drop_reasons! {
     /// The packet matched no flow and the upcall did not install one.
     NoFlow => "datapath_drop_no_flow",
+    /// The packet matched no flow and its PMD refused the upcall: upcalls
+    /// had used their share of a PMD that also forwards established
+    /// traffic (dp-pmd's upcall admission control).
+    UpcallLimit => "datapath_drop_upcall_limit",
     /// Recirculation (`recirc`, `tnl_pop`) beyond [`super::MAX_RECIRC_DEPTH`].
     RecircDepth => "datapath_drop_recirc_depth",
     /// The caller's recirculation queue refused the packet.

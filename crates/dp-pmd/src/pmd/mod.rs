@@ -28,6 +28,7 @@
 //! `&mut`: no locks, no atomics on the per-packet path. The flow limit is
 //! an atomic the revalidator writes and the PMD reads once per iteration.
 
+pub mod admission;
 pub mod exec;
 mod install;
 pub mod msg;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch};
+use dp_core::execute::DropReason;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig};
 use dp_core::netdev::{RxQueue, TxQueue};
@@ -67,6 +69,9 @@ pub struct PmdConfig {
     pub flow_table: FlowTableConfig,
     /// Upcalls served per iteration.
     pub upcall_budget: usize,
+    /// Share of a contended PMD's cycles upcalls may take (%; 0: no
+    /// admission control); see [`admission`].
+    pub upcall_share_pct: u32,
     /// Longest a packet may wait in a transmit buffer (µs); 0 flushes at
     /// the end of every iteration.
     pub tx_flush_interval_us: u64,
@@ -84,6 +89,7 @@ impl Default for PmdConfig {
             cascade: CascadeConfig::default(),
             flow_table: FlowTableConfig::default(),
             upcall_budget: DEFAULT_UPCALL_BUDGET,
+            upcall_share_pct: admission::DEFAULT_UPCALL_SHARE_PCT,
             tx_flush_interval_us: 0,
             clone_pool_capacity: 4 * MAX_BURST,
             userspace: None,
@@ -102,6 +108,8 @@ pub struct PolledRxq {
     cycles_now: u64,
     cycles_history: [u64; RXQ_CYCLE_HISTORY],
     history_pos: usize,
+    /// Back-off while the queue brings only refused misses.
+    throttle: admission::RxqThrottle,
 }
 
 impl PolledRxq {
@@ -114,6 +122,7 @@ impl PolledRxq {
             cycles_now: 0,
             cycles_history: [0; RXQ_CYCLE_HISTORY],
             history_pos: 0,
+            throttle: admission::RxqThrottle::default(),
         }
     }
 
@@ -140,6 +149,8 @@ enum Verdict {
     Flow(FlowRef),
     /// Index into the batch's one-off action lists.
     OneOff(usize),
+    /// A miss refused an upcall by admission control.
+    Refused,
 }
 
 /// One PMD thread's datapath; see the module docs.
@@ -160,6 +171,10 @@ pub struct Pmd {
     /// Misses that an earlier upcall of the same batch had already covered
     /// (the cascade counted them as misses; they are megaflow hits).
     relookup_hits: u64,
+    /// Upcall admission control, and the misses of the current rx batch
+    /// it refused.
+    admission: admission::UpcallAdmission,
+    batch_refused: u64,
     keys: Box<[FlowKey; MAX_BURST]>,
     hashes: [u32; MAX_BURST],
     dispositions: [Disposition; MAX_BURST],
@@ -184,6 +199,8 @@ impl Pmd {
             stats: PmdStats::default(),
             obs: observe::PmdObserve::default(),
             relookup_hits: 0,
+            admission: admission::UpcallAdmission::new(config.upcall_share_pct),
+            batch_refused: 0,
             keys: Box::new([FlowKey::ZERO; MAX_BURST]),
             hashes: [0; MAX_BURST],
             dispositions: [Disposition::Miss; MAX_BURST],
@@ -293,6 +310,9 @@ impl Pmd {
         let iter_start = cycles::now();
         let mut received = 0;
         for i in 0..self.rxqs.len() {
+            if self.rxqs[i].throttle.skip() {
+                continue;
+            }
             let start = cycles::now();
             let mut batch = PacketBatch::new();
             // A queue error (device gone) is the driver's to count; the
@@ -308,11 +328,18 @@ impl Pmd {
             received += n;
             self.stats.packets_received += n as u64;
             self.obs.capture.rx(port_no, &batch, now_ns);
+            let hits_before = admission::cache_hits(self.cascade.stats());
             self.process_batch(batch, now_ns);
-            self.rxqs[i].cycles_now += cycles::now().wrapping_sub(start);
+            let batch_cycles = cycles::now().wrapping_sub(start);
+            self.rxqs[i].cycles_now += batch_cycles;
+            let hits = admission::cache_hits(self.cascade.stats()) - hits_before;
+            self.admission.end_batch(batch_cycles, hits);
+            let refused = std::mem::take(&mut self.batch_refused);
+            self.rxqs[i].throttle.after_batch(n as u64, hits, refused);
         }
         self.flush_due(now_ns);
         let spent = cycles::now().wrapping_sub(iter_start);
+        self.admission.end_iteration(now_ns);
         if received > 0 {
             self.stats.busy_cycles += spent;
         } else {
@@ -392,6 +419,10 @@ impl Pmd {
             }
             match verdict {
                 Verdict::Dropped => self.exec.drop_batch_no_flow(group),
+                Verdict::Refused => self
+                    .exec
+                    .core_mut()
+                    .drop_batch(&mut group, DropReason::UpcallLimit),
                 Verdict::Flow(flow) => {
                     let count = group.len() as u64;
                     self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
@@ -428,12 +459,34 @@ impl Pmd {
             self.relookup_hits += 1;
             return Verdict::Flow(flow);
         }
+        if !self.admission.admit() {
+            self.stats.miss_upcall_failed += 1;
+            self.batch_refused += 1;
+            return Verdict::Refused;
+        }
         if *budget == 0 {
             self.stats.upcall_budget_exceeded += 1;
             self.stats.miss_upcall_failed += 1;
             return Verdict::Dropped;
         }
         *budget -= 1;
+        let start = cycles::now();
+        let verdict = self.upcall_and_install(i, &key, packets, one_offs, installed_any, now_ms);
+        self.admission.charge(cycles::now().wrapping_sub(start));
+        verdict
+    }
+
+    /// The upcall of packet `i` and the install of its megaflow.
+    fn upcall_and_install(
+        &mut self,
+        i: usize,
+        key: &FlowKey,
+        packets: &[Option<Packet>; MAX_BURST],
+        one_offs: &mut Vec<FlowActions>,
+        installed_any: &mut bool,
+        now_ms: u64,
+    ) -> Verdict {
+        let key = *key;
         let packet = packets[i].as_ref();
         match self.upcall.translate(&key, packet, now_ms) {
             Ok(Translation::Megaflow { mask, actions }) => {
@@ -527,6 +580,7 @@ fn same_verdict(a: Verdict, b: Verdict) -> bool {
         (Verdict::Dropped, Verdict::Dropped) => true,
         (Verdict::Flow(x), Verdict::Flow(y)) => x == y,
         (Verdict::OneOff(x), Verdict::OneOff(y)) => x == y,
+        (Verdict::Refused, Verdict::Refused) => true,
         _ => false,
     }
 }
