@@ -66,6 +66,10 @@ pub struct DatapathSection {
     pub pmd_sleep_max: u64,
     #[serde(alias = "upcall-budget")]
     pub upcall_budget: usize,
+    /// % of a PMD's cycles upcalls may take while it also forwards
+    /// established traffic (0 = no admission control).
+    #[serde(alias = "upcall-share")]
+    pub upcall_share: u32,
     /// DPDK EAL settings (used when the build has DPDK).
     pub dpdk: Option<DpdkSection>,
 }
@@ -84,6 +88,7 @@ impl Default for DatapathSection {
             max_idle: 10_000,
             pmd_sleep_max: 0,
             upcall_budget: 64,
+            upcall_share: dp_pmd::pmd::admission::DEFAULT_UPCALL_SHARE_PCT,
             dpdk: None,
         }
     }
@@ -322,6 +327,12 @@ impl Config {
         }
         if d.upcall_budget == 0 {
             return Err(err("datapath.upcall_budget", "must be at least 1".into()));
+        }
+        if d.upcall_share > 90 {
+            return Err(err(
+                "datapath.upcall_share",
+                format!("{} is over 90 (%)", d.upcall_share),
+            ));
         }
         // OVS's ranges; larger values would also overflow the PMD's µs → ns
         // arithmetic.
@@ -586,6 +597,9 @@ mod tests {
             e.contains("datapath.tx_flush_interval") && e.contains("out of range"),
             "{e}"
         );
+        let e = parse("[datapath]\nupcall-share = 91\n").unwrap_err();
+        assert!(e.contains("datapath.upcall_share"), "{e}");
+        assert!(parse("[datapath]\nupcall_share = 0\n").is_ok());
         let e = parse("[datapath]\npmd_sleep_max = 10001\n").unwrap_err();
         assert!(e.contains("datapath.pmd_sleep_max"), "{e}");
         assert!(parse("[datapath]\ntx_flush_interval = 1000000\npmd_sleep_max = 10000\n").is_ok());

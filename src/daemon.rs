@@ -76,6 +76,7 @@ fn datapath_config(config: &Config) -> DatapathConfig {
         smc_enable: d.smc_enable,
         tx_flush_interval_us: d.tx_flush_interval,
         upcall_budget: d.upcall_budget,
+        upcall_share_pct: d.upcall_share,
         flow_limit: d.flow_limit,
         max_idle_ms: d.max_idle,
         pmd_sleep_max_us: d.pmd_sleep_max,
