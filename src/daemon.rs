@@ -338,6 +338,8 @@ impl Daemon {
             );
         }
         let mut summary = Vec::new();
+        // Geneve TLV maps first: checked in full before anything changes.
+        crate::tunnel::reload_tlv_maps(self, &new.bridges, &mut summary)?;
         // PMD threads first, so re-added ports are dealt over the new set.
         crate::pmd_cores::apply(&mut self.datapath, &new, &mut summary)?;
         // Ports that vanished or changed go first.

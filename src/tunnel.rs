@@ -676,6 +676,40 @@ pub fn configure_tlv_maps(
     Ok(())
 }
 
+/// `reload`: replaces the TLV map of every bridge whose `tlv_map` entries
+/// changed (maps changed at run time by `tnl/tlv-map/*` are kept
+/// otherwise). Every new map is checked before any is applied, so an
+/// error changes nothing; it names the entry.
+pub fn reload_tlv_maps(
+    d: &Daemon,
+    new: &[crate::config::BridgeSection],
+    summary: &mut Vec<String>,
+) -> Result<(), String> {
+    let mut replaced = Vec::new();
+    for b in new {
+        let old = d.config.bridges.iter().find(|o| o.name == b.name);
+        if old.is_some_and(|o| o.tlv_map == b.tlv_map) {
+            continue;
+        }
+        let mut map = ofproto::tlv_map::TlvMap::default();
+        for (i, text) in b.tlv_map.iter().enumerate() {
+            parse_mappings(text)
+                .and_then(|m| map.add(&m))
+                .map_err(|e| format!("bridge {}.tlv_map[{i}]: {e}", b.name))?;
+        }
+        replaced.push((b.name.as_str(), map));
+    }
+    for (bridge, map) in replaced {
+        d.tunnels.state.update_tlv_map(bridge, |m| {
+            *m = map;
+            Ok(())
+        })?;
+        push_known_options(d, bridge);
+        summary.push(format!("replaced the TLV map of bridge {bridge}"));
+    }
+    Ok(())
+}
+
 /// Tells the datapath what bridge `bridge`'s tunnel ports now know.
 fn push_known_options(d: &Daemon, bridge: &str) {
     let known = d.tunnels.state.tlv_map(bridge).known();

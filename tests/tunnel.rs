@@ -776,6 +776,41 @@ fn geneve_options_decide_delivery() {
             .output();
         drops(b, "datapath_drop_tunnel_geneve_critical_opt") > 0
     });
+
+    // A sends the right value again and B's config gets its map back by
+    // `reload`: delivery resumes.
+    a.ok(
+        "ofctl/add-flow",
+        &[
+            "br0",
+            &format!(
+                "priority=10,in_port={},actions=set_field:0x1234->tun_metadata0,output:tun0",
+                sides[0].vm_port
+            ),
+        ],
+    );
+    let socket = dirs[1].path("ctl").display().to_string();
+    let write_b = |text: String| {
+        std::fs::write(dirs[1].path("oxvs.toml"), text.replace("@SOCKET@", &socket)).unwrap()
+    };
+    write_b(texts[1].replace(map, "{class=0xffff,type=0x80,len=5}->tun_metadata0"));
+    let e = b.call("reload", &[]).unwrap_err();
+    assert!(e.contains("br0.tlv_map[0]") && e.contains("len 5"), "{e}");
+    assert!(!b.ok("tnl/tlv-map/show", &["br0"]).contains("tun_metadata0"));
+    // A changed `tlv_map` replaces the bridge's map.
+    let two = format!("{map}\", \"{{class=0xffff,type=0x81,len=8}}->tun_metadata1");
+    write_b(texts[1].replace(map, &two));
+    let said = b.ok("reload", &[]);
+    assert!(
+        said.contains("replaced the TLV map of bridge br0"),
+        "{said}"
+    );
+    let shown = b.ok("tnl/tlv-map/show", &["br0"]);
+    assert!(
+        shown.contains("0xffff  0x81       8  tun_metadata1"),
+        "{shown}"
+    );
+    testbed::wait_reachable_within(&topo.ns_a, IP_B, 20);
     for d in daemons {
         d.stop_clean();
     }
