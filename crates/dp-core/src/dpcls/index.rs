@@ -29,7 +29,10 @@
 //! - Growing (on insert only) rebuilds from the stored tags; lookups never
 //!   allocate.
 
-use super::prefetch::prefetch;
+use zerocopy::FromZeros;
+
+use super::large::LargeTable;
+use super::prefetch::prefetch_addr;
 
 /// [`HashIndex::home_candidate`]'s "no candidate" (values are positions,
 /// never `u32::MAX`).
@@ -42,7 +45,7 @@ pub const SLOTS: usize = 7;
 /// doubles.
 const MAX_LOAD: (usize, usize) = (1, 2);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromZeros)]
 #[repr(C, align(64))]
 struct Bucket {
     /// Bytes 0..7: control bytes of the slots; byte 7: overflow count.
@@ -130,18 +133,13 @@ impl Bucket {
     }
 }
 
-const EMPTY_BUCKET: Bucket = Bucket {
-    ctrl: 0,
-    tags: [0; SLOTS],
-    values: [0; SLOTS],
-};
-
 const _: () = assert!(size_of::<Bucket>() == 64);
 
 /// Maps 32-bit hashes to `u32` values; see the module documentation.
 #[derive(Clone, Debug)]
 pub struct HashIndex {
-    buckets: Vec<Bucket>,
+    /// A power-of-two number of buckets; all-zero is an empty bucket.
+    buckets: LargeTable<Bucket>,
     len: usize,
 }
 
@@ -155,7 +153,7 @@ impl HashIndex {
     /// An empty index with one bucket.
     pub fn new() -> HashIndex {
         HashIndex {
-            buckets: vec![EMPTY_BUCKET],
+            buckets: LargeTable::zeroed(1),
             len: 0,
         }
     }
@@ -173,7 +171,7 @@ impl HashIndex {
 
     /// Heap bytes held by the index.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * size_of::<Bucket>()
+        self.buckets.heap_bytes()
     }
 
     #[inline]
@@ -210,28 +208,33 @@ impl HashIndex {
     /// Starts loading `hash`'s home bucket (a software prefetch).
     #[inline(always)]
     pub fn prefetch(&self, hash: u32) {
-        prefetch(&self.buckets[hash as usize & self.mask()]);
+        // No bounds check: `hash & mask` is in range, and a prefetch is
+        // harmless anyway.
+        prefetch_addr(
+            self.buckets
+                .as_ptr()
+                .wrapping_add(hash as usize & self.mask()),
+        );
     }
 
-    /// The first value under `hash` in its home bucket, or
-    /// [`NO_CANDIDATE`], and whether that is the whole answer (at most one
-    /// slot could hold the hash and nothing overflowed the bucket). Lets a
+    /// The first value under `hash` in its home bucket (its tag equal
+    /// to `hash`), or [`NO_CANDIDATE`] and whether [`HashIndex::find`]
+    /// must still look (another slot shares the control byte, or the
+    /// bucket overflowed); `false` then means `hash` is absent. A
+    /// candidate the caller finds not to match also needs `find`. Lets a
     /// batch load every packet's bucket before confirming any candidate.
     #[inline(always)]
     pub fn home_candidate(&self, hash: u32) -> (u32, bool) {
         let bucket = &self.buckets[hash as usize & self.mask()];
         let hits = bucket.candidates(hash);
-        let mut first = NO_CANDIDATE;
         if hits != 0 {
             let j = first_slot(hits);
             if bucket.tags[j] == hash {
-                first = bucket.values[j];
+                return (bucket.values[j], false);
             }
+            return (NO_CANDIDATE, true);
         }
-        (
-            first,
-            hits & hits.wrapping_sub(1) == 0 && !bucket.overflowed(),
-        )
+        (NO_CANDIDATE, bucket.overflowed())
     }
 
     /// Adds `value` under `hash`. Duplicates are the caller's business.
@@ -297,8 +300,8 @@ impl HashIndex {
 
     fn grow(&mut self) {
         let new_len = self.buckets.len() * 2;
-        let old = std::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; new_len]);
-        for bucket in &old {
+        let old = std::mem::replace(&mut self.buckets, LargeTable::zeroed(new_len));
+        for bucket in old.iter() {
             for j in bucket.slots() {
                 self.insert_no_grow(bucket.tags[j], bucket.values[j]);
             }
@@ -365,7 +368,7 @@ mod tests {
         // Two buckets filled far past the load bound (inserting in place,
         // without the growth `insert` would do) to reach the wrapped state.
         let mut index = HashIndex {
-            buckets: vec![EMPTY_BUCKET; 2],
+            buckets: LargeTable::zeroed(2),
             len: 0,
         };
         let insert = |index: &mut HashIndex, hash: u32, value: u32| {
@@ -439,9 +442,11 @@ mod tests {
         for v in 0..600u32 {
             let want = (v % 3 == 0).then_some(v);
             assert_eq!(index.find(hash(v), |x| x == v), want, "entry {v}");
-            let (candidate, complete) = index.home_candidate(hash(v));
-            assert!(!complete, "the home bucket stays overflowed");
-            assert!(candidate == v || candidate == NO_CANDIDATE);
+            let (candidate, must_find) = index.home_candidate(hash(v));
+            assert!(
+                candidate == v || (candidate == NO_CANDIDATE && must_find),
+                "the home bucket stays overflowed: a miss there is not final"
+            );
         }
         assert_eq!(index.len(), 200);
     }
@@ -456,9 +461,11 @@ mod tests {
         }
         for v in 0..5u32 {
             assert_eq!(index.find(v * 0x100, |_| true), Some(v));
-            let (candidate, complete) = index.home_candidate(v * 0x100);
-            assert!(!complete, "several slots share the control byte");
-            assert!(candidate == v || candidate == NO_CANDIDATE);
+            let (candidate, must_find) = index.home_candidate(v * 0x100);
+            assert!(
+                candidate == v || (candidate == NO_CANDIDATE && must_find),
+                "several slots share the control byte: the first is not final"
+            );
         }
         assert_eq!(index.find(7 * 0x100, |_| true), None);
     }

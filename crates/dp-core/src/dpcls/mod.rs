@@ -38,6 +38,11 @@ pub mod hash;
 pub mod index;
 #[allow(
     unsafe_code,
+    reason = "an aligned allocation and madvise for huge pages; see the module"
+)]
+pub(crate) mod large;
+#[allow(
+    unsafe_code,
     reason = "the prefetch intrinsic; see the module for why it is sound"
 )]
 pub(crate) mod prefetch;

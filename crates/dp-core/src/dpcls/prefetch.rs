@@ -1,4 +1,5 @@
-//! Software prefetch: the one `unsafe` of the lookup code.
+//! Software prefetch, one of the two `unsafe` spots of the lookup code (the
+//! other is the huge-page allocation of `large.rs`).
 //!
 //! A batch lookup computes every packet's bucket (or rule) address first
 //! and asks for all those cache lines before it reads any, so the misses
@@ -12,12 +13,6 @@
 //! because calling any `#[target_feature]` function is; the feature it
 //! needs (SSE) is part of the x86_64 baseline, so it is always there.
 //! Other architectures get a no-op.
-
-/// Asks for the cache line holding the start of `item`.
-#[inline(always)]
-pub(crate) fn prefetch<T>(item: &T) {
-    prefetch_addr(std::ptr::from_ref(item));
-}
 
 /// Asks for the cache line holding `addr`, which need not point into any
 /// live object: a prefetch never faults and never reads on the program's

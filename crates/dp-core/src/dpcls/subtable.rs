@@ -15,7 +15,9 @@
 //! 8) in a 64-byte aligned slab, so a rule is never split over two cache
 //! lines and a candidate costs one line and one prefetch; wider masks
 //! take `n + 1` words. (`dpcls_hit_uniform_100k_flows/1`: the 5-word
-//! mask's 48-byte slots put half the rules across two lines.)
+//! mask's 48-byte slots put half the rules across two lines.) Slabs and
+//! index buckets of 2 MiB or more live on transparent huge pages
+//! (`large.rs`), which spares the TLB misses of 100k rules.
 //!
 //! Lookup is batched in three passes over the active packets: hash every
 //! packet's masked words and prefetch its home bucket; read the buckets
@@ -39,11 +41,12 @@
 //!   specialised loop.
 //! - A slot's value word is `FREE_WORD` exactly when its position is on
 //!   the free list (or was never handed out).
-//! - `slab.words[slab.base]` is 64-byte aligned whenever the slab holds a
-//!   slot; the slab never reallocates except in `grow`.
+//! - The slab's words start at a 64-byte boundary (`LargeTable`), so a
+//!   slot of 2, 4 or 8 words never straddles a cache line.
 
 use super::hash::{HASH_KEY_WORDS, nh_hash, nh_hash_iter, process_keys};
 use super::index::{HashIndex, NO_CANDIDATE};
+use super::large::LargeTable;
 use super::prefetch::prefetch_addr;
 use crate::flow::{FLOW_U64S, FlowKey};
 use crate::packet::MAX_BURST;
@@ -85,12 +88,11 @@ const fn slot_stride(n: usize) -> usize {
     }
 }
 
-/// Rule slots in one allocation, the first at a 64-byte boundary.
-#[derive(Debug)]
+/// Rule slots in one line-aligned (or huge-page) allocation.
+#[derive(Clone, Debug)]
 struct RuleSlab {
-    /// `base` padding words, then `capacity` slots of `stride` words.
-    words: Vec<u64>,
-    base: usize,
+    /// `capacity` slots of `stride` words.
+    words: LargeTable<u64>,
     stride: usize,
     /// Positions handed out so far (live or on the free list).
     slots: usize,
@@ -99,31 +101,24 @@ struct RuleSlab {
 impl RuleSlab {
     fn new(stride: usize) -> RuleSlab {
         RuleSlab {
-            words: Vec::new(),
-            base: 0,
+            words: LargeTable::zeroed(0),
             stride,
             slots: 0,
         }
     }
 
     fn capacity(&self) -> usize {
-        self.words.len().saturating_sub(self.base) / self.stride
+        self.words.len() / self.stride
     }
 
-    /// A fresh allocation for `capacity` slots, aligned, with the live
-    /// slots copied.
+    /// A fresh allocation for `capacity` slots with the slots handed out
+    /// so far copied.
     fn reallocated(&self, capacity: usize) -> RuleSlab {
-        // `vec!` of zeros is calloc: untouched pages stay unmapped until
-        // a slot is written.
-        let mut words = vec![0u64; capacity * self.stride + 7];
-        // Words are 8-byte aligned, so the distance to the next 64-byte
-        // boundary is a whole number of words (0..=7).
-        let base = (64 - words.as_ptr() as usize % 64) % 64 / 8;
+        let mut words = LargeTable::zeroed(capacity * self.stride);
         let used = self.slots * self.stride;
-        words[base..base + used].copy_from_slice(&self.words[self.base..self.base + used]);
+        words[..used].copy_from_slice(&self.words[..used]);
         RuleSlab {
             words,
-            base,
             stride: self.stride,
             slots: self.slots,
         }
@@ -142,7 +137,7 @@ impl RuleSlab {
     /// The first word of slot `pos`.
     #[inline(always)]
     fn start(&self, pos: u32) -> usize {
-        self.base + pos as usize * self.stride
+        pos as usize * self.stride
     }
 
     /// Slot `pos`: the value word and then the key words (`n + 1` words;
@@ -178,15 +173,7 @@ impl RuleSlab {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.words.capacity() * 8
-    }
-}
-
-impl Clone for RuleSlab {
-    /// A derived clone would copy the words into an allocation of any
-    /// alignment; this one re-aligns.
-    fn clone(&self) -> RuleSlab {
-        self.reallocated(self.capacity())
+        self.words.heap_bytes()
     }
 }
 
@@ -453,12 +440,13 @@ impl Subtable {
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let (candidate, whole_answer) = self.index.home_candidate(hashes[i]);
-            unusual |= u32::from(!whole_answer) << i;
+            let (candidate, must_find) = self.index.home_candidate(hashes[i]);
             if candidate != NO_CANDIDATE {
                 candidates[i] = candidate;
                 with_candidate |= 1 << i;
                 self.slab.prefetch(candidate, N);
+            } else {
+                unusual |= u32::from(must_find) << i;
             }
         }
         let slot_at = |pos: u32| -> (u64, &[u64; N]) {
@@ -476,10 +464,10 @@ impl Subtable {
             bits &= bits - 1;
             let masked = masked_of(&keys[i]);
             let candidate = candidates[i];
+            // A candidate that does not match, or no candidate in a bucket
+            // that cannot tell, takes the full probe (rare at our load).
             let hit = if candidate != NO_CANDIDATE && equal(slot_at(candidate).1, &masked) {
                 Some(candidate)
-            } else if unusual & (1 << i) == 0 {
-                None
             } else {
                 self.index
                     .find(hashes[i], |pos| equal(slot_at(pos).1, &masked))
