@@ -10,10 +10,13 @@
 //! does not help: every batch of the flood fits in it.
 //!
 //! # How it works
-//! Two mechanisms, both active only while the PMD is *contended*, i.e. it
-//! forwarded cache hits (established traffic) within the last
-//! [`CONTENTION_WINDOW_NS`]; with nothing established to protect, upcalls
-//! run at full speed and the setup rate is unchanged.
+//! Two mechanisms, both active only while the PMD is *contended*: within
+//! the last [`CONTENTION_WINDOW_NS`] an rx batch carrying cache hits
+//! (established traffic) came back full, i.e. established packets were
+//! queueing because the PMD fell behind. A PMD that drains its queues at
+//! each poll starves nobody, so with spare capacity, or with nothing
+//! established to protect, upcalls run at full speed and the setup rate
+//! is unchanged.
 //! 1. **A cycle share for the flood** ([`UpcallAdmission`]): upcalls, and
 //!    rx batches that bring nothing but misses, may use at most `share` %
 //!    of the PMD's busy cycles. Every rx batch with cache hits credits
@@ -41,8 +44,11 @@
 //! - Plain integers owned by the PMD: no atomics, no clock read beyond the
 //!   cycle counter the PMD already reads.
 
-/// How long after the last cache hit the PMD counts as contended (ns):
-/// long enough to bridge the gaps of a paced flow's bursts.
+use dp_core::packet::MAX_BURST;
+
+/// How long after the last full batch with cache hits the PMD counts as
+/// contended (ns): a flood held back makes the established queues drain,
+/// so the limit must outlive the backlog that triggered it.
 pub const CONTENTION_WINDOW_NS: u64 = 10_000_000;
 /// The most upcall credit that can build up (cycles; about 0.3 ms at
 /// 3 GHz).
@@ -63,12 +69,12 @@ pub fn cache_hits(stats: &dp_core::cascade::LookupStats) -> u64 {
 pub struct UpcallAdmission {
     share_pct: u32,
     credit: i64,
-    last_hit_ns: Option<u64>,
+    last_backlog_ns: Option<u64>,
     contended: bool,
     /// Cycles charged to upcalls in the current rx batch.
     batch_upcall_cycles: u64,
-    /// Cache hits in the current iteration.
-    iteration_hits: u64,
+    /// Whether a full rx batch with cache hits came in this iteration.
+    iteration_backlogged: bool,
 }
 
 impl UpcallAdmission {
@@ -77,10 +83,10 @@ impl UpcallAdmission {
         UpcallAdmission {
             share_pct: share_pct.min(90),
             credit: CREDIT_CAP_CYCLES,
-            last_hit_ns: None,
+            last_backlog_ns: None,
             contended: false,
             batch_upcall_cycles: 0,
-            iteration_hits: 0,
+            iteration_backlogged: false,
         }
     }
 
@@ -112,17 +118,20 @@ impl UpcallAdmission {
         }
     }
 
-    /// Closes one rx batch that took `cycles` (its upcalls included) and
-    /// hit a cache `hits` times. A batch with hits carries established
-    /// traffic: its cycles outside upcalls earn upcalls their share. A
-    /// batch with none is all flood (refused misses, the admitted ones'
-    /// output): its cycles are charged like upcalls, so the flood as a
-    /// whole stays within the share.
+    /// Closes one rx batch of `received` packets that took `cycles` (its
+    /// upcalls included) and hit a cache `hits` times. A batch with hits
+    /// carries established traffic: its cycles outside upcalls earn
+    /// upcalls their share, and a full one means that traffic is queueing
+    /// (contention). A batch with none is all flood (refused misses, the
+    /// admitted ones' output): its cycles are charged like upcalls, so
+    /// the flood as a whole stays within the share.
     #[inline]
-    pub fn end_batch(&mut self, cycles: u64, hits: u64) {
+    pub fn end_batch(&mut self, cycles: u64, hits: u64, received: u64) {
         let outside = cycles.saturating_sub(self.batch_upcall_cycles);
         self.batch_upcall_cycles = 0;
-        self.iteration_hits += hits;
+        if hits > 0 && received >= MAX_BURST as u64 {
+            self.iteration_backlogged = true;
+        }
         if !self.contended {
             return;
         }
@@ -141,13 +150,13 @@ impl UpcallAdmission {
     /// Closes an iteration at `now_ns`: decides whether the PMD is
     /// contended for the next one.
     pub fn end_iteration(&mut self, now_ns: u64) {
-        if self.iteration_hits > 0 {
-            self.last_hit_ns = Some(now_ns);
+        if self.iteration_backlogged {
+            self.last_backlog_ns = Some(now_ns);
         }
-        self.iteration_hits = 0;
+        self.iteration_backlogged = false;
         self.contended = self.share_pct > 0
             && self
-                .last_hit_ns
+                .last_backlog_ns
                 .is_some_and(|t| now_ns.saturating_sub(t) < CONTENTION_WINDOW_NS);
         if !self.contended {
             self.credit = CREDIT_CAP_CYCLES;
@@ -203,7 +212,7 @@ mod tests {
         for i in 0..100 {
             assert!(a.admit());
             a.charge(10 * CREDIT_CAP_CYCLES as u64);
-            a.end_batch(11 * CREDIT_CAP_CYCLES as u64, 0);
+            a.end_batch(11 * CREDIT_CAP_CYCLES as u64, 0, 32);
             a.end_iteration(i * 1000);
         }
         assert!(!a.contended());
@@ -219,7 +228,7 @@ mod tests {
         // output).
         let (mut flood_cycles, mut established_cycles) = (0u64, 0u64);
         for _ in 0..10_000 {
-            a.end_batch(8_000, 32);
+            a.end_batch(8_000, 32, 32);
             established_cycles += 8_000;
             let mut batch = 0;
             for _ in 0..32 {
@@ -229,7 +238,7 @@ mod tests {
                 }
                 batch += 100;
             }
-            a.end_batch(batch, 0);
+            a.end_batch(batch, 0, 32);
             flood_cycles += batch;
             now += 10_000;
             a.end_iteration(now);
@@ -247,7 +256,7 @@ mod tests {
     #[test]
     fn share_zero_is_off() {
         let mut a = UpcallAdmission::new(0);
-        a.end_batch(100, 1);
+        a.end_batch(100, 32, 32);
         a.end_iteration(1);
         a.charge(u64::MAX / 2);
         assert!(!a.contended() && a.admit());

@@ -333,7 +333,7 @@ impl Pmd {
             let batch_cycles = cycles::now().wrapping_sub(start);
             self.rxqs[i].cycles_now += batch_cycles;
             let hits = admission::cache_hits(self.cascade.stats()) - hits_before;
-            self.admission.end_batch(batch_cycles, hits);
+            self.admission.end_batch(batch_cycles, hits, n as u64);
             let refused = std::mem::take(&mut self.batch_refused);
             self.rxqs[i].throttle.after_batch(n as u64, hits, refused);
         }
