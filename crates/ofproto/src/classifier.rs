@@ -82,6 +82,8 @@ fn stage_masks() -> [OfFlow; 3] {
         k.packet_type = u32::MAX;
         meta.metadata = u64::MAX;
         meta.regs = [u32::MAX; crate::field::N_REGS];
+        meta.tun_metadata = [u64::MAX; crate::field::N_TUN_METADATA];
+        meta.tun_metadata_present = u64::MAX;
     }
     let mut l2 = meta;
     l2.key.dl_src = [0xff; 6];
