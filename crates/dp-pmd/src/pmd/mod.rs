@@ -34,6 +34,7 @@ mod install;
 pub mod msg;
 pub mod observe;
 pub mod thread;
+mod uniform;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -374,6 +375,9 @@ impl Pmd {
             now_ms,
             &mut self.dispositions[..n],
         );
+        let Some(mut batch) = self.run_uniform(batch, n, now_ns) else {
+            return;
+        };
 
         let mut packets: [Option<Packet>; MAX_BURST] = [const { None }; MAX_BURST];
         for (slot, packet) in packets.iter_mut().zip(batch.drain()) {
