@@ -248,6 +248,9 @@ pub(crate) fn translate(
         tun_md_written: 0,
     };
     ctx.wc_init();
+    if key.tun_geneve_len != 0 && ctx.trace.is_some() {
+        ctx.note_geneve_options();
+    }
     ctx.snoop_arp();
     if in_port.is_none() {
         ctx.note(format!(
@@ -823,6 +826,30 @@ impl Ctx<'_, '_> {
         let mut clone = vec![Action::TnlPush(push)];
         clone.extend(outer);
         self.odp.push(Action::Clone(clone));
+    }
+
+    /// Explains what the packet's Geneve options decoded to (traces only).
+    fn note_geneve_options(&mut self) {
+        let mut text = format!("Geneve options ({} bytes): ", self.orig.tun_geneve_len);
+        let mapped: Vec<String> = self
+            .tlv
+            .entries()
+            .iter()
+            .filter(|e| self.flow.tun_metadata_present & (1 << e.index) != 0)
+            .map(|e| {
+                format!(
+                    "tun_metadata{}={:#x}",
+                    e.index,
+                    self.flow.tun_metadata[usize::from(e.index)]
+                )
+            })
+            .collect();
+        if mapped.is_empty() {
+            text.push_str("none mapped by this bridge's TLV map");
+        } else {
+            text.push_str(&mapped.join(", "));
+        }
+        self.note(text);
     }
 
     /// The Geneve options to send on tunnel `t`: the flow's present

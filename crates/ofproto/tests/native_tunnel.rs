@@ -404,6 +404,20 @@ fn geneve_tun_metadata_matches_and_sets_options() {
         "wrong value: dropped, {:?}",
         t.actions
     );
+    // ofproto/trace (ODP flow text) explains what the options decoded to.
+    let trace = o
+        .trace(
+            "tunnel(tun_id=0x7,src=172.31.0.2,dst=172.31.0.1,ttl=64,\
+             geneve({class=0xffff,type=0x80,len=4,0x1234}),flags(key)),in_port(6081),\
+             eth(src=00:00:00:00:00:01,dst=00:00:00:00:00:02),eth_type(0x0800),\
+             ipv4(src=10.200.0.1,dst=10.200.0.2,proto=1,tos=0,ttl=64,frag=no)",
+            0,
+        )
+        .unwrap();
+    assert!(
+        trace.contains("Geneve options (8 bytes): tun_metadata0=0x1234"),
+        "{trace}"
+    );
     // The option after an unmapped one is found too.
     let t = o.translate(&rx(&[&[1, 2, 3, 1, 9, 9, 9, 9][..], &right].concat()), 0);
     assert_eq!(t.actions, vec![Action::Output(VM)]);
