@@ -451,22 +451,44 @@ impl SimpleKey {
     }
 }
 
+/// The mask of a simple-match flow without the fragment bits.
+const SIMPLE_MASK_WITHOUT_FRAG: FlowKey = {
+    let mut m = FlowKey::ZERO;
+    m.in_port = u32::MAX;
+    m.recirc_id = u32::MAX;
+    m.packet_type = u32::MAX;
+    m.dl_type = u16::MAX;
+    m.vlans[0].tci = SIMPLE_TCI_MASK;
+    m
+};
+
+/// The mask of a simple-match flow with the fragment bits.
+const SIMPLE_MASK_WITH_FRAG: FlowKey = {
+    let mut m = SIMPLE_MASK_WITHOUT_FRAG;
+    m.nw_frag = FRAG_MASK;
+    m
+};
+
 /// The two masks a simple-match flow may have: with and without the
 /// fragment bits.
 fn simple_masks() -> (FlowKey, FlowKey) {
-    let mut without_frag = FlowKey::ZERO;
-    without_frag.in_port = u32::MAX;
-    without_frag.recirc_id = u32::MAX;
-    without_frag.packet_type = u32::MAX;
-    without_frag.dl_type = u16::MAX;
-    without_frag.vlans[0].tci = SIMPLE_TCI_MASK;
-    let mut with_frag = without_frag;
-    with_frag.nw_frag = FRAG_MASK;
-    (with_frag, without_frag)
+    (SIMPLE_MASK_WITH_FRAG, SIMPLE_MASK_WITHOUT_FRAG)
 }
 
 /// The simple key of a flow, or `None` when the flow is not simple.
 fn simple_key_of_flow(masked_key: &FlowKey, mask: &FlowKey) -> Option<SimpleKey> {
+    // Most megaflows match an address, a protocol or a port: rule them
+    // out before comparing whole masks (every new flow passes here).
+    if mask.nw_proto != 0
+        || mask.tp_dst != 0
+        || mask.tp_src != 0
+        || mask.nw_src != [0; 4]
+        || mask.nw_dst != [0; 4]
+        || mask.dl_dst != [0; 6]
+        || mask.dl_src != [0; 6]
+    {
+        return None;
+    }
     let (with_frag, without_frag) = simple_masks();
     // A flow that matches only the CFI bit of the first TCI, as 0, says
     // "untagged" (ofproto-lite always matches tag presence, nothing more
