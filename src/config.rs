@@ -382,6 +382,8 @@ impl Config {
                     ),
                 ));
             }
+            crate::tunnel::check_tlv_map(&bridge.tlv_map)
+                .map_err(|(i, r)| err(&format!("bridge {}.tlv_map[{i}]", bridge.name), r))?;
             let mut ofports = HashSet::new();
             for port in &bridge.ports {
                 let pkey = format!("bridge {} port {}", bridge.name, port.name);

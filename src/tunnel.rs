@@ -660,6 +660,18 @@ fn known_options(state: &TunnelState, port_no: u32) -> GeneveKnown {
         .unwrap_or(GeneveKnown::NONE)
 }
 
+/// Checks a bridge's `tlv_map` entries as one map (config validation):
+/// `Err((index, reason))` for the first bad entry.
+pub fn check_tlv_map(entries: &[String]) -> Result<(), (usize, String)> {
+    let mut map = ofproto::tlv_map::TlvMap::default();
+    for (i, text) in entries.iter().enumerate() {
+        parse_mappings(text)
+            .and_then(|m| map.add(&m))
+            .map_err(|e| (i, e))?;
+    }
+    Ok(())
+}
+
 /// Sets each bridge's TLV map from its `tlv_map` config entries (before
 /// its ports are attached). Errors name the entry.
 pub fn configure_tlv_maps(

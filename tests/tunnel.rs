@@ -816,3 +816,56 @@ fn geneve_options_decide_delivery() {
     }
     drop(topo);
 }
+
+/// A bad `tlv_map` entry is a config error naming the bridge and the
+/// entry (`oxvsd --check` finds it; no daemon, no root needed).
+#[test]
+fn bad_tlv_map_is_a_config_error() {
+    let dir = TempDir::new("t3-tlv");
+    let path = dir.path("oxvs.toml");
+    let write = |map: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "[control]\nsocket = \"{}\"\n\n[[bridge]]\nname = \"br0\"\ntlv_map = [{map}]\n",
+                dir.path("ctl").display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_oxvsd"))
+            .args(["--check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("oxvsd runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    write(r#""{class=0xffff,type=0x80,len=4}->tun_metadata0""#);
+    assert_eq!(check(), (true, String::new()));
+    for (map, says) in [
+        (
+            r#""{class=0xffff,type=0x80,len=3}->tun_metadata0""#,
+            "len 3",
+        ),
+        (
+            r#""{class=0xffff,type=0x80,len=4}->tun_metadata0", "{class=0xffff,type=0x81,len=4}->tun_metadata0""#,
+            "tun_metadata0 is already mapped",
+        ),
+        (
+            r#""{class=0xffff,type=0x80,len=4}->tun_metadata9""#,
+            "tun_metadata9",
+        ),
+    ] {
+        write(map);
+        let (ok, stderr) = check();
+        assert!(!ok, "{map} accepted");
+        assert!(
+            stderr.contains("br0.tlv_map[") && stderr.contains(says),
+            "{map}: {stderr}"
+        );
+    }
+}
