@@ -136,8 +136,8 @@ impl UpcallAdmission {
             return;
         }
         if hits > 0 {
-            let earned = outside.saturating_mul(u64::from(self.share_pct))
-                / u64::from(100 - self.share_pct);
+            let earned =
+                outside.saturating_mul(u64::from(self.share_pct)) / u64::from(100 - self.share_pct);
             self.credit = self
                 .credit
                 .saturating_add(earned.min(CREDIT_CAP_CYCLES as u64) as i64)
