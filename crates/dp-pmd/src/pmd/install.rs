@@ -2,9 +2,10 @@
 //! it in this PMD's flow table (and EMC) and decide which actions the
 //! packet that missed runs.
 //!
-//! Admission (the per-iteration upcall budget) and the translation call
-//! stay in [`Pmd::handle_miss`](super::Pmd); this is what follows a
-//! successful translation, kept apart so the two can change separately.
+//! Admission (the per-iteration upcall budget, `admission.rs`) and the
+//! translation call stay in `mod.rs` (`handle_miss`,
+//! `upcall_and_install`); this is what follows a successful translation,
+//! kept apart so the two can change separately.
 //!
 //! # Invariants
 //! - The packet always gets the actions of a flow that matches it: the
