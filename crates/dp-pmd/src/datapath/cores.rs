@@ -120,11 +120,16 @@ impl Datapath {
         }
         if let Some(e) = stuck {
             // A thread that does not answer cannot be stopped safely: keep
-            // every leaving thread, give back the queues already taken and
-            // report it. The new threads stay (they are sound).
+            // every leaving thread and report it. The queues already taken
+            // go to the non-PMD thread (a new deal would ask the stuck
+            // thread again and lose them on its timeout); the next
+            // rebalance spreads them. The new threads stay (they are sound).
             self.threads.extend(leaving);
             self.keep_non_pmd_last();
-            let _ = self.place_rxqs(orphans);
+            let non_pmd = self.threads.last().expect("the non-PMD thread");
+            for q in orphans {
+                let _ = non_pmd.control.send(PmdMsg::AddRxq(q));
+            }
             self.config.pmd_cores = self.pmd_cores();
             self.restart_revalidator()?;
             return Err(e);
