@@ -193,6 +193,9 @@ fn pmd_cores_change_and_rebalance_under_traffic_lose_no_buffer() {
             pmd_cores: vec![c0],
             rxq_assign: RxqAssign::RoundRobin,
             pmd_sleep_max_us: 200,
+            // Exact accounting below: no miss may be refused by upcall
+            // admission control if a preempted PMD falls behind.
+            upcall_share_pct: 0,
             ..DatapathConfig::default()
         },
         handler.clone(),

@@ -53,6 +53,11 @@ pub const CONTENTION_WINDOW_NS: u64 = 10_000_000;
 /// The most upcall credit that can build up (cycles; about 0.3 ms at
 /// 3 GHz).
 pub const CREDIT_CAP_CYCLES: i64 = 1_000_000;
+/// The most one upcall or one hit-less batch is charged (cycles; about
+/// 60 µs at 3 GHz): a thread preempted in the middle of an upcall is not
+/// charged the preemption, so one descheduling on a loaded machine cannot
+/// empty the credit and refuse the next legitimate misses.
+pub const MAX_CHARGE_CYCLES: u64 = 200_000;
 /// The longest a flooding queue is skipped (iterations).
 pub const MAX_SKIP: u32 = 16;
 /// Default share of a contended PMD's cycles that upcalls may take (%).
@@ -112,9 +117,7 @@ impl UpcallAdmission {
     #[inline]
     fn spend(&mut self, cycles: u64) {
         if self.contended {
-            self.credit = self
-                .credit
-                .saturating_sub(cycles.min(i64::MAX as u64) as i64);
+            self.credit -= cycles.min(MAX_CHARGE_CYCLES) as i64;
         }
     }
 
@@ -251,6 +254,17 @@ mod tests {
         // Without hits for a while the limit goes.
         a.end_iteration(now + 2 * CONTENTION_WINDOW_NS);
         assert!(!a.contended() && a.admit());
+    }
+
+    #[test]
+    fn a_preempted_upcall_costs_at_most_the_charge_cap() {
+        let mut a = UpcallAdmission::new(10);
+        a.end_batch(1_000, 32, 32);
+        a.end_iteration(1);
+        assert!(a.contended());
+        // A 10 ms descheduling inside one upcall.
+        a.charge(30_000_000);
+        assert!(a.admit(), "one preemption emptied the credit");
     }
 
     #[test]
