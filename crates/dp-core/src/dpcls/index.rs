@@ -169,6 +169,13 @@ impl HashIndex {
         self.len == 0
     }
 
+    /// (buckets, buckets whose overflow count is not zero): how often a
+    /// probe has to look past the home bucket, for tests and diagnostics.
+    pub fn overflow_stats(&self) -> (usize, usize) {
+        let overflowed = self.buckets.iter().filter(|b| b.overflowed()).count();
+        (self.buckets.len(), overflowed)
+    }
+
     /// Heap bytes held by the index.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.heap_bytes()

@@ -238,6 +238,12 @@ impl Subtable {
         self.lookup_impl
     }
 
+    /// The hash index (for tests of its shape).
+    #[cfg(test)]
+    pub(crate) fn index(&self) -> &HashIndex {
+        &self.index
+    }
+
     /// Heap bytes held by this subtable's rule storage and index.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slab.heap_bytes()
