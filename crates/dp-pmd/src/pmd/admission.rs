@@ -30,10 +30,13 @@
 //!    spell does not bank a long burst.
 //! 2. **Back-off of flooding queues** ([`RxqThrottle`]): an rx queue whose
 //!    last batch carried no hit and had at least half its packets refused
-//!    is skipped for 1, 2, 4 … up to [`MAX_SKIP`] iterations; its packets
+//!    is skipped for 1, 2, 4 … up to [`MAX_SKIP`] iterations, and after
+//!    that until the upcall credit is positive again (so the flood's rx
+//!    work, not only its upcalls, stays within the share); its packets
 //!    wait, or are dropped by the device when its ring fills, which costs
 //!    the PMD nothing (they would have been refused anyway). Any hit or a
-//!    mostly admitted batch ends the back-off. A queue shared by the flood
+//!    mostly admitted batch ends the back-off; the end of contention
+//!    refills the credit, so no queue waits forever. A queue shared by the flood
 //!    and established traffic carries hits and is never skipped: there
 //!    the cycle share alone bounds the flood.
 //!
@@ -177,13 +180,16 @@ pub struct RxqThrottle {
 
 impl RxqThrottle {
     /// Whether to skip the queue this iteration (counts the skip down).
+    /// `upcall_credit` is [`UpcallAdmission::admit`]: after its back-off a
+    /// flooding queue also waits until upcalls have credit again, since
+    /// its batch would only be refused and charged.
     #[inline]
-    pub fn skip(&mut self) -> bool {
-        if self.skip_left == 0 {
-            return false;
+    pub fn skip(&mut self, upcall_credit: bool) -> bool {
+        if self.skip_left > 0 {
+            self.skip_left -= 1;
+            return true;
         }
-        self.skip_left -= 1;
-        true
+        self.backoff > 0 && !upcall_credit
     }
 
     /// Records how the queue's last batch fared: `received` packets, of
@@ -281,7 +287,9 @@ mod tests {
         let mut t = RxqThrottle::default();
         t.after_batch(32, 0, 31);
         assert_eq!(t.skipping(), 1);
-        assert!(t.skip() && !t.skip());
+        assert!(t.skip(true) && !t.skip(true));
+        // Flooding and no credit: it waits for credit.
+        assert!(t.skip(false) && t.skip(false) && !t.skip(true));
         t.after_batch(32, 0, 32);
         assert_eq!(t.skipping(), 2);
         for _ in 0..10 {

@@ -311,7 +311,7 @@ impl Pmd {
         let iter_start = cycles::now();
         let mut received = 0;
         for i in 0..self.rxqs.len() {
-            if self.rxqs[i].throttle.skip() {
+            if self.rxqs[i].throttle.skip(self.admission.admit()) {
                 continue;
             }
             let start = cycles::now();
