@@ -24,7 +24,7 @@
 //! after every change.
 //!
 //! # Threads
-//! The table is plain data; [`crate::tnl::TunnelState`] keeps it behind a
+//! The table is plain data; [`crate::tunnel::TunnelState`] keeps it behind a
 //! lock that translation takes for one lookup.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! The flow key: its layout ([`key`]), how it is extracted from a packet
-//! ([`extract`]) and how it is hashed ([`hash`]).
+//! ([`extract`](mod@extract)) and how it is hashed ([`hash`]).
 
 pub mod extract;
 pub mod hash;
