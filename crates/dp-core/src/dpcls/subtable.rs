@@ -127,11 +127,17 @@ impl RuleSlab {
     /// A new slot position (its words are stale until written).
     fn push(&mut self) -> u32 {
         if self.slots == self.capacity() {
-            // Grow by half, not double: a slab of 20k rules wasted 40
-            // bytes a rule on average at doubling (`print_memory` in
-            // benches/classifier.rs); the copies stay amortised O(1).
+            // Small slabs double (fewer copies while a subtable fills
+            // from empty: the flow setup path); from 4096 slots they grow
+            // by half, as a slab of 20k rules wasted 40 bytes a rule on
+            // average at doubling (`print_memory` in
+            // benches/classifier.rs). Copies stay amortised O(1).
             let old = self.capacity();
-            let mut capacity = (old + old / 2).max(8);
+            let mut capacity = if old < 4096 {
+                (old * 2).max(8)
+            } else {
+                old + old / 2
+            };
             // A huge-page table is rounded up to whole huge pages: use them.
             let slot_bytes = self.stride * 8;
             if capacity * slot_bytes >= HUGE_PAGE {
