@@ -227,6 +227,12 @@ impl Harness {
                 ..CascadeConfig::default()
             },
             clone_pool_capacity: 64,
+            // Admission control off: it reads the real cycle counter, so
+            // with it a miss may be refused or not depending on how fast
+            // this machine ran the previous burst, and a crash would not
+            // reproduce. Its own stepped tests (dp-pmd flood_admission)
+            // cover it; here every miss must upcall.
+            upcall_share_pct: 0,
             ..PmdConfig::default()
         };
         let pmd = Pmd::new(config, rules.clone(), flow_limit.clone());
