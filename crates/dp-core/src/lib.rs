@@ -16,8 +16,11 @@
 //! Everything here is deterministic: callers pass buffers and the time, so
 //! a whole datapath iteration can be stepped in a unit test.
 //!
-//! Unsafe code is denied crate-wide; the packet module's buffer code is the
-//! one place allowed to use it, and each block says why it is sound.
+//! Unsafe code is denied crate-wide. Three places are allowed it, and each
+//! block says why it is sound: the packet module's buffer code (cells and
+//! driver-lent frames), and in the classifier `dpcls::prefetch` (the
+//! prefetch intrinsic) and `dpcls::large` (tables in their own
+//! huge-page-advised mappings).
 #![deny(unsafe_code)]
 
 #[allow(
