@@ -15,7 +15,7 @@
 //! payload.
 //!
 //! A driver may instead keep the cell inside its own buffer, as OVS keeps
-//! its `dp_packet` around each DPDK mbuf ([`embedded`]): then receiving
+//! its `dp_packet` around each DPDK mbuf ([`wrap_embedded`]): then receiving
 //! and dropping a packet touch no pool at all, and the driver's release
 //! function, which frees the buffer, frees the cell with it.
 //!
