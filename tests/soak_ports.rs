@@ -1,6 +1,8 @@
-//! A bounded soak of the real `oxvsd` over every kernel-facing port type:
-//! an `afxdp` port and a `system` port on veth pairs into namespaces `a`
-//! and `b`, and a `tap` port moved into namespace `c`.
+//! A bounded soak of the real `oxvsd` over every port type that carries
+//! traffic on this machine: an `afxdp` port and a `system` port on veth
+//! pairs into namespaces `a` and `b`, a `tap` port moved into namespace
+//! `c`, and two `dpdk` ports on DPDK virtual devices (no hugepages):
+//! `net_pcap` replaying UDP without end into `net_null`, by a rule.
 //!
 //! While UDP with ever new source ports (new 5-tuples, so new megaflows)
 //! flows from `a` to `b` and `c` pings `b` through the tap, the test
@@ -10,7 +12,7 @@
 //! detached and attached, sockets closed and opened).
 //!
 //! At the end: traffic crosses every port again, the daemon exits cleanly
-//! with every packet buffer and UMEM frame back, and its RSS did not grow
+//! with every packet buffer, UMEM frame and mbuf back, and its RSS did not grow
 //! over the second half (the floor of the last quarter against the floor
 //! of the quarter before half time, as in `tests/reliability.rs`).
 //! `OXVS_SOAK_SECS` sets the length (default 30 s); `OXVS_SOAK_TRACE=1`
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use testbed::daemon::{Daemon, TempDir};
-use testbed::traffic::{in_netns, ping, udp_sink, wait_reachable};
+use testbed::traffic::{in_netns, ping, udp_sink, wait_reachable, wait_reachable_within};
 use testbed::{IP_A, IP_B, Topology};
 
 const IP_C: &str = "10.77.0.3";
@@ -76,6 +78,29 @@ fn pinger(
     })
 }
 
+/// 16 UDP flows to a MAC no port has, for the DPDK replay.
+fn udp_pcap(path: &std::path::Path) {
+    let mut bytes = Vec::new();
+    dp_core::pcap::write_header(&mut bytes);
+    for i in 0..16u16 {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&46u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 1, 0, 1]);
+        f[34..36].copy_from_slice(&i.to_be_bytes());
+        f[36..38].copy_from_slice(&9u16.to_be_bytes());
+        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+        dp_core::pcap::write_record(&mut bytes, 0, &f);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn floor(samples: &[(Duration, u64)], from: Duration, to: Duration) -> u64 {
     samples
         .iter()
@@ -86,7 +111,7 @@ fn floor(samples: &[(Duration, u64)], from: Duration, to: Duration) -> u64 {
 }
 
 #[test]
-fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() {
+fn soak_over_afxdp_system_tap_and_dpdk_ports_returns_every_buffer_and_holds_memory() {
     if !testbed::prerequisites("kernel-port soak", &["ping"]) {
         return;
     }
@@ -100,9 +125,15 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
     topo.also_delete(&tap);
 
     let dir = TempDir::new("sk");
+    let capture = dir.path("replay.pcap");
+    udp_pcap(&capture);
+    // NORMAL for the kernel ports; the DPDK replay (port 4) goes to the
+    // null device (port 5) by its own rule, which the churn never deletes.
     let mut config = String::from(
         "[datapath]\npmd_cores = [0]\npmd_sleep_max = 500\n\n\
-         [control]\nsocket = \"@SOCKET@\"\n\n[[bridge]]\nname = \"br0\"\n",
+         [datapath.dpdk]\nno_huge = true\nsocket_mem = \"256\"\nextra_args = [\"--no-pci\"]\n\n\
+         [control]\nsocket = \"@SOCKET@\"\n\n[[bridge]]\nname = \"br0\"\n\
+         flows = [\"priority=300,in_port=4,actions=output:5\", \"priority=0,actions=NORMAL\"]\n",
     );
     for (port, kind) in [
         (&topo.host_a, "afxdp"),
@@ -113,10 +144,20 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
             "\n[[bridge.port]]\nname = \"{port}\"\ntype = \"{kind}\"\n"
         ));
     }
+    config.push_str(&format!(
+        "\n[[bridge.port]]\nname = \"dpdkrx\"\ntype = \"dpdk\"\n\
+         options = {{ dpdk-devargs = \"net_pcap_soak0,rx_pcap={},infinite_rx=1\", \
+         n_mbufs = 4096, n_rxq_desc = 256, n_txq_desc = 256 }}\n\
+         \n[[bridge.port]]\nname = \"dpdknull\"\ntype = \"dpdk\"\n\
+         options = {{ dpdk-devargs = \"net_null_soak0,no-rx=1\", n_txq_desc = 256 }}\n",
+        capture.display()
+    ));
     let d = Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), &dir, &config);
     topo.move_tap(&tap, &ns_c, IP_C);
-    wait_reachable(&topo.ns_a, IP_B);
-    wait_reachable(&ns_c, IP_B);
+    // The first answers wait for the debug build's PMD, busy with the DPDK
+    // replay, to learn the MACs: allow more than the usual 10 s.
+    wait_reachable_within(&topo.ns_a, IP_B, 30);
+    wait_reachable_within(&ns_c, IP_B, 30);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&stop));
@@ -182,6 +223,7 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
     ping(&topo.ns_a, IP_B, 3);
     ping(&ns_c, IP_A, 3);
     let flows_seen = d.ok("coverage/show", &[]);
+    let dpdk_forwarded = d.port_counter("dpdknull", "TX packets");
 
     let (q1, q2, q3) = (total / 4, total / 2, total * 3 / 4);
     let before = floor(&samples, q1, q2);
@@ -190,7 +232,7 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
     eprintln!(
         "kernel-port soak: {secs} s, {} rounds, {port_churns} port re-adds, {datagrams} datagrams \
          on new 5-tuples, {pings_answered}/{pings_sent} tap pings answered; oxvsd RSS \
-         {before} -> {after} KiB (floors), max {max} KiB",
+         {before} -> {after} KiB (floors), max {max} KiB; {dpdk_forwarded} packets net_pcap -> net_null",
         rounds.load(Ordering::Relaxed)
     );
     assert!(port_churns >= 2, "the run was too short to churn ports");
@@ -198,6 +240,10 @@ fn soak_over_afxdp_system_and_tap_ports_returns_every_buffer_and_holds_memory() 
     assert!(
         pings_answered * 2 > pings_sent,
         "the tap port answered {pings_answered} of {pings_sent} pings during the churn\n{flows_seen}"
+    );
+    assert!(
+        dpdk_forwarded > 10_000,
+        "the DPDK ports forwarded {dpdk_forwarded} packets"
     );
     let log = d.stop_clean();
     assert!(
