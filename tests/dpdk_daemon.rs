@@ -52,28 +52,6 @@ fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, String> 
     }
 }
 
-fn udp_pcap(path: &Path, flows: u16) {
-    let mut bytes = Vec::new();
-    dp_core::pcap::write_header(&mut bytes);
-    for i in 0..flows {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-        f[34..36].copy_from_slice(&i.to_be_bytes());
-        f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
-        dp_core::pcap::write_record(&mut bytes, 0, &f);
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// `TX packets:N` of `port` in `dpctl/show -s`.
 fn tx_packets(show: &str, port: &str) -> u64 {
     let mut in_port = false;
@@ -98,7 +76,7 @@ fn forwards_net_pcap_to_net_null_and_exits_clean() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let capture = dir.join("in.pcap");
-    udp_pcap(&capture, 16);
+    testbed::udp_pcap(&capture, 16);
     let socket = dir.join("ctl");
     let config = format!(
         r#"

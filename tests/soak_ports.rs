@@ -78,29 +78,6 @@ fn pinger(
     })
 }
 
-/// 16 UDP flows to a MAC no port has, for the DPDK replay.
-fn udp_pcap(path: &std::path::Path) {
-    let mut bytes = Vec::new();
-    dp_core::pcap::write_header(&mut bytes);
-    for i in 0..16u16 {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-        f[34..36].copy_from_slice(&i.to_be_bytes());
-        f[36..38].copy_from_slice(&9u16.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
-        dp_core::pcap::write_record(&mut bytes, 0, &f);
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 fn floor(samples: &[(Duration, u64)], from: Duration, to: Duration) -> u64 {
     samples
         .iter()
@@ -126,7 +103,7 @@ fn soak_over_afxdp_system_tap_and_dpdk_ports_returns_every_buffer_and_holds_memo
 
     let dir = TempDir::new("sk");
     let capture = dir.path("replay.pcap");
-    udp_pcap(&capture);
+    testbed::udp_pcap(&capture, 16);
     // NORMAL for the kernel ports; the DPDK replay (port 4) goes to the
     // null device (port 5) by its own rule, which the churn never deletes.
     let mut config = String::from(

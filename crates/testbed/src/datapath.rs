@@ -80,3 +80,28 @@ pub fn port_no(n: u32) -> PortOptions {
         ..PortOptions::default()
     }
 }
+
+/// Writes a pcap file of `flows` 60-byte UDP frames (02:..:01 → 02:..:02,
+/// 10.0.0.1 → 10.1.0.1, source port = the flow's index, destination port
+/// 4789) for a DPDK `net_pcap` replay.
+pub fn udp_pcap(path: &std::path::Path, flows: u16) {
+    let mut bytes = Vec::new();
+    dp_core::pcap::write_header(&mut bytes);
+    for i in 0..flows {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&46u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 1, 0, 1]);
+        f[34..36].copy_from_slice(&i.to_be_bytes());
+        f[36..38].copy_from_slice(&4789u16.to_be_bytes());
+        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+        dp_core::pcap::write_record(&mut bytes, 0, &f);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
