@@ -4,57 +4,27 @@
 //! Each test bounds its run time and stops its threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dp_core::action::Action;
-use dp_core::flow::FlowKey;
-use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::sched::RxqAssign;
 use dp_pmd::stats::PmdIdentity;
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::{Megaflows, udp_frame, udp_source_mask};
 
 /// in_port 1 → 2, anything else → 1; megaflows match in_port and the UDP
-/// source port.
-#[derive(Debug, Default)]
-struct PortSwap {
-    calls: AtomicU64,
+/// source port. Counts translations.
+fn port_swap() -> Megaflows {
+    Megaflows::new(udp_source_mask(), |in_port, _| {
+        vec![Action::Output(if in_port == 1 { 2 } else { 1 })]
+    })
 }
 
-impl UpcallHandler for PortSwap {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _: Option<&Packet>,
-        _: u64,
-    ) -> Result<Translation, UpcallError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_proto = u8::MAX;
-        mask.tp_src = u16::MAX;
-        let out = if key.in_port == 1 { 2 } else { 1 };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(vec![Action::Output(out)]),
-        })
-    }
-    fn version(&self) -> u64 {
-        0
-    }
-}
-
-fn udp_frame(sport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[23] = 17;
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f
+/// A 60-byte UDP/IPv4 frame with source port `sport`.
+fn udp(sport: u16) -> Vec<u8> {
+    udp_frame([10, 0, 0, 1], sport, 9)
 }
 
 fn two_cores() -> Vec<usize> {
@@ -91,7 +61,7 @@ fn config(cores: Vec<usize>) -> DatapathConfig {
 #[test]
 fn two_pmds_share_the_queues_and_dumps_aggregate() {
     let cores = two_cores();
-    let handler = Arc::new(PortSwap::default());
+    let handler = Arc::new(port_swap());
     let mut dp = Datapath::new(config(cores.clone()), handler.clone()).unwrap();
     let p1 = Arc::new(DummyNetdev::new(
         "p1",
@@ -132,7 +102,7 @@ fn two_pmds_share_the_queues_and_dumps_aggregate() {
     // The same flow arrives on both queues, hence on both PMDs.
     for qid in 0..2 {
         for _ in 0..10 {
-            p1.receive(qid, &udp_frame(7)).unwrap();
+            p1.receive(qid, &udp(7)).unwrap();
         }
     }
     let mut sent = 0;
@@ -162,7 +132,7 @@ fn two_pmds_share_the_queues_and_dumps_aggregate() {
 #[test]
 fn port_removal_and_shutdown_under_traffic_return_every_buffer() {
     let cores = two_cores();
-    let handler = Arc::new(PortSwap::default());
+    let handler = Arc::new(port_swap());
     let mut dp = Datapath::new(config(cores), handler).unwrap();
     let p1 = Arc::new(DummyNetdev::new(
         "p1",
@@ -185,8 +155,8 @@ fn port_removal_and_shutdown_under_traffic_return_every_buffer() {
         std::thread::spawn(move || {
             let mut n = 0u16;
             while !stop.load(Ordering::Relaxed) {
-                let _ = p1.receive(usize::from(n % 2), &udp_frame(n % 50));
-                let _ = p2.receive(0, &udp_frame(n % 50));
+                let _ = p1.receive(usize::from(n % 2), &udp(n % 50));
+                let _ = p2.receive(0, &udp(n % 50));
                 n = n.wrapping_add(1);
                 if n.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_micros(200));

@@ -19,54 +19,24 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dp_core::action::Action;
-use dp_core::flow::FlowKey;
 use dp_core::netdev::Netdev;
-use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::sched::RxqAssign;
 use dp_pmd::stats::PmdIdentity;
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::{Megaflows, udp_frame, udp_source_mask};
 
 /// in_port 1 → 2, anything else → 1; megaflows match in_port and the UDP
 /// source port. Counts translations.
-#[derive(Debug, Default)]
-struct PortSwap {
-    calls: AtomicU64,
+fn port_swap() -> Megaflows {
+    Megaflows::new(udp_source_mask(), |in_port, _| {
+        vec![Action::Output(if in_port == 1 { 2 } else { 1 })]
+    })
 }
 
-impl UpcallHandler for PortSwap {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _: Option<&Packet>,
-        _: u64,
-    ) -> Result<Translation, UpcallError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_proto = u8::MAX;
-        mask.tp_src = u16::MAX;
-        let out = if key.in_port == 1 { 2 } else { 1 };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(vec![Action::Output(out)]),
-        })
-    }
-    fn version(&self) -> u64 {
-        0
-    }
-}
-
-fn udp_frame(sport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[23] = 17;
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f
+/// A 60-byte UDP/IPv4 frame with source port `sport`.
+fn udp(sport: u16) -> Vec<u8> {
+    udp_frame([10, 0, 0, 1], sport, 9)
 }
 
 fn two_cores() -> [usize; 2] {
@@ -125,7 +95,7 @@ fn feed(p1: Arc<DummyNetdev>, p2: Arc<DummyNetdev>) -> Feeder {
         let (mut into1, mut into2) = (0u64, 0u64);
         let mut n = 0u16;
         while !flag.load(Ordering::Relaxed) {
-            let frame = udp_frame(sports(now_phase.load(Ordering::Relaxed)).start + n % 8);
+            let frame = udp(sports(now_phase.load(Ordering::Relaxed)).start + n % 8);
             into1 += u64::from(p1.receive(usize::from(n % 2), &frame).is_ok());
             into2 += u64::from(p2.receive(0, &frame).is_ok());
             n = n.wrapping_add(1);
@@ -187,7 +157,7 @@ fn p1_flows_on(dp: &Datapath, core: usize, phase: u64) -> Vec<u16> {
 #[test]
 fn pmd_cores_change_and_rebalance_under_traffic_lose_no_buffer() {
     let [c0, c1] = two_cores();
-    let handler = Arc::new(PortSwap::default());
+    let handler = Arc::new(port_swap());
     let mut dp = Datapath::new(
         DatapathConfig {
             pmd_cores: vec![c0],
@@ -242,7 +212,7 @@ fn pmd_cores_change_and_rebalance_under_traffic_lose_no_buffer() {
 
     // 2 → 1: c1 stops with its flows; c0 polls everything and re-learns
     // the flows of queue 1 through upcalls.
-    let calls = handler.calls.load(Ordering::Relaxed);
+    let calls = handler.calls();
     let change = dp.set_pmd_cores(&[c0]).unwrap();
     assert_eq!((change.added, change.removed), (vec![], vec![c1]));
     assert_eq!(dp.pmd_cores(), vec![c0]);
@@ -252,7 +222,7 @@ fn pmd_cores_change_and_rebalance_under_traffic_lose_no_buffer() {
     wait_for("c0 to re-learn queue 1's flows", || {
         p1_flows_on(&dp, c0, 1) == sports(1).collect::<Vec<_>>()
     });
-    assert!(handler.calls.load(Ordering::Relaxed) >= calls + 4);
+    assert!(handler.calls() >= calls + 4);
 
     // The same list again changes nothing; an empty list leaves the
     // non-PMD thread polling everything, and back.

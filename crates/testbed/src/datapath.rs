@@ -1,8 +1,16 @@
-//! Datapaths for tests that check a driver, not the switching logic: one
-//! PMD on the last core and an upcall handler that installs in_port-only
-//! megaflows ([`PortSwap`], [`Reflect`]).
+//! Datapaths and upcall handlers for tests and benchmarks.
+//!
+//! - Tests that check a driver, not the switching logic: one PMD on the
+//!   last core and a handler that installs in_port-only megaflows
+//!   ([`PortSwap`], [`Reflect`]).
+//! - Tests and benchmarks of the PMD and the revalidator: [`Megaflows`],
+//!   a handler whose megaflows have a fixed mask ([`five_tuple_mask`],
+//!   [`udp_source_mask`]) and whose actions a routing function chooses
+//!   from the in_port and a version the test bumps; and [`udp_frame`],
+//!   the 60-byte UDP/IPv4 frame they inject.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
@@ -54,6 +62,102 @@ impl UpcallHandler for Reflect {
     fn version(&self) -> u64 {
         0
     }
+}
+
+/// The mask of an exact 5-tuple megaflow: in_port, dl_type, IPv4 addresses,
+/// protocol and ports.
+pub fn five_tuple_mask() -> FlowKey {
+    let mut mask = FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask.dl_type = u16::MAX;
+    mask.nw_src = [255; 4];
+    mask.nw_dst = [255; 4];
+    mask.nw_proto = u8::MAX;
+    mask.tp_src = u16::MAX;
+    mask.tp_dst = u16::MAX;
+    mask
+}
+
+/// The mask of a megaflow on in_port, dl_type, protocol and the UDP source
+/// port: one megaflow per source port.
+pub fn udp_source_mask() -> FlowKey {
+    let mut mask = FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask.dl_type = u16::MAX;
+    mask.nw_proto = u8::MAX;
+    mask.tp_src = u16::MAX;
+    mask
+}
+
+/// Chooses a megaflow's actions from the packet's in_port and the
+/// handler's version (empty: drop).
+pub type Route = fn(in_port: u32, version: u64) -> Vec<Action>;
+
+/// An upcall handler whose megaflows all have one mask and whose actions
+/// come from a [`Route`]. It counts its translations, and its version is
+/// the test's to bump (a rule change the revalidator must apply).
+#[derive(Debug)]
+pub struct Megaflows {
+    mask: FlowKey,
+    route: Route,
+    version: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl Megaflows {
+    /// A handler installing `mask` megaflows with the actions of `route`.
+    pub fn new(mask: FlowKey, route: Route) -> Megaflows {
+        Megaflows {
+            mask,
+            route,
+            version: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// How many translations it has answered.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Moves to the next version: the revalidator re-translates every
+    /// megaflow against it.
+    pub fn bump_version(&self) {
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl UpcallHandler for Megaflows {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        _: Option<&Packet>,
+        _: u64,
+    ) -> Result<Translation, UpcallError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let actions = (self.route)(key.in_port, self.version.load(Ordering::Relaxed));
+        Ok(Translation::Megaflow {
+            mask: self.mask,
+            actions: Arc::from(actions),
+        })
+    }
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+}
+
+/// A 60-byte UDP/IPv4 frame 00:00:00:00:00:01 → 00:00:00:00:00:02,
+/// `src` → 10.0.0.2, ports `sport` → `dport` (IP and UDP checksums 0).
+pub fn udp_frame(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[10, 0, 0, 2]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 26, 0, 0]);
+    f.resize(60, 0);
+    f
 }
 
 /// A datapath with one PMD on the last core and `handler`. With
