@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use dp_core::action::Action;
@@ -108,10 +108,9 @@ fn number<T: TryFrom<u64>>(key: &str, text: &str, max: u64) -> Result<T, String>
         .ok_or_else(|| format!("option \"{key}\": \"{text}\" is not a number in 0..={max}"))
 }
 
-fn ipv4(key: &str, text: &str) -> Result<[u8; 4], String> {
-    text.parse::<Ipv4Addr>()
-        .map(|a| a.octets())
-        .map_err(|_| format!("option \"{key}\": \"{text}\" is not an IPv4 address"))
+fn ip(key: &str, text: &str) -> Result<IpAddr, String> {
+    text.parse::<IpAddr>()
+        .map_err(|_| format!("option \"{key}\": \"{text}\" is not an IPv4 or IPv6 address"))
 }
 
 /// Reads a `vxlan`/`geneve` port's options (OVS names and meanings:
@@ -134,16 +133,29 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
         other => return Err(format!("\"{other}\" is not a tunnel type")),
     };
     let remote = option_text(port, "remote_ip")?
-        .ok_or("option \"remote_ip\" is required (an IPv4 address or \"flow\")")?;
-    let (remote_ip, remote_from_flow) = if remote == "flow" {
-        ([0; 4], true)
-    } else {
-        (ipv4("remote_ip", &remote)?, false)
-    };
+        .ok_or("option \"remote_ip\" is required (an IPv4 or IPv6 address, or \"flow\")")?;
     let local_ip = match option_text(port, "local_ip")? {
-        Some(t) => ipv4("local_ip", &t)?,
-        None => [0; 4],
+        Some(t) => ip("local_ip", &t)?,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
+    let (remote_ip, remote_from_flow) = if remote == "flow" {
+        // The family comes from the flow's tun_dst/tun_ipv6_dst.
+        (IpAddr::V4(Ipv4Addr::UNSPECIFIED), true)
+    } else {
+        let r = ip("remote_ip", &remote)?;
+        if r.is_unspecified() || r.is_multicast() {
+            return Err(format!(
+                "option \"remote_ip\": \"{remote}\" is not a unicast address"
+            ));
+        }
+        (r, false)
+    };
+    if !local_ip.is_unspecified() && !remote_from_flow && local_ip.is_ipv6() != remote_ip.is_ipv6()
+    {
+        return Err(format!(
+            "option \"local_ip\": {local_ip} and remote_ip {remote_ip} are of different address families"
+        ));
+    }
     let mut config = match kind {
         TunnelKind::Vxlan => TunnelConfig::vxlan(local_ip, remote_ip, 0),
         TunnelKind::Geneve => TunnelConfig::geneve(local_ip, remote_ip, 0),
@@ -177,6 +189,7 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
             "false" => false,
             _ => return Err(format!("option \"csum\": \"{c}\" is not true or false")),
         };
+        config.csum_default = false;
     }
     if let Some(t) = option_text(port, "ttl")? {
         config.ttl = number("ttl", &t, 255)?;
@@ -289,11 +302,12 @@ impl TxQueue for TunnelTxq {
     }
 }
 
-/// rtnetlink: the host's IPv4 routes and links, and change notifications.
+/// rtnetlink: the host's IPv4 and IPv6 routes, addresses and links, and
+/// change notifications.
 pub mod rtnl {
     use std::collections::HashMap;
     use std::io;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use std::os::fd::OwnedFd;
 
     use rustix::net::netlink::SocketAddrNetlink;
@@ -307,6 +321,13 @@ pub mod rtnl {
     const RTM_GETLINK: u16 = 18;
     const RTM_NEWROUTE: u16 = 24;
     const RTM_GETROUTE: u16 = 26;
+    const RTM_NEWADDR: u16 = 20;
+    const RTM_GETADDR: u16 = 22;
+    const AF_INET6: u8 = 10;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const IFA_F_TENTATIVE: u8 = 0x40;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
     const NLM_F_REQUEST: u16 = 1;
     const NLM_F_DUMP: u16 = 0x300;
     const AF_INET: u8 = 2;
@@ -319,17 +340,28 @@ pub mod rtnl {
     const RTA_TABLE: u16 = 15;
     const IFLA_ADDRESS: u16 = 1;
     const IFLA_IFNAME: u16 = 3;
-    /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE.
-    const GROUPS: u32 = 0x1 | 0x10 | 0x40;
+    /// RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE |
+    /// RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE.
+    const GROUPS: u32 = 0x1 | 0x10 | 0x40 | 0x100 | 0x400;
 
-    /// A host route (IPv4, main table, unicast).
+    /// A host route (IPv4 or IPv6, main table, unicast).
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct HostRoute {
-        pub prefix: Ipv4Addr,
+        pub prefix: IpAddr,
         pub plen: u8,
         pub dev: String,
-        pub gateway: Option<Ipv4Addr>,
-        pub src: Option<Ipv4Addr>,
+        pub gateway: Option<IpAddr>,
+        pub src: Option<IpAddr>,
+    }
+
+    /// An address of the host: on which device, with which prefix
+    /// length, of global scope or not.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct HostAddr {
+        pub dev: String,
+        pub addr: IpAddr,
+        pub plen: u8,
+        pub global: bool,
     }
 
     /// A link: index, name, MAC.
@@ -415,8 +447,61 @@ pub mod rtnl {
         out
     }
 
-    fn ip(b: &[u8]) -> Option<Ipv4Addr> {
-        <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
+    fn ip(b: &[u8]) -> Option<IpAddr> {
+        if let Ok(a) = <[u8; 4]>::try_from(b) {
+            Some(IpAddr::V4(Ipv4Addr::from(a)))
+        } else {
+            <[u8; 16]>::try_from(b)
+                .ok()
+                .map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+        }
+    }
+
+    fn unspecified(family: u8) -> IpAddr {
+        if family == AF_INET6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+    }
+
+    /// The host's IPv4 and IPv6 addresses, with device names (IPv6
+    /// addresses still in duplicate address detection are left out: the
+    /// kernel does not use them as a source yet).
+    pub fn addresses() -> io::Result<Vec<HostAddr>> {
+        let names: HashMap<u32, String> = links()?.into_iter().map(|l| (l.index, l.name)).collect();
+        let mut out = Vec::new();
+        for family in [AF_INET, AF_INET6] {
+            // struct ifaddrmsg: 8 bytes.
+            for (ty, body) in dump(RTM_GETADDR, family, 8)? {
+                if ty != RTM_NEWADDR || body.len() < 8 || body[0] != family {
+                    continue;
+                }
+                let (plen, flags, scope) = (body[1], body[2], body[3]);
+                let index = u32::from_ne_bytes(body[4..8].try_into().expect("4 bytes"));
+                if flags & IFA_F_TENTATIVE != 0 {
+                    continue;
+                }
+                let (mut local, mut address) = (None, None);
+                for (aty, val) in attrs(&body, 8) {
+                    match aty {
+                        IFA_LOCAL => local = ip(val),
+                        IFA_ADDRESS => address = ip(val),
+                        _ => {}
+                    }
+                }
+                // IFA_LOCAL is the address on point-to-point links.
+                if let (Some(addr), Some(dev)) = (local.or(address), names.get(&index)) {
+                    out.push(HostAddr {
+                        dev: dev.clone(),
+                        addr,
+                        plen,
+                        global: scope == RT_SCOPE_UNIVERSE,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The host's links.
@@ -448,18 +533,30 @@ pub mod rtnl {
         Ok(out)
     }
 
-    /// The host's IPv4 unicast routes of the main table, with device names.
+    /// The host's IPv4 and IPv6 unicast routes of the main table, with
+    /// device names.
     pub fn routes() -> io::Result<Vec<HostRoute>> {
         let names: HashMap<u32, String> = links()?.into_iter().map(|l| (l.index, l.name)).collect();
-        // struct rtmsg: 12 bytes.
         let mut out = Vec::new();
-        for (ty, body) in dump(RTM_GETROUTE, AF_INET, 12)? {
-            if ty != RTM_NEWROUTE || body.len() < 12 || body[0] != AF_INET {
+        for family in [AF_INET, AF_INET6] {
+            routes_of(family, &names, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn routes_of(
+        family: u8,
+        names: &HashMap<u32, String>,
+        out: &mut Vec<HostRoute>,
+    ) -> io::Result<()> {
+        // struct rtmsg: 12 bytes.
+        for (ty, body) in dump(RTM_GETROUTE, family, 12)? {
+            if ty != RTM_NEWROUTE || body.len() < 12 || body[0] != family {
                 continue;
             }
             let (plen, mut table, rtype) = (body[1], u32::from(body[4]), body[7]);
             let mut route = HostRoute {
-                prefix: Ipv4Addr::UNSPECIFIED,
+                prefix: unspecified(family),
                 plen,
                 dev: String::new(),
                 gateway: None,
@@ -467,7 +564,7 @@ pub mod rtnl {
             };
             for (aty, val) in attrs(&body, 12) {
                 match aty {
-                    RTA_DST => route.prefix = ip(val).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    RTA_DST => route.prefix = ip(val).unwrap_or(unspecified(family)),
                     RTA_GATEWAY => route.gateway = ip(val),
                     RTA_PREFSRC => route.src = ip(val),
                     RTA_TABLE if val.len() == 4 => {
@@ -484,10 +581,11 @@ pub mod rtnl {
                 out.push(route);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// A socket subscribed to link, IPv4 address and IPv4 route changes.
+    /// A socket subscribed to link, address and route changes (both
+    /// families).
     #[derive(Debug)]
     pub struct Watch {
         fd: OwnedFd,
@@ -551,6 +649,26 @@ fn route_of(r: rtnl::HostRoute) -> Route {
     }
 }
 
+/// Gives each host route without a preferred source (IPv6 routes never
+/// carry one, IPv4 gateway routes often do not) an address of its device
+/// and family, as OVS's router does: one whose subnet holds the gateway
+/// (or the route's prefix), else the device's first global address.
+fn fill_sources(routes: &mut [rtnl::HostRoute], addrs: &[rtnl::HostAddr]) {
+    use ofproto::route::masked;
+    for r in routes.iter_mut().filter(|r| r.src.is_none()) {
+        let on_dev = || {
+            addrs
+                .iter()
+                .filter(|a| a.dev == r.dev && a.addr.is_ipv6() == r.prefix.is_ipv6())
+        };
+        let near = r.gateway.unwrap_or(r.prefix);
+        r.src = on_dev()
+            .find(|a| a.global && masked(a.addr, a.plen) == masked(near, a.plen))
+            .or_else(|| on_dev().find(|a| a.global))
+            .map(|a| a.addr);
+    }
+}
+
 impl Tunnels {
     /// Subscribes to host changes and reads the host's routes; failures
     /// are logged (a host without rtnetlink still has static routes).
@@ -577,7 +695,11 @@ impl Tunnels {
     /// Re-reads the host's routes and the MACs of internal ports.
     pub fn refresh(&self) {
         match rtnl::routes() {
-            Ok(routes) => {
+            Ok(mut routes) => {
+                match rtnl::addresses() {
+                    Ok(addrs) => fill_sources(&mut routes, &addrs),
+                    Err(e) => tracing::warn!("rtnetlink: cannot read the host's addresses: {e}"),
+                }
                 let n = routes.len();
                 self.state.update_routes(|t| {
                     t.replace_system(routes.into_iter().map(route_of).collect())
@@ -807,21 +929,6 @@ pub fn detach(
     tunnels.forget_port(port_no, name);
 }
 
-/// An ARP request from `req.src`/`req.src_mac` for `req.target`.
-fn arp_request(req: &Solicit) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&req.src_mac);
-    f.extend_from_slice(&0x0806u16.to_be_bytes());
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&req.src_mac);
-    f.extend_from_slice(&req.src.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&req.target.octets());
-    f.resize(60, 0);
-    f
-}
-
 fn outputs(actions: &[Action], out: &mut Vec<u32>) {
     for a in actions {
         match a {
@@ -833,7 +940,7 @@ fn outputs(actions: &[Action], out: &mut Vec<u32>) {
 }
 
 /// The periodic task: follow host route changes, age neighbours, send
-/// the ARP requests translation asked for.
+/// the ARP requests and Neighbor Solicitations translation asked for.
 pub fn run(d: &mut Daemon) {
     // The datapath's clock: translations (snooping, misses) stamp the
     // neighbour cache with it.
@@ -845,7 +952,7 @@ pub fn run(d: &mut Daemon) {
     for req in d.tunnels.state.neigh().take_due_requests(now) {
         if let Err(e) = send_arp_request(d, &req, now) {
             tracing::warn!(
-                "tunnel: ARP request for {} via {}: {e}",
+                "tunnel: neighbour request for {} via {}: {e}",
                 req.target,
                 req.dev
             );
@@ -862,7 +969,7 @@ fn send_arp_request(d: &mut Daemon, req: &Solicit, now: u64) -> Result<(), Strin
         .bridges
         .bridge(&state.bridge)
         .ok_or_else(|| format!("no bridge {}", state.bridge))?;
-    let frame = arp_request(req);
+    let frame = req.frame();
     let mut key = FlowKey::ZERO;
     let meta = dp_core::packet::PacketMetadata {
         in_port: state.port_no,
@@ -894,7 +1001,7 @@ fn send_arp_request(d: &mut Daemon, req: &Solicit, now: u64) -> Result<(), Strin
             .tunnels
             .pool
             .alloc_from(&frame)
-            .ok_or("no buffer for an ARP request")?;
+            .ok_or("no buffer for a neighbour request")?;
         let mut batch = PacketBatch::new();
         let _ = batch.push(packet);
         let txq = d.tunnels.txqs.get_mut(&port_no).expect("opened above");
@@ -930,10 +1037,10 @@ pub fn ports_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
         if c.remote_from_flow {
             s.push_str("flow");
         } else {
-            let _ = write!(s, "{}", Ipv4Addr::from(c.remote_ip));
+            let _ = write!(s, "{}", c.remote_ip);
         }
-        if c.local_ip != [0; 4] {
-            let _ = write!(s, " local_ip={}", Ipv4Addr::from(c.local_ip));
+        if !c.local_ip.is_unspecified() {
+            let _ = write!(s, " local_ip={}", c.local_ip);
         }
         match c.key {
             TunnelKey::Fixed(k) => {
@@ -944,7 +1051,10 @@ pub fn ports_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
         let _ = writeln!(
             s,
             " csum={} ttl={} tos={:#x} dp_port={}",
-            c.csum, c.ttl, c.tos, p.port_no
+            c.csum || (c.csum_default && c.remote_ip.is_ipv6() && c.kind != TunnelKind::Gre),
+            c.ttl,
+            c.tos,
+            p.port_no
         );
     }
     Ok(s)
@@ -969,9 +1079,9 @@ pub fn neigh_set(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     if d.bridges.bridge(&args[0]).is_none() {
         return Err(format!("no such bridge: {}", args[0]));
     }
-    let ip: Ipv4Addr = args[1]
+    let ip: IpAddr = args[1]
         .parse()
-        .map_err(|_| format!("IP: \"{}\" is not an IPv4 address", args[1]))?;
+        .map_err(|_| format!("IP: \"{}\" is not an IPv4 or IPv6 address", args[1]))?;
     let mac = crate::config::parse_mac(&args[2]).map_err(|e| format!("MAC: {e}"))?;
     d.tunnels.state.neigh().set_static(ip, mac, &args[0]);
     Ok("OK\n".into())
@@ -982,7 +1092,8 @@ pub fn route_show(d: &mut Daemon, _args: &[String]) -> Result<String, String> {
     Ok(d.tunnels.state.routes().show())
 }
 
-/// `ovs/route/add IP/PLEN DEV [GW] [src=IP]`.
+/// `ovs/route/add IP/PLEN DEV [GW] [src=IP]` (IPv4 or IPv6; the gateway
+/// and source must be of the prefix's family).
 pub fn route_add(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     let (prefix, plen) = parse_prefix(&args[0]).map_err(|e| format!("IP/PLEN: {e}"))?;
     let dev = args[1].clone();
@@ -991,30 +1102,32 @@ pub fn route_add(d: &mut Daemon, args: &[String]) -> Result<String, String> {
     }
     let mut gateway = None;
     let mut src = None;
+    let family = if prefix.is_ipv6() { "IPv6" } else { "IPv4" };
+    let same_family = |what: &str, text: &str| -> Result<IpAddr, String> {
+        text.parse::<IpAddr>()
+            .ok()
+            .filter(|ip| ip.is_ipv6() == prefix.is_ipv6())
+            .ok_or_else(|| format!("{what}: \"{text}\" is not an {family} address"))
+    };
     for a in &args[2..] {
         if let Some(v) = a.strip_prefix("src=") {
-            src = Some(
-                v.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("src: \"{v}\" is not an IPv4 address"))?,
-            );
+            src = Some(same_family("src", v)?);
         } else if a.starts_with("pkt_mark=") {
             return Err("pkt_mark: policy routing by mark is not supported".into());
         } else {
-            gateway = Some(
-                a.parse::<Ipv4Addr>()
-                    .map_err(|_| format!("GW: \"{a}\" is not an IPv4 address"))?,
-            );
+            gateway = Some(same_family("GW", a)?);
         }
     }
     if src.is_none() {
-        // As OVS: the source of the host route that reaches the device.
+        // As OVS: the source of a host route of the family that reaches
+        // the device.
         src = d
             .tunnels
             .state
             .routes()
             .iter()
-            .find(|r| r.dev == dev && r.src.is_some())
-            .and_then(|r| r.src);
+            .filter_map(|r| r.src.filter(|_| r.dev == dev))
+            .find(|s| s.is_ipv6() == prefix.is_ipv6());
     }
     d.tunnels.state.update_routes(|t| {
         t.insert(Route {
@@ -1104,19 +1217,88 @@ mod tests {
     }
 
     #[test]
-    fn arp_request_layout() {
-        let f = arp_request(&Solicit {
-            target: Ipv4Addr::new(172, 31, 0, 2),
+    fn ipv6_underlay_options() {
+        let spec = tunnel_spec(&port(
+            "vxlan",
+            &[
+                ("remote_ip", s("2001:db8::2")),
+                ("local_ip", s("2001:db8::1")),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            spec.config.remote_ip,
+            "2001:db8::2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            spec.config.local_ip,
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(
+            spec.config.udp_csum(),
+            "IPv6: checksummed unless csum=false"
+        );
+        assert!(
+            !spec.rx.csum_required,
+            "receive accepts a zero checksum, as OVS"
+        );
+        let off = tunnel_spec(&port(
+            "geneve",
+            &[("remote_ip", s("2001:db8::2")), ("csum", s("false"))],
+        ))
+        .unwrap();
+        assert!(!off.config.udp_csum());
+        let v4 = tunnel_spec(&port("vxlan", &[("remote_ip", s("172.31.0.2"))])).unwrap();
+        assert!(!v4.config.udp_csum(), "IPv4: off by default");
+        let err = |opts: &[(&str, toml::Value)]| tunnel_spec(&port("vxlan", opts)).unwrap_err();
+        let e = err(&[("remote_ip", s("2001:db8::2")), ("local_ip", s("10.0.0.1"))]);
+        assert!(
+            e.contains("local_ip") && e.contains("different address families"),
+            "{e}"
+        );
+        assert!(err(&[("remote_ip", s("ff02::1"))]).contains("not a unicast address"));
+        assert!(err(&[("remote_ip", s("2001:db8::g"))]).contains("\"remote_ip\""));
+    }
+
+    #[test]
+    fn host_routes_without_a_source_take_their_device_address() {
+        let a = |dev: &str, addr: &str, plen, global| rtnl::HostAddr {
+            dev: dev.into(),
+            addr: addr.parse().unwrap(),
+            plen,
+            global,
+        };
+        let addrs = [
+            a("br0", "fe80::1", 64, false),
+            a("br0", "2001:db8:1::1", 64, true),
+            a("br0", "2001:db8:2::1", 64, true),
+            a("br0", "172.31.0.1", 24, true),
+            a("eth0", "2001:db8:9::1", 64, true),
+        ];
+        let r = |prefix: &str, plen, gw: Option<&str>| rtnl::HostRoute {
+            prefix: prefix.parse().unwrap(),
+            plen,
             dev: "br0".into(),
-            src: Ipv4Addr::new(172, 31, 0, 1),
-            src_mac: [2, 0, 0, 0, 0, 1],
-        });
-        assert_eq!(f.len(), 60);
-        let mut key = FlowKey::ZERO;
-        extract_frame(&f, &dp_core::packet::PacketMetadata::default(), &mut key);
-        assert_eq!(key.dl_type, 0x0806);
-        assert_eq!(key.nw_proto, 1, "request");
-        assert_eq!((key.nw_src, key.nw_dst), ([172, 31, 0, 1], [172, 31, 0, 2]));
-        assert_eq!(key.arp_sha, [2, 0, 0, 0, 0, 1]);
+            gateway: gw.map(|g| g.parse().unwrap()),
+            src: None,
+        };
+        let mut routes = vec![
+            r("2001:db8:2::", 64, None),
+            r("::", 0, Some("2001:db8:2::fe")),
+            r("2001:db8:7::", 64, None),
+            r("0.0.0.0", 0, Some("172.31.0.254")),
+        ];
+        fill_sources(&mut routes, &addrs);
+        let srcs: Vec<String> = routes.iter().map(|r| r.src.unwrap().to_string()).collect();
+        assert_eq!(
+            srcs,
+            [
+                "2001:db8:2::1",
+                "2001:db8:2::1",
+                "2001:db8:1::1",
+                "172.31.0.1"
+            ],
+            "the subnet's address, else the device's first global one of the family"
+        );
     }
 }

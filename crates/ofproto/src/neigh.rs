@@ -1,9 +1,11 @@
-//! The neighbour (ARP) cache of native tunnelling: which MAC address an
-//! underlay next hop has (OVS `lib/tnl-neigh-cache.c`, IPv4 only).
+//! The neighbour (ARP and ND) cache of native tunnelling: which MAC
+//! address an underlay next hop has (OVS `lib/tnl-neigh-cache.c`), for
+//! IPv4 and IPv6 next hops.
 //!
 //! # How it works
-//! Entries are learned by snooping ARP replies that translation sees on
-//! any bridge ([`NeighCache::snoop`]), or set by hand (static entries
+//! Entries are learned by snooping ARP replies and IPv6 Neighbor
+//! Advertisements that translation sees on any bridge
+//! ([`NeighCache::snoop`]), or set by hand (static entries
 //! never age). Only a reply for an address the cache already holds or is
 //! soliciting is learned: any underlay host can send replies for any
 //! sender address, and learning those would let it grow the cache without
@@ -11,7 +13,8 @@
 //! Together with [`MAX_WANTED`] this bounds the cache by what routes and
 //! `remote_ip=flow` rules actually ask for. A lookup that misses records a *solicitation*: the daemon
 //! collects the due ones ([`NeighCache::take_due_requests`]) and sends an
-//! ARP request out of the route's device, at most once a second per
+//! ARP request (IPv4) or a Neighbor Solicitation to the target's
+//! solicited-node multicast address (IPv6) out of the route's device, at most once a second per
 //! address, until a reply is snooped. Learned entries age out after
 //! [`NEIGH_IDLE_MS`] (OVS's 15 minutes); a lookup does not refresh them.
 //!
@@ -26,13 +29,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How long a learned entry lives without being seen again.
 pub const NEIGH_IDLE_MS: u64 = 15 * 60 * 1000;
-/// Least time between two ARP requests for one address.
+/// Least time between two ARP requests (or NS) for one address.
 pub const SOLICIT_INTERVAL_MS: u64 = 1000;
 /// A wanted address nobody asked for again in this long is given up (no
 /// more requests until traffic asks again).
@@ -49,24 +52,106 @@ struct Entry {
     expires_ms: Option<u64>,
 }
 
-/// An ARP request the daemon should send.
+/// An ARP request or Neighbor Solicitation the daemon should send
+/// (`target` and `src` are of one family).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Solicit {
-    pub target: Ipv4Addr,
+    pub target: IpAddr,
     /// The route's output device (a port name).
     pub dev: String,
     /// The sender address to put in the request.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// The sender MAC (the device's).
     pub src_mac: [u8; 6],
 }
 
+impl Solicit {
+    /// The request on the wire: an ARP request broadcast for an IPv4
+    /// target; for an IPv6 one a Neighbor Solicitation (RFC 4861 4.3) to
+    /// the target's solicited-node multicast address `ff02::1:ffXX:XXXX`
+    /// and its MAC `33:33:ff:XX:XX:XX`, hop limit 255, with a source
+    /// link-layer address option, as OVS's `compose_nd_ns`. Padded to
+    /// the 60-byte Ethernet minimum.
+    pub fn frame(&self) -> Vec<u8> {
+        let mut f = Vec::with_capacity(86);
+        match (self.target, self.src) {
+            (IpAddr::V6(target), src) => {
+                let src = match src {
+                    IpAddr::V6(s) => s.octets(),
+                    IpAddr::V4(_) => [0; 16],
+                };
+                let t = target.octets();
+                let mut group = [0u8; 16];
+                group[..2].copy_from_slice(&[0xff, 0x02]);
+                group[11..13].copy_from_slice(&[0x01, 0xff]);
+                group[13..].copy_from_slice(&t[13..]);
+                f.extend_from_slice(&[0x33, 0x33, 0xff, t[13], t[14], t[15]]);
+                f.extend_from_slice(&self.src_mac);
+                f.extend_from_slice(&0x86ddu16.to_be_bytes());
+                // ICMPv6 NS: 24 bytes + an 8-byte SLL option.
+                const ICMP_LEN: u16 = 32;
+                f.extend_from_slice(&[0x60, 0, 0, 0]);
+                f.extend_from_slice(&ICMP_LEN.to_be_bytes());
+                f.extend_from_slice(&[58, 255]);
+                f.extend_from_slice(&src);
+                f.extend_from_slice(&group);
+                let icmp = f.len();
+                f.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+                f.extend_from_slice(&t);
+                f.extend_from_slice(&[1, 1]);
+                f.extend_from_slice(&self.src_mac);
+                let csum = icmpv6_checksum(&src, &group, &f[icmp..]);
+                f[icmp + 2..icmp + 4].copy_from_slice(&csum.to_be_bytes());
+            }
+            (IpAddr::V4(target), src) => {
+                let src = match src {
+                    IpAddr::V4(s) => s.octets(),
+                    IpAddr::V6(_) => [0; 4],
+                };
+                f.extend_from_slice(&[0xff; 6]);
+                f.extend_from_slice(&self.src_mac);
+                f.extend_from_slice(&0x0806u16.to_be_bytes());
+                f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+                f.extend_from_slice(&self.src_mac);
+                f.extend_from_slice(&src);
+                f.extend_from_slice(&[0; 6]);
+                f.extend_from_slice(&target.octets());
+            }
+        }
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        f
+    }
+}
+
+/// The ICMPv6 checksum of `msg` (its checksum field zero) from `src` to
+/// `dst` (RFC 4443 2.3: over the IPv6 pseudo-header and the message).
+fn icmpv6_checksum(src: &[u8; 16], dst: &[u8; 16], msg: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            let hi = u64::from(pair[0]) << 8;
+            sum += hi | pair.get(1).map_or(0, |b| u64::from(*b));
+        }
+    };
+    add(src);
+    add(dst);
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, 58]);
+    add(msg);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Ipv4Addr, Entry>,
+    entries: HashMap<IpAddr, Entry>,
     /// Wanted addresses: the request, when one last went out (`None`: not
     /// yet) and when a lookup last missed it.
-    wanted: HashMap<Ipv4Addr, (Solicit, Option<u64>, u64)>,
+    wanted: HashMap<IpAddr, (Solicit, Option<u64>, u64)>,
 }
 
 /// The cache (see the module docs).
@@ -104,7 +189,7 @@ impl NeighCache {
     }
 
     /// The MAC of `ip`, if known and not expired at `now_ms`.
-    pub fn lookup(&self, ip: Ipv4Addr, now_ms: u64) -> Option<[u8; 6]> {
+    pub fn lookup(&self, ip: IpAddr, now_ms: u64) -> Option<[u8; 6]> {
         let g = self.lock();
         g.entries
             .get(&ip)
@@ -142,7 +227,7 @@ impl NeighCache {
     /// is already known or wanted; otherwise counts the reply as
     /// unsolicited and ignores it (see the module docs). Returns whether
     /// it was learned.
-    pub fn snoop(&self, ip: Ipv4Addr, mac: [u8; 6], bridge: &str, now_ms: u64) -> bool {
+    pub fn snoop(&self, ip: IpAddr, mac: [u8; 6], bridge: &str, now_ms: u64) -> bool {
         let asked = {
             let g = self.lock();
             g.entries.contains_key(&ip) || g.wanted.contains_key(&ip)
@@ -161,11 +246,11 @@ impl NeighCache {
     }
 
     /// `tnl/neigh/set BRIDGE IP MAC`: a static entry.
-    pub fn set_static(&self, ip: Ipv4Addr, mac: [u8; 6], bridge: &str) {
+    pub fn set_static(&self, ip: IpAddr, mac: [u8; 6], bridge: &str) {
         self.insert(ip, mac, bridge, None);
     }
 
-    fn insert(&self, ip: Ipv4Addr, mac: [u8; 6], bridge: &str, expires_ms: Option<u64>) {
+    fn insert(&self, ip: IpAddr, mac: [u8; 6], bridge: &str, expires_ms: Option<u64>) {
         let mut g = self.lock();
         g.wanted.remove(&ip);
         let changed = match g.entries.get_mut(&ip) {
@@ -264,14 +349,15 @@ impl NeighCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
-    const IP: Ipv4Addr = Ipv4Addr::new(172, 31, 0, 2);
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 31, 0, 2));
 
     fn solicit() -> Solicit {
         Solicit {
             target: IP,
             dev: "br0".into(),
-            src: Ipv4Addr::new(172, 31, 0, 1),
+            src: IpAddr::V4(Ipv4Addr::new(172, 31, 0, 1)),
             src_mac: [2, 0, 0, 0, 0, 1],
         }
     }
@@ -314,7 +400,7 @@ mod tests {
         let n = NeighCache::new();
         n.set_static(IP, [2, 0, 0, 0, 0, 9], "br0");
         n.snoop(IP, [2, 0, 0, 0, 0, 2], "br0", 0);
-        let other = Ipv4Addr::new(172, 31, 0, 3);
+        let other = IpAddr::V4(Ipv4Addr::new(172, 31, 0, 3));
         n.want(
             Solicit {
                 target: other,
@@ -341,7 +427,7 @@ mod tests {
         let seq = n.seq();
         // A flood of replies for made-up sender addresses.
         for i in 0..10_000u32 {
-            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
             assert!(!n.snoop(ip, [2, 0, 0, 0, 0, 7], "br0", 0));
         }
         assert!(n.is_empty());
@@ -351,5 +437,111 @@ mod tests {
         n.want(solicit(), 0);
         assert!(n.snoop(IP, [2, 0, 0, 0, 0, 2], "br0", 1));
         assert_eq!(n.lookup(IP, 2), Some([2, 0, 0, 0, 0, 2]));
+    }
+
+    #[test]
+    fn ipv6_neighbours_are_solicited_learned_and_shown_like_ovs() {
+        let n = NeighCache::new();
+        let v6: IpAddr = "2001:db8::2".parse().unwrap();
+        let req = Solicit {
+            target: v6,
+            dev: "br0".into(),
+            src: "2001:db8::1".parse().unwrap(),
+            src_mac: [2, 0, 0, 0, 0, 1],
+        };
+        assert!(
+            !n.snoop(v6, [2, 0, 0, 0, 0, 2], "br0", 0),
+            "not asked for yet"
+        );
+        n.want(req.clone(), 0);
+        assert_eq!(n.take_due_requests(0), vec![req]);
+        assert!(n.snoop(v6, [2, 0, 0, 0, 0, 2], "br0", 1));
+        assert_eq!(n.lookup(v6, 2), Some([2, 0, 0, 0, 0, 2]));
+        // An IPv4 entry and an IPv6 one with the same low bits are
+        // different neighbours.
+        assert_eq!(
+            n.lookup(
+                IpAddr::V6(Ipv6Addr::from(u128::from(u32::from(Ipv4Addr::new(
+                    172, 31, 0, 2
+                ))))),
+                2
+            ),
+            None
+        );
+        n.set_static(IP, [2, 0, 0, 0, 0, 9], "br1");
+        let shown = n.show(2);
+        // IPv4 rows first, then IPv6, each address padded to 38 columns.
+        assert_eq!(
+            shown.lines().skip(2).collect::<Vec<_>>(),
+            vec![
+                "172.31.0.2                              02:00:00:00:00:09   br1 STATIC",
+                "2001:db8::2                             02:00:00:00:00:02   br0",
+            ],
+            "{shown}"
+        );
+    }
+
+    fn v6_octets(ip: IpAddr) -> [u8; 16] {
+        match ip {
+            IpAddr::V6(a) => a.octets(),
+            IpAddr::V4(_) => panic!("{ip} is not IPv6"),
+        }
+    }
+
+    #[test]
+    fn neighbor_solicitation_bytes_decode_with_etherparse() {
+        use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+        let req = Solicit {
+            target: "2001:db8:31::2".parse().unwrap(),
+            dev: "br0".into(),
+            src: "2001:db8:31::1".parse().unwrap(),
+            src_mac: [2, 0, 0, 0, 0, 1],
+        };
+        let f = req.frame();
+        assert_eq!(f.len(), 86, "14 + 40 + 24 + 8");
+        assert_eq!(&f[..6], &[0x33, 0x33, 0xff, 0, 0, 2], "solicited-node MAC");
+        let p = SlicedPacket::from_ethernet(&f).expect("parses");
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6: {:?}", p.net)
+        };
+        let h = ip.header();
+        assert_eq!(h.source_addr().to_string(), "2001:db8:31::1");
+        assert_eq!(h.destination_addr().to_string(), "ff02::1:ff00:2");
+        assert_eq!((h.hop_limit(), h.payload_length()), (255, 32));
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else {
+            panic!("not ICMPv6: {:?}", p.transport)
+        };
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (135, 0));
+        // The checksum verifies over the pseudo-header.
+        let expected = icmp
+            .icmp_type()
+            .calc_checksum(h.source(), h.destination(), icmp.payload())
+            .unwrap();
+        assert_eq!(icmp.checksum(), expected);
+        // Target and source link-layer address option.
+        let target = v6_octets(req.target);
+        let msg = icmp.slice();
+        assert_eq!(&msg[8..24], &target);
+        assert_eq!(&msg[24..], &[1, 1, 2, 0, 0, 0, 0, 1]);
+        // The same request in dp-core's extraction: an NS for the target
+        // with the SLL option.
+        let mut key = dp_core::flow::FlowKey::ZERO;
+        dp_core::flow::extract_frame(&f, &dp_core::packet::PacketMetadata::default(), &mut key);
+        assert_eq!((key.nw_proto, key.tp_src), (58, 135));
+        assert_eq!(key.nd_target, target);
+        assert_eq!(key.arp_sha, [2, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn arp_request_bytes() {
+        let f = solicit().frame();
+        assert_eq!(f.len(), 60);
+        let mut key = dp_core::flow::FlowKey::ZERO;
+        dp_core::flow::extract_frame(&f, &dp_core::packet::PacketMetadata::default(), &mut key);
+        assert_eq!(key.dl_type, 0x0806);
+        assert_eq!(key.nw_proto, 1, "request");
+        assert_eq!((key.nw_src, key.nw_dst), ([172, 31, 0, 1], [172, 31, 0, 2]));
+        assert_eq!(key.arp_sha, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(&f[..6], &[0xff; 6]);
     }
 }

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub const OFPP_MAX: u32 = 0xff00;
@@ -165,20 +166,26 @@ pub enum TunnelKey {
 /// daemon's case) the underlay is resolved per translation: the route
 /// table picks the output device and source address, the neighbour cache
 /// the next hop's MAC, and `underlay_odp_port`, `local_mac` and
-/// `next_hop_mac` are ignored (a zero `local_ip` means "the route's
-/// source"). Without one they are used as configured (static underlay).
+/// `next_hop_mac` are ignored (an unspecified `local_ip` means "the
+/// route's source"). Without one they are used as configured (static
+/// underlay). The underlay is IPv4 or IPv6 as `remote_ip` is (or, with
+/// `remote_from_flow`, as the flow's `tun_dst`/`tun_ipv6_dst` is).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelConfig {
     pub kind: TunnelKind,
-    pub local_ip: [u8; 4],
-    pub remote_ip: [u8; 4],
+    pub local_ip: IpAddr,
+    pub remote_ip: IpAddr,
     /// `options:remote_ip=flow`: the remote comes from the flow's
-    /// `tun_dst` (set with `set_field:...->tun_dst`).
+    /// `tun_dst` or `tun_ipv6_dst` (set with `set_field:...->tun_dst`).
     pub remote_from_flow: bool,
     pub key: TunnelKey,
     /// `options:csum=true`: send with a UDP checksum and refuse received
     /// packets without one.
     pub csum: bool,
+    /// `options:csum` was not set: as OVS, VXLAN and Geneve then send
+    /// with a UDP checksum over an IPv6 underlay (RFC 8200 makes it
+    /// mandatory for UDP over IPv6) and without one over IPv4; GRE never.
+    pub csum_default: bool,
     /// UDP destination port (4789 for VXLAN, 6081 for Geneve by default).
     pub dst_port: u16,
     /// Datapath port the encapsulated packet leaves from.
@@ -191,15 +198,20 @@ pub struct TunnelConfig {
 
 impl TunnelConfig {
     /// A VXLAN tunnel with OVS's defaults (port 4789, TTL 64, key from the
-    /// flow).
-    pub fn vxlan(local_ip: [u8; 4], remote_ip: [u8; 4], underlay_odp_port: u32) -> Self {
+    /// flow, checksum by address family).
+    pub fn vxlan(
+        local_ip: impl Into<IpAddr>,
+        remote_ip: impl Into<IpAddr>,
+        underlay_odp_port: u32,
+    ) -> Self {
         TunnelConfig {
             kind: TunnelKind::Vxlan,
-            local_ip,
-            remote_ip,
+            local_ip: local_ip.into(),
+            remote_ip: remote_ip.into(),
             remote_from_flow: false,
             key: TunnelKey::Flow,
             csum: false,
+            csum_default: true,
             dst_port: 4789,
             underlay_odp_port,
             local_mac: [0; 6],
@@ -210,7 +222,11 @@ impl TunnelConfig {
     }
 
     /// A Geneve tunnel with OVS's defaults (port 6081, TTL 64).
-    pub fn geneve(local_ip: [u8; 4], remote_ip: [u8; 4], underlay_odp_port: u32) -> Self {
+    pub fn geneve(
+        local_ip: impl Into<IpAddr>,
+        remote_ip: impl Into<IpAddr>,
+        underlay_odp_port: u32,
+    ) -> Self {
         TunnelConfig {
             kind: TunnelKind::Geneve,
             dst_port: 6081,
@@ -219,12 +235,27 @@ impl TunnelConfig {
     }
 
     /// A GRE tunnel (IP protocol 47: `dst_port` is unused and 0).
-    pub fn gre(local_ip: [u8; 4], remote_ip: [u8; 4], underlay_odp_port: u32) -> Self {
+    pub fn gre(
+        local_ip: impl Into<IpAddr>,
+        remote_ip: impl Into<IpAddr>,
+        underlay_odp_port: u32,
+    ) -> Self {
         TunnelConfig {
             kind: TunnelKind::Gre,
             dst_port: 0,
             ..TunnelConfig::vxlan(local_ip, remote_ip, underlay_odp_port)
         }
+    }
+
+    /// Whether packets sent now carry a UDP checksum (see `csum_default`).
+    pub fn udp_csum(&self) -> bool {
+        self.kind != TunnelKind::Gre
+            && (self.csum || (self.csum_default && self.remote_ip.is_ipv6()))
+    }
+
+    /// Whether GRE packets carry a checksum (never by default, as OVS).
+    pub fn gre_csum(&self) -> bool {
+        self.kind == TunnelKind::Gre && self.csum
     }
 }
 

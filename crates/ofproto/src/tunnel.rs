@@ -1,14 +1,19 @@
 //! Native tunnelling in the slow path: the outer headers for `tnl_push`
-//! (Ethernet + IPv4 + UDP + VXLAN/Geneve, built once per translation from
+//! (Ethernet + IPv4 or IPv6 + UDP + VXLAN/Geneve, or GRE, built once per
+//! translation from
 //! the tunnel port's configuration and the resolved underlay) and the
 //! state that resolves the underlay, [`TunnelState`]: the route table and
 //! the neighbour cache, shared by every bridge of a daemon.
 //!
-//! Per dp-core's `TnlPush` contract the IPv4 total length and checksum and
-//! the UDP length, source port and checksum are left zero: the executor
-//! fills them per packet (the UDP source port from the packet hash, as
-//! OVS does for entropy). A non-zero UDP checksum field in the header
-//! (`csum=true`) asks the executor to compute the checksum.
+//! Per dp-core's `TnlPush` contract the IPv4 total length and checksum,
+//! the IPv6 payload length and the UDP length, source port and checksum
+//! are left zero: the executor fills them per packet (the UDP source port
+//! from the packet hash, as OVS does for entropy). A non-zero UDP checksum
+//! field in the header asks the executor to compute the checksum: with
+//! `csum=true`, and by default over IPv6 (see
+//! [`TunnelConfig::udp_csum`]: a zero UDP checksum over IPv6 is only
+//! allowed where both ends opt in, RFC 6935, and OVS sends one by
+//! default). The IPv6 header has flow label 0 and no extension headers.
 //!
 //! # Threads
 //! [`TunnelState`] is read by translation on PMD/handler threads and
@@ -25,7 +30,7 @@ use crate::route::{RouteResult, RouteTable};
 use crate::tlv_map::TlvMap;
 use dp_core::action::{TnlPush, vport_type};
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
@@ -81,7 +86,7 @@ impl TunnelState {
     }
 
     /// Longest-prefix match.
-    pub fn route(&self, dst: Ipv4Addr) -> Option<RouteResult> {
+    pub fn route(&self, dst: IpAddr) -> Option<RouteResult> {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -89,8 +94,9 @@ impl TunnelState {
     }
 
     /// True when `ip` is a source address of some route (an address of
-    /// this host), so ARP replies to it are worth learning from.
-    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+    /// this host), so ARP replies and Neighbor Advertisements to it are
+    /// worth learning from, and tunnel packets to it are terminated.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -172,22 +178,44 @@ pub fn build_push(cfg: &TunnelConfig, tnl_port: u32, vni: u64) -> TnlPush {
 /// [`build_push`] with Geneve option TLVs `geneve_opts` (a multiple of 4
 /// bytes, at most 252; ignored for VXLAN and GRE).
 pub fn build_push_opts(cfg: &TunnelConfig, tnl_port: u32, vni: u64, geneve_opts: &[u8]) -> TnlPush {
-    let mut h = Vec::with_capacity(50);
+    let mut h = Vec::with_capacity(70);
     h.extend_from_slice(&cfg.next_hop_mac);
     h.extend_from_slice(&cfg.local_mac);
-    h.extend_from_slice(&0x0800u16.to_be_bytes());
     let proto = if cfg.kind == TunnelKind::Gre { 47 } else { 17 };
-    // IPv4, no options, don't fragment.
-    h.extend_from_slice(&[0x45, cfg.tos, 0, 0, 0, 0, 0x40, 0x00, cfg.ttl, proto, 0, 0]);
-    h.extend_from_slice(&cfg.local_ip);
-    h.extend_from_slice(&cfg.remote_ip);
+    match cfg.remote_ip {
+        IpAddr::V4(remote) => {
+            h.extend_from_slice(&0x0800u16.to_be_bytes());
+            // IPv4, no options, don't fragment.
+            h.extend_from_slice(&[0x45, cfg.tos, 0, 0, 0, 0, 0x40, 0x00, cfg.ttl, proto, 0, 0]);
+            let local = match cfg.local_ip {
+                IpAddr::V4(l) => l.octets(),
+                IpAddr::V6(_) => [0; 4],
+            };
+            h.extend_from_slice(&local);
+            h.extend_from_slice(&remote.octets());
+        }
+        IpAddr::V6(remote) => {
+            h.extend_from_slice(&0x86ddu16.to_be_bytes());
+            // Version 6, traffic class `tos`, flow label 0; the payload
+            // length is the executor's; hop limit `ttl`.
+            let word = (6u32 << 28) | (u32::from(cfg.tos) << 20);
+            h.extend_from_slice(&word.to_be_bytes());
+            h.extend_from_slice(&[0, 0, proto, cfg.ttl]);
+            let local = match cfg.local_ip {
+                IpAddr::V6(l) => l.octets(),
+                IpAddr::V4(_) => [0; 16],
+            };
+            h.extend_from_slice(&local);
+            h.extend_from_slice(&remote.octets());
+        }
+    }
     if cfg.kind == TunnelKind::Gre {
         // Key present (K), checksum (C) when asked; Transparent Ethernet
         // Bridging; the executor fills the checksum.
-        let flags: u16 = 0x2000 | if cfg.csum { 0x8000 } else { 0 };
+        let flags: u16 = 0x2000 | if cfg.gre_csum() { 0x8000 } else { 0 };
         h.extend_from_slice(&flags.to_be_bytes());
         h.extend_from_slice(&0x6558u16.to_be_bytes());
-        if cfg.csum {
+        if cfg.gre_csum() {
             h.extend_from_slice(&[0; 4]);
         }
         h.extend_from_slice(&(vni as u32).to_be_bytes());
@@ -201,7 +229,7 @@ pub fn build_push_opts(cfg: &TunnelConfig, tnl_port: u32, vni: u64, geneve_opts:
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(&cfg.dst_port.to_be_bytes());
     // Length; checksum: any non-zero value asks the executor for one.
-    let csum = if cfg.csum { 0xffff_u16 } else { 0 };
+    let csum = if cfg.udp_csum() { 0xffff_u16 } else { 0 };
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(&csum.to_be_bytes());
     let vni_field = ((vni as u32) & 0x00ff_ffff) << 8;
@@ -280,9 +308,58 @@ mod tests {
         // The executor accepts both.
         assert!(dp_core::execute::PushPlan::new(&p).is_ok());
         let mut udp = TunnelConfig::geneve([1, 1, 1, 1], [2, 2, 2, 2], 1);
+        assert_eq!(
+            &build_push(&udp, 4, 1).header[40..42],
+            &[0, 0],
+            "IPv4 default: off"
+        );
         udp.csum = true;
         let p = build_push(&udp, 4, 1);
         assert_eq!(&p.header[40..42], &[0xff, 0xff], "csum on: non-zero field");
         assert!(dp_core::execute::PushPlan::new(&p).is_ok());
+    }
+
+    fn v6(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_vxlan_header_formats_like_ovs_and_checksums_by_default() {
+        let mut cfg = TunnelConfig::vxlan(v6("2001:db8::1"), v6("2001:db8::2"), 1);
+        cfg.local_mac = [0xaa, 0x55, 0xaa, 0x55, 0, 0];
+        cfg.next_hop_mac = [0, 0x0b, 0, 0, 0, 2];
+        cfg.tos = 0x10;
+        let p = build_push(&cfg, 4, 123);
+        assert_eq!(p.header.len(), 70, "14 + 40 + 8 + 8");
+        assert_eq!(
+            format_odp_actions(&[Action::TnlPush(p.clone())]),
+            "tnl_push(tnl_port(4),header(size=70,type=4,eth(dst=00:0b:00:00:00:02,src=aa:55:aa:55:00:00,dl_type=0x86dd),ipv6(src=2001:db8::1,dst=2001:db8::2,label=0,proto=17,tclass=0x10,hlimit=64),udp(src=0,dst=4789,csum=0xffff),vxlan(flags=0x8000000,vni=0x7b)),out_port(1))"
+        );
+        assert!(dp_core::execute::PushPlan::new(&p).is_ok());
+        // Explicitly off: no checksum even over IPv6.
+        cfg.csum_default = false;
+        let p = build_push(&cfg, 4, 123);
+        assert_eq!(&p.header[60..62], &[0, 0]);
+        // Geneve and GRE over IPv6.
+        let g = build_push(
+            &TunnelConfig::geneve(v6("2001:db8::1"), v6("2001:db8::2"), 1),
+            4,
+            5,
+        );
+        assert_eq!((g.header.len(), &g.header[12..14]), (70, &[0x86, 0xdd][..]));
+        assert_eq!(&g.header[60..62], &[0xff, 0xff]);
+        let gre = build_push(
+            &TunnelConfig::gre(v6("2001:db8::1"), v6("2001:db8::2"), 1),
+            4,
+            5,
+        );
+        assert_eq!(gre.header.len(), 62, "14 + 40 + GRE with key");
+        assert_eq!(gre.header[20], 47, "next header GRE");
+        assert_eq!(
+            &gre.header[54..58],
+            &[0x20, 0, 0x65, 0x58],
+            "no GRE checksum by default"
+        );
+        assert!(dp_core::execute::PushPlan::new(&gre).is_ok());
     }
 }

@@ -75,7 +75,7 @@ use dp_core::action::{Action, Userdata, Userspace};
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
 use dp_core::odp::attr::{EthKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Most nested resubmits (OVS `MAX_DEPTH`).
@@ -252,6 +252,7 @@ pub(crate) fn translate(
         ctx.note_geneve_options();
     }
     ctx.snoop_arp();
+    ctx.snoop_nd();
     if in_port.is_none() {
         ctx.note(format!(
             "no OpenFlow port for datapath port {}, dropping",
@@ -365,7 +366,7 @@ impl Ctx<'_, '_> {
         self.wc.key.nw_dst = [0xff; 4];
         self.wc.key.arp_sha = [0xff; 6];
         self.uses_tnl = true;
-        if !tnl.is_local(Ipv4Addr::from(k.nw_dst)) {
+        if !tnl.is_local(IpAddr::V4(Ipv4Addr::from(k.nw_dst))) {
             return;
         }
         // Every such reply goes through here (no megaflow), so a
@@ -375,7 +376,7 @@ impl Ctx<'_, '_> {
         // (an underlay host must not be able to grow it at will).
         if self.env.may_learn {
             tnl.neigh().snoop(
-                Ipv4Addr::from(k.nw_src),
+                IpAddr::V4(Ipv4Addr::from(k.nw_src)),
                 k.arp_sha,
                 self.env.bridge,
                 self.env.now_ms,
@@ -386,6 +387,47 @@ impl Ctx<'_, '_> {
             Ipv4Addr::from(k.nw_src),
             fmt_mac(&k.arp_sha)
         ));
+    }
+
+    /// Learns the target of a Neighbor Advertisement sent to one of this
+    /// host's addresses, at its target link-layer address, into the
+    /// neighbour cache (OVS `tnl_nd_snoop`); as [`Self::snoop_arp`], never
+    /// installed. An advertisement without the option (the answer to a
+    /// unicast solicitation, RFC 4861 7.2.4) teaches nothing.
+    fn snoop_nd(&mut self) {
+        /// ICMPv6 type of a Neighbor Advertisement (RFC 4861).
+        const ND_NEIGHBOR_ADVERT: u16 = 136;
+        let Some(tnl) = self.env.tnl else {
+            return;
+        };
+        let k = self.orig;
+        if k.dl_type != ETH_TYPE_IPV6 {
+            return;
+        }
+        self.wc.key.nw_proto = u8::MAX;
+        if k.nw_proto != IPPROTO_ICMPV6 || k.nw_frag & FLOW_NW_FRAG_LATER != 0 {
+            return;
+        }
+        // ICMPv6 type and code are kept in tp_src and tp_dst.
+        self.wc.key.tp_src = u16::MAX;
+        self.wc.key.tp_dst = u16::MAX;
+        if k.tp_src != ND_NEIGHBOR_ADVERT || k.tp_dst != 0 {
+            return;
+        }
+        self.wc.key.ipv6_dst = [0xff; 16];
+        self.wc.key.nd_target = [0xff; 16];
+        self.wc.key.arp_tha = [0xff; 6];
+        self.uses_tnl = true;
+        if k.arp_tha == [0; 6] || !tnl.is_local(IpAddr::V6(Ipv6Addr::from(k.ipv6_dst))) {
+            return;
+        }
+        self.no_install = true;
+        let target = IpAddr::V6(Ipv6Addr::from(k.nd_target));
+        if self.env.may_learn {
+            tnl.neigh()
+                .snoop(target, k.arp_tha, self.env.bridge, self.env.now_ms);
+        }
+        self.note(format!("neighbour {target} is at {}", fmt_mac(&k.arp_tha)));
     }
 
     /// Looks `flow` up in `table_id` and runs the winner's actions.
@@ -715,9 +757,16 @@ impl Ctx<'_, '_> {
         };
         let mut cfg = t.clone();
         if t.remote_from_flow {
+            // OVS: an IPv4 tun_dst wins; otherwise tun_ipv6_dst.
             self.wc.key.tun_ipv4_dst = [0xff; 4];
-            cfg.remote_ip = self.flow.key.tun_ipv4_dst;
-            if cfg.remote_ip == [0; 4] {
+            let (v4, v6) = (self.flow.key.tun_ipv4_dst, self.flow.key.tun_ipv6_dst);
+            cfg.remote_ip = if v4 != [0; 4] {
+                IpAddr::V4(Ipv4Addr::from(v4))
+            } else {
+                self.wc.key.tun_ipv6_dst = [0xff; 16];
+                IpAddr::V6(Ipv6Addr::from(v6))
+            };
+            if cfg.remote_ip.is_unspecified() {
                 self.note(format!(
                     "tunnel port {}: remote_ip=flow but the flow has no tun_dst, dropping",
                     port.name
@@ -735,7 +784,14 @@ impl Ctx<'_, '_> {
             return;
         };
         self.uses_tnl = true;
-        let remote = Ipv4Addr::from(cfg.remote_ip);
+        let remote = cfg.remote_ip;
+        if !cfg.local_ip.is_unspecified() && cfg.local_ip.is_ipv6() != remote.is_ipv6() {
+            self.note(format!(
+                "native tunnel: local_ip {} and remote {remote} are of different families, dropping",
+                cfg.local_ip
+            ));
+            return;
+        }
         let Some(route) = tnl.route(remote) else {
             self.note(format!("native tunnel: no route to {remote}, dropping"));
             return;
@@ -758,9 +814,9 @@ impl Ctx<'_, '_> {
                 }
             },
         };
-        if cfg.local_ip == [0; 4] {
+        if cfg.local_ip.is_unspecified() {
             match route.src {
-                Some(src) => cfg.local_ip = src.octets(),
+                Some(src) => cfg.local_ip = src,
                 None => {
                     self.note(format!(
                         "native tunnel: no source address for {remote} (set local_ip), dropping"
@@ -772,15 +828,21 @@ impl Ctx<'_, '_> {
         cfg.local_mac = tnl.dev_mac(&dev.name).unwrap_or([0; 6]);
         let Some(nh_mac) = tnl.neigh().lookup(route.next_hop, self.env.now_ms) else {
             self.note(format!(
-                "neighbour cache miss for {} on bridge {}, sending ARP request",
-                route.next_hop, self.env.bridge
+                "neighbour cache miss for {} on bridge {}, sending {}",
+                route.next_hop,
+                self.env.bridge,
+                if route.next_hop.is_ipv6() {
+                    "Neighbor Solicitation"
+                } else {
+                    "ARP request"
+                }
             ));
             if self.env.may_learn {
                 tnl.neigh().want(
                     Solicit {
                         target: route.next_hop,
                         dev: dev.name.clone(),
-                        src: Ipv4Addr::from(cfg.local_ip),
+                        src: cfg.local_ip,
                         src_mac: cfg.local_mac,
                     },
                     self.env.now_ms,
@@ -888,9 +950,20 @@ impl Ctx<'_, '_> {
         let mut key = FlowKey::ZERO;
         key.dl_dst = cfg.next_hop_mac;
         key.dl_src = cfg.local_mac;
-        key.dl_type = ETH_TYPE_IPV4;
-        key.nw_src = cfg.local_ip;
-        key.nw_dst = cfg.remote_ip;
+        match (cfg.local_ip, cfg.remote_ip) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                key.dl_type = ETH_TYPE_IPV6;
+                key.ipv6_src = src.octets();
+                key.ipv6_dst = dst.octets();
+            }
+            (src, dst) => {
+                key.dl_type = ETH_TYPE_IPV4;
+                if let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) {
+                    key.nw_src = src.octets();
+                    key.nw_dst = dst.octets();
+                }
+            }
+        }
         key.nw_proto = if cfg.kind == TunnelKind::Gre {
             IPPROTO_GRE
         } else {
@@ -949,7 +1022,12 @@ impl Ctx<'_, '_> {
     fn tunnel_termination(&mut self) -> Option<u32> {
         let k = self.flow.key;
         // Later fragments carry no UDP header: nothing to match them by.
-        if k.dl_type != ETH_TYPE_IPV4 || k.nw_frag & FLOW_NW_FRAG_LATER != 0 {
+        let dst = match k.dl_type {
+            ETH_TYPE_IPV4 => IpAddr::V4(Ipv4Addr::from(k.nw_dst)),
+            ETH_TYPE_IPV6 => IpAddr::V6(Ipv6Addr::from(k.ipv6_dst)),
+            _ => return None,
+        };
+        if k.nw_frag & FLOW_NW_FRAG_LATER != 0 {
             return None;
         }
         self.wc.key.nw_proto = u8::MAX;
@@ -957,7 +1035,11 @@ impl Ctx<'_, '_> {
         if k.nw_proto != IPPROTO_UDP && !gre {
             return None;
         }
-        self.wc.key.nw_dst = [0xff; 4];
+        if dst.is_ipv6() {
+            self.wc.key.ipv6_dst = [0xff; 16];
+        } else {
+            self.wc.key.nw_dst = [0xff; 4];
+        }
         if !gre {
             self.wc.key.tp_dst = u16::MAX;
         }
@@ -974,11 +1056,11 @@ impl Ctx<'_, '_> {
                 return None;
             }
             // No fixed local_ip: any address of this host (a route source).
-            let local = if t.local_ip == [0; 4] {
+            let local = if t.local_ip.is_unspecified() {
                 uses_tnl = true;
-                tnl.is_some_and(|s| s.is_local(Ipv4Addr::from(k.nw_dst)))
+                tnl.is_some_and(|s| s.is_local(dst))
             } else {
-                t.local_ip == k.nw_dst
+                t.local_ip == dst
             };
             local.then_some(p.odp_port)
         };

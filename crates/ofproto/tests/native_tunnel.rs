@@ -53,7 +53,7 @@ fn host() -> (Ofproto, Arc<TunnelState>) {
             plen,
             dev: "br0".into(),
             gateway: None,
-            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            src: Some(Ipv4Addr::new(172, 31, 0, 1).into()),
             origin: RouteOrigin::Cached,
         }])
     });
@@ -117,7 +117,7 @@ fn neighbour_miss_solicits_then_snooped_reply_resolves() {
     );
     assert_ne!(o.tunnel_seq(), before);
     assert_eq!(
-        tnl.neigh().lookup(Ipv4Addr::new(172, 31, 0, 2), 1),
+        tnl.neigh().lookup(Ipv4Addr::new(172, 31, 0, 2).into(), 1),
         Some(PEER_MAC)
     );
 
@@ -131,8 +131,12 @@ fn neighbour_miss_solicits_then_snooped_reply_resolves() {
     assert_eq!(t.mask.tp_dst, 0);
     // A later neighbour change makes it stale.
     assert!(!o.is_stale(&t));
-    tnl.neigh()
-        .snoop(Ipv4Addr::new(172, 31, 0, 2), [2, 0, 0, 0, 0, 0xc], "br0", 5);
+    tnl.neigh().snoop(
+        Ipv4Addr::new(172, 31, 0, 2).into(),
+        [2, 0, 0, 0, 0, 0xc],
+        "br0",
+        5,
+    );
     assert!(o.is_stale(&t));
 }
 
@@ -153,8 +157,8 @@ fn routes_pick_the_device_gateway_and_source() {
             prefix,
             plen,
             dev: "br0".into(),
-            gateway: Some(Ipv4Addr::new(172, 30, 0, 254)),
-            src: Some(Ipv4Addr::new(172, 30, 0, 1)),
+            gateway: Some(Ipv4Addr::new(172, 30, 0, 254).into()),
+            src: Some(Ipv4Addr::new(172, 30, 0, 1).into()),
             origin: RouteOrigin::User,
         })
     });
@@ -162,7 +166,7 @@ fn routes_pick_the_device_gateway_and_source() {
     let reqs = tnl.neigh().take_due_requests(0);
     assert_eq!(reqs[0].target, Ipv4Addr::new(172, 30, 0, 254));
     tnl.neigh()
-        .set_static(Ipv4Addr::new(172, 30, 0, 254), PEER_MAC, "br0");
+        .set_static(Ipv4Addr::new(172, 30, 0, 254).into(), PEER_MAC, "br0");
     let s = format_odp_actions(&o.translate(&vm_packet(), 0).actions);
     assert!(s.contains("ipv4(src=172.30.0.1,dst=172.31.0.2"), "{s}");
     assert!(s.contains("eth(dst=02:00:00:00:00:0b"), "{s}");
@@ -242,13 +246,13 @@ fn tunnel_port_and_vtep_on_different_bridges() {
             plen,
             dev: "br-phy".into(),
             gateway: None,
-            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            src: Some(Ipv4Addr::new(172, 31, 0, 1).into()),
             origin: RouteOrigin::Cached,
         }])
     });
     tnl.set_dev_mac("br-phy", LOCAL_MAC);
     tnl.neigh()
-        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br-phy");
+        .set_static(Ipv4Addr::new(172, 31, 0, 2).into(), PEER_MAC, "br-phy");
     for b in [&br_int, &br_phy] {
         assert!(b.set_tunnel_state(tnl.clone()));
         tnl.register_bridge(b);
@@ -299,7 +303,7 @@ fn remote_and_key_from_the_flow() {
     )
     .unwrap();
     tnl.neigh()
-        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br0");
+        .set_static(Ipv4Addr::new(172, 31, 0, 2).into(), PEER_MAC, "br0");
     let s = format_odp_actions(&o.translate(&vm_packet(), 0).actions);
     assert!(
         s.contains("ipv4(src=172.31.0.1,dst=172.31.0.2") && s.contains("vni=0x4d)"),
@@ -347,13 +351,13 @@ fn geneve_tun_metadata_matches_and_sets_options() {
             plen,
             dev: "br0".into(),
             gateway: None,
-            src: Some(Ipv4Addr::new(172, 31, 0, 1)),
+            src: Some(Ipv4Addr::new(172, 31, 0, 1).into()),
             origin: RouteOrigin::Cached,
         }])
     });
     tnl.set_dev_mac("br0", LOCAL_MAC);
     tnl.neigh()
-        .set_static(Ipv4Addr::new(172, 31, 0, 2), PEER_MAC, "br0");
+        .set_static(Ipv4Addr::new(172, 31, 0, 2).into(), PEER_MAC, "br0");
     assert!(o.set_tunnel_state(tnl.clone()));
 
     let rx = |opts: &[u8]| {
@@ -432,4 +436,157 @@ fn geneve_tun_metadata_matches_and_sets_options() {
     // The lookup saw that the VM's packet carries no option (the length
     // may be matched), but the written value depends on no option byte.
     assert_eq!(t.mask.tun_geneve, [0; GENEVE_KEY_OPTS], "{:?}", t.mask);
+}
+
+const VTEP6: &str = "2001:db8:31::1";
+const PEER6: &str = "2001:db8:31::2";
+
+fn v6(text: &str) -> std::net::IpAddr {
+    text.parse().unwrap()
+}
+
+/// [`host`] with an IPv6 underlay: the VTEP 2001:db8:31::1/64 on LOCAL,
+/// vx0 to 2001:db8:31::2.
+fn host6() -> (Ofproto, Arc<TunnelState>) {
+    let o = Ofproto::new("br0");
+    o.add_port(PortConfig::new("vm", VM).with_ofport(1))
+        .unwrap();
+    o.add_port(PortConfig::new("uplink", UPLINK).with_ofport(2))
+        .unwrap();
+    o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
+        .unwrap();
+    let mut vx = TunnelConfig::vxlan(std::net::Ipv6Addr::UNSPECIFIED, v6(PEER6), 0);
+    vx.key = TunnelKey::Fixed(5000);
+    o.add_port(PortConfig::new("vx0", VX).with_ofport(3).with_tunnel(vx))
+        .unwrap();
+    o.add_flows(
+        "priority=10,in_port=vm,actions=output:vx0\n\
+         priority=10,in_port=vx0,actions=output:vm\n\
+         priority=5,in_port=uplink,actions=LOCAL\n\
+         priority=5,in_port=LOCAL,actions=output:uplink\n",
+        0,
+    )
+    .unwrap();
+    let tnl = Arc::new(TunnelState::new());
+    let (prefix, plen) = parse_prefix("2001:db8:31::/64").unwrap();
+    tnl.update_routes(|t| {
+        t.replace_system(vec![Route {
+            prefix,
+            plen,
+            dev: "br0".into(),
+            gateway: None,
+            src: Some(v6(VTEP6)),
+            origin: RouteOrigin::Cached,
+        }])
+    });
+    tnl.set_dev_mac("br0", LOCAL_MAC);
+    assert!(o.set_tunnel_state(tnl.clone()));
+    (o, tnl)
+}
+
+/// A Neighbor Advertisement from `from` (target `from`, target
+/// link-layer address `mac`) to `to`, as the datapath extracts it.
+fn neighbor_advert(from: &str, mac: [u8; 6], to: &str) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = UPLINK;
+    k.dl_src = mac;
+    k.dl_dst = LOCAL_MAC;
+    k.dl_type = ETH_TYPE_IPV6;
+    k.ipv6_src = from.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    k.ipv6_dst = to.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    k.nw_proto = IPPROTO_ICMPV6;
+    k.nw_ttl = 255;
+    k.tp_src = 136;
+    k.nd_target = k.ipv6_src;
+    k.arp_tha = mac;
+    k.nd_options_type = 2;
+    k
+}
+
+#[test]
+fn ipv6_underlay_solicits_learns_from_nd_and_pushes_ipv6() {
+    let (o, tnl) = host6();
+    let t = o.translate(&vm_packet(), 0);
+    assert!(
+        t.actions.is_empty() && !t.install,
+        "unresolved: drop, no megaflow"
+    );
+    let reqs = tnl.neigh().take_due_requests(0);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!((reqs[0].target, reqs[0].src), (v6(PEER6), v6(VTEP6)));
+    assert_eq!((reqs[0].dev.as_str(), reqs[0].src_mac), ("br0", LOCAL_MAC));
+
+    // An advertisement to another address teaches nothing; one without
+    // the target link-layer option neither.
+    let t = o.translate(&neighbor_advert(PEER6, PEER_MAC, "2001:db8:31::9"), 0);
+    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(
+        (t.mask.ipv6_dst, t.mask.tp_src),
+        ([255; 16], 0xff),
+        "ICMPv6 type"
+    );
+    let mut no_tll = neighbor_advert(PEER6, PEER_MAC, VTEP6);
+    no_tll.arp_tha = [0; 6];
+    o.translate(&no_tll, 0);
+    assert!(tnl.neigh().is_empty());
+    // A solicitation (type 135) is not an answer.
+    let mut ns = neighbor_advert(PEER6, PEER_MAC, VTEP6);
+    ns.tp_src = 135;
+    o.translate(&ns, 0);
+    assert!(tnl.neigh().is_empty());
+
+    let before = o.tunnel_seq();
+    let t = o.translate(&neighbor_advert(PEER6, PEER_MAC, VTEP6), 0);
+    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert!(!t.install, "every advertisement must reach the slow path");
+    assert_ne!(o.tunnel_seq(), before);
+    assert_eq!(tnl.neigh().lookup(v6(PEER6), 1), Some(PEER_MAC));
+    let shown = tnl.neigh().show(1);
+    assert!(
+        shown.contains("2001:db8:31::2                          02:00:00:00:00:0b   br0\n"),
+        "{shown}"
+    );
+
+    let t = o.translate(&vm_packet(), 1);
+    assert!(t.install);
+    assert_eq!(
+        format_odp_actions(&t.actions),
+        "clone(tnl_push(tnl_port(4789),header(size=70,type=4,eth(dst=02:00:00:00:00:0b,src=02:00:00:00:00:0a,dl_type=0x86dd),ipv6(src=2001:db8:31::1,dst=2001:db8:31::2,label=0,proto=17,tclass=0x0,hlimit=64),udp(src=0,dst=4789,csum=0xffff),vxlan(flags=0x8000000,vni=0x1388)),out_port(100)),12)"
+    );
+    assert!(!o.is_stale(&t));
+    tnl.neigh().snoop(v6(PEER6), [2, 0, 0, 0, 0, 0xc], "br0", 5);
+    assert!(o.is_stale(&t), "a new MAC for the next hop revalidates");
+}
+
+#[test]
+fn ipv6_packets_for_the_local_vtep_pop() {
+    let (o, _) = host6();
+    let mut k = FlowKey::ZERO;
+    k.in_port = UPLINK;
+    k.dl_type = ETH_TYPE_IPV6;
+    k.ipv6_src = v6_octets(PEER6);
+    k.ipv6_dst = v6_octets(VTEP6);
+    k.nw_proto = IPPROTO_UDP;
+    k.tp_dst = 4789;
+    let t = o.translate(&k, 0);
+    assert_eq!(t.actions, vec![Action::TnlPop(VX)]);
+    assert_eq!(t.mask.ipv6_dst, [255; 16]);
+    // Another address of the segment, or another UDP port: not ours.
+    k.ipv6_dst = v6_octets("2001:db8:31::7");
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    k.ipv6_dst = v6_octets(VTEP6);
+    k.tp_dst = 4790;
+    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    // The IPv4-mapped form of an IPv4 VTEP is not an IPv6 VTEP.
+    let (o4, _) = host();
+    k.tp_dst = 4789;
+    k.ipv6_dst = "::ffff:172.31.0.1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    assert_eq!(o4.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+}
+
+fn v6_octets(text: &str) -> [u8; 16] {
+    text.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }

@@ -280,7 +280,7 @@ fn set_tunnel_and_output_to_vxlan_port() {
     .unwrap();
     let mut fixed = cfg;
     fixed.key = TunnelKey::Fixed(7);
-    fixed.remote_ip = [172, 16, 0, 3];
+    fixed.remote_ip = [172, 16, 0, 3].into();
     o.add_port(
         PortConfig::new("vx1", 4790)
             .with_ofport(11)
