@@ -892,3 +892,149 @@ fn bad_tlv_map_is_a_config_error() {
         );
     }
 }
+
+const VTEP6_A: &str = "fd00:31::1";
+const VTEP6_B: &str = "fd00:31::2";
+
+/// VXLAN over an IPv6 underlay: the VTEPs carry only IPv6 addresses
+/// (`nodad`, so duplicate address detection does not hold them back),
+/// the daemons learn the /64 over rtnetlink (the route has no preferred
+/// source: the address gives it), resolve the peer VTEP with Neighbor
+/// Solicitations they send themselves and learn it from the Neighbor
+/// Advertisements. Checked: ping across the overlay, `tnl/neigh/show`
+/// listing the peer's IPv6 address at its MAC, tshark decoding the
+/// underlay as VXLAN in IPv6 with the VNI and a UDP checksum it verifies
+/// (on by default over IPv6), and `ovs/route/add|show` with v6 prefixes.
+#[test]
+fn vxlan_over_ipv6_underlay_between_two_daemons() {
+    if !prerequisites("vxlan over ipv6", &["tshark"]) {
+        return;
+    }
+    let (topo, mut sides) = build("t4v");
+    sides[0].peer_ip = VTEP6_B;
+    sides[1].peer_ip = VTEP6_A;
+    let dirs = [TempDir::new("t4-v6a"), TempDir::new("t4-v6b")];
+    let texts = [0, 1].map(|i| config(&sides[i], "vxlan", 5000));
+    let daemons: Vec<Daemon> = sides
+        .iter()
+        .zip(&dirs)
+        .zip(&texts)
+        .map(|((s, dir), text)| {
+            Daemon::start_with(
+                env!("CARGO_BIN_EXE_oxvsd"),
+                dir,
+                text,
+                DaemonOptions {
+                    netns: Some(s.host_ns.clone()),
+                    ..DaemonOptions::default()
+                },
+            )
+        })
+        .collect();
+    for ((s, d), ip) in sides.iter().zip(&daemons).zip([VTEP6_A, VTEP6_B]) {
+        sh(&[
+            "ip",
+            "-n",
+            &s.host_ns,
+            "-6",
+            "addr",
+            "add",
+            &format!("{ip}/64"),
+            "dev",
+            &s.vtep,
+            "nodad",
+        ]);
+        sh(&["ip", "-n", &s.host_ns, "link", "set", &s.vtep, "up"]);
+        let want = format!("Cached: fd00:31::/64 dev {} SRC {ip}", s.vtep);
+        wait_for("the IPv6 VTEP route learned over rtnetlink", 10, || {
+            d.ok("ovs/route/show", &[]).contains(&want)
+        });
+    }
+    let (a, b) = (&daemons[0], &daemons[1]);
+    let ports = a.ok("tnl/ports/show", &[]);
+    assert!(
+        ports.contains(&format!(
+            "tun0 (4789) type=vxlan bridge=br0 remote_ip={VTEP6_B} key=5000 csum=true"
+        )),
+        "{ports}"
+    );
+    assert!(!a.ok("tnl/neigh/show", &[]).contains(VTEP6_B));
+
+    testbed::wait_reachable_within(&topo.ns_a, IP_B, 20);
+    // Both caches learned the peer VTEP from ND (not a static entry).
+    let mac_b = mac_of(&sides[1].host_ns, &sides[1].vtep);
+    let neigh = a.ok("tnl/neigh/show", &[]);
+    assert!(
+        neigh.lines().any(|l| l.starts_with(&format!("{VTEP6_B} "))
+            && l.contains(&mac_b)
+            && !l.contains("STATIC")),
+        "A's neighbour cache lacks {VTEP6_B} at {mac_b}:\n{neigh}"
+    );
+    let mac_a = mac_of(&sides[0].host_ns, &sides[0].vtep);
+    let neigh = b.ok("tnl/neigh/show", &[]);
+    assert!(
+        neigh
+            .lines()
+            .any(|l| l.starts_with(&format!("{VTEP6_A} ")) && l.contains(&mac_a)),
+        "B's neighbour cache lacks {VTEP6_A} at {mac_a}:\n{neigh}"
+    );
+
+    // The underlay carries VXLAN in IPv6 between the VTEPs, checksummed.
+    let fields = [
+        "vxlan.vni",
+        "ipv6.src",
+        "ipv6.dst",
+        "ipv6.hlim",
+        "udp.checksum.status",
+        "ip.src",
+    ];
+    let decoded = capture_fields(&sides[0].host_ns, &sides[0].ul, "vxlan", &fields, || {
+        testbed::ping(&topo.ns_a, IP_B, 10);
+    });
+    let mut with_inner_ip = 0;
+    for line in &decoded {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f[0], "5000", "VNI in {line}");
+        let outer = (f.get(1).copied(), f.get(2).copied());
+        assert!(
+            outer == (Some(VTEP6_A), Some(VTEP6_B)) || outer == (Some(VTEP6_B), Some(VTEP6_A)),
+            "outer IPv6 addresses in {decoded:?}"
+        );
+        assert_eq!(f.get(3).copied(), Some("64"), "outer hop limit in {line}");
+        assert_eq!(
+            f.get(4).copied(),
+            Some("1"),
+            "tshark verifies the UDP checksum: {line}"
+        );
+        if let Some(inner) = f.get(5).filter(|s| !s.is_empty()) {
+            assert!(*inner == IP_A || *inner == IP_B, "inner source in {line}");
+            with_inner_ip += 1;
+        }
+    }
+    assert!(with_inner_ip >= 3, "tshark decoded {decoded:?}");
+
+    // Static IPv6 routes: a gateway of the wrong family is refused.
+    let vtep = &sides[0].vtep;
+    let e = a
+        .call("ovs/route/add", &["fd00:99::/64", vtep, "172.31.0.254"])
+        .unwrap_err();
+    assert!(e.contains("GW") && e.contains("IPv6"), "{e}");
+    assert_eq!(
+        a.ok("ovs/route/add", &["fd00:99::/64", vtep, "fd00:31::fe"]),
+        "OK\n"
+    );
+    let shown = a.ok("ovs/route/show", &[]);
+    assert!(
+        shown.contains(&format!(
+            "User: fd00:99::/64 dev {vtep} GW fd00:31::fe SRC {VTEP6_A}"
+        )),
+        "{shown}"
+    );
+    assert_eq!(a.ok("ovs/route/del", &["fd00:99::/64"]), "OK\n");
+    testbed::ping(&topo.ns_a, IP_B, 3);
+    for d in daemons {
+        // Exit 0 with every packet buffer back in its pool.
+        d.stop_clean();
+    }
+    drop(topo);
+}
