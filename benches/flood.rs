@@ -28,53 +28,22 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use dp_core::action::Action;
-use dp_core::flow::FlowKey;
 use dp_core::netdev::Netdev;
-use dp_core::packet::{MAX_BURST, Packet};
+use dp_core::packet::MAX_BURST;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::{Megaflows, five_tuple_mask, udp_frame};
 
-#[derive(Debug)]
-struct FiveTuple;
-
-impl UpcallHandler for FiveTuple {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _packet: Option<&Packet>,
-        _now_ms: u64,
-    ) -> Result<Translation, UpcallError> {
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_src = [255; 4];
-        mask.nw_dst = [255; 4];
-        mask.nw_proto = u8::MAX;
-        mask.tp_src = u16::MAX;
-        mask.tp_dst = u16::MAX;
-        let out = if key.in_port == 1 { 2 } else { 4 };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(vec![Action::Output(out)]),
-        })
-    }
-
-    fn version(&self) -> u64 {
-        0
-    }
+/// Exact 5-tuple megaflows: port 1 → 2, anything else → 4.
+fn five_tuple() -> Megaflows {
+    Megaflows::new(five_tuple_mask(), |in_port, _| {
+        vec![Action::Output(if in_port == 1 { 2 } else { 4 })]
+    })
 }
 
+/// A 60-byte UDP frame from `src`, source port `sport`, to port 53.
 fn udp(src: [u8; 4], sport: u16) -> Vec<u8> {
-    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[10, 0, 0, 2]);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&53u16.to_be_bytes());
-    f.extend_from_slice(&[0, 26, 0, 0]);
-    f.resize(60, 0);
-    f
+    udp_frame(src, sport, 53)
 }
 
 /// What one phase measured.
@@ -98,7 +67,7 @@ fn phase(iters: u64, with_flood: bool, upcall_budget: usize, upcall_share_pct: u
             upcall_share_pct,
             ..PmdConfig::default()
         },
-        Arc::new(FiveTuple),
+        Arc::new(five_tuple()),
         Arc::new(AtomicUsize::new(dp_pmd::pmd::DEFAULT_FLOW_LIMIT)),
     );
     let ports: Vec<Arc<DummyNetdev>> = (1..=4)

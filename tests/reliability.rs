@@ -32,59 +32,19 @@ use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::msg::PutMode;
-use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
+use dp_pmd::upcall::FlowActions;
+use testbed::datapath::{Megaflows, five_tuple_mask, udp_frame};
 
 /// Exact 5-tuple megaflows: port 1 ↔ 2, port 3 → 4 (the flood's sink),
-/// anything else dropped. `version` flips port 3's output between 4 and
-/// drop (a rule change the revalidator must apply).
-#[derive(Debug, Default)]
-struct FiveTuple {
-    version: AtomicU64,
-}
-
-impl UpcallHandler for FiveTuple {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _packet: Option<&Packet>,
-        _now_ms: u64,
-    ) -> Result<Translation, UpcallError> {
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_src = [255; 4];
-        mask.nw_dst = [255; 4];
-        mask.nw_proto = u8::MAX;
-        mask.tp_src = u16::MAX;
-        mask.tp_dst = u16::MAX;
-        let version = self.version.load(Ordering::Relaxed);
-        let actions = match key.in_port {
-            1 => vec![Action::Output(2)],
-            2 => vec![Action::Output(1)],
-            3 if version.is_multiple_of(2) => vec![Action::Output(4)],
-            _ => Vec::new(),
-        };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(actions),
-        })
-    }
-
-    fn version(&self) -> u64 {
-        self.version.load(Ordering::Relaxed)
-    }
-}
-
-fn udp(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[10, 0, 0, 2]);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&[0, 26, 0, 0]);
-    f.resize(60, 0);
-    f
+/// anything else dropped. An odd version drops port 3's traffic (a rule
+/// change the revalidator must apply).
+fn five_tuple() -> Megaflows {
+    Megaflows::new(five_tuple_mask(), |in_port, version| match in_port {
+        1 => vec![Action::Output(2)],
+        2 => vec![Action::Output(1)],
+        3 if version.is_multiple_of(2) => vec![Action::Output(4)],
+        _ => Vec::new(),
+    })
 }
 
 /// The system allocator, counting the bytes live on the heap: the soak's
@@ -286,7 +246,7 @@ fn flood(port: Arc<DummyNetdev>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
         while !stop.load(Ordering::Relaxed) {
             i = i.wrapping_add(1);
             let b = i.to_be_bytes();
-            let frame = udp([172, b[1], b[2], b[3]], (i >> 8) as u16, 9);
+            let frame = udp_frame([172, b[1], b[2], b[3]], (i >> 8) as u16, 9);
             match port.receive(0, &frame) {
                 Ok(()) => sent += 1,
                 // Queue full: the PMD is behind; let it run.
@@ -309,12 +269,12 @@ fn wait_drained(ports: &[&Arc<DummyNetdev>]) {
 fn flow_setup_flood_does_not_starve_an_established_flow() {
     let _serial = serial();
     const FLOW_LIMIT: usize = 2000;
-    let mut dp = Datapath::new(config(FLOW_LIMIT), Arc::new(FiveTuple::default())).unwrap();
+    let mut dp = Datapath::new(config(FLOW_LIMIT), Arc::new(five_tuple())).unwrap();
     let ports: Vec<Arc<DummyNetdev>> = (1..=4).map(|i| dummy(&format!("rl-f{i}"), true)).collect();
     for (i, port) in ports.iter().enumerate() {
         add(&mut dp, port, i as u32 + 1);
     }
-    let established = udp([10, 0, 0, 1], 1000, 2000);
+    let established = udp_frame([10, 0, 0, 1], 1000, 2000);
 
     // Warm up: the established flow is installed before the flood.
     ports[0].receive(0, &established).unwrap();
@@ -387,7 +347,7 @@ fn soak_with_churning_flows_ports_and_rules_returns_every_buffer() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let handler = Arc::new(FiveTuple::default());
+    let handler = Arc::new(five_tuple());
     let mut dp = Datapath::new(config(5000), handler.clone()).unwrap();
     // Ports 1, 2, 3: PMD-polled; port 4: polled by the non-PMD thread.
     let mut ports: Vec<Arc<DummyNetdev>> =
@@ -412,7 +372,7 @@ fn soak_with_churning_flows_ports_and_rules_returns_every_buffer() {
             v6.resize(54, 0x20);
             v6.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
             let runt = vec![0u8; 10];
-            let mut bad_ip = udp([10, 0, 0, 9], 1, 2);
+            let mut bad_ip = udp_frame([10, 0, 0, 9], 1, 2);
             bad_ip[16..18].copy_from_slice(&5u16.to_be_bytes());
             let mut sent = 0u64;
             let mut i = 0u32;
@@ -423,7 +383,7 @@ fn soak_with_churning_flows_ports_and_rules_returns_every_buffer() {
                     1 => v6.clone(),
                     2 => runt.clone(),
                     3 => bad_ip.clone(),
-                    _ => udp(
+                    _ => udp_frame(
                         [10, 1, (i >> 16) as u8 & 3, (i >> 8) as u8],
                         i as u16 % 512,
                         53,
@@ -477,7 +437,7 @@ fn soak_with_churning_flows_ports_and_rules_returns_every_buffer() {
         }
         // Rules change: the revalidator re-translates port 3's flows.
         if round.is_multiple_of(5) {
-            handler.version.fetch_add(1, Ordering::Relaxed);
+            handler.bump_version();
         }
         // Port churn: port 3 goes away and comes back as a new device,
         // with a burst of new flows sent to it while it exists.
@@ -485,7 +445,10 @@ fn soak_with_churning_flows_ports_and_rules_returns_every_buffer() {
             Some(port) => {
                 for k in 0..200u32 {
                     let b = (k + (round as u32) * 200).to_be_bytes();
-                    if port.receive(0, &udp([172, 16, b[2], b[3]], 7, 9)).is_ok() {
+                    if port
+                        .receive(0, &udp_frame([172, 16, b[2], b[3]], 7, 9))
+                        .is_ok()
+                    {
                         flood_sent += 1;
                     }
                 }
