@@ -255,6 +255,10 @@ pub enum Field {
     TunId,
     TunSrc,
     TunDst,
+    /// `tun_ipv6_src`/`tun_ipv6_dst`: the outer IPv6 addresses of a
+    /// tunnel packet (received) or to send with (`remote_ip=flow`).
+    TunIpv6Src,
+    TunIpv6Dst,
     PktMark,
     /// `tun_metadata<i>`: a Geneve option the TLV map names. Its presence
     /// bit is kept by [`crate::Match::set`] and translation, not here.
@@ -308,6 +312,8 @@ pub const ALL_FIELDS: &[Field] = &[
     Field::TunId,
     Field::TunSrc,
     Field::TunDst,
+    Field::TunIpv6Src,
+    Field::TunIpv6Dst,
     Field::PktMark,
     Field::TunMetadata(0),
     Field::TunMetadata(1),
@@ -396,6 +402,8 @@ impl Field {
             Field::TunId => "tun_id",
             Field::TunSrc => "tun_src",
             Field::TunDst => "tun_dst",
+            Field::TunIpv6Src => "tun_ipv6_src",
+            Field::TunIpv6Dst => "tun_ipv6_dst",
             Field::PktMark => "pkt_mark",
             Field::TunMetadata(0) => "tun_metadata0",
             Field::TunMetadata(1) => "tun_metadata1",
@@ -452,6 +460,8 @@ impl Field {
             Field::TunId => "NXM_NX_TUN_ID",
             Field::TunSrc => "NXM_NX_TUN_IPV4_SRC",
             Field::TunDst => "NXM_NX_TUN_IPV4_DST",
+            Field::TunIpv6Src => "NXM_NX_TUN_IPV6_SRC",
+            Field::TunIpv6Dst => "NXM_NX_TUN_IPV6_DST",
             Field::PktMark => "NXM_NX_PKT_MARK",
             Field::TunMetadata(_) => return None,
             Field::VlanVid | Field::VlanPcp | Field::IpDscp | Field::IpFrag => return None,
@@ -498,6 +508,8 @@ impl Field {
             "tun_id" | "tunnel_id" => Field::TunId,
             "tun_src" => Field::TunSrc,
             "tun_dst" => Field::TunDst,
+            "tun_ipv6_src" => Field::TunIpv6Src,
+            "tun_ipv6_dst" => Field::TunIpv6Dst,
             "pkt_mark" => Field::PktMark,
             _ => {
                 if let Some(n) = name.strip_prefix("reg") {
@@ -545,6 +557,7 @@ impl Field {
             Field::IpEcn | Field::IpFrag => 2,
             Field::TcpFlags => 12,
             Field::Ipv6Src | Field::Ipv6Dst | Field::NdTarget => 128,
+            Field::TunIpv6Src | Field::TunIpv6Dst => 128,
             Field::Ipv6Label => 20,
             Field::Metadata | Field::TunId | Field::TunMetadata(_) => 64,
         }
@@ -568,6 +581,7 @@ impl Field {
             Field::IpSrc | Field::IpDst | Field::ArpSpa | Field::ArpTpa => Syntax::Ipv4,
             Field::TunSrc | Field::TunDst => Syntax::Ipv4,
             Field::Ipv6Src | Field::Ipv6Dst | Field::NdTarget => Syntax::Ipv6,
+            Field::TunIpv6Src | Field::TunIpv6Dst => Syntax::Ipv6,
             Field::IpFrag => Syntax::Frag,
             Field::TcpFlags => Syntax::TcpFlags,
             _ => Syntax::Int,
@@ -662,6 +676,8 @@ impl Field {
             Field::TunId => u128::from(k.tun_id),
             Field::TunSrc => ip4_u(&k.tun_ipv4_src),
             Field::TunDst => ip4_u(&k.tun_ipv4_dst),
+            Field::TunIpv6Src => u128::from_be_bytes(k.tun_ipv6_src),
+            Field::TunIpv6Dst => u128::from_be_bytes(k.tun_ipv6_dst),
             Field::PktMark => u128::from(k.pkt_mark),
             Field::TunMetadata(i) => u128::from(f.tun_metadata[usize::from(i) % N_TUN_METADATA]),
         }
@@ -703,6 +719,8 @@ impl Field {
             Field::TunId => k.tun_id = v as u64,
             Field::TunSrc => k.tun_ipv4_src = u_ip4(v),
             Field::TunDst => k.tun_ipv4_dst = u_ip4(v),
+            Field::TunIpv6Src => k.tun_ipv6_src = v.to_be_bytes(),
+            Field::TunIpv6Dst => k.tun_ipv6_dst = v.to_be_bytes(),
             Field::PktMark => k.pkt_mark = v as u32,
             Field::TunMetadata(i) => f.tun_metadata[usize::from(i) % N_TUN_METADATA] = v as u64,
         }

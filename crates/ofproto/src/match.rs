@@ -304,6 +304,8 @@ impl Match {
         fmt_u64(s, "tun_id", f.tun_id, m.tun_id);
         fmt_ip(s, "tun_src", &f.tun_ipv4_src, &m.tun_ipv4_src);
         fmt_ip(s, "tun_dst", &f.tun_ipv4_dst, &m.tun_ipv4_dst);
+        fmt_ip6(s, "tun_ipv6_src", &f.tun_ipv6_src, &m.tun_ipv6_src);
+        fmt_ip6(s, "tun_ipv6_dst", &f.tun_ipv6_dst, &m.tun_ipv6_dst);
         if m.tun_tos != 0 {
             let _ = write!(s, "tun_tos={:x},", f.tun_tos);
         }
@@ -730,6 +732,10 @@ pub fn relevant_mask(flow: &FlowKey) -> OfFlow {
         on(Field::TunId);
         on(Field::TunSrc);
         on(Field::TunDst);
+    } else if flow.tun_ipv6_dst != [0; 16] {
+        on(Field::TunId);
+        on(Field::TunIpv6Src);
+        on(Field::TunIpv6Dst);
     }
     match flow.dl_type {
         ETH_TYPE_IPV4 | ETH_TYPE_IPV6 => {

@@ -590,3 +590,45 @@ fn ipv6_packets_for_the_local_vtep_pop() {
 fn v6_octets(text: &str) -> [u8; 16] {
     text.parse::<std::net::Ipv6Addr>().unwrap().octets()
 }
+
+#[test]
+fn ipv6_remote_from_the_flow_and_tun_ipv6_matches() {
+    let (o, tnl) = host6();
+    let cfg = TunnelConfig {
+        remote_from_flow: true,
+        ..TunnelConfig::vxlan([0; 4], [0; 4], 0)
+    };
+    o.add_port(PortConfig::new("vxf", 4790).with_ofport(4).with_tunnel(cfg))
+        .unwrap();
+    o.add_flows(
+        "priority=20,in_port=vm,actions=set_field:2001:db8:31::2->tun_ipv6_dst,set_tunnel:77,output:vxf\n\
+         priority=20,in_port=vxf,tun_ipv6_src=2001:db8:31::2,actions=output:vm\n",
+        0,
+    )
+    .unwrap();
+    tnl.neigh().set_static(v6(PEER6), PEER_MAC, "br0");
+    let t = o.translate(&vm_packet(), 0);
+    let s = format_odp_actions(&t.actions);
+    assert!(
+        s.contains("ipv6(src=2001:db8:31::1,dst=2001:db8:31::2,") && s.contains("vni=0x4d)"),
+        "{s}"
+    );
+    // A decapsulated packet from the peer is delivered by its outer
+    // IPv6 source; from another source it is not.
+    let mut k = vm_packet();
+    k.in_port = 4790;
+    k.tun_id = 77;
+    k.tun_ipv6_src = v6_octets(PEER6);
+    k.tun_ipv6_dst = v6_octets(VTEP6);
+    let t = o.translate(&k, 0);
+    assert_eq!(t.actions, vec![Action::Output(VM)]);
+    assert_eq!(
+        t.mask.tun_ipv6_src, [255; 16],
+        "the megaflow matches the outer source"
+    );
+    k.tun_ipv6_src = v6_octets("2001:db8:31::9");
+    assert!(o.translate(&k, 0).actions.is_empty());
+    // The rule prints back as OVS writes it.
+    let flows = o.dump_flows(0);
+    assert!(flows.contains("tun_ipv6_src=2001:db8:31::2"), "{flows}");
+}
