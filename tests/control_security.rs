@@ -15,32 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use testbed::daemon::{Daemon, DaemonOptions, TempDir};
+use testbed::daemon::{Daemon, DaemonOptions, TempDir, two_dummy_ports_config};
 
 const OXVSD: &str = env!("CARGO_BIN_EXE_oxvsd");
-
-const CONFIG: &str = r#"
-[datapath]
-pmd_cores = [0]
-pmd_sleep_max = 500
-
-[control]
-socket = "@SOCKET@"
-
-[log]
-level = "info"
-
-[[bridge]]
-name = "br0"
-
-[[bridge.port]]
-name = "p1"
-type = "dummy-pmd"
-
-[[bridge.port]]
-name = "p2"
-type = "dummy-pmd"
-"#;
 
 /// Starts oxvsd with its socket at `socket` and its config file created
 /// with `config_mode`.
@@ -48,7 +25,7 @@ fn start(dir: &TempDir, socket: PathBuf, config_mode: u32) -> Daemon {
     Daemon::start_with(
         OXVSD,
         dir,
-        CONFIG,
+        &two_dummy_ports_config("pmd_sleep_max = 500", "", ""),
         DaemonOptions {
             socket: Some(socket),
             config_mode: Some(config_mode),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testbed::daemon::{Daemon, TempDir};
+use testbed::daemon::{Daemon, TempDir, two_dummy_ports_config};
 
 /// The daemon under test, started on `config` in `dir`.
 fn start(dir: &TempDir, config: &str) -> Daemon {
@@ -20,33 +20,12 @@ fn start(dir: &TempDir, config: &str) -> Daemon {
 
 const UDP_FLOW: &str = "in_port(1),eth(src=50:54:00:00:00:01,dst=50:54:00:00:00:02),eth_type(0x0800),ipv4(src=10.0.0.1,dst=10.0.0.2,proto=17,tos=0,ttl=64,frag=no),udp(src=1000,dst=2000)";
 
+/// Two dummy-pmd ports on `br0`; the EMC takes every flow.
 fn two_port_config(extra_datapath: &str, bridge: &str) -> String {
-    format!(
-        r#"
-[datapath]
-pmd_cores = [0]
-pmd_sleep_max = 500
-emc_insert_inv_prob = 1
-{extra_datapath}
-
-[control]
-socket = "@SOCKET@"
-
-[log]
-level = "info"
-
-[[bridge]]
-name = "br0"
-{bridge}
-
-[[bridge.port]]
-name = "p1"
-type = "dummy-pmd"
-
-[[bridge.port]]
-name = "p2"
-type = "dummy-pmd"
-"#
+    two_dummy_ports_config(
+        &format!("pmd_sleep_max = 500\nemc_insert_inv_prob = 1\n{extra_datapath}"),
+        "",
+        bridge,
     )
 }
 

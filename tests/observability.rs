@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dp_core::execute::DropReason;
-use testbed::daemon::{Daemon, TempDir};
+use testbed::daemon::{Daemon, TempDir, two_dummy_ports_config};
 
 /// The daemon under test, started on `config` in `dir`.
 fn start(dir: &TempDir, config: &str) -> Daemon {
@@ -58,34 +58,10 @@ fn udp_frame(seq: u32, len: usize, dst_port: u16) -> Vec<u8> {
     f
 }
 
+/// Two dummy-pmd ports on `br0` with `flows`, `extra` tables beside; the
+/// EMC takes every flow.
 fn config(extra: &str, flows: &str) -> String {
-    format!(
-        r#"
-[datapath]
-pmd_cores = [0]
-pmd_sleep_max = 200
-emc_insert_inv_prob = 1
-
-[control]
-socket = "@SOCKET@"
-
-[log]
-level = "info"
-{extra}
-
-[[bridge]]
-name = "br0"
-{flows}
-
-[[bridge.port]]
-name = "p1"
-type = "dummy-pmd"
-
-[[bridge.port]]
-name = "p2"
-type = "dummy-pmd"
-"#
-    )
+    two_dummy_ports_config("pmd_sleep_max = 200\nemc_insert_inv_prob = 1", extra, flows)
 }
 
 /// A prerequisite: `Some(value)` when present; `None` (skip) outside CI;

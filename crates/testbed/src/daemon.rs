@@ -304,3 +304,38 @@ pub fn call(socket: &Path, method: &str, params: &[&str]) -> Result<String, Stri
         }
     }
 }
+
+/// The config most daemon tests start from: one PMD on core 0, the control
+/// socket at `@SOCKET@`, info logging, and bridge `br0` with two
+/// `dummy-pmd` ports, `p1` and `p2` (OpenFlow ports 1 and 2).
+/// - `datapath`: more lines of the `[datapath]` table;
+/// - `sections`: more tables (`[metrics]`, …), before the bridge;
+/// - `bridge`: more lines of the bridge's table (`flows = [...]`, …).
+pub fn two_dummy_ports_config(datapath: &str, sections: &str, bridge: &str) -> String {
+    format!(
+        r#"
+[datapath]
+pmd_cores = [0]
+{datapath}
+
+[control]
+socket = "@SOCKET@"
+
+[log]
+level = "info"
+{sections}
+
+[[bridge]]
+name = "br0"
+{bridge}
+
+[[bridge.port]]
+name = "p1"
+type = "dummy-pmd"
+
+[[bridge.port]]
+name = "p2"
+type = "dummy-pmd"
+"#
+    )
+}
