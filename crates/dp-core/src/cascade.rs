@@ -2,8 +2,9 @@
 //! megaflow classifier, for a whole batch at once.
 //!
 //! # What
-//! [`Cascade::lookup_batch`] takes a batch of extracted keys with their
-//! packet hashes (RSS or 5-tuple, see [`prepare_batch`]) and fills, per
+//! [`Cascade::lookup_batch_mapped`] takes a batch of extracted keys with
+//! their word maps and packet hashes (RSS or 5-tuple, see
+//! [`prepare_batch_mapped`]) and fills, per
 //! packet, a [`Disposition`]: the flow it hit and at which level, or a
 //! miss for the upcall path. It keeps the counters OVS's
 //! `dpif-netdev/pmd-stats-show` prints for these levels ([`LookupStats`]).
@@ -38,7 +39,7 @@
 
 use crate::emc::{EMC_DEFAULT_ENTRIES, EMC_DEFAULT_INSERT_INV_PROB, Emc};
 use crate::flow::hash::packet_rss_hash;
-use crate::flow::{FlowKey, extract};
+use crate::flow::{FlowKey, extract_mapped};
 use crate::flow_table::{FlowRef, FlowTable};
 use crate::packet::{MAX_BURST, PacketBatch};
 use crate::smc::{SMC_DEFAULT_ENTRIES, Smc};
@@ -214,7 +215,9 @@ impl Cascade {
 
     /// Looks up `keys[i]` (packet hash `hashes[i]`) for every packet of the
     /// batch and writes `out[i]`. `now_ms` is the caller's monotonic
-    /// clock in milliseconds (drives subtable re-ranking).
+    /// clock in milliseconds (drives subtable re-ranking). The EMC
+    /// compares whole keys; [`Cascade::lookup_batch_mapped`] is the fast
+    /// path for extracted keys.
     ///
     /// # Panics
     /// When the slices differ in length or exceed [`MAX_BURST`].
@@ -226,10 +229,31 @@ impl Cascade {
         now_ms: u64,
         out: &mut [Disposition],
     ) {
+        let maps = [FlowKey::ALL_WORDS; MAX_BURST];
+        let n = keys.len().min(MAX_BURST);
+        self.lookup_batch_mapped(table, keys, &maps[..n], hashes, now_ms, out);
+    }
+
+    /// [`Cascade::lookup_batch`] for keys whose non-zero words are all in
+    /// `maps[i]` (the word maps [`prepare_batch_mapped`] returns): the
+    /// EMC compares only those words.
+    ///
+    /// # Panics
+    /// When the slices differ in length or exceed [`MAX_BURST`].
+    pub fn lookup_batch_mapped<A>(
+        &mut self,
+        table: &mut FlowTable<A>,
+        keys: &[FlowKey],
+        maps: &[u64],
+        hashes: &[u32],
+        now_ms: u64,
+        out: &mut [Disposition],
+    ) {
         let n = keys.len();
         assert!(
-            n <= MAX_BURST && hashes.len() == n && out.len() >= n,
-            "cascade batch: {n} keys, {} hashes, {} outputs (max {MAX_BURST})",
+            n <= MAX_BURST && hashes.len() == n && maps.len() == n && out.len() >= n,
+            "cascade batch: {n} keys, {} maps, {} hashes, {} outputs (max {MAX_BURST})",
+            maps.len(),
             hashes.len(),
             out.len()
         );
@@ -264,7 +288,7 @@ impl Cascade {
                 continue;
             }
             let emc_hit = if emc_on {
-                self.emc.lookup(key, hashes[i], table)
+                self.emc.lookup_mapped(key, maps[i], hashes[i], table)
             } else {
                 None
             };
@@ -295,8 +319,13 @@ impl Cascade {
                     };
                     pending &= !(1 << i);
                     self.stats.smc_hits += 1;
-                    self.emc
-                        .probabilistic_insert(&keys[i], hashes[i], flow, table);
+                    self.emc.probabilistic_insert_mapped(
+                        &keys[i],
+                        Some(maps[i]),
+                        hashes[i],
+                        flow,
+                        table,
+                    );
                 }
             }
         }
@@ -327,8 +356,13 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                self.emc
-                    .probabilistic_insert(&keys[i], hashes[i], flow, table);
+                self.emc.probabilistic_insert_mapped(
+                    &keys[i],
+                    Some(maps[i]),
+                    hashes[i],
+                    flow,
+                    table,
+                );
                 self.smc.insert(hashes[i], flow);
             }
         }
@@ -343,9 +377,21 @@ pub fn prepare_batch(
     keys: &mut [FlowKey; MAX_BURST],
     hashes: &mut [u32; MAX_BURST],
 ) -> usize {
+    let mut maps = [0u64; MAX_BURST];
+    prepare_batch_mapped(batch, keys, &mut maps, hashes)
+}
+
+/// [`prepare_batch`], also writing each key's word map into `maps`, ready
+/// for [`Cascade::lookup_batch_mapped`].
+pub fn prepare_batch_mapped(
+    batch: &mut PacketBatch,
+    keys: &mut [FlowKey; MAX_BURST],
+    maps: &mut [u64; MAX_BURST],
+    hashes: &mut [u32; MAX_BURST],
+) -> usize {
     let mut n = 0;
     for (i, packet) in batch.iter_mut().enumerate() {
-        extract(packet, &mut keys[i]);
+        maps[i] = extract_mapped(packet, &mut keys[i]);
         hashes[i] = packet_rss_hash(packet, &keys[i]);
         n = i + 1;
     }

@@ -259,6 +259,8 @@ proptest! {
         emc_inv_prob in prop::sample::select(vec![0u32, 1, 2]),
         smc in any::<bool>(),
         hash_bits in prop::sample::select(vec![3u32, 8, 32]),
+        maps_kind in 0usize..3,
+        extra_bits in any::<u64>(),
     ) {
         let mut table: FlowTable<u32> = FlowTable::new(FlowTableConfig::default());
         let mut cascade = Cascade::new(CascadeConfig {
@@ -302,11 +304,25 @@ proptest! {
                         .map(|k| dp_core::flow::hash::hash_5tuple(k, 0) & (u32::MAX >> (32 - hash_bits)))
                         .collect();
                     // Twice: the second pass exercises the caches filled by
-                    // the first.
-                    for _ in 0..2 {
+                    // the first. The EMC compares only the words of the
+                    // keys' word maps: whole keys, exact maps, or supersets
+                    // (as extraction gives them), mixed across passes.
+                    for pass in 0..2 {
                         let before = *cascade.stats();
                         let mut out = [Disposition::Miss; MAX_BURST];
-                        cascade.lookup_batch(&mut table, &keys, &hashes, now, &mut out);
+                        let maps: Vec<u64> = keys.iter().enumerate().map(|(i, k)| {
+                            let extra = extra_bits.rotate_left(i as u32 * 7) & FlowKey::ALL_WORDS;
+                            match (maps_kind + pass) % 3 {
+                                0 => FlowKey::ALL_WORDS,
+                                1 => k.nonzero_word_map(),
+                                _ => k.nonzero_word_map() | extra,
+                            }
+                        }).collect();
+                        if (maps_kind + pass) % 3 == 0 {
+                            cascade.lookup_batch(&mut table, &keys, &hashes, now, &mut out);
+                        } else {
+                            cascade.lookup_batch_mapped(&mut table, &keys, &maps, &hashes, now, &mut out);
+                        }
                         for (i, key) in keys.iter().enumerate() {
                             let want: Vec<u128> = live.iter()
                                 .filter(|(_, r)| r.matches(key))

@@ -239,3 +239,88 @@ fn prepare_batch_extracts_keys_and_hashes() {
     assert_eq!(keys[0].nw_dst, [10, 0, 0, 2]);
     assert_eq!(hashes[0], hash_5tuple(&keys[0], 0));
 }
+
+/// Extracted keys go through the EMC with their word maps: a UDP/IPv4
+/// packet's map names ~7 words, the EMC hits on them, and a packet that
+/// differs only in a word outside a plain packet's map (a VLAN tag) does
+/// not hit the plain packet's entry.
+#[test]
+fn mapped_batches_hit_the_emc_on_their_words_only() {
+    use crate::packet::{PacketPool, PoolConfig};
+    let pool = PacketPool::new("cascade-test", PoolConfig::heap(8));
+    let mut frame = vec![0u8; 60];
+    frame[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[16..18].copy_from_slice(&46u16.to_be_bytes());
+    frame[23] = 17;
+    frame[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    frame[34..38].copy_from_slice(&[0x03, 0xe8, 0x07, 0xd0]);
+    let mut tagged = frame[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    tagged.extend_from_slice(&frame[12..]);
+    let mut batch = PacketBatch::new();
+    for f in [&frame, &tagged] {
+        let mut p = pool.alloc_from(f).expect("room");
+        p.meta_mut().in_port = 1;
+        batch.push(p).expect("batch room");
+    }
+    let mut keys = [FlowKey::ZERO; MAX_BURST];
+    let mut maps = [0u64; MAX_BURST];
+    let mut hashes = [0u32; MAX_BURST];
+    assert_eq!(
+        prepare_batch_mapped(&mut batch, &mut keys, &mut maps, &mut hashes),
+        2
+    );
+    assert_eq!(maps[0], keys[0].nonzero_word_map(), "exact for plain UDP");
+    assert!(maps[0].count_ones() <= 8, "map {:#x}", maps[0]);
+    assert_eq!(maps[1] & !maps[0], crate::flow::key::field_words!(vlans));
+    assert_eq!(hashes[0], hashes[1], "the 5-tuple ignores the tag");
+
+    // Exact-match megaflows for both.
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let mask = FlowKey::exact_mask();
+    let plain = table.insert(&keys[0], &mask, None, 0, 0).expect("plain");
+    let vlan = table.insert(&keys[1], &mask, None, 1, 0).expect("tagged");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        ..CascadeConfig::default()
+    });
+    let mut out = [Disposition::Miss; MAX_BURST];
+    // Only the plain packet first: its entry fills the EMC.
+    cascade.lookup_batch_mapped(
+        &mut table,
+        &keys[..1],
+        &maps[..1],
+        &hashes[..1],
+        0,
+        &mut out,
+    );
+    assert_eq!(cascade.stats().megaflow_hits, 1);
+    // The tagged packet has the same hash and equal words in the plain
+    // map, but must not hit the plain packet's entry.
+    cascade.lookup_batch_mapped(
+        &mut table,
+        &keys[..2],
+        &maps[..2],
+        &hashes[..2],
+        0,
+        &mut out,
+    );
+    assert_eq!(
+        out[..2],
+        [
+            Disposition::Hit {
+                flow: plain,
+                level: HitLevel::Emc
+            },
+            Disposition::Hit {
+                flow: vlan,
+                level: HitLevel::Megaflow
+            }
+        ]
+    );
+    // Whole-key lookups find the entries that mapped lookups inserted.
+    cascade.lookup_batch(&mut table, &keys[..2], &hashes[..2], 0, &mut out);
+    assert_eq!(cascade.stats().emc_hits, 3);
+}

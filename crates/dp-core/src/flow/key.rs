@@ -243,6 +243,9 @@ impl FlowKey {
         map
     }
 
+    /// Bitmap of every word (bits `0..FLOW_U64S`).
+    pub const ALL_WORDS: u64 = u64::MAX >> (64 - FLOW_U64S);
+
     /// `self & mask`, word by word.
     #[inline]
     pub fn masked(&self, mask: &FlowKey) -> FlowKey {
@@ -292,6 +295,26 @@ impl FlowKey {
         self.dl_type == ETH_TYPE_IPV4 || self.dl_type == ETH_TYPE_IPV6
     }
 }
+
+/// Bitmap of the key words that bytes `offset..offset + len` of a
+/// [`FlowKey`] lie in (bit `i` = word `i`); `len` must not be 0.
+pub const fn words_of_bytes(offset: usize, len: usize) -> u64 {
+    let first = offset / 8;
+    let last = (offset + len - 1) / 8;
+    ((u64::MAX >> (63 - last)) >> first) << first
+}
+
+/// Bitmap of the key words a [`FlowKey`] field lies in, a constant:
+/// `field_words!(nw_src, nw_dst)` is the words of both fields.
+macro_rules! field_words {
+    ($($field:ident),+ $(,)?) => {
+        0u64 $(| $crate::flow::key::words_of_bytes(
+            ::core::mem::offset_of!($crate::flow::FlowKey, $field),
+            ::core::mem::size_of_val(&$crate::flow::FlowKey::ZERO.$field),
+        ))+
+    };
+}
+pub(crate) use field_words;
 
 const fn zeroed() -> FlowKey {
     FlowKey {
@@ -458,6 +481,20 @@ mod tests {
         let mut other = key;
         other.nw_src = [10, 2, 2, 3];
         assert!(!other.matches_masked(&mask, &masked));
+    }
+
+    #[test]
+    fn field_words_name_the_words_a_field_lies_in() {
+        let mut key = FlowKey::ZERO;
+        key.nd_target = [1; 16];
+        assert_eq!(field_words!(nd_target), key.nonzero_word_map());
+        assert_eq!(field_words!(nd_target).count_ones(), 2);
+        key = FlowKey::ZERO;
+        key.tp_src = 1;
+        key.in_port = 1;
+        assert_eq!(field_words!(tp_src, in_port), key.nonzero_word_map());
+        assert_eq!(words_of_bytes(0, FLOW_U64S * 8), FlowKey::ALL_WORDS);
+        assert_eq!(words_of_bytes(7, 2), 0b11);
     }
 
     #[test]

@@ -7,5 +7,5 @@ pub mod key;
 #[cfg(feature = "etherparse-oracle")]
 pub mod oracle;
 
-pub use extract::{extract, extract_frame};
+pub use extract::{extract, extract_frame, extract_frame_mapped, extract_mapped};
 pub use key::{FLOW_U64S, FlowKey, VlanHeader};
