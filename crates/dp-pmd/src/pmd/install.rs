@@ -3,7 +3,7 @@
 //! packet that missed runs.
 //!
 //! Admission (the per-iteration upcall budget, `admission.rs`) and the
-//! translation call stay in `mod.rs` (`handle_miss`,
+//! translation call live in `general.rs` (`handle_miss`,
 //! `upcall_and_install`); this is what follows a successful translation,
 //! kept apart so the two can change separately.
 //!
@@ -27,20 +27,14 @@ use super::{Pmd, Verdict};
 use crate::upcall::FlowActions;
 
 impl Pmd {
-    /// Installs the megaflow `key & mask` → `actions` that the upcall of
-    /// packet `i` produced, and returns the packet's verdict.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the batch state of one_pass, passed by reference rather than bundled per miss"
-    )]
+    /// Installs the megaflow `keys[i] & mask` → `actions` that the upcall
+    /// of packet `i` produced, and returns the packet's verdict.
     pub(super) fn install_megaflow(
         &mut self,
         i: usize,
-        key: &FlowKey,
         mask: &FlowKey,
         actions: FlowActions,
         one_offs: &mut Vec<FlowActions>,
-        installed_any: &mut bool,
         now_ms: u64,
     ) -> Verdict {
         let mut one_off = |actions: FlowActions| {
@@ -51,17 +45,23 @@ impl Pmd {
             self.stats.upcall_flow_limit_hit += 1;
             return one_off(actions);
         }
+        let key = &self.keys[i];
         match self
             .flows
             .insert(key, mask, None, Arc::clone(&actions), now_ms)
         {
             Ok(flow) => {
-                *installed_any = true;
+                // Later misses of this batch check it first.
+                self.installs.record(i, key, mask, flow);
                 // As OVS: the new flow goes into the EMC now, so the next
                 // packet of the connection hits there.
-                self.cascade
-                    .emc_mut()
-                    .probabilistic_insert(key, self.hashes[i], flow, &self.flows);
+                self.cascade.emc_mut().probabilistic_insert_mapped(
+                    key,
+                    Some(self.maps[i]),
+                    self.hashes[i],
+                    flow,
+                    &self.flows,
+                );
                 Verdict::Flow(flow)
             }
             // Same mask and masked key: that flow matches this packet.

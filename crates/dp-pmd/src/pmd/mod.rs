@@ -29,7 +29,9 @@
 //! an atomic the revalidator writes and the PMD reads once per iteration.
 
 pub mod admission;
+mod batch_installs;
 pub mod exec;
+mod general;
 mod install;
 pub mod msg;
 pub mod observe;
@@ -39,8 +41,7 @@ mod uniform;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch};
-use dp_core::execute::DropReason;
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch_mapped};
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig};
 use dp_core::netdev::{RxQueue, TxQueue};
@@ -49,7 +50,7 @@ use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
 use crate::capture::CaptureTap;
 use crate::cycles;
 use crate::stats::{PmdIdentity, PmdStats};
-use crate::upcall::{FlowActions, Translation, UpcallHandler};
+use crate::upcall::{FlowActions, UpcallHandler};
 use exec::Executor;
 pub use msg::{FlowDump, PmdMsg, RxqStatus};
 
@@ -172,11 +173,15 @@ pub struct Pmd {
     /// Misses that an earlier upcall of the same batch had already covered
     /// (the cascade counted them as misses; they are megaflow hits).
     relookup_hits: u64,
+    /// The current batch's installs, which its later misses check.
+    installs: batch_installs::BatchInstalls,
     /// Upcall admission control, and the misses of the current rx batch
     /// it refused.
     admission: admission::UpcallAdmission,
     batch_refused: u64,
     keys: Box<[FlowKey; MAX_BURST]>,
+    /// Each key's word map (the EMC compares only those words).
+    maps: [u64; MAX_BURST],
     hashes: [u32; MAX_BURST],
     dispositions: [Disposition; MAX_BURST],
 }
@@ -200,9 +205,11 @@ impl Pmd {
             stats: PmdStats::default(),
             obs: observe::PmdObserve::default(),
             relookup_hits: 0,
+            installs: batch_installs::BatchInstalls::default(),
             admission: admission::UpcallAdmission::new(config.upcall_share_pct),
             batch_refused: 0,
             keys: Box::new([FlowKey::ZERO; MAX_BURST]),
+            maps: [0; MAX_BURST],
             hashes: [0; MAX_BURST],
             dispositions: [Disposition::Miss; MAX_BURST],
             config,
@@ -367,149 +374,22 @@ impl Pmd {
     /// One datapath pass over `batch`.
     fn one_pass(&mut self, mut batch: PacketBatch, now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
-        let n = prepare_batch(&mut batch, &mut self.keys, &mut self.hashes);
-        self.cascade.lookup_batch(
+        let n = prepare_batch_mapped(&mut batch, &mut self.keys, &mut self.maps, &mut self.hashes);
+        self.cascade.lookup_batch_mapped(
             &mut self.flows,
             &self.keys[..n],
+            &self.maps[..n],
             &self.hashes[..n],
             now_ms,
             &mut self.dispositions[..n],
         );
-        let Some(mut batch) = self.run_uniform(batch, n, now_ns) else {
+        let Some(batch) = self.run_uniform(batch, n, now_ns) else {
             return;
         };
-
-        let mut packets: [Option<Packet>; MAX_BURST] = [const { None }; MAX_BURST];
-        for (slot, packet) in packets.iter_mut().zip(batch.drain()) {
-            *slot = Some(packet);
-        }
-        let mut verdicts = [Verdict::Dropped; MAX_BURST];
-        let mut one_offs: Vec<FlowActions> = Vec::new();
-        let mut installed_any = false;
-        let mut budget = self.config.upcall_budget;
-        for (i, verdict) in verdicts.iter_mut().enumerate().take(n) {
-            *verdict = match self.dispositions[i] {
-                Disposition::Hit { flow, .. } => Verdict::Flow(flow),
-                Disposition::Miss => self.handle_miss(
-                    i,
-                    &packets,
-                    &mut one_offs,
-                    &mut installed_any,
-                    &mut budget,
-                    now_ms,
-                ),
-            };
-        }
-
-        // Execute per flow group, in packet order of each group's first
-        // packet.
-        let mut done = 0u32;
-        for i in 0..n {
-            if done & (1 << i) != 0 {
-                continue;
-            }
-            let verdict = verdicts[i];
-            let mut group = PacketBatch::new();
-            let (mut bytes, mut tcp_flags) = (0u64, 0u16);
-            for j in i..n {
-                if done & (1 << j) == 0 && same_verdict(verdicts[j], verdict) {
-                    done |= 1 << j;
-                    if let Some(packet) = packets[j].take() {
-                        bytes += packet.len() as u64;
-                        tcp_flags |= self.keys[j].tcp_flags;
-                        let _ = group.push(packet);
-                    }
-                }
-            }
-            match verdict {
-                Verdict::Dropped => self.exec.drop_batch_no_flow(group),
-                Verdict::Refused => self
-                    .exec
-                    .core_mut()
-                    .drop_batch(&mut group, DropReason::UpcallLimit),
-                Verdict::Flow(flow) => {
-                    let count = group.len() as u64;
-                    self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
-                    let actions = match self.flows.get(flow) {
-                        Some(f) => Arc::clone(&f.actions),
-                        None => {
-                            self.exec.drop_batch_no_flow(group);
-                            continue;
-                        }
-                    };
-                    self.execute(&actions, group, now_ns);
-                }
-                Verdict::OneOff(k) => {
-                    let actions = Arc::clone(&one_offs[k]);
-                    self.execute(&actions, group, now_ns);
-                }
-            }
-        }
+        self.run_general(batch, n, now_ns);
     }
 
-    /// Resolves a cascade miss for packet `i`: a flow installed earlier in
-    /// this batch, or an upcall (within the budget).
-    fn handle_miss(
-        &mut self,
-        i: usize,
-        packets: &[Option<Packet>; MAX_BURST],
-        one_offs: &mut Vec<FlowActions>,
-        installed_any: &mut bool,
-        budget: &mut usize,
-        now_ms: u64,
-    ) -> Verdict {
-        let key = self.keys[i];
-        if *installed_any && let Some(flow) = self.lookup_one(&key) {
-            self.relookup_hits += 1;
-            return Verdict::Flow(flow);
-        }
-        if !self.admission.admit() {
-            self.stats.miss_upcall_failed += 1;
-            self.batch_refused += 1;
-            return Verdict::Refused;
-        }
-        if *budget == 0 {
-            self.stats.upcall_budget_exceeded += 1;
-            self.stats.miss_upcall_failed += 1;
-            return Verdict::Dropped;
-        }
-        *budget -= 1;
-        let start = cycles::now();
-        let verdict = self.upcall_and_install(i, &key, packets, one_offs, installed_any, now_ms);
-        self.admission.charge(cycles::now().wrapping_sub(start));
-        verdict
-    }
-
-    /// The upcall of packet `i` and the install of its megaflow.
-    fn upcall_and_install(
-        &mut self,
-        i: usize,
-        key: &FlowKey,
-        packets: &[Option<Packet>; MAX_BURST],
-        one_offs: &mut Vec<FlowActions>,
-        installed_any: &mut bool,
-        now_ms: u64,
-    ) -> Verdict {
-        let key = *key;
-        let packet = packets[i].as_ref();
-        match self.upcall.translate(&key, packet, now_ms) {
-            Ok(Translation::Megaflow { mask, actions }) => {
-                self.stats.miss_upcall_ok += 1;
-                self.install_megaflow(i, &key, &mask, actions, one_offs, installed_any, now_ms)
-            }
-            Ok(Translation::ExecuteOnly { actions }) => {
-                self.stats.miss_upcall_ok += 1;
-                one_offs.push(actions);
-                Verdict::OneOff(one_offs.len() - 1)
-            }
-            Err(_) => {
-                self.stats.miss_upcall_failed += 1;
-                Verdict::Dropped
-            }
-        }
-    }
-
-    /// Classifier lookup of one key (after an install in the same batch).
+    /// Classifier lookup of one key (`trace --generate`).
     fn lookup_one(&mut self, key: &FlowKey) -> Option<FlowRef> {
         let keys = std::slice::from_ref(key);
         let mut found = [0u32; MAX_BURST];
