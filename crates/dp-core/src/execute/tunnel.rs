@@ -676,3 +676,144 @@ pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason
         Err(bad)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The IPv6 underlay's receive checks on frames this module pushes
+    //! (the round trips and outer-header checks of both families are in
+    //! `tests/execute_tunnel.rs`).
+    use super::*;
+    use crate::action::TnlPush;
+    use crate::packet::{PacketPool, PoolConfig};
+
+    const SRC6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const DST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    /// A VXLAN-over-IPv6 `tnl_push` header, UDP checksum on or off.
+    fn vxlan6(csum: bool) -> TnlPush {
+        let mut h = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        h.extend_from_slice(&(6u32 << 28).to_be_bytes());
+        h.extend_from_slice(&[0, 0, IPPROTO_UDP, 64]);
+        h.extend_from_slice(&SRC6);
+        h.extend_from_slice(&DST6);
+        let c = if csum { 0xff } else { 0 };
+        h.extend_from_slice(&[0, 0, 0x12, 0xb5, 0, 0, c, c]);
+        h.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0x7b, 0]);
+        TnlPush {
+            tnl_port: 4789,
+            out_port: 1,
+            tnl_type: vport_type::VXLAN,
+            header: h,
+        }
+    }
+
+    fn inner() -> Vec<u8> {
+        let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        f.resize(60, 0xab);
+        f
+    }
+
+    fn encapsulated(pool: &PacketPool, csum: bool) -> Vec<u8> {
+        let action = vxlan6(csum);
+        let plan = PushPlan::new(&action).expect("valid header");
+        let mut p = pool.alloc_from(&inner()).expect("a buffer");
+        assert!(push(&mut p, &action.header, &plan, 0x1234_5678, 0));
+        p.data().to_vec()
+    }
+
+    fn pop_frame(
+        pool: &PacketPool,
+        frame: &[u8],
+        port: &TunnelPort,
+    ) -> Result<Vec<u8>, DropReason> {
+        let mut p = pool.alloc_from(frame).expect("a buffer");
+        pop_port(&mut p, port).map(|()| {
+            let tun = &p.meta().tunnel;
+            assert_eq!((tun.ipv6_src, tun.ipv6_dst), (SRC6, DST6));
+            assert_eq!(
+                tun.ipv4_dst, [0; 4],
+                "an IPv6 underlay sets no IPv4 addresses"
+            );
+            p.data().to_vec()
+        })
+    }
+
+    #[test]
+    fn ipv6_udp_checksum_is_checked_and_zero_is_allowed_unless_required() {
+        let pool = PacketPool::new("tnl6", PoolConfig::heap(8));
+        let plain = TunnelPort::new(TunnelKind::Vxlan);
+        let required = TunnelPort {
+            csum_required: true,
+            ..plain
+        };
+        let with = encapsulated(&pool, true);
+        assert_eq!(&with[12..14], &[0x86, 0xdd]);
+        assert_eq!(be16(&with, 18) as usize, with.len() - 54, "payload length");
+        assert_ne!(be16(&with, 60), 0, "a UDP checksum");
+        assert_eq!(pop_frame(&pool, &with, &required), Ok(inner()));
+        // One flipped payload bit: the checksum no longer verifies.
+        let mut bad = with.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            pop_frame(&pool, &bad, &plain),
+            Err(DropReason::TunnelBadChecksum)
+        );
+        // RFC 6935's zero checksum: taken unless the port requires one.
+        let zero = encapsulated(&pool, false);
+        assert_eq!(be16(&zero, 60), 0);
+        assert_eq!(pop_frame(&pool, &zero, &plain), Ok(inner()));
+        assert_eq!(
+            pop_frame(&pool, &zero, &required),
+            Err(DropReason::TunnelBadChecksum)
+        );
+        assert_eq!(pool.in_use(), 0, "every buffer back");
+    }
+
+    #[test]
+    fn the_ipv6_fuzz_seed_is_a_valid_checksummed_tunnel_packet() {
+        // Selector byte 0x80: VXLAN, any key, checksum required.
+        let seed = include_bytes!("../../../../fuzz/seeds/tnl_pop/vxlan6-csum.bin");
+        let pool = PacketPool::new("tnl6s", PoolConfig::heap(1));
+        let required = TunnelPort {
+            csum_required: true,
+            ..TunnelPort::new(TunnelKind::Vxlan)
+        };
+        assert_eq!(seed[0], 0x80);
+        assert_eq!(pop_frame(&pool, &seed[1..], &required), Ok(inner()));
+    }
+
+    #[test]
+    fn ipv6_fragments_extension_headers_and_bad_lengths_are_refused() {
+        let pool = PacketPool::new("tnl6x", PoolConfig::heap(8));
+        let port = TunnelPort::new(TunnelKind::Vxlan);
+        let good = encapsulated(&pool, true);
+        let mut frag = good.clone();
+        frag[20] = 44;
+        assert_eq!(
+            pop_frame(&pool, &frag, &port),
+            Err(DropReason::TunnelFragment)
+        );
+        let mut hop_by_hop = good.clone();
+        hop_by_hop[20] = 0;
+        assert_eq!(
+            pop_frame(&pool, &hop_by_hop, &port),
+            Err(DropReason::TunnelPopError)
+        );
+        let mut long = good.clone();
+        long[18..20].copy_from_slice(&((good.len() - 54 + 1) as u16).to_be_bytes());
+        assert_eq!(
+            pop_frame(&pool, &long, &port),
+            Err(DropReason::TunnelPopError)
+        );
+        let mut version = good;
+        version[14] = 0x40;
+        assert_eq!(
+            pop_frame(&pool, &version, &port),
+            Err(DropReason::TunnelPopError)
+        );
+        assert_eq!(pool.in_use(), 0);
+    }
+}
