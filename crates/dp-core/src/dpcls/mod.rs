@@ -331,6 +331,8 @@ impl Dpcls {
         debug_assert!(keys.len() == MAX_BURST || active >> keys.len() == 0);
         let mut remaining = active;
         let mut subtable_lookups = 0u64;
+        // One subtable: its filter could spare no probe (see subtable).
+        let filter = self.order.len() > 1;
         for (rank, &id) in self.order.iter().enumerate() {
             if remaining == 0 {
                 break;
@@ -338,7 +340,7 @@ impl Dpcls {
             let Some(subtable) = self.subtables[id as usize].as_mut() else {
                 continue;
             };
-            let found = subtable.lookup_batch(keys, remaining, out);
+            let found = subtable.lookup_batch(keys, remaining, out, filter);
             let hits = u64::from(found.count_ones());
             subtable.hits += hits;
             subtable_lookups += hits * (rank as u64 + 1);

@@ -35,6 +35,23 @@
 //! The hash is NH with a per-process random key ([`super::hash`]): one
 //! multiply per two words, and no crafted collisions without the key.
 //!
+//! # Common-bits filter
+//! A subtable also keeps the bits on which every rule inserted into it
+//! agrees (`filter_mask`, from the AND and the OR of the masked keys) and
+//! their values (`filter_val`). A packet whose masked words differ from
+//! `filter_val` in any of those bits matches no rule, and is rejected
+//! before it is hashed or its bucket read: three word operations per mask
+//! word instead of a hash and a bucket read. Megaflows give subtables such
+//! bits all the time (a mask that matches `nw_proto` or a port usually
+//! holds rules of one protocol or one port; a mask matching a prefix,
+//! rules of one subnet), and it is what makes the probes of the subtables
+//! ranked before the one a packet hits cheap. Removing a rule does not
+//! widen the filter (AND and OR cannot be undone): the filter keeps the
+//! bits every rule ever inserted agreed on, which the remaining rules
+//! still agree on, so it stays sound, only less selective. The classifier
+//! skips the filter when it has a single subtable, where every packet
+//! would pay for it and none could be spared a probe.
+//!
 //! # Invariants
 //! - The hash of a key is [`subtable_hash`] of its masked words in word
 //!   order, the same for insert, remove, the generic loop and every
@@ -43,6 +60,8 @@
 //!   the free list (or was never handed out).
 //! - The slab's words start at a 64-byte boundary (`LargeTable`), so a
 //!   slot of 2, 4 or 8 words never straddles a cache line.
+//! - Every live rule's masked words `w` satisfy
+//!   `w & filter_mask == filter_val` (word by word).
 
 use super::hash::{HASH_KEY_WORDS, nh_hash, nh_hash_iter, process_keys};
 use super::index::{HashIndex, NO_CANDIDATE};
@@ -203,6 +222,13 @@ pub(crate) struct Subtable {
     free: Vec<u32>,
     index: HashIndex,
     len: usize,
+    /// AND and OR of the masked words of every rule ever inserted.
+    and_words: Vec<u64>,
+    or_words: Vec<u64>,
+    /// The bits on which every rule agrees, and their values (see the
+    /// module docs); `filter_val` has no bit outside `filter_mask`.
+    filter_mask: Vec<u64>,
+    filter_val: Vec<u64>,
     /// Packets that hit this subtable since the last re-sort.
     pub(crate) hits: u64,
     lookup_impl: LookupImpl,
@@ -233,6 +259,10 @@ impl Subtable {
             free: Vec::new(),
             index: HashIndex::sparse(),
             len: 0,
+            and_words: vec![u64::MAX; n],
+            or_words: vec![0; n],
+            filter_mask: vec![0; n],
+            filter_val: vec![0; n],
             hits: 0,
             lookup_impl,
         }
@@ -267,6 +297,28 @@ impl Subtable {
             + self.index.heap_bytes()
             + self.word_idx.capacity()
             + self.mask_words.capacity() * 8
+            + (self.and_words.capacity()
+                + self.or_words.capacity()
+                + self.filter_mask.capacity()
+                + self.filter_val.capacity())
+                * 8
+    }
+
+    /// True when `key` passes the common-bits filter (for tests).
+    #[cfg(test)]
+    pub(crate) fn key_passes_filter(&self, key: &FlowKey) -> bool {
+        self.passes_filter(self.masked_words(key))
+    }
+
+    /// True when the masked words `masked` can match a rule (they agree
+    /// with every rule on the filter's bits).
+    #[inline]
+    fn passes_filter(&self, masked: impl Iterator<Item = u64>) -> bool {
+        masked
+            .zip(&self.filter_mask)
+            .zip(&self.filter_val)
+            .fold(0u64, |diff, ((w, &m), &v)| diff | ((w & m) ^ v))
+            == 0
     }
 
     /// `key`'s masked words, in word order.
@@ -314,12 +366,17 @@ impl Subtable {
         let start = self.slab.start(pos);
         self.slab.words[start] = u64::from(value);
         let words = key.words();
-        for ((dst, &i), &m) in self.slab.words[start + 1..start + 1 + n]
+        for (j, (dst, (&i, &m))) in self.slab.words[start + 1..start + 1 + n]
             .iter_mut()
-            .zip(&self.word_idx)
-            .zip(&self.mask_words)
+            .zip(self.word_idx.iter().zip(&self.mask_words))
+            .enumerate()
         {
-            *dst = words[usize::from(i)] & m;
+            let w = words[usize::from(i)] & m;
+            *dst = w;
+            self.and_words[j] &= w;
+            self.or_words[j] |= w;
+            self.filter_mask[j] = m & !(self.and_words[j] ^ self.or_words[j]);
+            self.filter_val[j] = self.and_words[j] & self.filter_mask[j];
         }
         self.index.insert(hash, pos);
         self.len += 1;
@@ -378,36 +435,56 @@ impl Subtable {
     }
 
     /// Looks up the packets whose bit is set in `active`, writing the
-    /// value of each hit to `out[i]`; returns the bitmap of hits.
+    /// value of each hit to `out[i]`; returns the bitmap of hits. With
+    /// `filter`, packets that fail the common-bits filter are rejected
+    /// without a probe.
     #[inline]
     pub(crate) fn lookup_batch(
         &self,
         keys: &[FlowKey],
         active: u32,
         out: &mut [u32; MAX_BURST],
+        filter: bool,
     ) -> u32 {
-        match self.lookup_impl {
-            LookupImpl::Specialised(3) => self.lookup_fixed::<3>(keys, active, out),
-            LookupImpl::Specialised(4) => self.lookup_fixed::<4>(keys, active, out),
-            LookupImpl::Specialised(5) => self.lookup_fixed::<5>(keys, active, out),
-            LookupImpl::Specialised(6) => self.lookup_fixed::<6>(keys, active, out),
-            LookupImpl::Specialised(7) => self.lookup_fixed::<7>(keys, active, out),
-            LookupImpl::Specialised(8) => self.lookup_fixed::<8>(keys, active, out),
-            _ => self.lookup_generic(keys, active, out),
+        match (self.lookup_impl, filter) {
+            (LookupImpl::Specialised(3), false) => self.lookup_fixed::<3, false>(keys, active, out),
+            (LookupImpl::Specialised(3), true) => self.lookup_fixed::<3, true>(keys, active, out),
+            (LookupImpl::Specialised(4), false) => self.lookup_fixed::<4, false>(keys, active, out),
+            (LookupImpl::Specialised(4), true) => self.lookup_fixed::<4, true>(keys, active, out),
+            (LookupImpl::Specialised(5), false) => self.lookup_fixed::<5, false>(keys, active, out),
+            (LookupImpl::Specialised(5), true) => self.lookup_fixed::<5, true>(keys, active, out),
+            (LookupImpl::Specialised(6), false) => self.lookup_fixed::<6, false>(keys, active, out),
+            (LookupImpl::Specialised(6), true) => self.lookup_fixed::<6, true>(keys, active, out),
+            (LookupImpl::Specialised(7), false) => self.lookup_fixed::<7, false>(keys, active, out),
+            (LookupImpl::Specialised(7), true) => self.lookup_fixed::<7, true>(keys, active, out),
+            (LookupImpl::Specialised(8), false) => self.lookup_fixed::<8, false>(keys, active, out),
+            (LookupImpl::Specialised(8), true) => self.lookup_fixed::<8, true>(keys, active, out),
+            _ => self.lookup_generic(keys, active, out, filter),
         }
     }
 
-    fn lookup_generic(&self, keys: &[FlowKey], active: u32, out: &mut [u32; MAX_BURST]) -> u32 {
+    fn lookup_generic(
+        &self,
+        keys: &[FlowKey],
+        active: u32,
+        out: &mut [u32; MAX_BURST],
+        filter: bool,
+    ) -> u32 {
         let mut hashes = [0u32; MAX_BURST];
+        let mut probed = 0u32;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if filter && !self.passes_filter(self.masked_words(&keys[i])) {
+                continue;
+            }
             hashes[i] = self.hash_key(&keys[i]);
             self.index.prefetch(hashes[i]);
-            bits &= bits - 1;
+            probed |= 1 << i;
         }
         let mut found = 0u32;
-        let mut bits = active;
+        let mut bits = probed;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
             let key = &keys[i];
@@ -430,7 +507,7 @@ impl Subtable {
     /// with a candidate (or an unusual bucket), so a packet that misses
     /// this subtable, the common case with many subtables, costs a hash
     /// and one bucket read.
-    fn lookup_fixed<const N: usize>(
+    fn lookup_fixed<const N: usize, const FILTER: bool>(
         &self,
         keys: &[FlowKey],
         active: u32,
@@ -443,6 +520,8 @@ impl Subtable {
         let idx: [usize; N] =
             std::array::from_fn(|j| usize::from(self.word_idx[j]).min(FLOW_U64S - 1));
         let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
+        let filter_mask: [u64; N] = std::array::from_fn(|j| self.filter_mask[j]);
+        let filter_val: [u64; N] = std::array::from_fn(|j| self.filter_val[j]);
         let hash_keys = self.hash_keys;
         let masked_of = |key: &FlowKey| -> [u64; N] {
             let words = key.words();
@@ -451,18 +530,29 @@ impl Subtable {
         // `i & (MAX_BURST - 1)` (a no-op: `i` comes from a u32 bitmap)
         // lets the compiler drop the bounds checks on the batch arrays.
         let mut hashes = [0u32; MAX_BURST];
+        let mut probed = active;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let hash = nh_hash(&masked_of(&keys[i]), hash_keys);
+            let masked = masked_of(&keys[i]);
+            if FILTER {
+                let diff = (0..N).fold(0u64, |d, j| {
+                    d | ((masked[j] & filter_mask[j]) ^ filter_val[j])
+                });
+                if diff != 0 {
+                    probed &= !(1 << i);
+                    continue;
+                }
+            }
+            let hash = nh_hash(&masked, hash_keys);
             hashes[i] = hash;
             self.index.prefetch(hash);
         }
         let mut candidates = [NO_CANDIDATE; MAX_BURST];
         let mut with_candidate = 0u32;
         let mut unusual = 0u32;
-        let mut bits = active;
+        let mut bits = probed;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
