@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dp_core::action::Action;
 use dp_core::execute::tunnel::GeneveKnown;
@@ -215,12 +216,108 @@ pub fn tunnel_spec(port: &PortSection) -> Result<TunnelSpec, String> {
 /// The datapath side of a tunnel port: no receive queue (packets arrive
 /// through `tnl_pop`), and a transmit queue that drops and counts what is
 /// sent to it directly (translation never does; `dpctl` flows could).
+/// Its rx/tx packet and byte counters are credited from megaflow
+/// statistics ([`TunnelCounters`]), as OVS credits tunnel vports.
 #[derive(Debug)]
 pub struct TunnelNetdev {
     name: String,
     type_name: &'static str,
     pub spec: TunnelSpec,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    pub counters: Arc<PortCounters>,
+}
+
+/// A tunnel port's rx/tx counters: inner packets and bytes that left
+/// through it (a `tnl_push` naming it) and that arrived through it (a
+/// flow whose input port it is, after `tnl_pop`).
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+}
+
+/// What one megaflow counts on tunnel ports per packet: rx on its input
+/// port when that is a tunnel port, tx on each tunnel port its actions
+/// push to (once per `tnl_push`: a flood to two tunnels counts on both).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelCredit {
+    rx: Option<u32>,
+    tx: Vec<u32>,
+}
+
+/// Tunnel port statistics (OVS's tunnel vport stats, which its xlate
+/// cache credits from datapath flow statistics).
+///
+/// # How it works
+/// The datapath never counts per tunnel port on the packet path (no
+/// shared counter, no atomic per packet). At upcall time the bridges ask
+/// [`TunnelCounters::credit_for`] which tunnel ports a new megaflow
+/// touches and remember it by UFID beside the rules they credit; each
+/// time the daemon samples the flows (periodically, and for `dpctl/show`)
+/// the packet and byte deltas go to those ports' [`PortCounters`], which
+/// the port's `stats()` reports (`dpctl/show -s`, metrics). Counts lag
+/// the packets by at most one sample, and what a megaflow forwarded after
+/// its last sample before deletion is not counted (as rule counters).
+///
+/// # Threads
+/// Registration on the control thread, `credit_for` on upcalling threads,
+/// crediting on the control thread: a read-write lock over the port map,
+/// relaxed atomics for the counters.
+#[derive(Debug, Default)]
+pub struct TunnelCounters {
+    ports: std::sync::RwLock<HashMap<u32, Arc<PortCounters>>>,
+}
+
+impl TunnelCounters {
+    /// Datapath port `port_no` is a tunnel port counting into `c`.
+    pub fn register(&self, port_no: u32, c: Arc<PortCounters>) {
+        self.ports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port_no, c);
+    }
+
+    pub fn unregister(&self, port_no: u32) {
+        self.ports
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&port_no);
+    }
+
+    /// What a megaflow entered on `in_port` with `actions` counts on
+    /// tunnel ports; `None` when it touches none.
+    pub fn credit_for(&self, in_port: u32, actions: &[Action]) -> Option<TunnelCredit> {
+        fn pushes(actions: &[Action], out: &mut Vec<u32>) {
+            for a in actions {
+                match a {
+                    Action::TnlPush(p) => out.push(p.tnl_port),
+                    Action::Clone(inner) => pushes(inner, out),
+                    _ => {}
+                }
+            }
+        }
+        let ports = self.ports.read().unwrap_or_else(|e| e.into_inner());
+        let mut tx = Vec::new();
+        pushes(actions, &mut tx);
+        tx.retain(|p| ports.contains_key(p));
+        let rx = ports.contains_key(&in_port).then_some(in_port);
+        (rx.is_some() || !tx.is_empty()).then_some(TunnelCredit { rx, tx })
+    }
+
+    /// Counts `packets` and `bytes` more of a megaflow with credit `c`.
+    pub fn credit(&self, c: &TunnelCredit, packets: u64, bytes: u64) {
+        let ports = self.ports.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = c.rx.and_then(|rx| ports.get(&rx)) {
+            p.rx_packets.fetch_add(packets, Ordering::Relaxed);
+            p.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        for p in c.tx.iter().filter_map(|tx| ports.get(tx)) {
+            p.tx_packets.fetch_add(packets, Ordering::Relaxed);
+            p.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
 }
 
 impl TunnelNetdev {
@@ -236,6 +333,7 @@ impl TunnelNetdev {
             type_name,
             spec,
             dropped: Arc::default(),
+            counters: Arc::default(),
         })
     }
 }
@@ -263,8 +361,13 @@ impl Netdev for TunnelNetdev {
         false
     }
     fn stats(&self) -> NetdevStats {
+        let c = &self.counters;
         NetdevStats {
-            tx_dropped: self.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            rx_packets: c.rx_packets.load(Ordering::Relaxed),
+            rx_bytes: c.rx_bytes.load(Ordering::Relaxed),
+            tx_packets: c.tx_packets.load(Ordering::Relaxed),
+            tx_bytes: c.tx_bytes.load(Ordering::Relaxed),
+            tx_dropped: self.dropped.load(Ordering::Relaxed),
             ..NetdevStats::default()
         }
     }
@@ -286,15 +389,14 @@ impl Netdev for TunnelNetdev {
 
 #[derive(Debug)]
 struct TunnelTxq {
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl TxQueue for TunnelTxq {
     fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
         let n = batch.len();
         batch.clear();
-        self.dropped
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         TxOutcome {
             sent: 0,
             dropped: n,
@@ -630,6 +732,9 @@ pub struct Tunnels {
     internal: Vec<String>,
     /// ARP requests sent (for `tnl/neigh/show`'s footer and tests).
     pub arp_requests_sent: u64,
+    /// Tunnel port statistics; the daemon shares this with the bridges,
+    /// which credit it.
+    pub counters: Arc<TunnelCounters>,
 }
 
 impl Default for Tunnels {
@@ -687,6 +792,7 @@ impl Tunnels {
             txqs: HashMap::new(),
             internal: Vec::new(),
             arp_requests_sent: 0,
+            counters: Arc::default(),
         };
         t.refresh();
         t
@@ -764,7 +870,8 @@ pub fn attach(
         crate::drivers::OpenedPort::Tunnel(t) => {
             let mut rx = t.spec.rx;
             rx.geneve_known = known_options(&tunnels.state, port_no);
-            datapath.set_tunnel_port(port_no, Some(rx))
+            datapath.set_tunnel_port(port_no, Some(rx));
+            tunnels.counters.register(port_no, t.counters.clone());
         }
         crate::drivers::OpenedPort::Tap(t) => tunnels.add_internal(t.name(), t.info().mac),
         _ => {}
@@ -926,6 +1033,7 @@ pub fn detach(
     name: &str,
 ) {
     datapath.set_tunnel_port(port_no, None);
+    tunnels.counters.unregister(port_no);
     tunnels.forget_port(port_no, name);
 }
 
@@ -1300,5 +1408,60 @@ mod tests {
             ],
             "the subnet's address, else the device's first global one of the family"
         );
+    }
+
+    #[test]
+    fn tunnel_ports_are_credited_from_megaflow_stats() {
+        use dp_core::action::{TnlPush, vport_type};
+        let counters = TunnelCounters::default();
+        let (vx, gnv) = (
+            Arc::new(PortCounters::default()),
+            Arc::new(PortCounters::default()),
+        );
+        counters.register(4789, vx.clone());
+        counters.register(6081, gnv.clone());
+        let push = |tnl_port| {
+            Action::TnlPush(TnlPush {
+                tnl_port,
+                out_port: 1,
+                tnl_type: vport_type::VXLAN,
+                header: Vec::new(),
+            })
+        };
+        // Not a tunnel flow: nothing to credit.
+        assert_eq!(counters.credit_for(1, &[Action::Output(2)]), None);
+        // A flood out of both tunnels (and an unregistered port number).
+        let flood = [
+            Action::Clone(vec![push(4789), Action::Output(1)]),
+            Action::Clone(vec![push(6081), Action::Output(1)]),
+            Action::Clone(vec![push(9999), Action::Output(1)]),
+        ];
+        let c = counters.credit_for(1, &flood).expect("tunnel flow");
+        counters.credit(&c, 3, 300);
+        // Decapsulated packets arriving on the VXLAN port, sent back out.
+        let back = counters
+            .credit_for(4789, &[Action::Output(2)])
+            .expect("rx flow");
+        counters.credit(&back, 2, 120);
+        let stats = |p: &PortCounters| {
+            [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes]
+                .map(|c| c.load(Ordering::Relaxed))
+        };
+        assert_eq!(stats(&vx), [2, 120, 3, 300]);
+        assert_eq!(stats(&gnv), [0, 0, 3, 300]);
+        // The port's netdev reports them (dpctl/show -s, metrics).
+        let mut netdev =
+            TunnelNetdev::open(&port("vxlan", &[("remote_ip", s("10.0.0.2"))])).unwrap();
+        netdev.counters = vx.clone();
+        let st = netdev.stats();
+        assert_eq!(
+            (st.rx_packets, st.rx_bytes, st.tx_packets, st.tx_bytes),
+            (2, 120, 3, 300)
+        );
+        // A removed port counts no more.
+        counters.unregister(6081);
+        counters.credit(&c, 1, 100);
+        assert_eq!(stats(&gnv), [0, 0, 3, 300]);
+        assert_eq!(stats(&vx)[2], 4);
     }
 }
