@@ -21,6 +21,8 @@ use ofproto::{Ofproto, Rule};
 #[derive(Debug)]
 struct RuleCredit {
     rules: Vec<Arc<Rule>>,
+    /// The tunnel ports the megaflow counts on (see `crate::tunnel`).
+    tunnel: Option<crate::tunnel::TunnelCredit>,
     packets: u64,
     bytes: u64,
 }
@@ -33,6 +35,8 @@ pub struct Bridges {
     /// Bridges by name.
     by_name: RwLock<Vec<Arc<Ofproto>>>,
     credits: Mutex<HashMap<u128, RuleCredit>>,
+    /// Tunnel port rx/tx statistics, credited beside the rules.
+    pub tunnel_counters: Arc<crate::tunnel::TunnelCounters>,
 }
 
 impl Bridges {
@@ -98,6 +102,9 @@ impl Bridges {
                     for r in &c.rules {
                         r.credit(dp, db, now_ms);
                     }
+                    if let Some(tc) = &c.tunnel {
+                        self.tunnel_counters.credit(tc, dp, db);
+                    }
                 }
                 c.packets = packets;
                 c.bytes = bytes;
@@ -106,13 +113,16 @@ impl Bridges {
     }
 }
 
-impl UpcallHandler for Bridges {
-    fn translate(
+impl Bridges {
+    /// The translation, and for an upcall (`packet` given) the megaflow's
+    /// UFID, computed here anyway to remember the rules to credit; the PMD
+    /// installs under it instead of hashing the match again.
+    fn translate_with_ufid(
         &self,
         key: &FlowKey,
         packet: Option<&Packet>,
         now_ms: u64,
-    ) -> Result<Translation, UpcallError> {
+    ) -> Result<(Translation, Option<u128>), UpcallError> {
         let bridge = self
             .bridge_of(key.in_port)
             .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
@@ -123,35 +133,71 @@ impl UpcallHandler for Bridges {
         if let Some(err) = &t.error {
             return Err(UpcallError(format!("bridge {}: {err}", bridge.name())));
         }
+        let mut ufid = None;
         if let Some(packet) = packet {
             // The upcalled packet itself is credited now; the megaflow's
             // later packets through credit_flow_stats.
             t.credit(1, packet.len() as u64, now_ms);
+            let tunnel = self.tunnel_counters.credit_for(key.in_port, &t.actions);
+            if let Some(tc) = &tunnel {
+                self.tunnel_counters.credit(tc, 1, packet.len() as u64);
+            }
             let mut mask = t.mask;
             mask.in_port = u32::MAX;
-            let ufid = ufid_from_match(&key.masked(&mask), &mask);
+            let id = ufid_from_match(&key.masked(&mask), &mask);
             self.credits.lock().expect("credits lock").insert(
-                ufid,
+                id,
                 RuleCredit {
                     rules: t.rules.clone(),
+                    tunnel,
                     // The megaflow will count this packet too: start
                     // from it so it is not credited twice.
                     packets: 1,
                     bytes: packet.len() as u64,
                 },
             );
+            ufid = Some(id);
         }
         if !t.install {
             // A neighbour miss: drop this packet, install nothing, so the
             // flow is translated again once the neighbour is known.
-            return Ok(Translation::ExecuteOnly {
-                actions: Arc::from(t.actions),
-            });
+            return Ok((
+                Translation::ExecuteOnly {
+                    actions: Arc::from(t.actions),
+                },
+                None,
+            ));
         }
-        Ok(Translation::Megaflow {
-            mask: t.mask,
-            actions: Arc::from(t.actions),
-        })
+        // The table makes `in_port` exact itself, so this is the UFID of
+        // the flow it installs for `t.mask`.
+        Ok((
+            Translation::Megaflow {
+                mask: t.mask,
+                actions: Arc::from(t.actions),
+            },
+            ufid,
+        ))
+    }
+}
+
+impl UpcallHandler for Bridges {
+    fn translate(
+        &self,
+        key: &FlowKey,
+        packet: Option<&Packet>,
+        now_ms: u64,
+    ) -> Result<Translation, UpcallError> {
+        self.translate_with_ufid(key, packet, now_ms)
+            .map(|(t, _)| t)
+    }
+
+    fn translate_upcall(
+        &self,
+        key: &FlowKey,
+        packet: &Packet,
+        now_ms: u64,
+    ) -> Result<(Translation, Option<u128>), UpcallError> {
+        self.translate_with_ufid(key, Some(packet), now_ms)
     }
 
     fn version(&self) -> u64 {

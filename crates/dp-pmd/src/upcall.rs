@@ -60,6 +60,20 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
         now_ms: u64,
     ) -> Result<Translation, UpcallError>;
 
+    /// [`UpcallHandler::translate`] for an upcall, with the megaflow's
+    /// UFID when the handler has already computed it: it must then be
+    /// [`ufid_from_match`](dp_core::flow_table::ufid_from_match)`(key & mask,
+    /// mask)` of the returned mask, which the PMD installs under without
+    /// hashing the match again. The default computes none.
+    fn translate_upcall(
+        &self,
+        key: &FlowKey,
+        packet: &Packet,
+        now_ms: u64,
+    ) -> Result<(Translation, Option<u128>), UpcallError> {
+        self.translate(key, Some(packet), now_ms).map(|t| (t, None))
+    }
+
     /// The version of the rules translations are made against. When it
     /// changes, the revalidator re-translates installed megaflows.
     fn version(&self) -> u64;

@@ -182,13 +182,22 @@ impl Pmd {
         one_offs: &mut Vec<FlowActions>,
         now_ms: u64,
     ) -> Verdict {
-        let packet = packets[i].as_ref();
-        match self.upcall.translate(&self.keys[i], packet, now_ms) {
-            Ok(Translation::Megaflow { mask, actions }) => {
+        // The handler may give the megaflow's UFID, which it computed
+        // anyway (ofproto-lite does, to credit rules): the insert then
+        // does not hash the match a second time.
+        let translated = match packets[i].as_ref() {
+            Some(packet) => self.upcall.translate_upcall(&self.keys[i], packet, now_ms),
+            None => self
+                .upcall
+                .translate(&self.keys[i], None, now_ms)
+                .map(|t| (t, None)),
+        };
+        match translated {
+            Ok((Translation::Megaflow { mask, actions }, ufid)) => {
                 self.stats.miss_upcall_ok += 1;
-                self.install_megaflow(i, &mask, actions, one_offs, now_ms)
+                self.install_megaflow(i, &mask, ufid, actions, one_offs, now_ms)
             }
-            Ok(Translation::ExecuteOnly { actions }) => {
+            Ok((Translation::ExecuteOnly { actions }, _)) => {
                 self.stats.miss_upcall_ok += 1;
                 one_offs.push(actions);
                 Verdict::OneOff(one_offs.len() - 1)

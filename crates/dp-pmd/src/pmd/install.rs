@@ -28,11 +28,13 @@ use crate::upcall::FlowActions;
 
 impl Pmd {
     /// Installs the megaflow `keys[i] & mask` → `actions` that the upcall
-    /// of packet `i` produced, and returns the packet's verdict.
+    /// of packet `i` produced (under `ufid` when the handler gave it), and
+    /// returns the packet's verdict.
     pub(super) fn install_megaflow(
         &mut self,
         i: usize,
         mask: &FlowKey,
+        ufid: Option<u128>,
         actions: FlowActions,
         one_offs: &mut Vec<FlowActions>,
         now_ms: u64,
@@ -48,7 +50,7 @@ impl Pmd {
         let key = &self.keys[i];
         match self
             .flows
-            .insert(key, mask, None, Arc::clone(&actions), now_ms)
+            .insert(key, mask, ufid, Arc::clone(&actions), now_ms)
         {
             Ok(flow) => {
                 // Later misses of this batch check it first.
