@@ -450,6 +450,8 @@ fn dpctl_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
         lost += r.stats.miss_upcall_failed;
     }
     let flows = d.datapath.dump_flows().map_err(|e| e.to_string())?;
+    // Tunnel port counters come from megaflow statistics: fold them in.
+    d.bridges.credit_flow_stats(&flows, d.now_ms());
     let mut out = String::from("netdev@ovs-netdev:\n");
     let _ = writeln!(out, "  lookups: hit:{hit} missed:{missed} lost:{lost}");
     let _ = writeln!(out, "  flows: {}", flows.len());

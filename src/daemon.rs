@@ -148,6 +148,7 @@ impl Daemon {
             bridges.add_bridge(build_bridge(section, &numbers)?);
         }
         let mut tunnels = crate::tunnel::Tunnels::new();
+        tunnels.counters = bridges.tunnel_counters.clone();
         for bridge in bridges.all() {
             bridge.set_tunnel_state(tunnels.state.clone());
             tunnels.state.register_bridge(&bridge);

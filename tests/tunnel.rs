@@ -445,6 +445,33 @@ fn iperf3(ns_server: &str, ns_client: &str, ip: &str, secs: u32) -> u64 {
     })
 }
 
+/// Port `port`'s `(rx packets, tx packets, rx bytes, tx bytes)` from
+/// `dpctl/show -s`.
+fn port_stats(d: &Daemon, port: &str) -> (u64, u64, u64, u64) {
+    let shown = d.ok("dpctl/show", &["-s"]);
+    let mut lines = shown.lines().skip_while(|l| {
+        !(l.contains(&format!(": {port} (")) && l.trim_start().starts_with("port "))
+    });
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no port {port} in\n{shown}"));
+    let field = |line: Option<&str>, name: &str| -> u64 {
+        line.and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix(name)))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for {header} in\n{shown}"))
+    };
+    let (rx, tx, bytes) = (lines.next(), lines.next(), lines.next());
+    (
+        field(rx, "packets:"),
+        field(tx, "packets:"),
+        field(bytes, "bytes:"),
+        bytes
+            .and_then(|l| l.split("TX bytes:").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no TX bytes for {header} in\n{shown}")),
+    )
+}
+
 fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
     if !prerequisites(&format!("{tunnel_type} overlay"), &["tshark", "iperf3"]) {
         return;
@@ -520,8 +547,24 @@ fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
     assert!(with_inner_ip >= 3, "tshark decoded {decoded:?}");
 
     // TCP across the overlay, checked byte for byte.
+    let (_, _, _, tx_before) = port_stats(a, "tun0");
+    let (_, _, rx_before_b, _) = port_stats(b, "tun0");
     let mbps = tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
     eprintln!("{tunnel_type}: TCP across the overlay {mbps:.0} Mbit/s");
+    // The tunnel ports counted it (inner bytes, as OVS's vport stats):
+    // A sent at least the 4 MiB through its tunnel port, B received them.
+    let (_, _, _, tx_after) = port_stats(a, "tun0");
+    let (_, _, rx_after_b, _) = port_stats(b, "tun0");
+    assert!(
+        tx_after - tx_before >= 4 << 20,
+        "A's tun0 TX bytes grew by {} for a 4 MiB transfer",
+        tx_after - tx_before
+    );
+    assert!(
+        rx_after_b - rx_before_b >= 4 << 20,
+        "B's tun0 RX bytes grew by {}",
+        rx_after_b - rx_before_b
+    );
     if tunnel_type != "gre" {
         // iperf3, as the issue asks: bytes across, no error.
         let bytes = iperf3(&topo.ns_b, &topo.ns_a, IP_B, 2);
@@ -1012,6 +1055,18 @@ fn vxlan_over_ipv6_underlay_between_two_daemons() {
         }
     }
     assert!(with_inner_ip >= 3, "tshark decoded {decoded:?}");
+
+    // dpctl/show -s counts the overlay's packets on the tunnel ports (at
+    // least the 10 echo requests and replies just captured, each an
+    // Ethernet frame of 42..=1514 bytes).
+    for (d, who) in [(a, "A"), (b, "B")] {
+        let (rx, tx, rx_bytes, tx_bytes) = port_stats(d, "tun0");
+        assert!(rx >= 10 && tx >= 10, "{who}'s tun0: rx {rx} tx {tx}");
+        assert!(
+            (42 * rx..=1514 * rx).contains(&rx_bytes) && (42 * tx..=1514 * tx).contains(&tx_bytes),
+            "{who}'s tun0: {rx} packets {rx_bytes} bytes in, {tx} packets {tx_bytes} bytes out"
+        );
+    }
 
     // Static IPv6 routes: a gateway of the wrong family is refused.
     let vtep = &sides[0].vtep;
