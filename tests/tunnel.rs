@@ -11,7 +11,11 @@
 //! VXLAN and Geneve overlays, the outer TTL/TOS/UDP checksum that the
 //! `ttl`, `tos` and `csum` options ask for, Geneve options (TLV map,
 //! `tun_metadata0` rules) deciding delivery, the `tnl/*` and
-//! `ovs/route/*` commands, and a VNI mismatch dropped under its own name.
+//! `ovs/route/*` commands, a VNI mismatch dropped under its own name, the
+//! tunnel ports' RX/TX counters in `dpctl/show -s`, and VXLAN and Geneve
+//! over an IPv6 underlay (routes learned over rtnetlink, the peer VTEP
+//! resolved with Neighbor Solicitations and learned from the
+//! advertisements).
 //!
 //! ```text
 //!  vmA ─ veth ─┐ oxvsd A (ns hA)             oxvsd B (ns hB) ┌─ veth ─ vmB
@@ -939,25 +943,41 @@ fn bad_tlv_map_is_a_config_error() {
 const VTEP6_A: &str = "fd00:31::1";
 const VTEP6_B: &str = "fd00:31::2";
 
-/// VXLAN over an IPv6 underlay: the VTEPs carry only IPv6 addresses
+/// VXLAN (and Geneve) over an IPv6 underlay: the VTEPs carry only IPv6
+/// addresses
 /// (`nodad`, so duplicate address detection does not hold them back),
 /// the daemons learn the /64 over rtnetlink (the route has no preferred
 /// source: the address gives it), resolve the peer VTEP with Neighbor
 /// Solicitations they send themselves and learn it from the Neighbor
 /// Advertisements. Checked: ping across the overlay, `tnl/neigh/show`
 /// listing the peer's IPv6 address at its MAC, tshark decoding the
-/// underlay as VXLAN in IPv6 with the VNI and a UDP checksum it verifies
-/// (on by default over IPv6), and `ovs/route/add|show` with v6 prefixes.
+/// underlay as VXLAN/Geneve in IPv6 with the VNI, hop limit 64 and a UDP
+/// checksum it verifies (on by default over IPv6), `dpctl/show -s`
+/// counting the overlay on the tunnel ports, and `ovs/route/add|show`
+/// with v6 prefixes.
 #[test]
 fn vxlan_over_ipv6_underlay_between_two_daemons() {
-    if !prerequisites("vxlan over ipv6", &["tshark"]) {
+    overlay_v6("t4v", "vxlan");
+}
+
+/// Geneve takes the same IPv6 path with its own header (and port 6081).
+#[test]
+fn geneve_over_ipv6_underlay_between_two_daemons() {
+    overlay_v6("t4g", "geneve");
+}
+
+fn overlay_v6(tag: &str, tunnel_type: &str) {
+    if !prerequisites(&format!("{tunnel_type} over ipv6"), &["tshark"]) {
         return;
     }
-    let (topo, mut sides) = build("t4v");
+    let (topo, mut sides) = build(tag);
     sides[0].peer_ip = VTEP6_B;
     sides[1].peer_ip = VTEP6_A;
-    let dirs = [TempDir::new("t4-v6a"), TempDir::new("t4-v6b")];
-    let texts = [0, 1].map(|i| config(&sides[i], "vxlan", 5000));
+    let dirs = [
+        TempDir::new(&format!("t4-{tag}a")),
+        TempDir::new(&format!("t4-{tag}b")),
+    ];
+    let texts = [0, 1].map(|i| config(&sides[i], tunnel_type, 5000));
     let daemons: Vec<Daemon> = sides
         .iter()
         .zip(&dirs)
@@ -997,7 +1017,8 @@ fn vxlan_over_ipv6_underlay_between_two_daemons() {
     let ports = a.ok("tnl/ports/show", &[]);
     assert!(
         ports.contains(&format!(
-            "tun0 (4789) type=vxlan bridge=br0 remote_ip={VTEP6_B} key=5000 csum=true"
+            "tun0 ({}) type={tunnel_type} bridge=br0 remote_ip={VTEP6_B} key=5000 csum=true",
+            if tunnel_type == "vxlan" { 4789 } else { 6081 }
         )),
         "{ports}"
     );
@@ -1024,20 +1045,30 @@ fn vxlan_over_ipv6_underlay_between_two_daemons() {
 
     // The underlay carries VXLAN in IPv6 between the VTEPs, checksummed.
     let fields = [
-        "vxlan.vni",
+        vni_field(tunnel_type),
         "ipv6.src",
         "ipv6.dst",
         "ipv6.hlim",
         "udp.checksum.status",
         "ip.src",
     ];
-    let decoded = capture_fields(&sides[0].host_ns, &sides[0].ul, "vxlan", &fields, || {
-        testbed::ping(&topo.ns_a, IP_B, 10);
-    });
+    let decoded = capture_fields(
+        &sides[0].host_ns,
+        &sides[0].ul,
+        tunnel_type,
+        &fields,
+        || {
+            testbed::ping(&topo.ns_a, IP_B, 10);
+        },
+    );
     let mut with_inner_ip = 0;
     for line in &decoded {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f[0], "5000", "VNI in {line}");
+        // VXLAN's VNI prints in decimal, Geneve's in hex.
+        let vni = f[0]
+            .strip_prefix("0x")
+            .map_or_else(|| f[0].parse().ok(), |h| u32::from_str_radix(h, 16).ok());
+        assert_eq!(vni, Some(5000), "VNI in {line}");
         let outer = (f.get(1).copied(), f.get(2).copied());
         assert!(
             outer == (Some(VTEP6_A), Some(VTEP6_B)) || outer == (Some(VTEP6_B), Some(VTEP6_A)),
