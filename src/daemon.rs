@@ -149,6 +149,7 @@ impl Daemon {
         }
         let mut tunnels = crate::tunnel::Tunnels::new();
         tunnels.counters = bridges.tunnel_counters.clone();
+        tunnels.counters.keep_alive(tunnels.state.clone());
         for bridge in bridges.all() {
             bridge.set_tunnel_state(tunnels.state.clone());
             tunnels.state.register_bridge(&bridge);

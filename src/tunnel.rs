@@ -245,6 +245,9 @@ pub struct PortCounters {
 pub struct TunnelCredit {
     rx: Option<u32>,
     tx: Vec<u32>,
+    /// The outer destination MAC of each push: the neighbour entries the
+    /// megaflow depends on, kept alive while it forwards.
+    next_hops: Vec<[u8; 6]>,
 }
 
 /// Tunnel port statistics (OVS's tunnel vport stats, which its xlate
@@ -261,6 +264,11 @@ pub struct TunnelCredit {
 /// the packets by at most one sample, and what a megaflow forwarded after
 /// its last sample before deletion is not counted (as rule counters).
 ///
+/// The same samples keep the neighbour entries a forwarding megaflow
+/// sends to alive ([`ofproto::neigh::NeighCache::refresh_mac`]), as OVS's
+/// xlate cache does: without it a busy tunnel's next hop would age out
+/// every 15 minutes and drop packets until solicited again.
+///
 /// # Threads
 /// Registration on the control thread, `credit_for` on upcalling threads,
 /// crediting on the control thread: a read-write lock over the port map,
@@ -268,9 +276,17 @@ pub struct TunnelCredit {
 #[derive(Debug, Default)]
 pub struct TunnelCounters {
     ports: std::sync::RwLock<HashMap<u32, Arc<PortCounters>>>,
+    /// The tunnel state whose neighbour entries traffic keeps alive.
+    state: std::sync::OnceLock<Arc<TunnelState>>,
 }
 
 impl TunnelCounters {
+    /// Megaflows that forward keep `state`'s neighbour entries alive
+    /// (set once, at start).
+    pub fn keep_alive(&self, state: Arc<TunnelState>) {
+        let _ = self.state.set(state);
+    }
+
     /// Datapath port `port_no` is a tunnel port counting into `c`.
     pub fn register(&self, port_no: u32, c: Arc<PortCounters>) {
         self.ports
@@ -289,25 +305,51 @@ impl TunnelCounters {
     /// What a megaflow entered on `in_port` with `actions` counts on
     /// tunnel ports; `None` when it touches none.
     pub fn credit_for(&self, in_port: u32, actions: &[Action]) -> Option<TunnelCredit> {
-        fn pushes(actions: &[Action], out: &mut Vec<u32>) {
+        fn pushes(actions: &[Action], out: &mut Vec<(u32, [u8; 6])>) {
             for a in actions {
                 match a {
-                    Action::TnlPush(p) => out.push(p.tnl_port),
+                    Action::TnlPush(p) => {
+                        let mac = p.header.get(..6).and_then(|m| m.try_into().ok());
+                        out.push((p.tnl_port, mac.unwrap_or([0; 6])));
+                    }
                     Action::Clone(inner) => pushes(inner, out),
                     _ => {}
                 }
             }
         }
         let ports = self.ports.read().unwrap_or_else(|e| e.into_inner());
-        let mut tx = Vec::new();
-        pushes(actions, &mut tx);
-        tx.retain(|p| ports.contains_key(p));
+        let mut pushed = Vec::new();
+        pushes(actions, &mut pushed);
+        pushed.retain(|(p, _)| ports.contains_key(p));
+        let tx: Vec<u32> = pushed.iter().map(|(p, _)| *p).collect();
+        let mut next_hops: Vec<[u8; 6]> = pushed.iter().map(|(_, m)| *m).collect();
+        next_hops.sort_unstable();
+        next_hops.dedup();
         let rx = ports.contains_key(&in_port).then_some(in_port);
-        (rx.is_some() || !tx.is_empty()).then_some(TunnelCredit { rx, tx })
+        (rx.is_some() || !tx.is_empty()).then_some(TunnelCredit { rx, tx, next_hops })
     }
 
-    /// Counts `packets` and `bytes` more of a megaflow with credit `c`.
+    /// Counts `packets` and `bytes` more of a megaflow with credit `c`
+    /// (and, when it forwarded any, keeps its next hops alive).
     pub fn credit(&self, c: &TunnelCredit, packets: u64, bytes: u64) {
+        // The neighbour cache's clock (translation stamps it so too).
+        self.credit_at(
+            c,
+            packets,
+            bytes,
+            dp_pmd::cycles::monotonic_ns() / 1_000_000,
+        );
+    }
+
+    /// [`Self::credit`] at `now_ms` on the neighbour cache's clock.
+    pub fn credit_at(&self, c: &TunnelCredit, packets: u64, bytes: u64, now_ms: u64) {
+        if packets > 0
+            && let Some(state) = self.state.get()
+        {
+            for mac in &c.next_hops {
+                state.neigh().refresh_mac(*mac, now_ms);
+            }
+        }
         let ports = self.ports.read().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = c.rx.and_then(|rx| ports.get(&rx)) {
             p.rx_packets.fetch_add(packets, Ordering::Relaxed);
@@ -1463,5 +1505,51 @@ mod tests {
         counters.credit(&c, 1, 100);
         assert_eq!(stats(&gnv), [0, 0, 3, 300]);
         assert_eq!(stats(&vx)[2], 4);
+    }
+
+    #[test]
+    fn forwarding_megaflows_keep_their_next_hop_alive() {
+        use dp_core::action::{TnlPush, vport_type};
+        use ofproto::neigh::{NEIGH_IDLE_MS, Solicit};
+        let state = Arc::new(TunnelState::new());
+        let counters = TunnelCounters::default();
+        counters.keep_alive(state.clone());
+        counters.register(4789, Arc::new(PortCounters::default()));
+        let peer: IpAddr = "2001:db8::2".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0, 0xb];
+        // Learned at 1000: it expires at 1000 + NEIGH_IDLE_MS unless
+        // refreshed.
+        let learned = 1000;
+        let now = learned + NEIGH_IDLE_MS - 50;
+        state.neigh().want(
+            Solicit {
+                target: peer,
+                dev: "br0".into(),
+                src: "2001:db8::1".parse().unwrap(),
+                src_mac: [2, 0, 0, 0, 0, 0xa],
+            },
+            learned,
+        );
+        assert!(state.neigh().snoop(peer, mac, "br0", learned));
+        let mut header = mac.to_vec();
+        header.extend_from_slice(&[0; 44]);
+        let push = Action::TnlPush(TnlPush {
+            tnl_port: 4789,
+            out_port: 1,
+            tnl_type: vport_type::VXLAN,
+            header,
+        });
+        let c = counters
+            .credit_for(1, &[Action::Clone(vec![push, Action::Output(1)])])
+            .unwrap();
+        // A sample without new packets refreshes nothing.
+        counters.credit_at(&c, 0, 0, now);
+        assert_eq!(state.neigh().lookup(peer, now + 100), None, "aged out");
+        counters.credit_at(&c, 5, 500, now);
+        assert_eq!(
+            state.neigh().lookup(peer, now + 100),
+            Some(mac),
+            "traffic kept it"
+        );
     }
 }

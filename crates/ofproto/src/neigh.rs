@@ -14,9 +14,14 @@
 //! `remote_ip=flow` rules actually ask for. A lookup that misses records a *solicitation*: the daemon
 //! collects the due ones ([`NeighCache::take_due_requests`]) and sends an
 //! ARP request (IPv4) or a Neighbor Solicitation to the target's
-//! solicited-node multicast address (IPv6) out of the route's device, at most once a second per
-//! address, until a reply is snooped. Learned entries age out after
-//! [`NEIGH_IDLE_MS`] (OVS's 15 minutes); a lookup does not refresh them.
+//! solicited-node multicast address (IPv6) out of the route's device, at
+//! most once a second per address, until a reply is snooped. Learned
+//! entries age out after [`NEIGH_IDLE_MS`] (OVS's 15 minutes) unless
+//! traffic keeps them alive: a translation's lookup does not refresh them,
+//! but installed megaflows that send to an entry's MAC do
+//! ([`NeighCache::refresh_mac`], called as their statistics grow, as OVS's
+//! xlate cache refreshes the entries its megaflows used), so a busy tunnel
+//! never loses its next hop.
 //!
 //! Every change that could alter a translation (new entry, new MAC,
 //! flush, expiry) moves [`NeighCache::seq`], so megaflows built on an old
@@ -238,6 +243,26 @@ impl NeighCache {
         }
         self.insert(ip, mac, bridge, Some(now_ms + NEIGH_IDLE_MS));
         true
+    }
+
+    /// Keeps every learned entry at `mac` alive for another
+    /// [`NEIGH_IDLE_MS`] from `now_ms` (a megaflow sending to it forwarded
+    /// packets). Static and expired entries are left alone; nothing a
+    /// translation depends on changes, so the sequence does not move.
+    /// Returns how many entries were refreshed.
+    pub fn refresh_mac(&self, mac: [u8; 6], now_ms: u64) -> usize {
+        let mut g = self.lock();
+        let mut n = 0;
+        for e in g.entries.values_mut() {
+            if e.mac == mac
+                && let Some(t) = e.expires_ms.as_mut()
+                && *t > now_ms
+            {
+                *t = (*t).max(now_ms + NEIGH_IDLE_MS);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// ARP replies ignored because nobody asked for their address.
@@ -543,5 +568,26 @@ mod tests {
         assert_eq!((key.nw_src, key.nw_dst), ([172, 31, 0, 1], [172, 31, 0, 2]));
         assert_eq!(key.arp_sha, [2, 0, 0, 0, 0, 1]);
         assert_eq!(&f[..6], &[0xff; 6]);
+    }
+
+    #[test]
+    fn traffic_to_a_neighbour_keeps_it_alive() {
+        let n = NeighCache::new();
+        let mac = [2, 0, 0, 0, 0, 2];
+        n.want(solicit(), 0);
+        n.snoop(IP, mac, "br0", 0);
+        let seq = n.seq();
+        // Refreshed a minute before it would expire: alive a lookup later.
+        assert_eq!(n.refresh_mac(mac, NEIGH_IDLE_MS - 60_000), 1);
+        assert_eq!(n.seq(), seq, "a refresh changes no translation");
+        assert_eq!(n.lookup(IP, NEIGH_IDLE_MS + 1), Some(mac));
+        assert_eq!(n.expire(NEIGH_IDLE_MS + 1), 0);
+        // Another MAC refreshes nothing; without traffic it ages out.
+        assert_eq!(n.refresh_mac([2, 0, 0, 0, 0, 3], NEIGH_IDLE_MS), 0);
+        assert_eq!(n.lookup(IP, 2 * NEIGH_IDLE_MS), None);
+        // An expired entry is not brought back, a static one needs nothing.
+        assert_eq!(n.refresh_mac(mac, 2 * NEIGH_IDLE_MS), 0);
+        n.set_static(IP, mac, "br0");
+        assert_eq!(n.refresh_mac(mac, 0), 0);
     }
 }
