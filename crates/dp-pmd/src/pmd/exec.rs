@@ -37,11 +37,13 @@ impl Executor {
         }
     }
 
-    /// Runs `actions` on `group`, sending output through `tx`.
+    /// Runs `actions` on `group`, sending output through `tx`; `group`
+    /// is left empty. (By reference: a batch is 264 bytes, and moving one
+    /// per flow group was a `memcpy` per group.)
     pub fn execute(
         &mut self,
         actions: &[Action],
-        mut group: PacketBatch,
+        group: &mut PacketBatch,
         tx: &mut TxSink<'_>,
         now_ns: u64,
     ) {
@@ -50,7 +52,7 @@ impl Executor {
             recirc: &mut self.recirc,
             userspace: self.userspace.as_ref(),
         };
-        self.core.execute(actions, &mut group, &mut sink, now_ns);
+        self.core.execute(actions, group, &mut sink, now_ns);
     }
 
     /// Up to a batch of packets recirculated by the last executions.
@@ -65,8 +67,8 @@ impl Executor {
     }
 
     /// Drops packets whose upcall failed or was over budget.
-    pub fn drop_batch_no_flow(&mut self, mut batch: PacketBatch) {
-        self.core.drop_batch(&mut batch, DropReason::NoFlow);
+    pub fn drop_batch_no_flow(&mut self, batch: &mut PacketBatch) {
+        self.core.drop_batch(batch, DropReason::NoFlow);
     }
 
     /// Drop counters by printed name.

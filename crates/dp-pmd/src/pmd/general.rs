@@ -101,9 +101,11 @@ impl Pmd {
             last[gi] = j as u8;
         }
 
+        // One batch for every group in turn: execution and drops leave it
+        // empty.
+        let mut group = PacketBatch::new();
         for g in 0..groups {
             let verdict = group_verdict[g];
-            let mut group = PacketBatch::new();
             let (mut bytes, mut tcp_flags) = (0u64, 0u16);
             let mut j = first[g];
             while j != END {
@@ -116,7 +118,7 @@ impl Pmd {
                 j = next[ji];
             }
             match verdict {
-                Verdict::Dropped => self.exec.drop_batch_no_flow(group),
+                Verdict::Dropped => self.exec.drop_batch_no_flow(&mut group),
                 Verdict::Refused => self
                     .exec
                     .core_mut()
@@ -127,15 +129,15 @@ impl Pmd {
                     let actions = match self.flows.get(flow) {
                         Some(f) => Arc::clone(&f.actions),
                         None => {
-                            self.exec.drop_batch_no_flow(group);
+                            self.exec.drop_batch_no_flow(&mut group);
                             continue;
                         }
                     };
-                    self.execute(&actions, group, now_ns);
+                    self.execute(&actions, &mut group, now_ns);
                 }
                 Verdict::OneOff(k) => {
                     let actions = Arc::clone(&one_offs[k]);
-                    self.execute(&actions, group, now_ns);
+                    self.execute(&actions, &mut group, now_ns);
                 }
             }
         }

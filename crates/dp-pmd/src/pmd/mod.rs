@@ -397,7 +397,7 @@ impl Pmd {
         (res.found & 1 != 0).then(|| self.flows.flow_at(found[0]))
     }
 
-    fn execute(&mut self, actions: &FlowActions, group: PacketBatch, now_ns: u64) {
+    fn execute(&mut self, actions: &FlowActions, group: &mut PacketBatch, now_ns: u64) {
         let Pmd {
             exec,
             tx,

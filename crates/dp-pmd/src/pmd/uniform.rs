@@ -24,7 +24,7 @@ impl Pmd {
     #[inline]
     pub(super) fn run_uniform(
         &mut self,
-        batch: PacketBatch,
+        mut batch: PacketBatch,
         n: usize,
         now_ns: u64,
     ) -> Option<PacketBatch> {
@@ -44,7 +44,7 @@ impl Pmd {
         let bytes = batch.iter().map(|p| p.len() as u64).sum();
         self.flows
             .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
-        self.execute(&actions, batch, now_ns);
+        self.execute(&actions, &mut batch, now_ns);
         None
     }
 }
