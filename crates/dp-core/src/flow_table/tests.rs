@@ -435,3 +435,47 @@ fn re_ranking_runs_once_per_interval_for_all_ports() {
     assert!(!table.maybe_sort(1500));
     assert!(table.maybe_sort(2005));
 }
+
+/// Inserts alternating between masks (the remembered mask changes at
+/// every insert, or stays) install exactly what a fresh table would: the
+/// generated UFID is `ufid_from_match`'s, the stored match is `key & mask`
+/// with `in_port` exact, and each key finds its own flow. The masks
+/// include the all-wildcard one (the memo's initial value) and one with
+/// `in_port` wildcarded.
+#[test]
+fn inserts_under_alternating_masks_store_each_flows_own_match() {
+    let mut dst_only = FlowKey::ZERO;
+    dst_only.dl_type = u16::MAX;
+    dst_only.nw_dst = [255; 4];
+    let masks = [
+        five_tuple_mask(),
+        dst_only,
+        FlowKey::ZERO,
+        five_tuple_mask(),
+    ];
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let mut installed = Vec::new();
+    for i in 0..40u8 {
+        // Two inserts per mask in a row, then the next mask.
+        let mask = masks[usize::from(i / 2) % masks.len()];
+        let in_port = 1 + u32::from(i);
+        let key = udp_key(in_port, [10, 0, 0, i], [10, 1, 0, i], 80);
+        let r = table
+            .insert(&key, &mask, None, u32::from(i), 0)
+            .expect("insert");
+        let mut exact_port = mask;
+        exact_port.in_port = u32::MAX;
+        let f = table.get(r).expect("live");
+        assert_eq!(f.ufid(), ufid_from_match(&key, &mask), "insert {i}");
+        let (masked, stored) = table.flow_match(r).expect("match");
+        assert_eq!(masked, key.masked(&exact_port), "insert {i}");
+        assert_eq!(stored.words()[..], exact_port.words()[..], "insert {i}");
+        installed.push((key, r));
+    }
+    for (key, r) in installed {
+        let mut found = [0u32; crate::packet::MAX_BURST];
+        let res = table.classify_batch(key.in_port, std::slice::from_ref(&key), 1, &mut found);
+        assert_eq!(res.found & 1, 1);
+        assert_eq!(table.flow_at(found[0]), r);
+    }
+}
