@@ -216,6 +216,16 @@ fn main() -> ExitCode {
                 "rx total {total} packets in {secs:.2} s = {:.0} pps",
                 total as f64 / secs
             );
+            // Where a low count lost its packets (for an afxdp sink, the
+            // kernel's socket counters: ring full, fill ring empty, ...).
+            let counters: Vec<String> = netdev
+                .custom_stats()
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
+            if !counters.is_empty() {
+                println!("rx counters {}", counters.join(" "));
+            }
         }
         _ => return usage(),
     }
