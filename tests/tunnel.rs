@@ -449,6 +449,27 @@ fn iperf3(ns_server: &str, ns_client: &str, ip: &str, secs: u32) -> u64 {
     })
 }
 
+/// The metrics page of daemon `d` (running in namespace `ns`, with
+/// `[metrics] listen = "127.0.0.1:0"`), fetched inside the namespace.
+fn metrics_page(d: &Daemon, ns: &str) -> String {
+    let mut port = None;
+    wait_for("the metrics address in the log", 10, || {
+        // The field may be wrapped in colour codes; the value is not.
+        port = d
+            .log()
+            .split("Some(127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .map(str::to_string);
+        port.is_some()
+    });
+    let port = port.unwrap();
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; timeout 10 cat <&3"
+    );
+    sh_output(&["ip", "netns", "exec", ns, "bash", "-c", &script])
+}
+
 /// Port `port`'s `(rx packets, tx packets, rx bytes, tx bytes)` from
 /// `dpctl/show -s`.
 fn port_stats(d: &Daemon, port: &str) -> (u64, u64, u64, u64) {
@@ -977,7 +998,9 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
         TempDir::new(&format!("t4-{tag}a")),
         TempDir::new(&format!("t4-{tag}b")),
     ];
-    let texts = [0, 1].map(|i| config(&sides[i], tunnel_type, 5000));
+    // The metrics endpoint too, to read the tunnel port counters there.
+    let texts = [0, 1]
+        .map(|i| config(&sides[i], tunnel_type, 5000) + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let daemons: Vec<Daemon> = sides
         .iter()
         .zip(&dirs)
@@ -1097,6 +1120,18 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
             (42 * rx..=1514 * rx).contains(&rx_bytes) && (42 * tx..=1514 * tx).contains(&tx_bytes),
             "{who}'s tun0: {rx} packets {rx_bytes} bytes in, {tx} packets {tx_bytes} bytes out"
         );
+    }
+
+    // The metrics page shows the same counters.
+    let page = metrics_page(a, &sides[0].host_ns);
+    for counter in ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes"] {
+        let sample = format!("oxvs_port_{counter}_total{{port=\"tun0\",type=\"{tunnel_type}\"}} ");
+        let value: u64 = page
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {sample} in the metrics:\n{page}"));
+        assert!(value >= 10, "{sample}{value}");
     }
 
     // Static IPv6 routes: a gateway of the wrong family is refused.
