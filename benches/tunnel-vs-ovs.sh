@@ -27,8 +27,13 @@
 #   c/p   PMD "avg processing cycles per packet" (pmd-stats-show; each
 #         packet is counted twice by both switches: once per pass)
 #
+# BENCH_UNDERLAY=ipv6 runs the same over an IPv6 underlay: the VTEP is
+# fd00:30::1/64 (nodad), the outer header IPv6 with a UDP checksum (both
+# switches' default for IPv6 tunnels), the static neighbour an IPv6 one.
+#
 # Usage (root): benches/tunnel-vs-ovs.sh
 #   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_SYSTEMS=oxvs,ovs BENCH_BUILD=0
+#   BENCH_UNDERLAY=ipv4|ipv6
 # Starts its own ovsdb-server/ovs-vswitchd in a temp dir and stops
 # everything it started (and deletes every namespace and link) on exit.
 set -euo pipefail
@@ -44,7 +49,12 @@ TAG=tn$$
 NS_G=$TAG-g NS_S=$TAG-s
 IF_G=tng$$ IF_S=tns$$ UL_A=tnu$$a UL_B=tnu$$b VTEP_DEV=tnv$$
 IP_G=10.97.0.1 IP_S=10.97.0.2
-VTEP=172.30.0.1
+UNDERLAY=${BENCH_UNDERLAY:-ipv4}
+case $UNDERLAY in
+    ipv4) VTEP=172.30.0.1 VTEP_PLEN=24 VTEP_NET=172.30.0.0/24 ;;
+    ipv6) VTEP=fd00:30::1 VTEP_PLEN=64 VTEP_NET=fd00:30::/64 ;;
+    *) echo "BENCH_UNDERLAY must be ipv4 or ipv6" >&2; exit 1 ;;
+esac
 VNI=5000
 OXVSD_PID= SINK_PID= GEN_PID=
 
@@ -118,11 +128,15 @@ ip -n "$NS_S" neigh replace "$IP_G" lladdr "$MAC_G" dev eth0
 # Gives the VTEP device its address and waits for the switch to learn the
 # route; prints the device's MAC.
 vtep_up() { # dev route-show-function
-    ip addr add "$VTEP/24" dev "$1"
+    if [ "$UNDERLAY" = ipv6 ]; then
+        ip -6 addr add "$VTEP/$VTEP_PLEN" dev "$1" nodad
+    else
+        ip addr add "$VTEP/$VTEP_PLEN" dev "$1"
+        sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
+    fi
     ip link set "$1" up
-    sysctl -qw "net.ipv6.conf.$1.disable_ipv6=1"
     for _ in $(seq 100); do
-        $2 ovs/route/show 2>/dev/null | grep -q "172.30.0.0/24 dev $1" && break
+        $2 ovs/route/show 2>/dev/null | grep -q "$VTEP_NET dev $1" && break
         sleep 0.1
     done
     ip -o link show "$1" | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}'
@@ -267,7 +281,7 @@ for s in oxvs ovs; do
 done
 
 echo
-echo "VXLAN encap+decap, oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}'); afxdp ports on veths, one PMD on CPU $PMD_CORE; $NCPU CPUs; kernel $(uname -r); median of $RUNS runs x $SECS s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "VXLAN over $UNDERLAY encap+decap, oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}'); afxdp ports on veths, one PMD on CPU $PMD_CORE; $NCPU CPUs; kernel $(uname -r); median of $RUNS runs x $SECS s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| %-36s | %10s | %10s | %10s |\n' figure oxvs OVS oxvs/OVS
 printf '|%s|\n' "--------------------------------------|------------|------------|-----------"
 o=$(med oxvs mpps); v=$(med ovs mpps)
