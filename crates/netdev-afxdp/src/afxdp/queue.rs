@@ -36,6 +36,10 @@ use crate::sys;
 /// holds (see `open_xsk`); longer means another program owns it.
 const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Descriptors the kernel sends per `sendto` in copy mode (its
+/// `TX_BATCH_SIZE`; older kernels used 16, which only means one more try).
+const KERNEL_TX_BATCH: u32 = 32;
+
 /// Ring sizes and UMEM size of one queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueGeometry {
@@ -75,16 +79,36 @@ impl TxState {
     /// Asks the kernel to transmit, when it wants asking. `false` on a
     /// hard error; busy and out-of-buffer answers leave the descriptors on
     /// the ring for the next kick.
+    ///
+    /// In copy mode transmission is synchronous and one call sends at most
+    /// [`KERNEL_TX_BATCH`] descriptors, answering `EAGAIN` when it stopped
+    /// with more on the ring (also when the device pushed back or the
+    /// completion ring was full). With one call per kick, descriptors a
+    /// previous kick left behind went out one kernel batch per later send
+    /// or rx poll, so a backlog on the ring never shrank below what each
+    /// send added. So a kick calls again on `EAGAIN`, as many times as the
+    /// descriptors waiting need (as OVS's `kick_tx` does); a device that
+    /// keeps pushing back costs at most that many calls, and is retried by
+    /// the next send or the rx poll (see `kick_stuck_tx`).
     fn kick(&mut self) -> bool {
         if self.need_wakeup && !self.tx.needs_wakeup() {
             return true;
         }
-        let ok = match sys::xsk_kick_tx(&self.xsk.fd) {
-            Ok(()) => true,
-            Err(e) => matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
-            ),
+        let mut tries = self.tx.pending() / KERNEL_TX_BATCH + 1;
+        let ok = loop {
+            match sys::xsk_kick_tx(&self.xsk.fd) {
+                Ok(()) => break true,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries > 1 => tries -= 1,
+                Err(e) => {
+                    break matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAGAIN)
+                            | Some(libc::EBUSY)
+                            | Some(libc::ENOBUFS)
+                            | Some(libc::EINTR)
+                    );
+                }
+            }
         };
         let stuck = self.tx.pending() > 0;
         self.xsk.tx_stuck.store(stuck, Ordering::Relaxed);
