@@ -69,8 +69,10 @@ pub fn check_options(type_name: &str, options: &[(&str, &str)]) -> Result<(), St
     }
 }
 
-/// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`, `mtu`
-/// (the daemon passes the port's `mtu` key here).
+/// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`,
+/// `n_rxq_desc` and `n_txq_desc` (entries of the fill/rx and tx/completion
+/// rings, as OVS's DPDK ports name them), `mtu` (the daemon passes the
+/// port's `mtu` key here).
 pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
     let mut config = AfxdpConfig::default();
     for &(key, value) in options {
@@ -98,6 +100,24 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
                     ));
                 }
             }
+            "n_rxq_desc" | "n_txq_desc" => {
+                let size = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| n.is_power_of_two() && afxdp::RING_SIZES.contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "{key} {value:?} is not a power of two in {}..={}",
+                            afxdp::RING_SIZES.start(),
+                            afxdp::RING_SIZES.end()
+                        )
+                    })?;
+                if key == "n_rxq_desc" {
+                    config.set_rx_ring_size(size);
+                } else {
+                    config.tx_ring_size = size;
+                }
+            }
             "use-need-wakeup" => {
                 config.use_need_wakeup = value
                     .parse()
@@ -105,7 +125,8 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup, mtu)"
+                    "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup, \
+                     n_rxq_desc, n_txq_desc, mtu)"
                 ));
             }
         }
@@ -169,5 +190,33 @@ pub mod testing {
     /// would have left it (to test stale-program replacement).
     pub fn attach_stale_program(ifname: &str) -> io::Result<()> {
         crate::afxdp::xdp::attach_legacy_for_test(crate::sys::ifindex(ifname)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_options_set_the_rings_and_the_frames() {
+        let c = afxdp_config(&[("n_rxq_desc", "8192"), ("n_txq_desc", "512")]).unwrap();
+        assert_eq!((c.rx_ring_size, c.tx_ring_size), (8192, 512));
+        assert_eq!(c.frames_per_queue, 16384, "a full fill ring and rx ring");
+        let c = afxdp_config(&[("n_rxq_desc", "256")]).unwrap();
+        assert_eq!(c.rx_ring_size, 256);
+        assert_eq!(
+            c.frames_per_queue,
+            AfxdpConfig::default().frames_per_queue,
+            "never fewer frames than the default"
+        );
+        for (key, value) in [
+            ("n_rxq_desc", "3000"),
+            ("n_rxq_desc", "32"),
+            ("n_txq_desc", "32768"),
+            ("n_txq_desc", "many"),
+        ] {
+            let err = afxdp_config(&[(key, value)]).unwrap_err();
+            assert!(err.contains(key) && err.contains(value), "{err}");
+        }
     }
 }

@@ -34,12 +34,20 @@ fn port(n: u32) -> PortOptions {
 
 /// Ping, UDP both ways and TCP through two AF_XDP ports in `mode`.
 fn traffic(tag: &str, mode: XdpMode, use_need_wakeup: bool) {
+    traffic_with(
+        tag,
+        AfxdpConfig {
+            xdp_mode: mode,
+            use_need_wakeup,
+            ..AfxdpConfig::default()
+        },
+    );
+}
+
+/// Ping, UDP both ways and TCP through two AF_XDP ports opened with
+/// `config`.
+fn traffic_with(tag: &str, config: AfxdpConfig) {
     let topo = Topology::veth(tag);
-    let config = AfxdpConfig {
-        xdp_mode: mode,
-        use_need_wakeup,
-        ..AfxdpConfig::default()
-    };
     let a = AfxdpNetdev::open(&topo.host_a, &config).unwrap_or_else(|e| panic!("{e}"));
     let b = AfxdpNetdev::open(&topo.host_b, &config).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{tag}: xdp-mode in use {}", a.xdp_mode_in_use());
@@ -104,6 +112,20 @@ fn native_mode_without_need_wakeup() {
         return;
     }
     traffic("xn", XdpMode::Native, false);
+}
+
+#[test]
+fn ring_sizes_from_the_options_carry_traffic() {
+    if !prerequisites("afxdp n_rxq_desc/n_txq_desc") {
+        return;
+    }
+    // Rx rings four times and tx rings an eighth of the default: each
+    // ring is mapped and indexed with its own size (a mix-up corrupts or
+    // loses frames), and every frame still comes back.
+    let config =
+        netdev_afxdp::afxdp_config(&[("n_rxq_desc", "8192"), ("n_txq_desc", "256")]).unwrap();
+    assert_eq!((config.rx_ring_size, config.tx_ring_size), (8192, 256));
+    traffic_with("xr", config);
 }
 
 #[test]

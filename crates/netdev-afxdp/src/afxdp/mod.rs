@@ -152,8 +152,13 @@ pub struct AfxdpConfig {
     pub use_need_wakeup: bool,
     /// UMEM frames per queue.
     pub frames_per_queue: u32,
-    /// Entries of each of the four rings (power of two).
-    pub ring_size: u32,
+    /// Entries of the fill and rx rings (`n_rxq_desc`, a power of two):
+    /// how long a burst the kernel can queue while the polling thread is
+    /// away (preempted, busy elsewhere) before it counts `rx_ring_full`.
+    pub rx_ring_size: u32,
+    /// Entries of the tx and completion rings (`n_txq_desc`, a power of
+    /// two).
+    pub tx_ring_size: u32,
     /// The MTU to give the interface (the port's `mtu` key); `None` keeps
     /// the interface's own. Either way it must fit a frame ([`max_mtu`]).
     pub mtu: Option<u32>,
@@ -165,10 +170,27 @@ impl Default for AfxdpConfig {
             n_rxq: 1,
             xdp_mode: XdpMode::BestEffort,
             use_need_wakeup: true,
-            frames_per_queue: 4096,
-            ring_size: 2048,
+            frames_per_queue: DEFAULT_RING_SIZE * 2,
+            rx_ring_size: DEFAULT_RING_SIZE,
+            tx_ring_size: DEFAULT_RING_SIZE,
             mtu: None,
         }
+    }
+}
+
+/// Ring entries of each ring by default (as OVS: libxdp's default 2048).
+pub const DEFAULT_RING_SIZE: u32 = 2048;
+
+/// The ring sizes `n_rxq_desc` and `n_txq_desc` may take.
+pub const RING_SIZES: std::ops::RangeInclusive<u32> = 64..=16384;
+
+impl AfxdpConfig {
+    /// Sets the fill/rx ring size and gives the UMEM twice as many frames
+    /// (a full fill ring and a full rx ring at once), never fewer than the
+    /// default.
+    pub fn set_rx_ring_size(&mut self, size: u32) {
+        self.rx_ring_size = size;
+        self.frames_per_queue = (2 * size).max(2 * DEFAULT_RING_SIZE);
     }
 }
 
@@ -208,15 +230,16 @@ impl AfxdpNetdev {
     /// Opens interface `name` as an AF_XDP port.
     pub fn open(name: &str, config: &AfxdpConfig) -> Result<AfxdpNetdev, OpenError> {
         if config.n_rxq == 0
-            || !config.ring_size.is_power_of_two()
-            || config.frames_per_queue < 2 * config.ring_size
+            || !config.rx_ring_size.is_power_of_two()
+            || !config.tx_ring_size.is_power_of_two()
+            || config.frames_per_queue < 2 * config.rx_ring_size
         {
             return Err(OpenError::new(
                 name,
                 OpenCause::BadConfig(format!(
-                    "n_rxq must be ≥ 1, ring size a power of two and frames ≥ 2 × ring size \
-                     (n_rxq {}, ring {}, frames {})",
-                    config.n_rxq, config.ring_size, config.frames_per_queue
+                    "n_rxq must be ≥ 1, ring sizes powers of two and frames ≥ 2 × rx ring size \
+                     (n_rxq {}, rx ring {}, tx ring {}, frames {})",
+                    config.n_rxq, config.rx_ring_size, config.tx_ring_size, config.frames_per_queue
                 )),
             ));
         }
@@ -273,7 +296,8 @@ impl AfxdpNetdev {
         let geometry = QueueGeometry {
             n_frames: config.frames_per_queue,
             frame_size: FRAME_SIZE,
-            ring_size: config.ring_size,
+            rx_ring_size: config.rx_ring_size,
+            tx_ring_size: config.tx_ring_size,
         };
         let mut refusals: Vec<String> = Vec::new();
         for &mode in config.xdp_mode.ladder() {

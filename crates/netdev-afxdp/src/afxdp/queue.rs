@@ -45,7 +45,10 @@ const KERNEL_TX_BATCH: u32 = 32;
 pub struct QueueGeometry {
     pub n_frames: u32,
     pub frame_size: u32,
-    pub ring_size: u32,
+    /// Fill and rx rings.
+    pub rx_ring_size: u32,
+    /// Tx and completion rings.
+    pub tx_ring_size: u32,
 }
 
 /// The socket and the UMEM it registered. The descriptor is declared
@@ -156,13 +159,14 @@ pub fn open_xsk(
         chunk_size: geometry.frame_size,
         headroom: 0,
     };
-    let size = geometry.ring_size;
+    let size = geometry.rx_ring_size;
+    let tx_size = geometry.tx_ring_size;
     let setup = || -> io::Result<()> {
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)?;
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &size)?;
-        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_COMPLETION_RING, &size)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_COMPLETION_RING, &tx_size)?;
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_RX_RING, &size)?;
-        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_TX_RING, &size)?;
+        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_TX_RING, &tx_size)?;
         Ok(())
     };
     setup().map_err(|e| ("registering the UMEM and rings", e))?;
@@ -171,8 +175,8 @@ pub fn open_xsk(
         Ok((
             ConsRing::<libc::xdp_desc>::map(&fd, &off.rx, size, libc::XDP_PGOFF_RX_RING as u64)?,
             ProdRing::<u64>::map(&fd, &off.fr, size, libc::XDP_UMEM_PGOFF_FILL_RING)?,
-            ProdRing::<libc::xdp_desc>::map(&fd, &off.tx, size, libc::XDP_PGOFF_TX_RING as u64)?,
-            ConsRing::<u64>::map(&fd, &off.cr, size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
+            ProdRing::<libc::xdp_desc>::map(&fd, &off.tx, tx_size, libc::XDP_PGOFF_TX_RING as u64)?,
+            ConsRing::<u64>::map(&fd, &off.cr, tx_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
         ))
     };
     let (rx, mut fill, tx, comp) = map().map_err(|e| ("mapping the rings", e))?;
