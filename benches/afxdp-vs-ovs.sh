@@ -34,6 +34,9 @@
 # Usage (root): benches/afxdp-vs-ovs.sh
 #   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_SYSTEMS=oxvs,ovs BENCH_XDP_MODE=native
 #   BENCH_BUILD=0 (use the release binaries already in target/)
+#   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds)
+#   BENCH_OXVS_OPTIONS='n_rxq_desc = 8192': more options for oxvs's two
+#   afxdp ports (TOML inline-table entries)
 #   BENCH_NICE=-20: the switches, the generator, the sink and iperf3 run at
 #   this nice level, so that other work on the machine (compilers) takes
 #   less of their cores; the same for both switches (0 to turn it off).
@@ -137,7 +140,7 @@ if [ "${BENCH_BUILD:-1}" = 1 ]; then
     (cd "$ROOT" && cargo build --release -q -p oxvs --bin oxvsd -p ctl --bin oxvsctl \
         -p netdev-afxdp --example pktgen >&2)
 fi
-OXVSD=$ROOT/target/release/oxvsd
+OXVSD=${BENCH_OXVSD:-$ROOT/target/release/oxvsd}
 OXVSCTL="$ROOT/target/release/oxvsctl --socket $WORK/oxvsd.ctl"
 PKTGEN=$ROOT/target/release/examples/pktgen
 
@@ -186,12 +189,12 @@ name = "br0"
 [[bridge.port]]
 name = "$IF_G"
 type = "afxdp"
-options = { xdp-mode = "$XDP_MODE" }
+options = { xdp-mode = "$XDP_MODE"${BENCH_OXVS_OPTIONS:+, $BENCH_OXVS_OPTIONS} }
 
 [[bridge.port]]
 name = "$IF_S"
 type = "afxdp"
-options = { xdp-mode = "$XDP_MODE" }
+options = { xdp-mode = "$XDP_MODE"${BENCH_OXVS_OPTIONS:+, $BENCH_OXVS_OPTIONS} }
 CONF
     $NICE "$OXVSD" --config "$WORK/oxvs.toml" 2>"$WORK/oxvsd.log" &
     OXVSD_PID=$!
@@ -405,7 +408,7 @@ for run in $(seq "$RUNS"); do
 done
 
 echo
-echo "oxvs vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp; veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp; veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| %-30s | %10s | %10s | %10s |\n' figure oxvs OVS oxvs/OVS
 printf '|%s|\n' "--------------------------------|------------|------------|-----------"
 o=$(med oxvs mpps); v=$(med ovs mpps)
