@@ -266,6 +266,10 @@ fn round_trip(push: TnlPush, kind: TunnelKind, csum: bool, inner: Vec<u8>) {
     }
     assert_eq!((tun.tos, tun.ttl), (TOS, 64));
     let mut flags = if csum { tnl_flags::CSUM } else { 0 };
+    // The outer IPv4 header has DF; IPv6 has no such bit.
+    if out[12..14] == [0x08, 0x00] {
+        flags |= tnl_flags::DONT_FRAGMENT;
+    }
     match kind {
         TunnelKind::Vxlan | TunnelKind::Geneve => {
             flags |= tnl_flags::KEY;

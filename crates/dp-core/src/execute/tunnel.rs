@@ -47,14 +47,17 @@ use super::DropReason;
 use super::checksum::{checksum, fold, pseudo_sum_v4, pseudo_sum_v6, sum_bytes};
 use super::set_field::{be16, be32, put16};
 
-/// OVS `FLOW_TNL_F_*`: bits of [`TunnelMetadata::flags`].
+/// OVS `FLOW_TNL_F_*`: bits of [`TunnelMetadata::flags`], which flow
+/// extraction copies into the flow key's `tun_flags` as they are, so they
+/// are the same bits as `odp::flow::TNL_F_*` (what `dump-flows` prints as
+/// `flags(...)`).
 ///
 /// [`TunnelMetadata::flags`]: crate::packet::TunnelMetadata::flags
 pub mod tnl_flags {
-    pub const DONT_FRAGMENT: u16 = 1 << 0;
-    pub const CSUM: u16 = 1 << 1;
-    pub const KEY: u16 = 1 << 2;
-    pub const OAM: u16 = 1 << 3;
+    pub const OAM: u16 = 1 << 0;
+    pub const DONT_FRAGMENT: u16 = 1 << 1;
+    pub const CSUM: u16 = 1 << 2;
+    pub const KEY: u16 = 1 << 3;
 }
 
 /// Lowest and highest tunnel UDP source port (OVS's defaults).
@@ -502,7 +505,13 @@ pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason
         end,
         proto,
     } = outer;
-    let mut flags = 0u16;
+    // An IPv4 outer header with DF set says so in the metadata, as OVS's
+    // `ip_extract_tnl_md` does (IPv6 has no DF bit).
+    let mut flags = if !ipv6 && be16(data, l3 + 6) & 0x4000 != 0 {
+        tnl_flags::DONT_FRAGMENT
+    } else {
+        0
+    };
     let mut tun_id = 0u64;
     let (mut tp_src, mut tp_dst) = (0, 0);
     let mut inner_type = PacketType::ETHERNET;
@@ -770,6 +779,25 @@ mod tests {
             Err(DropReason::TunnelBadChecksum)
         );
         assert_eq!(pool.in_use(), 0, "every buffer back");
+    }
+
+    #[test]
+    fn metadata_flags_are_the_flow_keys_tunnel_flags() {
+        use crate::odp::flow::{TNL_F_CSUM, TNL_F_DONT_FRAGMENT, TNL_F_KEY, TNL_F_OAM};
+        assert_eq!(
+            [
+                tnl_flags::OAM,
+                tnl_flags::DONT_FRAGMENT,
+                tnl_flags::CSUM,
+                tnl_flags::KEY
+            ],
+            [TNL_F_OAM, TNL_F_DONT_FRAGMENT, TNL_F_CSUM, TNL_F_KEY]
+        );
+        // A popped IPv6 packet: checksum and key, no DF.
+        let pool = PacketPool::new("tnl6f", PoolConfig::heap(2));
+        let mut p = pool.alloc_from(&encapsulated(&pool, true)).unwrap();
+        pop_port(&mut p, &TunnelPort::new(TunnelKind::Vxlan)).unwrap();
+        assert_eq!(p.meta().tunnel.flags, TNL_F_CSUM | TNL_F_KEY);
     }
 
     #[test]
