@@ -340,8 +340,8 @@ impl Dpcls {
             let Some(subtable) = self.subtables[id as usize].as_mut() else {
                 continue;
             };
-            let found = subtable.lookup_batch(keys, remaining, out, filter);
-            let hits = u64::from(found.count_ones());
+            let (found, hits) = subtable.lookup_batch(keys, remaining, out, filter);
+            let hits = u64::from(hits);
             subtable.hits += hits;
             subtable_lookups += hits * (rank as u64 + 1);
             remaining &= !found;

@@ -435,7 +435,8 @@ impl Subtable {
     }
 
     /// Looks up the packets whose bit is set in `active`, writing the
-    /// value of each hit to `out[i]`; returns the bitmap of hits. With
+    /// value of each hit to `out[i]`; returns the bitmap of hits and
+    /// their number (counted as found: x86-64 v1 has no `popcnt`). With
     /// `filter`, packets that fail the common-bits filter are rejected
     /// without a probe.
     #[inline]
@@ -445,7 +446,7 @@ impl Subtable {
         active: u32,
         out: &mut [u32; MAX_BURST],
         filter: bool,
-    ) -> u32 {
+    ) -> (u32, u32) {
         match (self.lookup_impl, filter) {
             (LookupImpl::Specialised(3), false) => self.lookup_fixed::<3, false>(keys, active, out),
             (LookupImpl::Specialised(3), true) => self.lookup_fixed::<3, true>(keys, active, out),
@@ -469,7 +470,7 @@ impl Subtable {
         active: u32,
         out: &mut [u32; MAX_BURST],
         filter: bool,
-    ) -> u32 {
+    ) -> (u32, u32) {
         let mut hashes = [0u32; MAX_BURST];
         let mut probed = 0u32;
         let mut bits = active;
@@ -483,7 +484,7 @@ impl Subtable {
             self.index.prefetch(hashes[i]);
             probed |= 1 << i;
         }
-        let mut found = 0u32;
+        let (mut found, mut hits) = (0u32, 0u32);
         let mut bits = probed;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize;
@@ -493,10 +494,11 @@ impl Subtable {
             }) {
                 out[i] = self.slab.value_word(pos) as u32;
                 found |= 1 << i;
+                hits += 1;
             }
             bits &= bits - 1;
         }
-        found
+        (found, hits)
     }
 
     /// The batch lookup for masks of exactly `N` words, in three passes so
@@ -512,16 +514,19 @@ impl Subtable {
         keys: &[FlowKey],
         active: u32,
         out: &mut [u32; MAX_BURST],
-    ) -> u32 {
+    ) -> (u32, u32) {
         debug_assert_eq!(self.word_idx.len(), N);
         // `min` (a no-op: indices are below FLOW_U64S) lets the compiler
         // drop the bounds checks on the key words; a compare and a move a
         // word, once a call, where `% FLOW_U64S` cost a multiply-shift.
-        let idx: [usize; N] =
-            std::array::from_fn(|j| usize::from(self.word_idx[j]).min(FLOW_U64S - 1));
-        let mask: [u64; N] = std::array::from_fn(|j| self.mask_words[j]);
-        let filter_mask: [u64; N] = std::array::from_fn(|j| self.filter_mask[j]);
-        let filter_val: [u64; N] = std::array::from_fn(|j| self.filter_val[j]);
+        // One length check per array, not one per word (the subtable's
+        // arrays are all `N` long).
+        let fixed = |v: &[u64]| -> [u64; N] { v[..N].try_into().expect("N words") };
+        let word_idx: &[u8; N] = self.word_idx[..N].try_into().expect("N words");
+        let idx: [usize; N] = std::array::from_fn(|j| usize::from(word_idx[j]).min(FLOW_U64S - 1));
+        let mask = fixed(&self.mask_words);
+        let filter_mask = fixed(&self.filter_mask);
+        let filter_val = fixed(&self.filter_val);
         let hash_keys = self.hash_keys;
         let masked_of = |key: &FlowKey| -> [u64; N] {
             let words = key.words();
@@ -573,7 +578,7 @@ impl Subtable {
         let equal = |rule: &[u64; N], m: &[u64; N]| {
             rule.iter().zip(m).fold(0u64, |diff, (r, w)| diff | (r ^ w)) == 0
         };
-        let mut found = 0u32;
+        let (mut found, mut hits) = (0u32, 0u32);
         let mut bits = with_candidate | unusual;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
@@ -591,8 +596,9 @@ impl Subtable {
             if let Some(pos) = hit {
                 out[i] = slot_at(pos).0 as u32;
                 found |= 1 << i;
+                hits += 1;
             }
         }
-        found
+        (found, hits)
     }
 }

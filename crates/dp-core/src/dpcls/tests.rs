@@ -310,9 +310,10 @@ fn common_bits_filter_rejects_only_packets_no_rule_matches() {
         let probe = |sub: &Subtable, keys: &[FlowKey]| {
             let active = u32::MAX >> (MAX_BURST - keys.len());
             let (mut a, mut b) = ([0u32; MAX_BURST], [0u32; MAX_BURST]);
-            let with = sub.lookup_batch(keys, active, &mut a, true);
+            let (with, count) = sub.lookup_batch(keys, active, &mut a, true);
             let without = sub.lookup_batch(keys, active, &mut b, false);
-            assert_eq!(with, without, "filter changed the answer");
+            assert_eq!((with, count), without, "filter changed the answer");
+            assert_eq!(count, with.count_ones());
             for i in 0..keys.len() {
                 if with >> i & 1 == 1 {
                     assert_eq!(a[i], b[i]);
@@ -343,7 +344,7 @@ fn common_bits_filter_rejects_only_packets_no_rule_matches() {
         assert!(sub.key_passes_filter(&key(1, [11, 0, 0, 3], 80)));
         let mut out = [0u32; MAX_BURST];
         let k = [key(1, [11, 0, 0, 3], 80)];
-        assert_eq!(sub.lookup_batch(&k, 1, &mut out, true), 1);
+        assert_eq!(sub.lookup_batch(&k, 1, &mut out, true), (1, 1));
         assert_eq!(out[0], 99);
         probe(&sub, &keys);
     }
