@@ -1134,6 +1134,27 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
         assert!(value >= 10, "{sample}{value}");
     }
 
+    // A host IPv6 gateway route reaches the table without a restart and
+    // takes the address of the gateway's subnet as its source.
+    sh(&[
+        "ip",
+        "-n",
+        &sides[0].host_ns,
+        "-6",
+        "route",
+        "add",
+        "fd00:98::/64",
+        "via",
+        "fd00:31::fe",
+    ]);
+    let want = format!(
+        "Cached: fd00:98::/64 dev {} GW fd00:31::fe SRC {VTEP6_A}",
+        sides[0].vtep
+    );
+    wait_for("a new IPv6 host route", 10, || {
+        a.ok("ovs/route/show", &[]).contains(&want)
+    });
+
     // Static IPv6 routes: a gateway of the wrong family is refused.
     let vtep = &sides[0].vtep;
     let e = a
