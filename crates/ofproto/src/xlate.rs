@@ -359,12 +359,17 @@ impl Ctx<'_, '_> {
         }
         // The ARP opcode is kept in nw_proto.
         self.wc.key.nw_proto = u8::MAX;
-        if k.nw_proto != 2 || k.arp_sha == [0; 6] {
+        if k.nw_proto != 2 {
             return;
         }
+        // Matched before deciding: a megaflow for a reply without a
+        // sender MAC must not swallow the real replies after it.
         self.wc.key.nw_src = [0xff; 4];
         self.wc.key.nw_dst = [0xff; 4];
         self.wc.key.arp_sha = [0xff; 6];
+        if k.arp_sha == [0; 6] {
+            return;
+        }
         self.uses_tnl = true;
         if !tnl.is_local(IpAddr::V4(Ipv4Addr::from(k.nw_dst))) {
             return;
