@@ -40,6 +40,9 @@ const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// `TX_BATCH_SIZE`; older kernels used 16, which only means one more try).
 const KERNEL_TX_BATCH: u32 = 32;
 
+/// Frames moved between the free list and a ring per lock of the list.
+const FRAME_CHUNK: usize = 64;
+
 /// Ring sizes and UMEM size of one queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueGeometry {
@@ -118,12 +121,18 @@ impl TxState {
         ok
     }
 
-    /// Returns completed tx frames to the free list.
+    /// Returns completed tx frames to the free list (one lock per chunk).
     fn drain_completions(&mut self) -> u32 {
         let n = self.comp.available(u32::MAX);
-        for i in 0..n {
-            let addr = self.comp.get(i);
-            self.xsk.umem.put_free(self.xsk.umem.frame_of_addr(addr));
+        let mut chunk = [0u32; FRAME_CHUNK];
+        let mut i = 0;
+        while i < n {
+            let m = (n - i).min(FRAME_CHUNK as u32);
+            for (j, slot) in chunk[..m as usize].iter_mut().enumerate() {
+                *slot = self.xsk.umem.frame_of_addr(self.comp.get(i + j as u32));
+            }
+            self.xsk.umem.put_free_all(&chunk[..m as usize]);
+            i += m;
         }
         self.comp.release(n);
         n
@@ -301,10 +310,17 @@ impl AfxdpRxq {
             }
         }
         let mut filled = 0;
+        let mut chunk = [0u32; FRAME_CHUNK];
         while filled < free {
-            let Some(index) = umem.take_free() else { break };
-            self.parts.fill.set(filled, umem.frame_addr(index));
-            filled += 1;
+            let want = ((free - filled) as usize).min(FRAME_CHUNK);
+            let got = umem.take_free_into(&mut chunk[..want]);
+            for &index in &chunk[..got] {
+                self.parts.fill.set(filled, umem.frame_addr(index));
+                filled += 1;
+            }
+            if got < want {
+                break;
+            }
         }
         if filled > 0 {
             self.parts.fill.submit(filled);
