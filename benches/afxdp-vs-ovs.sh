@@ -287,6 +287,7 @@ profile_start() { # pid tid seconds out
     PROF_PID=
     [ "$PROFILE" = 1 ] && command -v perf >/dev/null && [ -n "$2" ] || return 0
     echo "$1 $2 $(cut -d' ' -f14,15 "/proc/$1/task/$2/stat")" >"$4.ticks"
+    grep "^cpu$PMD_CORE " /proc/stat >"$4.cpu"
     perf record -q -e cpu-clock -F 4999 -t "$2" -o "$4" -- sleep "$3" >/dev/null 2>&1 &
     PROF_PID=$!
 }
@@ -300,10 +301,19 @@ profile_report() { # label out: user/kernel split and the top functions
     read -r u1 s1 < <(cut -d' ' -f14,15 "/proc/$pid/task/$tid/stat")
     local ms=$((1000 / $(getconf CLK_TCK)))
     log "  cpu time $1: user $(((u1 - u0) * ms)) ms, system $(((s1 - s0) * ms)) ms (/proc ticks)"
+    # The PMD core as a whole: softirq work (the far side's veth NAPI, XDP
+    # and socket copy, the receiving stack) runs there at irq exit or
+    # inside the PMD's sendto, and tick or cpu-clock sampling of the
+    # thread books it to whatever user code was interrupted.
+    log "  cpu$PMD_CORE $1: $( (cat "$2.cpu"; grep "^cpu$PMD_CORE " /proc/stat) | awk '
+        NR == 1 {for (i = 2; i <= 9; i++) a[i] = $i}
+        NR == 2 {t = 0; for (i = 2; i <= 9; i++) {d[i] = $i - a[i]; t += d[i]}
+                 if (t > 0) printf "user %.0f%%, system %.0f%%, softirq %.0f%%, irq %.0f%%, idle %.0f%%, steal %.0f%%",
+                     100 * (d[2] + d[3]) / t, 100 * d[4] / t, 100 * d[8] / t, 100 * d[7] / t, 100 * (d[5] + d[6]) / t, 100 * d[9] / t}')"
     rep=$(perf report -i "$2" --stdio --no-children --sort sym -q 2>/dev/null | grep '%' || true)
     log "  profile $1: $(echo "$rep" | awk '{gsub("%", "", $1); if ($2 == "[k]") k += $1; else u += $1} END {printf "kernel %.1f%%, user %.1f%%", k, u}')"
     echo "$rep" | head -n "${BENCH_PROFILE_TOP:-25}" | sed "s/^/[bench]     /" >&2
-    rm -f "$2" "$2.ticks"
+    rm -f "$2" "$2.ticks" "$2.cpu"
 }
 
 # The sink namespace's eth0 counters (veth ethtool -S): name value lines.
