@@ -337,7 +337,7 @@ far_sampler() {
 
 measure_udp() { # appctl-function pid -> "mpps cycles syscalls/packet"
     local appctl=$1 pid=$2
-    $LOAD "$PKTGEN" rx --netns "$NS_S" --iface eth0 --type afxdp --seconds $((SECS + 3)) \
+    $LOAD "$PKTGEN" rx --netns "$NS_S" --iface eth0 --type afxdp --xdp-mode native --seconds $((SECS + 3)) \
         >"$WORK/sink.out" 2>&1 &
     SINK_PID=$!
     sleep 1
@@ -347,7 +347,7 @@ measure_udp() { # appctl-function pid -> "mpps cycles syscalls/packet"
     profile_start "$pid" "$(pmd_tid "$pid")" "$SECS" "$WORK/prof-udp.data"
     far_sampler "$WORK/far.out" &
     FAR_PID=$!
-    $LOAD "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --size 64 --seconds $((SECS + 1)) \
+    $LOAD "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --xdp-mode native --size 64 --seconds $((SECS + 1)) \
         --dst-mac "$MAC_S" --src-ip "$IP_G" --dst-ip "$IP_S" >"$WORK/gen.out" 2>&1 &
     GEN_PID=$!
     wait "$GEN_PID" || { cat "$WORK/gen.out" >&2; exit 1; }

@@ -3,10 +3,10 @@
 //! pktgen module).
 //!
 //! ```text
-//! pktgen tx --netns NS --iface IF [--type system|afxdp] [--size 64]
+//! pktgen tx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--size 64]
 //!           [--flows 1] [--seconds 5] [--rate PPS]
 //!           [--src-mac M --dst-mac M --src-ip A --dst-ip A --dst-port P]
-//! pktgen rx --netns NS --iface IF [--type system|afxdp] [--seconds 5]
+//! pktgen rx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--seconds 5]
 //! ```
 //!
 //! `tx` sends UDP frames of `--size` bytes (without FCS), cycling the UDP
@@ -24,7 +24,7 @@ use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: pktgen tx|rx --netns NS --iface IF [--type system|afxdp] [--size 64] \
+        "usage: pktgen tx|rx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--size 64] \
          [--flows 1] [--seconds 5] [--rate PPS] [--src-mac M] [--dst-mac M] \
          [--src-ip A] [--dst-ip A] [--dst-port P]"
     );
@@ -105,7 +105,15 @@ fn main() -> ExitCode {
         eprintln!("pktgen: entering netns {netns}: {e}");
         return ExitCode::FAILURE;
     }
-    let netdev = match netdev_afxdp::open_netdev(&port_type, iface, &[]) {
+    // `--xdp-mode` for an afxdp port: a benchmark passes the mode it
+    // knows works (best-effort first attaches for zero-copy, detaches
+    // when the bind is refused and attaches again).
+    let xdp_mode = opts.get("xdp-mode").cloned();
+    let options: Vec<(&str, &str)> = match (&xdp_mode, port_type.as_str()) {
+        (Some(mode), "afxdp") => vec![("xdp-mode", mode.as_str())],
+        _ => Vec::new(),
+    };
+    let netdev = match netdev_afxdp::open_netdev(&port_type, iface, &options) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("pktgen: {e}");
