@@ -37,8 +37,9 @@
 //!
 //! # Common-bits filter
 //! A subtable also keeps the bits on which every rule inserted into it
-//! agrees (`filter_mask`, from the AND and the OR of the masked keys) and
-//! their values (`filter_val`). A packet whose masked words differ from
+//! agrees (`filter_mask`: the first rule's mask, narrowed by each insert
+//! to the bits where the new rule equals `filter_val`) and their values
+//! (`filter_val`). A packet whose masked words differ from
 //! `filter_val` in any of those bits matches no rule, and is rejected
 //! before it is hashed or its bucket read: three word operations per mask
 //! word instead of a hash and a bucket read. Megaflows give subtables such
@@ -46,9 +47,11 @@
 //! holds rules of one protocol or one port; a mask matching a prefix,
 //! rules of one subnet), and it is what makes the probes of the subtables
 //! ranked before the one a packet hits cheap. Removing a rule does not
-//! widen the filter (AND and OR cannot be undone): the filter keeps the
-//! bits every rule ever inserted agreed on, which the remaining rules
-//! still agree on, so it stays sound, only less selective. The classifier
+//! give the filter back the bits that rule disagreed on (that would take
+//! a pass over every remaining rule): the filter keeps the bits every rule inserted since the subtable was
+//! last empty agreed on, which the remaining rules still agree on, so it
+//! stays sound, only less selective. An insert into an empty subtable
+//! starts it afresh. The classifier
 //! skips the filter when it has a single subtable, where every packet
 //! would pay for it and none could be spared a probe.
 //!
@@ -222,11 +225,9 @@ pub(crate) struct Subtable {
     free: Vec<u32>,
     index: HashIndex,
     len: usize,
-    /// AND and OR of the masked words of every rule ever inserted.
-    and_words: Vec<u64>,
-    or_words: Vec<u64>,
-    /// The bits on which every rule agrees, and their values (see the
-    /// module docs); `filter_val` has no bit outside `filter_mask`.
+    /// The bits on which every rule inserted since the subtable was last
+    /// empty agrees, and their values (see the module docs);
+    /// `filter_val` has no bit outside `filter_mask`.
     filter_mask: Vec<u64>,
     filter_val: Vec<u64>,
     /// Packets that hit this subtable since the last re-sort.
@@ -259,8 +260,6 @@ impl Subtable {
             free: Vec::new(),
             index: HashIndex::sparse(),
             len: 0,
-            and_words: vec![u64::MAX; n],
-            or_words: vec![0; n],
             filter_mask: vec![0; n],
             filter_val: vec![0; n],
             hits: 0,
@@ -297,11 +296,7 @@ impl Subtable {
             + self.index.heap_bytes()
             + self.word_idx.capacity()
             + self.mask_words.capacity() * 8
-            + (self.and_words.capacity()
-                + self.or_words.capacity()
-                + self.filter_mask.capacity()
-                + self.filter_val.capacity())
-                * 8
+            + (self.filter_mask.capacity() + self.filter_val.capacity()) * 8
     }
 
     /// True when `key` passes the common-bits filter (for tests).
@@ -366,17 +361,25 @@ impl Subtable {
         let start = self.slab.start(pos);
         self.slab.words[start] = u64::from(value);
         let words = key.words();
-        for (j, (dst, (&i, &m))) in self.slab.words[start + 1..start + 1 + n]
-            .iter_mut()
-            .zip(self.word_idx.iter().zip(&self.mask_words))
-            .enumerate()
-        {
-            let w = words[usize::from(i)] & m;
-            *dst = w;
-            self.and_words[j] &= w;
-            self.or_words[j] |= w;
-            self.filter_mask[j] = m & !(self.and_words[j] ^ self.or_words[j]);
-            self.filter_val[j] = self.and_words[j] & self.filter_mask[j];
+        let rule = &mut self.slab.words[start + 1..start + 1 + n];
+        for ((dst, &i), &m) in rule.iter_mut().zip(&self.word_idx).zip(&self.mask_words) {
+            *dst = words[usize::from(i)] & m;
+        }
+        // The filter: the first rule's words exactly; then only the bits
+        // on which the new rule agrees with the filter's values stay.
+        if self.len == 0 {
+            self.filter_mask.copy_from_slice(&self.mask_words);
+            self.filter_val.copy_from_slice(rule);
+        } else {
+            for ((fm, fv), &w) in self
+                .filter_mask
+                .iter_mut()
+                .zip(self.filter_val.iter_mut())
+                .zip(rule.iter())
+            {
+                *fm &= !(w ^ *fv);
+                *fv &= *fm;
+            }
         }
         self.index.insert(hash, pos);
         self.len += 1;

@@ -347,5 +347,14 @@ fn common_bits_filter_rejects_only_packets_no_rule_matches() {
         assert_eq!(sub.lookup_batch(&k, 1, &mut out, true), (1, 1));
         assert_eq!(out[0], 99);
         probe(&sub, &keys);
+        // Emptied, the subtable starts its filter afresh from the next rule.
+        for pos in sub.rules().map(|(pos, _)| pos).collect::<Vec<_>>() {
+            sub.remove(pos).expect("live");
+        }
+        sub.insert(&key(1, [10, 0, 0, 7], 443), 7).expect("fresh");
+        assert!(sub.key_passes_filter(&key(1, [10, 0, 0, 7], 443)));
+        assert!(!sub.key_passes_filter(&key(1, [10, 0, 0, 8], 443)));
+        assert!(!sub.key_passes_filter(&key(1, [10, 0, 0, 7], 80)));
+        probe(&sub, &keys);
     }
 }

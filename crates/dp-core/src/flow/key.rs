@@ -31,10 +31,11 @@
 //! Geneve options are kept raw, as received (OVS's "UDPIF" form): up to
 //! [`GENEVE_KEY_OPTS`] bytes of TLVs in `tun_geneve`, their length in
 //! `tun_geneve_len`. That is four words, zero for every packet that is
-//! not Geneve with options, so the EMC compares four more zero words and
-//! the megaflow classifier nothing more (a subtable hashes only the words
-//! its mask uses, and a megaflow's mask covers options only when a rule
-//! looked at `tun_metadataN`). Longer option lists are not put in the key
+//! not Geneve with options, and they cost neither the EMC (it compares
+//! only the words of the keys' word maps, see `extract`) nor the megaflow
+//! classifier (a subtable hashes only the words its mask uses, and a
+//! megaflow's mask covers options only when a rule looked at
+//! `tun_metadataN`). Longer option lists are not put in the key
 //! (see `execute::tunnel` for what happens to them). NSH and ERSPAN are
 //! not part of the key yet.
 //!
