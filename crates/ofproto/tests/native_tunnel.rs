@@ -23,9 +23,18 @@ const VX: u32 = 4789;
 const LOCAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
-/// One host: vm (1), uplink (2), LOCAL with the VTEP 172.31.0.1/24, and
-/// vx0 (VNI 5000 to 172.31.0.2), wired as the daemon test wires it.
-fn host() -> (Ofproto, Arc<TunnelState>) {
+/// A bridge br0 with vm (1), uplink (2) and LOCAL, the tunnel port
+/// `name` (odp port `odp`, ofport 3) configured as `tunnel`, the rules
+/// `flows`, and a tunnel state whose route table holds only `subnet` on
+/// br0 with the VTEP `src` as its source (br0's MAC is LOCAL_MAC).
+fn wired_bridge(
+    name: &str,
+    odp: u32,
+    tunnel: TunnelConfig,
+    flows: &str,
+    subnet: &str,
+    src: std::net::IpAddr,
+) -> (Ofproto, Arc<TunnelState>) {
     let o = Ofproto::new("br0");
     o.add_port(PortConfig::new("vm", VM).with_ofport(1))
         .unwrap();
@@ -33,31 +42,48 @@ fn host() -> (Ofproto, Arc<TunnelState>) {
         .unwrap();
     o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
         .unwrap();
-    let mut vx = TunnelConfig::vxlan([0; 4], [172, 31, 0, 2], 0);
-    vx.key = TunnelKey::Fixed(5000);
-    o.add_port(PortConfig::new("vx0", VX).with_ofport(3).with_tunnel(vx))
-        .unwrap();
-    o.add_flows(
-        "priority=10,in_port=vm,actions=output:vx0\n\
-         priority=10,in_port=vx0,actions=output:vm\n\
-         priority=5,in_port=uplink,actions=LOCAL\n\
-         priority=5,in_port=LOCAL,actions=output:uplink\n",
-        0,
+    o.add_port(
+        PortConfig::new(name, odp)
+            .with_ofport(3)
+            .with_tunnel(tunnel),
     )
     .unwrap();
+    o.add_flows(flows, 0).unwrap();
     let tnl = Arc::new(TunnelState::new());
-    let (prefix, plen) = parse_prefix("172.31.0.0/24").unwrap();
+    let (prefix, plen) = parse_prefix(subnet).unwrap();
     tnl.update_routes(|t| {
         t.replace_system(vec![Route {
             prefix,
             plen,
             dev: "br0".into(),
             gateway: None,
-            src: Some(Ipv4Addr::new(172, 31, 0, 1).into()),
+            src: Some(src),
             origin: RouteOrigin::Cached,
         }])
     });
     tnl.set_dev_mac("br0", LOCAL_MAC);
+    (o, tnl)
+}
+
+/// The VXLAN hosts' rules: vm <-> vx0, uplink <-> LOCAL.
+const VXLAN_HOST_FLOWS: &str = "priority=10,in_port=vm,actions=output:vx0\n\
+     priority=10,in_port=vx0,actions=output:vm\n\
+     priority=5,in_port=uplink,actions=LOCAL\n\
+     priority=5,in_port=LOCAL,actions=output:uplink\n";
+
+/// One host: vm (1), uplink (2), LOCAL with the VTEP 172.31.0.1/24, and
+/// vx0 (VNI 5000 to 172.31.0.2), wired as the daemon test wires it.
+fn host() -> (Ofproto, Arc<TunnelState>) {
+    let mut vx = TunnelConfig::vxlan([0; 4], [172, 31, 0, 2], 0);
+    vx.key = TunnelKey::Fixed(5000);
+    let (o, tnl) = wired_bridge(
+        "vx0",
+        VX,
+        vx,
+        VXLAN_HOST_FLOWS,
+        "172.31.0.0/24",
+        Ipv4Addr::new(172, 31, 0, 1).into(),
+    );
     assert!(o.set_tunnel_state(tnl.clone()));
     (o, tnl)
 }
@@ -324,38 +350,19 @@ fn remote_and_key_from_the_flow() {
 fn geneve_tun_metadata_matches_and_sets_options() {
     use ofproto::tlv_map::parse_mappings;
     const GNV: u32 = 6081;
-    let o = Ofproto::new("br0");
-    o.add_port(PortConfig::new("vm", VM).with_ofport(1))
-        .unwrap();
-    o.add_port(PortConfig::new("uplink", UPLINK).with_ofport(2))
-        .unwrap();
-    o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
-        .unwrap();
     let mut gnv = TunnelConfig::geneve([0; 4], [172, 31, 0, 2], 0);
     gnv.key = TunnelKey::Fixed(7);
-    o.add_port(PortConfig::new("gnv0", GNV).with_ofport(3).with_tunnel(gnv))
-        .unwrap();
-    o.add_flows(
+    let (o, tnl) = wired_bridge(
+        "gnv0",
+        GNV,
+        gnv,
         "priority=20,in_port=gnv0,tun_metadata0=0x1234,actions=output:vm\n\
          priority=10,in_port=gnv0,actions=drop\n\
          priority=10,in_port=vm,actions=set_field:0xabcd->tun_metadata0,output:gnv0\n\
          priority=5,in_port=LOCAL,actions=output:uplink\n",
-        0,
-    )
-    .unwrap();
-    let tnl = Arc::new(TunnelState::new());
-    let (prefix, plen) = parse_prefix("172.31.0.0/24").unwrap();
-    tnl.update_routes(|t| {
-        t.replace_system(vec![Route {
-            prefix,
-            plen,
-            dev: "br0".into(),
-            gateway: None,
-            src: Some(Ipv4Addr::new(172, 31, 0, 1).into()),
-            origin: RouteOrigin::Cached,
-        }])
-    });
-    tnl.set_dev_mac("br0", LOCAL_MAC);
+        "172.31.0.0/24",
+        Ipv4Addr::new(172, 31, 0, 1).into(),
+    );
     tnl.neigh()
         .set_static(Ipv4Addr::new(172, 31, 0, 2).into(), PEER_MAC, "br0");
     assert!(o.set_tunnel_state(tnl.clone()));
@@ -448,38 +455,16 @@ fn v6(text: &str) -> std::net::IpAddr {
 /// [`host`] with an IPv6 underlay: the VTEP 2001:db8:31::1/64 on LOCAL,
 /// vx0 to 2001:db8:31::2.
 fn host6() -> (Ofproto, Arc<TunnelState>) {
-    let o = Ofproto::new("br0");
-    o.add_port(PortConfig::new("vm", VM).with_ofport(1))
-        .unwrap();
-    o.add_port(PortConfig::new("uplink", UPLINK).with_ofport(2))
-        .unwrap();
-    o.add_port(PortConfig::new("br0", LOCAL_ODP).with_ofport(OFPP_LOCAL))
-        .unwrap();
     let mut vx = TunnelConfig::vxlan(std::net::Ipv6Addr::UNSPECIFIED, v6(PEER6), 0);
     vx.key = TunnelKey::Fixed(5000);
-    o.add_port(PortConfig::new("vx0", VX).with_ofport(3).with_tunnel(vx))
-        .unwrap();
-    o.add_flows(
-        "priority=10,in_port=vm,actions=output:vx0\n\
-         priority=10,in_port=vx0,actions=output:vm\n\
-         priority=5,in_port=uplink,actions=LOCAL\n\
-         priority=5,in_port=LOCAL,actions=output:uplink\n",
-        0,
-    )
-    .unwrap();
-    let tnl = Arc::new(TunnelState::new());
-    let (prefix, plen) = parse_prefix("2001:db8:31::/64").unwrap();
-    tnl.update_routes(|t| {
-        t.replace_system(vec![Route {
-            prefix,
-            plen,
-            dev: "br0".into(),
-            gateway: None,
-            src: Some(v6(VTEP6)),
-            origin: RouteOrigin::Cached,
-        }])
-    });
-    tnl.set_dev_mac("br0", LOCAL_MAC);
+    let (o, tnl) = wired_bridge(
+        "vx0",
+        VX,
+        vx,
+        VXLAN_HOST_FLOWS,
+        "2001:db8:31::/64",
+        v6(VTEP6),
+    );
     assert!(o.set_tunnel_state(tnl.clone()));
     (o, tnl)
 }
