@@ -225,6 +225,38 @@ fn build(tag: &str) -> (Topology, [Side; 2]) {
     (topo, sides)
 }
 
+/// [`build`] plus a temp dir per host for its daemon.
+fn hosts(tag: &str) -> (Topology, [Side; 2], [TempDir; 2]) {
+    let (topo, sides) = build(tag);
+    let dirs = [
+        TempDir::new(&format!("tn{tag}a")),
+        TempDir::new(&format!("tn{tag}b")),
+    ];
+    (topo, sides, dirs)
+}
+
+/// Stops every daemon (each must exit 0 with every packet buffer back in
+/// its pool), then removes the hosts.
+fn stop_all(daemons: Vec<Daemon>, topo: Topology) {
+    for d in daemons {
+        d.stop_clean();
+    }
+    drop(topo);
+}
+
+/// `count` pings from VM A to VM B (1 s timeout each); true when one was
+/// answered.
+fn ping_a_to_b(topo: &Topology, count: u32) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &topo.ns_a, "ping", "-c"])
+        .arg(count.to_string())
+        .args(["-W", "1", IP_B])
+        .output()
+        .expect("run ping in VM A's namespace")
+        .status
+        .success()
+}
+
 /// Starts a daemon per host, then gives each VTEP its address (the
 /// daemons learn the new route over rtnetlink).
 fn start(
@@ -501,11 +533,7 @@ fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
     if !prerequisites(&format!("{tunnel_type} overlay"), &["tshark", "iperf3"]) {
         return;
     }
-    let (topo, sides) = build(tag);
-    let dirs = [
-        TempDir::new(&format!("tn{tag}a")),
-        TempDir::new(&format!("tn{tag}b")),
-    ];
+    let (topo, sides, dirs) = hosts(tag);
     let daemons = start(&sides, &dirs, tunnel_type, [5000, 5000], two_bridges);
     let (a, b) = (&daemons[0], &daemons[1]);
 
@@ -612,11 +640,7 @@ fn overlay(tag: &str, tunnel_type: &str, two_bridges: bool) {
     }
     testbed::ping(&topo.ns_a, IP_B, 3);
 
-    for d in daemons {
-        // Exit 0 with every packet buffer back in its pool.
-        d.stop_clean();
-    }
-    drop(topo);
+    stop_all(daemons, topo);
 }
 
 #[test]
@@ -651,8 +675,7 @@ fn route_commands_and_wrong_vni() {
     if !prerequisites("route commands", &[]) {
         return;
     }
-    let (topo, sides) = build("tr");
-    let dirs = [TempDir::new("tntra"), TempDir::new("tntrb")];
+    let (topo, sides, dirs) = hosts("tr");
     // B's port only takes VNI 7; A sends 5000.
     let daemons = start(&sides, &dirs, "vxlan", [5000, 7], false);
     let (a, b) = (&daemons[0], &daemons[1]);
@@ -698,20 +721,12 @@ fn route_commands_and_wrong_vni() {
     });
 
     // A's packets reach B's tunnel port with VNI 5000 and are dropped there.
-    let _ = Command::new("ip")
-        .args([
-            "netns", "exec", &topo.ns_a, "ping", "-c", "3", "-W", "1", IP_B,
-        ])
-        .output();
+    ping_a_to_b(&topo, 3);
     wait_for("wrong-VNI drops on B", 15, || {
         drops(b, "datapath_drop_tunnel_wrong_vni") > 0
     });
     assert_eq!(drops(b, "datapath_drop_tunnel_pop_error"), 0);
-    for d in daemons {
-        // Exit 0 with every packet buffer back in its pool.
-        d.stop_clean();
-    }
-    drop(topo);
+    stop_all(daemons, topo);
 }
 
 /// `csum`, `ttl` and `tos` end to end: the underlay capture shows the
@@ -722,8 +737,7 @@ fn vxlan_csum_ttl_tos_on_the_wire() {
     if !prerequisites("vxlan csum/ttl/tos", &["tshark"]) {
         return;
     }
-    let (topo, sides) = build("t3c");
-    let dirs = [TempDir::new("t3-tca"), TempDir::new("t3-tcb")];
+    let (topo, sides, dirs) = hosts("t3c");
     let extra = ", csum = true, ttl = 33, tos = 0x20";
     let texts = [0, 1].map(|i| config_with(&sides[i], "vxlan", 5000, extra, None));
     let daemons = start_texts(&sides, &dirs, &texts);
@@ -749,10 +763,17 @@ fn vxlan_csum_ttl_tos_on_the_wire() {
         assert_ne!(first(3), "0x0000", "csum=true: a UDP checksum in {line}");
         assert_eq!(first(4), "1", "tshark verifies the UDP checksum: {line}");
     }
-    for d in daemons {
-        d.stop_clean();
-    }
-    drop(topo);
+    stop_all(daemons, topo);
+}
+
+/// Makes `side`'s VM-to-tunnel rule set Geneve option tun_metadata0 to
+/// `value`.
+fn send_option_value(d: &Daemon, side: &Side, value: &str) {
+    let rule = format!(
+        "priority=10,in_port={},actions=set_field:{value}->tun_metadata0,output:tun0",
+        side.vm_port
+    );
+    d.ok("ofctl/add-flow", &["br0", &rule]);
 }
 
 /// Geneve options decide delivery: both hosts map option class 0xffff
@@ -766,8 +787,7 @@ fn geneve_options_decide_delivery() {
     if !prerequisites("geneve options", &["tshark"]) {
         return;
     }
-    let (topo, sides) = build("t3o");
-    let dirs = [TempDir::new("t3-toa"), TempDir::new("t3-tob")];
+    let (topo, sides, dirs) = hosts("t3o");
     let map = "{class=0xffff,type=0x80,len=4}->tun_metadata0";
     let texts = [0, 1].map(|i| {
         let vm = &sides[i].vm_port;
@@ -825,34 +845,15 @@ fn geneve_options_decide_delivery() {
     );
 
     // A sends another value: B's rules drop it.
-    a.ok(
-        "ofctl/add-flow",
-        &[
-            "br0",
-            &format!(
-                "priority=10,in_port={},actions=set_field:0x1235->tun_metadata0,output:tun0",
-                sides[0].vm_port
-            ),
-        ],
-    );
+    send_option_value(a, &sides[0], "0x1235");
     wait_for("B to see and drop the wrong option value", 20, || {
-        let _ = Command::new("ip")
-            .args([
-                "netns", "exec", &topo.ns_a, "ping", "-c", "1", "-W", "1", IP_B,
-            ])
-            .output();
+        ping_a_to_b(&topo, 1);
         b.ok("dpctl/dump-flows", &[])
             .lines()
             .any(|l| l.contains("len=4,0x1235}") && l.ends_with("actions:drop"))
     });
-    let lost = Command::new("ip")
-        .args([
-            "netns", "exec", &topo.ns_a, "ping", "-c", "2", "-W", "1", IP_B,
-        ])
-        .output()
-        .unwrap();
     assert!(
-        !lost.status.success(),
+        !ping_a_to_b(&topo, 2),
         "a wrong option value must not be delivered"
     );
 
@@ -860,26 +861,13 @@ fn geneve_options_decide_delivery() {
     assert_eq!(b.ok("tnl/tlv-map/del", &["br0"]), "OK\n");
     assert!(!b.ok("tnl/tlv-map/show", &["br0"]).contains("tun_metadata0"));
     wait_for("critical-option drops on B", 20, || {
-        let _ = Command::new("ip")
-            .args([
-                "netns", "exec", &topo.ns_a, "ping", "-c", "1", "-W", "1", IP_B,
-            ])
-            .output();
+        ping_a_to_b(&topo, 1);
         drops(b, "datapath_drop_tunnel_geneve_critical_opt") > 0
     });
 
     // A sends the right value again and B's config gets its map back by
     // `reload`: delivery resumes.
-    a.ok(
-        "ofctl/add-flow",
-        &[
-            "br0",
-            &format!(
-                "priority=10,in_port={},actions=set_field:0x1234->tun_metadata0,output:tun0",
-                sides[0].vm_port
-            ),
-        ],
-    );
+    send_option_value(a, &sides[0], "0x1234");
     let socket = dirs[1].path("ctl").display().to_string();
     let write_b = |text: String| {
         std::fs::write(dirs[1].path("oxvs.toml"), text.replace("@SOCKET@", &socket)).unwrap()
@@ -902,10 +890,7 @@ fn geneve_options_decide_delivery() {
         "{shown}"
     );
     testbed::wait_reachable_within(&topo.ns_a, IP_B, 20);
-    for d in daemons {
-        d.stop_clean();
-    }
-    drop(topo);
+    stop_all(daemons, topo);
 }
 
 /// A bad `tlv_map` entry is a config error naming the bridge and the
@@ -991,13 +976,9 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
     if !prerequisites(&format!("{tunnel_type} over ipv6"), &["tshark"]) {
         return;
     }
-    let (topo, mut sides) = build(tag);
+    let (topo, mut sides, dirs) = hosts(tag);
     sides[0].peer_ip = VTEP6_B;
     sides[1].peer_ip = VTEP6_A;
-    let dirs = [
-        TempDir::new(&format!("t4-{tag}a")),
-        TempDir::new(&format!("t4-{tag}b")),
-    ];
     // The metrics endpoint too, to read the tunnel port counters there.
     let texts = [0, 1]
         .map(|i| config(&sides[i], tunnel_type, 5000) + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
@@ -1174,9 +1155,5 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
     );
     assert_eq!(a.ok("ovs/route/del", &["fd00:99::/64"]), "OK\n");
     testbed::ping(&topo.ns_a, IP_B, 3);
-    for d in daemons {
-        // Exit 0 with every packet buffer back in its pool.
-        d.stop_clean();
-    }
-    drop(topo);
+    stop_all(daemons, topo);
 }
