@@ -98,47 +98,85 @@ impl OfFlow {
         }
     }
 
-    fn zip(&self, other: &OfFlow, f: impl Fn(u64, u64) -> u64) -> OfFlow {
-        let (a, b) = (self.words(), other.words());
-        let mut out = [0u64; OF_U64S];
-        for i in 0..OF_U64S {
-            out[i] = f(a[i], b[i]);
+    /// Word `i` of [`OfFlow::words`], read in place (no copy of the
+    /// other words). `i` must be below [`OF_U64S`].
+    #[inline]
+    pub fn word(&self, i: usize) -> u64 {
+        if i < FLOW_U64S {
+            return self.key.words()[i];
         }
-        OfFlow::from_words(&out)
+        let j = i - FLOW_U64S;
+        if j == 0 {
+            self.metadata
+        } else if j <= N_REGS / 2 {
+            let r = 2 * (j - 1);
+            u64::from(self.regs[r]) | (u64::from(self.regs[r + 1]) << 32)
+        } else if j <= N_REGS / 2 + N_TUN_METADATA {
+            self.tun_metadata[j - 1 - N_REGS / 2]
+        } else {
+            self.tun_metadata_present
+        }
+    }
+
+    /// Applies a bitwise `f` to every field of `self` and `other` in
+    /// place. Translation masks and or-s flows on every lookup; going
+    /// through [`OfFlow::words`] would copy both flows and rebuild the
+    /// result (three whole-flow copies per operation).
+    #[inline]
+    fn zip_assign(&mut self, other: &OfFlow, f: impl Fn(u64, u64) -> u64) {
+        for (a, b) in self.key.words_mut().iter_mut().zip(other.key.words()) {
+            *a = f(*a, *b);
+        }
+        self.metadata = f(self.metadata, other.metadata);
+        // A bitwise operation on zero-extended halves stays within 32
+        // bits, so the truncation loses nothing.
+        for (a, b) in self.regs.iter_mut().zip(&other.regs) {
+            *a = f(u64::from(*a), u64::from(*b)) as u32;
+        }
+        for (a, b) in self.tun_metadata.iter_mut().zip(&other.tun_metadata) {
+            *a = f(*a, *b);
+        }
+        self.tun_metadata_present = f(self.tun_metadata_present, other.tun_metadata_present);
+    }
+
+    /// True when `f` holds for every pair of corresponding words.
+    #[inline]
+    fn all_words(&self, other: &OfFlow, f: impl Fn(u64, u64) -> bool) -> bool {
+        (0..OF_U64S).all(|i| f(self.word(i), other.word(i)))
     }
 
     /// `self & mask`.
     pub fn masked(&self, mask: &OfFlow) -> OfFlow {
-        self.zip(mask, |a, b| a & b)
+        let mut out = *self;
+        out.zip_assign(mask, |a, b| a & b);
+        out
     }
 
     /// `self | other` (union of two masks).
     pub fn or(&self, other: &OfFlow) -> OfFlow {
-        self.zip(other, |a, b| a | b)
+        let mut out = *self;
+        out.or_assign(other);
+        out
     }
 
     /// Adds `other`'s bits to this mask.
     pub fn or_assign(&mut self, other: &OfFlow) {
-        *self = self.or(other);
+        self.zip_assign(other, |a, b| a | b);
     }
 
     /// True when every set bit of `self` is also set in `other`.
     pub fn is_subset_of(&self, other: &OfFlow) -> bool {
-        self.words()
-            .iter()
-            .zip(other.words().iter())
-            .all(|(a, b)| a & !b == 0)
+        self.all_words(other, |a, b| a & !b == 0)
     }
 
     /// True when no bit is set.
     pub fn is_zero(&self) -> bool {
-        self.words().iter().all(|w| *w == 0)
+        (0..OF_U64S).all(|i| self.word(i) == 0)
     }
 
     /// True when `self` and `other` agree on every bit of `mask`.
     pub fn equal_in(&self, other: &OfFlow, mask: &OfFlow) -> bool {
-        let (a, b, m) = (self.words(), other.words(), mask.words());
-        (0..OF_U64S).all(|i| (a[i] ^ b[i]) & m[i] == 0)
+        (0..OF_U64S).all(|i| (self.word(i) ^ other.word(i)) & mask.word(i) == 0)
     }
 }
 
@@ -797,6 +835,36 @@ mod tests {
         f.metadata = 0x1234;
         f.key.tp_dst = 80;
         assert_eq!(OfFlow::from_words(&f.words()), f);
+    }
+
+    #[test]
+    fn in_place_word_ops_agree_with_words() {
+        // Distinct values in every word, so a misplaced index shows.
+        let w: [u64; OF_U64S] =
+            std::array::from_fn(|i| (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let m: [u64; OF_U64S] =
+            std::array::from_fn(|i| (i as u64 + 7).wrapping_mul(0xc2b2_ae3d_27d4_eb4f));
+        let (a, b) = (OfFlow::from_words(&w), OfFlow::from_words(&m));
+        let (a, b) = (
+            OfFlow::from_words(&a.words()),
+            OfFlow::from_words(&b.words()),
+        );
+        let (aw, bw) = (a.words(), b.words());
+        for (i, w) in aw.iter().enumerate() {
+            assert_eq!(a.word(i), *w, "word {i}");
+        }
+        let and: [u64; OF_U64S] = std::array::from_fn(|i| aw[i] & bw[i]);
+        let or: [u64; OF_U64S] = std::array::from_fn(|i| aw[i] | bw[i]);
+        assert_eq!(a.masked(&b).words(), and);
+        assert_eq!(a.or(&b).words(), or);
+        let mut c = a;
+        c.or_assign(&b);
+        assert_eq!(c.words(), or);
+        assert!(a.masked(&b).is_subset_of(&b));
+        assert!(!a.is_subset_of(&b));
+        assert!(!a.is_zero() && OfFlow::ZERO.is_zero());
+        assert!(a.equal_in(&a.masked(&b), &b));
+        assert!(!a.equal_in(&b, &b));
     }
 
     #[test]
