@@ -103,22 +103,22 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// The inner frame every case starts from.
-fn inner_frame() -> Vec<u8> {
+/// The inner frame every case starts from (UDP source port `sport`).
+fn inner_frame(sport: u16) -> Vec<u8> {
     common::udp4_frame(
         [0x02, 0, 0, 0, 0, 2],
         [0x02, 0, 0, 0, 0, 1],
         [10, 0, 0, 1],
         [10, 1, 0, 1],
-        1000,
+        sport,
         2000,
     )
 }
 
 /// A VXLAN frame from the remote VTEP to us, as the wire carries it
 /// (valid IPv4 header checksum, no UDP checksum).
-fn vxlan_frame() -> Vec<u8> {
-    let inner = inner_frame();
+fn vxlan_frame(sport: u16) -> Vec<u8> {
+    let inner = inner_frame(sport);
     let mut f = vxlan_header(REMOTE_IP, LOCAL_IP);
     let total = (f.len() - 14 + inner.len()) as u16;
     f[16..18].copy_from_slice(&total.to_be_bytes());
@@ -232,8 +232,8 @@ fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(format!("{}.pcap", case.name()));
     let frame = match case {
-        Case::Decap => vxlan_frame(),
-        Case::Plain | Case::Encap => inner_frame(),
+        Case::Decap => vxlan_frame(1000),
+        Case::Plain | Case::Encap => inner_frame(1000),
     };
     let mut bytes = Vec::new();
     dp_core::pcap::write_header(&mut bytes);
@@ -330,6 +330,84 @@ fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
     }
 }
 
+/// Whether a case sends a burst of 32 packets of one megaflow out in the
+/// order they came in: one pass over a non-repeating capture of 32 inner
+/// UDP source ports 1..=32 into a `pcap` file, read back. Printed (not
+/// asserted: this bench measures; the datapath's tests own correctness).
+fn order_check(case: Case) -> Result<(), Vec<u16>> {
+    let dir = std::env::temp_dir().join(format!("oxvs-bench-tunnel-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (rx_path, tx_path) = (dir.join("rx.pcap"), dir.join("tx.pcap"));
+    let mut bytes = Vec::new();
+    dp_core::pcap::write_header(&mut bytes);
+    for sport in 1..=32u16 {
+        let frame = match case {
+            Case::Decap => vxlan_frame(sport),
+            Case::Plain | Case::Encap => inner_frame(sport),
+        };
+        dp_core::pcap::write_record(&mut bytes, 0, &frame);
+    }
+    std::fs::write(&rx_path, bytes).expect("write order pcap");
+    let rx = PcapNetdev::new(
+        "rx",
+        &PcapConfig {
+            rx_file: Some(rx_path),
+            pool_capacity: 256,
+            ..PcapConfig::default()
+        },
+    )
+    .expect("rx port");
+    let tx = PcapNetdev::new(
+        "tx",
+        &PcapConfig {
+            tx_file: Some(tx_path.clone()),
+            ..PcapConfig::default()
+        },
+    )
+    .expect("tx port");
+    let mut pmd = Pmd::new(
+        PmdConfig {
+            upcall_budget: usize::MAX,
+            ..PmdConfig::default()
+        },
+        Arc::new(Rules { case }),
+        Arc::new(AtomicUsize::new(1_000_000)),
+    );
+    pmd.add_rxq(PolledRxq::new(
+        RX_PORT,
+        "rx",
+        0,
+        rx.open_rxq(0).expect("rxq"),
+    ));
+    pmd.add_txq(TX_PORT, tx.open_txq(0).expect("txq"));
+    pmd.handle(
+        PmdMsg::SetTunnelPort {
+            port_no: TNL_PORT,
+            config: Some(TunnelPort::new(TunnelKind::Vxlan)),
+        },
+        0,
+    );
+    for _ in 0..16 {
+        pmd.poll_once(0);
+    }
+    drop(pmd);
+    drop(tx);
+    let out = dp_core::pcap::parse(&std::fs::read(&tx_path).expect("read tx pcap"))
+        .expect("parse tx pcap");
+    let _ = std::fs::remove_dir_all(&dir);
+    // The inner UDP source port: after the outer headers when encapsulated.
+    let at = if case == Case::Encap { 50 + 34 } else { 34 };
+    let sports: Vec<u16> = out
+        .iter()
+        .map(|r| u16::from_be_bytes([r.data[at], r.data[at + 1]]))
+        .collect();
+    if sports == (1..=32).collect::<Vec<u16>>() {
+        Ok(())
+    } else {
+        Err(sports)
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
     let seconds: f64 = std::env::var("TUNNEL_BENCH_SECONDS")
@@ -350,6 +428,15 @@ fn main() {
     for case in [Case::Plain, Case::Encap, Case::Decap] {
         if only.as_deref().is_some_and(|o| o != case.name()) {
             continue;
+        }
+        if iterations.is_none() {
+            match order_check(case) {
+                Ok(()) => println!("{:<6} keeps a 32-packet burst in order", case.name()),
+                Err(got) => println!(
+                    "{:<6} REORDERS a 32-packet burst: inner source ports out {got:?}",
+                    case.name()
+                ),
+            }
         }
         let r = run_case(case, seconds, iterations);
         println!(
