@@ -186,12 +186,19 @@ fn extract_metadata(meta: &PacketMetadata, key: &mut FlowKey) -> u64 {
     key.ct_mark = meta.ct_mark;
     key.ct_label = meta.ct_label;
     key.packet_type = meta.packet_type.0;
+    // `in_port`'s word always (a superset is fine); the others are zero
+    // on a packet's first pass, so one test of their OR skips the loop.
     let words = key.words();
-    for i in META_WORDS {
-        map |= u64::from(words[i] != 0) << i;
+    map |= field_words!(in_port);
+    let others = words[12] | words[14] | words[15] | words[16] | words[17];
+    if others != 0 {
+        for i in META_WORDS {
+            map |= u64::from(words[i] != 0) << i;
+        }
     }
     map
 }
+const _: () = assert!(field_words!(in_port) == 1 << 13 && META_WORDS.start == 12);
 
 /// The unparsed window `frame[pos..end]`, and the word map of the key
 /// fields written so far.
