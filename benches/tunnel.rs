@@ -227,41 +227,31 @@ fn delta(before: &PmdStats, after: &PmdStats) -> (u64, u64, u64) {
     )
 }
 
-fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
-    let dir = std::env::temp_dir().join(format!("oxvs-bench-tunnel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{}.pcap", case.name()));
-    let frame = match case {
-        Case::Decap => vxlan_frame(1000),
-        Case::Plain | Case::Encap => inner_frame(1000),
-    };
+/// The case's frames (inner UDP source ports `sports`) as a pcap file.
+fn write_frames(path: &std::path::Path, case: Case, sports: impl Iterator<Item = u16>) {
     let mut bytes = Vec::new();
     dp_core::pcap::write_header(&mut bytes);
-    dp_core::pcap::write_record(&mut bytes, 0, &frame);
-    std::fs::write(&path, bytes).expect("write bench pcap");
-    let rx = PcapNetdev::new(
-        "rx",
-        &PcapConfig {
-            rx_file: Some(path),
-            infinite: true,
-            pool_capacity: 256,
-            ..PcapConfig::default()
-        },
-    )
-    .expect("rx port");
-    let tx = PcapNetdev::new("tx", &PcapConfig::default()).expect("tx port");
-    let config = PmdConfig {
-        identity: PmdIdentity::Pmd {
-            numa_id: 0,
-            core_id: 1,
-        },
-        cascade: CascadeConfig {
-            emc_insert_inv_prob: 1,
-            ..CascadeConfig::default()
-        },
-        upcall_budget: 64,
-        ..PmdConfig::default()
-    };
+    for sport in sports {
+        let frame = match case {
+            Case::Decap => vxlan_frame(sport),
+            Case::Plain | Case::Encap => inner_frame(sport),
+        };
+        dp_core::pcap::write_record(&mut bytes, 0, &frame);
+    }
+    std::fs::write(path, bytes).expect("write bench pcap");
+}
+
+/// A PMD polling `rx` (port 1) into `tx` (port 2) with the case's rules
+/// and port 3 declared a VXLAN tunnel port. The netdevs come back too:
+/// they must outlive the PMD (dropping `tx` flushes its file).
+fn stepped_pmd(
+    case: Case,
+    config: PmdConfig,
+    rx: &PcapConfig,
+    tx: &PcapConfig,
+) -> (Pmd, PcapNetdev, PcapNetdev) {
+    let rx = PcapNetdev::new("rx", rx).expect("rx port");
+    let tx = PcapNetdev::new("tx", tx).expect("tx port");
     let mut pmd = Pmd::new(
         config,
         Arc::new(Rules { case }),
@@ -281,6 +271,33 @@ fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
         },
         0,
     );
+    (pmd, rx, tx)
+}
+
+fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
+    let dir = std::env::temp_dir().join(format!("oxvs-bench-tunnel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{}.pcap", case.name()));
+    write_frames(&path, case, std::iter::once(1000));
+    let config = PmdConfig {
+        identity: PmdIdentity::Pmd {
+            numa_id: 0,
+            core_id: 1,
+        },
+        cascade: CascadeConfig {
+            emc_insert_inv_prob: 1,
+            ..CascadeConfig::default()
+        },
+        upcall_budget: 64,
+        ..PmdConfig::default()
+    };
+    let rx = PcapConfig {
+        rx_file: Some(path),
+        infinite: true,
+        pool_capacity: 256,
+        ..PcapConfig::default()
+    };
+    let (mut pmd, _rx, _tx) = stepped_pmd(case, config, &rx, &PcapConfig::default());
 
     // Warm-up: install the megaflows, fill the caches.
     for _ in 0..1000 {
@@ -338,55 +355,21 @@ fn order_check(case: Case) -> Result<(), Vec<u16>> {
     let dir = std::env::temp_dir().join(format!("oxvs-bench-tunnel-order-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (rx_path, tx_path) = (dir.join("rx.pcap"), dir.join("tx.pcap"));
-    let mut bytes = Vec::new();
-    dp_core::pcap::write_header(&mut bytes);
-    for sport in 1..=32u16 {
-        let frame = match case {
-            Case::Decap => vxlan_frame(sport),
-            Case::Plain | Case::Encap => inner_frame(sport),
-        };
-        dp_core::pcap::write_record(&mut bytes, 0, &frame);
-    }
-    std::fs::write(&rx_path, bytes).expect("write order pcap");
-    let rx = PcapNetdev::new(
-        "rx",
-        &PcapConfig {
-            rx_file: Some(rx_path),
-            pool_capacity: 256,
-            ..PcapConfig::default()
-        },
-    )
-    .expect("rx port");
-    let tx = PcapNetdev::new(
-        "tx",
-        &PcapConfig {
-            tx_file: Some(tx_path.clone()),
-            ..PcapConfig::default()
-        },
-    )
-    .expect("tx port");
-    let mut pmd = Pmd::new(
-        PmdConfig {
-            upcall_budget: usize::MAX,
-            ..PmdConfig::default()
-        },
-        Arc::new(Rules { case }),
-        Arc::new(AtomicUsize::new(1_000_000)),
-    );
-    pmd.add_rxq(PolledRxq::new(
-        RX_PORT,
-        "rx",
-        0,
-        rx.open_rxq(0).expect("rxq"),
-    ));
-    pmd.add_txq(TX_PORT, tx.open_txq(0).expect("txq"));
-    pmd.handle(
-        PmdMsg::SetTunnelPort {
-            port_no: TNL_PORT,
-            config: Some(TunnelPort::new(TunnelKind::Vxlan)),
-        },
-        0,
-    );
+    write_frames(&rx_path, case, 1..=32);
+    let rx = PcapConfig {
+        rx_file: Some(rx_path),
+        pool_capacity: 256,
+        ..PcapConfig::default()
+    };
+    let tx = PcapConfig {
+        tx_file: Some(tx_path.clone()),
+        ..PcapConfig::default()
+    };
+    let config = PmdConfig {
+        upcall_budget: usize::MAX,
+        ..PmdConfig::default()
+    };
+    let (mut pmd, _rx, tx) = stepped_pmd(case, config, &rx, &tx);
     for _ in 0..16 {
         pmd.poll_once(0);
     }
