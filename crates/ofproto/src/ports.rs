@@ -341,35 +341,70 @@ impl std::fmt::Display for PortError {
 
 impl std::error::Error for PortError {}
 
-/// Datapath port numbers below this are looked up by index in
-/// [`PortTable::odp_index`]; larger ones (rare: the datapath numbers
-/// ports densely from 0) through the map.
+/// Port numbers (datapath or OpenFlow) below this are looked up by
+/// index in a [`PortIndex`]; larger ones (rare: both are allocated
+/// densely from the bottom, `LOCAL` aside) through the maps.
 const ODP_INDEX_MAX: u32 = 1024;
+
+/// Ports by a number below [`ODP_INDEX_MAX`], indexed by the number.
+/// As long as the largest number present plus one.
+#[derive(Clone, Debug, Default)]
+struct PortIndex(Vec<Option<Arc<Port>>>);
+
+impl PortIndex {
+    #[inline]
+    fn get(&self, n: u32) -> Option<&Arc<Port>> {
+        self.0.get(n as usize)?.as_ref()
+    }
+
+    fn insert(&mut self, n: u32, port: &Arc<Port>) {
+        if n < ODP_INDEX_MAX {
+            let i = n as usize;
+            if self.0.len() <= i {
+                self.0.resize(i + 1, None);
+            }
+            self.0[i] = Some(port.clone());
+        }
+    }
+
+    fn remove(&mut self, n: u32) {
+        if let Some(slot) = self.0.get_mut(n as usize) {
+            *slot = None;
+        }
+        while self.0.last().is_some_and(Option::is_none) {
+            self.0.pop();
+        }
+    }
+}
 
 /// The immutable port table (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct PortTable {
     by_ofport: BTreeMap<u32, Arc<Port>>,
     by_odp: HashMap<u32, u32>,
-    /// `by_odp` for datapath numbers below [`ODP_INDEX_MAX`], indexed by
-    /// the number: every upcall maps its `in_port` here, and a hash and
-    /// a B-tree walk cost ~190 instructions of each flow setup. Holds
-    /// exactly the ports of `by_odp` below the bound; as long as the
-    /// largest such number plus one.
-    odp_index: Vec<Option<Arc<Port>>>,
+    /// `by_odp` for datapath numbers below [`ODP_INDEX_MAX`]: every
+    /// upcall maps its `in_port` here, and a hash and a B-tree walk cost
+    /// ~190 instructions of each flow setup. Holds exactly the ports of
+    /// `by_odp` below the bound.
+    odp_index: PortIndex,
+    /// `by_ofport` below the bound, for every output translated.
+    ofport_index: PortIndex,
     by_name: HashMap<String, u32>,
 }
 
 impl PortTable {
     /// The port with OpenFlow number `ofport`.
     pub fn get(&self, ofport: u32) -> Option<&Arc<Port>> {
+        if ofport < ODP_INDEX_MAX {
+            return self.ofport_index.get(ofport);
+        }
         self.by_ofport.get(&ofport)
     }
 
     /// The port with datapath number `odp_port`.
     pub fn by_odp(&self, odp_port: u32) -> Option<&Arc<Port>> {
         if odp_port < ODP_INDEX_MAX {
-            return self.odp_index.get(odp_port as usize)?.as_ref();
+            return self.odp_index.get(odp_port);
         }
         self.by_odp
             .get(&odp_port)
@@ -422,13 +457,8 @@ impl PortTable {
         let mut t = self.clone();
         t.by_ofport.insert(ofport, port.clone());
         t.by_odp.insert(port.odp_port, ofport);
-        if port.odp_port < ODP_INDEX_MAX {
-            let i = port.odp_port as usize;
-            if t.odp_index.len() <= i {
-                t.odp_index.resize(i + 1, None);
-            }
-            t.odp_index[i] = Some(port.clone());
-        }
+        t.odp_index.insert(port.odp_port, &port);
+        t.ofport_index.insert(ofport, &port);
         t.by_name.insert(port.name.clone(), ofport);
         Ok((t, port))
     }
@@ -442,12 +472,8 @@ impl PortTable {
         let mut t = self.clone();
         t.by_ofport.remove(&port.ofport);
         t.by_odp.remove(&port.odp_port);
-        if let Some(slot) = t.odp_index.get_mut(port.odp_port as usize) {
-            *slot = None;
-        }
-        while t.odp_index.last().is_some_and(Option::is_none) {
-            t.odp_index.pop();
-        }
+        t.odp_index.remove(port.odp_port);
+        t.ofport_index.remove(port.ofport);
         t.by_name.remove(&port.name);
         Ok((t, port))
     }
@@ -514,12 +540,28 @@ mod tests {
         let (t, d) = t.with_port(PortConfig::new("d", u32::MAX - 1)).unwrap();
         for (odp, p) in [(0, &a), (1023, &b), (1024, &c), (u32::MAX - 1, &d)] {
             assert_eq!(t.by_odp(odp).unwrap().ofport, p.ofport, "odp {odp}");
+            assert_eq!(
+                t.get(p.ofport).unwrap().odp_port,
+                odp,
+                "ofport {}",
+                p.ofport
+            );
         }
+        let (t, big) = t
+            .with_port(PortConfig::new("big", 7).with_ofport(5000))
+            .unwrap();
+        let (t, local) = t
+            .with_port(PortConfig::new("br", 8).with_ofport(OFPP_LOCAL))
+            .unwrap();
+        assert_eq!(t.get(5000).unwrap().name, big.name);
+        assert_eq!(t.get(OFPP_LOCAL).unwrap().name, local.name);
+        assert!(t.get(4999).is_none() && t.get(0).is_none());
         assert!(t.by_odp(1).is_none() && t.by_odp(1025).is_none());
         assert!(t.by_odp(u32::MAX).is_none());
         let (t, _) = t.without_port("b").unwrap();
         let (t, _) = t.without_port("c").unwrap();
         assert!(t.by_odp(1023).is_none() && t.by_odp(1024).is_none());
+        assert!(t.get(b.ofport).is_none() && t.get(c.ofport).is_none());
         assert_eq!(t.by_odp(0).unwrap().ofport, a.ofport);
         // The slot of a removed port can be taken again.
         let (t, e) = t.with_port(PortConfig::new("e", 1023)).unwrap();
