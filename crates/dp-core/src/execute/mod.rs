@@ -505,8 +505,11 @@ impl Executor {
                 false
             }
         });
-        // Counted above, each under its own reason.
-        drop(take_marked(&mut out, failed));
+        // Counted above, each under its own reason. (Only when some failed:
+        // rebuilding the batch costs ~36 instructions a packet.)
+        if failed != 0 {
+            drop(take_marked(&mut out, failed));
+        }
         if !out.is_empty() {
             sink.recirculate(&mut out);
             self.drop_batch(&mut out, DropReason::RecircQueueFull);

@@ -149,12 +149,25 @@ impl ActionSink for Sink<'_, '_> {
             })
     }
 
+    /// Queues the batch in order (the next pass must see the packets as
+    /// they arrived: popping from the end reversed every recirculated
+    /// burst). What does not fit stays in `batch` for the executor to
+    /// drop as queue-full: the last packets, never earlier ones.
     fn recirculate(&mut self, batch: &mut PacketBatch) {
-        while self.recirc.len() < RECIRC_QUEUE_DEPTH {
-            match batch.pop() {
-                Some(packet) => self.recirc.push(packet),
-                None => break,
+        let room = RECIRC_QUEUE_DEPTH.saturating_sub(self.recirc.len());
+        if batch.len() <= room {
+            self.recirc.extend(batch.drain());
+            return;
+        }
+        let mut overflow = PacketBatch::new();
+        for (i, packet) in batch.drain().enumerate() {
+            if i < room {
+                self.recirc.push(packet);
+            } else {
+                // At most as many as `batch` held.
+                let _ = overflow.push(packet);
             }
         }
+        *batch = overflow;
     }
 }
