@@ -209,13 +209,23 @@ struct Ctx<'a, 't> {
     tun_md_written: u64,
 }
 
+/// The empty TLV map of a bridge without tunnel state, shared: a fresh
+/// `Arc` per translation was an allocation and a free per flow setup.
+fn empty_tlv_map() -> Arc<TlvMap> {
+    static EMPTY: std::sync::OnceLock<Arc<TlvMap>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
 pub(crate) fn translate(
     env: &XlateEnv<'_>,
     key: &FlowKey,
     trace: Option<&mut Vec<TraceEvent>>,
 ) -> Translation {
-    let tlv = env.tnl.map(|t| t.tlv_map(env.bridge)).unwrap_or_default();
+    let tlv = match env.tnl {
+        Some(t) => t.tlv_map(env.bridge),
+        None => empty_tlv_map(),
+    };
     // The flow is built inside the context (not moved in from a local):
     // each move of an `OfFlow` or a `Ctx` is a memcpy of hundreds of
     // bytes on every flow setup.
@@ -310,7 +320,26 @@ impl Ctx<'_, '_> {
     /// the whole context into a non-inlined call was a ~2 KB memcpy per
     /// translation. The context is not used afterwards.
     fn finish(&mut self) -> Translation {
-        let mut mask = self.wc.key;
+        if self.error.is_some() {
+            self.odp.clear();
+        }
+        // The mask is finished in place in the result (one copy of the
+        // wildcards, not two).
+        let mut t = Translation {
+            actions: std::mem::take(&mut self.odp),
+            mask: self.wc.key,
+            version: self.env.rules.version,
+            mac_seq: self.mac_seq,
+            uses_mac_learning: self.uses_mac,
+            rules: std::mem::take(&mut self.rules),
+            error: self.error.take(),
+            n_controller: self.n_controller,
+            final_flow: self.flow,
+            uses_tunnel_state: self.uses_tnl,
+            tnl_seq: self.tnl_seq,
+            install: !self.no_install,
+        };
+        let mask = &mut t.mask;
         let k = &self.orig;
         mask.in_port = u32::MAX;
         let icmp = (k.dl_type == ETH_TYPE_IPV4 && k.nw_proto == IPPROTO_ICMP)
@@ -331,25 +360,9 @@ impl Ctx<'_, '_> {
         if k.dl_type != ETH_TYPE_MPLS && k.dl_type != ETH_TYPE_MPLS_MCAST {
             mask.mpls_lse = [0; 3];
         }
-        self.tlv.key_mask(&self.orig, &self.wc, &mut mask);
+        self.tlv.key_mask(&self.orig, &self.wc, mask);
         mask.clear_padding();
-        if self.error.is_some() {
-            self.odp.clear();
-        }
-        Translation {
-            actions: std::mem::take(&mut self.odp),
-            mask,
-            version: self.env.rules.version,
-            mac_seq: self.mac_seq,
-            uses_mac_learning: self.uses_mac,
-            rules: std::mem::take(&mut self.rules),
-            error: self.error.take(),
-            n_controller: self.n_controller,
-            final_flow: self.flow,
-            uses_tunnel_state: self.uses_tnl,
-            tnl_seq: self.tnl_seq,
-            install: !self.no_install,
-        }
+        t
     }
 
     /// Learns the sender of an ARP reply to one of this host's addresses
