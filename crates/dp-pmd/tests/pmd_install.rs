@@ -14,6 +14,7 @@ use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::msg::PutMode;
 use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::udp4_frame;
 
 /// in_port + dl_type + IPv4 destination → output 2.
 #[derive(Debug)]
@@ -52,19 +53,9 @@ impl UpcallHandler for ToPort2 {
     }
 }
 
+/// UDP 10.0.0.1:0 → 10.0.0.`dst_last`:0.
 fn udp_frame(dst_last: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, dst_last]);
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
+    udp4_frame([10, 0, 0, 1], [10, 0, 0, dst_last], 0, 0)
 }
 
 fn dump(pmd: &mut Pmd) -> Vec<FlowDump> {

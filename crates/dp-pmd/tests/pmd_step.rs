@@ -14,6 +14,7 @@ use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
 use dp_pmd::revalidator::{DeleteReason, FlowAction, RevalidatorConfig, plan_round};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
+use testbed::datapath::udp4_frame;
 
 /// Forwards port 1 → port 2 and port 2 → port 1, matching in_port,
 /// dl_type and the IPv4 destination (so different destinations are
@@ -69,21 +70,9 @@ impl UpcallHandler for Scripted {
     }
 }
 
+/// UDP 10.0.0.1:`sport` → 10.0.0.`dst_last`:53.
 fn udp_frame(dst_last: u8, sport: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, dst_last]);
-    f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&53u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
+    udp4_frame([10, 0, 0, 1], [10, 0, 0, dst_last], sport, 53)
 }
 
 struct Rig {

@@ -149,10 +149,17 @@ impl UpcallHandler for Megaflows {
 /// A 60-byte UDP/IPv4 frame 00:00:00:00:00:01 → 00:00:00:00:00:02,
 /// `src` → 10.0.0.2, ports `sport` → `dport` (IP and UDP checksums 0).
 pub fn udp_frame(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    udp4_frame(src, [10, 0, 0, 2], sport, dport)
+}
+
+/// A 60-byte UDP/IPv4 frame 00:00:00:00:00:01 → 00:00:00:00:00:02,
+/// `src` → `dst`, ports `sport` → `dport`, TTL 64, DF, IP and UDP
+/// checksums 0.
+pub fn udp4_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
     f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
     f.extend_from_slice(&src);
-    f.extend_from_slice(&[10, 0, 0, 2]);
+    f.extend_from_slice(&dst);
     f.extend_from_slice(&sport.to_be_bytes());
     f.extend_from_slice(&dport.to_be_bytes());
     f.extend_from_slice(&[0, 26, 0, 0]);
