@@ -83,6 +83,15 @@ fn compact<'b>(flow: &OfFlow, words: &[(u8, u64)], buf: &'b mut [u64; OF_U64S]) 
     &buf[..words.len()]
 }
 
+/// Adds a mask given by its nonzero words to `wc` (as `or_assign` with
+/// the whole mask, touching only those words).
+#[inline]
+fn or_words(wc: &mut OfFlow, words: &[(u8, u64)]) {
+    for &(i, m) in words {
+        wc.or_word(usize::from(i), m);
+    }
+}
+
 /// The owned compact key of `flow` under `words` (insertion side).
 fn compact_key(flow: &OfFlow, words: &[(u8, u64)]) -> Box<[u64]> {
     let mut buf = [0u64; OF_U64S];
@@ -253,8 +262,8 @@ pub struct Entry<R> {
 
 #[derive(Clone, Debug)]
 struct Stage {
-    /// The cumulative stage mask (within the subtable's mask).
-    mask: OfFlow,
+    /// The cumulative stage mask (within the subtable's mask), as its
+    /// nonzero words.
     words: MaskWords,
     /// Refcounted compact partial keys of the subtable's rules.
     keys: CompactMap<u32>,
@@ -282,7 +291,6 @@ impl<R> Subtable<R> {
             let m = mask.masked(&s);
             if m != prev && m != mask {
                 stages.push(Stage {
-                    mask: m,
                     words: mask_words(&m),
                     keys: HashMap::default(),
                 });
@@ -489,11 +497,11 @@ impl<R: Clone> Classifier<R> {
                     .keys
                     .contains_key(compact(flow, &stage.words, &mut buf))
                 {
-                    wc.or_assign(&stage.mask);
+                    or_words(wc, &stage.words);
                     continue 'subtables;
                 }
             }
-            wc.or_assign(&st.mask);
+            or_words(wc, &st.mask_words);
             if let Some(e) = st
                 .buckets
                 .get(compact(flow, &st.mask_words, &mut buf))

@@ -118,6 +118,29 @@ impl OfFlow {
         }
     }
 
+    /// Ors `bits` into word `i` of [`OfFlow::words`] in place (adding
+    /// one word of a mask without touching the others). `i` must be below
+    /// [`OF_U64S`].
+    #[inline]
+    pub fn or_word(&mut self, i: usize, bits: u64) {
+        if i < FLOW_U64S {
+            self.key.words_mut()[i] |= bits;
+            return;
+        }
+        let j = i - FLOW_U64S;
+        if j == 0 {
+            self.metadata |= bits;
+        } else if j <= N_REGS / 2 {
+            let r = 2 * (j - 1);
+            self.regs[r] |= bits as u32;
+            self.regs[r + 1] |= (bits >> 32) as u32;
+        } else if j <= N_REGS / 2 + N_TUN_METADATA {
+            self.tun_metadata[j - 1 - N_REGS / 2] |= bits;
+        } else {
+            self.tun_metadata_present |= bits;
+        }
+    }
+
     /// Applies a bitwise `f` to every field of `self` and `other` in
     /// place. Translation masks and or-s flows on every lookup; going
     /// through [`OfFlow::words`] would copy both flows and rebuild the
@@ -852,6 +875,11 @@ mod tests {
         let (aw, bw) = (a.words(), b.words());
         for (i, w) in aw.iter().enumerate() {
             assert_eq!(a.word(i), *w, "word {i}");
+            let mut c = a;
+            c.or_word(i, bw[i]);
+            let want: [u64; OF_U64S] =
+                std::array::from_fn(|j| if j == i { aw[j] | bw[j] } else { aw[j] });
+            assert_eq!(c.words(), want, "or_word {i}");
         }
         let and: [u64; OF_U64S] = std::array::from_fn(|i| aw[i] & bw[i]);
         let or: [u64; OF_U64S] = std::array::from_fn(|i| aw[i] | bw[i]);
