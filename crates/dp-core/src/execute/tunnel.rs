@@ -505,13 +505,12 @@ pub fn pop_port(packet: &mut Packet, port: &TunnelPort) -> Result<(), DropReason
         end,
         proto,
     } = outer;
-    // An IPv4 outer header with DF set says so in the metadata, as OVS's
-    // `ip_extract_tnl_md` does (IPv6 has no DF bit).
-    let mut flags = if !ipv6 && be16(data, l3 + 6) & 0x4000 != 0 {
-        tnl_flags::DONT_FRAGMENT
-    } else {
-        0
-    };
+    // The outer header's DF bit is not carried into the metadata: OVS's
+    // userspace tnl_pop (`netdev_tnl_ip_extract_tnl_md`) leaves
+    // FLOW_TNL_F_DONT_FRAGMENT clear, and OVS 3.1 dumps such flows as
+    // `flags(-df…)` whatever the outer header said, so rules and megaflows
+    // that match `tun_flags` see what they see under OVS.
+    let mut flags = 0u16;
     let mut tun_id = 0u64;
     let (mut tp_src, mut tp_dst) = (0, 0);
     let mut inner_type = PacketType::ETHERNET;
