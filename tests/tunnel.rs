@@ -276,10 +276,10 @@ fn start(
     start_texts(sides, dirs, &texts)
 }
 
-/// Starts a daemon per host with config `texts[i]`, then gives each VTEP
-/// its address.
-fn start_texts(sides: &[Side; 2], dirs: &[TempDir; 2], texts: &[String; 2]) -> Vec<Daemon> {
-    let daemons: Vec<Daemon> = sides
+/// Starts a daemon per host, each in its host namespace, with config
+/// `texts[i]`.
+fn start_daemons(sides: &[Side; 2], dirs: &[TempDir; 2], texts: &[String; 2]) -> Vec<Daemon> {
+    sides
         .iter()
         .zip(dirs)
         .zip(texts)
@@ -294,23 +294,31 @@ fn start_texts(sides: &[Side; 2], dirs: &[TempDir; 2], texts: &[String; 2]) -> V
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Gives `s`'s VTEP (internal port) the address `cidr` (`ip addr add`
+/// arguments after it in `extra`), brings it up and waits until daemon
+/// `d` has learned the route `route` over rtnetlink.
+fn address_vtep(d: &Daemon, s: &Side, family: &str, cidr: &str, extra: &[&str], route: &str) {
+    let mut cmd = vec![
+        "ip", "-n", &s.host_ns, family, "addr", "add", cidr, "dev", &s.vtep,
+    ];
+    cmd.extend_from_slice(extra);
+    sh(&cmd);
+    sh(&["ip", "-n", &s.host_ns, "link", "set", &s.vtep, "up"]);
+    wait_for("the VTEP route learned over rtnetlink", 10, || {
+        d.ok("ovs/route/show", &[]).contains(route)
+    });
+}
+
+/// Starts a daemon per host with config `texts[i]`, then gives each VTEP
+/// its address.
+fn start_texts(sides: &[Side; 2], dirs: &[TempDir; 2], texts: &[String; 2]) -> Vec<Daemon> {
+    let daemons = start_daemons(sides, dirs, texts);
     for (s, d) in sides.iter().zip(&daemons) {
-        sh(&[
-            "ip",
-            "-n",
-            &s.host_ns,
-            "addr",
-            "add",
-            &format!("{}/24", s.vtep_ip),
-            "dev",
-            &s.vtep,
-        ]);
-        sh(&["ip", "-n", &s.host_ns, "link", "set", &s.vtep, "up"]);
-        let want = format!("Cached: 172.31.0.0/24 dev {} SRC {}", s.vtep, s.vtep_ip);
-        wait_for("the VTEP route learned over rtnetlink", 10, || {
-            d.ok("ovs/route/show", &[]).contains(&want)
-        });
+        let route = format!("Cached: 172.31.0.0/24 dev {} SRC {}", s.vtep, s.vtep_ip);
+        address_vtep(d, s, "-4", &format!("{}/24", s.vtep_ip), &[], &route);
     }
     daemons
 }
@@ -982,40 +990,10 @@ fn overlay_v6(tag: &str, tunnel_type: &str) {
     // The metrics endpoint too, to read the tunnel port counters there.
     let texts = [0, 1]
         .map(|i| config(&sides[i], tunnel_type, 5000) + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
-    let daemons: Vec<Daemon> = sides
-        .iter()
-        .zip(&dirs)
-        .zip(&texts)
-        .map(|((s, dir), text)| {
-            Daemon::start_with(
-                env!("CARGO_BIN_EXE_oxvsd"),
-                dir,
-                text,
-                DaemonOptions {
-                    netns: Some(s.host_ns.clone()),
-                    ..DaemonOptions::default()
-                },
-            )
-        })
-        .collect();
+    let daemons = start_daemons(&sides, &dirs, &texts);
     for ((s, d), ip) in sides.iter().zip(&daemons).zip([VTEP6_A, VTEP6_B]) {
-        sh(&[
-            "ip",
-            "-n",
-            &s.host_ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("{ip}/64"),
-            "dev",
-            &s.vtep,
-            "nodad",
-        ]);
-        sh(&["ip", "-n", &s.host_ns, "link", "set", &s.vtep, "up"]);
-        let want = format!("Cached: fd00:31::/64 dev {} SRC {ip}", s.vtep);
-        wait_for("the IPv6 VTEP route learned over rtnetlink", 10, || {
-            d.ok("ovs/route/show", &[]).contains(&want)
-        });
+        let route = format!("Cached: fd00:31::/64 dev {} SRC {ip}", s.vtep);
+        address_vtep(d, s, "-6", &format!("{ip}/64"), &["nodad"], &route);
     }
     let (a, b) = (&daemons[0], &daemons[1]);
     let ports = a.ok("tnl/ports/show", &[]);
