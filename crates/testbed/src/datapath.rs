@@ -6,7 +6,7 @@
 //! - Tests and benchmarks of the PMD and the revalidator: [`Megaflows`],
 //!   a handler whose megaflows have a fixed mask ([`five_tuple_mask`],
 //!   [`udp_source_mask`]) and whose actions a routing function chooses
-//!   from the in_port and a version the test bumps; and [`udp_frame`],
+//!   from the flow key and a version the test bumps; and [`udp_frame`],
 //!   the 60-byte UDP/IPv4 frame they inject.
 
 use std::sync::Arc;
@@ -89,9 +89,9 @@ pub fn udp_source_mask() -> FlowKey {
     mask
 }
 
-/// Chooses a megaflow's actions from the packet's in_port and the
+/// Chooses a megaflow's actions from the packet's flow key and the
 /// handler's version (empty: drop).
-pub type Route = fn(in_port: u32, version: u64) -> Vec<Action>;
+pub type Route = fn(key: &FlowKey, version: u64) -> Vec<Action>;
 
 /// An upcall handler whose megaflows all have one mask and whose actions
 /// come from a [`Route`]. It counts its translations, and its version is
@@ -135,7 +135,7 @@ impl UpcallHandler for Megaflows {
         _: u64,
     ) -> Result<Translation, UpcallError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let actions = (self.route)(key.in_port, self.version.load(Ordering::Relaxed));
+        let actions = (self.route)(key, self.version.load(Ordering::Relaxed));
         Ok(Translation::Megaflow {
             mask: self.mask,
             actions: Arc::from(actions),
@@ -156,12 +156,40 @@ pub fn udp_frame(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 /// `src` → `dst`, ports `sport` → `dport`, TTL 64, DF, IP and UDP
 /// checksums 0.
 pub fn udp4_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
-    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
+    let macs = ([0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 0, 1]);
+    udp4_frame_with(macs, true, (src, dst), (sport, dport))
+}
+
+/// A 60-byte UDP/IPv4 frame `macs.1` → `macs.0`, `ips.0` → `ips.1`,
+/// ports `ports.0` → `ports.1`, TTL 64, DF if `df`, checksums 0.
+fn udp4_frame_with(
+    macs: ([u8; 6], [u8; 6]),
+    df: bool,
+    ips: ([u8; 4], [u8; 4]),
+    ports: (u16, u16),
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        0,
+        46,
+        0,
+        0,
+        if df { 0x40 } else { 0 },
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&ips.0);
+    f.extend_from_slice(&ips.1);
+    f.extend_from_slice(&ports.0.to_be_bytes());
+    f.extend_from_slice(&ports.1.to_be_bytes());
     f.extend_from_slice(&[0, 26, 0, 0]);
     f.resize(60, 0);
     f
@@ -192,27 +220,20 @@ pub fn port_no(n: u32) -> PortOptions {
     }
 }
 
-/// Writes a pcap file of `flows` 60-byte UDP frames (02:..:01 → 02:..:02,
-/// 10.0.0.1 → 10.1.0.1, source port = the flow's index, destination port
-/// 4789) for a DPDK `net_pcap` replay.
+/// Frame `flow` of a DPDK replay: 60-byte UDP 02:..:01 → 02:..:02,
+/// 10.0.0.1 → 10.1.0.1, source port = `flow`, destination port 4789.
+pub fn replay_frame(flow: u16) -> Vec<u8> {
+    let macs = ([0x02, 0, 0, 0, 0, 2], [0x02, 0, 0, 0, 0, 1]);
+    udp4_frame_with(macs, false, ([10, 0, 0, 1], [10, 1, 0, 1]), (flow, 4789))
+}
+
+/// Writes a pcap file of the [`replay_frame`]s of flows `0..flows` for a
+/// DPDK `net_pcap` replay.
 pub fn udp_pcap(path: &std::path::Path, flows: u16) {
     let mut bytes = Vec::new();
     dp_core::pcap::write_header(&mut bytes);
     for i in 0..flows {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-        f[34..36].copy_from_slice(&i.to_be_bytes());
-        f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
-        dp_core::pcap::write_record(&mut bytes, 0, &f);
+        dp_core::pcap::write_record(&mut bytes, 0, &replay_frame(i));
     }
     std::fs::write(path, bytes).unwrap();
 }

@@ -27,7 +27,7 @@ pub mod traffic;
 
 use std::process::Command;
 
-pub use datapath::{PortSwap, Reflect, one_pmd_datapath, port_no, udp_pcap};
+pub use datapath::{PortSwap, Reflect, one_pmd_datapath, port_no, replay_frame, udp_pcap};
 pub use topology::{IP_A, IP_B, Topology, add_veth};
 pub use traffic::{
     Rtt, in_netns, ping, tcp_transfer, udp_exchange, udp_flood, udp_sink, wait_for, wait_reachable,

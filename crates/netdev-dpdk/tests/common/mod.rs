@@ -13,22 +13,9 @@ pub fn eal() {
     netdev_dpdk::eal::init(&config).expect("EAL init (--no-huge --no-pci --in-memory)");
 }
 
-/// A 60-byte UDP frame with source port `flow`.
+/// A 60-byte UDP frame with source port `flow` (the DPDK replay frame).
 pub fn udp_frame(flow: u16) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-    f[34..36].copy_from_slice(&flow.to_be_bytes());
-    f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-    f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    f
+    testbed::replay_frame(flow)
 }
 
 /// A pcap of `flows` UDP packets (source ports 0..flows), in a fresh
@@ -44,11 +31,6 @@ impl Drop for TempPcap {
 
 pub fn pcap(tag: &str, flows: u16) -> TempPcap {
     let path = std::env::temp_dir().join(format!("oxvs-dpdk-{tag}-{}.pcap", std::process::id()));
-    let mut bytes = Vec::new();
-    dp_core::pcap::write_header(&mut bytes);
-    for i in 0..flows {
-        dp_core::pcap::write_record(&mut bytes, 0, &udp_frame(i));
-    }
-    std::fs::write(&path, bytes).expect("write pcap");
+    testbed::udp_pcap(&path, flows);
     TempPcap(path)
 }
