@@ -39,7 +39,7 @@ use testbed::datapath::{Megaflows, five_tuple_mask, udp_frame};
 /// anything else dropped. An odd version drops port 3's traffic (a rule
 /// change the revalidator must apply).
 fn five_tuple() -> Megaflows {
-    Megaflows::new(five_tuple_mask(), |in_port, version| match in_port {
+    Megaflows::new(five_tuple_mask(), |key, version| match key.in_port {
         1 => vec![Action::Output(2)],
         2 => vec![Action::Output(1)],
         3 if version.is_multiple_of(2) => vec![Action::Output(4)],

@@ -28,8 +28,8 @@ use testbed::datapath::{Megaflows, five_tuple_mask, udp_frame};
 
 /// Exact 5-tuple megaflows: port 1 → 2, anything else → 4.
 fn five_tuple() -> Megaflows {
-    Megaflows::new(five_tuple_mask(), |in_port, _| {
-        vec![Action::Output(if in_port == 1 { 2 } else { 4 })]
+    Megaflows::new(five_tuple_mask(), |key, _| {
+        vec![Action::Output(if key.in_port == 1 { 2 } else { 4 })]
     })
 }
 

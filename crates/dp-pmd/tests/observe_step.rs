@@ -11,44 +11,27 @@ use dp_core::action::Action;
 use dp_core::cascade::CascadeConfig;
 use dp_core::flow::FlowKey;
 use dp_core::netdev::Netdev;
-use dp_core::packet::Packet;
 use dp_pmd::capture::{CaptureRing, CaptureSpec, Direction, MAX_SNAPLEN};
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::observe::{ObserveMsg, ObserveSnapshot, TraceReport};
 use dp_pmd::pmd::{Pmd, PmdConfig, PmdMsg, PolledRxq};
 use dp_pmd::stats::PmdIdentity;
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::Megaflows;
 
 /// Port 1 → port 2, one megaflow per IPv4 destination; 10.0.0.66 is
 /// dropped by an empty action list.
-#[derive(Debug)]
-struct ToPort2;
-
-impl UpcallHandler for ToPort2 {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _: Option<&Packet>,
-        _: u64,
-    ) -> Result<Translation, UpcallError> {
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_dst = [255; 4];
-        let actions = if key.nw_dst == [10, 0, 0, 66] {
+fn to_port_2() -> Megaflows {
+    let mut mask = FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask.dl_type = u16::MAX;
+    mask.nw_dst = [255; 4];
+    Megaflows::new(mask, |key, _| {
+        if key.nw_dst == [10, 0, 0, 66] {
             vec![]
         } else {
             vec![Action::Output(2)]
-        };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(actions),
-        })
-    }
-
-    fn version(&self) -> u64 {
-        0
-    }
+        }
+    })
 }
 
 /// A UDP frame 10.0.0.1:`seq` → 10.0.0.`dst_last`:53, built by the ODP
@@ -79,7 +62,11 @@ fn rig_with_flush_interval(tx_flush_interval_us: u64) -> (Pmd, Arc<DummyNetdev>,
         },
         ..PmdConfig::default()
     };
-    let mut pmd = Pmd::new(config, Arc::new(ToPort2), Arc::new(AtomicUsize::new(1000)));
+    let mut pmd = Pmd::new(
+        config,
+        Arc::new(to_port_2()),
+        Arc::new(AtomicUsize::new(1000)),
+    );
     let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
     let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
     for (no, port) in [(1u32, &p1), (2, &p2)] {

@@ -29,8 +29,8 @@ use testbed::datapath::{Megaflows, udp_frame, udp_source_mask};
 /// in_port 1 → 2, anything else → 1; megaflows match in_port and the UDP
 /// source port. Counts translations.
 fn port_swap() -> Megaflows {
-    Megaflows::new(udp_source_mask(), |in_port, _| {
-        vec![Action::Output(if in_port == 1 { 2 } else { 1 })]
+    Megaflows::new(udp_source_mask(), |key, _| {
+        vec![Action::Output(if key.in_port == 1 { 2 } else { 1 })]
     })
 }
 

@@ -9,41 +9,25 @@ use std::sync::atomic::AtomicUsize;
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
 use dp_core::netdev::Netdev;
-use dp_core::packet::{MAX_BURST, Packet};
+use dp_core::packet::MAX_BURST;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
-use testbed::datapath::udp_frame;
+use testbed::datapath::{Megaflows, udp_frame};
 
 /// recirc_id 0: `recirc(1)`; recirc_id 1: output to port 2. Megaflows
 /// match in_port and recirc_id only, so one flow per pass serves a whole
 /// burst.
-#[derive(Debug)]
-struct TwoPasses;
-
-impl UpcallHandler for TwoPasses {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        _: Option<&Packet>,
-        _: u64,
-    ) -> Result<Translation, UpcallError> {
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.recirc_id = u32::MAX;
-        let action = if key.recirc_id == 0 {
+fn two_passes() -> Megaflows {
+    let mut mask = FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask.recirc_id = u32::MAX;
+    Megaflows::new(mask, |key, _| {
+        vec![if key.recirc_id == 0 {
             Action::Recirc(1)
         } else {
             Action::Output(2)
-        };
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(vec![action]),
-        })
-    }
-    fn version(&self) -> u64 {
-        0
-    }
+        }]
+    })
 }
 
 fn sport(frame: &[u8]) -> u16 {
@@ -54,7 +38,7 @@ fn sport(frame: &[u8]) -> u16 {
 fn recirculated_bursts_leave_in_arrival_order() {
     let mut pmd = Pmd::new(
         PmdConfig::default(),
-        Arc::new(TwoPasses),
+        Arc::new(two_passes()),
         Arc::new(AtomicUsize::new(1000)),
     );
     let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
