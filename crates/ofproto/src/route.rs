@@ -254,14 +254,21 @@ impl RouteTable {
 mod tests {
     use super::*;
 
+    /// A route to `p` whose source is 10.0.0.1 or 2001:db8::1, by the
+    /// prefix's family.
     fn route(p: &str, dev: &str, gw: Option<&str>, origin: RouteOrigin) -> Route {
         let (prefix, plen) = parse_prefix(p).unwrap();
+        let src = if prefix.is_ipv4() {
+            "10.0.0.1"
+        } else {
+            "2001:db8::1"
+        };
         Route {
             prefix,
             plen,
             dev: dev.into(),
             gateway: gw.map(|g| g.parse().unwrap()),
-            src: Some("10.0.0.1".parse().unwrap()),
+            src: Some(src.parse().unwrap()),
             origin,
         }
     }
@@ -333,23 +340,12 @@ mod tests {
     #[test]
     fn ipv6_routes_match_only_ipv6_destinations() {
         let mut t = RouteTable::new();
-        let v6 = |p: &str, dev: &str, gw: Option<&str>, origin| {
-            let (prefix, plen) = parse_prefix(p).unwrap();
-            Route {
-                prefix,
-                plen,
-                dev: dev.into(),
-                gateway: gw.map(|g| g.parse().unwrap()),
-                src: Some("2001:db8::1".parse().unwrap()),
-                origin,
-            }
-        };
         t.replace_system(vec![
-            v6("::/0", "br0", Some("2001:db8::fe"), RouteOrigin::Cached),
-            v6("2001:db8::/64", "br0", None, RouteOrigin::Cached),
+            route("::/0", "br0", Some("2001:db8::fe"), RouteOrigin::Cached),
+            route("2001:db8::/64", "br0", None, RouteOrigin::Cached),
             route("0.0.0.0/0", "br9", Some("10.0.0.254"), RouteOrigin::Cached),
         ]);
-        t.insert(v6("2001:db8::7/128", "br2", None, RouteOrigin::User));
+        t.insert(route("2001:db8::7/128", "br2", None, RouteOrigin::User));
         let r = t.lookup("2001:db8::5".parse().unwrap()).unwrap();
         assert_eq!(
             (r.dev.as_str(), r.next_hop.to_string()),
@@ -366,7 +362,7 @@ mod tests {
         );
         assert_eq!(t.lookup("8.8.8.8".parse().unwrap()).unwrap().dev, "br9");
         // ::/0 holds no IPv4 destinations even though 0.0.0.0's bits match.
-        t.replace_system(vec![v6("::/0", "br0", None, RouteOrigin::Cached)]);
+        t.replace_system(vec![route("::/0", "br0", None, RouteOrigin::Cached)]);
         assert!(t.lookup("8.8.8.8".parse().unwrap()).is_none());
         assert_eq!(
             t.show(),
