@@ -3,6 +3,9 @@
 //! datapath actions as the original packet. Plus the classifier against a
 //! linear reference.
 
+mod common;
+
+use common::blend;
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
 use ofproto::classifier::Classifier;
@@ -421,16 +424,6 @@ fn bridge(rules: &[String]) -> Ofproto {
     o.add_flow("table=0,priority=0,actions=LOCAL", 0).unwrap();
     o.add_flows(&rules.join("\n"), 0).unwrap();
     o
-}
-
-/// `p & mask | q & !mask`: a packet in `p`'s megaflow.
-fn blend(p: &FlowKey, mask: &FlowKey, q: &FlowKey) -> FlowKey {
-    let (pw, mw, qw) = (p.words(), mask.words(), q.words());
-    let mut out = [0u64; FLOW_U64S];
-    for i in 0..FLOW_U64S {
-        out[i] = (pw[i] & mw[i]) | (qw[i] & !mw[i]);
-    }
-    FlowKey::from_words(out)
 }
 
 proptest! {

@@ -14,6 +14,9 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use common::blend;
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
 use ofproto::odp_actions::format_odp_actions;
@@ -161,16 +164,6 @@ prop_compose! {
         }
         k
     }
-}
-
-/// `p & mask | q & !mask`: a packet in `p`'s megaflow.
-fn blend(p: &FlowKey, mask: &FlowKey, q: &FlowKey) -> FlowKey {
-    let (pw, mw, qw) = (p.words(), mask.words(), q.words());
-    let mut out = [0u64; FLOW_U64S];
-    for i in 0..FLOW_U64S {
-        out[i] = (pw[i] & mw[i]) | (qw[i] & !mw[i]);
-    }
-    FlowKey::from_words(out)
 }
 
 proptest! {
