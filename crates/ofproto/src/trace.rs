@@ -125,10 +125,11 @@ pub fn render(
         }
     }
     s.push('\n');
-    if t.final_flow == initial {
-        s.push_str("Final flow: unchanged\n");
-    } else {
-        let _ = writeln!(s, "Final flow: {}", flow_line(&t.final_flow));
+    match t.final_flow.as_deref() {
+        Some(f) if *f != initial => {
+            let _ = writeln!(s, "Final flow: {}", flow_line(f));
+        }
+        _ => s.push_str("Final flow: unchanged\n"),
     }
     let mut mega = megaflow_match(key, ofport, &t.mask);
     // OVS's datapath key expresses "untagged" through the Ethernet type,

@@ -128,8 +128,9 @@ pub struct Translation {
     pub error: Option<XlateError>,
     /// Number of packets sent to the controller per packet.
     pub n_controller: u32,
-    /// The flow as the pipeline left it (for traces).
-    pub final_flow: OfFlow,
+    /// The flow as the pipeline left it, kept only for a traced
+    /// translation: a copy in every flow setup was ~80 instructions.
+    pub final_flow: Option<Box<OfFlow>>,
     /// True when the translation read the tunnel state (routes,
     /// neighbours), so its changes must revalidate.
     pub uses_tunnel_state: bool,
@@ -178,11 +179,13 @@ pub(crate) struct XlateEnv<'a> {
     pub bridge: &'a str,
 }
 
-struct Ctx<'a, 't> {
+struct Ctx<'a, 't, 'k> {
     env: &'a XlateEnv<'a>,
     flow: OfFlow,
     base: FlowKey,
-    orig: FlowKey,
+    /// The datapath key as it came in, borrowed: a copy was a 328-byte
+    /// memcpy per translation.
+    orig: &'k FlowKey,
     wc: OfFlow,
     /// Bits the pipeline wrote: what a masked `set` may touch.
     written: OfFlow,
@@ -233,7 +236,7 @@ pub(crate) fn translate(
         env,
         flow: OfFlow::from_key(*key),
         base: *key,
-        orig: *key,
+        orig: key,
         wc: OfFlow::ZERO,
         written: OfFlow::ZERO,
         odp: Vec::new(),
@@ -276,7 +279,7 @@ pub(crate) fn translate(
     ctx.finish()
 }
 
-impl Ctx<'_, '_> {
+impl Ctx<'_, '_, '_> {
     fn note(&mut self, text: String) {
         let depth = self.depth;
         if let Some(t) = self.trace.as_deref_mut() {
@@ -285,7 +288,7 @@ impl Ctx<'_, '_> {
     }
 
     fn wc_init(&mut self) {
-        let k = &self.orig;
+        let k = self.orig;
         let w = &mut self.wc.key;
         w.in_port = u32::MAX;
         w.dl_type = u16::MAX;
@@ -334,13 +337,13 @@ impl Ctx<'_, '_> {
             rules: std::mem::take(&mut self.rules),
             error: self.error.take(),
             n_controller: self.n_controller,
-            final_flow: self.flow,
+            final_flow: self.trace.is_some().then(|| Box::new(self.flow)),
             uses_tunnel_state: self.uses_tnl,
             tnl_seq: self.tnl_seq,
             install: !self.no_install,
         };
         let mask = &mut t.mask;
-        let k = &self.orig;
+        let k = self.orig;
         mask.in_port = u32::MAX;
         let icmp = (k.dl_type == ETH_TYPE_IPV4 && k.nw_proto == IPPROTO_ICMP)
             || (k.dl_type == ETH_TYPE_IPV6 && k.nw_proto == IPPROTO_ICMPV6);
@@ -360,7 +363,7 @@ impl Ctx<'_, '_> {
         if k.dl_type != ETH_TYPE_MPLS && k.dl_type != ETH_TYPE_MPLS_MCAST {
             mask.mpls_lse = [0; 3];
         }
-        self.tlv.key_mask(&self.orig, &self.wc, mask);
+        self.tlv.key_mask(self.orig, &self.wc, mask);
         mask.clear_padding();
         t
     }
@@ -1001,7 +1004,7 @@ impl Ctx<'_, '_> {
             env,
             flow,
             base: key,
-            orig: key,
+            orig: &key,
             wc: OfFlow::ZERO,
             written: OfFlow::ZERO,
             odp: Vec::new(),

@@ -88,6 +88,34 @@ fn l2_miss_does_not_pin_transport_ports() {
 }
 
 #[test]
+fn trace_shows_the_flow_the_pipeline_changed() {
+    let o = bridge();
+    o.add_flow(
+        "priority=100,ip,nw_dst=10.0.0.7,actions=mod_nw_dst:10.0.0.9,output:2",
+        0,
+    )
+    .unwrap();
+    let out = o
+        .trace(
+            "in_port=1,tcp,nw_src=192.168.0.1,nw_dst=10.0.0.7,tp_dst=80",
+            0,
+        )
+        .unwrap();
+    // An untraced translation keeps no copy of the final flow; a traced
+    // one must, or every trace would claim "unchanged".
+    assert!(
+        out.contains("Final flow: tcp,in_port=1,") && out.contains("nw_dst=10.0.0.9"),
+        "{out}"
+    );
+    assert!(!out.contains("Final flow: unchanged"), "{out}");
+    let mut key = FlowKey::ZERO;
+    key.in_port = 11;
+    key.dl_type = 0x0800;
+    key.nw_dst = [10, 0, 0, 7];
+    assert!(o.translate(&key, 0).final_flow.is_none());
+}
+
+#[test]
 fn trace_reads_like_ovs() {
     let o = bridge();
     o.add_flow("priority=100,ip,nw_dst=10.0.0.0/24,actions=output:2", 0)
