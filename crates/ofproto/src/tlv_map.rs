@@ -144,6 +144,15 @@ pub struct TlvMap {
     entries: Vec<TlvMapping>,
 }
 
+impl TlvMap {
+    /// The empty map, shared: a fresh `Arc` per translation of a bridge
+    /// without options was an allocation and a free per flow setup.
+    pub fn shared_empty() -> std::sync::Arc<TlvMap> {
+        static EMPTY: std::sync::OnceLock<std::sync::Arc<TlvMap>> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(std::sync::Arc::default).clone()
+    }
+}
+
 /// Where one option of a received list is.
 struct Opt {
     at: usize,

@@ -140,7 +140,7 @@ impl TunnelState {
             .unwrap_or_else(|e| e.into_inner())
             .get(bridge)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_else(TlvMap::shared_empty)
     }
 
     /// Changes bridge `bridge`'s TLV map through `f` (nothing changes

@@ -212,13 +212,6 @@ struct Ctx<'a, 't, 'k> {
     tun_md_written: u64,
 }
 
-/// The empty TLV map of a bridge without tunnel state, shared: a fresh
-/// `Arc` per translation was an allocation and a free per flow setup.
-fn empty_tlv_map() -> Arc<TlvMap> {
-    static EMPTY: std::sync::OnceLock<Arc<TlvMap>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Arc::default).clone()
-}
-
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
 pub(crate) fn translate(
     env: &XlateEnv<'_>,
@@ -227,7 +220,7 @@ pub(crate) fn translate(
 ) -> Translation {
     let tlv = match env.tnl {
         Some(t) => t.tlv_map(env.bridge),
-        None => empty_tlv_map(),
+        None => TlvMap::shared_empty(),
     };
     // The flow is built inside the context (not moved in from a local):
     // each move of an `OfFlow` or a `Ctx` is a memcpy of hundreds of
@@ -1022,7 +1015,7 @@ impl Ctx<'_, '_, '_> {
             uses_tnl: false,
             tnl_seq: self.tnl_seq,
             no_install: false,
-            tlv: Arc::default(),
+            tlv: TlvMap::shared_empty(),
             tun_md_written: 0,
         };
         sub.table(0);
