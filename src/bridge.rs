@@ -126,7 +126,7 @@ impl Bridges {
         let bridge = self
             .bridge_of(key.in_port)
             .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
-        let t = match packet {
+        let mut t = match packet {
             Some(_) => bridge.translate(key, now_ms),
             None => bridge.translate_readonly(key, now_ms),
         };
@@ -148,7 +148,9 @@ impl Bridges {
             self.credits.lock().expect("credits lock").insert(
                 id,
                 RuleCredit {
-                    rules: t.rules.clone(),
+                    // Moved, not cloned: nothing below reads them, and a
+                    // clone was an allocation per flow setup.
+                    rules: std::mem::take(&mut t.rules),
                     tunnel,
                     // The megaflow will count this packet too: start
                     // from it so it is not credited twice.
