@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 use dp_core::netdev::Netdev;
 
-pub use afxdp::umem::UmemWatch;
-pub use afxdp::{AfxdpConfig, AfxdpNetdev, XdpMode};
+pub use afxdp::umem::{UmemAudit, UmemWatch};
+pub use afxdp::{AfxdpConfig, AfxdpNetdev, UmemGroup, XdpMode};
 pub use error::{OpenCause, OpenError};
 pub use kernel::system::SystemNetdev;
 pub use kernel::tap::{TapKind, TapNetdev};
@@ -71,10 +71,15 @@ pub fn check_options(type_name: &str, options: &[(&str, &str)]) -> Result<(), St
 
 /// The `afxdp` options: `n_rxq`, `xdp-mode`, `use-need-wakeup`,
 /// `n_rxq_desc` and `n_txq_desc` (entries of the fill/rx and tx/completion
-/// rings, as OVS's DPDK ports name them), `mtu` (the daemon passes the
-/// port's `mtu` key here).
+/// rings, as OVS's DPDK ports name them), `shared-umem` (default true:
+/// the port's sockets share UMEMs with the process's other `afxdp` ports,
+/// [`UmemGroup::process`]; false: a UMEM per queue, as OVS), `mtu` (the
+/// daemon passes the port's `mtu` key here).
 pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
-    let mut config = AfxdpConfig::default();
+    let mut config = AfxdpConfig {
+        umem_group: Some(UmemGroup::process()),
+        ..AfxdpConfig::default()
+    };
     for &(key, value) in options {
         match key {
             "n_rxq" | "n-rxq" => {
@@ -118,6 +123,12 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
                     config.tx_ring_size = size;
                 }
             }
+            "shared-umem" => {
+                let shared: bool = value
+                    .parse()
+                    .map_err(|_| format!("shared-umem {value:?} is not true or false"))?;
+                config.umem_group = shared.then(UmemGroup::process);
+            }
             "use-need-wakeup" => {
                 config.use_need_wakeup = value
                     .parse()
@@ -126,7 +137,7 @@ pub fn afxdp_config(options: &[(&str, &str)]) -> Result<AfxdpConfig, String> {
             _ => {
                 return Err(format!(
                     "unknown afxdp option {key:?} (expected n_rxq, xdp-mode, use-need-wakeup, \
-                     n_rxq_desc, n_txq_desc, mtu)"
+                     n_rxq_desc, n_txq_desc, shared-umem, mtu)"
                 ));
             }
         }
@@ -209,7 +220,15 @@ mod tests {
             AfxdpConfig::default().frames_per_queue,
             "never fewer frames than the default"
         );
+        assert_eq!(
+            c.umem_group,
+            Some(UmemGroup::process()),
+            "shared by default"
+        );
+        let c = afxdp_config(&[("shared-umem", "false")]).unwrap();
+        assert_eq!(c.umem_group, None);
         for (key, value) in [
+            ("shared-umem", "yes"),
             ("n_rxq_desc", "3000"),
             ("n_rxq_desc", "32"),
             ("n_txq_desc", "32768"),

@@ -19,6 +19,9 @@ pub struct QueueStats {
     /// AF_XDP: packets sent from the UMEM they were received into (no
     /// copy).
     pub tx_zero_copy: AtomicU64,
+    /// AF_XDP: packets copied into a UMEM frame to be sent (they came
+    /// from another UMEM or another port type, or are a flood's clones).
+    pub tx_copied: AtomicU64,
     /// system: received packets whose partial L4 checksum was completed.
     pub rx_csum_completed: AtomicU64,
     /// afxdp: received packets with a partial L4 checksum (forwarded as

@@ -1,5 +1,8 @@
 //! The `afxdp` port: a Linux interface driven through AF_XDP sockets, one
-//! per queue, each with its own UMEM (as OVS's `netdev-afxdp`).
+//! per queue. Each socket has its own UMEM (as OVS's `netdev-afxdp`), or,
+//! when the port is opened with a [`UmemGroup`], shares one with the
+//! group's other sockets ([`shared`]): a packet received on one port and
+//! sent out of another of the same UMEM then goes out without a copy.
 //!
 //! # Opening a port
 //! 1. Resolve the interface, check its MTU against the frame size and its
@@ -47,6 +50,7 @@
 
 pub mod queue;
 pub mod ring;
+pub mod shared;
 pub mod umem;
 pub mod xdp;
 
@@ -62,7 +66,8 @@ use dp_core::netdev::{
 use crate::error::{OpenCause, OpenError};
 use crate::stats::QueueStats;
 use crate::sys::{self, XdpLinkMode};
-use queue::{AfxdpRxq, AfxdpTxq, QueueGeometry, RxParts, TxState, Xsk, XskSocket};
+use queue::{AfxdpRxq, AfxdpTxq, QueueGeometry, RxParts, TxState, UmemSource, Xsk, XskSocket};
+pub use shared::UmemGroup;
 use umem::UmemWatch;
 use xdp::{XdpLink, XdpProgram};
 
@@ -162,6 +167,10 @@ pub struct AfxdpConfig {
     /// The MTU to give the interface (the port's `mtu` key); `None` keeps
     /// the interface's own. Either way it must fit a frame ([`max_mtu`]).
     pub mtu: Option<u32>,
+    /// The group whose UMEMs the port's sockets share (`shared-umem`);
+    /// `None`: a UMEM per queue. The option parser
+    /// ([`crate::afxdp_config`]) joins [`UmemGroup::process`] by default.
+    pub umem_group: Option<UmemGroup>,
 }
 
 impl Default for AfxdpConfig {
@@ -174,6 +183,7 @@ impl Default for AfxdpConfig {
             rx_ring_size: DEFAULT_RING_SIZE,
             tx_ring_size: DEFAULT_RING_SIZE,
             mtu: None,
+            umem_group: None,
         }
     }
 }
@@ -379,13 +389,22 @@ impl AfxdpNetdev {
         self.mode
     }
 
-    /// Watches on each queue's UMEM accounting, valid after the port is
-    /// gone (leak checks).
+    /// Watches on the UMEMs of the port's queues (each once), valid after
+    /// the port is gone (leak checks).
     pub fn umem_watches(&self) -> Vec<UmemWatch> {
-        self.queues
-            .iter()
-            .map(|q| UmemWatch(Arc::clone(&q.socket.umem)))
-            .collect()
+        self.umems().map(|u| UmemWatch(Arc::clone(u))).collect()
+    }
+
+    /// The UMEMs of the port's queues, each once (queues of a port may
+    /// share one).
+    fn umems(&self) -> impl Iterator<Item = &Arc<umem::Umem>> {
+        self.queues.iter().enumerate().filter_map(|(i, q)| {
+            let u = &q.socket.umem;
+            (!self.queues[..i]
+                .iter()
+                .any(|p| Arc::ptr_eq(&p.socket.umem, u)))
+            .then_some(u)
+        })
     }
 
     /// Packets sent without a copy (received into the same queue's UMEM).
@@ -397,6 +416,15 @@ impl AfxdpNetdev {
                     .tx_zero_copy
                     .load(std::sync::atomic::Ordering::Relaxed)
             })
+            .sum()
+    }
+
+    /// Packets copied into a UMEM frame to be sent (from another UMEM or
+    /// port type, or a flood's clones).
+    pub fn tx_copied_packets(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|q| q.stats.tx_copied.load(std::sync::atomic::Ordering::Relaxed))
             .sum()
     }
 
@@ -414,9 +442,10 @@ impl AfxdpNetdev {
             .sum()
     }
 
-    /// Frames lent to packets now, over all queues.
+    /// Frames lent to packets now, over the port's UMEMs (a shared UMEM's
+    /// count includes the packets of the other ports using it).
     pub fn umem_in_use(&self) -> usize {
-        self.queues.iter().map(|q| q.socket.umem.in_use()).sum()
+        self.umems().map(|u| u.in_use()).sum()
     }
 }
 
@@ -429,6 +458,10 @@ fn open_queues(
     program: &XdpProgram,
 ) -> Result<Vec<Xsk>, (&'static str, std::io::Error)> {
     let mut out = Vec::with_capacity(config.n_rxq);
+    let source = match &config.umem_group {
+        Some(group) => UmemSource::Shared(group),
+        None => UmemSource::Own,
+    };
     for qid in 0..config.n_rxq as u32 {
         let xsk = queue::open_xsk(
             ifindex,
@@ -436,6 +469,7 @@ fn open_queues(
             geometry,
             mode.bind_flags(),
             config.use_need_wakeup,
+            source,
         )?;
         program
             .bind_queue(qid, &xsk.socket.fd)
@@ -522,6 +556,7 @@ impl Netdev for AfxdpNetdev {
         vec![
             ("rx_csum_partial", self.rx_partial_checksums()),
             ("tx_zero_copy_packets", self.tx_zero_copy_packets()),
+            ("tx_copied_packets", self.tx_copied_packets()),
             ("xsk_rx_dropped", kernel[0]),
             ("xsk_rx_invalid_descs", kernel[1]),
             ("xsk_tx_invalid_descs", kernel[2]),

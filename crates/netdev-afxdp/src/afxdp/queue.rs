@@ -1,6 +1,21 @@
 //! One AF_XDP socket per queue, and the rx/tx queue objects the datapath
 //! owns.
 //!
+//! # The UMEM of a socket
+//! Its own (registered by it), or one it shares with sockets of other
+//! ports or queues ([`super::shared`]): either way the socket has its own
+//! four rings and its own id in the UMEM, under which the frames on its
+//! rings are accounted ([`super::umem`]).
+//!
+//! # Teardown order
+//! Every holder of a socket's rings ([`RxParts`], [`TxState`]) also
+//! holds the [`XskSocket`], declared after the rings so that it drops
+//! after them; the `XskSocket` closes the descriptor before its
+//! [`SocketFrames`] reclaims the frames. So the last ring mapping, then
+//! the descriptor, go before any frame of the socket is reused: the
+//! kernel has released the socket (the last file reference was ours) and
+//! can no longer write into those frames.
+//!
 //! # Split of the socket
 //! A socket has four rings. The [`AfxdpRxq`] (owned by the polling thread)
 //! owns rx and fill; the [`TxState`] owns tx and completion and sits
@@ -19,7 +34,7 @@
 //! frame), publish, and kick once.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -27,7 +42,8 @@ use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
 use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
 use super::ring::{ConsRing, ProdRing, mmap_offsets};
-use super::umem::Umem;
+use super::shared::{Placement, UmemGroup};
+use super::umem::{SocketFrames, Umem};
 use crate::csum;
 use crate::stats::{QueueStats, bump};
 use crate::sys;
@@ -54,15 +70,20 @@ pub struct QueueGeometry {
     pub tx_ring_size: u32,
 }
 
-/// The socket and the UMEM it registered. The descriptor is declared
-/// first so it closes before the UMEM reference goes.
+/// The socket and its UMEM. The descriptor is declared first so it
+/// closes before `frames` reclaims what the socket's rings held (see the
+/// module docs).
 #[derive(Debug)]
 pub struct XskSocket {
     pub fd: OwnedFd,
     pub umem: Arc<Umem>,
+    /// This socket's id in the UMEM (the owner of its rings' frames).
+    pub id: u32,
     /// The last kick left descriptors on the tx ring (a hint the rx poll
     /// reads without taking the tx lock).
     pub tx_stuck: AtomicBool,
+    /// Declared last: see the module docs.
+    _frames: SocketFrames,
 }
 
 /// The rx half before a thread takes it.
@@ -70,15 +91,18 @@ pub struct XskSocket {
 pub struct RxParts {
     rx: ConsRing<libc::xdp_desc>,
     fill: ProdRing<u64>,
+    /// After the rings (see the module docs).
+    _socket: Arc<XskSocket>,
 }
 
 /// The tx half, shared by the threads that send on this queue.
 #[derive(Debug)]
 pub struct TxState {
-    xsk: Arc<XskSocket>,
     tx: ProdRing<libc::xdp_desc>,
     comp: ConsRing<u64>,
     need_wakeup: bool,
+    /// After the rings (see the module docs).
+    xsk: Arc<XskSocket>,
 }
 
 impl TxState {
@@ -147,18 +171,65 @@ pub struct Xsk {
     pub tx: TxState,
 }
 
-/// Creates a socket on `ifindex` queue `qid` with a fresh UMEM, rings of
-/// `geometry`, bound with `bind_flags` (`XDP_COPY` or `XDP_ZEROCOPY`, plus
-/// `XDP_USE_NEED_WAKEUP` when `need_wakeup`), and fills the fill ring.
+/// Where a socket gets its UMEM: its own, or one of a group.
+#[derive(Clone, Copy, Debug)]
+pub enum UmemSource<'a> {
+    /// A UMEM of its own, registered by it.
+    Own,
+    /// A UMEM of the group (see [`super::shared`]).
+    Shared(&'a UmemGroup),
+}
+
+/// Creates a socket on `ifindex` queue `qid` with rings of `geometry` on
+/// a UMEM from `source`, bound with `bind_flags` (`XDP_COPY` or
+/// `XDP_ZEROCOPY`, plus `XDP_USE_NEED_WAKEUP` when `need_wakeup`; a
+/// socket joining a UMEM inherits these from its first socket), and fills
+/// the fill ring.
 pub fn open_xsk(
     ifindex: u32,
     qid: u32,
     geometry: QueueGeometry,
     bind_flags: u16,
     need_wakeup: bool,
+    source: UmemSource<'_>,
 ) -> Result<Xsk, (&'static str, io::Error)> {
-    let umem =
-        Umem::new(geometry.n_frames, geometry.frame_size).map_err(|e| ("mapping the UMEM", e))?;
+    let open = |placement| open_on(ifindex, qid, geometry, bind_flags, need_wakeup, placement);
+    match source {
+        UmemSource::Own => {
+            let umem = Umem::new(geometry.n_frames, geometry.frame_size)
+                .map_err(|e| ("mapping the UMEM", e))?;
+            let reserved = umem.try_reserve(geometry.n_frames);
+            debug_assert!(reserved);
+            open(Placement {
+                frames: umem.new_socket(geometry.n_frames),
+                share_with: None,
+            })
+        }
+        UmemSource::Shared(group) => group.open_socket(
+            geometry.n_frames,
+            geometry.frame_size,
+            bind_flags,
+            need_wakeup,
+            open,
+            |e| ("mapping the UMEM", e),
+        ),
+    }
+}
+
+/// [`open_xsk`] once the UMEM is chosen.
+fn open_on(
+    ifindex: u32,
+    qid: u32,
+    geometry: QueueGeometry,
+    bind_flags: u16,
+    need_wakeup: bool,
+    placement: Placement,
+) -> Result<Xsk, (&'static str, io::Error)> {
+    // Declared first, so that on an early return it drops last, after the
+    // rings and the descriptor: it returns the frames put on the fill ring.
+    let frames = placement.frames;
+    let umem = Arc::clone(frames.umem());
+    let id = frames.id();
     let fd = sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0)
         .map_err(|e| ("creating an AF_XDP socket", e))?;
     let (addr, len) = umem.area();
@@ -171,7 +242,11 @@ pub fn open_xsk(
     let size = geometry.rx_ring_size;
     let tx_size = geometry.tx_ring_size;
     let setup = || -> io::Result<()> {
-        sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)?;
+        if placement.share_with.is_none() {
+            sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)?;
+        }
+        // A socket sharing a UMEM with one on another device or queue
+        // still brings its own fill and completion rings.
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &size)?;
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_UMEM_COMPLETION_RING, &tx_size)?;
         sys::setsockopt(&fd, libc::SOL_XDP, libc::XDP_RX_RING, &size)?;
@@ -195,21 +270,25 @@ pub fn open_xsk(
     let mut filled = 0;
     while filled < n {
         let Some(index) = umem.take_free() else { break };
+        umem.give_to_kernel(index, id);
         fill.set(filled, umem.frame_addr(index));
         filled += 1;
     }
     fill.submit(filled);
 
-    let mut flags = bind_flags;
-    if need_wakeup {
-        flags |= libc::XDP_USE_NEED_WAKEUP;
-    }
+    let (flags, shared_umem_fd) = match &placement.share_with {
+        // The kernel refuses mode flags here: the UMEM's first socket
+        // set them for all.
+        Some(via) => (libc::XDP_SHARED_UMEM, via.fd.as_raw_fd() as u32),
+        None if need_wakeup => (bind_flags | libc::XDP_USE_NEED_WAKEUP, 0),
+        None => (bind_flags, 0),
+    };
     let sxdp = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
         sxdp_flags: flags,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: qid,
-        sxdp_shared_umem_fd: 0,
+        sxdp_shared_umem_fd: shared_umem_fd,
     };
     // A socket closed on this queue (the port removed, then added again)
     // lets go of the queue only when the kernel's deferred release of its
@@ -228,18 +307,26 @@ pub fn open_xsk(
             Err(e) => return Err(("binding the AF_XDP socket", e)),
         }
     }
+    // Not needed any more; it must not keep the other socket alive.
+    drop(placement.share_with);
     let socket = Arc::new(XskSocket {
         fd,
         umem,
+        id,
         tx_stuck: AtomicBool::new(false),
+        _frames: frames,
     });
     Ok(Xsk {
-        rx: RxParts { rx, fill },
+        rx: RxParts {
+            rx,
+            fill,
+            _socket: Arc::clone(&socket),
+        },
         tx: TxState {
-            xsk: Arc::clone(&socket),
             tx,
             comp,
             need_wakeup,
+            xsk: Arc::clone(&socket),
         },
         socket,
     })
@@ -315,6 +402,7 @@ impl AfxdpRxq {
             let want = ((free - filled) as usize).min(FRAME_CHUNK);
             let got = umem.take_free_into(&mut chunk[..want]);
             for &index in &chunk[..got] {
+                umem.give_to_kernel(index, self.xsk.id);
                 self.parts.fill.set(filled, umem.frame_addr(index));
                 filled += 1;
             }
@@ -444,6 +532,7 @@ impl TxQueue for AfxdpTxq {
         let mut dropped = 0usize;
         let mut bytes = 0u64;
         let mut zero_copy = 0u64;
+        let mut copied = 0u64;
         for packet in batch.drain() {
             if queued >= room || packet.len() > frame_size || packet.is_empty() {
                 dropped += 1;
@@ -454,7 +543,7 @@ impl TxQueue for AfxdpTxq {
                 // Received into this UMEM: send the frame itself. Dropping
                 // the packet below leaves the frame to the completion ring.
                 Some((index, offset)) => {
-                    umem.hand_off(index);
+                    umem.hand_off(index, st.xsk.id);
                     zero_copy += 1;
                     umem.frame_addr(index) + offset as u64
                 }
@@ -467,6 +556,8 @@ impl TxQueue for AfxdpTxq {
                     // own it until it goes on the tx ring below.
                     let frame = unsafe { umem.frame_mut(index) };
                     frame[..len as usize].copy_from_slice(packet.data());
+                    umem.give_to_kernel(index, st.xsk.id);
+                    copied += 1;
                     umem.frame_addr(index)
                 }
             };
@@ -495,6 +586,7 @@ impl TxQueue for AfxdpTxq {
         bump(&self.stats.tx_dropped, dropped as u64);
         bump(&self.stats.tx_errors, errors);
         bump(&self.stats.tx_zero_copy, zero_copy);
+        bump(&self.stats.tx_copied, copied);
         TxOutcome {
             sent: queued as usize,
             dropped,

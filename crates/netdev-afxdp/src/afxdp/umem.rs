@@ -1,22 +1,43 @@
-//! The UMEM of one AF_XDP queue: a page-aligned area of equal frames that
-//! the kernel and we pass back and forth by frame address, plus the free
-//! list and the in-use accounting that make every frame come back.
+//! A UMEM: a page-aligned area of equal frames that the kernel and we pass
+//! back and forth by frame address, plus the free list and the per-frame
+//! ownership that make every frame come back. One UMEM serves one AF_XDP
+//! socket, or several (`XDP_SHARED_UMEM`, see [`super::shared`]): then
+//! every socket has its own fill, rx, tx and completion rings over the
+//! one area and the one free list.
 //!
 //! # Where a frame is
-//! Exactly one of: on the free list; in the kernel (fill ring, rx ring not
-//! yet read, tx ring, completion ring not yet drained); or lent to a
-//! [`Packet`] (counted in [`Umem::in_use`]). Frames move:
-//! free → fill ring → rx ring → packet → (packet dropped) → free;
-//! free → (copy) → tx ring → completion ring → free; and, for a packet sent
-//! out of the UMEM it came from, packet → tx ring directly (marked as
-//! *handed off*, so dropping the packet does not free it; the completion
-//! does).
+//! Exactly one of ([`Umem::owner`] of the frame says which):
+//! - `FREE`: on the free list;
+//! - `LENT`: lent to a [`Packet`] (counted in [`Umem::in_use`]);
+//! - a socket id: in the kernel on behalf of that socket (its fill ring,
+//!   the driver, its rx ring not yet read, its tx ring, its completion
+//!   ring not yet drained).
+//!
+//! Frames move: free → fill ring of socket S (owner S) → rx ring of S →
+//! packet (LENT) → (packet dropped) → free; free → (copy) → tx ring of T
+//! (owner T) → completion ring of T → free; and, for a packet sent out of
+//! the UMEM it came from (any socket of it), packet → tx ring of T
+//! directly ([`Umem::hand_off`]: owner T, so dropping the packet does not
+//! free it; T's completion ring does). So a frame is never on two rings,
+//! and never on the free list twice.
+//!
+//! # A socket going away
+//! A socket's id is given up by its [`SocketFrames`] guard, which is
+//! dropped only after the socket's rings are unmapped and its descriptor
+//! closed (the kernel has then released the socket: the last reference
+//! to the file was ours, and the release ran before `close` returned).
+//! The guard moves every frame still owned by that socket (in its fill,
+//! rx, tx or completion ring, or held by a zero-copy driver) back to the
+//! free list. Until then those frames stay where they are: the kernel may
+//! still write them.
 //!
 //! # Lifetime
 //! A lent frame's [`ForeignFrame`] token is a strong reference to the
 //! `Umem` (`Arc::into_raw`), released by `release_frame`. So the area
 //! stays mapped while any packet still points into it, even after its
-//! port and socket are gone; the last reference unmaps it.
+//! port and socket are gone; every socket (through its [`SocketFrames`])
+//! holds one too, so the area outlives the last socket; the last
+//! reference unmaps it.
 //!
 //! # The free list is a stack
 //! The frame freed last is the one taken next (as OVS's umem pool): the
@@ -31,18 +52,28 @@
 //! Packets may be dropped on any thread: the free list is behind a mutex
 //! (uncontended when one thread polls the queue, one lock per frame or per
 //! batch), the counters are atomics, and the hand-off flag of a frame is
-//! only touched by the thread that owns the packet at that time.
+//! only touched by the thread that owns the packet at that time; the
+//! owner of a frame in the kernel on behalf of socket S changes only
+//! through S's rings, whose holders are gone when S's frames are
+//! reclaimed.
 
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dp_core::packet::{ForeignFrame, Packet, PacketPool};
 
 use crate::sys::Mmap;
 
-/// The UMEM of one queue; see the module docs.
+/// [`Umem::owner`]: the frame is on the free list.
+pub const FREE: u32 = 0;
+/// [`Umem::owner`]: the frame is lent to a packet.
+pub const LENT: u32 = 1;
+/// The first socket id (ids below are the states above).
+const FIRST_SOCKET: u32 = 2;
+
+/// A UMEM; see the module docs.
 #[derive(Debug)]
 pub struct Umem {
     area: Mmap,
@@ -52,8 +83,14 @@ pub struct Umem {
     free: Mutex<Vec<u32>>,
     /// Frames lent to packets now.
     in_use: AtomicUsize,
-    /// Per frame: a packet holding it was put on the tx ring as is.
-    handed_off: Box<[AtomicBool]>,
+    /// Per frame: `FREE`, `LENT` or the id of the socket whose rings (or
+    /// driver) hold it.
+    owner: Box<[AtomicU32]>,
+    /// The next socket id to give out.
+    next_socket: AtomicU32,
+    /// Frames promised to the sockets now using this UMEM (each socket
+    /// reserves its share when it joins; see [`Umem::try_reserve`]).
+    reserved: Mutex<u32>,
 }
 
 impl Umem {
@@ -70,8 +107,106 @@ impl Umem {
             n_frames,
             free: Mutex::new(free),
             in_use: AtomicUsize::new(0),
-            handed_off: (0..n_frames).map(|_| AtomicBool::new(false)).collect(),
+            owner: (0..n_frames).map(|_| AtomicU32::new(FREE)).collect(),
+            next_socket: AtomicU32::new(FIRST_SOCKET),
+            reserved: Mutex::new(0),
         }))
+    }
+
+    /// Reserves `frames` of this UMEM for a socket joining it: `false`
+    /// when the sockets already using it have taken too many (a socket
+    /// needs a full fill ring and rx ring of frames, so a UMEM serves only
+    /// as many sockets as it has frames for).
+    pub fn try_reserve(&self, frames: u32) -> bool {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        if *reserved + frames > self.n_frames {
+            return false;
+        }
+        *reserved += frames;
+        true
+    }
+
+    /// Frames reserved by the sockets using this UMEM now.
+    pub fn reserved(&self) -> u32 {
+        *self.reserved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new socket's id and its guard, which reclaims the socket's frames
+    /// and gives back its `reserved` frames when dropped (see the module
+    /// docs: drop it only once the socket is released).
+    pub fn new_socket(self: &Arc<Self>, reserved: u32) -> SocketFrames {
+        let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        assert!(id >= FIRST_SOCKET, "socket ids of a UMEM exhausted");
+        SocketFrames {
+            umem: Arc::clone(self),
+            id,
+            reserved,
+        }
+    }
+
+    /// Who holds frame `index` now (`FREE`, `LENT` or a socket id).
+    #[inline]
+    pub fn owner(&self, index: u32) -> u32 {
+        self.owner[index as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records that frame `index`, taken off the free list, now goes to
+    /// socket `socket`'s fill or tx ring.
+    #[inline]
+    pub fn give_to_kernel(&self, index: u32, socket: u32) {
+        debug_assert!(socket >= FIRST_SOCKET);
+        self.owner[index as usize].store(socket, Ordering::Relaxed);
+    }
+
+    /// Moves every frame owned by socket `socket` to the free list; how
+    /// many. Only for a socket the kernel has released.
+    fn reclaim(&self, socket: u32) -> usize {
+        let mut free = self.free_list();
+        let before = free.len();
+        for (index, owner) in self.owner.iter().enumerate() {
+            if owner.load(Ordering::Relaxed) == socket {
+                owner.store(FREE, Ordering::Relaxed);
+                free.push(index as u32);
+            }
+        }
+        free.len() - before
+    }
+
+    /// Counts frames by where they are, and checks the free list: every
+    /// entry a frame marked `FREE`, none twice. For tests and leak checks
+    /// (walks every frame under the free-list lock).
+    pub fn audit(&self) -> UmemAudit {
+        let free = self.free_list();
+        let mut seen = vec![false; self.n_frames as usize];
+        let mut bad_free = 0;
+        for &index in free.iter() {
+            let i = index as usize;
+            if i >= seen.len() || seen[i] || self.owner(index) != FREE {
+                bad_free += 1;
+            } else {
+                seen[i] = true;
+            }
+        }
+        let mut out = UmemAudit {
+            free: free.len(),
+            free_list_errors: bad_free,
+            ..UmemAudit::default()
+        };
+        let mut sockets: Vec<u32> = Vec::new();
+        for owner in self.owner.iter() {
+            match owner.load(Ordering::Relaxed) {
+                FREE => out.marked_free += 1,
+                LENT => out.lent += 1,
+                socket => {
+                    out.in_kernel += 1;
+                    if !sockets.contains(&socket) {
+                        sockets.push(socket);
+                    }
+                }
+            }
+        }
+        out.sockets_in_kernel = sockets.len();
+        out
     }
 
     /// The area's address and length (for `XDP_UMEM_REG`).
@@ -145,6 +280,7 @@ impl Umem {
     #[inline]
     pub fn put_free(&self, index: u32) {
         debug_assert!(index < self.n_frames);
+        self.owner[index as usize].store(FREE, Ordering::Relaxed);
         // The list holds every frame at most once, so it stays within the
         // capacity it was made with and never reallocates.
         self.free_list().push(index);
@@ -153,7 +289,9 @@ impl Umem {
     /// Puts frames back on the free list under one lock.
     #[inline]
     pub fn put_free_all(&self, indexes: &[u32]) {
-        debug_assert!(indexes.iter().all(|&i| i < self.n_frames));
+        for &index in indexes {
+            self.owner[index as usize].store(FREE, Ordering::Relaxed);
+        }
         self.free_list().extend_from_slice(indexes);
     }
 
@@ -190,11 +328,13 @@ impl Umem {
         }
     }
 
-    /// Marks frame `index` as put on the tx ring by the packet that holds
-    /// it, so that dropping the packet leaves it to the completion ring.
+    /// Marks frame `index` as put on socket `socket`'s tx ring by the
+    /// packet that holds it, so that dropping the packet leaves it to
+    /// that socket's completion ring.
     #[inline]
-    pub fn hand_off(&self, index: u32) {
-        self.handed_off[index as usize].store(true, Ordering::Relaxed);
+    pub fn hand_off(&self, index: u32, socket: u32) {
+        debug_assert_eq!(self.owner(index), LENT);
+        self.give_to_kernel(index, socket);
     }
 
     /// Lends the frame holding received descriptor `(addr, len)` to a
@@ -211,6 +351,7 @@ impl Umem {
         // SAFETY: the frame is inside the area (checked above).
         let ptr =
             unsafe { NonNull::new_unchecked(self.area.ptr().as_ptr().add(index as usize * size)) };
+        self.owner[index as usize].store(LENT, Ordering::Relaxed);
         self.in_use.fetch_add(1, Ordering::Relaxed);
         let token = Arc::into_raw(Arc::clone(self)) as usize;
         // SAFETY: the kernel handed this frame to us on the rx ring, so we
@@ -231,11 +372,69 @@ fn release_frame(token: usize, ptr: NonNull<u8>) {
     // frame contract calls this exactly once per token.
     let umem = unsafe { Arc::from_raw(token as *const Umem) };
     if let Some((index, _)) = umem.locate(ptr.as_ptr())
-        && !umem.handed_off[index as usize].swap(false, Ordering::Relaxed)
+        && umem.owner(index) == LENT
     {
         umem.put_free(index);
     }
     umem.in_use.fetch_sub(1, Ordering::Release);
+}
+
+/// One socket's claim on a UMEM: its id (the owner of the frames its
+/// rings hold) and its reserved frames. Dropping it reclaims every frame
+/// the socket still owns and gives the reservation back; so it must be
+/// dropped after the socket's rings are unmapped and its descriptor
+/// closed (see the module docs). It also keeps the UMEM alive.
+#[derive(Debug)]
+pub struct SocketFrames {
+    umem: Arc<Umem>,
+    id: u32,
+    reserved: u32,
+}
+
+impl SocketFrames {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn umem(&self) -> &Arc<Umem> {
+        &self.umem
+    }
+}
+
+impl Drop for SocketFrames {
+    fn drop(&mut self) {
+        let n = self.umem.reclaim(self.id);
+        if n > 0 {
+            tracing::debug!(
+                "AF_XDP socket {} closed: {n} UMEM frame(s) reclaimed",
+                self.id
+            );
+        }
+        let mut reserved = self
+            .umem
+            .reserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *reserved = reserved.saturating_sub(self.reserved);
+    }
+}
+
+/// Where a UMEM's frames are, from [`Umem::audit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UmemAudit {
+    /// Entries on the free list.
+    pub free: usize,
+    /// Free-list entries that are out of range, not marked free, or
+    /// repeated (a frame that could be handed out twice): always 0.
+    pub free_list_errors: usize,
+    /// Frames marked free (equals `free` when the list is sound).
+    pub marked_free: usize,
+    /// Frames lent to packets.
+    pub lent: usize,
+    /// Frames in some socket's rings (or its driver).
+    pub in_kernel: usize,
+    /// Sockets holding those frames.
+    pub sockets_in_kernel: usize,
 }
 
 /// A handle that watches a queue's UMEM accounting after its port is gone
@@ -244,6 +443,16 @@ fn release_frame(token: usize, ptr: NonNull<u8>) {
 pub struct UmemWatch(pub(crate) Arc<Umem>);
 
 impl UmemWatch {
+    /// Where the frames are now (see [`UmemAudit`]).
+    pub fn audit(&self) -> UmemAudit {
+        self.0.audit()
+    }
+
+    /// Whether `other` watches the same UMEM (ports sharing one).
+    pub fn same_umem(&self, other: &UmemWatch) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Frames lent to packets now.
     pub fn in_use(&self) -> usize {
         self.0.in_use()
@@ -280,12 +489,50 @@ mod tests {
         assert_eq!(umem.in_use(), 0);
         assert_eq!(umem.free_frames(), 8);
 
+        let socket = umem.new_socket(0);
         let index = umem.take_free().unwrap();
         let packet = umem.lend(umem.frame_addr(index), 60, &pool).unwrap();
-        umem.hand_off(index);
+        umem.hand_off(index, socket.id());
         drop(packet);
         assert_eq!(umem.in_use(), 0);
         assert_eq!(umem.free_frames(), 7, "the completion ring returns it");
+        assert_eq!(umem.owner(index), socket.id());
+    }
+
+    #[test]
+    fn a_closed_sockets_frames_are_reclaimed_and_no_other() {
+        let umem = Umem::new(16, 4096).unwrap();
+        let pool = PacketPool::new("t", PoolConfig::metadata_only(16));
+        assert!(umem.try_reserve(8));
+        let a = umem.new_socket(8);
+        assert!(umem.try_reserve(8));
+        let b = umem.new_socket(8);
+        assert!(!umem.try_reserve(1), "all frames reserved");
+        // a: three frames on its fill ring, one lent to a packet that is
+        // then sent out of b as is; b: two on its fill ring.
+        let mut frames = [0u32; 6];
+        assert_eq!(umem.take_free_into(&mut frames), 6);
+        for &f in &frames[..4] {
+            umem.give_to_kernel(f, a.id());
+        }
+        for &f in &frames[4..] {
+            umem.give_to_kernel(f, b.id());
+        }
+        let lent = frames[0];
+        let packet = umem.lend(umem.frame_addr(lent), 60, &pool).unwrap();
+        umem.hand_off(lent, b.id());
+        drop(packet);
+        let audit = umem.audit();
+        assert_eq!((audit.free, audit.in_kernel, audit.lent), (10, 6, 0));
+        drop(a);
+        assert_eq!(umem.free_frames(), 13, "a's three fill-ring frames");
+        assert_eq!(umem.owner(lent), b.id(), "b's tx ring still has it");
+        assert!(umem.try_reserve(8), "a's reservation was given back");
+        drop(b);
+        let audit = umem.audit();
+        assert_eq!(audit.free, 16);
+        assert_eq!(audit.marked_free, 16);
+        assert_eq!(audit.free_list_errors, 0);
     }
 
     #[test]
