@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use dp_pmd::datapath::PortOptions;
 use netdev_afxdp::testing::{attach_stale_program, xdp_attachment};
-use netdev_afxdp::{AfxdpConfig, AfxdpNetdev, OpenCause, UmemWatch, XdpMode};
+use netdev_afxdp::{AfxdpConfig, AfxdpNetdev, OpenCause, UmemGroup, UmemWatch, XdpMode};
 
 fn open(name: &str, mode: XdpMode) -> AfxdpNetdev {
     AfxdpNetdev::open(
@@ -434,15 +434,23 @@ fn two_queues_are_each_bound() {
         "tx",
         "off",
     ]);
+    // Both queues and port b share one UMEM: the second queue's socket
+    // joins the first's on another queue of the same device (its own
+    // fill and completion rings).
+    let group = UmemGroup::new();
     let a = AfxdpNetdev::open(
         &topo.host_a,
         &AfxdpConfig {
             n_rxq: 2,
+            umem_group: Some(group.clone()),
             ..AfxdpConfig::default()
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let b = open(&topo.host_b, XdpMode::BestEffort);
+    let b = AfxdpNetdev::open(&topo.host_b, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+    let watches = a.umem_watches();
+    assert_eq!(watches.len(), 1, "the port's queues share one UMEM");
+    assert!(b.umem_watches()[0].same_umem(&watches[0]));
     let mut dp = datapath(false);
     dp.add_port(Arc::new(a), port(1)).unwrap();
     dp.add_port(Arc::new(b), port(2)).unwrap();
@@ -458,6 +466,9 @@ fn two_queues_are_each_bound() {
     }
     tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
     drop(dp);
+    let audit = watches[0].audit();
+    assert_eq!(audit.free, watches[0].n_frames() as usize, "{audit:?}");
+    assert_eq!(audit.free_list_errors, 0);
 }
 
 #[test]
@@ -616,4 +627,253 @@ fn measure_driver_forwarding_loop() {
         t_tx.as_secs_f64() * 1e6 / calls_tx.max(1) as f64,
         t_tx.as_secs_f64() * 1e6 / n_rx.max(1) as f64,
     );
+}
+
+fn shared(group: &UmemGroup) -> AfxdpConfig {
+    AfxdpConfig {
+        umem_group: Some(group.clone()),
+        ..AfxdpConfig::default()
+    }
+}
+
+/// A megaflow mask on in_port only.
+fn in_port_mask() -> dp_core::flow::FlowKey {
+    let mut mask = dp_core::flow::FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask
+}
+
+/// 1 ↔ 2; 3 → 1 and 2 (a flood: a clone out of 1, the packet itself
+/// out of 2); 4 → 2.
+fn shared_routes(key: &dp_core::flow::FlowKey, _: u64) -> Vec<dp_core::action::Action> {
+    use dp_core::action::Action::Output;
+    match key.in_port {
+        1 => vec![Output(2)],
+        2 => vec![Output(1)],
+        3 => vec![Output(1), Output(2)],
+        4 => vec![Output(2)],
+        _ => Vec::new(),
+    }
+}
+
+/// One more veth pair, its inner end in a new namespace of `topo` with
+/// `ip`, and a static neighbour entry there for [`IP_B`] (replies from b
+/// go to port 1, so ARP from here would never be answered); returns the
+/// host end's name and the namespace.
+fn extra_leg(topo: &mut Topology, suffix: char, ip: &str) -> (String, String) {
+    let ns = topo.add_namespace(&suffix.to_string());
+    let host = format!("{}{suffix}", topo.host_a.trim_end_matches('a'));
+    let inner = host.to_uppercase();
+    // No IPv6 chatter in the copy counters: off before the link arrives.
+    for scope in ["all", "default"] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv6.conf.{scope}.disable_ipv6=1"),
+        ]);
+    }
+    add_veth(&host, &inner);
+    topo.also_delete(&host);
+    sh(&["ip", "link", "set", &inner, "netns", &ns]);
+    sh(&["ip", "link", "set", &host, "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{ip}/24"),
+        "dev",
+        &inner,
+    ]);
+    sh(&["ip", "-n", &ns, "link", "set", &inner, "up"]);
+    let mac_b = sh_output(&[
+        "ip",
+        "-n",
+        &topo.ns_b,
+        "-br",
+        "link",
+        "show",
+        "dev",
+        &topo.inner_b,
+    ]);
+    let mac_b = mac_b
+        .split_whitespace()
+        .nth(2)
+        .expect("mac of b's interface")
+        .to_string();
+    sh(&[
+        "ip", "-n", &ns, "neigh", "add", IP_B, "lladdr", &mac_b, "dev", &inner,
+    ]);
+    (host, ns)
+}
+
+/// (zero-copy, copied) tx packets of a port.
+fn tx_copies(p: &AfxdpNetdev) -> (u64, u64) {
+    (p.tx_zero_copy_packets(), p.tx_copied_packets())
+}
+
+#[test]
+fn ports_of_one_umem_forward_without_a_copy_and_flood_by_one_clone() {
+    if !prerequisites("afxdp shared UMEM") {
+        return;
+    }
+    let mut topo = Topology::veth("xu");
+    let (host_c, ns_c) = extra_leg(&mut topo, 'c', "10.77.0.3");
+    let (host_d, ns_d) = extra_leg(&mut topo, 'd', "10.77.0.4");
+    let group = UmemGroup::new();
+    let open_shared = |name: &str| {
+        Arc::new(AfxdpNetdev::open(name, &shared(&group)).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let (a, b, c) = (
+        open_shared(&topo.host_a),
+        open_shared(&topo.host_b),
+        open_shared(&host_c),
+    );
+    let watch = a.umem_watches();
+    assert_eq!(watch.len(), 1);
+    let watch = watch.into_iter().next().unwrap();
+    for other in [&b, &c] {
+        assert!(
+            other.umem_watches()[0].same_umem(&watch),
+            "ports of one group share a UMEM"
+        );
+    }
+    assert_eq!(group.umems(), 1);
+    let d = netdev_afxdp::open_netdev("system", &host_d, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let handler = Arc::new(testbed::datapath::Megaflows::new(
+        in_port_mask(),
+        shared_routes,
+    ));
+    let mut dp = datapath_with(false, handler);
+    for (n, port) in [&a, &b, &c].into_iter().enumerate() {
+        dp.add_port(
+            Arc::clone(port) as Arc<dyn dp_core::netdev::Netdev>,
+            port_no(n as u32 + 1),
+        )
+        .unwrap();
+    }
+    dp.add_port(d, port_no(4)).unwrap();
+
+    // a <-> b: every packet goes out of the other port's tx ring from the
+    // frame it was received into.
+    wait_reachable(&topo.ns_a, IP_B);
+    udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000);
+    udp_exchange(&topo.ns_b, &topo.ns_a, IP_A, 1000);
+    tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
+    let (tx_a, tx_b) = (
+        dp.port_stats(1).unwrap().tx_packets,
+        dp.port_stats(2).unwrap().tx_packets,
+    );
+    eprintln!(
+        "a->b: port 1 tx {tx_a} {:?}, port 2 tx {tx_b} {:?} (zero-copy, copied)",
+        tx_copies(&a),
+        tx_copies(&b)
+    );
+    assert!(tx_a >= 1000 && tx_b >= 1000);
+    assert_eq!(tx_copies(&a), (tx_a, 0), "port 1 sent every packet as is");
+    assert_eq!(tx_copies(&b), (tx_b, 0), "port 2 sent every packet as is");
+
+    // c floods to 1 and 2: port 1 gets a clone (copied into a frame),
+    // port 2 the received frame itself; one frame is never on two rings.
+    // b's sink keeps its stack from answering (ICMP port unreachable).
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&sink_stop));
+    let (a0, b0) = (tx_copies(&a), tx_copies(&b));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood(&ns_c, IP_B, Arc::clone(&stop));
+    wait_for("1000 flooded packets out of each port", 10, || {
+        tx_copies(&a).1 >= a0.1 + 1000 && tx_copies(&b).0 >= b0.0 + 1000
+    });
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let (a1, b1) = (tx_copies(&a), tx_copies(&b));
+    eprintln!("flood from c: port 1 {a0:?} -> {a1:?}, port 2 {b0:?} -> {b1:?}");
+    assert_eq!(a1.0, a0.0, "port 1 only got clones");
+    assert_eq!(b1.1, b0.1, "port 2 got the frames themselves");
+
+    // d is a system port: its packets are copied into a frame once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = udp_flood(&ns_d, IP_B, Arc::clone(&stop));
+    wait_for(
+        "1000 packets from the system port out of port 2",
+        10,
+        || tx_copies(&b).1 >= b1.1 + 1000,
+    );
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    assert_eq!(tx_copies(&b).0, b1.0, "nothing from d was sent as is");
+    sink_stop.store(true, Ordering::Relaxed);
+    sink.join().unwrap();
+
+    drop(dp);
+    drop((a, b, c));
+    let audit = watch.audit();
+    eprintln!("after shutdown: {audit:?}");
+    assert_eq!(watch.in_use(), 0);
+    assert_eq!(audit.free, watch.n_frames() as usize, "every frame back");
+    assert_eq!(audit.marked_free, audit.free);
+    assert_eq!(audit.free_list_errors, 0);
+    assert_eq!(group.umems(), 0, "no socket left on the UMEM");
+    for host in [&topo.host_a, &topo.host_b, &host_c] {
+        assert_eq!(xdp_attachment(host).unwrap().prog_id, 0, "{host}");
+    }
+}
+
+#[test]
+fn removing_either_port_of_a_shared_umem_under_traffic_reclaims_its_frames() {
+    if !prerequisites("afxdp shared UMEM removal") {
+        return;
+    }
+    // First the receiving port (its fill ring and lent packets), then the
+    // sending one (its tx ring holds frames the other port received).
+    for (tag, first) in [("xv", 1u32), ("xw", 2u32)] {
+        let topo = Topology::veth(tag);
+        let group = UmemGroup::new();
+        let a = AfxdpNetdev::open(&topo.host_a, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+        let b = AfxdpNetdev::open(&topo.host_b, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+        let watch = a.umem_watches().remove(0);
+        assert!(b.umem_watches()[0].same_umem(&watch));
+        let mut dp = datapath(false);
+        dp.add_port(Arc::new(a), port(1)).unwrap();
+        dp.add_port(Arc::new(b), port(2)).unwrap();
+        wait_reachable(&topo.ns_a, IP_B);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&stop));
+        let flood = udp_flood(&topo.ns_a, IP_B, Arc::clone(&stop));
+        let before = dp.port_stats(2).unwrap().tx_packets;
+        wait_for("traffic through both ports", 10, || {
+            dp.port_stats(2).unwrap().tx_packets > before + 1000
+        });
+        let (gone, kept) = if first == 1 {
+            (&topo.host_a, &topo.host_b)
+        } else {
+            (&topo.host_b, &topo.host_a)
+        };
+        dp.del_port(gone).unwrap();
+        wait_for("the removed socket's frames reclaimed", 10, || {
+            watch.audit().sockets_in_kernel == 1
+        });
+        let audit = watch.audit();
+        eprintln!("{tag}: port {first} removed under traffic: {audit:?}");
+        // (Frames keep moving on the other port: only what holds at any
+        // instant is checked here.)
+        assert_eq!(audit.free_list_errors, 0, "{audit:?}");
+        assert_eq!(xdp_attachment(gone).unwrap().prog_id, 0, "{gone}");
+        assert_ne!(xdp_attachment(kept).unwrap().prog_id, 0, "{kept}");
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        sink.join().unwrap();
+        drop(dp);
+        let audit = watch.audit();
+        assert_eq!(watch.in_use(), 0, "{audit:?}");
+        assert_eq!(audit.free, watch.n_frames() as usize, "{audit:?}");
+        assert_eq!(audit.free_list_errors, 0);
+        assert_eq!(xdp_attachment(kept).unwrap().prog_id, 0, "{kept}");
+    }
 }

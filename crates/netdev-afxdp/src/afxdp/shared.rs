@@ -79,11 +79,11 @@ impl UmemGroup {
         PROCESS.get_or_init(UmemGroup::new).clone()
     }
 
-    /// UMEMs of the group in use now.
+    /// UMEMs of the group that a socket uses now.
     pub fn umems(&self) -> usize {
         self.lock()
             .iter()
-            .filter(|m| m.umem.strong_count() > 0)
+            .filter(|m| m.sockets.iter().any(|s| s.strong_count() > 0))
             .count()
     }
 

@@ -280,19 +280,21 @@ impl Umem {
     #[inline]
     pub fn put_free(&self, index: u32) {
         debug_assert!(index < self.n_frames);
+        let mut free = self.free_list();
         self.owner[index as usize].store(FREE, Ordering::Relaxed);
         // The list holds every frame at most once, so it stays within the
         // capacity it was made with and never reallocates.
-        self.free_list().push(index);
+        free.push(index);
     }
 
     /// Puts frames back on the free list under one lock.
     #[inline]
     pub fn put_free_all(&self, indexes: &[u32]) {
+        let mut free = self.free_list();
         for &index in indexes {
             self.owner[index as usize].store(FREE, Ordering::Relaxed);
         }
-        self.free_list().extend_from_slice(indexes);
+        free.extend_from_slice(indexes);
     }
 
     /// Frames on the free list now.
