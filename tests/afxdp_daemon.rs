@@ -7,6 +7,10 @@
 //!   the AF_XDP socket statistics and the partial-checksum count, which
 //!   rises when a namespace's veth hands over packets with checksum offload
 //!   on (the misconfiguration the port warns about).
+//! - The daemon's afxdp ports share a UMEM (`shared-umem`, on by default):
+//!   what crosses from one to the other is sent as is (`tx_zero_copy_packets`
+//!   counts it, `tx_copied_packets` stays 0), and exiting under traffic, by
+//!   request or by signal, returns every frame and detaches XDP each time.
 //!
 //! Needs root, iproute2, ping and ethtool (`testbed::prerequisites`):
 //! skipped with a reason outside CI, a failure under `CI=true`.
@@ -78,6 +82,11 @@ fn afxdp_mtu_key_and_driver_counters_through_the_daemon() {
             "1900", ip,
         ]);
     }
+    // Shared UMEM: the pings and ARP crossed without a copy.
+    for port in [&topo.host_a, &topo.host_b] {
+        assert!(counter(&d, port, "tx_zero_copy_packets") >= 3, "{port}");
+        assert_eq!(counter(&d, port, "tx_copied_packets"), 0, "{port}");
+    }
     for name in [
         "xsk_rx_dropped",
         "xsk_rx_ring_full",
@@ -124,4 +133,51 @@ fn afxdp_mtu_key_and_driver_counters_through_the_daemon() {
         log.contains("partial checksum"),
         "the partial-checksum warning was not logged:\n{log}"
     );
+}
+
+/// XDP programs attached to `port` now, as `ip link` shows them.
+fn xdp_shown(port: &str) -> bool {
+    sh_output(&["ip", "link", "show", port]).contains("xdp")
+}
+
+#[test]
+fn daemon_exit_under_traffic_returns_every_umem_frame_and_detaches_xdp() {
+    if !testbed::prerequisites("afxdp daemon exit under traffic", &[]) {
+        return;
+    }
+    let topo = Topology::veth("xx");
+    let dir = TempDir::new("xx");
+    let mut config = String::from(
+        "[datapath]\npmd_cores = [0]\npmd_sleep_max = 500\n\n[control]\nsocket = \"@SOCKET@\"\n\n[[bridge]]\nname = \"br0\"\n",
+    );
+    for port in [&topo.host_a, &topo.host_b] {
+        config.push_str(&format!(
+            "\n[[bridge.port]]\nname = \"{port}\"\ntype = \"afxdp\"\n"
+        ));
+    }
+    // By request, then by each signal: every exit path drops the ports
+    // with frames in flight on both sides.
+    for how in ["exit", "TERM", "INT"] {
+        let d = Daemon::start(env!("CARGO_BIN_EXE_oxvsd"), &dir, &config);
+        wait_reachable(&topo.ns_a, IP_B);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sink = udp_sink(&topo.ns_b, IP_B, Arc::clone(&stop));
+        let flood = udp_flood(&topo.ns_a, IP_B, Arc::clone(&stop));
+        wait_for("zero-copy traffic a -> b", 10, || {
+            counter(&d, &topo.host_b, "tx_zero_copy_packets") > 1000
+        });
+        let (code, log) = if how == "exit" {
+            d.stop()
+        } else {
+            d.signal_and_wait(how)
+        };
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        sink.join().unwrap();
+        assert_eq!(code, 0, "{how}: {log}");
+        assert!(log.contains("all packet buffers returned"), "{how}: {log}");
+        for port in [&topo.host_a, &topo.host_b] {
+            assert!(!xdp_shown(port), "{how}: {port} keeps an XDP program");
+        }
+    }
 }
