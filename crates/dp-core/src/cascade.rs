@@ -39,6 +39,7 @@
 
 use crate::emc::{EMC_DEFAULT_ENTRIES, EMC_DEFAULT_INSERT_INV_PROB, Emc};
 use crate::flow::hash::packet_rss_hash;
+use crate::flow::simple::parse_simple_packet;
 use crate::flow::{FlowKey, extract_mapped};
 use crate::flow_table::{FlowRef, FlowTable};
 use crate::packet::{MAX_BURST, PacketBatch};
@@ -366,6 +367,52 @@ impl Cascade {
                 self.smc.insert(hashes[i], flow);
             }
         }
+    }
+}
+
+impl Cascade {
+    /// The simple-match fast path for a batch just received on `in_port`
+    /// (metadata reset by the driver, `in_port` set), as OVS 3.x serves a
+    /// port whose flows are all simple: each packet's simple fields are
+    /// read without extracting its key ([`crate::flow::simple`]) and
+    /// looked up in the simple table, skipping the hash and the EMC.
+    ///
+    /// All or nothing: when every packet hits, `out[i]` gets its flow (a
+    /// simple-match hit, counted) and `tcp_flags[i]` its TCP flags, and
+    /// the count is returned; the packets' header offsets are written as
+    /// extraction writes them, and their keys are never built. Otherwise
+    /// (the port is not all-simple, a packet needs the full parse or
+    /// misses) it returns `None` having counted nothing, and the caller
+    /// takes the usual path ([`prepare_batch_mapped`], then
+    /// [`Cascade::lookup_batch_mapped`]), which gives the same answer for
+    /// every packet this one would have served.
+    pub fn lookup_simple_rx<A>(
+        &mut self,
+        table: &mut FlowTable<A>,
+        batch: &mut PacketBatch,
+        in_port: u32,
+        now_ms: u64,
+        out: &mut [Disposition; MAX_BURST],
+        tcp_flags: &mut [u16; MAX_BURST],
+    ) -> Option<usize> {
+        if !table.simple_match_enabled(in_port) {
+            return None;
+        }
+        let mut n = 0;
+        for (i, packet) in batch.iter_mut().enumerate() {
+            let fields = parse_simple_packet(packet)?;
+            let flow = table.simple_lookup_fields(in_port, packet.meta(), &fields)?;
+            out[i] = Disposition::Hit {
+                flow,
+                level: HitLevel::SimpleMatch,
+            };
+            tcp_flags[i] = fields.tcp_flags;
+            n = i + 1;
+        }
+        table.maybe_sort(now_ms);
+        self.stats.packets += n as u64;
+        self.stats.simple_match_hits += n as u64;
+        Some(n)
     }
 }
 

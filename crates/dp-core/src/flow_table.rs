@@ -422,11 +422,29 @@ impl SimpleKey {
         Self::new(key, key.nw_frag & FRAG_MASK)
     }
     fn new(key: &FlowKey, nw_frag: u8) -> SimpleKey {
+        Self::from_fields(
+            key.in_port,
+            key.recirc_id,
+            key.packet_type,
+            key.dl_type,
+            key.vlans[0].tci,
+            nw_frag,
+        )
+    }
+    #[inline(always)]
+    fn from_fields(
+        in_port: u32,
+        recirc_id: u32,
+        packet_type: u32,
+        dl_type: u16,
+        tci: u16,
+        nw_frag: u8,
+    ) -> SimpleKey {
         SimpleKey([
-            u64::from(key.in_port) << 32 | u64::from(key.recirc_id),
-            u64::from(key.packet_type) << 32
-                | u64::from(key.dl_type) << 16
-                | u64::from(key.vlans[0].tci & SIMPLE_TCI_MASK) << 2
+            u64::from(in_port) << 32 | u64::from(recirc_id),
+            u64::from(packet_type) << 32
+                | u64::from(dl_type) << 16
+                | u64::from(tci & SIMPLE_TCI_MASK) << 2
                 | u64::from(nw_frag),
         ])
     }
@@ -961,6 +979,28 @@ impl<A> FlowTable<A> {
     #[inline]
     pub fn simple_lookup(&self, key: &FlowKey) -> Option<FlowRef> {
         let &index = self.simple.get(&SimpleKey::of_packet(key))?;
+        Some(self.live_ref(index))
+    }
+
+    /// [`FlowTable::simple_lookup`] for a packet received on `in_port`
+    /// whose simple fields were read without its key
+    /// ([`crate::flow::simple`]): the same answer as for its extracted key.
+    #[inline]
+    pub fn simple_lookup_fields(
+        &self,
+        in_port: u32,
+        meta: &crate::packet::PacketMetadata,
+        fields: &crate::flow::simple::SimpleFields,
+    ) -> Option<FlowRef> {
+        let key = SimpleKey::from_fields(
+            in_port,
+            meta.recirc_id,
+            meta.packet_type.0,
+            fields.dl_type,
+            fields.tci,
+            fields.nw_frag & FRAG_MASK,
+        );
+        let &index = self.simple.get(&key)?;
         Some(self.live_ref(index))
     }
 

@@ -1,11 +1,13 @@
 //! The flow key: its layout ([`key`]), how it is extracted from a packet
-//! ([`extract`](mod@extract)) and how it is hashed ([`hash`]).
+//! ([`extract`](mod@extract)), how it is hashed ([`hash`]), and the few
+//! fields a simple-match lookup reads without it ([`simple`]).
 
 pub mod extract;
 pub mod hash;
 pub mod key;
 #[cfg(feature = "etherparse-oracle")]
 pub mod oracle;
+pub mod simple;
 
 pub use extract::{extract, extract_frame, extract_frame_mapped, extract_mapped};
 pub use key::{FLOW_U64S, FlowKey, VlanHeader};

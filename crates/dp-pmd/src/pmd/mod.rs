@@ -3,10 +3,12 @@
 //!
 //! # How it works
 //! [`Pmd::poll_once`] is one iteration: for each owned rx queue, receive a
-//! burst, extract keys and hashes, look the batch up through the cascade
-//! (simple match → EMC → SMC → megaflow classifier), resolve the misses
-//! through the upcall handler (within a per-iteration budget, installing the
-//! resulting megaflows unless the flow limit is reached), then execute
+//! burst (served by the simple-match fast path, `simple_rx`, when every
+//! packet hits a simple flow of an all-simple port), extract keys and
+//! hashes, look the batch up through the cascade (simple match → EMC →
+//! SMC → megaflow classifier), resolve the misses through the upcall
+//! handler (within a per-iteration budget, installing the resulting
+//! megaflows unless the flow limit is reached), then execute
 //! each flow's actions on its group of packets. Outputs collect in per-port
 //! transmit buffers, flushed when full and at the end of the iteration (or
 //! once `tx_flush_interval` has passed). Recirculated packets take another
@@ -35,6 +37,7 @@ mod general;
 mod install;
 pub mod msg;
 pub mod observe;
+mod simple_rx;
 pub mod thread;
 mod uniform;
 
@@ -337,7 +340,10 @@ impl Pmd {
             self.stats.packets_received += n as u64;
             self.obs.capture.rx(port_no, &batch, now_ns);
             let hits_before = admission::cache_hits(self.cascade.stats());
-            self.process_batch(batch, now_ns);
+            if let Some(batch) = self.run_simple_rx(batch, port_no, now_ns) {
+                self.one_pass(batch, now_ns);
+            }
+            self.finish_recirculations(now_ns);
             let batch_cycles = cycles::now().wrapping_sub(start);
             self.rxqs[i].cycles_now += batch_cycles;
             let hits = admission::cache_hits(self.cascade.stats()) - hits_before;
@@ -365,6 +371,12 @@ impl Pmd {
     /// `packets received` by the caller (rx) or as recirculations.
     pub fn process_batch(&mut self, batch: PacketBatch, now_ns: u64) {
         self.one_pass(batch, now_ns);
+        self.finish_recirculations(now_ns);
+    }
+
+    /// Runs the packets recirculated by the last pass, and theirs, to
+    /// completion.
+    fn finish_recirculations(&mut self, now_ns: u64) {
         while let Some(recirc) = self.exec.take_recirculated() {
             self.stats.recirculations += recirc.len() as u64;
             self.one_pass(recirc, now_ns);
