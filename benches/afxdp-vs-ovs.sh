@@ -36,7 +36,10 @@
 #   BENCH_BUILD=0 (use the release binaries already in target/)
 #   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds)
 #   BENCH_OXVS_OPTIONS='n_rxq_desc = 8192': more options for oxvs's two
-#   afxdp ports (TOML inline-table entries)
+#   afxdp ports (TOML inline-table entries). oxvs's two ports share one
+#   UMEM by default (shared-umem), so what it forwards goes out without a
+#   copy; 'shared-umem = false' gives each queue its own UMEM, as OVS
+#   does (an A/B of the tx copy: run with BENCH_SYSTEMS=oxvs, once each)
 #   BENCH_NICE=-20: the switches, the generator, the sink and iperf3 run at
 #   this nice level, so that other work on the machine (compilers) takes
 #   less of their cores; the same for both switches (0 to turn it off).

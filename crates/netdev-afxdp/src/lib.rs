@@ -4,9 +4,10 @@
 //! [`open_netdev`].
 //!
 //! # Map
-//! - [`afxdp`]: the AF_XDP port: UMEM and frame accounting (`umem`), the
-//!   rings (`ring`), the XDP program and its attachment (`xdp`), the
-//!   per-queue sockets and rx/tx queues (`queue`).
+//! - [`afxdp`]: the AF_XDP port: UMEM and per-frame ownership (`umem`),
+//!   UMEMs shared between ports (`shared`), the rings (`ring`), the XDP
+//!   program and its attachment (`xdp`), the per-queue sockets and rx/tx
+//!   queues (`queue`).
 //! - [`kernel`]: `tap`/`internal` and `system`, polled by the non-PMD thread.
 //! - [`csum`]: partial (offloaded) TCP/UDP checksums: completing them
 //!   (system ports, which the kernel tells) and recognising them (AF_XDP
