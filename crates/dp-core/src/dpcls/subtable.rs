@@ -20,10 +20,14 @@
 //! (`large.rs`), which spares the TLB misses of 100k rules.
 //!
 //! Lookup is batched in three passes over the active packets: hash every
-//! packet's masked words and prefetch its home bucket; read the buckets
-//! and prefetch each candidate rule; confirm the candidates. The cache
-//! misses of the batch's packets thus overlap instead of queueing. A
-//! packet without a candidate skips the third pass, so probing a subtable
+//! packet's masked words and prefetch its home bucket
+//! ([`Subtable::probe_start`]); read the buckets and prefetch each
+//! candidate rule ([`Subtable::probe_candidates`]); confirm the
+//! candidates ([`Subtable::probe_confirm`]). The classifier runs each
+//! pass for all its subtables before the next (see the parent module),
+//! carrying the per-packet state in [`Probes`], so the cache misses of
+//! the batch's packets overlap instead of queueing. A packet without a
+//! candidate skips the third pass, so probing a subtable
 //! that misses, the common case with many subtables, costs a hash and one
 //! bucket read. A mask of `n` words with `n` in [`SPECIALISED_WIDTHS`] is
 //! looked up by a const-generic copy of the loop whose word count the
@@ -441,8 +445,11 @@ impl Subtable {
     /// value of each hit to `out[i]`; returns the bitmap of hits and
     /// their number (counted as found: x86-64 v1 has no `popcnt`). With
     /// `filter`, packets that fail the common-bits filter are rejected
-    /// without a probe.
-    #[inline]
+    /// without a probe. The three passes of [`Subtable::probe_start`],
+    /// [`Subtable::probe_candidates`] and [`Subtable::probe_confirm`] back
+    /// to back (for tests: the classifier interleaves the passes of its
+    /// subtables).
+    #[cfg(test)]
     pub(crate) fn lookup_batch(
         &self,
         keys: &[FlowKey],
@@ -450,100 +457,193 @@ impl Subtable {
         out: &mut [u32; MAX_BURST],
         filter: bool,
     ) -> (u32, u32) {
-        match (self.lookup_impl, filter) {
-            (LookupImpl::Specialised(3), false) => self.lookup_fixed::<3, false>(keys, active, out),
-            (LookupImpl::Specialised(3), true) => self.lookup_fixed::<3, true>(keys, active, out),
-            (LookupImpl::Specialised(4), false) => self.lookup_fixed::<4, false>(keys, active, out),
-            (LookupImpl::Specialised(4), true) => self.lookup_fixed::<4, true>(keys, active, out),
-            (LookupImpl::Specialised(5), false) => self.lookup_fixed::<5, false>(keys, active, out),
-            (LookupImpl::Specialised(5), true) => self.lookup_fixed::<5, true>(keys, active, out),
-            (LookupImpl::Specialised(6), false) => self.lookup_fixed::<6, false>(keys, active, out),
-            (LookupImpl::Specialised(6), true) => self.lookup_fixed::<6, true>(keys, active, out),
-            (LookupImpl::Specialised(7), false) => self.lookup_fixed::<7, false>(keys, active, out),
-            (LookupImpl::Specialised(7), true) => self.lookup_fixed::<7, true>(keys, active, out),
-            (LookupImpl::Specialised(8), false) => self.lookup_fixed::<8, false>(keys, active, out),
-            (LookupImpl::Specialised(8), true) => self.lookup_fixed::<8, true>(keys, active, out),
-            _ => self.lookup_generic(keys, active, out, filter),
-        }
+        let mut probes = Probes::new();
+        let probed = self.probe_start(keys, active, filter, &mut probes);
+        let to_confirm = self.probe_candidates(probed, &mut probes);
+        self.probe_confirm(keys, to_confirm, &probes, out)
     }
 
-    fn lookup_generic(
+    /// Pass 1 of a batch lookup: for each packet of `active` that passes
+    /// the common-bits filter (every one without `filter`), hashes its
+    /// masked words into `probes` and prefetches its home bucket. Returns
+    /// the packets it hashed; the others match no rule here.
+    #[inline]
+    pub(crate) fn probe_start(
         &self,
         keys: &[FlowKey],
         active: u32,
-        out: &mut [u32; MAX_BURST],
         filter: bool,
+        probes: &mut Probes,
+    ) -> u32 {
+        match (self.lookup_impl, filter) {
+            (LookupImpl::Specialised(3), false) => {
+                self.start_fixed::<3, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(3), true) => self.start_fixed::<3, true>(keys, active, probes),
+            (LookupImpl::Specialised(4), false) => {
+                self.start_fixed::<4, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(4), true) => self.start_fixed::<4, true>(keys, active, probes),
+            (LookupImpl::Specialised(5), false) => {
+                self.start_fixed::<5, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(5), true) => self.start_fixed::<5, true>(keys, active, probes),
+            (LookupImpl::Specialised(6), false) => {
+                self.start_fixed::<6, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(6), true) => self.start_fixed::<6, true>(keys, active, probes),
+            (LookupImpl::Specialised(7), false) => {
+                self.start_fixed::<7, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(7), true) => self.start_fixed::<7, true>(keys, active, probes),
+            (LookupImpl::Specialised(8), false) => {
+                self.start_fixed::<8, false>(keys, active, probes)
+            }
+            (LookupImpl::Specialised(8), true) => self.start_fixed::<8, true>(keys, active, probes),
+            _ => self.start_generic(keys, active, filter, probes),
+        }
+    }
+
+    /// Pass 2: reads the home bucket of each packet of `probed` (hashed
+    /// by pass 1, bucket prefetched) and prefetches its candidate rule.
+    /// Returns the packets pass 3 must look at: those with a candidate,
+    /// and those whose bucket cannot rule the hash out (rare at our
+    /// load). The others miss this subtable.
+    #[inline]
+    pub(crate) fn probe_candidates(&self, probed: u32, probes: &mut Probes) -> u32 {
+        let n = self.word_idx.len();
+        let mut to_confirm = 0u32;
+        let mut bits = probed;
+        // `i & (MAX_BURST - 1)` (a no-op: `i` comes from a u32 bitmap)
+        // lets the compiler drop the bounds checks on the batch arrays.
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
+            bits &= bits - 1;
+            let (candidate, must_find) = self.index.home_candidate(probes.hashes[i]);
+            probes.candidates[i] = candidate;
+            if candidate != NO_CANDIDATE {
+                self.slab.prefetch(candidate, n);
+                to_confirm |= 1 << i;
+            } else {
+                to_confirm |= u32::from(must_find) << i;
+            }
+        }
+        to_confirm
+    }
+
+    /// Pass 3: confirms the packets of `to_confirm` (from pass 2) by
+    /// comparing their masked words with the candidate rule's, or by a
+    /// full probe when the candidate does not match or there was none.
+    /// Writes each hit's value to `out[i]`; returns the hits and their
+    /// number.
+    #[inline]
+    pub(crate) fn probe_confirm(
+        &self,
+        keys: &[FlowKey],
+        to_confirm: u32,
+        probes: &Probes,
+        out: &mut [u32; MAX_BURST],
     ) -> (u32, u32) {
-        let mut hashes = [0u32; MAX_BURST];
+        match self.lookup_impl {
+            LookupImpl::Specialised(3) => self.confirm_fixed::<3>(keys, to_confirm, probes, out),
+            LookupImpl::Specialised(4) => self.confirm_fixed::<4>(keys, to_confirm, probes, out),
+            LookupImpl::Specialised(5) => self.confirm_fixed::<5>(keys, to_confirm, probes, out),
+            LookupImpl::Specialised(6) => self.confirm_fixed::<6>(keys, to_confirm, probes, out),
+            LookupImpl::Specialised(7) => self.confirm_fixed::<7>(keys, to_confirm, probes, out),
+            LookupImpl::Specialised(8) => self.confirm_fixed::<8>(keys, to_confirm, probes, out),
+            _ => self.confirm_generic(keys, to_confirm, probes, out),
+        }
+    }
+
+    fn start_generic(
+        &self,
+        keys: &[FlowKey],
+        active: u32,
+        filter: bool,
+        probes: &mut Probes,
+    ) -> u32 {
         let mut probed = 0u32;
         let mut bits = active;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
             if filter && !self.passes_filter(self.masked_words(&keys[i])) {
                 continue;
             }
-            hashes[i] = self.hash_key(&keys[i]);
-            self.index.prefetch(hashes[i]);
+            let hash = self.hash_key(&keys[i]);
+            probes.hashes[i] = hash;
+            self.index.prefetch(hash);
             probed |= 1 << i;
         }
+        probed
+    }
+
+    fn confirm_generic(
+        &self,
+        keys: &[FlowKey],
+        to_confirm: u32,
+        probes: &Probes,
+        out: &mut [u32; MAX_BURST],
+    ) -> (u32, u32) {
         let (mut found, mut hits) = (0u32, 0u32);
-        let mut bits = probed;
+        let mut bits = to_confirm;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize;
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
+            bits &= bits - 1;
             let key = &keys[i];
-            if let Some(pos) = self.index.find(hashes[i], |pos| {
-                self.masked_words_eq(key, self.rule_words(pos))
-            }) {
+            let candidate = probes.candidates[i];
+            let hit = if candidate != NO_CANDIDATE
+                && self.masked_words_eq(key, self.rule_words(candidate))
+            {
+                Some(candidate)
+            } else {
+                self.index.find(probes.hashes[i], |pos| {
+                    self.masked_words_eq(key, self.rule_words(pos))
+                })
+            };
+            if let Some(pos) = hit {
                 out[i] = self.slab.value_word(pos) as u32;
                 found |= 1 << i;
                 hits += 1;
             }
-            bits &= bits - 1;
         }
         (found, hits)
     }
 
-    /// The batch lookup for masks of exactly `N` words, in three passes so
-    /// that the cache misses of the batch's packets overlap: (1) mask and
-    /// hash every packet and prefetch its home bucket, (2) read the
-    /// buckets and prefetch each candidate rule, (3) confirm the
-    /// candidates by comparing the `N` words. Pass 3 visits only packets
-    /// with a candidate (or an unusual bucket), so a packet that misses
-    /// this subtable, the common case with many subtables, costs a hash
-    /// and one bucket read.
-    fn lookup_fixed<const N: usize, const FILTER: bool>(
+    /// The mask's word positions and words as `N`-word arrays, for the
+    /// loops specialised to masks of exactly `N` words. `min` (a no-op:
+    /// indices are below FLOW_U64S) lets the compiler drop the bounds
+    /// checks on the key words; a compare and a move a word, once a call,
+    /// where `% FLOW_U64S` cost a multiply-shift. One length check per
+    /// array, not one per word (the subtable's arrays are all `N` long).
+    #[inline(always)]
+    fn fixed_mask<const N: usize>(&self) -> ([usize; N], [u64; N]) {
+        debug_assert_eq!(self.word_idx.len(), N);
+        let word_idx: &[u8; N] = self.word_idx[..N].try_into().expect("N words");
+        let idx = std::array::from_fn(|j| usize::from(word_idx[j]).min(FLOW_U64S - 1));
+        let mask = self.mask_words[..N].try_into().expect("N words");
+        (idx, mask)
+    }
+
+    /// Pass 1 for masks of exactly `N` words (unrolled).
+    fn start_fixed<const N: usize, const FILTER: bool>(
         &self,
         keys: &[FlowKey],
         active: u32,
-        out: &mut [u32; MAX_BURST],
-    ) -> (u32, u32) {
-        debug_assert_eq!(self.word_idx.len(), N);
-        // `min` (a no-op: indices are below FLOW_U64S) lets the compiler
-        // drop the bounds checks on the key words; a compare and a move a
-        // word, once a call, where `% FLOW_U64S` cost a multiply-shift.
-        // One length check per array, not one per word (the subtable's
-        // arrays are all `N` long).
+        probes: &mut Probes,
+    ) -> u32 {
+        let (idx, mask) = self.fixed_mask::<N>();
         let fixed = |v: &[u64]| -> [u64; N] { v[..N].try_into().expect("N words") };
-        let word_idx: &[u8; N] = self.word_idx[..N].try_into().expect("N words");
-        let idx: [usize; N] = std::array::from_fn(|j| usize::from(word_idx[j]).min(FLOW_U64S - 1));
-        let mask = fixed(&self.mask_words);
         let filter_mask = fixed(&self.filter_mask);
         let filter_val = fixed(&self.filter_val);
         let hash_keys = self.hash_keys;
-        let masked_of = |key: &FlowKey| -> [u64; N] {
-            let words = key.words();
-            std::array::from_fn(|j| words[idx[j]] & mask[j])
-        };
-        // `i & (MAX_BURST - 1)` (a no-op: `i` comes from a u32 bitmap)
-        // lets the compiler drop the bounds checks on the batch arrays.
-        let mut hashes = [0u32; MAX_BURST];
         let mut probed = active;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let masked = masked_of(&keys[i]);
+            let words = keys[i].words();
+            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
             if FILTER {
                 let diff = (0..N).fold(0u64, |d, j| {
                     d | ((masked[j] & filter_mask[j]) ^ filter_val[j])
@@ -554,47 +654,44 @@ impl Subtable {
                 }
             }
             let hash = nh_hash(&masked, hash_keys);
-            hashes[i] = hash;
+            probes.hashes[i] = hash;
             self.index.prefetch(hash);
         }
-        let mut candidates = [NO_CANDIDATE; MAX_BURST];
-        let mut with_candidate = 0u32;
-        let mut unusual = 0u32;
-        let mut bits = probed;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
-            bits &= bits - 1;
-            let (candidate, must_find) = self.index.home_candidate(hashes[i]);
-            if candidate != NO_CANDIDATE {
-                candidates[i] = candidate;
-                with_candidate |= 1 << i;
-                self.slab.prefetch(candidate, N);
-            } else {
-                unusual |= u32::from(must_find) << i;
-            }
-        }
+        probed
+    }
+
+    /// Pass 3 for masks of exactly `N` words: the confirm is an xor-or
+    /// of `N` words (branch-free, no memcmp call).
+    fn confirm_fixed<const N: usize>(
+        &self,
+        keys: &[FlowKey],
+        to_confirm: u32,
+        probes: &Probes,
+        out: &mut [u32; MAX_BURST],
+    ) -> (u32, u32) {
+        let (idx, mask) = self.fixed_mask::<N>();
         let slot_at = |pos: u32| -> (u64, &[u64; N]) {
             let slot = self.slab.slot(pos, N);
             (slot[0], slot[1..].try_into().expect("slot holds N words"))
         };
-        // Xor-or over the words: branch-free, no memcmp call.
         let equal = |rule: &[u64; N], m: &[u64; N]| {
             rule.iter().zip(m).fold(0u64, |diff, (r, w)| diff | (r ^ w)) == 0
         };
         let (mut found, mut hits) = (0u32, 0u32);
-        let mut bits = with_candidate | unusual;
+        let mut bits = to_confirm;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
-            let masked = masked_of(&keys[i]);
-            let candidate = candidates[i];
+            let words = keys[i].words();
+            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
+            let candidate = probes.candidates[i];
             // A candidate that does not match, or no candidate in a bucket
             // that cannot tell, takes the full probe (rare at our load).
             let hit = if candidate != NO_CANDIDATE && equal(slot_at(candidate).1, &masked) {
                 Some(candidate)
             } else {
                 self.index
-                    .find(hashes[i], |pos| equal(slot_at(pos).1, &masked))
+                    .find(probes.hashes[i], |pos| equal(slot_at(pos).1, &masked))
             };
             if let Some(pos) = hit {
                 out[i] = slot_at(pos).0 as u32;
@@ -603,5 +700,25 @@ impl Subtable {
             }
         }
         (found, hits)
+    }
+}
+
+/// The per-packet state a batch lookup carries from one pass to the
+/// next: each packet's hash in the subtable probing it (pass 1) and the
+/// candidate rule its home bucket gave (pass 2). A packet is probed by
+/// at most one subtable at a time, so one array serves every subtable of
+/// a classifier's batch.
+pub(crate) struct Probes {
+    hashes: [u32; MAX_BURST],
+    candidates: [u32; MAX_BURST],
+}
+
+impl Probes {
+    #[inline(always)]
+    pub(crate) fn new() -> Probes {
+        Probes {
+            hashes: [0; MAX_BURST],
+            candidates: [NO_CANDIDATE; MAX_BURST],
+        }
     }
 }
