@@ -713,6 +713,31 @@ fn extra_leg(topo: &mut Topology, suffix: char, ip: &str) -> (String, String) {
     (host, ns)
 }
 
+/// Waits until the datapath's ports have received nothing in two
+/// 250 ms windows in a row: a stopped sender's packets still queued in
+/// the rings are through (two windows, so that one PMD preemption on a
+/// loaded machine does not pass for quiet).
+fn settle(dp: &dp_pmd::datapath::Datapath, ports: std::ops::RangeInclusive<u32>) {
+    let rx = || -> u64 {
+        ports
+            .clone()
+            .map(|p| dp.port_stats(p).unwrap().rx_packets)
+            .sum()
+    };
+    let mut last = rx();
+    let mut quiet = 0;
+    wait_for("the ports to go quiet", 10, || {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = rx();
+        quiet = if std::mem::replace(&mut last, now) == now {
+            quiet + 1
+        } else {
+            0
+        };
+        quiet >= 2
+    });
+}
+
 /// (zero-copy, copied) tx packets of a port.
 fn tx_copies(p: &AfxdpNetdev) -> (u64, u64) {
     (p.tx_zero_copy_packets(), p.tx_copied_packets())
@@ -766,6 +791,7 @@ fn ports_of_one_umem_forward_without_a_copy_and_flood_by_one_clone() {
     udp_exchange(&topo.ns_a, &topo.ns_b, IP_B, 1000);
     udp_exchange(&topo.ns_b, &topo.ns_a, IP_A, 1000);
     tcp_transfer(&topo.ns_a, &topo.ns_b, IP_B, 4 << 20);
+    settle(&dp, 1..=4);
     let (tx_a, tx_b) = (
         dp.port_stats(1).unwrap().tx_packets,
         dp.port_stats(2).unwrap().tx_packets,
@@ -792,6 +818,7 @@ fn ports_of_one_umem_forward_without_a_copy_and_flood_by_one_clone() {
     });
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
+    settle(&dp, 1..=4);
     let (a1, b1) = (tx_copies(&a), tx_copies(&b));
     eprintln!("flood from c: port 1 {a0:?} -> {a1:?}, port 2 {b0:?} -> {b1:?}");
     assert_eq!(a1.0, a0.0, "port 1 only got clones");
@@ -807,6 +834,7 @@ fn ports_of_one_umem_forward_without_a_copy_and_flood_by_one_clone() {
     );
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
+    settle(&dp, 1..=4);
     assert_eq!(tx_copies(&b).0, b1.0, "nothing from d was sent as is");
     sink_stop.store(true, Ordering::Relaxed);
     sink.join().unwrap();
