@@ -905,3 +905,30 @@ fn removing_either_port_of_a_shared_umem_under_traffic_reclaims_its_frames() {
         assert_eq!(xdp_attachment(kept).unwrap().prog_id, 0, "{kept}");
     }
 }
+
+#[test]
+fn a_port_joins_the_shared_umem_through_a_live_socket_when_the_first_lost_its_device() {
+    if !prerequisites("afxdp shared UMEM after a device is deleted") {
+        return;
+    }
+    let mut topo = Topology::veth("xd");
+    let (host_c, _ns_c) = extra_leg(&mut topo, 'c', "10.77.0.3");
+    let group = UmemGroup::new();
+    let a = AfxdpNetdev::open(&topo.host_a, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+    let b = AfxdpNetdev::open(&topo.host_b, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+    let watch = a.umem_watches().remove(0);
+    // The socket that registered the UMEM is unbound by the kernel when
+    // its veth goes; the port object lives on (as in the daemon, until the
+    // port is removed from the config).
+    sh(&["ip", "link", "del", &topo.host_a]);
+    let c = AfxdpNetdev::open(&host_c, &shared(&group)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        c.umem_watches()[0].same_umem(&watch),
+        "c joined through b's socket"
+    );
+    assert_eq!(group.umems(), 1);
+    drop((a, b, c));
+    let audit = watch.audit();
+    assert_eq!(audit.free, watch.n_frames() as usize, "{audit:?}");
+    assert_eq!(audit.free_list_errors, 0);
+}

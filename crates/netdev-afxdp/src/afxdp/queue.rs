@@ -211,7 +211,6 @@ pub fn open_xsk(
             bind_flags,
             need_wakeup,
             open,
-            |e| ("mapping the UMEM", e),
         ),
     }
 }

@@ -55,7 +55,12 @@ struct Member {
     bind_flags: u16,
     need_wakeup: bool,
     sockets: Vec<Weak<XskSocket>>,
+    /// Sockets the kernel refused to share through (no longer bound).
+    unbound: Vec<Weak<XskSocket>>,
 }
+
+/// What failed in opening a socket, and why.
+pub(crate) type OpenFailure = (&'static str, std::io::Error);
 
 /// Where a socket being opened gets its frames.
 pub(crate) struct Placement {
@@ -96,45 +101,73 @@ impl UmemGroup {
     /// Opens a socket with `open` on a UMEM of the group (see the module
     /// docs), `frames` frames of `frame_size` reserved for it, and records
     /// it when it is bound.
-    pub(crate) fn open_socket<E>(
+    ///
+    /// Joining goes through a bound socket of the UMEM; one that has lost
+    /// its device (deleted under the port) is no longer bound, and the
+    /// kernel answers `EBADF`: that socket is not offered again and the
+    /// next one is tried. When joining fails otherwise, or no UMEM has
+    /// room, the socket gets a new UMEM of the group.
+    pub(crate) fn open_socket(
         &self,
         frames: u32,
         frame_size: u32,
         bind_flags: u16,
         need_wakeup: bool,
-        open: impl FnOnce(Placement) -> Result<Xsk, E>,
-        new_umem_error: impl FnOnce(std::io::Error) -> E,
-    ) -> Result<Xsk, E> {
+        mut open: impl FnMut(Placement) -> Result<Xsk, OpenFailure>,
+    ) -> Result<Xsk, OpenFailure> {
         let mut members = self.lock();
         members.retain_mut(|m| {
             m.sockets.retain(|s| s.strong_count() > 0);
+            m.unbound.retain(|s| s.strong_count() > 0);
             m.umem.strong_count() > 0 && !m.sockets.is_empty()
         });
-        let mut chosen = None;
-        for (i, m) in members.iter().enumerate() {
+        'members: for m in members.iter_mut() {
             if m.bind_flags != bind_flags || m.need_wakeup != need_wakeup {
                 continue;
             }
-            let (Some(umem), Some(via)) =
-                (m.umem.upgrade(), m.sockets.iter().find_map(Weak::upgrade))
-            else {
+            let Some(umem) = m.umem.upgrade() else {
                 continue;
             };
-            if umem.frame_size() == frame_size && umem.try_reserve(frames) {
-                chosen = Some((i, umem, via));
-                break;
+            if umem.frame_size() != frame_size {
+                continue;
+            }
+            let vias: Vec<Arc<XskSocket>> = m
+                .sockets
+                .iter()
+                .filter(|s| !m.unbound.iter().any(|u| u.ptr_eq(s)))
+                .filter_map(Weak::upgrade)
+                .collect();
+            for via in vias {
+                if !umem.try_reserve(frames) {
+                    continue 'members;
+                }
+                let placement = Placement {
+                    frames: umem.new_socket(frames),
+                    share_with: Some(Arc::clone(&via)),
+                };
+                // A failed attempt's reservation and frames went with it.
+                match open(placement) {
+                    Ok(xsk) => {
+                        m.sockets.push(Arc::downgrade(&xsk.socket));
+                        return Ok(xsk);
+                    }
+                    Err((_, e)) if e.raw_os_error() == Some(libc::EBADF) => {
+                        tracing::debug!(
+                            "AF_XDP socket {} of a shared UMEM is unbound (device gone?); \
+                             not sharing through it",
+                            via.id
+                        );
+                        m.unbound.push(Arc::downgrade(&via));
+                    }
+                    Err((op, e)) => {
+                        tracing::debug!("joining a shared UMEM: {op}: {e}; trying a new UMEM");
+                        break 'members;
+                    }
+                }
             }
         }
-        if let Some((i, umem, via)) = chosen {
-            let placement = Placement {
-                frames: umem.new_socket(frames),
-                share_with: Some(via),
-            };
-            let xsk = open(placement)?;
-            members[i].sockets.push(Arc::downgrade(&xsk.socket));
-            return Ok(xsk);
-        }
-        let umem = Umem::new(frames * shared_queues(frames), frame_size).map_err(new_umem_error)?;
+        let umem = Umem::new(frames * shared_queues(frames), frame_size)
+            .map_err(|e| ("mapping the UMEM", e))?;
         let reserved = umem.try_reserve(frames);
         debug_assert!(reserved);
         let placement = Placement {
@@ -147,6 +180,7 @@ impl UmemGroup {
             bind_flags,
             need_wakeup,
             sockets: vec![Arc::downgrade(&xsk.socket)],
+            unbound: Vec::new(),
         });
         Ok(xsk)
     }
