@@ -74,6 +74,9 @@ use subtable::{Probes, Subtable};
 
 /// Default subtable re-ranking interval (OVS DPCLS_OPTIMIZATION_INTERVAL).
 pub const DEFAULT_SORT_INTERVAL_MS: u64 = 1000;
+/// How many of the best-ranked subtables get a lead filter word chosen
+/// at each sort (the rest test their first word first).
+const LEAD_RANKS: usize = 32;
 /// Default cap on subtables per classifier.
 pub const DEFAULT_MAX_SUBTABLES: usize = 512;
 
@@ -459,7 +462,8 @@ impl Dpcls {
     }
 
     /// Re-ranks the subtables by hits since the last sort (most first,
-    /// ties keep their order) and resets the hit counts.
+    /// ties keep their order), picks their lead filter words
+    /// ([`Dpcls::choose_lead_words`]) and resets the hit counts.
     pub fn sort(&mut self) {
         let subtables = &self.subtables;
         let hits = |id: &u32| {
@@ -468,8 +472,54 @@ impl Dpcls {
                 .map_or(0, |s: &Subtable| s.hits)
         };
         self.order.sort_by_key(|id| std::cmp::Reverse(hits(id)));
+        self.choose_lead_words();
         for subtable in self.subtables.iter_mut().flatten() {
             subtable.hits = 0;
+        }
+    }
+
+    /// For each of the best [`LEAD_RANKS`] subtables, the filter word
+    /// pass 1 tests first (see `Subtable::start_fixed`): the packets a
+    /// subtable sees in pass 1 are mostly those of the subtables ranked
+    /// after it, so the word chosen is the one on which the filters of
+    /// the most of them (weighted by their hits since the last sort, plus
+    /// one) hold a different value in a bit both filters have. Such a
+    /// packet is then rejected on one word. Any choice is sound (the
+    /// whole filter is tested after the lead word passes); a poor one
+    /// only costs instructions. Runs once per sort interval: at most
+    /// `LEAD_RANKS`² subtable pairs times their widths.
+    fn choose_lead_words(&mut self) {
+        let top = &self.order[..self.order.len().min(LEAD_RANKS)];
+        let mut leads = [0usize; LEAD_RANKS];
+        for (rank, &id) in top.iter().enumerate() {
+            let Some(subtable) = self.subtable(id) else {
+                continue;
+            };
+            let mut best_score = 0u64;
+            for (j, (word, mask, val)) in subtable.filter_words().enumerate() {
+                if mask == 0 {
+                    continue;
+                }
+                let score: u64 = top[rank + 1..]
+                    .iter()
+                    .filter_map(|&later| self.subtable(later))
+                    .filter(|later| {
+                        later
+                            .filter_on_word(word)
+                            .is_some_and(|(m, v)| mask & m & (val ^ v) != 0)
+                    })
+                    .map(|later| later.hits.saturating_add(1))
+                    .fold(0u64, u64::saturating_add);
+                if score > best_score {
+                    best_score = score;
+                    leads[rank] = j;
+                }
+            }
+        }
+        for (rank, &id) in top.iter().enumerate() {
+            if let Some(subtable) = self.subtables[id as usize].as_mut() {
+                subtable.set_lead(leads[rank]);
+            }
         }
     }
 

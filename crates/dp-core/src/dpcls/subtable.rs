@@ -234,6 +234,11 @@ pub(crate) struct Subtable {
     /// `filter_val` has no bit outside `filter_mask`.
     filter_mask: Vec<u64>,
     filter_val: Vec<u64>,
+    /// The position (in `word_idx`) of the filter word pass 1 tests
+    /// first, alone: the one that best tells this subtable's rules from
+    /// the packets of the subtables ranked after it (set by
+    /// [`super::Dpcls::sort`]; any position is sound).
+    lead: usize,
     /// Packets that hit this subtable since the last re-sort.
     pub(crate) hits: u64,
     lookup_impl: LookupImpl,
@@ -266,6 +271,7 @@ impl Subtable {
             len: 0,
             filter_mask: vec![0; n],
             filter_val: vec![0; n],
+            lead: 0,
             hits: 0,
             lookup_impl,
         }
@@ -307,6 +313,36 @@ impl Subtable {
     #[cfg(test)]
     pub(crate) fn key_passes_filter(&self, key: &FlowKey) -> bool {
         self.passes_filter(self.masked_words(key))
+    }
+
+    /// The filter's (mask, value) on flow-key word `word`, if the mask
+    /// has that word (for choosing lead words).
+    pub(crate) fn filter_on_word(&self, word: usize) -> Option<(u64, u64)> {
+        let j = self.word_idx.iter().position(|&i| usize::from(i) == word)?;
+        Some((self.filter_mask[j], self.filter_val[j]))
+    }
+
+    /// The flow-key word index, filter mask and value of each of the
+    /// filter's words.
+    pub(crate) fn filter_words(&self) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        self.word_idx
+            .iter()
+            .zip(&self.filter_mask)
+            .zip(&self.filter_val)
+            .map(|((&i, &m), &v)| (usize::from(i), m, v))
+    }
+
+    /// Makes the filter word at position `lead` (of
+    /// [`Subtable::filter_words`]) the one pass 1 tests first.
+    pub(crate) fn set_lead(&mut self, lead: usize) {
+        debug_assert!(lead < self.word_idx.len());
+        self.lead = lead.min(self.word_idx.len().saturating_sub(1));
+    }
+
+    /// The position of the lead filter word (for tests).
+    #[cfg(test)]
+    pub(crate) fn lead(&self) -> usize {
+        self.lead
     }
 
     /// True when the masked words `masked` can match a rule (they agree
@@ -625,7 +661,11 @@ impl Subtable {
         (idx, mask)
     }
 
-    /// Pass 1 for masks of exactly `N` words (unrolled).
+    /// Pass 1 for masks of exactly `N` words (unrolled). With `FILTER`,
+    /// the lead filter word alone first: in a classifier with many
+    /// subtables most packets a subtable sees in pass 1 belong to a later
+    /// one, and one word usually tells them apart. The filter tests the
+    /// key's words as they are: its mask is within the subtable's.
     fn start_fixed<const N: usize, const FILTER: bool>(
         &self,
         keys: &[FlowKey],
@@ -636,6 +676,8 @@ impl Subtable {
         let fixed = |v: &[u64]| -> [u64; N] { v[..N].try_into().expect("N words") };
         let filter_mask = fixed(&self.filter_mask);
         let filter_val = fixed(&self.filter_val);
+        let lead = self.lead.min(N - 1);
+        let (lead_idx, lead_mask, lead_val) = (idx[lead], filter_mask[lead], filter_val[lead]);
         let hash_keys = self.hash_keys;
         let mut probed = active;
         let mut bits = active;
@@ -643,16 +685,20 @@ impl Subtable {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
             bits &= bits - 1;
             let words = keys[i].words();
-            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
             if FILTER {
+                if words[lead_idx] & lead_mask != lead_val {
+                    probed &= !(1 << i);
+                    continue;
+                }
                 let diff = (0..N).fold(0u64, |d, j| {
-                    d | ((masked[j] & filter_mask[j]) ^ filter_val[j])
+                    d | ((words[idx[j]] & filter_mask[j]) ^ filter_val[j])
                 });
                 if diff != 0 {
                     probed &= !(1 << i);
                     continue;
                 }
             }
+            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
             let hash = nh_hash(&masked, hash_keys);
             probes.hashes[i] = hash;
             self.index.prefetch(hash);
