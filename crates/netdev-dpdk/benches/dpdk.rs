@@ -13,6 +13,9 @@
 //!   which both OVS's and oxvs's simple-match tables serve.
 //! - `100k-20masks`: each flow matches one of 20 rules with different
 //!   source-prefix masks (20 subtables, one megaflow per flow).
+//! - `empty` (not in the default list): one PMD iteration over an idle
+//!   port (`net_null`, `no-rx=1`), in ns and cycles: what polling costs
+//!   between bursts.
 //! - `io`: the driver alone, no datapath: each received batch is sent as
 //!   is (what testpmd's io mode does), to separate driver cost from
 //!   switching cost.
@@ -295,6 +298,43 @@ impl Bench {
         (median(mpps), median(cpp), installed)
     }
 
+    /// Nanoseconds and cycles per PMD iteration over a port that brings
+    /// nothing (`net_null` with `no-rx=1`): the cost of polling an idle
+    /// queue, which a PMD pays between every two bursts.
+    fn empty(&mut self) -> (f64, f64) {
+        self.next_vdev += 1;
+        let n = self.next_vdev;
+        let idle = DpdkNetdev::open(
+            "p1",
+            &DpdkConfig {
+                devargs: format!("net_null_idle{n},no-rx=1"),
+                ..DpdkConfig::default()
+            },
+        )
+        .expect("net_null port");
+        let mut pmd = Self::pmd(Rule::InPortUdp, &idle, &idle);
+        const ITERS: u32 = 1 << 16;
+        let run = |pmd: &mut Pmd| {
+            let (t, c) = (Instant::now(), cycles::now());
+            for _ in 0..ITERS {
+                pmd.poll_once(0);
+            }
+            let ns = t.elapsed().as_nanos() as f64 / f64::from(ITERS);
+            (ns, (cycles::now() - c) as f64 / f64::from(ITERS))
+        };
+        run(&mut pmd);
+        let samples: Vec<(f64, f64)> = (0..self.seconds.max(3)).map(|_| run(&mut pmd)).collect();
+        // For instruction counts (callgrind): the iterations of the run.
+        eprintln!(
+            "  ({} iterations in all)",
+            (samples.len() as u32 + 1) * ITERS
+        );
+        (
+            median(samples.iter().map(|s| s.0).collect()),
+            median(samples.iter().map(|s| s.1).collect()),
+        )
+    }
+
     /// Driver-only forwarding (zero-copy rx → tx, no datapath).
     fn io(&mut self) -> (f64, f64) {
         let pcap = self.pcap("1flow", 1);
@@ -414,6 +454,11 @@ fn main() {
             "100k" => (100_000, Rule::InPortUdp),
             "100k-inport" => (100_000, Rule::InPort),
             "100k-20masks" => (100_000, Rule::TwentyMasks),
+            "empty" => {
+                let (ns, cycles) = bench.empty();
+                println!("oxvs empty {ns:.1} {cycles:.1}");
+                continue;
+            }
             "io" => {
                 let (mpps, cpp) = bench.io();
                 println!("oxvs io {mpps:.2} {cpp:.1}");

