@@ -15,7 +15,9 @@
 //!   source-prefix masks (20 subtables, one megaflow per flow).
 //! - `empty` (not in the default list): one PMD iteration over an idle
 //!   port (`net_null`, `no-rx=1`), in ns and cycles: what polling costs
-//!   between bursts.
+//!   between bursts. `DPDK_BENCH_EMPTY_CLOCK` picks how each iteration
+//!   gets the time: `pmd` (the PMD thread's TSC clock, default),
+//!   `monotonic` (`clock_gettime`), `none`.
 //! - `io`: the driver alone, no datapath: each received batch is sent as
 //!   is (what testpmd's io mode does), to separate driver cost from
 //!   switching cost.
@@ -314,10 +316,20 @@ impl Bench {
         .expect("net_null port");
         let mut pmd = Self::pmd(Rule::InPortUdp, &idle, &idle);
         const ITERS: u32 = 1 << 16;
-        let run = |pmd: &mut Pmd| {
+        // The time each iteration gets, as the PMD thread reads it
+        // (`DPDK_BENCH_EMPTY_CLOCK`): `pmd` (its TSC clock, the default),
+        // `monotonic` (clock_gettime per iteration, as before it), `none`.
+        let which = std::env::var("DPDK_BENCH_EMPTY_CLOCK").unwrap_or_else(|_| "pmd".into());
+        let mut clock = dp_pmd::pmd::clock::PmdClock::new();
+        let mut run = |pmd: &mut Pmd| {
             let (t, c) = (Instant::now(), cycles::now());
             for _ in 0..ITERS {
-                pmd.poll_once(0);
+                let now = match which.as_str() {
+                    "monotonic" => cycles::monotonic_ns(),
+                    "none" => 0,
+                    _ => clock.now_ns(),
+                };
+                pmd.poll_once(now);
             }
             let ns = t.elapsed().as_nanos() as f64 / f64::from(ITERS);
             (ns, (cycles::now() - c) as f64 / f64::from(ITERS))

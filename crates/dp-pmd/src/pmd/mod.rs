@@ -34,6 +34,7 @@
 
 pub mod admission;
 mod batch_installs;
+pub mod clock;
 pub mod exec;
 mod general;
 mod install;

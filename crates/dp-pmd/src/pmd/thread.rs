@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::clock::PmdClock;
 use super::{Pmd, PmdMsg};
-use crate::cycles;
 
 /// Iterations between rx-cycle history rotations check (cheap).
 const ROTATE_CHECK_EVERY: u32 = 1024;
@@ -139,9 +139,11 @@ impl Drop for PmdThread {
 fn run(pmd: &mut Pmd, control: &Receiver<PmdMsg>, stop: &AtomicBool, config: PmdThreadConfig) {
     let mut sleep_us = 0u64;
     let mut iterations = 0u32;
-    let mut next_rotate_ms = cycles::monotonic_ns() / 1_000_000 + config.rxq_interval_ms;
+    // The time from the cycle counter, not a clock_gettime per iteration.
+    let mut clock = PmdClock::new();
+    let mut next_rotate_ms = clock.now_ns() / 1_000_000 + config.rxq_interval_ms;
     loop {
-        let now_ns = cycles::monotonic_ns();
+        let now_ns = clock.now_ns();
         loop {
             match control.try_recv() {
                 Ok(msg) => pmd.handle(msg, now_ns),
