@@ -582,24 +582,52 @@ fn measure_udp_rate_and_ping_through_one_pmd() {
 
 /// The driver alone, no datapath: one thread moves packets from port a's
 /// rx queue to port b's tx queue and times each call (run with
-/// `--release -- --ignored --nocapture`).
+/// `--release -- --ignored --nocapture`; `DRIVER_LOOP_ONLY` picks one
+/// variant, see below).
 #[test]
 #[ignore = "measurement; run explicitly in release mode"]
 fn measure_driver_forwarding_loop() {
     if !prerequisites("afxdp driver loop") {
         return;
     }
+    // Each queue its own UMEM (a copy per forwarded packet), then the two
+    // ports on one UMEM (none), one after the other in one run; 64-byte
+    // and 1,514-byte frames.
+    for size in [60, 1514] {
+        for (what, group) in [
+            ("per-queue UMEMs", None),
+            ("shared UMEM", Some(UmemGroup::new())),
+        ] {
+            // DRIVER_LOOP_ONLY="1514 shared" runs one variant (for
+            // valgrind --tool=callgrind, whose counts are per process).
+            if std::env::var("DRIVER_LOOP_ONLY").is_ok_and(|only| {
+                !only
+                    .split_whitespace()
+                    .all(|w| format!("{size} {what}").contains(w))
+            }) {
+                continue;
+            }
+            driver_loop(what, group, size);
+        }
+    }
+}
+
+fn driver_loop(what: &str, umem_group: Option<UmemGroup>, size: usize) {
     use dp_core::netdev::Netdev;
     use dp_core::packet::PacketBatch;
     use std::time::{Duration, Instant};
     let topo = Topology::veth("xl");
-    let a = open(&topo.host_a, XdpMode::BestEffort);
-    let b = open(&topo.host_b, XdpMode::BestEffort);
+    let config = AfxdpConfig {
+        umem_group,
+        ..AfxdpConfig::default()
+    };
+    let a = AfxdpNetdev::open(&topo.host_a, &config).unwrap_or_else(|e| panic!("{e}"));
+    let b = AfxdpNetdev::open(&topo.host_b, &config).unwrap_or_else(|e| panic!("{e}"));
     let mut rxq = a.open_rxq(0).unwrap();
     let mut txq = b.open_txq(0).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sink = port_sink(&topo.ns_b, &topo.inner_b, "afxdp", Arc::clone(&stop));
-    let gen_ = port_generator(&topo.ns_a, &topo.inner_a, "system", 60, Arc::clone(&stop));
+    let gen_ = port_generator(&topo.ns_a, &topo.inner_a, "system", size, Arc::clone(&stop));
     let mut batch = PacketBatch::new();
     let (mut t_rx, mut t_tx, mut n_rx, mut calls_rx, mut calls_tx) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64, 0u64);
@@ -621,8 +649,10 @@ fn measure_driver_forwarding_loop() {
     let sent = gen_.join().unwrap();
     let got = sink.join().unwrap();
     eprintln!(
-        "driver loop: gen {sent}, forwarded {n_rx}, sink {got}; recv calls {calls_rx} \
-         ({:.2} µs avg), send calls {calls_tx} ({:.2} µs avg, {:.2} µs/packet)",
+        "driver loop, {size}-byte frames, {what}: gen {sent}, forwarded {n_rx} ({} zero-copy, {} copied), sink {got}; \
+         recv calls {calls_rx} ({:.2} µs avg), send calls {calls_tx} ({:.2} µs avg, {:.3} µs/packet)",
+        b.tx_zero_copy_packets(),
+        b.tx_copied_packets(),
         t_rx.as_secs_f64() * 1e6 / calls_rx as f64,
         t_tx.as_secs_f64() * 1e6 / calls_tx.max(1) as f64,
         t_tx.as_secs_f64() * 1e6 / n_rx.max(1) as f64,
