@@ -50,12 +50,12 @@
 //!
 //! # Threads
 //! Packets may be dropped on any thread: the free list is behind a mutex
-//! (uncontended when one thread polls the queue, one lock per frame or per
-//! batch), the counters are atomics, and the hand-off flag of a frame is
-//! only touched by the thread that owns the packet at that time; the
-//! owner of a frame in the kernel on behalf of socket S changes only
-//! through S's rings, whose holders are gone when S's frames are
-//! reclaimed.
+//! (one lock per frame or per batch; uncontended when one thread polls
+//! every queue of the UMEM, contended when PMDs share it), the counters
+//! are atomics, and the owner of a lent frame is only changed (hand-off,
+//! release) by the thread that owns the packet at that time; the owner of
+//! a frame in the kernel on behalf of socket S changes only through S's
+//! rings, whose holders are gone when S's frames are reclaimed.
 
 use std::io;
 use std::ptr::NonNull;
