@@ -266,10 +266,14 @@ impl Cascade {
         let mut pending = 0u32;
         let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
         let mut port_cache: Option<(u32, bool)> = None;
+        // Whether every key has the first key's in_port (a received batch:
+        // stage 3 then needs no per-packet port test).
+        let mut one_port = true;
         for (i, key) in keys.iter().enumerate() {
             let simple_on = match port_cache {
                 Some((port, on)) if port == key.in_port => on,
                 _ => {
+                    one_port &= port_cache.is_none();
                     let on = table.simple_match_enabled(key.in_port);
                     port_cache = Some((key.in_port, on));
                     on
@@ -337,11 +341,15 @@ impl Cascade {
         while todo != 0 {
             let port = keys[todo.trailing_zeros() as usize].in_port;
             let mut group = 0u32;
-            let mut bits = todo;
-            while bits != 0 {
-                let i = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                group |= u32::from(keys[i].in_port == port) << i;
+            if one_port {
+                group = todo;
+            } else {
+                let mut bits = todo;
+                while bits != 0 {
+                    let i = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    group |= u32::from(keys[i].in_port == port) << i;
+                }
             }
             todo &= !group;
             let res = table.classify_batch(port, keys, group, &mut found_index);
