@@ -258,10 +258,15 @@ impl Cascade {
             hashes.len(),
             out.len()
         );
+        // Sliced to the batch, so the per-packet stores need no bounds
+        // checks.
+        let (out, maps, hashes) = (&mut out[..n], &maps[..n], &hashes[..n]);
         table.maybe_sort(now_ms);
         self.stats.packets += n as u64;
 
-        // Stage 1: simple match, then EMC.
+        // Stage 1: simple match, then EMC. A packet left pending gets its
+        // `Miss` only if stage 3 finds nothing (one store, not two, for a
+        // megaflow hit).
         let emc_on = self.emc.is_enabled();
         let mut pending = 0u32;
         let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
@@ -305,7 +310,6 @@ impl Cascade {
                 emc_hits += 1;
                 continue;
             }
-            out[i] = Disposition::Miss;
             pending |= 1 << i;
         }
         self.stats.simple_match_hits += simple_hits;
@@ -355,7 +359,14 @@ impl Cascade {
             let res = table.classify_batch(port, keys, group, &mut found_index);
             self.stats.megaflow_hits += u64::from(res.found.count_ones());
             self.stats.subtable_lookups += res.subtable_lookups;
-            self.stats.misses += u64::from((group & !res.found).count_ones());
+            let missed = group & !res.found;
+            self.stats.misses += u64::from(missed.count_ones());
+            let mut bits = missed;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                out[i] = Disposition::Miss;
+            }
             let mut bits = res.found;
             while bits != 0 {
                 let i = bits.trailing_zeros() as usize;

@@ -324,3 +324,28 @@ fn mapped_batches_hit_the_emc_on_their_words_only() {
     cascade.lookup_batch(&mut table, &keys[..2], &hashes[..2], 0, &mut out);
     assert_eq!(cascade.stats().emc_hits, 3);
 }
+
+#[test]
+fn misses_overwrite_a_reused_output_array() {
+    // The PMD reuses its dispositions from batch to batch: a packet that
+    // misses must read `Miss`, whatever the slot held before (stage 1
+    // leaves pending slots alone; stage 3 writes the misses).
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f1 = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("f1");
+    let mut cascade = Cascade::default();
+    let hit = Disposition::Hit {
+        flow: f1,
+        level: HitLevel::Emc,
+    };
+    let mut out = [hit; MAX_BURST];
+    // Port 1 (has a classifier) and port 9 (has none): every key misses.
+    let keys: Vec<FlowKey> = (0..6)
+        .map(|i| pkt(if i % 2 == 0 { 1 } else { 9 }, 7, i))
+        .collect();
+    cascade.lookup_batch(&mut table, &keys, &hashes_of(&keys), 0, &mut out);
+    assert_eq!(out[..6], [Disposition::Miss; 6]);
+    assert_eq!(out[6], hit, "slots past the batch untouched");
+    assert_eq!(cascade.stats().misses, 6);
+}
