@@ -264,6 +264,17 @@ impl Dpcls {
         match subtable.insert(key, value) {
             Ok(pos) => {
                 self.len += 1;
+                if subtable.len() == 1 {
+                    // A new subtable's lead word, until the next sort
+                    // picks one by traffic: the word its first rule best
+                    // tells apart from every other subtable's filter.
+                    // (A walk over the subtables, once per new mask.)
+                    let subtable = self.subtable(id).expect("just inserted");
+                    let lead = self.lead_word(subtable, &self.order, |_| 1);
+                    if let Some(subtable) = self.subtables[id as usize].as_mut() {
+                        subtable.set_lead(lead);
+                    }
+                }
                 Ok(RuleHandle { subtable: id, pos })
             }
             Err(pos) => Err(DpclsError::Duplicate {
@@ -492,28 +503,10 @@ impl Dpcls {
         let top = &self.order[..self.order.len().min(LEAD_RANKS)];
         let mut leads = [0usize; LEAD_RANKS];
         for (rank, &id) in top.iter().enumerate() {
-            let Some(subtable) = self.subtable(id) else {
-                continue;
-            };
-            let mut best_score = 0u64;
-            for (j, (word, mask, val)) in subtable.filter_words().enumerate() {
-                if mask == 0 {
-                    continue;
-                }
-                let score: u64 = top[rank + 1..]
-                    .iter()
-                    .filter_map(|&later| self.subtable(later))
-                    .filter(|later| {
-                        later
-                            .filter_on_word(word)
-                            .is_some_and(|(m, v)| mask & m & (val ^ v) != 0)
-                    })
-                    .map(|later| later.hits.saturating_add(1))
-                    .fold(0u64, u64::saturating_add);
-                if score > best_score {
-                    best_score = score;
-                    leads[rank] = j;
-                }
+            if let Some(subtable) = self.subtable(id) {
+                leads[rank] = self.lead_word(subtable, &top[rank + 1..], |later| {
+                    later.hits.saturating_add(1)
+                });
             }
         }
         for (rank, &id) in top.iter().enumerate() {
@@ -521,6 +514,39 @@ impl Dpcls {
                 subtable.set_lead(leads[rank]);
             }
         }
+    }
+
+    /// The position of `subtable`'s filter word on which the filters of
+    /// the most of `others` (each counted `weight` times) hold a
+    /// different value in a bit both filters have; the first word when
+    /// none does.
+    fn lead_word(
+        &self,
+        subtable: &Subtable,
+        others: &[u32],
+        weight: impl Fn(&Subtable) -> u64,
+    ) -> usize {
+        let (mut lead, mut best_score) = (0, 0u64);
+        for (j, (word, mask, val)) in subtable.filter_words().enumerate() {
+            if mask == 0 {
+                continue;
+            }
+            let score: u64 = others
+                .iter()
+                .filter_map(|&other| self.subtable(other))
+                .filter(|other| {
+                    other
+                        .filter_on_word(word)
+                        .is_some_and(|(m, v)| mask & m & (val ^ v) != 0)
+                })
+                .map(&weight)
+                .fold(0u64, u64::saturating_add);
+            if score > best_score {
+                best_score = score;
+                lead = j;
+            }
+        }
+        lead
     }
 
     /// The subtables best-ranked first, for `dpif-netdev/subtable-lookup`

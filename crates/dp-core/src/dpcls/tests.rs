@@ -473,7 +473,8 @@ fn interleaved_lookup_equals_subtable_by_subtable_in_rank_order() {
 /// A sort picks as each subtable's lead filter word the one that tells
 /// its rules from those of the subtables ranked after it: here nw_dst,
 /// which differs between the subtables, not in_port or dl_type, which all
-/// rules share. Lookups stay right whatever the lead.
+/// rules share; a new subtable gets one chosen against the subtables
+/// already there. Lookups stay right whatever the lead.
 #[test]
 fn sort_picks_the_word_that_tells_later_subtables_apart() {
     let mut cls = Dpcls::default();
@@ -496,7 +497,10 @@ fn sort_picks_the_word_that_tells_later_subtables_apart() {
             .expect("live");
         s.filter_words().nth(s.lead()).expect("lead").0
     };
+    // Before any sort: a new subtable's lead is chosen against the
+    // subtables already there; the first one had none to tell apart.
     assert_ne!(lead_word(&cls, 0), nw_dst_word, "first word before a sort");
+    assert_eq!(lead_word(&cls, 3), nw_dst_word, "chosen at creation");
     cls.sort();
     for rank in 0..3 {
         assert_eq!(lead_word(&cls, rank), nw_dst_word, "rank {rank}");
