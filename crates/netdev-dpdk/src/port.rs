@@ -104,6 +104,9 @@ pub(crate) struct PortShared {
     /// Packet cells for each rx queue, for mbufs that arrive from a pool
     /// other than the port's (their own private area holds no cell).
     pub rx_cells: Vec<PacketPool>,
+    /// The device delivers RSS hashes (RX_OFFLOAD_RSS_HASH enabled): only
+    /// then do receive queues look for one in each mbuf.
+    pub rx_rss_hash: bool,
     plugged_here: bool,
 }
 
@@ -306,6 +309,7 @@ impl DpdkNetdev {
                         )
                     })
                     .collect(),
+                rx_rss_hash: rss_hash,
                 plugged_here,
             }),
         })

@@ -105,10 +105,14 @@ impl DpdkRxq {
     /// Turns a received mbuf chain into a packet, or frees it (and takes
     /// back its lent count, which `recv` gave it up front).
     ///
+    /// `RSS`: the port delivers RSS hashes, so the mbuf's flag is worth
+    /// testing (a per-burst choice: without it the flag is never set).
+    ///
     /// # Safety
     /// `m` is a valid mbuf chain just returned by `rx_burst`, owned by the
     /// caller and by nothing else.
-    unsafe fn wrap(&self, m: Mbuf) -> Option<Packet> {
+    #[inline(always)]
+    unsafe fn wrap<const RSS: bool>(&self, m: Mbuf) -> Option<Packet> {
         // SAFETY: the caller's contract: `m` is valid and ours.
         let mb = unsafe { &mut *m };
         if mb.nb_segs > 1 || !mb.next.is_null() {
@@ -141,7 +145,7 @@ impl DpdkRxq {
         };
         mb.port = self.shared.port_id;
         let (start, len) = (usize::from(mb.data_off), usize::from(mb.data_len));
-        let rss = if mb.ol_flags & ffi::RX_RSS_HASH != 0 {
+        let rss = if RSS && mb.ol_flags & ffi::RX_RSS_HASH != 0 {
             // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
             Some(unsafe { mb.__bindgen_anon_2.hash.rss })
         } else {
@@ -198,18 +202,30 @@ impl RxQueue for DpdkRxq {
         }
         // Counted lent up front; every path that frees one takes it back.
         LENT[usize::from(self.shared.port_id)].fetch_add(n, Ordering::Relaxed);
+        Ok(if self.shared.rx_rss_hash {
+            self.wrap_burst::<true>(n, batch)
+        } else {
+            self.wrap_burst::<false>(n, batch)
+        })
+    }
+}
+
+impl DpdkRxq {
+    /// Wraps the `n` mbufs just received into `scratch` and appends them
+    /// to `batch`; returns how many it appended.
+    #[inline(always)]
+    fn wrap_burst<const RSS: bool>(&self, n: usize, batch: &mut PacketBatch) -> usize {
         let mut added = 0;
-        for i in 0..n {
-            let m = self.scratch[i];
+        for &m in &self.scratch[..n] {
             // SAFETY: `m` was just received and is owned by nobody else.
-            if let Some(packet) = unsafe { self.wrap(m) } {
+            if let Some(packet) = unsafe { self.wrap::<RSS>(m) } {
                 // Cannot fail: at most `room` packets were received.
                 if batch.push(packet).is_ok() {
                     added += 1;
                 }
             }
         }
-        Ok(added)
+        added
     }
 }
 
