@@ -20,7 +20,11 @@
 //! rules of 100k megaflows are far bigger than L2):
 //! 1. walk the ranks, and give each packet to the first subtable whose
 //!    common-bits filter it passes (see [`subtable`]); hash it there and
-//!    prefetch its home bucket;
+//!    prefetch its home bucket. Each subtable tests one *lead* filter
+//!    word first, the one that best tells its rules from the subtables
+//!    ranked after it (chosen when the subtable is made and at each
+//!    sort), so most packets that belong further down are turned away
+//!    on one word;
 //! 2. read every such bucket and prefetch the candidate rule;
 //! 3. confirm each candidate by comparing the masked words. A packet its
 //!    subtable does not confirm goes round again (passes 1 to 3) from
