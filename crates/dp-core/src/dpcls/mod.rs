@@ -478,7 +478,7 @@ impl Dpcls {
 
     /// Re-ranks the subtables by hits since the last sort (most first,
     /// ties keep their order), picks their lead filter words
-    /// ([`Dpcls::choose_lead_words`]) and resets the hit counts.
+    /// (`Dpcls::choose_lead_words`) and resets the hit counts.
     pub fn sort(&mut self) {
         let subtables = &self.subtables;
         let hits = |id: &u32| {

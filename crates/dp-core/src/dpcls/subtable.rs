@@ -21,11 +21,11 @@
 //!
 //! Lookup is batched in three passes over the active packets: hash every
 //! packet's masked words and prefetch its home bucket
-//! ([`Subtable::probe_start`]); read the buckets and prefetch each
-//! candidate rule ([`Subtable::probe_candidates`]); confirm the
-//! candidates ([`Subtable::probe_confirm`]). The classifier runs each
+//! (`Subtable::probe_start`); read the buckets and prefetch each
+//! candidate rule (`Subtable::probe_candidates`); confirm the
+//! candidates (`Subtable::probe_confirm`). The classifier runs each
 //! pass for all its subtables before the next (see the parent module),
-//! carrying the per-packet state in [`Probes`], so the cache misses of
+//! carrying the per-packet state in `Probes`, so the cache misses of
 //! the batch's packets overlap instead of queueing. A packet without a
 //! candidate skips the third pass, so probing a subtable
 //! that misses, the common case with many subtables, costs a hash and one
