@@ -335,7 +335,9 @@ impl Subtable {
     /// Makes the filter word at position `lead` (of
     /// [`Subtable::filter_words`]) the one pass 1 tests first.
     pub(crate) fn set_lead(&mut self, lead: usize) {
-        debug_assert!(lead < self.word_idx.len());
+        // A catch-all subtable (all-zero mask) has no filter words, and
+        // its lead is position 0 of nothing: no lookup path reads it.
+        debug_assert!(lead < self.word_idx.len() || (lead == 0 && self.word_idx.is_empty()));
         self.lead = lead.min(self.word_idx.len().saturating_sub(1));
     }
 

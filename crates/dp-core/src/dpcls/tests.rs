@@ -95,6 +95,35 @@ fn ranking_moves_the_busy_subtable_first() {
     assert_eq!(info[0].hits_since_sort, MAX_BURST as u64);
 }
 
+/// A catch-all megaflow (all-zero mask: every packet of the port) makes a
+/// subtable with no filter words; creating it, ranking it among others
+/// and looking up through it must work (its lead word is "none").
+#[test]
+fn catch_all_subtable_is_created_ranked_and_hit() {
+    let mut cls = Dpcls::default();
+    cls.insert(&key(1, [10, 0, 0, 0], 0), &dst_mask(1), 1)
+        .expect("/8");
+    cls.insert(&key(1, [0; 4], 0), &FlowKey::ZERO, 2)
+        .expect("catch-all");
+    assert_eq!(cls.subtable_count(), 2);
+    for round in 0..3 {
+        // Both rules match 10.x: either answer is right (no priorities).
+        let both = cls.lookup(&key(1, [10, 1, 2, 3], 80));
+        assert!(matches!(both, Some(1 | 2)), "round {round}: {both:?}");
+        assert_eq!(
+            cls.lookup(&key(7, [20, 1, 2, 3], 80)),
+            Some(2),
+            "round {round}"
+        );
+        let keys = [key(9, [30, 0, 0, 1], 0); MAX_BURST];
+        let mut out = [0u32; MAX_BURST];
+        let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+        assert_eq!(res.found, u32::MAX);
+        assert!(out.iter().all(|&v| v == 2));
+        cls.sort();
+    }
+}
+
 /// OVS tests/pmd.at re-ranks subtables holding overlapping megaflows and
 /// checks packets keep resolving. Here: two overlapping rules (a /16 and
 /// a /24 over the same destination); every packet inside the /24 matches
