@@ -12,43 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use dp_core::action::Action;
-use dp_core::flow::FlowKey;
-use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER};
 use dp_core::flow_table::FlowTableConfig;
 use dp_core::netdev::Netdev;
-use dp_core::packet::Packet;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
-
-/// What ofproto-lite installs for `in_port=1,actions=output:2` when the
-/// rule looks at nothing else: a simple flow per (dl_type, TCI, frag).
-#[derive(Debug)]
-struct InPortOnly;
-
-impl UpcallHandler for InPortOnly {
-    fn translate(
-        &self,
-        _: &FlowKey,
-        _: Option<&Packet>,
-        _: u64,
-    ) -> Result<Translation, UpcallError> {
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.recirc_id = u32::MAX;
-        mask.packet_type = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
-        mask.vlans[0].tci = 0x1fff;
-        Ok(Translation::Megaflow {
-            mask,
-            actions: Arc::from(vec![Action::Output(2)]),
-        })
-    }
-    fn version(&self) -> u64 {
-        0
-    }
-}
+use testbed::datapath::{Megaflows, simple_match_mask};
 
 fn eth(dl_type: u16) -> Vec<u8> {
     let mut f = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1];
@@ -165,7 +133,11 @@ fn rig(simple_match: bool) -> Rig {
             },
             ..PmdConfig::default()
         },
-        Arc::new(InPortOnly),
+        // What ofproto-lite installs for `in_port=1,actions=output:2`:
+        // a simple flow per (dl_type, TCI, frag).
+        Arc::new(Megaflows::new(simple_match_mask(), |_, _| {
+            vec![Action::Output(2)]
+        })),
         Arc::new(AtomicUsize::new(1000)),
     );
     let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
+use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER};
 use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
@@ -62,6 +63,21 @@ impl UpcallHandler for Reflect {
     fn version(&self) -> u64 {
         0
     }
+}
+
+/// The mask of a simple-match megaflow: in_port, recirc_id, packet_type,
+/// dl_type, the fragment bits and the first VLAN TCI (what a rule on
+/// in_port alone gives, one megaflow per Ethernet type, tag and fragment
+/// kind), the flows the simple-match table serves.
+pub fn simple_match_mask() -> FlowKey {
+    let mut mask = FlowKey::ZERO;
+    mask.in_port = u32::MAX;
+    mask.recirc_id = u32::MAX;
+    mask.packet_type = u32::MAX;
+    mask.dl_type = u16::MAX;
+    mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+    mask.vlans[0].tci = 0x1fff;
+    mask
 }
 
 /// The mask of an exact 5-tuple megaflow: in_port, dl_type, IPv4 addresses,
