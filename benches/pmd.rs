@@ -15,7 +15,6 @@ use std::time::Instant;
 use dp_core::action::Action;
 use dp_core::cascade::CascadeConfig;
 use dp_core::flow::FlowKey;
-use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
@@ -23,6 +22,7 @@ use dp_pmd::netdev::pcap::{PcapConfig, PcapNetdev};
 use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::translation_base_mask;
 
 mod common;
 
@@ -45,14 +45,7 @@ impl UpcallHandler for ToPort2 {
         _: Option<&Packet>,
         _: u64,
     ) -> Result<Translation, UpcallError> {
-        // What every ofproto-lite translation matches (xlate.rs wc_init).
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.recirc_id = u32::MAX;
-        mask.packet_type = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
-        mask.vlans[0].tci = VLAN_CFI;
+        let mut mask = translation_base_mask();
         if self.per_flow {
             mask.nw_src = [255; 4];
             mask.nw_dst = [255; 4];

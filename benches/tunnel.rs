@@ -37,7 +37,6 @@ use dp_core::action::{Action, TnlPush, vport_type};
 use dp_core::cascade::CascadeConfig;
 use dp_core::execute::{TunnelKind, TunnelPort};
 use dp_core::flow::FlowKey;
-use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
@@ -45,6 +44,7 @@ use dp_pmd::netdev::pcap::{PcapConfig, PcapNetdev};
 use dp_pmd::pmd::{Pmd, PmdConfig, PmdMsg, PolledRxq};
 use dp_pmd::stats::{PmdIdentity, PmdStats};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use testbed::datapath::translation_base_mask;
 
 mod common;
 
@@ -132,18 +132,6 @@ fn vxlan_frame(sport: u16) -> Vec<u8> {
     f
 }
 
-/// What every ofproto-lite translation matches (xlate.rs `wc_init`).
-fn base_mask() -> FlowKey {
-    let mut mask = FlowKey::ZERO;
-    mask.in_port = u32::MAX;
-    mask.recirc_id = u32::MAX;
-    mask.packet_type = u32::MAX;
-    mask.dl_type = u16::MAX;
-    mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
-    mask.vlans[0].tci = VLAN_CFI;
-    mask
-}
-
 /// The translations ofproto-lite gives for the case's flows.
 #[derive(Debug)]
 struct Rules {
@@ -157,7 +145,7 @@ impl UpcallHandler for Rules {
         _: Option<&Packet>,
         _: u64,
     ) -> Result<Translation, UpcallError> {
-        let mut mask = base_mask();
+        let mut mask = translation_base_mask();
         let actions = match (self.case, key.in_port) {
             (Case::Plain, RX_PORT) => vec![Action::Output(TX_PORT)],
             (Case::Encap, RX_PORT) => vec![

@@ -44,13 +44,13 @@ use std::time::Instant;
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
-use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
 use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
 use netdev_dpdk::{DpdkConfig, DpdkNetdev, EalConfig};
+use testbed::datapath::translation_base_mask;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Rule {
@@ -79,16 +79,7 @@ impl UpcallHandler for Handler {
         _: Option<&Packet>,
         _: u64,
     ) -> Result<Translation, UpcallError> {
-        // What ofproto-lite's translation always matches (xlate.rs
-        // wc_init, as OVS's xlate_wc_init): in_port, recirc_id,
-        // packet_type, dl_type, the IP fragment bits and tag presence.
-        let mut mask = FlowKey::ZERO;
-        mask.in_port = u32::MAX;
-        mask.recirc_id = u32::MAX;
-        mask.packet_type = u32::MAX;
-        mask.dl_type = u16::MAX;
-        mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
-        mask.vlans[0].tci = VLAN_CFI;
+        let mut mask = translation_base_mask();
         if self.0 != Rule::InPort {
             mask.nw_proto = u8::MAX;
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
-use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER};
+use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
 use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
@@ -65,17 +65,26 @@ impl UpcallHandler for Reflect {
     }
 }
 
-/// The mask of a simple-match megaflow: in_port, recirc_id, packet_type,
-/// dl_type, the fragment bits and the first VLAN TCI (what a rule on
-/// in_port alone gives, one megaflow per Ethernet type, tag and fragment
-/// kind), the flows the simple-match table serves.
-pub fn simple_match_mask() -> FlowKey {
+/// What every ofproto-lite translation matches (xlate.rs `wc_init`, as
+/// OVS's `xlate_wc_init`): in_port, recirc_id, packet_type, dl_type, the
+/// IP fragment bits and tag presence. Benchmarks' handlers start their
+/// megaflow masks from it, as the real translation does.
+pub fn translation_base_mask() -> FlowKey {
     let mut mask = FlowKey::ZERO;
     mask.in_port = u32::MAX;
     mask.recirc_id = u32::MAX;
     mask.packet_type = u32::MAX;
     mask.dl_type = u16::MAX;
     mask.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
+    mask.vlans[0].tci = VLAN_CFI;
+    mask
+}
+
+/// The mask of a simple-match megaflow: [`translation_base_mask`] with
+/// the whole first VLAN TCI (one megaflow per Ethernet type, tag and
+/// fragment kind), the flows the simple-match table serves.
+pub fn simple_match_mask() -> FlowKey {
+    let mut mask = translation_base_mask();
     mask.vlans[0].tci = 0x1fff;
     mask
 }
