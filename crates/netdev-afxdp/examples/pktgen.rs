@@ -7,13 +7,18 @@
 //!           [--flows 1] [--seconds 5] [--rate PPS]
 //!           [--src-mac M --dst-mac M --src-ip A --dst-ip A --dst-port P]
 //! pktgen rx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--seconds 5]
+//! pktgen drop --netns NS --iface IF [--seconds 5]
 //! ```
 //!
 //! `tx` sends UDP frames of `--size` bytes (without FCS), cycling the UDP
 //! source port over `--flows` values, in batches of 32 through the port's
 //! tx queue (one `sendmmsg` or one AF_XDP kick per batch), as fast as it
-//! can or at `--rate`. `rx` counts what the port receives. Both print one
-//! line per second and a total. The thread enters `--netns` first (the
+//! can or at `--rate`. `rx` counts what the port receives. `drop` opens no
+//! port: it counts and drops everything the interface receives in its tcx
+//! ingress hook ([`netdev_afxdp::drop_sink`], the path every frame takes
+//! when the interface has no XDP program and GRO off; see there why the
+//! benchmark's far side uses it). Each prints one line per second and a
+//! total. The thread enters `--netns` first (the
 //! interface is the namespace's end of a veth).
 
 use std::collections::HashMap;
@@ -24,7 +29,7 @@ use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: pktgen tx|rx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--size 64] \
+        "usage: pktgen tx|rx|drop --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--size 64] \
          [--flows 1] [--seconds 5] [--rate PPS] [--src-mac M] [--dst-mac M] \
          [--src-ip A] [--dst-ip A] [--dst-port P]"
     );
@@ -104,6 +109,9 @@ fn main() -> ExitCode {
     if let Err(e) = netdev_afxdp::testing::enter_netns(netns) {
         eprintln!("pktgen: entering netns {netns}: {e}");
         return ExitCode::FAILURE;
+    }
+    if mode == "drop" {
+        return drop_sink(iface, seconds);
     }
     // `--xdp-mode` for an afxdp port: a benchmark passes the mode it
     // knows works (best-effort first attaches for zero-copy, detaches
@@ -237,5 +245,37 @@ fn main() -> ExitCode {
         }
         _ => return usage(),
     }
+    ExitCode::SUCCESS
+}
+
+/// `pktgen drop`: the tcx drop sink on `iface` for `seconds`.
+fn drop_sink(iface: &str, seconds: u64) -> ExitCode {
+    let sink = match netdev_afxdp::drop_sink::DropSink::attach(iface) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pktgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = Instant::now();
+    let mut last = 0u64;
+    for _ in 0..seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        match sink.dropped() {
+            Ok(n) => {
+                println!("drop {} pps", n - last);
+                last = n;
+            }
+            Err(e) => {
+                eprintln!("pktgen: reading the drop count on {iface}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "drop total {last} packets in {secs:.2} s = {:.0} pps",
+        last as f64 / secs
+    );
     ExitCode::SUCCESS
 }

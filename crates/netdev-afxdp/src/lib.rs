@@ -35,6 +35,7 @@
 
 pub mod afxdp;
 pub mod csum;
+pub mod drop_sink;
 pub mod error;
 pub mod kernel;
 mod stats;

@@ -1,6 +1,8 @@
 //! The few `bpf(2)` commands the AF_XDP port needs: create an XSKMAP, put
 //! a socket in it, load the redirect program, attach it with a bpf_link,
-//! and look up an attached program's name. Attribute layouts follow
+//! and look up an attached program's name; and for the benchmarks' drop
+//! sink (`crate::drop_sink`), a one-slot counter array, a tc program and
+//! its tcx ingress link. Attribute layouts follow
 //! `union bpf_attr` in `linux/bpf.h` (each command's prefix, zero-padded).
 
 use std::io;
@@ -9,6 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use super::{check, owned};
 
 const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
@@ -16,9 +19,12 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_LINK_CREATE: libc::c_int = 28;
 const BPF_LINK_DETACH: libc::c_int = 34;
 
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
+const BPF_TCX_INGRESS: u32 = 46;
 /// Offset and size of `name` in `struct bpf_prog_info`.
 const PROG_INFO_NAME: std::ops::Range<usize> = 64..80;
 
@@ -93,10 +99,19 @@ struct MapCreateAttr {
 
 /// Creates an XSKMAP (queue index → AF_XDP socket) with `entries` slots.
 pub fn bpf_map_create_xskmap(name: &str, entries: u32) -> io::Result<OwnedFd> {
+    map_create(name, BPF_MAP_TYPE_XSKMAP, 4, entries)
+}
+
+/// Creates an array of `entries` zeroed `u64`s (4-byte keys).
+pub fn bpf_map_create_u64_array(name: &str, entries: u32) -> io::Result<OwnedFd> {
+    map_create(name, BPF_MAP_TYPE_ARRAY, 8, entries)
+}
+
+fn map_create(name: &str, map_type: u32, value_size: u32, entries: u32) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_XSKMAP,
+        map_type,
         key_size: 4,
-        value_size: 4,
+        value_size,
         max_entries: entries,
         map_flags: 0,
         inner_map_fd: 0,
@@ -128,6 +143,20 @@ pub fn bpf_map_update_u32(map: &OwnedFd, key: u32, value: u32) -> io::Result<()>
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
 }
 
+/// `map[key]` of a map with 4-byte keys and `u64` values.
+pub fn bpf_map_lookup_u64(map: &OwnedFd, key: u32) -> io::Result<u64> {
+    let mut value = 0u64;
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        pad0: 0,
+        key: &key as *const u32 as u64,
+        value: &mut value as *mut u64 as u64,
+        flags: 0,
+    };
+    bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+    Ok(value)
+}
+
 #[repr(C)]
 struct ProgLoadAttr {
     prog_type: u32,
@@ -148,11 +177,26 @@ struct ProgLoadAttr {
 /// Loads an XDP program; on a verifier rejection the error carries the
 /// verifier's log.
 pub fn bpf_prog_load_xdp(name: &str, insns: &[BpfInsn], license: &str) -> io::Result<OwnedFd> {
+    prog_load(BPF_PROG_TYPE_XDP, BPF_XDP, name, insns, license)
+}
+
+/// Loads a tc (`BPF_PROG_TYPE_SCHED_CLS`) program, for a tcx link.
+pub fn bpf_prog_load_tc(name: &str, insns: &[BpfInsn], license: &str) -> io::Result<OwnedFd> {
+    prog_load(BPF_PROG_TYPE_SCHED_CLS, 0, name, insns, license)
+}
+
+fn prog_load(
+    prog_type: u32,
+    expected_attach_type: u32,
+    name: &str,
+    insns: &[BpfInsn],
+    license: &str,
+) -> io::Result<OwnedFd> {
     let license =
         std::ffi::CString::new(license).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut log = vec![0u8; 64 * 1024];
     let mut attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_XDP,
+        prog_type,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
@@ -163,7 +207,7 @@ pub fn bpf_prog_load_xdp(name: &str, insns: &[BpfInsn], license: &str) -> io::Re
         prog_flags: 0,
         prog_name: name16(name),
         prog_ifindex: 0,
-        expected_attach_type: BPF_XDP,
+        expected_attach_type,
         pad: [0; 64],
     };
     match bpf(BPF_PROG_LOAD, &mut attr) {
@@ -201,6 +245,20 @@ pub fn bpf_link_create_xdp(prog: &OwnedFd, ifindex: u32, mode: XdpLinkMode) -> i
         target_ifindex: ifindex,
         attach_type: BPF_XDP,
         flags: mode.flags(),
+        pad: [0; 48],
+    };
+    owned(bpf(BPF_LINK_CREATE, &mut attr)?)
+}
+
+/// Attaches tc program `prog` first in interface `ifindex`'s tcx ingress
+/// hook (Linux 6.6+) through a bpf_link: attached exactly as long as the
+/// returned descriptor is open.
+pub fn bpf_link_create_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_TCX_INGRESS,
+        flags: 0,
         pad: [0; 48],
     };
     owned(bpf(BPF_LINK_CREATE, &mut attr)?)
