@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # oxvs vs Open vSwitch 3.1 (Debian's openvswitch-switch, its `afxdp` port
-# type), side by side on the same veths, one PMD core each.
+# type), side by side on the same veths, one PMD core each; and the
+# machine's ceiling: the kernel forwarding between the same two veths with
+# no userspace at all (`kernel`, see below).
 #
 # Topology (created here, removed on exit, also on error or ^C):
 #   ns ax<pid>-g: eth0 10.98.0.1 ==veth== axg<pid>  \
@@ -12,12 +14,46 @@
 # switch with a wrong checksum; TSO/GSO the kernel turns off by itself on a
 # veth whose peer has a native XDP program (the same for both switches).
 #
+#
+# The far side (why the UDP figure is comparable): a frame a switch sends
+# into its veth reaches the sink namespace's eth0 either through veth's
+# NAPI poll or through the per-CPU backlog (the ordinary stack). veth_xmit
+# takes NAPI only when the receiver has NAPI (a native XDP program on it,
+# or GRO on) and the frame is "GRO-eligible" (veth_skb_is_eligible_for_gro:
+# TSO off on the sending veth, or a sock_wfree skb with UDP GRO forwarding
+# on the receiver). The old sink, an AF_XDP socket behind a native XDP
+# program on eth0, got a mix of both per run (OVS's frames all on the
+# backlog path, oxvs's partly through NAPI in one run of the same script),
+# so its count compared different paths. Now eth0 has no XDP program and
+# GRO off, so veth has no NAPI for it and every frame, whichever system
+# sent it, takes the backlog path; there a tcx ingress program (pktgen
+# drop, crates/netdev-afxdp/src/drop_sink.rs) counts and drops it before
+# the stack (no ICMP, no socket). The script checks that eth0's XDP
+# counter stayed 0. The backlog runs in softirq on the sending CPU, i.e.
+# inside the switch's sendto on the PMD core, the same for every system.
+#
+# Systems (BENCH_SYSTEMS, default oxvs,ovs,kernel):
+#   oxvs    oxvsd, two afxdp ports, NORMAL.
+#   ovs     Debian's ovs-vswitchd, two afxdp ports, NORMAL.
+#   kernel  no switch process: a tc ingress filter on each switch-side veth
+#           redirects everything to the other (cls_bpf match-all + mirred,
+#           the two this kernel has): what the topology carries at zero
+#           userspace cost. The forwarding runs in softirq on the sending
+#           CPU (the generator's or iperf3's, CPU 0 with BENCH_PIN), so it
+#           needs no second CPU and no cross-CPU hand-off, which a switch's
+#           PMD always has. (Steering it to the PMD core with RPS was
+#           tried: the generator's AF_XDP sends then mostly failed,
+#           ~1k pps forwarded, and TCP fell to 1.3 Gbit/s, so it is not
+#           used.) Its PMD columns read -.
+#
 # Figures, per system and run:
 #   Mpps  64-byte UDP offered by our generator (examples/pktgen, AF_XDP
 #         socket on the generator namespace's eth0) for BENCH_SECONDS,
-#         counted on the far side: the sink namespace's eth0 receive
-#         counter, where a sink (pktgen rx, AF_XDP socket) takes them;
-#         median of the per-second samples.
+#         counted on the far side by the drop sink (above); median of the
+#         per-second counts.
+#   del%  of the frames the generator sent, the share the sink counted:
+#         near 100 % means the system kept up and the generator, which
+#         has one CPU, set the Mpps (then compare c/p).
 #   c/p   PMD cycles per packet (pmd-stats-show "avg processing cycles per
 #         packet", the same counter in both): the switch's own cost, which
 #         matters here because on a 2-CPU machine the generator and the
@@ -29,12 +65,14 @@
 #         every tx kick and fill-ring wakeup is a syscall into the kernel's
 #         xmit path, so this tells the switches' kernel cost apart.
 #         Needs `perf` (linux-perf); the column reads - without it.
-# Each run measures oxvs then OVS; the table is the median of BENCH_RUNS runs.
+# Each run measures the systems in turn; the table is the median of
+# BENCH_RUNS runs, with each system's ratio to OVS.
 #
 # Usage (root): benches/afxdp-vs-ovs.sh
-#   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_SYSTEMS=oxvs,ovs BENCH_XDP_MODE=native
+#   BENCH_RUNS=3 BENCH_SECONDS=5 BENCH_SYSTEMS=oxvs,ovs,kernel BENCH_XDP_MODE=native
 #   BENCH_BUILD=0 (use the release binaries already in target/)
-#   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds)
+#   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds);
+#   BENCH_PKTGEN=PATH: the generator and sink (examples/pktgen)
 #   BENCH_OXVS_OPTIONS='n_rxq_desc = 8192': more options for oxvs's two
 #   afxdp ports (TOML inline-table entries). oxvs's two ports share one
 #   UMEM by default (shared-umem), so what it forwards goes out without a
@@ -89,7 +127,7 @@ autogroup_nice $$
 
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-5}
-SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs}
+SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,kernel}
 XDP_MODE=${BENCH_XDP_MODE:-native}
 NCPU=$(nproc)
 PMD_CORE=$((NCPU - 1))
@@ -105,7 +143,7 @@ TAG=$PREFIX$$
 NS_G=$TAG-g NS_S=$TAG-s
 IF_G=${PREFIX}g$$ IF_S=${PREFIX}s$$
 IP_G=10.98.0.1 IP_S=10.98.0.2
-OXVSD_PID= SINK_PID= GEN_PID=
+OXVSD_PID= SINK_PID= GEN_PID= KERNEL_FWD=
 
 . "$(dirname "$0")/lib/ovs-bench.sh"
 
@@ -114,6 +152,7 @@ cleanup() {
     stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"; stop_pid "${PERF_PID:-}"
     stop_pid "${PROF_PID:-}"; stop_pid "${FAR_PID:-}"
     ovs_daemons_stop
+    [ -n "$KERNEL_FWD" ] && kernel_stop
     # iperf3 servers in our namespaces die with them.
     for ns in "$NS_G" "$NS_S"; do
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
@@ -145,7 +184,7 @@ if [ "${BENCH_BUILD:-1}" = 1 ]; then
 fi
 OXVSD=${BENCH_OXVSD:-$ROOT/target/release/oxvsd}
 OXVSCTL="$ROOT/target/release/oxvsctl --socket $WORK/oxvsd.ctl"
-PKTGEN=$ROOT/target/release/examples/pktgen
+PKTGEN=${BENCH_PKTGEN:-$ROOT/target/release/examples/pktgen}
 
 # ---- the veths ----
 ip netns add "$NS_G"
@@ -154,21 +193,17 @@ for side in G S; do
     ns=NS_$side ifc=IF_$side addr=IP_$side
     ip link add "${!ifc}" numtxqueues 1 numrxqueues 1 type veth \
         peer name eth0 netns "${!ns}" numtxqueues 1 numrxqueues 1
-    # The switch side sends single frames only (AF_XDP), so TSO there is
-    # moot, but it is one of the things that decide the far side's
-    # receive path: veth hands a frame to the peer's XDP program (the
-    # sink) only when the sending device has TSO off or the frame's
-    # socket frees with sock_wfree (veth_skb_is_eligible_for_gro), which
-    # AF_XDP's generic xmit does not. The kernel turns it off while the
-    # peer has XDP; set here so that does not depend on attach order.
-    # (Frames still reached the sink namespace's stack instead of the sink
-    # in some runs, so the Mpps figure is counted on the interface.)
+    # The switch side sends single frames only (AF_XDP); TSO off there
+    # (the kernel turns it off anyway while the peer has XDP) so that the
+    # kernel system forwards the same MTU-sized frames.
     ethtool -K "${!ifc}" tso off >/dev/null
     ip link set "${!ifc}" up
     ip -n "${!ns}" link set lo up
     ip -n "${!ns}" addr add "${!addr}/24" dev eth0
     ip -n "${!ns}" link set eth0 up
-    ip netns exec "${!ns}" ethtool -K eth0 tx off >/dev/null
+    # GRO off: with no XDP program either, veth has no NAPI for eth0, so
+    # whatever any system sends takes the backlog path (see the header).
+    ip netns exec "${!ns}" ethtool -K eth0 tx off gro off >/dev/null
     ip netns exec "${!ns}" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 done
 MAC_S=$(ip -n "$NS_S" -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | awk '{print $2}')
@@ -242,6 +277,26 @@ ovs_start() {
     exit 1
 }
 
+# The kernel system: tc ingress redirect both ways between the
+# switch-side veths.
+kernel_start() {
+    KERNEL_FWD=1
+    for pair in "$IF_G $IF_S" "$IF_S $IF_G"; do
+        set -- $pair
+        tc qdisc add dev "$1" ingress
+        # cBPF "ret #-1": every frame matches (this kernel has no matchall).
+        tc filter add dev "$1" ingress bpf bytecode '1,6 0 0 4294967295,' \
+            action mirred egress redirect dev "$2"
+    done
+}
+kernel_stop() {
+    for ifc in "$IF_G" "$IF_S"; do
+        tc qdisc del dev "$ifc" ingress 2>/dev/null
+    done
+    KERNEL_FWD=
+    true
+}
+
 # ---- measurements (the switch under test is running) ----
 
 learn() { # both MACs in the switch's table, a route through it
@@ -250,7 +305,7 @@ learn() { # both MACs in the switch's table, a route through it
 }
 
 # The TID of process $1's first PMD thread (oxvsd: pmd-cNN, OVS: pmd-cNN/id:N).
-pmd_tid() { ps -L -o tid=,comm= -p "$1" | awk '$2 ~ /^pmd/ {print $1; exit}'; }
+pmd_tid() { [ -n "$1" ] || return 0; ps -L -o tid=,comm= -p "$1" | awk '$2 ~ /^pmd/ {print $1; exit}'; }
 
 SYSCALL_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_poll,syscalls:sys_enter_ppoll,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg
 pmd_rx() { # appctl-function -> packets received by the busiest PMD
@@ -319,81 +374,82 @@ profile_report() { # label out: user/kernel split and the top functions
     rm -f "$2" "$2.ticks" "$2.cpu"
 }
 
-# The sink namespace's eth0 counters (veth ethtool -S): name value lines.
+# The far side's path counters, as name value lines: the sink namespace's
+# eth0 (veth ethtool -S: what went through NAPI/XDP, which must stay 0;
+# rx_packets: everything veth handed over) and the machine's backlog drops
+# (/proc/net/softnet_stat column 2, all CPUs: a full backlog drops frames
+# before the sink sees them).
 far_counters() {
     ip netns exec "$NS_S" ethtool -S eth0 2>/dev/null \
-        | awk -F': *' '$1 ~ /rx_queue_0_(xdp_packets|xdp_redirect|drops|xdp_drops)$/ {gsub(" ", "", $1); print $1, $2}'
+        | awk -F': *' '$1 ~ /rx_queue_0_(xdp_packets|drops)$/ {gsub(" ", "", $1); print $1, $2}'
+    echo "rx_packets $(ip netns exec "$NS_S" cat /sys/class/net/eth0/statistics/rx_packets)"
+    local drops total=0
+    while read -r _ drops _; do total=$((total + 0x$drops)); done </proc/net/softnet_stat
+    echo "backlog_drops $total"
 }
 
-# Per-second packet counts of the far side's eth0 (all it received, XDP
-# or not) for SECS + 1 seconds, as "rx N pps" lines into $1.
-far_sampler() {
-    local prev cur
-    prev=$(ip netns exec "$NS_S" cat /sys/class/net/eth0/statistics/rx_packets)
-    for _ in $(seq $((SECS + 1))); do
-        sleep 1
-        cur=$(ip netns exec "$NS_S" cat /sys/class/net/eth0/statistics/rx_packets)
-        echo "rx $((cur - prev)) pps"
-        prev=$cur
-    done >"$1"
-}
-
-measure_udp() { # appctl-function pid -> "mpps cycles syscalls/packet"
+# appctl-function (none for the kernel system: no PMD) and pid ->
+# "mpps cycles syscalls/packet delivered%" (- for what does not apply).
+measure_udp() {
     local appctl=$1 pid=$2
-    $LOAD "$PKTGEN" rx --netns "$NS_S" --iface eth0 --type afxdp --xdp-mode native --seconds $((SECS + 3)) \
+    $LOAD "$PKTGEN" drop --netns "$NS_S" --iface eth0 --seconds $((SECS + 3)) \
         >"$WORK/sink.out" 2>&1 &
     SINK_PID=$!
     sleep 1
-    $appctl dpif-netdev/pmd-stats-clear >/dev/null
+    [ "$appctl" = none ] || $appctl dpif-netdev/pmd-stats-clear >/dev/null
     far_counters >"$WORK/far.0"
-    perf_syscalls_start "$appctl" "$(pmd_tid "$pid")" "$SECS" "$WORK/perf.out"
-    profile_start "$pid" "$(pmd_tid "$pid")" "$SECS" "$WORK/prof-udp.data"
-    far_sampler "$WORK/far.out" &
-    FAR_PID=$!
+    if [ "$appctl" != none ]; then
+        perf_syscalls_start "$appctl" "$(pmd_tid "$pid")" "$SECS" "$WORK/perf.out"
+        profile_start "$pid" "$(pmd_tid "$pid")" "$SECS" "$WORK/prof-udp.data"
+    fi
     $LOAD "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --xdp-mode native --size 64 --seconds $((SECS + 1)) \
         --dst-mac "$MAC_S" --src-ip "$IP_G" --dst-ip "$IP_S" >"$WORK/gen.out" 2>&1 &
     GEN_PID=$!
     wait "$GEN_PID" || { cat "$WORK/gen.out" >&2; exit 1; }
     GEN_PID=
-    local cyc spp
-    perf_syscalls_wait
-    spp=$(perf_syscalls_result "$WORK/perf.out")
-    profile_report udp "$WORK/prof-udp.data"
-    cyc=$(cycles_per_packet "$appctl")
+    local cyc=- spp=-
+    if [ "$appctl" != none ]; then
+        perf_syscalls_wait
+        spp=$(perf_syscalls_result "$WORK/perf.out")
+        profile_report udp "$WORK/prof-udp.data"
+        cyc=$(cycles_per_packet "$appctl")
+    fi
     wait "$SINK_PID" || { cat "$WORK/sink.out" >&2; exit 1; }
     SINK_PID=
     far_counters >"$WORK/far.1"
-    # The far side's own view: what its veth received and what its XDP
-    # program redirected to the sink's socket (a sink that counts far less
-    # than that lost them in its socket: see its counters).
-    log "  far side: $(paste "$WORK/far.0" "$WORK/far.1" | awk '{printf "%s %d, ", $1, $4 - $2}')sink $(grep '^rx counters' "$WORK/sink.out" | cut -d' ' -f3-)"
-    wait "$FAR_PID" 2>/dev/null || true
-    FAR_PID=
-    # Per-second samples of the far side's interface while the generator
-    # ran (skip the first). Counted on the interface, not by the sink's
-    # socket: in some runs (both switches, also before the sink existed in
-    # this form) the far side's packets took the kernel stack's path
-    # rather than its XDP program, and a sink-socket count read 0 for a
-    # switch that forwarded everything; the sink's own count is logged.
-    local pps sink_pps
-    pps=$(awk '/^rx [0-9]+ pps/ {print $2}' "$WORK/far.out" | awk '$1 > 0' | tail -n +2 | head -n "$SECS" | median)
-    sink_pps=$(awk '/^rx [0-9]+ pps/ {print $2}' "$WORK/sink.out" | awk '$1 > 0' | tail -n +2 | head -n "$SECS" | median)
-    log "  far side: median $pps pps on its interface, $sink_pps pps into the sink's socket"
-    echo "$(echo "$pps / 1000000" | bc -l) $cyc $spp"
-    log "  udp: sink $(grep "^rx total" "$WORK/sink.out"); generator $(tail -1 "$WORK/gen.out"); ${cyc} cycles/packet"
+    local far
+    far=$(paste "$WORK/far.0" "$WORK/far.1" | awk '{printf "%s %d, ", $1, $4 - $2}')
+    log "  far side: ${far%, }"
+    # The path check: not one frame through veth's NAPI/XDP.
+    if [ "$(paste "$WORK/far.0" "$WORK/far.1" | awk '$1 == "rx_queue_0_xdp_packets" {print $4 - $2}')" != 0 ]; then
+        echo "frames reached the far side through veth's NAPI path ($far): the sink's path is not the fixed one" >&2
+        exit 1
+    fi
+    # The sink's per-second counts while the generator ran: the sink
+    # starts a second early and runs two seconds past the generator, so
+    # skip the idle seconds and the first (partial) busy one.
+    local pps
+    pps=$(awk '/^drop [0-9]+ pps/ {print $2}' "$WORK/sink.out" | awk '$1 > 1000' | tail -n +2 | head -n "$SECS" | median)
+    # What reached the sink of all the generator sent: near 100 % means
+    # the system kept up and the generator (one CPU) set the Mpps.
+    local sent got
+    sent=$(awk '/^tx total/ {print $3}' "$WORK/gen.out")
+    got=$(awk '/^drop total/ {print $3}' "$WORK/sink.out")
+    echo "$(echo "$pps / 1000000" | bc -l) $cyc $spp $(echo "100 * $got / $sent" | bc -l)"
+    log "  udp: median $pps pps at the far side; sink $(grep "^drop total" "$WORK/sink.out"); generator $(tail -1 "$WORK/gen.out"); ${cyc} cycles/packet"
 }
 
-measure_tcp() { # pid -> Gbit/s
+measure_tcp() { # pid (none for the kernel system) -> Gbit/s
     # In the background rather than -D (which would detach it into an
     # autogroup of its own); it serves one test and exits.
     $LOAD ip netns exec "$NS_S" iperf3 -s -1 -B "$IP_S" --logfile "$WORK/iperf3-server.log" >/dev/null 2>&1 &
     sleep 0.3
-    profile_start "$1" "$(pmd_tid "$1")" "$((SECS - 1))" "$WORK/prof-tcp.data"
+    [ "$1" = none ] || profile_start "$1" "$(pmd_tid "$1")" "$((SECS - 1))" "$WORK/prof-tcp.data"
     local gbps
     gbps=$($LOAD ip netns exec "$NS_G" iperf3 -c "$IP_S" -t "$SECS" -J \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)')
     rm -f "$WORK/iperf3-server.log"
-    profile_report tcp "$WORK/prof-tcp.data"
+    [ "$1" = none ] || profile_report tcp "$WORK/prof-tcp.data"
     echo "$gbps"
     log "  tcp: $gbps Gbit/s"
 }
@@ -404,7 +460,7 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: oxvs (xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
         oxvs_start
         learn
-        read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] RES[oxvs,spp,$run] < <(measure_udp oxvs_appctl "$OXVSD_PID")
+        read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] RES[oxvs,spp,$run] RES[oxvs,deliv,$run] < <(measure_udp oxvs_appctl "$OXVSD_PID")
         # Where oxvs lost packets: the AF_XDP sockets' own counters.
         oxvs_appctl dpctl/show -s | awk '/port [0-9]+:/ {p = $3} /xsk_/ {print "  " p " " $0}' | sed 's/^/[bench] /' >&2
         RES[oxvs,tcp,$run]=$(measure_tcp "$OXVSD_PID")
@@ -414,22 +470,34 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: OVS (afxdp, xdp-mode $XDP_MODE, PMD on CPU $PMD_CORE)"
         ovs_start
         learn
-        read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] RES[ovs,spp,$run] < <(measure_udp ovs_appctl "$(cat "$WORK/vswitchd.pid")")
+        read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] RES[ovs,spp,$run] RES[ovs,deliv,$run] < <(measure_udp ovs_appctl "$(cat "$WORK/vswitchd.pid")")
         RES[ovs,tcp,$run]=$(measure_tcp "$(cat "$WORK/vswitchd.pid")")
         ovs_daemons_stop
+    fi
+    if [[ ,$SYSTEMS, == *,kernel,* ]]; then
+        log "run $run/$RUNS: kernel (tc ingress mirred between the veths)"
+        kernel_start
+        learn
+        read -r RES[kernel,mpps,$run] RES[kernel,cpp,$run] RES[kernel,spp,$run] RES[kernel,deliv,$run] < <(measure_udp none none)
+        RES[kernel,tcp,$run]=$(measure_tcp none)
+        log "  $(tc -s filter show dev "$IF_G" ingress | awk '/Sent/ {print "mirred " $0; exit}')"
+        kernel_stop
     fi
 done
 
 echo
-echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp; veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-30s | %10s | %10s | %10s |\n' figure oxvs OVS oxvs/OVS
-printf '|%s|\n' "--------------------------------|------------|------------|-----------"
-o=$(med oxvs mpps); v=$(med ovs mpps)
-printf '| %-30s | %10s | %10s | %10s |\n' "64-byte UDP Mpps (far side)" "$(fmt "$o" 3)" "$(fmt "$v" 3)" "$(ratio "$o" "$v")"
-o=$(med oxvs cpp); v=$(med ovs cpp)
-printf '| %-30s | %10s | %10s | %10s |\n' "PMD cycles/packet (lower wins)" "$(fmt "$o" 0)" "$(fmt "$v" 0)" "$(ratio "$o" "$v" invert)"
-o=$(med oxvs spp); v=$(med ovs spp)
-printf '| %-30s | %10s | %10s | %10s |\n' "PMD syscalls/packet (lower wins)" "$(fmt "$o" 3)" "$(fmt "$v" 3)" "$(ratio "$o" "$v" invert)"
-o=$(med oxvs tcp); v=$(med ovs tcp)
-printf '| %-30s | %10s | %10s | %10s |\n' "iperf3 TCP Gbit/s" "$(fmt "$o" 2)" "$(fmt "$v" 2)" "$(ratio "$o" "$v")"
-echo "(cycles/packet ratio is OVS/oxvs, so > 1 means oxvs is cheaper)"
+echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp vs the kernel (tc mirred); veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; far side: tcx drop sink; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '| %-32s | %8s | %8s | %8s | %9s | %11s |\n' figure oxvs OVS kernel oxvs/OVS kernel/OVS
+printf '|%s|\n' "----------------------------------|----------|----------|----------|-----------|------------"
+row() { # label metric digits [invert]
+    local o v k
+    o=$(med oxvs "$2"); v=$(med ovs "$2"); k=$(med kernel "$2")
+    printf '| %-32s | %8s | %8s | %8s | %9s | %11s |\n' "$1" "$(fmt "$o" "$3")" "$(fmt "$v" "$3")" "$(fmt "$k" "$3")" \
+        "$(ratio "$o" "$v" ${4:-})" "$(ratio "$k" "$v" ${4:-})"
+}
+row "64-byte UDP Mpps (far side)" mpps 3
+row "UDP delivered/offered %" deliv 1
+row "PMD cycles/packet (lower wins)" cpp 0 invert
+row "PMD syscalls/packet (lower wins)" spp 3 invert
+row "iperf3 TCP Gbit/s" tcp 2
+echo "(cycles and syscalls ratios are OVS/system, so > 1 means cheaper than OVS; the kernel system has no PMD)"
