@@ -16,11 +16,11 @@ use dp_core::flow_table::ufid_from_match;
 use dp_core::packet::Packet;
 use dp_pmd::pmd::FlowDump;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
-use ofproto::{Ofproto, Rule};
+use ofproto::Ofproto;
 
 #[derive(Debug)]
 struct RuleCredit {
-    rules: Vec<Arc<Rule>>,
+    rules: ofproto::HitRules,
     /// The tunnel ports the megaflow counts on (see `crate::tunnel`).
     tunnel: Option<crate::tunnel::TunnelCredit>,
     packets: u64,

@@ -80,7 +80,7 @@ pub use ports::{
     Port, PortConfig, PortError, PortTable, TunnelConfig, TunnelKey, TunnelKind, VlanMode,
 };
 pub use tables::{ExpireReason, FlowModError, Rule, RuleSet};
-pub use xlate::{Translation, XlateError};
+pub use xlate::{HitRules, Translation, XlateError};
 
 /// Anything an [`Ofproto`] operation can refuse.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -75,6 +75,7 @@ use dp_core::action::{Action, Userdata, Userspace};
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::*;
 use dp_core::odp::attr::{EthKey, Ipv4Key, Ipv6Key, KeyAttr, PortsKey};
+use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -108,6 +109,11 @@ impl std::fmt::Display for XlateError {
     }
 }
 
+/// The rules one translation hit, in order. Inline up to four: most
+/// pipelines hit one to three rules, and a heap `Vec` was a malloc and a
+/// free on every flow setup.
+pub type HitRules = SmallVec<[Arc<Rule>; 4]>;
+
 /// The result of translating one flow key.
 #[derive(Clone, Debug)]
 pub struct Translation {
@@ -123,7 +129,7 @@ pub struct Translation {
     /// True when NORMAL ran, so MAC table changes must revalidate.
     pub uses_mac_learning: bool,
     /// Rules the packet hit, in order, for statistics.
-    pub rules: Vec<Arc<Rule>>,
+    pub rules: HitRules,
     /// Set when translation failed; `actions` is then empty.
     pub error: Option<XlateError>,
     /// Number of packets sent to the controller per packet.
@@ -193,7 +199,7 @@ struct Ctx<'a, 't, 'k> {
     table_id: u8,
     depth: u32,
     resubmits: u32,
-    rules: Vec<Arc<Rule>>,
+    rules: HitRules,
     cookie: u64,
     uses_mac: bool,
     mac_seq: u64,
@@ -222,13 +228,14 @@ pub(crate) fn translate(
         Some(t) => t.tlv_map(env.bridge),
         None => TlvMap::shared_empty(),
     };
-    // The flow is built inside the context (not moved in from a local):
-    // each move of an `OfFlow` or a `Ctx` is a memcpy of hundreds of
-    // bytes on every flow setup.
+    // The context starts all zero and the key is copied into it in place
+    // afterwards: a struct literal holding `*key` built each `OfFlow` and
+    // `FlowKey` in a temporary and moved it in, five memcpys of hundreds
+    // of bytes on every flow setup where two are needed.
     let mut ctx = Ctx {
         env,
-        flow: OfFlow::from_key(*key),
-        base: *key,
+        flow: OfFlow::ZERO,
+        base: FlowKey::ZERO,
         orig: key,
         wc: OfFlow::ZERO,
         written: OfFlow::ZERO,
@@ -236,7 +243,7 @@ pub(crate) fn translate(
         table_id: 0,
         depth: 0,
         resubmits: 0,
-        rules: Vec::new(),
+        rules: HitRules::new(),
         cookie: 0,
         uses_mac: false,
         mac_seq: env.mac.seq(),
@@ -252,6 +259,8 @@ pub(crate) fn translate(
         tlv,
         tun_md_written: 0,
     };
+    ctx.flow.key = *key;
+    ctx.base = *key;
     ctx.tlv.decode(key, &mut ctx.flow);
     let in_port = env.ports.by_odp(key.in_port).map(|p| p.ofport);
     ctx.flow.key.in_port = in_port.unwrap_or(OFPP_NONE);
@@ -1004,7 +1013,7 @@ impl Ctx<'_, '_, '_> {
             table_id: 0,
             depth: self.depth + 1,
             resubmits: self.resubmits,
-            rules: Vec::new(),
+            rules: HitRules::new(),
             cookie: 0,
             uses_mac: false,
             mac_seq: self.mac_seq,
@@ -1361,15 +1370,13 @@ impl Ctx<'_, '_, '_> {
     }
 
     fn commit_vlans(&mut self) {
-        let present = |k: &FlowKey| -> Vec<VlanHeader> {
-            k.vlans
-                .iter()
-                .take_while(|v| v.is_present())
-                .copied()
-                .collect()
-        };
-        let b = present(&self.base);
-        let f = present(&self.flow.key);
+        // The tags present, outermost first: a prefix of `vlans` (slices of
+        // the keys' own arrays; a `Vec` of them was an allocation per
+        // output).
+        let present = |k: &FlowKey| k.vlans.iter().take_while(|v| v.is_present()).count();
+        let (base_vlans, flow_vlans) = (self.base.vlans, self.flow.key.vlans);
+        let b = &base_vlans[..present(&self.base)];
+        let f = &flow_vlans[..present(&self.flow.key)];
         if b == f {
             return;
         }
