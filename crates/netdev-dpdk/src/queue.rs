@@ -28,9 +28,7 @@ use std::sync::atomic::Ordering;
 use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
 use std::sync::atomic::AtomicUsize;
 
-use dp_core::packet::{
-    ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, ReleaseFn, wrap_embedded,
-};
+use dp_core::packet::{ForeignFrame, MAX_BURST, Packet, PacketBatch, PacketPool, wrap_embedded};
 use dpdk_sys as sys;
 
 use crate::ffi::{self, Mbuf};
@@ -62,16 +60,6 @@ fn release_mbuf(token: usize, _data: NonNull<u8>) {
         lend_return((*m).port, 1);
         ffi::pktmbuf_free(m);
     }
-}
-
-/// True when `packet`'s bytes live in an mbuf that [`DpdkRxq`] lent.
-/// Comparing function addresses can only err towards "not ours" (a copy),
-/// never the other way: no other release function has this body.
-#[inline]
-fn is_our_mbuf(packet: &Packet) -> bool {
-    packet
-        .foreign()
-        .is_some_and(|f| f.release_fn() as usize == (release_mbuf as ReleaseFn) as usize)
 }
 
 /// A receive queue of a `dpdk` port, owned by one polling thread.
@@ -107,83 +95,124 @@ impl DpdkRxq {
     ///
     /// `RSS`: the port delivers RSS hashes, so the mbuf's flag is worth
     /// testing (a per-burst choice: without it the flag is never set).
+    /// `port_id` and `our_pool` are the queue's, read once per burst.
+    ///
+    /// The common case (one segment, our pool's mbuf) is straight-line
+    /// code; everything else is out of line.
     ///
     /// # Safety
     /// `m` is a valid mbuf chain just returned by `rx_burst`, owned by the
     /// caller and by nothing else.
     #[inline(always)]
-    unsafe fn wrap<const RSS: bool>(&self, m: Mbuf) -> Option<Packet> {
+    unsafe fn wrap<const RSS: bool>(
+        &self,
+        m: Mbuf,
+        port_id: u16,
+        our_pool: *mut sys::rte_mempool,
+    ) -> Option<Packet> {
         // SAFETY: the caller's contract: `m` is valid and ours.
         let mb = unsafe { &mut *m };
-        if mb.nb_segs > 1 || !mb.next.is_null() {
-            // SAFETY: `m` is a valid chain we own.
-            if unsafe { ffi::pktmbuf_linearize(m) } {
-                self.shared
-                    .counters
-                    .rx_linearised
-                    .fetch_add(1, Ordering::Relaxed);
-            } else {
-                // SAFETY: as above; frees every segment.
-                unsafe { ffi::pktmbuf_free(m) };
-                lend_return(self.shared.port_id, 1);
-                self.shared
-                    .counters
-                    .rx_dropped
-                    .fetch_add(1, Ordering::Relaxed);
+        // Invariant the transmit side relies on: a packet's mbuf is one
+        // segment (`nb_segs == 1`, `next` null) from here on; nothing in
+        // the datapath makes a chain.
+        if mb.nb_segs != 1 || !mb.next.is_null() {
+            // SAFETY: as above.
+            if !unsafe { self.linearise(m) } {
                 return None;
             }
         }
         let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>()) else {
-            // SAFETY: valid chain we own; never used again.
-            unsafe { ffi::pktmbuf_free(m) };
-            lend_return(self.shared.port_id, 1);
-            self.shared
-                .counters
-                .rx_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
+            // SAFETY: as above.
+            return unsafe { self.drop_received(m) };
         };
-        mb.port = self.shared.port_id;
+        mb.port = port_id;
         let (start, len) = (usize::from(mb.data_off), usize::from(mb.data_len));
-        let rss = if RSS && mb.ol_flags & ffi::RX_RSS_HASH != 0 {
-            // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
-            Some(unsafe { mb.__bindgen_anon_2.hash.rss })
-        } else {
-            None
-        };
         // SAFETY: the data room `buf_addr..buf_addr + buf_len` belongs to
         // this mbuf alone (the mbuf header lies before it); the mbuf is
         // ours until `release_mbuf` frees it, and its pool is never freed.
         let frame =
             unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
-        let wrapped = if mb.pool == self.shared.mempool.raw() {
+        let wrapped = if mb.pool == our_pool {
+            // SAFETY: the private area follows the mbuf header inside the
+            // same mempool element (`mempool` sizes it for the cell), so
+            // the offset stays in bounds and the pointer is non-null.
+            let cell = unsafe { NonNull::from(&mut *mb).add(1).cast::<u8>() };
             // SAFETY: mbufs of our pool carry an initialised cell in their
             // private area (mempool.rs), unused while the mbuf is outside
             // our packets (every path that hands an mbuf back to DPDK
             // empties its cell first); the cell lives in the mbuf, so it
             // stays valid until the frame's release frees the mbuf.
-            unsafe { wrap_embedded(ffi::mbuf_priv(m), frame, start, len) }
+            unsafe { wrap_embedded(cell, frame, start, len) }
         } else {
             self.cells.wrap_foreign(frame, start, len)
         };
-        match wrapped {
-            Ok(mut packet) => {
-                if let Some(hash) = rss {
-                    let meta = packet.meta_mut();
-                    meta.rss_hash = hash;
-                    meta.rss_hash_valid = true;
-                }
-                Some(packet)
-            }
-            Err(frame) => {
-                drop(frame); // releases the mbuf and its count
-                self.shared
-                    .counters
-                    .rx_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        let mut packet = match wrapped {
+            Ok(packet) => packet,
+            Err(frame) => return self.wrap_failed(frame),
+        };
+        if RSS && mb.ol_flags & ffi::RX_RSS_HASH != 0 {
+            // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
+            let hash = unsafe { mb.__bindgen_anon_2.hash.rss };
+            let meta = packet.meta_mut();
+            meta.rss_hash = hash;
+            meta.rss_hash_valid = true;
         }
+        Some(packet)
+    }
+
+    /// Linearises a received chain into its first segment; `false` when
+    /// it could not be, and then the chain is freed and counted.
+    ///
+    /// # Safety
+    /// As [`Self::wrap`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn linearise(&self, m: Mbuf) -> bool {
+        // SAFETY: `m` is a valid chain we own.
+        if unsafe { ffi::pktmbuf_linearize(m) } {
+            self.shared
+                .counters
+                .rx_linearised
+                .fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as above; linearising leaves one segment.
+            debug_assert!(unsafe { (*m).nb_segs == 1 && (*m).next.is_null() });
+            true
+        } else {
+            // SAFETY: as above; frees every segment. `None` is discarded.
+            let _ = unsafe { self.drop_received(m) };
+            false
+        }
+    }
+
+    /// Frees a received mbuf chain that cannot become a packet, counted
+    /// as an rx drop; always `None`.
+    ///
+    /// # Safety
+    /// As [`Self::wrap`]; `m` is never used again.
+    #[cold]
+    #[inline(never)]
+    unsafe fn drop_received(&self, m: Mbuf) -> Option<Packet> {
+        // SAFETY: the caller's contract; frees every segment.
+        unsafe { ffi::pktmbuf_free(m) };
+        lend_return(self.shared.port_id, 1);
+        self.shared
+            .counters
+            .rx_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// A frame no cell would take (span outside the frame, cell pool
+    /// empty): released (the mbuf and its count) and counted; `None`.
+    #[cold]
+    #[inline(never)]
+    fn wrap_failed(&self, frame: ForeignFrame) -> Option<Packet> {
+        drop(frame);
+        self.shared
+            .counters
+            .rx_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -212,20 +241,19 @@ impl RxQueue for DpdkRxq {
 
 impl DpdkRxq {
     /// Wraps the `n` mbufs just received into `scratch` and appends them
-    /// to `batch`; returns how many it appended.
+    /// to `batch` (which has room for all `n`); returns how many it
+    /// appended. One pass, with the per-burst values in registers.
     #[inline(always)]
     fn wrap_burst<const RSS: bool>(&self, n: usize, batch: &mut PacketBatch) -> usize {
-        let mut added = 0;
-        for &m in &self.scratch[..n] {
-            // SAFETY: `m` was just received and is owned by nobody else.
-            if let Some(packet) = unsafe { self.wrap::<RSS>(m) } {
-                // Cannot fail: at most `room` packets were received.
-                if batch.push(packet).is_ok() {
-                    added += 1;
-                }
-            }
-        }
-        added
+        debug_assert!(n <= MAX_BURST - batch.len());
+        let port_id = self.shared.port_id;
+        let our_pool = self.shared.mempool.raw();
+        batch.extend_from_fn(&self.scratch[..n], |&m| {
+            // SAFETY: `m` was just received and is owned by nobody else;
+            // `recv` asked for no more than the batch's room, so
+            // `extend_from_fn` calls this for every one of them.
+            unsafe { self.wrap::<RSS>(m, port_id, our_pool) }
+        })
     }
 }
 
@@ -277,29 +305,42 @@ impl DpdkTxq {
     /// The mbuf to send for `packet` (consumed); `None` when it had to be
     /// dropped (no mbuf for the copy, too big). A lent mbuf taken back is
     /// tallied in `returned`.
+    #[inline(always)]
     fn to_mbuf(&self, packet: Packet, returned: &mut Returned) -> Option<Mbuf> {
-        if is_our_mbuf(&packet) {
-            let (frame, start, len) = packet.into_foreign().ok()?;
-            let (token, _) = frame.into_raw();
-            let m = token as Mbuf;
-            // SAFETY: the frame was created by `DpdkRxq::wrap` from this
-            // mbuf (its release function says so) and `into_raw` ended the
-            // loan without freeing it, so we own `m` again. The packet
-            // invariants keep `start + len <= buf_len` (the frame's
-            // capacity), which fits u16.
-            unsafe {
-                let mb = &mut *m;
-                debug_assert!(start + len <= usize::from(mb.buf_len));
-                mb.data_off = start as u16;
-                mb.data_len = len as u16;
-                mb.pkt_len = len as u32;
-                mb.nb_segs = 1;
-                mb.next = std::ptr::null_mut();
-                mb.ol_flags &= ffi::OWNERSHIP_FLAGS;
-                returned.add(mb.port);
+        match packet.into_foreign_token(release_mbuf) {
+            Ok((token, start, len)) => {
+                let m = token as Mbuf;
+                // SAFETY: the frame was created by `DpdkRxq::wrap` from
+                // this mbuf (its release function says so) and the loan
+                // ended without freeing it, so we own `m` again. The
+                // packet invariants keep `start + len <= buf_len` (the
+                // frame's capacity), which fits u16.
+                unsafe {
+                    let mb = &mut *m;
+                    debug_assert!(start + len <= usize::from(mb.buf_len));
+                    // `nb_segs` and `next` need no rewrite: `wrap` made the
+                    // mbuf one segment and nothing since makes a chain.
+                    debug_assert!(mb.nb_segs == 1 && mb.next.is_null());
+                    mb.data_off = start as u16;
+                    mb.data_len = len as u16;
+                    mb.pkt_len = len as u32;
+                    // Receive flags are not transmit requests; but a
+                    // vhost-user queue may set transmit offload flags on
+                    // receive (the guest's GSO/checksum requests), which
+                    // this datapath does not honour yet: clear them.
+                    mb.ol_flags &= ffi::OWNERSHIP_FLAGS;
+                    returned.add(mb.port);
+                }
+                Some(m)
             }
-            return Some(m);
+            Err(packet) => self.copy_to_mbuf(packet),
         }
+    }
+
+    /// A packet from another netdev type (or another pool's cell): copied
+    /// once into an mbuf of this port's pool.
+    #[inline(never)]
+    fn copy_to_mbuf(&self, packet: Packet) -> Option<Mbuf> {
         let pool = &self.shared.mempool;
         let m = ffi::pktmbuf_alloc(pool.ptr())?;
         // SAFETY: `m` is a fresh, reset mbuf we own: `buf_addr + data_off`

@@ -345,6 +345,39 @@ impl Packet {
         }
     }
 
+    /// Ends the loan of a foreign packet whose frame `release` would take
+    /// back, without calling it, and returns the frame's token with the
+    /// data's `(start, len)` inside the frame: what `into_foreign` and
+    /// [`ForeignFrame::into_raw`] do together, for a driver sending its own
+    /// frame. Any other packet comes back unchanged as `Err`.
+    ///
+    /// Only the token and the span are read and only the storage tag is
+    /// written, rather than the whole frame moved out and back (DPDK bench
+    /// `io`, callgrind: part of the tx unwrap's ~50 → ~25 instructions).
+    #[inline]
+    pub fn into_foreign_token(
+        mut self,
+        release: ReleaseFn,
+    ) -> Result<(usize, usize, usize), Packet> {
+        let cell = self.cell_mut();
+        let token = match &cell.storage {
+            Storage::Foreign(f) if f.release_fn() as usize == release as usize => f.token(),
+            _ => return Err(self),
+        };
+        let span = (cell.data_start as usize, cell.data_len as usize);
+        // The caller now owns the frame under `token`: forget it, as
+        // `ForeignFrame::into_raw` does.
+        std::mem::forget(std::mem::replace(&mut cell.storage, Storage::Empty));
+        if cell.home.is_some() {
+            drop(self); // the (now empty) cell goes back to its pool
+        } else {
+            // An embedded cell is already empty, which is all its drop
+            // would do.
+            std::mem::forget(self);
+        }
+        Ok((token, span.0, span.1))
+    }
+
     /// Copies this packet (bytes and metadata) into a new buffer from
     /// `pool`; `None` when the pool is exhausted or its buffers are too
     /// small.

@@ -380,3 +380,96 @@ fn packets_returning_while_their_pool_closes_free_every_cell() {
     let grown = crate::packet::retained_pool_headers() - before;
     assert!(grown < 100, "{grown} pool headers kept for 20,000 pools");
 }
+
+#[test]
+fn extend_from_fn_appends_in_order_skips_none_and_stops_at_the_room() {
+    let pool = pool(64);
+    let mut batch = PacketBatch::new();
+    batch.push(pool.alloc_from(&[0]).unwrap()).unwrap();
+    // Odd items make no packet; every packet made lands in order.
+    let items: Vec<u8> = (1..=9).collect();
+    let mut seen = Vec::new();
+    let added = batch.extend_from_fn(&items, |&i| {
+        seen.push(i);
+        (i % 2 == 0).then(|| pool.alloc_from(&[i]).unwrap())
+    });
+    assert_eq!(added, 4);
+    assert_eq!(seen, items);
+    let firsts: Vec<u8> = batch.iter().map(|p| p.data()[0]).collect();
+    assert_eq!(firsts, vec![0, 2, 4, 6, 8]);
+    // Items beyond the room are not looked at: nothing made, nothing lost.
+    let many: Vec<u8> = (10..60).collect();
+    let mut calls = 0;
+    let added = batch.extend_from_fn(&many, |&i| {
+        calls += 1;
+        Some(pool.alloc_from(&[i]).unwrap())
+    });
+    assert_eq!((added, calls), (MAX_BURST - 5, MAX_BURST - 5));
+    assert!(batch.is_full());
+    assert_eq!(pool.in_use(), MAX_BURST);
+    assert_eq!(batch.extend_from_fn(&many, |_| unreachable!()), 0);
+    // Slots freed by pop/drain/retain are reused without losing packets.
+    batch.retain(|p| p.data()[0] % 4 == 0);
+    let kept = batch.len();
+    assert_eq!(pool.in_use(), kept);
+    let added = batch.extend_from_fn(&[100u8, 101], |&i| pool.alloc_from(&[i]));
+    assert_eq!(added, 2);
+    assert_eq!(batch.len(), kept + 2);
+    assert_eq!(batch.get(kept).unwrap().data(), &[100]);
+    assert_eq!(pool.in_use(), kept + 2);
+    batch.clear();
+    assert_eq!(pool.in_use(), 0);
+}
+
+static TOKEN_RELEASED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn token_release(token: usize, _ptr: NonNull<u8>) {
+    TOKEN_RELEASED.lock().unwrap().push(token);
+}
+
+#[test]
+fn into_foreign_token_ends_the_loan_only_for_its_release_function() {
+    let mut region = vec![0u8; 512];
+    let base = region.as_mut_ptr();
+    let frame = |i: usize| {
+        let ptr = NonNull::new(base.wrapping_add(i * 256)).unwrap();
+        // SAFETY: two distinct 256-byte slices of `region`, which outlives
+        // every packet here and is not touched while lent.
+        unsafe { ForeignFrame::new(ptr, 256, 40 + i, token_release) }
+    };
+    // A pooled cell: the loan ends, the cell goes back to its pool.
+    let meta_pool = PacketPool::new("meta-token", PoolConfig::metadata_only(1));
+    let mut p = meta_pool.wrap_foreign(frame(0), 64, 60).unwrap();
+    assert!(p.push_front(4).is_some());
+    // Another driver's release function: the packet comes back intact.
+    let p = p.into_foreign_token(taken_release).unwrap_err();
+    assert_eq!((p.headroom(), p.len()), (60, 64));
+    assert_eq!(p.into_foreign_token(token_release).unwrap(), (40, 60, 64));
+    assert_eq!(meta_pool.in_use(), 0);
+    // An embedded cell: left empty and reusable.
+    let mut buf = Box::new(FakeBuffer {
+        cell: [0; EMBEDDED_CELL_SIZE],
+        frame: [0; 256],
+    });
+    let cell = NonNull::new(buf.cell.as_mut_ptr()).unwrap();
+    // SAFETY: `cell` is 64-byte aligned, EMBEDDED_CELL_SIZE long, unused.
+    unsafe { init_embedded_cell(cell) };
+    for round in 0..2 {
+        // SAFETY: initialised above; the previous packet ended its loan.
+        let p = unsafe { wrap_embedded(cell, frame(1), 128 - round, 10) }.unwrap();
+        assert_eq!(
+            p.into_foreign_token(token_release).unwrap(),
+            (41, 128 - round, 10)
+        );
+    }
+    // Heap packets are not foreign.
+    let heap = pool(1);
+    let p = heap.alloc_from(&[1, 2, 3]).unwrap();
+    assert_eq!(
+        p.into_foreign_token(token_release).unwrap_err().data(),
+        &[1, 2, 3]
+    );
+    // No loan ended by the token was released.
+    assert!(TOKEN_RELEASED.lock().unwrap().is_empty());
+    drop(region);
+}
