@@ -43,8 +43,14 @@
 #           needs no second CPU and no cross-CPU hand-off, which a switch's
 #           PMD always has. (Steering it to the PMD core with RPS was
 #           tried: the generator's AF_XDP sends then mostly failed,
-#           ~1k pps forwarded, and TCP fell to 1.3 Gbit/s, so it is not
-#           used.) Its PMD columns read -.
+#           ~1k pps forwarded; see kernel-rps.) Its PMD columns read -.
+#   kernel-rps  (not in the default list) the kernel system with RPS
+#           steering both switch-side veths' receive work to the PMD core:
+#           the CPU split a PMD switch has (data and ACKs cross to CPU 1
+#           to be forwarded, and the far stack's receive runs there), at
+#           zero userspace cost. TCP only: with RPS the generator's
+#           AF_XDP sends mostly fail (EAGAIN/EBUSY, ~1k pps forwarded), so
+#           its UDP column reads -.
 #
 # Figures, per system and run:
 #   Mpps  64-byte UDP offered by our generator (examples/pktgen, AF_XDP
@@ -279,19 +285,24 @@ ovs_start() {
 
 # The kernel system: tc ingress redirect both ways between the
 # switch-side veths.
-kernel_start() {
+kernel_start() { # [rps]: steer their receive work to the PMD core
     KERNEL_FWD=1
+    local rps=${1:-}
     for pair in "$IF_G $IF_S" "$IF_S $IF_G"; do
         set -- $pair
         tc qdisc add dev "$1" ingress
         # cBPF "ret #-1": every frame matches (this kernel has no matchall).
         tc filter add dev "$1" ingress bpf bytecode '1,6 0 0 4294967295,' \
             action mirred egress redirect dev "$2"
+        if [ -n "$rps" ]; then
+            printf '%x' $((1 << PMD_CORE)) >"/sys/class/net/$1/queues/rx-0/rps_cpus"
+        fi
     done
 }
 kernel_stop() {
     for ifc in "$IF_G" "$IF_S"; do
         tc qdisc del dev "$ifc" ingress 2>/dev/null
+        echo 0 >"/sys/class/net/$ifc/queues/rx-0/rps_cpus" 2>/dev/null
     done
     KERNEL_FWD=
     true
@@ -483,21 +494,38 @@ for run in $(seq "$RUNS"); do
         log "  $(tc -s filter show dev "$IF_G" ingress | awk '/Sent/ {print "mirred " $0; exit}')"
         kernel_stop
     fi
+    if [[ ,$SYSTEMS, == *,kernel-rps,* ]]; then
+        log "run $run/$RUNS: kernel-rps (tc ingress mirred between the veths, RPS to CPU $PMD_CORE; TCP only)"
+        kernel_start rps
+        learn
+        RES[kernel-rps,tcp,$run]=$(measure_tcp none)
+        kernel_stop
+    fi
 done
 
 echo
 echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp vs the kernel (tc mirred); veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; far side: tcx drop sink; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-32s | %8s | %8s | %8s | %9s | %11s |\n' figure oxvs OVS kernel oxvs/OVS kernel/OVS
-printf '|%s|\n' "----------------------------------|----------|----------|----------|-----------|------------"
+# One column per system measured, then each one's ratio to OVS.
+IFS=, read -r -a COLS <<<"$SYSTEMS"
+RATIOS=()
+for c in "${COLS[@]}"; do [ "$c" != ovs ] && RATIOS+=("$c"); done
+header="| $(printf '%-32s' figure) |"
+rule="|$(printf '%34s' '' | tr ' ' -)|"
+for c in "${COLS[@]}"; do header+=" $(printf '%10s' "$c") |"; rule+="------------|"; done
+for c in "${RATIOS[@]}"; do header+=" $(printf '%14s' "$c/ovs") |"; rule+="----------------|"; done
+echo "$header"
+echo "$rule"
 row() { # label metric digits [invert]
-    local o v k
-    o=$(med oxvs "$2"); v=$(med ovs "$2"); k=$(med kernel "$2")
-    printf '| %-32s | %8s | %8s | %8s | %9s | %11s |\n' "$1" "$(fmt "$o" "$3")" "$(fmt "$v" "$3")" "$(fmt "$k" "$3")" \
-        "$(ratio "$o" "$v" ${4:-})" "$(ratio "$k" "$v" ${4:-})"
+    local line v c
+    line="| $(printf '%-32s' "$1") |"
+    v=$(med ovs "$2")
+    for c in "${COLS[@]}"; do line+=" $(printf '%10s' "$(fmt "$(med "$c" "$2")" "$3")") |"; done
+    for c in "${RATIOS[@]}"; do line+=" $(printf '%14s' "$(ratio "$(med "$c" "$2")" "$v" ${4:-})") |"; done
+    echo "$line"
 }
 row "64-byte UDP Mpps (far side)" mpps 3
 row "UDP delivered/offered %" deliv 1
 row "PMD cycles/packet (lower wins)" cpp 0 invert
 row "PMD syscalls/packet (lower wins)" spp 3 invert
 row "iperf3 TCP Gbit/s" tcp 2
-echo "(cycles and syscalls ratios are OVS/system, so > 1 means cheaper than OVS; the kernel system has no PMD)"
+echo "(cycles and syscalls ratios are OVS/system, so > 1 means cheaper than OVS; the kernel systems have no PMD)"
