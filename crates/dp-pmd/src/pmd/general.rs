@@ -40,7 +40,7 @@ const END: u8 = u8::MAX;
 impl Pmd {
     /// Verdicts, upcalls and per-group execution of a looked-up batch of
     /// `n` packets (the general path; see the module docs).
-    pub(super) fn run_general(&mut self, mut batch: PacketBatch, n: usize, now_ns: u64) {
+    pub(super) fn run_general(&mut self, batch: &mut PacketBatch, n: usize, now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
         let mut packets: [Option<Packet>; MAX_BURST] = [const { None }; MAX_BURST];
         for (slot, packet) in packets.iter_mut().zip(batch.drain()) {

@@ -28,30 +28,32 @@ use super::Pmd;
 impl Pmd {
     /// Runs a batch just received on `port_no` (its packets' `in_port`
     /// set) through the simple-match fast path when every packet hits a
-    /// simple flow, and returns `None`; otherwise gives the batch back
-    /// for the usual path, nothing done but the header offsets.
+    /// simple flow, and returns `true` (the batch left empty); otherwise
+    /// `false`, the batch left for the usual path, nothing done but the
+    /// header offsets.
     pub(super) fn run_simple_rx(
         &mut self,
-        mut batch: PacketBatch,
+        batch: &mut PacketBatch,
         port_no: u32,
         now_ns: u64,
-    ) -> Option<PacketBatch> {
+    ) -> bool {
         let mut tcp_flags = [0u16; MAX_BURST];
         let Some(n) = self.cascade.lookup_simple_rx(
             &mut self.flows,
-            &mut batch,
+            batch,
             port_no,
             now_ns / 1_000_000,
             &mut self.dispositions,
             &mut tcp_flags,
         ) else {
-            return Some(batch);
+            return false;
         };
         for (key, flags) in self.keys[..n].iter_mut().zip(tcp_flags) {
             key.tcp_flags = flags;
         }
-        let batch = self.run_uniform(batch, n, now_ns)?;
-        self.run_general(batch, n, now_ns);
-        None
+        if !self.run_uniform(batch, n, now_ns) {
+            self.run_general(batch, n, now_ns);
+        }
+        true
     }
 }

@@ -19,32 +19,27 @@ use super::Pmd;
 
 impl Pmd {
     /// Runs `batch` (its `n` packets looked up) through its one flow when
-    /// all hit the same live flow and returns `None`; otherwise gives the
-    /// batch back untouched.
+    /// all hit the same live flow and returns `true` (the batch left to
+    /// the caller to clear); otherwise `false`, the batch untouched.
     #[inline]
-    pub(super) fn run_uniform(
-        &mut self,
-        mut batch: PacketBatch,
-        n: usize,
-        now_ns: u64,
-    ) -> Option<PacketBatch> {
+    pub(super) fn run_uniform(&mut self, batch: &mut PacketBatch, n: usize, now_ns: u64) -> bool {
         let Some(&Disposition::Hit { flow, .. }) = self.dispositions[..n].first() else {
-            return Some(batch);
+            return false;
         };
         let mut tcp_flags = 0u16;
         for (disposition, key) in self.dispositions[..n].iter().zip(&self.keys[..n]) {
             match disposition {
                 Disposition::Hit { flow: f, .. } if *f == flow => tcp_flags |= key.tcp_flags,
-                _ => return Some(batch),
+                _ => return false,
             }
         }
         let Some(actions) = self.flows.get(flow).map(|f| Arc::clone(&f.actions)) else {
-            return Some(batch);
+            return false;
         };
         let bytes = batch.iter().map(|p| p.len() as u64).sum();
         self.flows
             .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
-        self.execute(&actions, &mut batch, now_ns);
-        None
+        self.execute(&actions, batch, now_ns);
+        true
     }
 }
