@@ -51,8 +51,10 @@ pub struct DatapathSection {
     pub pmd_rxq_isolate: bool,
     #[serde(alias = "emc-insert-inv-prob")]
     pub emc_insert_inv_prob: u32,
-    #[serde(alias = "smc-enable")]
-    pub smc_enable: bool,
+    /// true, false or "auto" (the default: on while the classifier needs
+    /// it, see `dp_core::cascade`).
+    #[serde(alias = "smc-enable", deserialize_with = "smc_mode")]
+    pub smc_enable: dp_core::cascade::SmcMode,
     /// µs a packet may wait in a tx buffer.
     #[serde(alias = "tx-flush-interval")]
     pub tx_flush_interval: u64,
@@ -82,7 +84,7 @@ impl Default for DatapathSection {
             pmd_rxq_assign: "cycles".into(),
             pmd_rxq_isolate: true,
             emc_insert_inv_prob: 100,
-            smc_enable: false,
+            smc_enable: dp_core::cascade::SmcMode::Auto,
             tx_flush_interval: 0,
             flow_limit: 200_000,
             max_idle: 10_000,
@@ -92,6 +94,28 @@ impl Default for DatapathSection {
             dpdk: None,
         }
     }
+}
+
+/// `smc_enable`: a boolean (OVS's `smc-enable`) or the string "auto".
+fn smc_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<dp_core::cascade::SmcMode, D::Error> {
+    struct Mode;
+    impl serde::de::Visitor<'_> for Mode {
+        type Value = dp_core::cascade::SmcMode;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("true, false or \"auto\"")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(if v {
+                dp_core::cascade::SmcMode::On
+            } else {
+                dp_core::cascade::SmcMode::Off
+            })
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Mode)
 }
 
 /// The largest `tx_flush_interval` (µs), as OVS's `tx-flush-interval`.
@@ -621,5 +645,23 @@ mod tests {
         assert_eq!(c.datapath.emc_insert_inv_prob, 1);
         assert_eq!(c.pmd_cores(), vec![0]);
         assert_eq!(format_cores(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    #[test]
+    fn smc_enable_takes_a_boolean_or_auto() {
+        use dp_core::cascade::SmcMode;
+        assert_eq!(parse("").unwrap().datapath.smc_enable, SmcMode::Auto);
+        for (text, mode) in [
+            ("smc-enable = true", SmcMode::On),
+            ("smc_enable = false", SmcMode::Off),
+            ("smc-enable = \"auto\"", SmcMode::Auto),
+        ] {
+            let c = parse(&format!("[datapath]\n{text}\n")).unwrap();
+            assert_eq!(c.datapath.smc_enable, mode, "{text}");
+        }
+        let e = parse("[datapath]\nsmc-enable = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("smc") && e.contains("sometimes"), "{e}");
+        let e = parse("[datapath]\nsmc-enable = 1\n").unwrap_err();
+        assert!(e.contains("true, false or \"auto\""), "{e}");
     }
 }

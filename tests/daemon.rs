@@ -75,6 +75,10 @@ fn forwards_injected_traffic_and_reports_flows_and_stats() {
         stats.contains("pmd thread numa_id 0 core_id 0:\n  packets received: 20\n"),
         "{stats}"
     );
+    assert!(
+        stats.contains("  smc: inactive (smc-enable=auto)\n"),
+        "{stats}"
+    );
     // Packets that share the upcall's batch hit the freshly installed
     // megaflow; all later ones hit the EMC. Together: 19 hits, 1 upcall.
     let count = |label: &str| -> u64 {

@@ -222,7 +222,11 @@ impl Harness {
             cascade: CascadeConfig {
                 emc_entries: 64,
                 emc_insert_inv_prob,
-                smc_enabled,
+                smc: if smc_enabled {
+                    dp_core::cascade::SmcMode::On
+                } else {
+                    dp_core::cascade::SmcMode::Off
+                },
                 smc_entries: 256,
                 ..CascadeConfig::default()
             },

@@ -24,6 +24,27 @@
 //! Subtable re-ranking is driven from here: each call passes `now_ms` to
 //! [`FlowTable::maybe_sort`], which re-sorts once per interval.
 //!
+//! # SMC on demand (`smc-enable = "auto"`, the default)
+//! The SMC pays when the classifier does not: with many subtables a
+//! megaflow hit probes several of them (20 masks, uniform traffic: ~10
+//! ranks a hit), while an SMC hit costs one bucket, one flow slot and one
+//! rule whatever the subtable count. With one subtable the classifier
+//! costs a bucket and a rule, and the SMC would only add its bucket. So
+//! in auto mode the SMC is used while the classifier needs it: at each
+//! re-sort, or once [`SMC_AUTO_SAMPLE`] megaflow hits have been seen
+//! since the last decision (whichever comes first), the average subtable
+//! rank of the megaflow hits since the last decision (OVS's "avg.
+//! subtable lookups per megaflow hit") turns it on at
+//! [`SMC_AUTO_ON_LOOKUPS`] or more and off below
+//! [`SMC_AUTO_OFF_LOOKUPS`] (the gap keeps it from flapping). Fewer than
+//! [`SMC_AUTO_MIN_HITS`] hits decide nothing, except that a table whose
+//! ports have one subtable at most turns it off. While it is on, the
+//! megaflow hits are its misses, which still measure the classifier.
+//! The auto SMC is allocated the first time it turns on (once: a PMD
+//! whose classifier never needs it never holds its memory) and kept when
+//! it turns off, so later switches allocate nothing; entries left from
+//! an earlier "on" period are verified like any other.
+//!
 //! # Invariants
 //! - Every returned flow is live in the table at return time, and its
 //!   megaflow matches the packet (every level verifies; none trusts a
@@ -76,6 +97,63 @@ impl Disposition {
     }
 }
 
+/// Average subtable lookups per megaflow hit at or above which the auto
+/// SMC turns on.
+pub const SMC_AUTO_ON_LOOKUPS: f64 = 4.0;
+/// Average subtable lookups per megaflow hit below which the auto SMC
+/// turns off.
+pub const SMC_AUTO_OFF_LOOKUPS: f64 = 2.0;
+/// Fewest megaflow hits an auto decision is based on.
+pub const SMC_AUTO_MIN_HITS: u64 = 1024;
+/// Megaflow hits after which the auto SMC decides without waiting for the
+/// next re-sort.
+pub const SMC_AUTO_SAMPLE: u64 = 1 << 16;
+
+/// OVS `smc-enable`, plus `auto`: the SMC on while the classifier needs
+/// it (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SmcMode {
+    /// Never used (OVS `smc-enable=false`, OVS's default).
+    Off,
+    /// Always used (OVS `smc-enable=true`).
+    On,
+    /// Used while the megaflow hits' average subtable lookups say the
+    /// classifier needs it.
+    #[default]
+    Auto,
+}
+
+impl SmcMode {
+    /// The config value's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmcMode::Off => "false",
+            SmcMode::On => "true",
+            SmcMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for SmcMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SmcMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SmcMode, String> {
+        match s {
+            "false" | "off" => Ok(SmcMode::Off),
+            "true" | "on" => Ok(SmcMode::On),
+            "auto" => Ok(SmcMode::Auto),
+            other => Err(format!(
+                "smc-enable: expected true, false or \"auto\", got {other:?}"
+            )),
+        }
+    }
+}
+
 /// Lookup counters, with the names `dpif-netdev/pmd-stats-show` uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupStats {
@@ -95,6 +173,9 @@ pub struct LookupStats {
     /// success upcall" and "miss with failed upcall"; that split belongs
     /// to the upcall path.
     pub misses: u64,
+    /// Whether the SMC is in use now (a state, not a counter: a reset
+    /// keeps it, totals over PMDs ignore it).
+    pub smc_active: bool,
 }
 
 impl LookupStats {
@@ -120,7 +201,16 @@ impl std::fmt::Display for LookupStats {
             "  avg. subtable lookups per megaflow hit: {:.2}",
             self.avg_subtable_lookups_per_megaflow_hit()
         )?;
-        writeln!(f, "  miss: {}", self.misses)
+        writeln!(f, "  miss: {}", self.misses)?;
+        writeln!(
+            f,
+            "  smc: {}",
+            if self.smc_active {
+                "active"
+            } else {
+                "inactive"
+            }
+        )
     }
 }
 
@@ -131,8 +221,8 @@ pub struct CascadeConfig {
     pub emc_entries: usize,
     /// OVS `emc-insert-inv-prob`: 0 disables the EMC, 1 always inserts.
     pub emc_insert_inv_prob: u32,
-    /// OVS `smc-enable` (default false).
-    pub smc_enabled: bool,
+    /// OVS `smc-enable`, plus auto (the default; see the module docs).
+    pub smc: SmcMode,
     /// SMC entries when enabled (OVS 1 << 20).
     pub smc_entries: usize,
     /// Seed of the caches' insert/replacement draws.
@@ -144,7 +234,7 @@ impl Default for CascadeConfig {
         CascadeConfig {
             emc_entries: EMC_DEFAULT_ENTRIES,
             emc_insert_inv_prob: EMC_DEFAULT_INSERT_INV_PROB,
-            smc_enabled: false,
+            smc: SmcMode::Auto,
             smc_entries: SMC_DEFAULT_ENTRIES,
             seed: 0x0a5c_ade5,
         }
@@ -157,6 +247,13 @@ pub struct Cascade {
     emc: Emc,
     smc: Smc,
     smc_entries: usize,
+    smc_mode: SmcMode,
+    /// The SMC is looked up and filled (allocated whenever this is true).
+    smc_active: bool,
+    /// Megaflow hits and their subtable lookups since the last auto
+    /// decision.
+    auto_hits: u64,
+    auto_lookups: u64,
     seed: u32,
     stats: LookupStats,
 }
@@ -173,10 +270,14 @@ impl Cascade {
             emc: Emc::new(config.emc_entries, config.emc_insert_inv_prob, config.seed),
             smc: Smc::disabled(),
             smc_entries: config.smc_entries,
+            smc_mode: SmcMode::Off,
+            smc_active: false,
+            auto_hits: 0,
+            auto_lookups: 0,
             seed: config.seed,
             stats: LookupStats::default(),
         };
-        cascade.set_smc_enabled(config.smc_enabled);
+        cascade.set_smc_mode(config.smc);
         cascade
     }
 
@@ -192,16 +293,63 @@ impl Cascade {
         &self.smc
     }
 
-    /// Turns the SMC on (allocating it, empty) or off (freeing it).
+    /// Turns the SMC on or off for good ([`SmcMode::On`] /
+    /// [`SmcMode::Off`]).
     pub fn set_smc_enabled(&mut self, enabled: bool) {
-        if enabled == self.smc.is_enabled() {
+        self.set_smc_mode(if enabled { SmcMode::On } else { SmcMode::Off });
+    }
+
+    /// Sets the SMC mode: `On` allocates the SMC (empty) if it is not,
+    /// `Off` frees it. `Auto` starts inactive and decides from the next
+    /// megaflow hits.
+    pub fn set_smc_mode(&mut self, mode: SmcMode) {
+        if mode == SmcMode::Off {
+            self.smc = Smc::disabled();
+        }
+        self.smc_mode = mode;
+        self.auto_hits = 0;
+        self.auto_lookups = 0;
+        self.set_smc_active(mode == SmcMode::On);
+    }
+
+    /// The configured SMC mode.
+    pub fn smc_mode(&self) -> SmcMode {
+        self.smc_mode
+    }
+
+    /// Whether the SMC is in use now (always in `On`, never in `Off`, as
+    /// last decided in `Auto`).
+    pub fn smc_active(&self) -> bool {
+        self.smc_active
+    }
+
+    fn set_smc_active(&mut self, active: bool) {
+        if active && !self.smc.is_enabled() {
+            self.smc = Smc::new(self.smc_entries, self.seed.rotate_left(16) ^ 0x5a5a);
+        }
+        self.smc_active = active;
+        self.stats.smc_active = active;
+    }
+
+    /// The auto decision (see the module docs), from the megaflow hits
+    /// since the last one; `sorted` says whether the table just re-sorted.
+    fn decide_smc<A>(&mut self, table: &FlowTable<A>, sorted: bool) {
+        if !(sorted || self.auto_hits >= SMC_AUTO_SAMPLE) {
             return;
         }
-        self.smc = if enabled {
-            Smc::new(self.smc_entries, self.seed.rotate_left(16) ^ 0x5a5a)
+        let active = if self.auto_hits >= SMC_AUTO_MIN_HITS {
+            let avg = self.auto_lookups as f64 / self.auto_hits as f64;
+            if self.smc_active {
+                avg >= SMC_AUTO_OFF_LOOKUPS
+            } else {
+                avg >= SMC_AUTO_ON_LOOKUPS
+            }
         } else {
-            Smc::disabled()
+            self.smc_active && table.max_port_subtables() > 1
         };
+        self.auto_hits = 0;
+        self.auto_lookups = 0;
+        self.set_smc_active(active);
     }
 
     /// The counters since construction or the last reset.
@@ -209,9 +357,12 @@ impl Cascade {
         &self.stats
     }
 
-    /// `pmd-stats-clear`.
+    /// `pmd-stats-clear` (the SMC's state is kept).
     pub fn reset_stats(&mut self) {
-        self.stats = LookupStats::default();
+        self.stats = LookupStats {
+            smc_active: self.smc_active,
+            ..LookupStats::default()
+        };
     }
 
     /// Looks up `keys[i]` (packet hash `hashes[i]`) for every packet of the
@@ -261,7 +412,10 @@ impl Cascade {
         // Sliced to the batch, so the per-packet stores need no bounds
         // checks.
         let (out, maps, hashes) = (&mut out[..n], &maps[..n], &hashes[..n]);
-        table.maybe_sort(now_ms);
+        let sorted = table.maybe_sort(now_ms);
+        if self.smc_mode == SmcMode::Auto {
+            self.decide_smc(table, sorted);
+        }
         self.stats.packets += n as u64;
 
         // Stage 1: simple match, then EMC. A packet left pending gets its
@@ -316,26 +470,32 @@ impl Cascade {
         self.stats.emc_hits += emc_hits;
 
         // Stage 2: SMC.
-        if pending != 0 && self.smc.is_enabled() {
-            let mut bits = pending;
+        let smc_on = self.smc_active;
+        if pending != 0 && smc_on {
+            let mut found = [None; MAX_BURST];
+            let hits = self
+                .smc
+                .lookup_batch(keys, hashes, pending, table, &mut found);
+            pending &= !hits;
+            self.stats.smc_hits += u64::from(hits.count_ones());
+            let mut bits = hits;
             while bits != 0 {
                 let i = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                if let Some(flow) = self.smc.lookup(&keys[i], hashes[i], table) {
-                    out[i] = Disposition::Hit {
-                        flow,
-                        level: HitLevel::Smc,
-                    };
-                    pending &= !(1 << i);
-                    self.stats.smc_hits += 1;
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
-                }
+                let Some(flow) = found[i] else {
+                    continue;
+                };
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::Smc,
+                };
+                self.emc.probabilistic_insert_mapped(
+                    &keys[i],
+                    Some(maps[i]),
+                    hashes[i],
+                    flow,
+                    table,
+                );
             }
         }
 
@@ -357,8 +517,11 @@ impl Cascade {
             }
             todo &= !group;
             let res = table.classify_batch(port, keys, group, &mut found_index);
-            self.stats.megaflow_hits += u64::from(res.found.count_ones());
+            let hits = u64::from(res.found.count_ones());
+            self.stats.megaflow_hits += hits;
             self.stats.subtable_lookups += res.subtable_lookups;
+            self.auto_hits += hits;
+            self.auto_lookups += res.subtable_lookups;
             let missed = group & !res.found;
             self.stats.misses += u64::from(missed.count_ones());
             let mut bits = missed;
@@ -383,7 +546,9 @@ impl Cascade {
                     flow,
                     table,
                 );
-                self.smc.insert(hashes[i], flow);
+                if smc_on {
+                    self.smc.insert(hashes[i], flow);
+                }
             }
         }
     }

@@ -53,6 +53,7 @@
 use std::collections::HashMap;
 
 use crate::dpcls::index::{HashIndex, WordHashBuilder};
+use crate::dpcls::prefetch::prefetch_addr;
 use crate::dpcls::{Dpcls, DpclsConfig, DpclsError, RuleHandle};
 use crate::flow::hash::hash_finish;
 use crate::flow::key::{
@@ -670,6 +671,15 @@ impl<A> FlowTable<A> {
             .map_or(0, |p| p.dpcls.subtable_count())
     }
 
+    /// The most subtables any one port's classifier has.
+    pub fn max_port_subtables(&self) -> usize {
+        self.ports
+            .values()
+            .map(|p| p.dpcls.subtable_count())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Number of masks over all ports.
     pub fn total_mask_count(&self) -> usize {
         self.ports.values().map(|p| p.dpcls.subtable_count()).sum()
@@ -853,6 +863,97 @@ impl<A> FlowTable<A> {
             index,
             generation: slot.generation,
         })
+    }
+
+    /// Starts loading slot `index` (a hint: any index is safe), the
+    /// first step of confirming a signature-cache candidate.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, index: u32) {
+        let slot = self.slots.as_ptr().wrapping_add(index as usize);
+        prefetch_addr(slot);
+        // A slot may straddle two lines; the flow's port and rule handle
+        // may be on the second.
+        prefetch_addr(slot.cast::<u8>().wrapping_add(size_of::<Slot<A>>() - 1));
+    }
+
+    /// For each packet `i` of `todo`, starts loading the classifier rule
+    /// of the flow at slot `slots[i]` (whose slot was prefetched): the
+    /// second step of confirming signature-cache candidates, so that the
+    /// rules' misses overlap. Consecutive candidates of one port share
+    /// one port lookup.
+    pub fn prefetch_rules(&self, slots: &[u32; crate::packet::MAX_BURST], todo: u32) {
+        let mut last: Option<(u32, &Dpcls)> = None;
+        let mut bits = todo;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (crate::packet::MAX_BURST - 1);
+            bits &= bits - 1;
+            let Some(flow) = self
+                .slots
+                .get(slots[i] as usize)
+                .and_then(|s| s.flow.as_ref())
+            else {
+                continue;
+            };
+            let dpcls = match last {
+                Some((port, dpcls)) if port == flow.in_port => dpcls,
+                _ => match self.ports.get(&flow.in_port) {
+                    Some(port) => {
+                        last = Some((flow.in_port, &port.dpcls));
+                        &port.dpcls
+                    }
+                    None => continue,
+                },
+            };
+            dpcls.prefetch_rule(flow.rule);
+        }
+    }
+
+    /// [`FlowTable::matching_flow_at`] for each packet `i` of `todo`
+    /// (`keys[i]` against the flow at slot `slots[i]`), writing `out[i]`
+    /// for each match; returns the packets that matched. Consecutive
+    /// candidates of one port share one port lookup.
+    pub fn matching_flows_at(
+        &self,
+        keys: &[FlowKey],
+        slots: &[u32; crate::packet::MAX_BURST],
+        todo: u32,
+        out: &mut [Option<FlowRef>; crate::packet::MAX_BURST],
+    ) -> u32 {
+        let mut last: Option<(u32, &Dpcls)> = None;
+        let mut matched = 0u32;
+        let mut bits = todo;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (crate::packet::MAX_BURST - 1);
+            bits &= bits - 1;
+            let index = slots[i];
+            let Some(slot) = self.slots.get(index as usize) else {
+                continue;
+            };
+            let (Some(flow), Some(key)) = (slot.flow.as_ref(), keys.get(i)) else {
+                continue;
+            };
+            if flow.in_port != key.in_port {
+                continue;
+            }
+            let dpcls = match last {
+                Some((port, dpcls)) if port == flow.in_port => dpcls,
+                _ => match self.ports.get(&flow.in_port) {
+                    Some(port) => {
+                        last = Some((flow.in_port, &port.dpcls));
+                        &port.dpcls
+                    }
+                    None => continue,
+                },
+            };
+            if dpcls.rule_matches(flow.rule, key) {
+                out[i] = Some(FlowRef {
+                    index,
+                    generation: slot.generation,
+                });
+                matched |= 1 << i;
+            }
+        }
+        matched
     }
 
     /// Replaces a flow's actions, keeping (or, with `zero_stats`, clearing)

@@ -20,9 +20,11 @@
 //! One SMC per PMD thread, used through `&mut`; lookups do not allocate.
 //! Disabled, it holds no memory.
 
+use crate::dpcls::prefetch::prefetch_addr;
 use crate::emc::XorShift32;
 use crate::flow::FlowKey;
 use crate::flow_table::{FlowRef, FlowTable};
+use crate::packet::MAX_BURST;
 
 /// Ways per bucket (OVS `SMC_ENTRY_PER_BUCKET`).
 pub const SMC_WAYS: usize = 4;
@@ -104,6 +106,78 @@ impl Smc {
             }
         }
         None
+    }
+
+    /// [`Smc::lookup`] for the packets of `pending` (`keys[i]`, hash
+    /// `hashes[i]`), writing `out[i]` for each hit; returns the hits.
+    ///
+    /// Four passes over the batch, so that its cache misses overlap (at
+    /// 100k flows each step misses: the bucket, the flow's slot, its
+    /// rule): prefetch every bucket; read them, take each packet's first
+    /// way with its signature and prefetch that flow's slot; prefetch the
+    /// flows' rules; confirm. A packet whose first candidate does not
+    /// confirm (another flow with the same signature) takes
+    /// [`Smc::lookup`] over every way, so the answers are the same.
+    pub fn lookup_batch<A>(
+        &self,
+        keys: &[FlowKey],
+        hashes: &[u32],
+        pending: u32,
+        flows: &FlowTable<A>,
+        out: &mut [Option<FlowRef>; MAX_BURST],
+    ) -> u32 {
+        if !self.is_enabled() {
+            return 0;
+        }
+        let hashes = &hashes[..keys.len().min(hashes.len())];
+        let mut bits = pending;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(&hash) = hashes.get(i) {
+                prefetch_addr(
+                    self.buckets
+                        .as_ptr()
+                        .wrapping_add(hash as usize & self.mask),
+                );
+            }
+        }
+        let mut slots = [FREE; MAX_BURST];
+        let mut todo = 0u32;
+        let mut bits = pending;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
+            bits &= bits - 1;
+            let Some(&hash) = hashes.get(i) else {
+                continue;
+            };
+            let bucket = &self.buckets[hash as usize & self.mask];
+            let sig = (hash >> 16) as u16;
+            if let Some(way) =
+                (0..SMC_WAYS).find(|&w| bucket.sigs[w] == sig && bucket.flows[w] != FREE)
+            {
+                slots[i] = bucket.flows[way];
+                flows.prefetch_slot(slots[i]);
+                todo |= 1 << i;
+            }
+        }
+        if todo == 0 {
+            return 0;
+        }
+        flows.prefetch_rules(&slots, todo);
+        let found = flows.matching_flows_at(keys, &slots, todo, out);
+        // Candidates that did not confirm: the other ways.
+        let mut found_all = found;
+        let mut bits = todo & !found;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
+            bits &= bits - 1;
+            if let Some(flow) = self.lookup(&keys[i], hashes[i], flows) {
+                out[i] = Some(flow);
+                found_all |= 1 << i;
+            }
+        }
+        found_all
     }
 
     /// Remembers that packets with `hash` hit `flow`.

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition, SmcMode};
 use dp_core::dpcls::{Dpcls, DpclsConfig, DpclsError, RuleHandle};
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::{FlowTable, FlowTableConfig};
@@ -266,7 +266,7 @@ proptest! {
         let mut cascade = Cascade::new(CascadeConfig {
             emc_entries: 16,
             emc_insert_inv_prob: emc_inv_prob,
-            smc_enabled: smc,
+            smc: if smc { SmcMode::On } else { SmcMode::Off },
             smc_entries: 16,
             seed: 7,
         });
@@ -363,7 +363,7 @@ proptest! {
         let mut cascade = Cascade::new(CascadeConfig {
             emc_entries: 16,
             emc_insert_inv_prob: 1,
-            smc_enabled: smc,
+            smc: if smc { SmcMode::On } else { SmcMode::Off },
             smc_entries: 16,
             seed: 3,
         });

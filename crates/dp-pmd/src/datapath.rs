@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use dp_core::cascade::CascadeConfig;
+use dp_core::cascade::{CascadeConfig, SmcMode};
 use dp_core::emc::EMC_DEFAULT_INSERT_INV_PROB;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::FlowTableConfig;
@@ -67,7 +67,9 @@ pub struct DatapathConfig {
     /// PMDs with pinned queues take no others (`pmd-rxq-isolate`).
     pub rxq_isolate: bool,
     pub emc_insert_inv_prob: u32,
-    pub smc_enable: bool,
+    /// OVS `smc-enable`, plus auto (the default): see
+    /// [`dp_core::cascade`].
+    pub smc_enable: SmcMode,
     pub tx_flush_interval_us: u64,
     pub upcall_budget: usize,
     /// Share of a contended PMD's cycles upcalls may take (%; 0: no
@@ -92,7 +94,7 @@ impl Default for DatapathConfig {
             rxq_assign: RxqAssign::Cycles,
             rxq_isolate: true,
             emc_insert_inv_prob: EMC_DEFAULT_INSERT_INV_PROB,
-            smc_enable: false,
+            smc_enable: SmcMode::Auto,
             tx_flush_interval_us: 0,
             upcall_budget: DEFAULT_UPCALL_BUDGET,
             upcall_share_pct: crate::pmd::admission::DEFAULT_UPCALL_SHARE_PCT,
@@ -254,7 +256,7 @@ impl Datapath {
             identity,
             cascade: CascadeConfig {
                 emc_insert_inv_prob: self.config.emc_insert_inv_prob,
-                smc_enabled: self.config.smc_enable,
+                smc: self.config.smc_enable,
                 seed: 0x0a5c_ade5 ^ (index as u32).wrapping_mul(0x9e37_79b9),
                 ..CascadeConfig::default()
             },
@@ -595,15 +597,22 @@ impl Datapath {
         Ok(out)
     }
 
-    /// `dpif-netdev/pmd-stats-show` text (main thread first, as OVS).
+    /// `dpif-netdev/pmd-stats-show` text (main thread first, as OVS),
+    /// each block followed by its [`format_smc_state`] line.
     pub fn pmd_stats_show(&self) -> Result<String, DatapathError> {
         let mut stats = self.pmd_stats()?;
         stats.rotate_right(1);
         let mut out = String::new();
         for report in &stats {
             format_pmd_stats(&mut out, report.identity, &report.stats);
+            format_smc_state(&mut out, &report.stats, self.smc_mode());
         }
         Ok(out)
+    }
+
+    /// The configured `smc-enable`.
+    pub fn smc_mode(&self) -> SmcMode {
+        self.config.smc_enable
     }
 
     /// `dpif-netdev/pmd-stats-clear`.
@@ -683,4 +692,16 @@ fn thread_name(link: &PmdLink) -> String {
         PmdIdentity::Pmd { core_id, .. } => format!("pmd thread on core {core_id}"),
         PmdIdentity::Main => "non-pmd thread".into(),
     }
+}
+
+/// The line `pmd-stats-show` adds after OVS's block of a thread: whether
+/// its SMC is in use now, and the configured mode (with `auto` it follows
+/// the classifier; see [`dp_core::cascade`]).
+pub fn format_smc_state(out: &mut String, stats: &PmdStats, mode: SmcMode) {
+    let state = if stats.lookup.smc_active {
+        "active"
+    } else {
+        "inactive"
+    };
+    let _ = writeln!(out, "  smc: {state} (smc-enable={mode})");
 }

@@ -123,6 +123,12 @@ fn two_pmds_share_the_queues_and_dumps_aggregate() {
     let text = dp.pmd_stats_show().unwrap();
     assert!(text.starts_with("main thread:\n"), "{text}");
     assert_eq!(text.matches("packets received:").count(), 3);
+    // Auto by default; 20 packets decide nothing: not in use.
+    assert_eq!(
+        text.matches("  smc: inactive (smc-enable=auto)\n").count(),
+        3,
+        "{text}"
+    );
 
     dp.shutdown();
     drop(dp);

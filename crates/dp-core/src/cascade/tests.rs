@@ -97,7 +97,7 @@ fn emc_disabled_never_hits_and_smc_serves_when_enabled() {
         .expect("f");
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 0,
-        smc_enabled: true,
+        smc: SmcMode::On,
         smc_entries: 4096,
         ..CascadeConfig::default()
     });
@@ -125,7 +125,7 @@ fn deleted_flow_is_never_returned_by_any_level() {
         .expect("f");
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
-        smc_enabled: true,
+        smc: SmcMode::On,
         smc_entries: 4096,
         ..CascadeConfig::default()
     });
@@ -348,4 +348,185 @@ fn misses_overwrite_a_reused_output_array() {
     assert_eq!(out[..6], [Disposition::Miss; 6]);
     assert_eq!(out[6], hit, "slots past the batch untouched");
     assert_eq!(cascade.stats().misses, 6);
+}
+
+/// A table whose port 1 has `n` subtables (masks differing in how many
+/// high bits of `tp_src` they match), one rule each: subtable `k` holds
+/// `pkt(1, k + 1, 0)` (UFID `100 + k`).
+fn table_with_subtables(n: u8) -> (FlowTable<u32>, Vec<FlowRef>) {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let flows = (0..n)
+        .map(|k| {
+            let mut mask = dst_mask();
+            mask.tp_src = !(u16::MAX >> (k + 1));
+            table
+                .insert(&pkt(1, k + 1, 0), &mask, Some(100 + u128::from(k)), 1, 0)
+                .expect("insert")
+        })
+        .collect();
+    assert_eq!(table.mask_count(1), usize::from(n));
+    (table, flows)
+}
+
+/// Sends `rounds` batches of 32 packets spread evenly over the first
+/// `spread` subtables of [`table_with_subtables`], each packet with its
+/// own `tp_dst` (its own hash: no SMC hit), at time `now`; checks every
+/// answer.
+fn uniform_traffic(
+    cascade: &mut Cascade,
+    table: &mut FlowTable<u32>,
+    flows: &[FlowRef],
+    spread: u8,
+    rounds: u16,
+    now: u64,
+) {
+    for round in 0..rounds {
+        let keys: Vec<FlowKey> = (0..32u16)
+            .map(|i| {
+                let mut key = pkt(1, (i % u16::from(spread)) as u8 + 1, 0);
+                // No mask has tp_dst: it only makes the hashes differ.
+                key.tp_dst = round.wrapping_mul(32).wrapping_add(i);
+                key
+            })
+            .collect();
+        let out = run(cascade, table, &keys, now);
+        for (i, d) in out.iter().enumerate() {
+            assert_eq!(d.flow(), Some(flows[i % usize::from(spread)]), "packet {i}");
+        }
+    }
+}
+
+#[test]
+fn auto_smc_turns_on_when_hits_probe_many_subtables_and_off_when_they_do_not() {
+    let (mut table, flows) = table_with_subtables(8);
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        ..CascadeConfig::default()
+    });
+    assert_eq!(cascade.smc_mode(), SmcMode::Auto);
+    assert!(!cascade.smc_active());
+    // Nothing allocated until it is needed.
+    assert_eq!(cascade.smc().heap_bytes(), 0);
+
+    // Uniform over 8 subtables: 4.5 lookups per megaflow hit. No decision
+    // before the re-sort (the sample is below SMC_AUTO_SAMPLE).
+    let interval = crate::dpcls::DEFAULT_SORT_INTERVAL_MS;
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, 64, 0);
+    assert!(!cascade.smc_active());
+    assert!(cascade.stats().avg_subtable_lookups_per_megaflow_hit() >= SMC_AUTO_ON_LOOKUPS);
+    // The re-sort decides: on.
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, 1, interval);
+    assert!(cascade.smc_active());
+    assert!(cascade.stats().smc_active);
+    assert!(cascade.smc().heap_bytes() > 0);
+    // The packets seen since are now served by the SMC, with the same
+    // answers.
+    let keys: Vec<FlowKey> = (0..32u16)
+        .map(|i| {
+            let mut key = pkt(1, (i % 8) as u8 + 1, 0);
+            key.tp_dst = i;
+            key
+        })
+        .collect();
+    let out = run(&mut cascade, &mut table, &keys, interval);
+    for (i, d) in out.iter().enumerate() {
+        assert_eq!(
+            *d,
+            Disposition::Hit {
+                flow: flows[i % 8],
+                level: HitLevel::Smc
+            }
+        );
+    }
+    // A clear keeps the state.
+    cascade.reset_stats();
+    assert!(cascade.stats().smc_active);
+    assert!(cascade.stats().to_string().contains("  smc: active\n"));
+
+    // Seven masks go; the hits on the last one all take one lookup: off
+    // at the next re-sort.
+    for k in 1..8u128 {
+        table.remove(100 + k).expect("remove");
+    }
+    uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, 2 * interval - 1);
+    assert!(cascade.smc_active());
+    uniform_traffic(&mut cascade, &mut table, &flows, 1, 1, 2 * interval);
+    assert!(!cascade.smc_active());
+    assert!(cascade.stats().to_string().contains("  smc: inactive\n"));
+    assert_eq!(cascade.stats().avg_subtable_lookups_per_megaflow_hit(), 1.0);
+}
+
+#[test]
+fn auto_smc_stays_off_while_the_classifier_is_cheap() {
+    // Three subtables, uniform: 2 lookups per hit, under the threshold.
+    let (mut table, flows) = table_with_subtables(3);
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        ..CascadeConfig::default()
+    });
+    let interval = crate::dpcls::DEFAULT_SORT_INTERVAL_MS;
+    for t in 0..4 {
+        uniform_traffic(&mut cascade, &mut table, &flows, 3, 64, t * interval);
+        assert!(!cascade.smc_active(), "at {t} s");
+    }
+    assert_eq!(cascade.stats().smc_hits, 0);
+    assert_eq!(cascade.smc().heap_bytes(), 0);
+}
+
+#[test]
+fn auto_smc_decides_after_a_large_sample_without_a_re_sort() {
+    // The clock never moves (no re-sort): SMC_AUTO_SAMPLE hits decide.
+    let (mut table, flows) = table_with_subtables(8);
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        ..CascadeConfig::default()
+    });
+    let rounds = (SMC_AUTO_SAMPLE / 32) as u16;
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, rounds, 0);
+    assert!(!cascade.smc_active());
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, 1, 0);
+    assert!(cascade.smc_active());
+}
+
+#[test]
+fn forced_smc_modes_ignore_the_classifier() {
+    let (mut table, flows) = table_with_subtables(8);
+    let interval = crate::dpcls::DEFAULT_SORT_INTERVAL_MS;
+    for (mode, active) in [(SmcMode::Off, false), (SmcMode::On, true)] {
+        let mut cascade = Cascade::new(CascadeConfig {
+            emc_insert_inv_prob: 0,
+            smc: mode,
+            smc_entries: 4096,
+            ..CascadeConfig::default()
+        });
+        assert_eq!(cascade.smc_active(), active);
+        for t in 0..3 {
+            uniform_traffic(&mut cascade, &mut table, &flows, 8, 64, t * interval);
+            assert_eq!(cascade.smc_active(), active, "{mode} at {t} s");
+        }
+    }
+    // On with a single subtable stays on too.
+    let (mut table, flows) = table_with_subtables(1);
+    let mut cascade = Cascade::new(CascadeConfig {
+        smc: SmcMode::On,
+        smc_entries: 4096,
+        ..CascadeConfig::default()
+    });
+    for t in 0..3 {
+        uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, t * interval);
+    }
+    assert!(cascade.smc_active());
+}
+
+#[test]
+fn smc_mode_parses_the_config_spellings() {
+    assert_eq!("auto".parse(), Ok(SmcMode::Auto));
+    assert_eq!("true".parse(), Ok(SmcMode::On));
+    assert_eq!("false".parse(), Ok(SmcMode::Off));
+    let err = "yes".parse::<SmcMode>().expect_err("not a mode");
+    assert!(
+        err.contains("smc-enable") && err.contains("\"yes\""),
+        "{err}"
+    );
+    assert_eq!(SmcMode::default(), SmcMode::Auto);
 }

@@ -344,6 +344,14 @@ impl Dpcls {
             .is_some_and(|s| s.rule_matches(handle.pos, key))
     }
 
+    /// Starts loading the rule `handle` (a hint: any handle is safe).
+    #[inline]
+    pub fn prefetch_rule(&self, handle: RuleHandle) {
+        if let Some(subtable) = self.subtable(handle.subtable) {
+            subtable.prefetch_rule(handle.pos);
+        }
+    }
+
     /// Every rule: (handle, value), subtable by subtable.
     pub fn rules(&self) -> impl Iterator<Item = (RuleHandle, u32)> + '_ {
         self.order.iter().flat_map(move |&id| {

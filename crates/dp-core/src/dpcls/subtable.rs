@@ -474,6 +474,13 @@ impl Subtable {
         self.value(pos).is_some() && self.masked_words_eq(key, self.rule_words(pos))
     }
 
+    /// Starts loading the rule at `pos` (any position: a prefetch needs
+    /// no bounds check).
+    #[inline(always)]
+    pub(crate) fn prefetch_rule(&self, pos: u32) {
+        self.slab.prefetch(pos, self.word_idx.len());
+    }
+
     /// Every live rule: (position, value).
     pub(crate) fn rules(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         (0..self.slab.slots as u32).filter_map(|pos| Some((pos, self.value(pos)?)))
