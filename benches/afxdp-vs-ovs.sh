@@ -329,7 +329,9 @@ perf_syscalls_start() { # appctl-function tid seconds out
     command -v perf >/dev/null && [ -n "$2" ] || return 0
     (
         rx0=$(pmd_rx "$1")
-        perf stat -x, -e "$SYSCALL_EVENTS" -t "$2" -o "$4" -- sleep "$3" >/dev/null 2>&1
+        # No workload: with `-- sleep` perf enabled the thread's counters
+        # only on the workload's exec, and they often read 0.
+        timeout -s INT "$3" perf stat -x, -e "$SYSCALL_EVENTS" -t "$2" -o "$4" >/dev/null 2>&1 || true
         echo "$rx0 $(pmd_rx "$1")" >"$4.rx"
     ) &
     PERF_PID=$!
@@ -343,6 +345,14 @@ perf_syscalls_result() { # out -> syscalls per PMD packet, or -
     rx=$(awk '{print $2 - $1}' "$out.rx" 2>/dev/null)
     total=$(awk -F, '$3 == "raw_syscalls:sys_enter" {print $1}' "$out" 2>/dev/null)
     if [ -z "$total" ] || [ -z "$rx" ] || [ "$rx" -le 0 ]; then echo -; return; fi
+    # In copy mode every tx kick is a sendto, so 0 for a PMD that
+    # forwarded packets means the counter never ran (perf stat -t on the
+    # thread sometimes reads 0 for every event): unmeasured, not 0.
+    if [ "$total" = 0 ]; then
+        log "  pmd syscalls: perf counted none for $rx packets (the counter did not run): -"
+        echo -
+        return
+    fi
     log "  pmd syscalls: $(awk -F, '$3 ~ /^syscalls:/ && $1 > 0 {sub("syscalls:sys_enter_", "", $3); printf "%s %s, ", $3, $1}' "$out")all $total for $rx packets"
     echo "$total / $rx" | bc -l
 }
