@@ -20,6 +20,9 @@
 #   BENCH_SYSTEMS=oxvs,ovs,testpmd
 #   OXVS_BENCH_BIN=PATH   (a netdev-dpdk `dpdk` bench binary built earlier;
 #                          default: build the tree's with cargo)
+#   BENCH_OVS_SMC=1       (also run OVS with other_config:smc-enable=true,
+#                          its SMC being off by default, and print a second
+#                          table: oxvs, at its defaults, against that)
 # It installs dpdk-dev and openvswitch-switch-dpdk when missing, reserves
 # hugepages (falls back to --no-huge), starts its own ovsdb-server and
 # ovs-vswitchd-dpdk in a temp dir, and on exit (also on error or ^C) stops
@@ -30,6 +33,7 @@ RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-5}
 CASES=${BENCH_CASES:-io,1flow,10k,100k,100k-inport,100k-20masks,setup}
 SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,testpmd}
+OVS_SMC=${BENCH_OVS_SMC:-0}
 NHUGE=${BENCH_HUGEPAGES:-1024}
 NCPU=$(nproc)
 PMD_CORE=$((NCPU - 1))
@@ -165,9 +169,11 @@ ovs_unports() { $VSCTL --if-exists del-port br0 p1 -- --if-exists del-port br0 p
 
 ovs_received() { $APPCTL dpif-netdev/pmd-stats-show | awk '/packets received:/ {s += $3} END {print s + 0}'; }
 
-run_ovs() { # run
+run_ovs() { # run [system: ovs (OVS's defaults) or ovssmc (its SMC on)]
+    local sys=${2:-ovs}
     for c in ${CASES//,/ }; do
         [ "$c" = io ] && continue      # oxvs's driver alone: no OVS equivalent
+        [ "$sys" = ovssmc ] && [ "$c" = setup ] && continue   # no lookup to cache
         ovs_flows "$c"
         if [ "$c" = setup ]; then
             $APPCTL upcall/disable-megaflows >/dev/null
@@ -198,7 +204,7 @@ run_ovs() { # run
         done
         local pps
         pps=$(printf '%s\n' "${samples[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-        RES[ovs,$c,$1]="$(echo "$pps / 1000000" | bc -l) $(echo "$TSC_HZ / $pps" | bc -l)"
+        RES[$sys,$c,$1]="$(echo "$pps / 1000000" | bc -l) $(echo "$TSC_HZ / $pps" | bc -l)"
         ovs_unports
     done
 }
@@ -244,6 +250,12 @@ for run in $(seq "$RUNS"); do
         [ -f "$WORK/vswitchd.pid" ] || { log "starting OVS"; ovs_start; }
         log "run $run/$RUNS: ovs"
         run_ovs "$run"
+        if [ "$OVS_SMC" = 1 ]; then
+            log "run $run/$RUNS: ovs with smc-enable=true"
+            $VSCTL set Open_vSwitch . other_config:smc-enable=true
+            run_ovs "$run" ovssmc
+            $VSCTL set Open_vSwitch . other_config:smc-enable=false
+        fi
     fi
     if [[ ,$SYSTEMS, == *,testpmd,* ]]; then
         log "run $run/$RUNS: testpmd"
@@ -283,3 +295,17 @@ for c in ${CASES//,/ }; do
         "$(fmt "$o" 2)" "$(fmt "$oc" 0)" "$(fmt "$v" 2)" "$(fmt "$vc" 0)" "$(fmt "$t" 2)" "$(fmt "$tcc" 0)" \
         "$(ratio "$o" "$v")" "$(ratio "$o" "$t")"
 done
+
+if [ "$OVS_SMC" = 1 ] && [[ ,$SYSTEMS, == *,ovs,* ]]; then
+    echo
+    echo "oxvs (defaults: smc-enable=auto) vs OVS with smc-enable=true (OVS's default is false); same runs"
+    printf '| %-13s | %10s | %9s | %14s | %13s | %14s |\n' case "oxvs Mpps" "oxvs c/p" "OVS+SMC Mpps" "OVS+SMC c/p" "oxvs/OVS+SMC"
+    printf '|%s|\n' "---------------|------------|-----------|----------------|---------------|----------------"
+    for c in ${CASES//,/ }; do
+        [ "$c" = io ] || [ "$c" = setup ] && continue
+        o=$(med oxvs "$c" 1); oc=$(med oxvs "$c" 2)
+        v=$(med ovssmc "$c" 1); vc=$(med ovssmc "$c" 2)
+        printf '| %-13s | %10s | %9s | %14s | %13s | %14s |\n' "$c" \
+            "$(fmt "$o" 2)" "$(fmt "$oc" 0)" "$(fmt "$v" 2)" "$(fmt "$vc" 0)" "$(ratio "$o" "$v")"
+    done
+fi
