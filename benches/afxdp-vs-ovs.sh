@@ -329,8 +329,10 @@ perf_syscalls_start() { # appctl-function tid seconds out
     command -v perf >/dev/null && [ -n "$2" ] || return 0
     (
         rx0=$(pmd_rx "$1")
-        # No workload: with `-- sleep` perf enabled the thread's counters
-        # only on the workload's exec, and they often read 0.
+        # No workload: with `perf stat -t TID -- sleep N` every event of
+        # the PMD thread read 0 in 2 of 3 runs (probably the counters wait
+        # for the workload's exec to be enabled); without one, 5 of 5
+        # counted.
         timeout -s INT "$3" perf stat -x, -e "$SYSCALL_EVENTS" -t "$2" -o "$4" >/dev/null 2>&1 || true
         echo "$rx0 $(pmd_rx "$1")" >"$4.rx"
     ) &
