@@ -150,7 +150,32 @@ const TUN_WORDS: u64 = words_of_bytes(0, std::mem::offset_of!(FlowKey, tun_genev
 /// packet has tunnel metadata); returns the word map of what it wrote:
 /// exact for [`META_WORDS`] (they are mostly zero), the tunnel words when
 /// there is a tunnel.
+#[inline(always)]
 fn extract_metadata(meta: &PacketMetadata, key: &mut FlowKey) -> u64 {
+    // A packet on its first pass (no tunnel, recirculation, mark, hash,
+    // conntrack state; Ethernet) has nothing but `in_port` in these words:
+    // one test of their OR, then three stores of zero and `in_port`,
+    // instead of copying each field (callgrind, DPDK bench `1flow`: ~25
+    // instructions a packet less).
+    let others = meta.recirc_id
+        | meta.dp_hash
+        | meta.skb_priority
+        | meta.pkt_mark
+        | meta.ct_mark
+        | meta.packet_type.0
+        | u32::from(meta.ct_zone)
+        | u32::from(meta.ct_state);
+    if others == 0 && u128::from_ne_bytes(meta.ct_label) == 0 && !meta.tunnel.is_valid() {
+        key.words_mut()[META_WORDS].fill(0);
+        key.in_port = meta.in_port;
+        return field_words!(in_port);
+    }
+    extract_full_metadata(meta, key)
+}
+
+/// [`extract_metadata`] for a packet with more than `in_port` set.
+#[inline(never)]
+fn extract_full_metadata(meta: &PacketMetadata, key: &mut FlowKey) -> u64 {
     let mut map = 0;
     let tun = &meta.tunnel;
     if tun.is_valid() {
