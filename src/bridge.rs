@@ -165,7 +165,7 @@ impl Bridges {
             // flow is translated again once the neighbour is known.
             return Ok((
                 Translation::ExecuteOnly {
-                    actions: Arc::from(t.actions),
+                    actions: t.actions,
                 },
                 None,
             ));
@@ -175,7 +175,7 @@ impl Bridges {
         Ok((
             Translation::Megaflow {
                 mask: t.mask,
-                actions: Arc::from(t.actions),
+                actions: t.actions,
             },
             ufid,
         ))

@@ -151,7 +151,7 @@ impl UpcallHandler for OfprotoHandler {
         mask.tp_dst = u16::MAX;
         Ok(Translation::Megaflow {
             mask,
-            actions: Arc::from(t.actions),
+            actions: t.actions,
         })
     }
     fn version(&self) -> u64 {

@@ -117,8 +117,10 @@ pub type HitRules = SmallVec<[Arc<Rule>; 4]>;
 /// The result of translating one flow key.
 #[derive(Clone, Debug)]
 pub struct Translation {
-    /// Datapath actions; empty means drop.
-    pub actions: Vec<Action>,
+    /// Datapath actions; empty means drop. Shared, as the datapath
+    /// installs them: made once from the context's inline list, so a
+    /// flow setup allocates for its actions once.
+    pub actions: Arc<[Action]>,
     /// The megaflow mask over the datapath key (install `key & mask`).
     pub mask: FlowKey,
     /// Rule table version translated against.
@@ -195,7 +197,10 @@ struct Ctx<'a, 't, 'k> {
     wc: OfFlow,
     /// Bits the pipeline wrote: what a masked `set` may touch.
     written: OfFlow,
-    odp: Vec<Action>,
+    /// The actions so far, inline (a flow usually has one to three): a
+    /// growing `Vec` later copied into the shared result was a malloc, a
+    /// copy and a free more per flow setup.
+    odp: OdpActions,
     table_id: u8,
     depth: u32,
     resubmits: u32,
@@ -218,6 +223,9 @@ struct Ctx<'a, 't, 'k> {
     tun_md_written: u64,
 }
 
+/// A context's datapath actions (see `Ctx::odp`).
+type OdpActions = SmallVec<[Action; 4]>;
+
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
 pub(crate) fn translate(
     env: &XlateEnv<'_>,
@@ -239,7 +247,7 @@ pub(crate) fn translate(
         orig: key,
         wc: OfFlow::ZERO,
         written: OfFlow::ZERO,
-        odp: Vec::new(),
+        odp: OdpActions::new(),
         table_id: 0,
         depth: 0,
         resubmits: 0,
@@ -331,7 +339,7 @@ impl Ctx<'_, '_, '_> {
         // The mask is finished in place in the result (one copy of the
         // wildcards, not two).
         let mut t = Translation {
-            actions: std::mem::take(&mut self.odp),
+            actions: Arc::from(&self.odp[..]),
             mask: self.wc.key,
             version: self.env.rules.version,
             mac_seq: self.mac_seq,
@@ -1009,7 +1017,7 @@ impl Ctx<'_, '_, '_> {
             orig: &key,
             wc: OfFlow::ZERO,
             written: OfFlow::ZERO,
-            odp: Vec::new(),
+            odp: OdpActions::new(),
             table_id: 0,
             depth: self.depth + 1,
             resubmits: self.resubmits,
@@ -1041,7 +1049,7 @@ impl Ctx<'_, '_, '_> {
         if let Some(e) = sub.error {
             self.error = Some(e);
         }
-        sub.odp
+        sub.odp.into_vec()
     }
 
     /// A packet sent to the bridge's own port that is addressed to one of

@@ -40,7 +40,8 @@ fn translations_see_whole_versions() {
                     let t = o.translate(&k, 0);
                     // A mix of a's table 0 and b's table 1 would drop.
                     assert!(
-                        t.actions == [Action::Output(12)] || t.actions == [Action::Output(13)],
+                        t.actions[..] == [Action::Output(12)]
+                            || t.actions[..] == [Action::Output(13)],
                         "mixed versions: {:?}",
                         t.actions
                     );
@@ -96,7 +97,7 @@ fn revalidation_keeps_modifies_or_deletes() {
     let Revalidation::Modify(t) = o.revalidate(&k, &t, 0) else {
         panic!("actions changed")
     };
-    assert_eq!(t.actions, vec![Action::Output(13)]);
+    assert_eq!(t.actions[..], [Action::Output(13)]);
     o.add_flow("priority=9,ip,nw_dst=10.0.0.0/8,actions=output:1", 0)
         .unwrap();
     assert!(matches!(o.revalidate(&k, &t, 0), Revalidation::Delete));

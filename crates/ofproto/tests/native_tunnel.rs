@@ -130,11 +130,11 @@ fn neighbour_miss_solicits_then_snooped_reply_resolves() {
     // A reply to somebody else teaches nothing; one to our VTEP does, and
     // it still goes where the rules send it.
     let t = o.translate(&arp_reply([172, 31, 0, 2], PEER_MAC, [172, 31, 0, 9]), 0);
-    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(t.actions[..], [Action::Output(LOCAL_ODP)]);
     assert!(tnl.neigh().is_empty());
     let before = o.tunnel_seq();
     let t = o.translate(&arp_reply([172, 31, 0, 2], PEER_MAC, [172, 31, 0, 1]), 0);
-    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(t.actions[..], [Action::Output(LOCAL_ODP)]);
     assert!(!t.install, "every reply must reach the slow path");
     assert_eq!(
         (t.mask.nw_src, t.mask.nw_dst, t.mask.arp_sha),
@@ -227,14 +227,14 @@ fn decapsulated_packets_and_first_fragments_pop() {
     k.nw_dst = [172, 31, 0, 1];
     k.nw_proto = IPPROTO_UDP;
     k.tp_dst = 4789;
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::TnlPop(VX)]);
     // A first fragment is popped too, so the datapath drops it by name.
     k.nw_frag = FLOW_NW_FRAG_ANY;
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::TnlPop(VX)]);
     // A later fragment has no ports: it is the kernel's business.
     k.nw_frag = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
     k.tp_dst = 0;
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::Output(LOCAL_ODP)]);
 }
 
 /// OVS's usual layout: the VMs and the tunnel port on br-int, the uplink
@@ -312,7 +312,7 @@ fn tunnel_port_and_vtep_on_different_bridges() {
     k.nw_proto = IPPROTO_UDP;
     k.tp_dst = 4789;
     // NORMAL learns LOCAL's MAC from the outer packet sent above.
-    assert_eq!(br_phy.translate(&k, 0).actions, vec![Action::TnlPop(VX)]);
+    assert_eq!(br_phy.translate(&k, 0).actions[..], [Action::TnlPop(VX)]);
 }
 
 /// `remote_ip=flow` + `key=flow`: the rule picks the remote and the VNI.
@@ -401,7 +401,7 @@ fn geneve_tun_metadata_matches_and_sets_options() {
     assert_ne!(o.tunnel_seq(), before, "a map change revalidates");
 
     let t = o.translate(&rx(&right), 0);
-    assert_eq!(t.actions, vec![Action::Output(VM)]);
+    assert_eq!(t.actions[..], [Action::Output(VM)]);
     assert!(t.uses_tunnel_state);
     let (k, m) = dp_core::odp::flow::flow_to_masked_key(&rx(&right).masked(&t.mask), &t.mask);
     let text = dp_core::odp::key::format_masked(&k, Some(&m), None, false);
@@ -431,7 +431,7 @@ fn geneve_tun_metadata_matches_and_sets_options() {
     );
     // The option after an unmapped one is found too.
     let t = o.translate(&rx(&[&[1, 2, 3, 1, 9, 9, 9, 9][..], &right].concat()), 0);
-    assert_eq!(t.actions, vec![Action::Output(VM)]);
+    assert_eq!(t.actions[..], [Action::Output(VM)]);
 
     // set_field: the option goes into the pushed Geneve header.
     let t = o.translate(&vm_packet(), 0);
@@ -504,7 +504,7 @@ fn ipv6_underlay_solicits_learns_from_nd_and_pushes_ipv6() {
     // An advertisement to another address teaches nothing; one without
     // the target link-layer option neither.
     let t = o.translate(&neighbor_advert(PEER6, PEER_MAC, "2001:db8:31::9"), 0);
-    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(t.actions[..], [Action::Output(LOCAL_ODP)]);
     assert_eq!(
         (t.mask.ipv6_dst, t.mask.tp_src),
         ([255; 16], 0xff),
@@ -522,7 +522,7 @@ fn ipv6_underlay_solicits_learns_from_nd_and_pushes_ipv6() {
 
     let before = o.tunnel_seq();
     let t = o.translate(&neighbor_advert(PEER6, PEER_MAC, VTEP6), 0);
-    assert_eq!(t.actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(t.actions[..], [Action::Output(LOCAL_ODP)]);
     assert!(!t.install, "every advertisement must reach the slow path");
     assert_ne!(o.tunnel_seq(), before);
     assert_eq!(tnl.neigh().lookup(v6(PEER6), 1), Some(PEER_MAC));
@@ -554,14 +554,14 @@ fn ipv6_packets_for_the_local_vtep_pop() {
     k.nw_proto = IPPROTO_UDP;
     k.tp_dst = 4789;
     let t = o.translate(&k, 0);
-    assert_eq!(t.actions, vec![Action::TnlPop(VX)]);
+    assert_eq!(t.actions[..], [Action::TnlPop(VX)]);
     assert_eq!(t.mask.ipv6_dst, [255; 16]);
     // Another address of the segment, or another UDP port: not ours.
     k.ipv6_dst = v6_octets("2001:db8:31::7");
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::Output(LOCAL_ODP)]);
     k.ipv6_dst = v6_octets(VTEP6);
     k.tp_dst = 4790;
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::Output(LOCAL_ODP)]);
     // The IPv4-mapped form of an IPv4 VTEP is not an IPv6 VTEP.
     let (o4, _) = host();
     k.tp_dst = 4789;
@@ -569,7 +569,7 @@ fn ipv6_packets_for_the_local_vtep_pop() {
         .parse::<std::net::Ipv6Addr>()
         .unwrap()
         .octets();
-    assert_eq!(o4.translate(&k, 0).actions, vec![Action::Output(LOCAL_ODP)]);
+    assert_eq!(o4.translate(&k, 0).actions[..], [Action::Output(LOCAL_ODP)]);
 }
 
 fn v6_octets(text: &str) -> [u8; 16] {
@@ -606,7 +606,7 @@ fn ipv6_remote_from_the_flow_and_tun_ipv6_matches() {
     k.tun_ipv6_src = v6_octets(PEER6);
     k.tun_ipv6_dst = v6_octets(VTEP6);
     let t = o.translate(&k, 0);
-    assert_eq!(t.actions, vec![Action::Output(VM)]);
+    assert_eq!(t.actions[..], [Action::Output(VM)]);
     assert_eq!(
         t.mask.tun_ipv6_src, [255; 16],
         "the megaflow matches the outer source"

@@ -42,7 +42,7 @@ fn nw_dst_prefix_rule_gives_prefix_megaflow_without_ports() {
     )
     .unwrap();
     let t = o.translate(&tcp(11, [10, 0, 0, 7], 80), 0);
-    assert_eq!(t.actions, vec![Action::Output(12)]);
+    assert_eq!(t.actions[..], [Action::Output(12)]);
     assert_eq!(t.mask.nw_dst, [255, 255, 255, 0]);
     assert_eq!((t.mask.tp_src, t.mask.tp_dst), (0, 0));
     assert_eq!(t.mask.nw_src, [0; 4]);
@@ -66,11 +66,11 @@ fn host_route_beside_prefix_does_not_force_slash_32() {
     )
     .unwrap();
     let t = o.translate(&tcp(11, [10, 0, 0, 200], 80), 0);
-    assert_eq!(t.actions, vec![Action::Output(12)]);
+    assert_eq!(t.actions[..], [Action::Output(12)]);
     // 10.0.0.200 leaves 10.0.0.1 at the first bit of the last octet.
     assert_eq!(t.mask.nw_dst, [255, 255, 255, 128]);
     let t = o.translate(&tcp(11, [10, 0, 0, 1], 80), 0);
-    assert_eq!(t.actions, vec![Action::Output(13)]);
+    assert_eq!(t.actions[..], [Action::Output(13)]);
     assert_eq!(t.mask.nw_dst, [255; 4]);
 }
 
@@ -255,7 +255,7 @@ fn mod_actions_on_the_wrong_protocol_are_skipped() {
     let mut arp = FlowKey::ZERO;
     arp.in_port = 11;
     arp.dl_type = ETH_TYPE_ARP;
-    assert_eq!(o.translate(&arp, 0).actions, vec![Action::Output(12)]);
+    assert_eq!(o.translate(&arp, 0).actions[..], [Action::Output(12)]);
     let mut udp = tcp(11, [9, 9, 9, 9], 53);
     udp.nw_proto = IPPROTO_UDP;
     assert_eq!(
@@ -270,7 +270,7 @@ fn output_to_in_port_is_skipped_unless_explicit() {
     o.add_flow("priority=1,actions=output:1,output:2,in_port", 0)
         .unwrap();
     let t = o.translate(&tcp(11, [1, 1, 1, 1], 1), 0);
-    assert_eq!(t.actions, vec![Action::Output(12), Action::Output(11)]);
+    assert_eq!(t.actions[..], [Action::Output(12), Action::Output(11)]);
 }
 
 #[test]
@@ -337,7 +337,7 @@ fn set_tunnel_and_output_to_vxlan_port() {
     k.tun_ipv4_src = [172, 16, 0, 2];
     k.tun_ipv4_dst = [172, 16, 0, 1];
     let t = o.translate(&k, 0);
-    assert_eq!(t.actions, vec![Action::Output(12)]);
+    assert_eq!(t.actions[..], [Action::Output(12)]);
     assert_eq!((t.mask.tun_id, t.mask.tun_ipv4_src), (u64::MAX, [255; 4]));
 }
 
@@ -360,7 +360,7 @@ fn icmp_megaflow_uses_8_bit_type_and_code() {
     k.tp_src = 8;
     k.tp_dst = 0;
     let t = o.translate(&k, 0);
-    assert_eq!(t.actions, vec![Action::Output(12)]);
+    assert_eq!(t.actions[..], [Action::Output(12)]);
     assert_eq!((t.mask.tp_src, t.mask.tp_dst), (0xff, 0));
 }
 
@@ -370,7 +370,7 @@ fn meters_and_notes() {
     o.add_flow("priority=1,actions=note:01.02,meter:3,output:2", 0)
         .unwrap();
     let t = o.translate(&tcp(11, [1; 4], 1), 0);
-    assert_eq!(t.actions, vec![Action::Meter(3), Action::Output(12)]);
+    assert_eq!(t.actions[..], [Action::Meter(3), Action::Output(12)]);
     let _ = VlanMode::default();
 }
 
@@ -389,15 +389,15 @@ fn vxlan_to_local_ip_is_terminated_natively() {
     let mut k = tcp(11, [172, 16, 0, 1], 4789);
     k.nw_proto = IPPROTO_UDP;
     let t = o.translate(&k, 0);
-    assert_eq!(t.actions, vec![Action::TnlPop(4789)]);
+    assert_eq!(t.actions[..], [Action::TnlPop(4789)]);
     assert_eq!(
         (t.mask.nw_dst, t.mask.tp_dst, t.mask.nw_proto),
         ([255; 4], u16::MAX, u8::MAX)
     );
     // Other UDP to the local IP, and TCP, go to LOCAL as usual.
     k.tp_dst = 53;
-    assert_eq!(o.translate(&k, 0).actions, vec![Action::Output(100)]);
+    assert_eq!(o.translate(&k, 0).actions[..], [Action::Output(100)]);
     let t = o.translate(&tcp(11, [172, 16, 0, 1], 4789), 0);
-    assert_eq!(t.actions, vec![Action::Output(100)]);
+    assert_eq!(t.actions[..], [Action::Output(100)]);
     assert_eq!(t.mask.tp_dst, 0, "TCP needs no port check");
 }
