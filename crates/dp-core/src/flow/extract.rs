@@ -155,8 +155,8 @@ fn extract_metadata(meta: &PacketMetadata, key: &mut FlowKey) -> u64 {
     // A packet on its first pass (no tunnel, recirculation, mark, hash,
     // conntrack state; Ethernet) has nothing but `in_port` in these words:
     // one test of their OR, then three stores of zero and `in_port`,
-    // instead of copying each field (callgrind, DPDK bench `1flow`: ~25
-    // instructions a packet less).
+    // instead of copying each field and testing each word (callgrind,
+    // DPDK bench `1flow`: extraction 197 -> 194 instructions a packet).
     let others = meta.recirc_id
         | meta.dp_hash
         | meta.skb_priority

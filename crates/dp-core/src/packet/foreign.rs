@@ -13,6 +13,12 @@ use std::ptr::NonNull;
 pub type ReleaseFn = fn(token: usize, ptr: NonNull<u8>);
 
 /// A driver-owned frame on loan to a packet.
+///
+/// `repr(C)`, pointer then capacity: the same places as a boxed slice's
+/// pointer and length, so `Packet::data` reads either storage kind with
+/// the same two loads instead of a branch per kind (callgrind, DPDK bench
+/// `1flow`).
+#[repr(C)]
 pub struct ForeignFrame {
     ptr: NonNull<u8>,
     capacity: usize,
