@@ -79,6 +79,15 @@
 #   BENCH_BUILD=0 (use the release binaries already in target/)
 #   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds);
 #   BENCH_PKTGEN=PATH: the generator and sink (examples/pktgen)
+#   BENCH_GEN=afxdp (default): the generator sends through an AF_XDP
+#   socket on its eth0: the kernel builds an skb per frame, and the
+#   generator's one CPU, not the switch, sets the UDP Mpps (see the
+#   delivered row). BENCH_GEN=xdp-live: pktgen's live-frames generator
+#   (crates/netdev-afxdp/src/live_gen.rs: BPF_PROG_TEST_RUN of an XDP_TX
+#   program, no skb), which puts ~1 Mpps into the switch's port, so the
+#   switch sets the Mpps and drops the rest at its rx ring; veth accepts
+#   such frames only while the peer has an XDP program, so the kernel
+#   system's UDP column reads -.
 #   BENCH_OXVS_OPTIONS='n_rxq_desc = 8192': more options for oxvs's two
 #   afxdp ports (TOML inline-table entries). oxvs's two ports share one
 #   UMEM by default (shared-umem), so what it forwards goes out without a
@@ -134,6 +143,12 @@ autogroup_nice $$
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-5}
 SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,kernel}
+GEN=${BENCH_GEN:-afxdp}
+case $GEN in
+    afxdp) GEN_ARGS="--type afxdp --xdp-mode native" ;;
+    xdp-live) GEN_ARGS="--type xdp-live --burst 65536" ;;
+    *) echo "BENCH_GEN=$GEN: afxdp or xdp-live" >&2; exit 1 ;;
+esac
 XDP_MODE=${BENCH_XDP_MODE:-native}
 NCPU=$(nproc)
 PMD_CORE=$((NCPU - 1))
@@ -425,7 +440,7 @@ measure_udp() {
         perf_syscalls_start "$appctl" "$(pmd_tid "$pid")" "$SECS" "$WORK/perf.out"
         profile_start "$pid" "$(pmd_tid "$pid")" "$SECS" "$WORK/prof-udp.data"
     fi
-    $LOAD "$PKTGEN" tx --netns "$NS_G" --iface eth0 --type afxdp --xdp-mode native --size 64 --seconds $((SECS + 1)) \
+    $LOAD "$PKTGEN" tx --netns "$NS_G" --iface eth0 $GEN_ARGS --size 64 --seconds $((SECS + 1)) \
         --dst-mac "$MAC_S" --src-ip "$IP_G" --dst-ip "$IP_S" >"$WORK/gen.out" 2>&1 &
     GEN_PID=$!
     wait "$GEN_PID" || { cat "$WORK/gen.out" >&2; exit 1; }
@@ -501,7 +516,11 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: kernel (tc ingress mirred between the veths)"
         kernel_start
         learn
-        read -r RES[kernel,mpps,$run] RES[kernel,cpp,$run] RES[kernel,spp,$run] RES[kernel,deliv,$run] < <(measure_udp none none)
+        if [ "$GEN" = xdp-live ]; then
+            log "  udp: - (the xdp-live generator needs an XDP program on $IF_G, which this system has not)"
+        else
+            read -r RES[kernel,mpps,$run] RES[kernel,cpp,$run] RES[kernel,spp,$run] RES[kernel,deliv,$run] < <(measure_udp none none)
+        fi
         RES[kernel,tcp,$run]=$(measure_tcp none)
         log "  $(tc -s filter show dev "$IF_G" ingress | awk '/Sent/ {print "mirred " $0; exit}')"
         kernel_stop

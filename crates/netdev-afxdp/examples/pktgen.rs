@@ -113,6 +113,9 @@ fn main() -> ExitCode {
     if mode == "drop" {
         return drop_sink(iface, seconds);
     }
+    if mode == "tx" && port_type == "xdp-live" {
+        return live_tx(iface, seconds, &get);
+    }
     // `--xdp-mode` for an afxdp port: a benchmark passes the mode it
     // knows works (best-effort first attaches for zero-copy, detaches
     // when the bind is refused and attaches again).
@@ -276,6 +279,62 @@ fn drop_sink(iface: &str, seconds: u64) -> ExitCode {
     println!(
         "drop total {last} packets in {secs:.2} s = {:.0} pps",
         last as f64 / secs
+    );
+    ExitCode::SUCCESS
+}
+
+/// `pktgen tx --type xdp-live`: [`netdev_afxdp::live_gen`], bursts of
+/// `--burst` (default 64) frames per system call.
+fn live_tx(iface: &str, seconds: u64, get: &dyn Fn(&str, &str) -> String) -> ExitCode {
+    let src_mac = match netdev_afxdp::testing::if_mac(iface) {
+        Ok(m) => parse_mac(&get("src-mac", "")).unwrap_or(m),
+        Err(e) => {
+            eprintln!("pktgen: {iface}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dst_mac = parse_mac(&get("dst-mac", "ff:ff:ff:ff:ff:ff")).unwrap_or([0xff; 6]);
+    let src_ip = parse_ip(&get("src-ip", "10.77.0.1")).unwrap_or([10, 77, 0, 1]);
+    let dst_ip = parse_ip(&get("dst-ip", "10.77.0.2")).unwrap_or([10, 77, 0, 2]);
+    let dst_port: u16 = get("dst-port", "9").parse().unwrap_or(9);
+    let size: usize = get("size", "64").parse().unwrap_or(64);
+    let burst: u32 = get("burst", "64").parse().unwrap_or(64).max(1);
+    let frame = udp_frame(
+        size.saturating_sub(4),
+        src_mac,
+        dst_mac,
+        src_ip,
+        dst_ip,
+        1024,
+        dst_port,
+    );
+    let generator = match netdev_afxdp::live_gen::LiveGen::new(iface, &frame) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("pktgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let (mut total, mut this_second, mut second) = (0u64, 0u64, Instant::now());
+    while Instant::now() < end {
+        if let Err(e) = generator.send(burst) {
+            eprintln!("pktgen: sending on {iface}: {e}");
+            return ExitCode::FAILURE;
+        }
+        total += burst as u64;
+        this_second += burst as u64;
+        if second.elapsed() >= Duration::from_secs(1) {
+            println!("tx {this_second} pps (dropped so far 0)");
+            this_second = 0;
+            second = Instant::now();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "tx total {total} packets in {secs:.2} s = {:.0} pps (0 dropped)",
+        total as f64 / secs
     );
     ExitCode::SUCCESS
 }

@@ -38,6 +38,7 @@ pub mod csum;
 pub mod drop_sink;
 pub mod error;
 pub mod kernel;
+pub mod live_gen;
 mod stats;
 mod sys;
 
@@ -191,6 +192,11 @@ pub mod testing {
     /// no-permission errors as root.
     pub fn drop_thread_capabilities() -> io::Result<()> {
         crate::sys::drop_thread_capabilities()
+    }
+
+    /// The MAC address of interface `ifname` (this thread's namespace).
+    pub fn if_mac(ifname: &str) -> io::Result<[u8; 6]> {
+        crate::sys::if_mac(ifname)
     }
 
     /// What XDP program interface `ifname` has attached (this thread's

@@ -14,6 +14,7 @@ const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_LINK_CREATE: libc::c_int = 28;
@@ -262,6 +263,78 @@ pub fn bpf_link_create_tcx_ingress(prog: &OwnedFd, ifindex: u32) -> io::Result<O
         pad: [0; 48],
     };
     owned(bpf(BPF_LINK_CREATE, &mut attr)?)
+}
+
+#[repr(C)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
+}
+
+/// `struct xdp_md` as a test run's input context.
+#[repr(C)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Runs XDP program `prog` `repeat` times on copies of `frame` in
+/// live-frames mode (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18+), as if
+/// received on queue 0 of `ifindex`: what the program returns happens
+/// for real (`XDP_TX` sends the frame out of `ifindex`).
+pub fn bpf_prog_test_run_xdp_live(
+    prog: &OwnedFd,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> io::Result<()> {
+    let ctx = XdpMd {
+        data: 0,
+        data_end: frame.len() as u32,
+        data_meta: 0,
+        ingress_ifindex: ifindex,
+        rx_queue_index: 0,
+        egress_ifindex: 0,
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: frame.len() as u32,
+        data_size_out: 0,
+        data_in: frame.as_ptr() as u64,
+        data_out: 0,
+        repeat,
+        duration: 0,
+        ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
+        ctx_size_out: 0,
+        ctx_in: &ctx as *const XdpMd as u64,
+        ctx_out: 0,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        cpu: 0,
+        batch_size: 0,
+        pad: 0,
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr).map(drop)
 }
 
 #[repr(C)]
