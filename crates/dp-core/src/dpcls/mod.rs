@@ -380,8 +380,28 @@ impl Dpcls {
     ) -> BatchLookup {
         debug_assert!(keys.len() <= MAX_BURST);
         debug_assert!(keys.len() == MAX_BURST || active >> keys.len() == 0);
-        // One subtable: its filter could spare no probe (see subtable).
-        let filter = self.order.len() > 1;
+        // One subtable (one mask: the common case of a port whose flows
+        // come from one rule shape): its three passes back to back, without
+        // the rank bookkeeping, which has nothing to interleave (a packet
+        // it does not confirm has no next rank). Same answers and counts:
+        // every hit is at rank 1.
+        if let [id] = self.order[..] {
+            let Some(subtable) = self.subtables[id as usize].as_mut() else {
+                return BatchLookup::default();
+            };
+            let mut probes = Probes::new();
+            // Its filter could spare no probe (see subtable).
+            let probed = subtable.probe_start(keys, active, false, &mut probes);
+            let to_confirm = subtable.probe_candidates(probed, &mut probes);
+            let (found, hits) = subtable.probe_confirm(keys, to_confirm, &probes, out);
+            subtable.hits += u64::from(hits);
+            return BatchLookup {
+                found,
+                subtable_lookups: u64::from(hits),
+            };
+        }
+        // With several subtables, the filters spare probes.
+        let filter = true;
         let (order, subtables) = (&self.order, &mut self.subtables);
         let mut probes = Probes::new();
         // (rank, packets) a subtable took in pass 1 of this round, in
