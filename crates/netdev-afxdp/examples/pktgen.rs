@@ -8,6 +8,7 @@
 //!           [--src-mac M --dst-mac M --src-ip A --dst-ip A --dst-port P]
 //! pktgen rx --netns NS --iface IF [--type system|afxdp] [--xdp-mode M] [--seconds 5]
 //! pktgen drop --netns NS --iface IF [--seconds 5]
+//! pktgen xdp-pass --netns NS|- --iface IF [--seconds 5]
 //! ```
 //!
 //! `tx` sends UDP frames of `--size` bytes (without FCS), cycling the UDP
@@ -18,7 +19,10 @@
 //! ingress hook ([`netdev_afxdp::drop_sink`], the path every frame takes
 //! when the interface has no XDP program and GRO off; see there why the
 //! benchmark's far side uses it). Each prints one line per second and a
-//! total. The thread enters `--netns` first (the
+//! total. `tx --type xdp-live` sends through [`netdev_afxdp::live_gen`]
+//! (no skb; the peer must have an XDP program), and `xdp-pass` holds a
+//! native `XDP_PASS` program on an interface for `--seconds`, so that a
+//! veth whose stack forwards (no switch program on it) takes such frames. The thread enters `--netns` first (the
 //! interface is the namespace's end of a veth).
 
 use std::collections::HashMap;
@@ -106,9 +110,15 @@ fn main() -> ExitCode {
     let port_type = get("type", "system");
     let seconds: u64 = get("seconds", "5").parse().unwrap_or(5);
 
-    if let Err(e) = netdev_afxdp::testing::enter_netns(netns) {
+    // `--netns -`: the namespace pktgen runs in.
+    if netns != "-"
+        && let Err(e) = netdev_afxdp::testing::enter_netns(netns)
+    {
         eprintln!("pktgen: entering netns {netns}: {e}");
         return ExitCode::FAILURE;
+    }
+    if mode == "xdp-pass" {
+        return xdp_pass(iface, seconds);
     }
     if mode == "drop" {
         return drop_sink(iface, seconds);
@@ -336,5 +346,19 @@ fn live_tx(iface: &str, seconds: u64, get: &dyn Fn(&str, &str) -> String) -> Exi
         "tx total {total} packets in {secs:.2} s = {:.0} pps (0 dropped)",
         total as f64 / secs
     );
+    ExitCode::SUCCESS
+}
+
+/// `pktgen xdp-pass`: [`netdev_afxdp::live_gen::XdpPass`] on `iface` for
+/// `seconds`.
+fn xdp_pass(iface: &str, seconds: u64) -> ExitCode {
+    let _pass = match netdev_afxdp::live_gen::XdpPass::attach(iface) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pktgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::sleep(Duration::from_secs(seconds));
     ExitCode::SUCCESS
 }

@@ -12,6 +12,10 @@
 //! has no room for are dropped by veth (its `xdp_xmit_err` counters), so
 //! [`LiveGen::send`] runs small bursts: between two calls the sending
 //! CPU's softirq drains the ring.
+//!
+//! [`XdpPass`] is what a peer needs to take such frames when no switch
+//! program is on it: a native `return XDP_PASS` program, so veth accepts
+//! the frames into its NAPI and hands them to the stack.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -20,7 +24,29 @@ use crate::sys::{self, BpfInsn};
 
 const PROG_NAME: &str = "oxvs_live_gen";
 const LICENSE: &str = "Dual BSD/GPL";
+const PASS_NAME: &str = "oxvs_xdp_pass";
+const XDP_PASS: i32 = 2;
 const XDP_TX: i32 = 3;
+
+/// `r0 = verdict; exit`.
+fn verdict_program(verdict: i32) -> [BpfInsn; 2] {
+    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
+    const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+    [
+        BpfInsn {
+            code: MOV64_K,
+            regs: 0,
+            off: 0,
+            imm: verdict,
+        },
+        BpfInsn {
+            code: EXIT,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ]
+}
 
 /// A loaded generator program bound to an interface and a frame.
 #[derive(Debug)]
@@ -38,23 +64,7 @@ impl LiveGen {
             io::Error::new(e.kind(), format!("live generator on {ifname}: {what}: {e}"))
         };
         let ifindex = sys::ifindex(ifname).map_err(|e| step("no such interface", e))?;
-        const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-        const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-        let insns = [
-            BpfInsn {
-                code: MOV64_K,
-                regs: 0,
-                off: 0,
-                imm: XDP_TX,
-            },
-            BpfInsn {
-                code: EXIT,
-                regs: 0,
-                off: 0,
-                imm: 0,
-            },
-        ];
-        let prog = sys::bpf_prog_load_xdp(PROG_NAME, &insns, LICENSE)
+        let prog = sys::bpf_prog_load_xdp(PROG_NAME, &verdict_program(XDP_TX), LICENSE)
             .map_err(|e| step("loading the program", e))?;
         Ok(LiveGen {
             prog,
@@ -66,5 +76,39 @@ impl LiveGen {
     /// Sends the frame `n` times (one system call).
     pub fn send(&self, n: u32) -> io::Result<()> {
         sys::bpf_prog_test_run_xdp_live(&self.prog, &self.frame, self.ifindex, n)
+    }
+}
+
+/// A native `return XDP_PASS` program on an interface, attached through a
+/// bpf_link as long as this lives.
+#[derive(Debug)]
+pub struct XdpPass {
+    link: OwnedFd,
+    _prog: OwnedFd,
+}
+
+impl XdpPass {
+    /// Attaches to `ifname` (this thread's network namespace) in native
+    /// mode.
+    pub fn attach(ifname: &str) -> io::Result<XdpPass> {
+        let step = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("XDP pass program on {ifname}: {what}: {e}"),
+            )
+        };
+        let ifindex = sys::ifindex(ifname).map_err(|e| step("no such interface", e))?;
+        let prog = sys::bpf_prog_load_xdp(PASS_NAME, &verdict_program(XDP_PASS), LICENSE)
+            .map_err(|e| step("loading the program", e))?;
+        let link = sys::bpf_link_create_xdp(&prog, ifindex, sys::XdpLinkMode::Native)
+            .map_err(|e| step("attaching it", e))?;
+        Ok(XdpPass { link, _prog: prog })
+    }
+}
+
+impl Drop for XdpPass {
+    fn drop(&mut self) {
+        // As `afxdp::xdp::XdpLink`: detach now, whoever holds copies.
+        let _ = sys::bpf_link_detach(&self.link);
     }
 }
