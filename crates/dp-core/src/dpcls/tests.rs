@@ -542,3 +542,46 @@ fn sort_picks_the_word_that_tells_later_subtables_apart() {
         assert_eq!(cls.lookup(&key(1, [10, net, 1, 5], 80)), None);
     }
 }
+
+#[test]
+fn rule_matches_compares_every_masked_word_at_every_width() {
+    use crate::flow::FLOW_U64S;
+    // Widths 1..=10: the generic compare and each specialised one.
+    for width in 1..=10usize {
+        let mut cls = Dpcls::default();
+        let mut mask = FlowKey::ZERO;
+        let word_of = |j: usize| (j * 4 + 1) % FLOW_U64S;
+        for j in 0..width {
+            // Some bits of each word, not all: bits outside the mask must
+            // not count.
+            mask.words_mut()[word_of(j)] = 0x00ff_f0f0_0f0f_ff00;
+        }
+        let mut rule = FlowKey::ZERO;
+        for j in 0..width {
+            rule.words_mut()[word_of(j)] = 0x0012_3040_0506_7800 ^ j as u64;
+        }
+        let h = cls.insert(&rule, &mask, 7).expect("insert");
+        let expect_impl = if SPECIALISED_WIDTHS.contains(&width) {
+            LookupImpl::Specialised(width)
+        } else {
+            LookupImpl::Generic
+        };
+        let subtable = cls.subtable(h.subtable).expect("subtable");
+        assert_eq!(subtable.lookup_impl(), expect_impl, "width {width}");
+        // Unmasked bits differ: still a match.
+        let mut packet = rule;
+        for j in 0..width {
+            packet.words_mut()[word_of(j)] |= 0xff00_0f0f_f0f0_00ff;
+        }
+        packet.words_mut()[FLOW_U64S - 1] ^= 1 << 63;
+        assert!(cls.rule_matches(h, &packet), "width {width}");
+        // Any one masked bit of any word differs: no match.
+        for j in 0..width {
+            let mut other = packet;
+            other.words_mut()[word_of(j)] ^= 1 << 8;
+            assert!(!cls.rule_matches(h, &other), "width {width}, word {j}");
+        }
+        cls.remove(h).expect("remove");
+        assert!(!cls.rule_matches(h, &packet), "removed, width {width}");
+    }
+}
