@@ -876,42 +876,14 @@ impl<A> FlowTable<A> {
         prefetch_addr(slot.cast::<u8>().wrapping_add(size_of::<Slot<A>>() - 1));
     }
 
-    /// For each packet `i` of `todo`, starts loading the classifier rule
-    /// of the flow at slot `slots[i]` (whose slot was prefetched): the
-    /// second step of confirming signature-cache candidates, so that the
-    /// rules' misses overlap. Consecutive candidates of one port share
-    /// one port lookup.
-    pub fn prefetch_rules(&self, slots: &[u32; crate::packet::MAX_BURST], todo: u32) {
-        let mut last: Option<(u32, &Dpcls)> = None;
-        let mut bits = todo;
-        while bits != 0 {
-            let i = bits.trailing_zeros() as usize & (crate::packet::MAX_BURST - 1);
-            bits &= bits - 1;
-            let Some(flow) = self
-                .slots
-                .get(slots[i] as usize)
-                .and_then(|s| s.flow.as_ref())
-            else {
-                continue;
-            };
-            let dpcls = match last {
-                Some((port, dpcls)) if port == flow.in_port => dpcls,
-                _ => match self.ports.get(&flow.in_port) {
-                    Some(port) => {
-                        last = Some((flow.in_port, &port.dpcls));
-                        &port.dpcls
-                    }
-                    None => continue,
-                },
-            };
-            dpcls.prefetch_rule(flow.rule);
-        }
-    }
-
     /// [`FlowTable::matching_flow_at`] for each packet `i` of `todo`
-    /// (`keys[i]` against the flow at slot `slots[i]`), writing `out[i]`
-    /// for each match; returns the packets that matched. Consecutive
-    /// candidates of one port share one port lookup.
+    /// (`keys[i]` against the flow at slot `slots[i]`, whose slot the
+    /// caller prefetched), writing `out[i]` for each match; returns the
+    /// packets that matched. Two passes, so that the rules' cache misses
+    /// overlap: read each flow and prefetch its rule, then confirm. The
+    /// candidates of the first candidate's port (all of them, for a
+    /// received batch) share one port lookup; others take
+    /// [`FlowTable::matching_flow_at`].
     pub fn matching_flows_at(
         &self,
         keys: &[FlowKey],
@@ -919,14 +891,19 @@ impl<A> FlowTable<A> {
         todo: u32,
         out: &mut [Option<FlowRef>; crate::packet::MAX_BURST],
     ) -> u32 {
-        let mut last: Option<(u32, &Dpcls)> = None;
-        let mut matched = 0u32;
+        const N: usize = crate::packet::MAX_BURST;
+        let mut port: Option<(u32, &Dpcls)> = None;
+        let mut rules = [RuleHandle {
+            subtable: 0,
+            pos: 0,
+        }; N];
+        let mut generations = [0u32; N];
+        let (mut fast, mut slow) = (0u32, 0u32);
         let mut bits = todo;
         while bits != 0 {
-            let i = bits.trailing_zeros() as usize & (crate::packet::MAX_BURST - 1);
+            let i = bits.trailing_zeros() as usize & (N - 1);
             bits &= bits - 1;
-            let index = slots[i];
-            let Some(slot) = self.slots.get(index as usize) else {
+            let Some(slot) = self.slots.get(slots[i] as usize) else {
                 continue;
             };
             let (Some(flow), Some(key)) = (slot.flow.as_ref(), keys.get(i)) else {
@@ -935,21 +912,46 @@ impl<A> FlowTable<A> {
             if flow.in_port != key.in_port {
                 continue;
             }
-            let dpcls = match last {
-                Some((port, dpcls)) if port == flow.in_port => dpcls,
-                _ => match self.ports.get(&flow.in_port) {
-                    Some(port) => {
-                        last = Some((flow.in_port, &port.dpcls));
-                        &port.dpcls
+            let dpcls = match port {
+                Some((p, dpcls)) if p == flow.in_port => dpcls,
+                Some(_) => {
+                    slow |= 1 << i;
+                    continue;
+                }
+                None => match self.ports.get(&flow.in_port) {
+                    Some(p) => {
+                        port = Some((flow.in_port, &p.dpcls));
+                        &p.dpcls
                     }
                     None => continue,
                 },
             };
-            if dpcls.rule_matches(flow.rule, key) {
-                out[i] = Some(FlowRef {
-                    index,
-                    generation: slot.generation,
-                });
+            dpcls.prefetch_rule(flow.rule);
+            rules[i] = flow.rule;
+            generations[i] = slot.generation;
+            fast |= 1 << i;
+        }
+        let mut matched = 0u32;
+        if let Some((_, dpcls)) = port {
+            let mut bits = fast;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize & (N - 1);
+                bits &= bits - 1;
+                if dpcls.rule_matches(rules[i], &keys[i]) {
+                    out[i] = Some(FlowRef {
+                        index: slots[i],
+                        generation: generations[i],
+                    });
+                    matched |= 1 << i;
+                }
+            }
+        }
+        let mut bits = slow;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize & (N - 1);
+            bits &= bits - 1;
+            if let Some(flow) = self.matching_flow_at(slots[i], &keys[i]) {
+                out[i] = Some(flow);
                 matched |= 1 << i;
             }
         }

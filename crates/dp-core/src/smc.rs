@@ -115,7 +115,7 @@ impl Smc {
     /// 100k flows each step misses: the bucket, the flow's slot, its
     /// rule): prefetch every bucket; read them, take each packet's first
     /// way with its signature and prefetch that flow's slot; prefetch the
-    /// flows' rules; confirm. A packet whose first candidate does not
+    /// flows' rules; confirm ([`FlowTable::matching_flows_at`]). A packet whose first candidate does not
     /// confirm (another flow with the same signature) takes
     /// [`Smc::lookup`] over every way, so the answers are the same.
     pub fn lookup_batch<A>(
@@ -164,7 +164,6 @@ impl Smc {
         if todo == 0 {
             return 0;
         }
-        flows.prefetch_rules(&slots, todo);
         let found = flows.matching_flows_at(keys, &slots, todo, out);
         // Candidates that did not confirm: the other ways.
         let mut found_all = found;

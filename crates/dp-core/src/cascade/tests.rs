@@ -530,3 +530,68 @@ fn smc_mode_parses_the_config_spellings() {
     );
     assert_eq!(SmcMode::default(), SmcMode::Auto);
 }
+
+#[test]
+fn smc_serves_batches_mixing_ports() {
+    // The SMC confirms the first candidate's port in one pass and the
+    // others one by one: both must answer, and a packet of a third port
+    // whose hash collides with a port-1 entry must not take its flow.
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f1 = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("1");
+    let f2 = table
+        .insert(&pkt(2, 1, 0), &dst_mask(), None, 2, 0)
+        .expect("2");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        smc: SmcMode::On,
+        smc_entries: 4096,
+        ..CascadeConfig::default()
+    });
+    let keys: Vec<FlowKey> = (0..MAX_BURST)
+        .map(|i| pkt(1 + (i % 3) as u32, 1, i as u16))
+        .collect();
+    // The same hash for every packet: every packet of ports 2 and 3
+    // finds a candidate of another port or flow first.
+    let hashes = vec![0x1234_5678; keys.len()];
+    let mut out = [Disposition::Miss; MAX_BURST];
+    for round in 0..3 {
+        cascade.lookup_batch(&mut table, &keys, &hashes, 0, &mut out);
+        for (k, d) in keys.iter().zip(&out) {
+            let want = match k.in_port {
+                1 => Some(f1),
+                2 => Some(f2),
+                _ => None,
+            };
+            assert_eq!(d.flow(), want, "round {round}, {k:?}");
+        }
+    }
+    let s = cascade.stats();
+    assert!(s.smc_hits > 0, "{s:?}");
+    // Realistic hashes too: each packet its own.
+    let mut out = [Disposition::Miss; MAX_BURST];
+    for _ in 0..2 {
+        cascade.lookup_batch(&mut table, &keys, &hashes_of(&keys), 0, &mut out);
+    }
+    for (k, d) in keys.iter().zip(&out) {
+        let want = match k.in_port {
+            1 => Some((f1, HitLevel::Smc)),
+            2 => Some((f2, HitLevel::Smc)),
+            _ => None,
+        };
+        assert_eq!(d.flow().map(|f| (f, HitLevel::Smc)), want, "{k:?}: {d:?}");
+        if want.is_some() {
+            assert!(
+                matches!(
+                    d,
+                    Disposition::Hit {
+                        level: HitLevel::Smc,
+                        ..
+                    }
+                ),
+                "{d:?}"
+            );
+        }
+    }
+}
