@@ -1,6 +1,7 @@
 //! The benchmarks' live-frames generator (`netdev_afxdp::live_gen`): every
 //! frame it sends out of a veth end reaches an AF_XDP port of ours on the
-//! peer, byte for byte; with no XDP program on the peer, veth takes none.
+//! peer, byte for byte; with no XDP program on the peer, veth takes none,
+//! and with a native XDP_PASS one (`XdpPass`) it hands them to the stack.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use dp_core::packet::PacketBatch;
-use netdev_afxdp::live_gen::LiveGen;
+use netdev_afxdp::live_gen::{LiveGen, XdpPass};
 
 /// A 60-byte broadcast IPv4/UDP frame with a recognisable payload.
 fn frame() -> Vec<u8> {
@@ -107,7 +108,7 @@ fn live_generator_frames_reach_the_peers_xdp_socket_intact() {
 }
 
 #[test]
-fn live_generator_frames_need_an_xdp_program_on_the_peer() {
+fn live_generator_frames_need_an_xdp_program_on_the_peer_and_pass_takes_them() {
     if !prerequisites("live-frames generator without a peer program") {
         return;
     }
@@ -132,4 +133,18 @@ fn live_generator_frames_need_an_xdp_program_on_the_peer() {
         rx < 10,
         "veth delivered {rx} frames to a peer without an XDP program"
     );
+
+    // With a native XDP_PASS program on the peer (what the bench's kernel
+    // system uses), veth takes them and hands them to the stack.
+    let inner = topo.inner_b.clone();
+    let pass = in_netns(&topo.ns_b, move || XdpPass::attach(&inner))
+        .join()
+        .unwrap()
+        .expect("attaching the pass program");
+    let rx1 = rx_packets();
+    generator.send(1000).expect("a live-frames run");
+    wait_for("the peer to count the live frames", 10, || {
+        rx_packets() - rx1 >= 1000
+    });
+    drop(pass);
 }
