@@ -1,5 +1,7 @@
 //! The signature-match cache (SMC): an optional level between the EMC and
-//! the classifier, off by default as in OVS (`smc-enable`).
+//! the classifier (`smc-enable`). OVS has it off by default; here the
+//! default is `auto`, used while the classifier needs it (the cascade
+//! decides: see [`crate::cascade`]).
 //!
 //! # How it works
 //! Buckets of [`SMC_WAYS`] = 4 entries, each a 16-bit signature and a
@@ -11,6 +13,9 @@
 //! give a miss or a flow that truly matches the packet. Memory is 24 bytes
 //! per bucket, 6 bytes per entry, against the EMC's full key per entry,
 //! which is why it covers far more flows.
+//!
+//! A batch is looked up in passes that overlap its cache misses (bucket,
+//! then flow slot, then rule: [`Smc::lookup_batch`]).
 //!
 //! Inserts after a classifier hit: an entry with the same signature is
 //! updated, else a free way is used, else a pseudo-random way is replaced
