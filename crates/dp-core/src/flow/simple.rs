@@ -69,7 +69,67 @@ pub fn parse_simple_packet(packet: &mut Packet) -> Option<SimpleFields> {
 /// [`parse_simple_packet`] on a frame: the fields and the header offsets.
 #[inline]
 pub fn parse_simple(frame: &[u8], meta: &PacketMetadata) -> Option<(SimpleFields, HeaderOffsets)> {
-    if meta.packet_type != PacketType::ETHERNET || frame.len() < ETH_HEADER_LEN {
+    if meta.packet_type != PacketType::ETHERNET {
+        return None;
+    }
+    if let Some(parsed) = parse_eth_ipv4_fast(frame) {
+        return Some(parsed);
+    }
+    parse_simple_general(frame)
+}
+
+/// The common frame, untagged Ethernet + IPv4 without options or
+/// fragmentation, at fixed offsets (as extraction's fast path); `None`
+/// for any other frame, which [`parse_simple_general`] then takes. Same
+/// answer as the general walk (property-tested against it). Callgrind,
+/// DPDK bench `100k-inport`: the light parse ~76 -> ~35 instructions a
+/// packet.
+#[inline(always)]
+fn parse_eth_ipv4_fast(frame: &[u8]) -> Option<(SimpleFields, HeaderOffsets)> {
+    const L3: usize = ETH_HEADER_LEN;
+    const L4: usize = L3 + IPV4_HEADER_LEN;
+    if frame.len() < L4 || be16(frame, 12) != ETH_TYPE_IPV4 || frame[L3] & 0x0f != 5 {
+        return None;
+    }
+    let total_len = usize::from(be16(frame, L3 + 2));
+    let l3_room = frame.len() - L3;
+    if total_len < IPV4_HEADER_LEN || total_len > l3_room {
+        return None;
+    }
+    let l2_pad = u16::try_from(l3_room - total_len).ok()?;
+    if be16(frame, L3 + 6) & IPV4_MF_AND_OFFSET != 0 {
+        return None;
+    }
+    let mut tcp_flags = 0;
+    if frame[L3 + 9] == IPPROTO_TCP {
+        let b = &frame[L4..L3 + total_len];
+        if b.len() >= TCP_HEADER_LEN {
+            let ctl = be16(b, 12);
+            let header_len = usize::from(ctl >> 12) * 4;
+            if header_len >= TCP_HEADER_LEN && header_len <= b.len() {
+                tcp_flags = ctl & 0x0fff;
+            }
+        }
+    }
+    let fields = SimpleFields {
+        dl_type: ETH_TYPE_IPV4,
+        tci: 0,
+        nw_frag: 0,
+        tcp_flags,
+    };
+    let offsets = HeaderOffsets {
+        l2_5: OFS_NONE,
+        l3: L3 as u16,
+        l4: L4 as u16,
+        l2_pad,
+    };
+    Some((fields, offsets))
+}
+
+/// Every Ethernet frame the fast path declines: VLAN tags, IPv4 with
+/// options or fragmented, IPv6, other types.
+fn parse_simple_general(frame: &[u8]) -> Option<(SimpleFields, HeaderOffsets)> {
+    if frame.len() < ETH_HEADER_LEN {
         return None;
     }
     let mut f = SimpleFields::default();
@@ -257,6 +317,25 @@ mod tests {
         Ok(true)
     }
 
+    /// The fast path runs on the plain shapes (so the agreement test
+    /// compares two parsers) and declines the others.
+    #[test]
+    fn fast_path_takes_plain_ipv4_only() {
+        let t = templates();
+        let taken: Vec<bool> = t.iter().map(|f| parse_eth_ipv4_fast(f).is_some()).collect();
+        // udp4, tcp4, padded: yes; fragments, IPv6, VLAN, ARP, MPLS, SNAP: no.
+        assert_eq!(
+            taken,
+            [
+                true, true, false, false, false, false, false, false, false, false, true
+            ]
+        );
+        let (f, o) = parse_eth_ipv4_fast(&t[1]).expect("tcp4");
+        assert_eq!((f.tcp_flags, o.l3, o.l4, o.l2_pad), (0x12, 14, 34, 0));
+        let (_, o) = parse_eth_ipv4_fast(&t[10]).expect("padded");
+        assert_eq!(o.l2_pad, 18);
+    }
+
     #[test]
     fn templates_take_the_paths_they_should() {
         let meta = PacketMetadata::new(3);
@@ -287,6 +366,33 @@ mod tests {
     }
 
     proptest! {
+        /// The fixed-offset fast path answers as the general walk on
+        /// mutated, cut and padded frames of its shapes, any IP total
+        /// length included.
+        #[test]
+        fn fast_path_agrees_with_the_general_walk(
+            which in prop::sample::select(vec![0usize, 1, 2, 3, 10]),
+            flips in prop::collection::vec((0usize..64, any::<u8>()), 0..4),
+            cut in prop::option::of(any::<usize>()),
+            total in prop::option::of(0usize..64),
+        ) {
+            let mut frame = templates().swap_remove(which);
+            if let Some(total) = total {
+                frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+            }
+            for (at, byte) in flips {
+                let at = at % frame.len();
+                frame[at] = byte;
+            }
+            if let Some(cut) = cut {
+                frame.truncate(cut % (frame.len() + 1));
+            }
+            if let Some(fast) = parse_eth_ipv4_fast(&frame) {
+                prop_assert_eq!(Some(fast), parse_simple_general(&frame), "{:02x?}", frame);
+            }
+            check(&frame, &PacketMetadata::new(7))?;
+        }
+
         #[test]
         fn agrees_with_extraction(
             which in 0usize..11,
