@@ -163,12 +163,7 @@ impl Bridges {
         if !t.install {
             // A neighbour miss: drop this packet, install nothing, so the
             // flow is translated again once the neighbour is known.
-            return Ok((
-                Translation::ExecuteOnly {
-                    actions: t.actions,
-                },
-                None,
-            ));
+            return Ok((Translation::ExecuteOnly { actions: t.actions }, None));
         }
         // The table makes `in_port` exact itself, so this is the UFID of
         // the flow it installs for `t.mask`.
