@@ -465,6 +465,11 @@ impl RxQueue for AfxdpRxq {
         if n == 0 {
             return Ok(0);
         }
+        // Every frame's headers first, then the packets (see
+        // `Umem::prefetch_data`).
+        for i in 0..n {
+            self.xsk.umem.prefetch_data(self.parts.rx.get(i).addr);
+        }
         let mut bytes = 0u64;
         let mut dropped = 0u64;
         let mut partial = 0u64;
