@@ -48,38 +48,21 @@ const LICENSE: &str = "Dual BSD/GPL";
 /// `TCX_DROP` (the same value as `TC_ACT_SHOT`).
 const TCX_DROP: i32 = 2;
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
-const BPF_PSEUDO_MAP_FD: u8 = 1;
-const BPF_ADD: i32 = 0;
 
 /// The drop-and-count program, with `map_fd` in its map load.
 fn program(map_fd: i32) -> [BpfInsn; 11] {
-    const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
-        BpfInsn {
-            code,
-            regs: dst | (src << 4),
-            off,
-            imm,
-        }
-    }
-    const ST_W: u8 = 0x62; // BPF_ST | BPF_MEM | BPF_W
-    const MOV64_X: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
-    const ADD64_K: u8 = 0x07; // BPF_ALU64 | BPF_ADD | BPF_K
-    const LD_IMM64: u8 = 0x18; // BPF_LD | BPF_IMM | BPF_DW
-    const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
-    const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-    const ATOMIC_DW: u8 = 0xdb; // BPF_STX | BPF_ATOMIC | BPF_DW
-    const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+    use sys::op::*;
+    let insn = BpfInsn::new;
     [
         insn(ST_W, 10, 0, -4, 0),
         insn(MOV64_X, 2, 10, 0, 0),
         insn(ADD64_K, 2, 0, 0, -4),
-        insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
+        insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map_fd),
         insn(0, 0, 0, 0, 0),
         insn(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
         insn(JEQ_K, 0, 0, 2, 0),
         insn(MOV64_K, 1, 0, 0, 1),
-        insn(ATOMIC_DW, 0, 1, 0, BPF_ADD),
+        insn(ATOMIC_DW, 0, 1, 0, ATOMIC_ADD),
         insn(MOV64_K, 0, 0, 0, TCX_DROP),
         insn(EXIT, 0, 0, 0, 0),
     ]

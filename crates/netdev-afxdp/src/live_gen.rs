@@ -25,26 +25,14 @@ use crate::sys::{self, BpfInsn};
 const PROG_NAME: &str = "oxvs_live_gen";
 const LICENSE: &str = "Dual BSD/GPL";
 const PASS_NAME: &str = "oxvs_xdp_pass";
-const XDP_PASS: i32 = 2;
-const XDP_TX: i32 = 3;
+use sys::op::{XDP_PASS, XDP_TX};
 
 /// `r0 = verdict; exit`.
 fn verdict_program(verdict: i32) -> [BpfInsn; 2] {
-    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-    const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+    use sys::op::{EXIT, MOV64_K};
     [
-        BpfInsn {
-            code: MOV64_K,
-            regs: 0,
-            off: 0,
-            imm: verdict,
-        },
-        BpfInsn {
-            code: EXIT,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
+        BpfInsn::new(MOV64_K, 0, 0, 0, verdict),
+        BpfInsn::new(EXIT, 0, 0, 0, 0),
     ]
 }
 

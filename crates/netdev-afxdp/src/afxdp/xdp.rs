@@ -40,30 +40,17 @@ pub const PROG_NAME: &str = "oxvs_xsk";
 const MAP_NAME: &str = "oxvs_xsks";
 const LICENSE: &str = "Dual BSD/GPL";
 
-const XDP_PASS: i32 = 2;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
-const BPF_PSEUDO_MAP_FD: u8 = 1;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 
 /// The redirect program, with `map_fd` in its map load.
 pub fn program(map_fd: i32) -> [BpfInsn; 6] {
-    const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
-        BpfInsn {
-            code,
-            regs: dst | (src << 4),
-            off,
-            imm,
-        }
-    }
-    const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
-    const LD_IMM64: u8 = 0x18; // BPF_LD | BPF_IMM | BPF_DW
-    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
-    const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
-    const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+    use sys::op::*;
+    let insn = BpfInsn::new;
     [
         insn(LDX_W, 2, 1, XDP_MD_RX_QUEUE_INDEX, 0),
-        insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
+        insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map_fd),
         insn(0, 0, 0, 0, 0),
         insn(MOV64_K, 3, 0, 0, XDP_PASS),
         insn(CALL, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),

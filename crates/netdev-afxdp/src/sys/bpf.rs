@@ -43,6 +43,52 @@ pub struct BpfInsn {
     pub imm: i32,
 }
 
+impl BpfInsn {
+    /// The instruction `code` with registers `dst` and `src`, offset `off`
+    /// and immediate `imm` (a 64-bit immediate load takes a second, all-zero
+    /// instruction for its upper half).
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
+        BpfInsn {
+            code,
+            regs: dst | (src << 4),
+            off,
+            imm,
+        }
+    }
+}
+
+/// The eBPF opcodes our hand-written programs use (`linux/bpf.h`,
+/// `linux/bpf_common.h`), and the constants their instructions carry.
+pub mod op {
+    /// `BPF_LDX | BPF_MEM | BPF_W`: 32-bit load from memory.
+    pub const LDX_W: u8 = 0x61;
+    /// `BPF_ST | BPF_MEM | BPF_W`: 32-bit store of an immediate.
+    pub const ST_W: u8 = 0x62;
+    /// `BPF_LD | BPF_IMM | BPF_DW`: 64-bit immediate load (two slots).
+    pub const LD_IMM64: u8 = 0x18;
+    /// `BPF_ALU64 | BPF_MOV | BPF_K`.
+    pub const MOV64_K: u8 = 0xb7;
+    /// `BPF_ALU64 | BPF_MOV | BPF_X`.
+    pub const MOV64_X: u8 = 0xbf;
+    /// `BPF_ALU64 | BPF_ADD | BPF_K`.
+    pub const ADD64_K: u8 = 0x07;
+    /// `BPF_STX | BPF_ATOMIC | BPF_DW`: 64-bit atomic operation.
+    pub const ATOMIC_DW: u8 = 0xdb;
+    /// `BPF_JMP | BPF_JEQ | BPF_K`.
+    pub const JEQ_K: u8 = 0x15;
+    /// `BPF_JMP | BPF_CALL`.
+    pub const CALL: u8 = 0x85;
+    /// `BPF_JMP | BPF_EXIT`.
+    pub const EXIT: u8 = 0x95;
+    /// `src_reg` of a `LD_IMM64` whose immediate is a map's fd.
+    pub const PSEUDO_MAP_FD: u8 = 1;
+    /// The `BPF_ATOMIC` operation in `imm`: add.
+    pub const ATOMIC_ADD: i32 = 0;
+    /// XDP verdicts.
+    pub const XDP_PASS: i32 = 2;
+    pub const XDP_TX: i32 = 3;
+}
+
 /// Where an XDP program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpLinkMode {

@@ -15,7 +15,7 @@ pub use bpf::{
     BpfInsn, XdpLinkMode, bpf_link_create_tcx_ingress, bpf_link_create_xdp, bpf_link_detach,
     bpf_map_create_u64_array, bpf_map_create_xskmap, bpf_map_lookup_u64, bpf_map_update_u32,
     bpf_prog_get_fd_by_id, bpf_prog_load_tc, bpf_prog_load_xdp, bpf_prog_name,
-    bpf_prog_test_run_xdp_live,
+    bpf_prog_test_run_xdp_live, op,
 };
 pub use netlink::{XdpAttachment, xdp_query, xdp_set_fd_legacy};
 
