@@ -501,9 +501,10 @@ measure_udp() {
     log "  udp: median $pps pps at the far side; sink $(grep "^drop total" "$WORK/sink.out"); generator $(tail -1 "$WORK/gen.out"); ${cyc} cycles/packet"
 }
 
-measure_tcp() { # pid (none for the kernel system) -> Gbit/s
+measure_tcp() { # pid (none for the kernel system) [appctl-function] -> Gbit/s
     # In the background rather than -D (which would detach it into an
     # autogroup of its own); it serves one test and exits.
+    [ -z "${2:-}" ] || $2 dpif-netdev/pmd-stats-clear >/dev/null
     $LOAD ip netns exec "$NS_S" iperf3 -s -1 -B "$IP_S" --logfile "$WORK/iperf3-server.log" >/dev/null 2>&1 &
     sleep 0.3
     [ "$1" = none ] || profile_start "$1" "$(pmd_tid "$1")" "$((SECS - 1))" "$WORK/prof-tcp.data"
@@ -514,6 +515,15 @@ measure_tcp() { # pid (none for the kernel system) -> Gbit/s
     [ "$1" = none ] || profile_report tcp "$WORK/prof-tcp.data"
     echo "$gbps"
     log "  tcp: $gbps Gbit/s"
+    # Whether the PMD bounded TCP: the share of its cycles that found
+    # nothing to do (its own accounting, the same in both switches). Time
+    # the PMD thread spends in the kernel inside its syscalls (the far
+    # side's stack runs in its sendto) counts as processing.
+    [ -z "${2:-}" ] || log "  tcp pmd: $($2 dpif-netdev/pmd-stats-show | awk -F': ' '
+        /^ *idle cycles:/ {i = $2} /^ *processing cycles:/ {p = $2}
+        /avg processing cycles per packet:/ {a = $2}
+        /packets received:/ {if ($2 + 0 > r) r = $2 + 0}
+        END {printf "idle cycles %s, processing cycles %s, %d packets, %s processing cycles/packet", i, p, r, a}')"
 }
 
 declare -A RES   # RES[system,metric,run]
@@ -525,7 +535,7 @@ for run in $(seq "$RUNS"); do
         read -r RES[oxvs,mpps,$run] RES[oxvs,cpp,$run] RES[oxvs,spp,$run] RES[oxvs,deliv,$run] < <(measure_udp oxvs_appctl "$OXVSD_PID")
         # Where oxvs lost packets: the AF_XDP sockets' own counters.
         oxvs_appctl dpctl/show -s | awk '/port [0-9]+:/ {p = $3} /xsk_/ {print "  " p " " $0}' | sed 's/^/[bench] /' >&2
-        RES[oxvs,tcp,$run]=$(measure_tcp "$OXVSD_PID")
+        RES[oxvs,tcp,$run]=$(measure_tcp "$OXVSD_PID" oxvs_appctl)
         oxvs_stop
     fi
     if [[ ,$SYSTEMS, == *,ovs,* ]]; then
@@ -533,7 +543,7 @@ for run in $(seq "$RUNS"); do
         ovs_start
         learn
         read -r RES[ovs,mpps,$run] RES[ovs,cpp,$run] RES[ovs,spp,$run] RES[ovs,deliv,$run] < <(measure_udp ovs_appctl "$(cat "$WORK/vswitchd.pid")")
-        RES[ovs,tcp,$run]=$(measure_tcp "$(cat "$WORK/vswitchd.pid")")
+        RES[ovs,tcp,$run]=$(measure_tcp "$(cat "$WORK/vswitchd.pid")" ovs_appctl)
         ovs_daemons_stop
     fi
     if [[ ,$SYSTEMS, == *,kernel,* ]]; then
