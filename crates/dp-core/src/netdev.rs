@@ -27,7 +27,7 @@
 
 use std::fmt;
 
-use crate::packet::PacketBatch;
+use crate::packet::{Packet, PacketBatch};
 
 /// What went wrong in a driver call, naming the port and queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +167,18 @@ pub trait RxQueue: Send + fmt::Debug {
 pub trait TxQueue: Send + fmt::Debug {
     /// Sends every packet of `batch`, consuming it even on error.
     fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome;
+
+    /// A copy of `packet` (bytes and metadata) in this queue's own buffer
+    /// kind, for an output that needs its own copy (every output of a
+    /// multi-output action but the last). A driver that sends its own
+    /// buffers without a copy (an AF_XDP UMEM frame) makes the copy there,
+    /// so the packet is copied once, not once by the executor and again at
+    /// transmit. `None` (the default, or no buffer free): the executor
+    /// copies into its clone pool.
+    fn clone_packet(&mut self, packet: &Packet) -> Option<Packet> {
+        let _ = packet;
+        None
+    }
 }
 
 /// Checks `qid` against `n_queues` for port `port`.

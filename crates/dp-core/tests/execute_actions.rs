@@ -12,7 +12,7 @@ use dp_core::execute::{
 use dp_core::odp::attr::{
     ArpKey, EthKey, IcmpKey, Ipv4Key, Ipv6Key, KeyAttr, NdKey, PortsKey, TunAttr,
 };
-use dp_core::packet::PacketType;
+use dp_core::packet::{PacketPool, PacketType, PoolConfig};
 use execute_support::*;
 
 fn set_ipv4_dst(dst: [u8; 4]) -> Action {
@@ -63,6 +63,32 @@ fn multiple_outputs_copy_all_but_the_last() {
     // Ports 1 and 2 got copies, port 3 the originals.
     assert_eq!(h.clones.in_use(), 4);
     assert_eq!(h.pool.in_use(), 2);
+}
+
+#[test]
+fn a_port_that_makes_its_own_copies_gets_them_and_the_executor_copies_none() {
+    let mut h = Harness::new();
+    // Port 1's queue has room for one copy: the second packet's copy for
+    // port 1 falls back to the executor's clone pool.
+    let own = PacketPool::new("port 1 copies", PoolConfig::heap(1));
+    h.sink.port_clones = Some((1, own.clone()));
+    let frames = vec![tcp4(b"a"), udp4(b"bb")];
+    h.run(
+        &[Action::Output(1), Action::Output(2), Action::Output(3)],
+        &frames,
+    );
+    for port in 1..=3 {
+        assert_eq!(h.sink.sent(port), frames, "port {port}");
+    }
+    for (port, packet) in &h.sink.outputs {
+        assert_eq!(packet.meta().in_port, 1, "port {port}: metadata copied");
+    }
+    assert_eq!(own.in_use(), 1, "port 1's first copy is its own");
+    // Port 1's second copy and both of port 2's came from the clone pool.
+    assert_eq!(h.clones.in_use(), 3);
+    assert_eq!(h.exec.drops().total(), 0);
+    h.assert_no_leak();
+    assert_eq!(own.in_use(), 0);
 }
 
 #[test]

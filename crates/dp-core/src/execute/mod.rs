@@ -81,6 +81,15 @@ pub trait ActionSink {
     /// count as [`DropReason::TxError`].
     fn output(&mut self, port: u32, batch: &mut PacketBatch);
 
+    /// A copy of `packet` made by port `port`'s transmit queue in its own
+    /// buffers ([`crate::netdev::TxQueue::clone_packet`]), for an output
+    /// that is not the action list's last; `None` (the default) makes the
+    /// executor copy into its clone pool.
+    fn clone_for(&mut self, port: u32, packet: &Packet) -> Option<Packet> {
+        let _ = (port, packet);
+        None
+    }
+
     /// A packet for the slow path with its `userspace` action (cookie,
     /// pid). `Err` hands the packet back when the queue is full; it is
     /// then counted as [`DropReason::UserspaceQueueFull`].
@@ -243,7 +252,7 @@ impl Executor {
                         self.output(*port, batch, sink);
                         return;
                     }
-                    let mut copies = self.copies(batch);
+                    let mut copies = self.copies_for_port(*port, batch, sink);
                     apply_cut(&mut copies, cut.take());
                     self.output(*port, &mut copies, sink);
                 }
@@ -537,6 +546,31 @@ impl Executor {
             .iter()
             .find(|(p, _)| *p == port)
             .map(|(_, c)| *c)
+    }
+
+    /// Copies of every packet of `batch` for output on `port`: made by
+    /// the port's queue in its own buffers where it can
+    /// ([`ActionSink::clone_for`]), else in the clone pool.
+    fn copies_for_port<S: ActionSink>(
+        &mut self,
+        port: u32,
+        batch: &PacketBatch,
+        sink: &mut S,
+    ) -> PacketBatch {
+        let mut out = PacketBatch::new();
+        for packet in batch.iter() {
+            match sink
+                .clone_for(port, packet)
+                .or_else(|| packet.clone_into(&self.clone_pool))
+            {
+                // `out` holds at most as many packets as `batch`.
+                Some(copy) => {
+                    let _ = out.push(copy);
+                }
+                None => self.drops.add(DropReason::NoCloneBuffer, 1),
+            }
+        }
+        out
     }
 
     /// Copies of every packet of `batch`.

@@ -31,6 +31,9 @@ pub struct RecordingSink {
     pub upcall_limit: Option<usize>,
     /// Most recirculated packets accepted.
     pub recirc_limit: Option<usize>,
+    /// A port whose queue makes its own copies (`clone_for`), from this
+    /// pool, as an AF_XDP queue copies into its UMEM.
+    pub port_clones: Option<(u32, PacketPool)>,
 }
 
 impl ActionSink for RecordingSink {
@@ -41,6 +44,16 @@ impl ActionSink for RecordingSink {
         for packet in batch.drain() {
             self.outputs.push((port, packet));
         }
+    }
+
+    fn clone_for(&mut self, port: u32, packet: &Packet) -> Option<Packet> {
+        let (p, pool) = self.port_clones.as_ref()?;
+        if *p != port {
+            return None;
+        }
+        let mut copy = pool.alloc_from(packet.data())?;
+        copy.meta_mut().clone_from(packet.meta());
+        Some(copy)
     }
 
     fn userspace(&mut self, packet: Packet, action: &Userspace) -> Result<(), Packet> {

@@ -95,6 +95,15 @@ fn identity_seed(config: &PmdConfig) -> u64 {
 }
 
 impl TxSink<'_> {
+    /// A copy of `packet` made by `port_no`'s transmit queue in its own
+    /// buffers, if it makes them (see `TxQueue::clone_packet`).
+    pub fn clone_for(&mut self, port_no: u32, packet: &Packet) -> Option<Packet> {
+        let Some(Some(port)) = self.tx.get_mut(port_no as usize) else {
+            return None;
+        };
+        port.txq.clone_packet(packet)
+    }
+
     /// Queues every packet of `batch` for `port_no`, in order. A batch
     /// meeting an empty transmit buffer becomes that buffer (one swap, not
     /// a move per packet); otherwise packets are appended, the buffer sent
@@ -133,6 +142,10 @@ struct Sink<'a, 'b> {
 impl ActionSink for Sink<'_, '_> {
     fn output(&mut self, port: u32, batch: &mut PacketBatch) {
         self.tx.output_batch(port, batch);
+    }
+
+    fn clone_for(&mut self, port: u32, packet: &Packet) -> Option<Packet> {
+        self.tx.clone_for(port, packet)
     }
 
     fn userspace(&mut self, packet: Packet, action: &Userspace) -> Result<(), Packet> {

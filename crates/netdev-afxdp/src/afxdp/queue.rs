@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use dp_core::netdev::{NetdevError, RxQueue, TxOutcome, TxQueue};
-use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
+use dp_core::packet::{MAX_BURST, Packet, PacketBatch, PacketPool, PoolConfig};
 
 use super::ring::{ConsRing, ProdRing, mmap_offsets};
 use super::shared::{Placement, UmemGroup};
@@ -514,15 +514,63 @@ impl RxQueue for AfxdpRxq {
 pub struct AfxdpTxq {
     state: Arc<Mutex<TxState>>,
     stats: Arc<QueueStats>,
+    /// The socket's UMEM, where [`TxQueue::clone_packet`] makes copies.
+    umem: Arc<Umem>,
+    /// Cells for those copies, made lazily: a queue that never clones
+    /// holds none. Bounded, so clones cannot take the UMEM's frames from
+    /// the fill ring; when it runs out the executor copies instead.
+    clone_cells: PacketPool,
 }
+
+/// Most clones of one transmit queue alive at once (a few bursts' worth:
+/// they live from the executor's copy to the next send).
+const CLONE_CELLS: usize = 4 * MAX_BURST;
+
+/// Bytes kept in front of a clone's data in its frame, for headers a
+/// later action might push (as a heap packet's headroom).
+const CLONE_HEADROOM: usize = dp_core::packet::DEFAULT_HEADROOM;
 
 impl AfxdpTxq {
     pub fn new(state: Arc<Mutex<TxState>>, stats: Arc<QueueStats>) -> AfxdpTxq {
-        AfxdpTxq { state, stats }
+        let umem = Arc::clone(
+            &state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .xsk
+                .umem,
+        );
+        AfxdpTxq {
+            state,
+            stats,
+            umem,
+            clone_cells: PacketPool::new("afxdp-clone", PoolConfig::metadata_only(CLONE_CELLS)),
+        }
     }
 }
 
 impl TxQueue for AfxdpTxq {
+    /// The copy for one output of a multi-output action (a flood) goes
+    /// straight into a frame of this socket's UMEM, so `send` then puts
+    /// that frame on the tx ring as it is: one copy, where the executor's
+    /// heap copy and a second copy into the UMEM at send were two.
+    fn clone_packet(&mut self, packet: &Packet) -> Option<Packet> {
+        let len = packet.len();
+        if len == 0 || CLONE_HEADROOM + len > self.umem.frame_size() as usize {
+            return None;
+        }
+        let index = self.umem.take_free()?;
+        // SAFETY: the frame just came off the free list, so nothing else
+        // uses it until `lend` below makes it the clone's.
+        let frame = unsafe { self.umem.frame_mut(index) };
+        frame[CLONE_HEADROOM..CLONE_HEADROOM + len].copy_from_slice(packet.data());
+        // On failure (no cell) the frame is back on the free list.
+        let addr = self.umem.frame_addr(index) + CLONE_HEADROOM as u64;
+        let mut copy = self.umem.lend(addr, len as u32, &self.clone_cells)?;
+        copy.meta_mut().clone_from(packet.meta());
+        bump(&self.stats.tx_copied, 1);
+        Some(copy)
+    }
+
     fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
         if batch.is_empty() {
             return TxOutcome::default();
