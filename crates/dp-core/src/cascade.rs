@@ -422,6 +422,14 @@ impl Cascade {
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
         // megaflow hit).
         let emc_on = self.emc.is_enabled();
+        // Every packet's EMC entries first: with more flows than entries
+        // most probes miss the cache, and asked for together those misses
+        // overlap instead of stalling the loop below one by one.
+        if emc_on {
+            for &hash in hashes {
+                self.emc.prefetch(hash);
+            }
+        }
         let mut pending = 0u32;
         let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
         let mut port_cache: Option<(u32, bool)> = None;
