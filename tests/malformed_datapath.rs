@@ -243,17 +243,7 @@ impl Rig {
             bridges,
             Arc::new(AtomicUsize::new(1000)),
         );
-        let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-        let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-        for (no, port) in [(1u32, &p1), (2, &p2)] {
-            pmd.add_rxq(PolledRxq::new(
-                no,
-                port.name(),
-                0,
-                port.open_rxq(0).unwrap(),
-            ));
-            pmd.add_txq(no, port.open_txq(0).unwrap());
-        }
+        let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
         Rig {
             pmd,
             p1,

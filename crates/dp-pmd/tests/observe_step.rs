@@ -10,11 +10,10 @@ use crossbeam_channel::bounded;
 use dp_core::action::Action;
 use dp_core::cascade::CascadeConfig;
 use dp_core::flow::FlowKey;
-use dp_core::netdev::Netdev;
 use dp_pmd::capture::{CaptureRing, CaptureSpec, Direction, MAX_SNAPLEN};
-use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
+use dp_pmd::netdev::dummy::DummyNetdev;
 use dp_pmd::pmd::observe::{ObserveMsg, ObserveSnapshot, TraceReport};
-use dp_pmd::pmd::{Pmd, PmdConfig, PmdMsg, PolledRxq};
+use dp_pmd::pmd::{Pmd, PmdConfig, PmdMsg};
 use dp_pmd::stats::PmdIdentity;
 use testbed::datapath::Megaflows;
 
@@ -67,17 +66,7 @@ fn rig_with_flush_interval(tx_flush_interval_us: u64) -> (Pmd, Arc<DummyNetdev>,
         Arc::new(to_port_2()),
         Arc::new(AtomicUsize::new(1000)),
     );
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    for (no, port) in [(1u32, &p1), (2, &p2)] {
-        pmd.add_rxq(PolledRxq::new(
-            no,
-            port.name(),
-            0,
-            port.open_rxq(0).unwrap(),
-        ));
-        pmd.add_txq(no, port.open_txq(0).unwrap());
-    }
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     (pmd, p1, p2)
 }
 

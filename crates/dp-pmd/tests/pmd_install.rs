@@ -8,11 +8,9 @@ use std::sync::atomic::AtomicUsize;
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::ufid_from_match;
-use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
-use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::msg::PutMode;
-use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
+use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
 use testbed::datapath::udp4_frame;
 
@@ -71,17 +69,7 @@ fn a_ufid_taken_by_another_match_gets_the_translation_not_that_flow() {
         Arc::new(ToPort2),
         Arc::new(AtomicUsize::new(1000)),
     );
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    for (no, port) in [(1u32, &p1), (2, &p2)] {
-        pmd.add_rxq(PolledRxq::new(
-            no,
-            port.name(),
-            0,
-            port.open_rxq(0).unwrap(),
-        ));
-        pmd.add_txq(no, port.open_txq(0).unwrap());
-    }
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     // A control-plane flow for 10.0.0.9 that carries the UFID the PMD
     // will generate for 10.0.0.2's megaflow: what a hash collision
     // between two matches looks like to the install step.

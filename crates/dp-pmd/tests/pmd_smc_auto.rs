@@ -10,11 +10,10 @@ use std::sync::atomic::AtomicUsize;
 use dp_core::action::Action;
 use dp_core::cascade::{CascadeConfig, SmcMode};
 use dp_core::flow::FlowKey;
-use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::datapath::format_smc_state;
-use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
-use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
+use dp_pmd::netdev::dummy::DummyNetdev;
+use dp_pmd::pmd::{Pmd, PmdConfig};
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
 use testbed::datapath::udp4_frame;
 
@@ -80,17 +79,7 @@ fn rig(masks: u8) -> (Pmd, Arc<DummyNetdev>, Arc<DummyNetdev>) {
         Arc::new(Masks(masks)),
         Arc::new(AtomicUsize::new(1000)),
     );
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    for (no, port) in [(1u32, &p1), (2, &p2)] {
-        pmd.add_rxq(PolledRxq::new(
-            no,
-            port.name(),
-            0,
-            port.open_rxq(0).unwrap(),
-        ));
-        pmd.add_txq(no, port.open_txq(0).unwrap());
-    }
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     (pmd, p1, p2)
 }
 

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dp_core::action::Action;
 use dp_core::cascade::CascadeConfig;
 use dp_core::flow::FlowKey;
-use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
-use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
-use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
+use dp_pmd::netdev::dummy::DummyNetdev;
+use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg};
 use dp_pmd::revalidator::{DeleteReason, FlowAction, RevalidatorConfig, plan_round};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
@@ -99,17 +98,7 @@ fn rig(emc_insert_inv_prob: u32, upcall_budget: usize) -> Rig {
         ..PmdConfig::default()
     };
     let mut pmd = Pmd::new(config, handler.clone(), flow_limit.clone());
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    for (no, port) in [(1u32, &p1), (2, &p2)] {
-        pmd.add_rxq(PolledRxq::new(
-            no,
-            port.name(),
-            0,
-            port.open_rxq(0).unwrap(),
-        ));
-        pmd.add_txq(no, port.open_txq(0).unwrap());
-    }
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     Rig {
         pmd,
         p1,

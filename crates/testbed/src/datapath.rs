@@ -15,8 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::{FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI};
+use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
+use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
+use dp_pmd::pmd::{Pmd, PolledRxq};
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
 
 /// A megaflow that matches in_port only and outputs to `out`.
@@ -261,4 +264,22 @@ pub fn udp_pcap(path: &std::path::Path, flows: u16) {
         dp_core::pcap::write_record(&mut bytes, 0, &replay_frame(i));
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Two dummy ports, `p1` and `p2`, attached to a stepped `pmd` as
+/// datapath ports 1 and 2 (queue 0 each, received and sent on); the
+/// tests inject frames into them and read what was sent.
+pub fn two_dummy_ports(pmd: &mut Pmd) -> (Arc<DummyNetdev>, Arc<DummyNetdev>) {
+    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
+    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
+    for (no, port) in [(1u32, &p1), (2, &p2)] {
+        pmd.add_rxq(PolledRxq::new(
+            no,
+            port.name(),
+            0,
+            port.open_rxq(0).expect("dummy rxq 0"),
+        ));
+        pmd.add_txq(no, port.open_txq(0).expect("dummy txq 0"));
+    }
+    (p1, p2)
 }
