@@ -90,6 +90,59 @@ fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
     out
 }
 
+/// Where a plain IPv4 frame's IP header starts (untagged Ethernet).
+pub(super) const PLAIN_L3: usize = ETH_HEADER_LEN;
+/// Where its transport header starts (an IPv4 header without options).
+pub(super) const PLAIN_L4: usize = PLAIN_L3 + IPV4_HEADER_LEN;
+
+/// An untagged Ethernet + IPv4 frame without IP options that is not a
+/// fragment, whose IP total length is sane: the shape both fixed-offset
+/// fast paths take (extraction's and the simple-match parse's).
+pub(super) struct PlainIpv4<'a> {
+    /// The transport bytes, as far as the IP total length says.
+    pub l4: &'a [u8],
+    pub proto: u8,
+    /// Ethernet padding after the IP packet.
+    pub l2_pad: u16,
+}
+
+/// `frame` as a [`PlainIpv4`], or `None` for any other frame (the general
+/// walks take those). Reads only inside `frame`.
+#[inline(always)]
+pub(super) fn plain_ipv4(frame: &[u8]) -> Option<PlainIpv4<'_>> {
+    const L3: usize = PLAIN_L3;
+    if frame.len() < PLAIN_L4 || be16(frame, 12) != ETH_TYPE_IPV4 || frame[L3] & 0x0f != 5 {
+        return None;
+    }
+    let total_len = usize::from(be16(frame, L3 + 2));
+    let l3_room = frame.len() - L3;
+    if total_len < IPV4_HEADER_LEN || total_len > l3_room {
+        return None;
+    }
+    let l2_pad = u16::try_from(l3_room - total_len).ok()?;
+    if be16(frame, L3 + 6) & IPV4_MF_AND_OFFSET != 0 {
+        return None;
+    }
+    Some(PlainIpv4 {
+        l4: &frame[PLAIN_L4..L3 + total_len],
+        proto: frame[L3 + 9],
+        l2_pad,
+    })
+}
+
+/// The flags of the TCP header at the start of `l4`, when the header is
+/// whole and its data offset is sane (at least 20 bytes, inside `l4`);
+/// `None` otherwise, and then the key has no TCP fields (as OVS).
+#[inline(always)]
+pub(super) fn tcp_flags(l4: &[u8]) -> Option<u16> {
+    if l4.len() < TCP_HEADER_LEN {
+        return None;
+    }
+    let ctl = be16(l4, 12);
+    let header_len = usize::from(ctl >> 12) * 4;
+    (header_len >= TCP_HEADER_LEN && header_len <= l4.len()).then_some(ctl & 0x0fff)
+}
+
 /// Extracts `packet`'s flow key into `key` and records its header offsets
 /// in the packet metadata.
 #[inline]
@@ -285,40 +338,22 @@ impl<'a> Parser<'a> {
     /// a packet.
     #[inline(always)]
     fn parse_eth_ipv4_fast(&mut self, key: &mut FlowKey, offsets: &mut HeaderOffsets) -> bool {
-        const L3: usize = ETH_HEADER_LEN;
-        const L4: usize = L3 + IPV4_HEADER_LEN;
+        const L3: usize = PLAIN_L3;
         let f = self.frame;
         debug_assert!(self.pos == 0 && self.end == f.len());
-        if f.len() < L4 || be16(f, 12) != ETH_TYPE_IPV4 || f[L3] & 0x0f != 5 {
-            return false;
-        }
-        let total_len = usize::from(be16(f, L3 + 2));
-        let l3_room = f.len() - L3;
-        if total_len < IPV4_HEADER_LEN || total_len > l3_room {
-            return false;
-        }
-        let Ok(l2_pad) = u16::try_from(l3_room - total_len) else {
+        let Some(PlainIpv4 { l4, proto, l2_pad }) = plain_ipv4(f) else {
             return false;
         };
-        if be16(f, L3 + 6) & IPV4_MF_AND_OFFSET != 0 {
-            return false;
-        }
-        let proto = f[L3 + 9];
-        let l4 = &f[L4..L3 + total_len];
         let l4_map = match proto {
             IPPROTO_UDP if l4.len() >= UDP_HEADER_LEN => field_words!(tp_src, tp_dst),
             IPPROTO_UDP => 0,
-            IPPROTO_TCP if l4.len() >= TCP_HEADER_LEN => {
-                let ctl = be16(l4, 12);
-                let header_len = usize::from(ctl >> 12) * 4;
-                if header_len >= TCP_HEADER_LEN && header_len <= l4.len() {
-                    key.tcp_flags = ctl & 0x0fff;
+            IPPROTO_TCP => match tcp_flags(l4) {
+                Some(flags) => {
+                    key.tcp_flags = flags;
                     field_words!(tcp_flags, tp_src, tp_dst)
-                } else {
-                    0
                 }
-            }
-            IPPROTO_TCP => 0,
+                None => 0,
+            },
             _ => return false,
         };
         key.dl_dst = array(f, 0);
@@ -337,7 +372,7 @@ impl<'a> Parser<'a> {
             | field_words!(nw_src, nw_dst, nw_tos, nw_ttl, nw_proto, nw_frag)
             | l4_map;
         offsets.l3 = L3 as u16;
-        offsets.l4 = L4 as u16;
+        offsets.l4 = PLAIN_L4 as u16;
         offsets.l2_pad = l2_pad;
         true
     }
@@ -602,12 +637,10 @@ impl<'a> Parser<'a> {
     fn parse_l4(&mut self, key: &mut FlowKey) {
         let b = self.rest();
         match key.nw_proto {
-            IPPROTO_TCP if b.len() >= TCP_HEADER_LEN => {
-                let ctl = be16(b, 12);
-                let header_len = usize::from(ctl >> 12) * 4;
-                if header_len >= TCP_HEADER_LEN && header_len <= b.len() {
+            IPPROTO_TCP => {
+                if let Some(flags) = tcp_flags(b) {
                     self.map |= field_words!(tcp_flags, tp_src, tp_dst);
-                    key.tcp_flags = ctl & 0x0fff;
+                    key.tcp_flags = flags;
                     key.tp_src = be16(b, 0);
                     key.tp_dst = be16(b, 2);
                 }

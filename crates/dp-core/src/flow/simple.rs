@@ -28,6 +28,7 @@
 //!   every parse path).
 //! - Never panics and never reads outside the frame.
 
+use super::extract::{self, PLAIN_L3, PLAIN_L4, PlainIpv4, plain_ipv4};
 use super::key::*;
 use crate::packet::{HeaderOffsets, OFS_NONE, Packet, PacketMetadata, PacketType};
 
@@ -37,7 +38,6 @@ const IPV4_HEADER_LEN: usize = 20;
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 const IPV4_OFFSET_MASK: u16 = 0x1fff;
 const IPV6_HEADER_LEN: usize = 40;
-const TCP_HEADER_LEN: usize = 20;
 
 /// The fields of a packet that a simple-match lookup and the flow's
 /// statistics need, as the full extraction would set them.
@@ -86,31 +86,12 @@ pub fn parse_simple(frame: &[u8], meta: &PacketMetadata) -> Option<(SimpleFields
 /// packet.
 #[inline(always)]
 fn parse_eth_ipv4_fast(frame: &[u8]) -> Option<(SimpleFields, HeaderOffsets)> {
-    const L3: usize = ETH_HEADER_LEN;
-    const L4: usize = L3 + IPV4_HEADER_LEN;
-    if frame.len() < L4 || be16(frame, 12) != ETH_TYPE_IPV4 || frame[L3] & 0x0f != 5 {
-        return None;
-    }
-    let total_len = usize::from(be16(frame, L3 + 2));
-    let l3_room = frame.len() - L3;
-    if total_len < IPV4_HEADER_LEN || total_len > l3_room {
-        return None;
-    }
-    let l2_pad = u16::try_from(l3_room - total_len).ok()?;
-    if be16(frame, L3 + 6) & IPV4_MF_AND_OFFSET != 0 {
-        return None;
-    }
-    let mut tcp_flags = 0;
-    if frame[L3 + 9] == IPPROTO_TCP {
-        let b = &frame[L4..L3 + total_len];
-        if b.len() >= TCP_HEADER_LEN {
-            let ctl = be16(b, 12);
-            let header_len = usize::from(ctl >> 12) * 4;
-            if header_len >= TCP_HEADER_LEN && header_len <= b.len() {
-                tcp_flags = ctl & 0x0fff;
-            }
-        }
-    }
+    let PlainIpv4 { l4, proto, l2_pad } = plain_ipv4(frame)?;
+    let tcp_flags = if proto == IPPROTO_TCP {
+        extract::tcp_flags(l4).unwrap_or(0)
+    } else {
+        0
+    };
     let fields = SimpleFields {
         dl_type: ETH_TYPE_IPV4,
         tci: 0,
@@ -119,8 +100,8 @@ fn parse_eth_ipv4_fast(frame: &[u8]) -> Option<(SimpleFields, HeaderOffsets)> {
     };
     let offsets = HeaderOffsets {
         l2_5: OFS_NONE,
-        l3: L3 as u16,
-        l4: L4 as u16,
+        l3: PLAIN_L3 as u16,
+        l4: PLAIN_L4 as u16,
         l2_pad,
     };
     Some((fields, offsets))
@@ -205,14 +186,7 @@ fn parse_simple_general(frame: &[u8]) -> Option<(SimpleFields, HeaderOffsets)> {
     };
     offsets.l4 = u16::try_from(l4).unwrap_or(OFS_NONE);
     if nw_proto == IPPROTO_TCP && f.nw_frag & FLOW_NW_FRAG_LATER == 0 {
-        let b = &frame[l4..end];
-        if b.len() >= TCP_HEADER_LEN {
-            let ctl = be16(b, 12);
-            let header_len = usize::from(ctl >> 12) * 4;
-            if header_len >= TCP_HEADER_LEN && header_len <= b.len() {
-                f.tcp_flags = ctl & 0x0fff;
-            }
-        }
+        f.tcp_flags = extract::tcp_flags(&frame[l4..end]).unwrap_or(0);
     }
     Some((f, offsets))
 }
