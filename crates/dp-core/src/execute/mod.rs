@@ -557,20 +557,9 @@ impl Executor {
         batch: &PacketBatch,
         sink: &mut S,
     ) -> PacketBatch {
-        let mut out = PacketBatch::new();
-        for packet in batch.iter() {
-            match sink
-                .clone_for(port, packet)
-                .or_else(|| packet.clone_into(&self.clone_pool))
-            {
-                // `out` holds at most as many packets as `batch`.
-                Some(copy) => {
-                    let _ = out.push(copy);
-                }
-                None => self.drops.add(DropReason::NoCloneBuffer, 1),
-            }
-        }
-        out
+        self.copies_made(batch, mask_all(batch.len()), |packet| {
+            sink.clone_for(port, packet)
+        })
     }
 
     /// Copies of every packet of `batch`.
@@ -580,12 +569,25 @@ impl Executor {
 
     /// Copies of the packets of `batch` selected by `which`.
     fn copies_marked(&mut self, batch: &PacketBatch, which: Mask) -> PacketBatch {
+        self.copies_made(batch, which, |_| None)
+    }
+
+    /// Copies of the packets of `batch` selected by `which`, each made by
+    /// `make` where it can, else in the clone pool; a packet neither has
+    /// a buffer for is counted as [`DropReason::NoCloneBuffer`].
+    #[inline]
+    fn copies_made(
+        &mut self,
+        batch: &PacketBatch,
+        which: Mask,
+        mut make: impl FnMut(&Packet) -> Option<Packet>,
+    ) -> PacketBatch {
         let mut out = PacketBatch::new();
         for (i, packet) in batch.iter().enumerate() {
             if which & (1 << i) == 0 {
                 continue;
             }
-            match packet.clone_into(&self.clone_pool) {
+            match make(packet).or_else(|| packet.clone_into(&self.clone_pool)) {
                 Some(copy) => {
                     // `out` holds at most as many packets as `batch`.
                     let _ = out.push(copy);
