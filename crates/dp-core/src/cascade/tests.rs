@@ -12,6 +12,17 @@ fn pkt(in_port: u32, dst_last: u8, tp_src: u16) -> FlowKey {
     k
 }
 
+/// A cascade with the EMC off and a 4096-entry SMC in `smc` mode, so the
+/// SMC and the classifier are the levels under test.
+fn without_emc(smc: SmcMode) -> Cascade {
+    Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        smc,
+        smc_entries: 4096,
+        ..CascadeConfig::default()
+    })
+}
+
 fn dst_mask() -> FlowKey {
     let mut m = FlowKey::ZERO;
     m.dl_type = u16::MAX;
@@ -95,12 +106,7 @@ fn emc_disabled_never_hits_and_smc_serves_when_enabled() {
     let f = table
         .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
         .expect("f");
-    let mut cascade = Cascade::new(CascadeConfig {
-        emc_insert_inv_prob: 0,
-        smc: SmcMode::On,
-        smc_entries: 4096,
-        ..CascadeConfig::default()
-    });
+    let mut cascade = without_emc(SmcMode::On);
     let keys = [pkt(1, 1, 7)];
     for round in 0..3 {
         let out = run(&mut cascade, &mut table, &keys, round);
@@ -493,12 +499,7 @@ fn forced_smc_modes_ignore_the_classifier() {
     let (mut table, flows) = table_with_subtables(8);
     let interval = crate::dpcls::DEFAULT_SORT_INTERVAL_MS;
     for (mode, active) in [(SmcMode::Off, false), (SmcMode::On, true)] {
-        let mut cascade = Cascade::new(CascadeConfig {
-            emc_insert_inv_prob: 0,
-            smc: mode,
-            smc_entries: 4096,
-            ..CascadeConfig::default()
-        });
+        let mut cascade = without_emc(mode);
         assert_eq!(cascade.smc_active(), active);
         for t in 0..3 {
             uniform_traffic(&mut cascade, &mut table, &flows, 8, 64, t * interval);
@@ -543,12 +544,7 @@ fn smc_serves_batches_mixing_ports() {
     let f2 = table
         .insert(&pkt(2, 1, 0), &dst_mask(), None, 2, 0)
         .expect("2");
-    let mut cascade = Cascade::new(CascadeConfig {
-        emc_insert_inv_prob: 0,
-        smc: SmcMode::On,
-        smc_entries: 4096,
-        ..CascadeConfig::default()
-    });
+    let mut cascade = without_emc(SmcMode::On);
     let keys: Vec<FlowKey> = (0..MAX_BURST)
         .map(|i| pkt(1 + (i % 3) as u32, 1, i as u16))
         .collect();
