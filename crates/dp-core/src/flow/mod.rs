@@ -9,5 +9,5 @@ pub mod key;
 pub mod oracle;
 pub mod simple;
 
-pub use extract::{extract, extract_frame, extract_frame_mapped, extract_mapped};
+pub use extract::{extract, extract_frame, extract_frame_mapped, extract_mapped, extract_reusing};
 pub use key::{FLOW_U64S, FlowKey, VlanHeader};

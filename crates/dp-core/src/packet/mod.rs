@@ -180,6 +180,16 @@ impl Packet {
         &mut cell.storage.bytes_mut()[start..start + len]
     }
 
+    /// The packet bytes and, writable, the metadata: for a parse that
+    /// reads the frame and records what it found beside it.
+    #[inline]
+    pub fn data_and_meta_mut(&mut self) -> (&[u8], &mut PacketMetadata) {
+        let cell = self.cell_mut();
+        let start = cell.data_start as usize;
+        let len = cell.data_len as usize;
+        (&cell.storage.bytes()[start..start + len], &mut cell.meta)
+    }
+
     /// Length of the packet in bytes.
     #[inline]
     pub fn len(&self) -> usize {

@@ -11,7 +11,8 @@
 //!   path.
 //! - On this path the PMD's keys are not extracted: only `keys[i].tcp_flags`
 //!   is written, the one key field the uniform and general paths read for
-//!   a hit. Packet hashes are not computed either; actions that need one
+//!   a hit, and its word added to `maps[i]` (a slot's map names every
+//!   non-zero word of its key: see `prepare_batch_mapped`). Packet hashes are not computed either; actions that need one
 //!   compute it (`Executor`'s `inner_hash`).
 //!
 //! Callgrind, DPDK bench `100k-inport` (one in_port-only flow, 64-byte
@@ -21,6 +22,8 @@
 //!
 //! [`Cascade::lookup_simple_rx`]: dp_core::cascade::Cascade::lookup_simple_rx
 
+use dp_core::flow::FlowKey;
+use dp_core::flow::key::words_of_bytes;
 use dp_core::packet::{MAX_BURST, PacketBatch};
 
 use super::Pmd;
@@ -48,8 +51,12 @@ impl Pmd {
         ) else {
             return false;
         };
-        for (key, flags) in self.keys[..n].iter_mut().zip(tcp_flags) {
+        // The slot's map must keep naming every non-zero word of its key
+        // (the next extraction into it zeroes only what the map names).
+        let flags_word = words_of_bytes(std::mem::offset_of!(FlowKey, tcp_flags), 2);
+        for ((key, map), flags) in self.keys[..n].iter_mut().zip(&mut self.maps).zip(tcp_flags) {
             key.tcp_flags = flags;
+            *map |= flags_word;
         }
         if !self.run_uniform(batch, n, now_ns) {
             self.run_general(batch, n, now_ns);
