@@ -480,24 +480,25 @@ impl Ctx<'_, '_, '_> {
             return;
         }
         self.resubmits += 1;
-        let Some(table) = self.env.rules.table(table_id) else {
+        // The rule set outlives the context: the hit is borrowed, and
+        // refcounted once, into the rules the translation credits.
+        let env = self.env;
+        let Some(table) = env.rules.table(table_id) else {
             return;
         };
-        let hit = table
-            .lookup(&self.flow, &mut self.wc)
-            .map(|e| e.rule.clone());
+        let hit = table.lookup(&self.flow, &mut self.wc).map(|e| &e.rule);
         let depth = self.depth;
         if let Some(t) = self.trace.as_deref_mut() {
             t.push(TraceEvent::Lookup {
                 depth,
                 table_id,
-                rule: hit.clone(),
+                rule: hit.cloned(),
             });
         }
         let Some(rule) = hit else {
             return;
         };
-        self.rules.push(rule.clone());
+        self.rules.push(Arc::clone(rule));
         let (saved_table, saved_cookie) = (self.table_id, self.cookie);
         self.table_id = table_id;
         self.cookie = rule.cookie;
@@ -745,8 +746,10 @@ impl Ctx<'_, '_, '_> {
     }
 
     fn flood(&mut self, all: bool) {
-        let ports: Vec<Arc<Port>> = self.env.ports.iter().cloned().collect();
-        for p in ports {
+        // The environment outlives the context: its ports are borrowed,
+        // not collected and refcounted, on every flooded flow setup.
+        let env = self.env;
+        for p in env.ports.iter() {
             if p.ofport == self.flow.key.in_port || (!all && !p.flood) {
                 continue;
             }
@@ -755,7 +758,8 @@ impl Ctx<'_, '_, '_> {
     }
 
     fn compose_output(&mut self, ofport: u32) {
-        let Some(port) = self.env.ports.get(ofport).cloned() else {
+        let env = self.env;
+        let Some(port) = env.ports.get(ofport) else {
             self.note(format!("output to nonexistent port {ofport}"));
             return;
         };
@@ -1136,7 +1140,8 @@ impl Ctx<'_, '_, '_> {
         w.dl_src = [0xff; 6];
         w.dl_dst = [0xff; 6];
         w.vlans[0].tci |= 0x0fff | VLAN_CFI;
-        let Some(in_port) = self.env.ports.get(self.flow.key.in_port).cloned() else {
+        let env = self.env;
+        let Some(in_port) = env.ports.get(self.flow.key.in_port) else {
             self.note("no input bundle, dropping".into());
             return;
         };
@@ -1180,7 +1185,7 @@ impl Ctx<'_, '_, '_> {
                     self.note("learned port is input port, dropping".into());
                     return;
                 }
-                Some(p) => match self.env.ports.get(p).cloned() {
+                Some(p) => match env.ports.get(p) {
                     Some(out) if out.vlan.includes(vlan) => {
                         self.note("forwarding to learned port".into());
                         self.output_normal(&out, vlan);
@@ -1196,10 +1201,9 @@ impl Ctx<'_, '_, '_> {
         } else {
             self.note("multicast or broadcast destination, flooding".into());
         }
-        let ports: Vec<Arc<Port>> = self.env.ports.iter().cloned().collect();
-        for p in ports {
+        for p in env.ports.iter() {
             if p.ofport != in_port.ofport && p.flood && p.vlan.includes(vlan) {
-                self.output_normal(&p, vlan);
+                self.output_normal(p, vlan);
             }
         }
     }
