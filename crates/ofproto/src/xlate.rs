@@ -779,7 +779,7 @@ impl Ctx<'_, '_, '_> {
             return;
         }
         match &port.tunnel {
-            Some(t) => self.tunnel_output(&port, t),
+            Some(t) => self.tunnel_output(port, t),
             None => self.odp.push(Action::Output(port.odp_port)),
         }
     }
@@ -1188,7 +1188,7 @@ impl Ctx<'_, '_, '_> {
                 Some(p) => match env.ports.get(p) {
                     Some(out) if out.vlan.includes(vlan) => {
                         self.note("forwarding to learned port".into());
-                        self.output_normal(&out, vlan);
+                        self.output_normal(out, vlan);
                         return;
                     }
                     _ => {
