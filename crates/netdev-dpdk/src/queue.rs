@@ -20,6 +20,9 @@
 //!   packet is copied once into an mbuf of this port's pool. Whatever the
 //!   device does not take after retrying while it makes progress is freed
 //!   and counted as dropped.
+//! - Copies for a multi-output action (`TxQueue::clone_packet`) are made
+//!   straight into a fresh mbuf of the output port's pool and lent to a
+//!   packet as a received mbuf is, so they are sent without another copy.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -367,6 +370,65 @@ impl DpdkTxq {
 }
 
 impl TxQueue for DpdkTxq {
+    /// The copy for one output of a multi-output action (a flood) goes
+    /// straight into a fresh mbuf of this port's pool, lent to a packet
+    /// exactly as a received mbuf is (its cell in the private area, its
+    /// `port` this port's, counted lent), so `send` hands that mbuf to the
+    /// device as it is: one copy, where the executor's heap copy and a
+    /// second copy into an mbuf at send were two. `None` (pool empty, too
+    /// big): the executor copies into its clone pool as before.
+    fn clone_packet(&mut self, packet: &Packet) -> Option<Packet> {
+        let len = packet.len();
+        let m = ffi::pktmbuf_alloc(self.shared.mempool.ptr())?;
+        // SAFETY: `m` is a fresh, reset mbuf we own (one segment,
+        // `data_off` at the default headroom); nobody else sees it.
+        let mb = unsafe { &mut *m };
+        let start = usize::from(mb.data_off);
+        let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>())
+            .filter(|_| len > 0 && start + len <= usize::from(mb.buf_len))
+        else {
+            // SAFETY: ours, never used again.
+            unsafe { ffi::pktmbuf_free(m) };
+            return None;
+        };
+        // SAFETY: `start + len <= buf_len`: the bytes lie in the mbuf's
+        // data room, which nothing else uses.
+        unsafe {
+            std::ptr::copy_nonoverlapping(packet.data().as_ptr(), data.as_ptr().add(start), len);
+        }
+        mb.data_len = len as u16;
+        mb.pkt_len = len as u32;
+        let port_id = self.shared.port_id;
+        mb.port = port_id;
+        // Lent from here: `release_mbuf` (a drop) or `send` (taken back)
+        // gives the count back.
+        LENT[usize::from(port_id)].fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as in `DpdkRxq::wrap`: the data room belongs to this
+        // mbuf alone and stays valid until the frame's release frees it.
+        let frame =
+            unsafe { ForeignFrame::new(data, usize::from(mb.buf_len), m as usize, release_mbuf) };
+        // SAFETY: the mbuf is from this port's pool, whose private areas
+        // hold initialised cells unused while their mbuf is outside our
+        // packets (see `DpdkRxq::wrap`); the cell lives in the mbuf, so it
+        // stays valid until the frame's release frees it.
+        let cell = unsafe { NonNull::from(&mut *mb).add(1).cast::<u8>() };
+        // SAFETY: as above.
+        let mut copy = match unsafe { wrap_embedded(cell, frame, start, len) } {
+            Ok(copy) => copy,
+            Err(frame) => {
+                // Releases the mbuf and its lent count.
+                drop(frame);
+                return None;
+            }
+        };
+        copy.meta_mut().clone_from(packet.meta());
+        self.shared
+            .counters
+            .tx_copied
+            .fetch_add(1, Ordering::Relaxed);
+        Some(copy)
+    }
+
     fn send(&mut self, batch: &mut PacketBatch) -> TxOutcome {
         let mut n = 0;
         let mut dropped = 0;

@@ -117,6 +117,60 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     assert_eq!(ring.packets_in_use(), 0);
 }
 
+/// A copy for one output of a multi-output action (`clone_packet`) is
+/// made once, straight into an mbuf of the output port's pool and lent
+/// like a received one: sending it hands that same mbuf to the device (no
+/// second copy, `ovs_tx_copied` counts one), and a copy dropped unsent
+/// gives its mbuf and its lent count back.
+#[test]
+fn a_clone_for_a_port_is_one_mbuf_sent_as_it_is() {
+    common::eal();
+    let ring = DpdkNetdev::open("ring", &config("net_ring_clone0", 1444)).unwrap();
+    let pool = ring.mempool().clone();
+    assert_eq!(pool.in_use(), 0);
+    let mut rxq = ring.open_rxq(0).unwrap();
+    let mut txq = ring.open_txq(0).unwrap();
+
+    let heap = PacketPool::new("heap", PoolConfig::heap(4));
+    let mut original = heap.alloc_from(&common::udp_frame(9)).unwrap();
+    original.meta_mut().in_port = 5;
+    original.meta_mut().recirc_id = 3;
+    let copy = txq.clone_packet(&original).expect("a copy in an mbuf");
+    assert_eq!(copy.data(), original.data());
+    assert_eq!(copy.meta(), original.meta());
+    assert!(copy.foreign().is_some(), "the copy's buffer is an mbuf");
+    assert_eq!((pool.in_use(), ring.packets_in_use()), (1, 1));
+    let token = copy.foreign().unwrap().token();
+
+    let mut batch = PacketBatch::new();
+    batch.push(copy).unwrap();
+    let out = txq.send(&mut batch);
+    assert_eq!((out.sent, out.dropped), (1, 0));
+    assert_eq!(ring.packets_in_use(), 0, "sent: no longer lent");
+    assert_eq!(pool.in_use(), 1, "on the ring");
+    assert_eq!(rxq.recv(&mut batch).unwrap(), 1);
+    let back = batch.get(0).unwrap();
+    assert_eq!(back.foreign().unwrap().token(), token, "the same mbuf");
+    assert_eq!(back.data(), common::udp_frame(9).as_slice());
+    batch.clear();
+    let copied = |ring: &DpdkNetdev| {
+        ring.xstats()
+            .into_iter()
+            .find(|(n, _)| n == "ovs_tx_copied")
+            .unwrap()
+            .1
+    };
+    assert_eq!(copied(&ring), 1, "one copy, at clone time");
+
+    // A copy that is never sent.
+    let unsent = txq.clone_packet(&original).expect("a copy in an mbuf");
+    assert_eq!((pool.in_use(), ring.packets_in_use()), (1, 1));
+    drop(unsent);
+    drop(original);
+    assert_eq!((pool.in_use(), ring.packets_in_use()), (0, 0));
+    assert_eq!(heap.in_use(), 0);
+}
+
 #[test]
 fn mbufs_from_another_ports_pool_forward_without_a_copy() {
     common::eal();
