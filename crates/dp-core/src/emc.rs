@@ -41,6 +41,7 @@
 
 use crate::dpcls::prefetch::prefetch_addr;
 use crate::flow::FlowKey;
+use crate::flow::extract::{PLAIN_WORDS, PLAIN_WORDS_MAP};
 use crate::flow_table::{FlowRef, FlowTable};
 
 /// Default number of entries (OVS `EM_FLOW_HASH_ENTRIES`).
@@ -72,9 +73,24 @@ const EMPTY: EmcEntry = EmcEntry {
 /// docs): the words of `a_map | b_map`, or the whole key as one memory
 /// compare (`bcmp`, faster than a word loop over every word) when the
 /// union is every word.
+///
+/// The common case, both keys from the fixed-offset extraction (plain
+/// UDP/TCP over IPv4, maps inside [`PLAIN_WORDS_MAP`]), compares its seven
+/// words straight, without the loop over the map: words of that set
+/// outside a map are zero in both keys, so comparing them too is exact.
+/// Callgrind, DPDK bench `1flow`: 667 -> 652 instructions a packet.
 #[inline(always)]
 fn keys_equal(a: &FlowKey, a_map: u64, b: &FlowKey, b_map: u64) -> bool {
-    let mut map = (a_map | b_map) & FlowKey::ALL_WORDS;
+    let union = a_map | b_map;
+    if union & !PLAIN_WORDS_MAP == 0 {
+        let (a, b) = (a.words(), b.words());
+        let mut diff = 0;
+        for i in PLAIN_WORDS {
+            diff |= a[i] ^ b[i];
+        }
+        return diff == 0;
+    }
+    let mut map = union & FlowKey::ALL_WORDS;
     if map == FlowKey::ALL_WORDS {
         return a.words() == b.words();
     }
@@ -333,6 +349,52 @@ impl Default for Emc {
 mod tests {
     use super::*;
     use crate::flow::key::field_words;
+
+    mod compare {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A key with values in a few words (mostly the plain-packet
+        /// words, sometimes any word), and a map naming at least its
+        /// non-zero words (sometimes more).
+        fn mapped_key() -> impl Strategy<Value = (FlowKey, u64)> {
+            (
+                prop::collection::vec((0usize..12, 0u64..3), 0..8),
+                any::<u64>(),
+                any::<bool>(),
+            )
+                .prop_map(|(words, extra, superset)| {
+                    let mut key = FlowKey::ZERO;
+                    for (which, value) in words {
+                        // 0..7: a plain word; otherwise any word.
+                        let i = PLAIN_WORDS
+                            .get(which)
+                            .copied()
+                            .unwrap_or((which * 7 + value as usize) % crate::flow::FLOW_U64S);
+                        key.words_mut()[i] = value;
+                    }
+                    let mut map = key.nonzero_word_map();
+                    if superset {
+                        map |= extra & PLAIN_WORDS_MAP;
+                    }
+                    (key, map)
+                })
+        }
+
+        proptest! {
+            /// Whichever way the maps fall (both inside the plain words,
+            /// one outside, supersets), the mapped compare is key equality.
+            #[test]
+            fn keys_equal_is_key_equality((a, a_map) in mapped_key(), (b, b_map) in mapped_key()) {
+                prop_assert_eq!(keys_equal(&a, a_map, &b, b_map), a == b);
+                prop_assert!(keys_equal(&a, a_map, &a, a_map));
+                let mut c = a;
+                c.words_mut()[PLAIN_WORDS[6]] ^= 1;
+                let c_map = a_map | PLAIN_WORDS_MAP;
+                prop_assert!(!keys_equal(&a, a_map, &c, c_map));
+            }
+        }
+    }
 
     fn table_with_flow() -> (FlowTable<u32>, FlowKey, FlowRef) {
         let mut table = FlowTable::default();

@@ -306,6 +306,36 @@ const _: () = {
     assert!(offset_of!(FlowKey, igmp_group_ip4) == W_TP * 8 + 4);
     assert!(offset_of!(FlowKey, nd_reserved) == (W_TP + 1) * 8);
 };
+/// The words a key from the fixed-offset path may set (a plain UDP or TCP
+/// over IPv4 packet on its first pass; its word map is a subset), in
+/// order: a consumer comparing two keys whose maps are both inside
+/// [`PLAIN_WORDS_MAP`] need compare only these (see `emc`).
+pub const PLAIN_WORDS: [usize; 7] = [
+    W_IN_PORT,
+    W_DL,
+    W_DL_SRC_TYPE,
+    W_NW_ADDRS,
+    W_NW_PROTO,
+    W_TCP_FLAGS,
+    W_TP,
+];
+/// [`PLAIN_WORDS`] as a word map.
+pub const PLAIN_WORDS_MAP: u64 = 1 << W_IN_PORT
+    | 1 << W_DL
+    | 1 << W_DL_SRC_TYPE
+    | 1 << W_NW_ADDRS
+    | 1 << W_NW_PROTO
+    | 1 << W_TCP_FLAGS
+    | 1 << W_TP;
+const _: () = {
+    let mut map = 0u64;
+    let mut i = 0;
+    while i < PLAIN_WORDS.len() {
+        map |= 1 << PLAIN_WORDS[i];
+        i += 1;
+    }
+    assert!(map == PLAIN_WORDS_MAP && PLAIN_WORDS_MAP.count_ones() as usize == PLAIN_WORDS.len());
+};
 const _: () = assert!(
     (1 << W_IN_PORT) == field_words!(in_port)
         && (1 << W_DL | 1 << W_DL_SRC_TYPE) == field_words!(dl_dst, dl_src, dl_type)
