@@ -291,6 +291,9 @@ pub fn sendmmsg(fd: &OwnedFd, frames: &[&[u8]]) -> io::Result<usize> {
 
 // ------------------------------------------------------------------ mmap
 
+/// A transparent huge page on x86_64 and arm64 with 4 KiB base pages.
+pub const HUGE_PAGE: usize = 2 << 20;
+
 /// A memory mapping, unmapped on drop.
 #[derive(Debug)]
 pub struct Mmap {
@@ -319,6 +322,65 @@ impl Mmap {
             )
         };
         Self::from_ret(ptr, len)
+    }
+
+    /// Like [`Mmap::anonymous`], but asks for transparent huge pages: the
+    /// mapping starts on a [`HUGE_PAGE`] boundary and is advised
+    /// `MADV_HUGEPAGE` before it is faulted in, so that with THP in
+    /// `always` or `madvise` mode the kernel backs it with 2 MiB pages
+    /// where it can (the UMEM's module docs say why). Where it cannot (THP
+    /// `never`, no huge page free, less than 2 MiB) the mapping is the same
+    /// zeroed memory in small pages: the advice is a hint.
+    pub fn anonymous_huge(len: usize) -> io::Result<Mmap> {
+        if len < HUGE_PAGE {
+            return Self::anonymous(len);
+        }
+        // A huge page more than needed, then the unaligned head and the
+        // tail given back, so that the mapping starts on a boundary.
+        let span = len + HUGE_PAGE;
+        // SAFETY: a fresh anonymous mapping aliases nothing.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start = raw as usize;
+        let aligned = start.next_multiple_of(HUGE_PAGE);
+        let head = aligned - start;
+        let tail = span - head - len;
+        // SAFETY: both ranges lie inside the mapping just made and nothing
+        // refers to them; [aligned, aligned + len) stays mapped.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if tail > 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        let map = Self::from_ret(aligned as *mut libc::c_void, len)?;
+        // SAFETY: advice on our own fresh mapping; neither call changes
+        // what it holds (zeroes).
+        unsafe {
+            // A hint (THP compiled out: small pages), so the result is
+            // not checked.
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            // Fault it all in now, as MAP_POPULATE does for the small-page
+            // mapping (which would fault before the advice): the PMD must
+            // not take page faults. Before Linux 5.14 (no
+            // MADV_POPULATE_WRITE) the UMEM registration's pinning faults
+            // it in instead.
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE);
+        }
+        Ok(map)
     }
 
     /// A shared mapping of `len` bytes of `fd` at `offset` (an AF_XDP
