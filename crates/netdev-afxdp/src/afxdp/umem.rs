@@ -51,7 +51,7 @@
 //! # Huge pages
 //! The area is mapped on a 2 MiB boundary and advised `MADV_HUGEPAGE`
 //! before it is faulted in ([`Mmap::anonymous_huge`]), so that with
-//! transparent huge pages in `madvise` mode (Debian's default) or
+//! transparent huge pages in `madvise` mode (this machine's) or
 //! `always` it lies in 2 MiB pages. A frame is a 4 KiB page, and the
 //! frames a port cycles through are the whole area (a full fill ring and
 //! a full rx ring): in small pages every received packet's first header
