@@ -5,11 +5,18 @@
 //! Cases run through `benches/common::run_case` (a preemption-robust
 //! figure first; `OXVS_BENCH_ONLY`, `OXVS_BENCH_QUICK` and, for callgrind,
 //! `OXVS_BENCH_ITERS`).
+//!
+//! The `prepare_*` cases are what a PMD does per packet before its lookup:
+//! the key and the packet hash (no NIC hash), either into zeroed keys
+//! (`prepare_fresh`: `extract_mapped`, then `packet_rss_hash`) or into key
+//! slots kept from batch to batch (`prepare_reusing`: `extract_reusing`,
+//! which zeroes only stale words and hashes on its fast path).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dp_core::flow::{FlowKey, extract};
+use dp_core::flow::hash::packet_rss_hash;
+use dp_core::flow::{FlowKey, extract, extract_mapped, extract_reusing};
 use dp_core::packet::{MAX_BURST, PacketBatch, PacketPool, PoolConfig};
 
 mod common;
@@ -72,11 +79,61 @@ fn bench_case(c: &mut Criterion, name: &str, frames: &[Vec<u8>]) {
     group.finish();
 }
 
+fn bench_prepare(c: &mut Criterion, name: &str, frames: &[Vec<u8>], reusing: bool) {
+    let pool = PacketPool::new("bench", PoolConfig::heap(64));
+    let mut batch = PacketBatch::new();
+    for i in 0..MAX_BURST {
+        batch
+            .push(
+                pool.alloc_from(&frames[i % frames.len()])
+                    .expect("pool has room"),
+            )
+            .expect("batch has room");
+    }
+    let mut keys = [FlowKey::ZERO; MAX_BURST];
+    let mut maps = [0u64; MAX_BURST];
+    let mut hashes = [0u32; MAX_BURST];
+    let kind = if reusing { "reusing" } else { "fresh" };
+    let mut group = c.benchmark_group(format!("prepare_{kind}"));
+    group.throughput(Throughput::Elements(MAX_BURST as u64));
+    common::run_case(
+        &format!("prepare_{kind}/{name}"),
+        "pkt",
+        MAX_BURST as u64,
+        || {
+            for (i, packet) in batch.iter_mut().enumerate() {
+                // As received: no hash yet.
+                packet.meta_mut().rss_hash_valid = false;
+                if reusing {
+                    maps[i] = extract_reusing(packet, &mut keys[i], maps[i]);
+                } else {
+                    maps[i] = extract_mapped(packet, &mut keys[i]);
+                }
+                hashes[i] = packet_rss_hash(packet, &keys[i]);
+            }
+            black_box((&keys, &maps, &hashes));
+        },
+        |f| {
+            group.bench_function(name, |b| b.iter(&mut *f));
+        },
+    );
+    group.finish();
+}
+
 fn extraction(c: &mut Criterion) {
     bench_case(c, "udp4_64B", &[udp4_60()]);
     bench_case(c, "tcp6_hopopts", &[tcp6_ext()]);
     bench_case(c, "vlan_udp4", &[vlan_udp4()]);
     bench_case(c, "mixed_batch32", &[udp4_60(), tcp6_ext(), vlan_udp4()]);
+    for reusing in [false, true] {
+        bench_prepare(c, "udp4_64B", &[udp4_60()], reusing);
+        bench_prepare(
+            c,
+            "mixed_batch32",
+            &[udp4_60(), tcp6_ext(), vlan_udp4()],
+            reusing,
+        );
+    }
 }
 
 criterion_group!(benches, extraction);
