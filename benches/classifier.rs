@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
-use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition, SmcMode};
 use dp_core::dpcls::{Dpcls, DpclsConfig};
 use dp_core::emc::Emc;
 use dp_core::flow::FlowKey;
@@ -489,6 +489,43 @@ fn bench_emc(c: &mut Criterion) {
         black_box(&out);
     });
     assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
+
+    // SMC hits over 20 subtables (the DPDK bench's `100k-20masks` in
+    // steady state): every packet misses the EMC (it almost never
+    // inserts, as with many more flows than entries), hits the SMC and is
+    // confirmed against its megaflow's rule.
+    let mut masks20: FlowTable<u32> = FlowTable::default();
+    let keys20: [FlowKey; MAX_BURST] = std::array::from_fn(|i| flow_packet(i % 20, i));
+    for (i, k) in keys20.iter().enumerate() {
+        masks20
+            .insert(k, &subtable_mask(i % 20), None, i as u32, 0)
+            .expect("insert");
+    }
+    let hashes20: [u32; MAX_BURST] = std::array::from_fn(|i| hash_5tuple(&keys20[i], 0));
+    let maps20: [u64; MAX_BURST] = std::array::from_fn(|i| keys20[i].nonzero_word_map());
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: u32::MAX,
+        smc: SmcMode::On,
+        ..CascadeConfig::default()
+    });
+    cascade.lookup_batch_mapped(&mut masks20, &keys20, &maps20, &hashes20, 0, &mut out);
+    cascade.reset_stats();
+    group.run("smc_hit_batch32_20masks", MAX_BURST as u64, || {
+        cascade.lookup_batch_mapped(
+            &mut masks20,
+            black_box(&keys20),
+            black_box(&maps20),
+            &hashes20,
+            0,
+            &mut out,
+        );
+        black_box(&out);
+    });
+    assert_eq!(
+        cascade.stats().smc_hits,
+        cascade.stats().packets,
+        "every packet an SMC hit"
+    );
 
     // Simple match: a port whose flows all match only in_port, recirc_id,
     // packet_type, dl_type, VLAN and fragment bits.
