@@ -37,6 +37,7 @@ pub mod afxdp;
 pub mod csum;
 pub mod drop_sink;
 pub mod error;
+pub mod iofwd;
 pub mod kernel;
 pub mod live_gen;
 mod stats;
