@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # oxvs vs Open vSwitch 3.1 (Debian's openvswitch-switch, its `afxdp` port
-# type), side by side on the same veths, one PMD core each; and the
-# machine's ceiling: the kernel forwarding between the same two veths with
-# no userspace at all (`kernel`, see below).
+# type), side by side on the same veths, one PMD core each; and two
+# ceilings: the kernel forwarding between the same two veths with no
+# userspace at all (`kernel`), and our AF_XDP driver forwarding between
+# them with no switch at all (`io`, the AF_XDP testpmd io-forward); see
+# below.
 #
 # Topology (created here, removed on exit, also on error or ^C):
 #   ns ax<pid>-g: eth0 10.98.0.1 ==veth== axg<pid>  \
@@ -32,7 +34,7 @@
 # counter stayed 0. The backlog runs in softirq on the sending CPU, i.e.
 # inside the switch's sendto on the PMD core, the same for every system.
 #
-# Systems (BENCH_SYSTEMS, default oxvs,ovs,kernel):
+# Systems (BENCH_SYSTEMS, default oxvs,ovs,kernel,io):
 #   oxvs    oxvsd, two afxdp ports, NORMAL.
 #   ovs     Debian's ovs-vswitchd, two afxdp ports, NORMAL.
 #   kernel  no switch process: a tc ingress filter on each switch-side veth
@@ -44,6 +46,24 @@
 #           PMD always has. (Steering it to the PMD core with RPS was
 #           tried: the generator's AF_XDP sends then mostly failed,
 #           ~1k pps forwarded; see kernel-rps.) Its PMD columns read -.
+#   io      no switch: examples/iofwd (crates/netdev-afxdp/src/iofwd.rs)
+#           opens the two switch-side veths as afxdp ports exactly as
+#           oxvsd does (its option parser and defaults: the same xdp-mode,
+#           2048-entry rings, both ports on one shared UMEM, plus
+#           BENCH_OXVS_OPTIONS), pinned to the PMD core, and sends every
+#           burst it receives on one port out of the other through the
+#           PMD's own rx/tx queue code: no flow key, no lookup, no
+#           datapath, as dpdk-testpmd's io forward in dpdk-vs-ovs.sh. So
+#           its row is the ceiling of an AF_XDP userspace switch on this
+#           machine with our driver: the kernel's AF_XDP copy-mode path
+#           (and the far side's receive, which runs inside the sendto)
+#           plus the driver's own work. A switch can at best approach it:
+#           io/ovs is the most any AF_XDP switch could gain over OVS here,
+#           and oxvs's c/p minus io's is what oxvs's datapath costs. Its
+#           PMD columns come from iofwd's own counters (busy iterations'
+#           TSC over packets received, as pmd-stats-show) and perf on its
+#           forwarding thread (pmd-io). It adds about a third to the run
+#           time (one more system per run).
 #   kernel-rps  (not in the default list) the kernel system with RPS
 #           steering both switch-side veths' receive work to the PMD core:
 #           the CPU split a PMD switch has (data and ACKs cross to CPU 1
@@ -83,6 +103,7 @@
 #   BENCH_BUILD=0 (use the release binaries already in target/)
 #   BENCH_OXVSD=PATH: the oxvsd binary to measure (A/B of two builds);
 #   BENCH_PKTGEN=PATH: the generator and sink (examples/pktgen)
+#   BENCH_IOFWD=PATH: the io forwarder (examples/iofwd)
 #   BENCH_GEN=xdp-live (default): pktgen's live-frames generator
 #   (crates/netdev-afxdp/src/live_gen.rs: BPF_PROG_TEST_RUN of an XDP_TX
 #   program, no skb), which offers 1.3-1.4 Mpps to the switch's port, so
@@ -150,7 +171,7 @@ autogroup_nice $$
 
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-5}
-SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,kernel}
+SYSTEMS=${BENCH_SYSTEMS:-oxvs,ovs,kernel,io}
 GEN=${BENCH_GEN:-xdp-live}
 case $GEN in
     afxdp) GEN_ARGS="--type afxdp --xdp-mode native" ;;
@@ -172,13 +193,14 @@ TAG=$PREFIX$$
 NS_G=$TAG-g NS_S=$TAG-s
 IF_G=${PREFIX}g$$ IF_S=${PREFIX}s$$
 IP_G=10.98.0.1 IP_S=10.98.0.2
-OXVSD_PID= SINK_PID= GEN_PID= KERNEL_FWD=
+OXVSD_PID= SINK_PID= GEN_PID= KERNEL_FWD= IO_PID=
 
 . "$(dirname "$0")/lib/ovs-bench.sh"
 
 cleanup() {
     set +e
-    stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"; stop_pid "${PERF_PID:-}"
+    stop_pid "$GEN_PID"; stop_pid "$SINK_PID"; stop_pid "$OXVSD_PID"; stop_pid "$IO_PID"
+    stop_pid "${PERF_PID:-}"
     stop_pid "${PROF_PID:-}"; stop_pid "${FAR_PID:-}"; stop_pid "${PASS_PID:-}"
     ovs_daemons_stop
     [ -n "$KERNEL_FWD" ] && kernel_stop
@@ -207,13 +229,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
-    log "building oxvsd, oxvsctl and the generator (release)"
+    log "building oxvsd, oxvsctl, the generator and the io forwarder (release)"
     (cd "$ROOT" && cargo build --release -q -p oxvs --bin oxvsd -p ctl --bin oxvsctl \
-        -p netdev-afxdp --example pktgen >&2)
+        -p netdev-afxdp --example pktgen --example iofwd >&2)
 fi
 OXVSD=${BENCH_OXVSD:-$ROOT/target/release/oxvsd}
 OXVSCTL="$ROOT/target/release/oxvsctl --socket $WORK/oxvsd.ctl"
 PKTGEN=${BENCH_PKTGEN:-$ROOT/target/release/examples/pktgen}
+IOFWD=${BENCH_IOFWD:-$ROOT/target/release/examples/iofwd}
 
 # ---- the veths ----
 ip netns add "$NS_G"
@@ -304,6 +327,61 @@ ovs_start() {
     tail -20 "$WORK/vswitchd.log" >&2
     echo "OVS did not add the afxdp ports" >&2
     exit 1
+}
+
+# The io system: examples/iofwd on the PMD core, with oxvs's port options
+# (BENCH_OXVS_OPTIONS's TOML entries as --option KEY=VALUE).
+io_start() {
+    local opts=(--option "xdp-mode=$XDP_MODE") entry
+    if [ -n "${BENCH_OXVS_OPTIONS:-}" ]; then
+        while IFS= read -r entry; do
+            entry=$(echo "$entry" | tr -d ' "')
+            [ -n "$entry" ] && opts+=(--option "$entry")
+        done < <(echo "$BENCH_OXVS_OPTIONS" | tr ',' '\n')
+    fi
+    rm -f "$WORK/io.base"
+    # Cumulative counters every 100 ms: io_appctl reads the last ones.
+    $NICE "$IOFWD" --a "$IF_G" --b "$IF_S" --cpu "$PMD_CORE" --report-ms 100 "${opts[@]}" \
+        >"$WORK/iofwd.out" 2>&1 &
+    IO_PID=$!
+    for _ in $(seq 100); do
+        grep -q '^io stats' "$WORK/iofwd.out" && return 0
+        kill -0 "$IO_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$WORK/iofwd.out" >&2
+    echo "iofwd did not start" >&2
+    exit 1
+}
+io_stop() { # SIGTERM; its exit status says whether every UMEM frame came back
+    local status=0
+    kill -TERM "$IO_PID"
+    wait "$IO_PID" || status=$?
+    IO_PID=
+    log "  iofwd: $(grep -E '^(io total|avg processing|umem frames)' "$WORK/iofwd.out" | tr '\n' ' ')"
+    if [ "$status" != 0 ]; then
+        tail -5 "$WORK/iofwd.out" >&2
+        echo "iofwd exited with status $status" >&2
+        exit 1
+    fi
+}
+# The two pmd-stats commands the measurements use, from iofwd's
+# cumulative counters (at most ~100 ms old): clear notes a base, show
+# prints the difference in pmd-stats-show's words.
+io_appctl() {
+    local now base
+    # (awk's %d is 32-bit in mawk: the cycle counts need %.0f.)
+    now=$(grep '^io stats' "$WORK/iofwd.out" | tail -1 | awk '{print $5, $8, $11}')
+    case $1 in
+        dpif-netdev/pmd-stats-clear) echo "$now" >"$WORK/io.base" ;;
+        dpif-netdev/pmd-stats-show)
+            base=$(cat "$WORK/io.base" 2>/dev/null || echo 0 0 0)
+            echo "$base $now" | awk '{rx = $4 - $1; busy = $5 - $2; idle = $6 - $3
+                printf "pmd thread iofwd:\n  packets received: %.0f\n  idle cycles: %.0f\n  processing cycles: %.0f\n", rx, idle, busy
+                printf "  avg processing cycles per packet: %.2f (%.0f/%.0f)\n", rx ? busy / rx : 0, busy, rx}'
+            ;;
+        *) echo "io_appctl: $1 is not emulated" >&2; return 1 ;;
+    esac
 }
 
 # The kernel system: tc ingress redirect both ways between the
@@ -557,6 +635,14 @@ for run in $(seq "$RUNS"); do
         log "  $(tc -s filter show dev "$IF_G" ingress | awk '/Sent/ {print "mirred " $0; exit}')"
         kernel_stop
     fi
+    if [[ ,$SYSTEMS, == *,io,* ]]; then
+        log "run $run/$RUNS: io (examples/iofwd, afxdp ports as oxvs's, xdp-mode $XDP_MODE, on CPU $PMD_CORE)"
+        io_start
+        learn
+        read -r RES[io,mpps,$run] RES[io,cpp,$run] RES[io,spp,$run] RES[io,deliv,$run] < <(measure_udp io_appctl "$IO_PID")
+        RES[io,tcp,$run]=$(measure_tcp "$IO_PID" io_appctl)
+        io_stop
+    fi
     if [[ ,$SYSTEMS, == *,kernel-rps,* ]]; then
         log "run $run/$RUNS: kernel-rps (tc ingress mirred between the veths, RPS to CPU $PMD_CORE)"
         kernel_start rps
@@ -574,7 +660,7 @@ for run in $(seq "$RUNS"); do
 done
 
 echo
-echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp vs the kernel (tc mirred); veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; far side: tcx drop sink; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "oxvs${BENCH_OXVS_OPTIONS:+ ($BENCH_OXVS_OPTIONS)} vs OVS $(ovs-vswitchd --version | awk 'NR==1 {print $NF}') afxdp vs the kernel (tc mirred) vs io (examples/iofwd); veth pair per namespace, xdp-mode $XDP_MODE, one PMD on CPU $PMD_CORE; far side: tcx drop sink; $NCPU CPUs $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); kernel $(uname -r); median of $RUNS runs x $SECS s; nice ${BENCH_NICE:--20}; traffic pinned ${BENCH_PIN:-1}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 # One column per system measured, then each one's ratio to OVS.
 IFS=, read -r -a COLS <<<"$SYSTEMS"
 RATIOS=()
@@ -598,4 +684,4 @@ row "UDP delivered/offered %" deliv 1
 row "PMD cycles/packet (lower wins)" cpp 0 invert
 row "PMD syscalls/packet (lower wins)" spp 3 invert
 row "iperf3 TCP Gbit/s" tcp 2
-echo "(cycles and syscalls ratios are OVS/system, so > 1 means cheaper than OVS; the kernel systems have no PMD)"
+echo "(cycles and syscalls ratios are OVS/system, so > 1 means cheaper than OVS; the kernel systems have no PMD; io is the AF_XDP io forward, a switch's ceiling)"

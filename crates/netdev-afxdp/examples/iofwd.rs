@@ -3,7 +3,7 @@
 //! (benches/afxdp-vs-ovs.sh, system `io`).
 //!
 //! ```text
-//! iofwd --a IF --b IF [--cpu N] [--seconds S] [--option KEY=VALUE]...
+//! iofwd --a IF --b IF [--cpu N] [--seconds S] [--report-ms MS] [--option KEY=VALUE]...
 //! ```
 //!
 //! Opens `--a` and `--b` as `afxdp` ports with oxvsd's defaults (and the
@@ -11,8 +11,10 @@
 //! pins its forwarding thread (named `pmd-io`, so tools that look for a
 //! PMD thread find it) to `--cpu`, and forwards every packet from each
 //! port out of the other until `--seconds` pass (default: until SIGINT or
-//! SIGTERM, which also end a timed run early). Prints a line per second
-//! and, at exit, the totals each way, `avg processing cycles per packet`
+//! SIGTERM, which also end a timed run early). Prints the packets sent
+//! each way every second, the cumulative packets received and busy and
+//! idle cycles every `--report-ms` (default 1000: the benchmark reads
+//! them as `pmd-stats-show`), and, at exit, the totals each way, `avg processing cycles per packet`
 //! as `pmd-stats-show` computes it, and the UMEM frames still lent and
 //! not back on the free list once the ports are closed; exits non-zero if
 //! either is not 0.
@@ -24,7 +26,7 @@ use netdev_afxdp::iofwd::{IoForwarder, pin_to_cpu, stop_on_signals};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: iofwd --a IF --b IF [--cpu N] [--seconds S] [--option KEY=VALUE]... \
+        "usage: iofwd --a IF --b IF [--cpu N] [--seconds S] [--report-ms MS] [--option KEY=VALUE]... \
          (options: oxvsd's afxdp port options, e.g. xdp-mode=native)"
     );
     ExitCode::from(2)
@@ -33,6 +35,7 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut a, mut b, mut cpu, mut seconds) = (None, None, None, None);
+    let mut report = Duration::from_secs(1);
     let mut options: Vec<(String, String)> = Vec::new();
     let mut it = args.iter();
     while let Some(key) = it.next() {
@@ -53,6 +56,13 @@ fn main() -> ExitCode {
                 Ok(s) if s > 0.0 => seconds = Some(s),
                 _ => {
                     eprintln!("iofwd: --seconds {value:?} is not a positive number");
+                    return ExitCode::from(2);
+                }
+            },
+            "--report-ms" => match value.parse::<u64>() {
+                Ok(ms) if ms > 0 => report = Duration::from_millis(ms),
+                _ => {
+                    eprintln!("iofwd: --report-ms {value:?} is not a positive number");
                     return ExitCode::from(2);
                 }
             },
@@ -101,7 +111,8 @@ fn main() -> ExitCode {
                 return None;
             }
             let mut last = fwd.stats();
-            let mut next = Instant::now() + Duration::from_secs(1);
+            let mut second = Instant::now();
+            let mut next = Instant::now() + report;
             loop {
                 let until = deadline.map_or(next, |d| d.min(next));
                 fwd.run(stop, Some(until));
@@ -111,15 +122,26 @@ fn main() -> ExitCode {
                     break;
                 }
                 let s = fwd.stats();
+                // Cumulative, in pmd-stats-show's words, for the
+                // benchmark's stand-in of `pmd-stats-show`.
                 println!(
-                    "io a->b {} pps b->a {} pps (tx dropped {} {})",
-                    s.sent[0] - last.sent[0],
-                    s.sent[1] - last.sent[1],
-                    s.tx_dropped[0] - last.tx_dropped[0],
-                    s.tx_dropped[1] - last.tx_dropped[1],
+                    "io stats packets received: {} processing cycles: {} idle cycles: {}",
+                    s.packets(),
+                    s.busy_cycles,
+                    s.idle_cycles
                 );
-                last = s;
-                next += Duration::from_secs(1);
+                if second.elapsed() >= Duration::from_secs(1) {
+                    println!(
+                        "io a->b {} pps b->a {} pps (tx dropped {} {})",
+                        s.sent[0] - last.sent[0],
+                        s.sent[1] - last.sent[1],
+                        s.tx_dropped[0] - last.tx_dropped[0],
+                        s.tx_dropped[1] - last.tx_dropped[1],
+                    );
+                    last = s;
+                    second = Instant::now();
+                }
+                next += report;
             }
             Some(fwd.close())
         });
