@@ -437,20 +437,20 @@ impl Cascade {
         }
         let mut pending = 0u32;
         let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
-        let mut port_cache: Option<(u32, bool)> = None;
+        // The port of the packets so far and whether its flows are all
+        // simple, re-read only when the port changes (a received batch:
+        // never). Plain locals, so the per-packet test is one compare.
+        let mut port = keys.first().map_or(0, |k| k.in_port);
+        let mut simple_on = !keys.is_empty() && table.simple_match_enabled(port);
         // Whether every key has the first key's in_port (a received batch:
         // stage 3 then needs no per-packet port test).
         let mut one_port = true;
         for (i, key) in keys.iter().enumerate() {
-            let simple_on = match port_cache {
-                Some((port, on)) if port == key.in_port => on,
-                _ => {
-                    one_port &= port_cache.is_none();
-                    let on = table.simple_match_enabled(key.in_port);
-                    port_cache = Some((key.in_port, on));
-                    on
-                }
-            };
+            if key.in_port != port {
+                port = key.in_port;
+                one_port = false;
+                simple_on = table.simple_match_enabled(port);
+            }
             let simple_hit = if simple_on {
                 table.simple_lookup(key)
             } else {
