@@ -143,6 +143,11 @@ fn main() -> ExitCode {
                 }
                 next += report;
             }
+            // Shared UMEM: forwarded frames go out without a copy.
+            let (zero_copy, copied) = fwd.ports().iter().fold((0, 0), |(z, c), p| {
+                (z + p.tx_zero_copy_packets(), c + p.tx_copied_packets())
+            });
+            println!("tx zero-copy {zero_copy} copied {copied}");
             Some(fwd.close())
         });
     let closed = match worker.map(|w| w.join()) {
