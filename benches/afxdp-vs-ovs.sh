@@ -358,7 +358,7 @@ io_stop() { # SIGTERM; its exit status says whether every UMEM frame came back
     kill -TERM "$IO_PID"
     wait "$IO_PID" || status=$?
     IO_PID=
-    log "  iofwd: $(grep -E '^(io total|avg processing|umem frames)' "$WORK/iofwd.out" | tr '\n' ' ')"
+    log "  iofwd: $(grep -E '^(io total|avg processing|tx zero-copy|umem frames)' "$WORK/iofwd.out" | tr '\n' ' ')"
     if [ "$status" != 0 ]; then
         tail -5 "$WORK/iofwd.out" >&2
         echo "iofwd exited with status $status" >&2
