@@ -26,17 +26,22 @@ impl Pmd {
         let Some(&Disposition::Hit { flow, .. }) = self.dispositions[..n].first() else {
             return false;
         };
-        let mut tcp_flags = 0u16;
-        for (disposition, key) in self.dispositions[..n].iter().zip(&self.keys[..n]) {
+        debug_assert_eq!(n, batch.len(), "every packet of the batch looked up");
+        // One pass for the verdicts, TCP flags and bytes.
+        let (mut tcp_flags, mut bytes) = (0u16, 0u64);
+        let verdicts = self.dispositions[..n].iter().zip(&self.keys[..n]);
+        for ((disposition, key), packet) in verdicts.zip(batch.iter()) {
             match disposition {
-                Disposition::Hit { flow: f, .. } if *f == flow => tcp_flags |= key.tcp_flags,
+                Disposition::Hit { flow: f, .. } if *f == flow => {
+                    tcp_flags |= key.tcp_flags;
+                    bytes += packet.len() as u64;
+                }
                 _ => return false,
             }
         }
         let Some(actions) = self.flows.get(flow).map(|f| Arc::clone(&f.actions)) else {
             return false;
         };
-        let bytes = batch.iter().map(|p| p.len() as u64).sum();
         self.flows
             .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
         self.execute(&actions, batch, now_ns);
