@@ -63,7 +63,11 @@
 #           PMD columns come from iofwd's own counters (busy iterations'
 #           TSC over packets received, as pmd-stats-show) and perf on its
 #           forwarding thread (pmd-io). It adds about a third to the run
-#           time (one more system per run).
+#           time (one more system per run). Measured here (three passes of
+#           BENCH_RUNS=3, load 2-8): io/ovs 0.99-1.06 for UDP and
+#           1.00-1.13 for TCP, and oxvs within noise of io (0.96-1.09
+#           UDP, 0.97-1.01 TCP): with veth's copy-mode AF_XDP the kernel's
+#           path, not the switch, sets both figures.
 #   kernel-rps  (not in the default list) the kernel system with RPS
 #           steering both switch-side veths' receive work to the PMD core:
 #           the CPU split a PMD switch has (data and ACKs cross to CPU 1
