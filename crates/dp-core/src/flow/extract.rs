@@ -180,6 +180,18 @@ pub fn extract_frame_mapped(
     key: &mut FlowKey,
 ) -> (HeaderOffsets, u64) {
     zero_key_except_metadata(key);
+    extract_into_cleared(frame, meta, key)
+}
+
+/// The general extraction into a key that is zero outside its metadata
+/// words (a fresh extraction's reset, or a reused slot's stale words
+/// cleared): the metadata, then the parser over the frame.
+#[inline]
+fn extract_into_cleared(
+    frame: &[u8],
+    meta: &PacketMetadata,
+    key: &mut FlowKey,
+) -> (HeaderOffsets, u64) {
     let meta_map = extract_metadata(meta, key);
     let mut offsets = HeaderOffsets::NONE;
     let mut parser = Parser {
@@ -250,17 +262,9 @@ pub fn extract_reusing(packet: &mut Packet, key: &mut FlowKey, old_map: u64) -> 
             zero_key_except_metadata(key);
         }
     }
-    let meta_map = extract_metadata(meta, key);
-    let mut offsets = HeaderOffsets::NONE;
-    let mut parser = Parser {
-        frame,
-        pos: 0,
-        end: frame.len(),
-        map: meta_map,
-    };
-    parser.parse(meta.packet_type, key, &mut offsets);
+    let (offsets, map) = extract_into_cleared(frame, meta, key);
     meta.offsets = offsets;
-    parser.map
+    map
 }
 
 /// The words of [`META_WORDS`].
