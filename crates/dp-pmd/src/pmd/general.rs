@@ -154,15 +154,11 @@ impl Pmd {
         let mut pending: Option<FlowActions> = None;
         for g in 0..groups {
             let verdict = group_verdict[g];
-            let actions = match verdict {
-                // A flow gone since the lookup cannot happen within a pass
-                // (nothing removes flows in between); dropped if it does.
-                Verdict::Flow(flow) => self.flows.get(flow).map(|f| &f.actions),
-                Verdict::OneOff(k) => Some(&one_offs[k]),
-                Verdict::Dropped | Verdict::Refused => None,
-            };
+            // A flow gone since the lookup cannot happen within a pass
+            // (nothing removes flows in between); dropped if it does.
+            let actions = actions_of(&self.flows, &one_offs, verdict);
             let joins = match (&pending, actions) {
-                (Some(p), Some(a)) => Arc::ptr_eq(p, a) || p[..] == a[..],
+                (Some(p), Some(a)) => same_actions(p, a),
                 _ => false,
             };
             if !joins {
@@ -280,20 +276,36 @@ fn one_action_list(
     verdicts: &[Verdict],
     one_offs: &[FlowActions],
 ) -> Option<FlowActions> {
-    let actions_of = |verdict: Verdict| match verdict {
-        Verdict::Flow(flow) => flows.get(flow).map(|f| &f.actions),
-        Verdict::OneOff(k) => one_offs.get(k),
-        Verdict::Dropped | Verdict::Refused => None,
-    };
     let (&head, rest) = verdicts.split_first()?;
-    let actions = actions_of(head)?;
+    let actions = actions_of(flows, one_offs, head)?;
     for &verdict in rest {
-        let other = actions_of(verdict)?;
-        if !(Arc::ptr_eq(actions, other) || actions[..] == other[..]) {
+        if !same_actions(actions, actions_of(flows, one_offs, verdict)?) {
             return None;
         }
     }
     Some(Arc::clone(actions))
+}
+
+/// The action list a verdict runs: its flow's, or its one-off list;
+/// `None` for a dropped packet (and a flow no longer in the table).
+#[inline]
+fn actions_of<'a>(
+    flows: &'a FlowTable<FlowActions>,
+    one_offs: &'a [FlowActions],
+    verdict: Verdict,
+) -> Option<&'a FlowActions> {
+    match verdict {
+        Verdict::Flow(flow) => flows.get(flow).map(|f| &f.actions),
+        Verdict::OneOff(k) => one_offs.get(k),
+        Verdict::Dropped | Verdict::Refused => None,
+    }
+}
+
+/// True when two action lists do the same: the same `Arc`, or equal
+/// lists (ofproto-lite builds one per translation).
+#[inline]
+fn same_actions(a: &FlowActions, b: &FlowActions) -> bool {
+    Arc::ptr_eq(a, b) || a[..] == b[..]
 }
 
 /// The group-table slot a verdict's probe starts at.

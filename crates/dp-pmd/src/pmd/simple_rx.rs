@@ -12,8 +12,9 @@
 //! - On this path the PMD's keys are not extracted: only `keys[i].tcp_flags`
 //!   is written, the one key field the uniform and general paths read for
 //!   a hit, and its word added to `maps[i]` (a slot's map names every
-//!   non-zero word of its key: see `prepare_batch_mapped`). Packet hashes are not computed either; actions that need one
-//!   compute it (`Executor`'s `inner_hash`).
+//!   non-zero word of its key: see `prepare_batch_mapped`). Packet hashes
+//!   are not computed either; actions that need one compute it
+//!   (`Executor`'s `inner_hash`).
 //!
 //! Callgrind, DPDK bench `100k-inport` (one in_port-only flow, 64-byte
 //! UDP): 802 → 594 instructions per packet in `Pmd::poll_once`, drivers
