@@ -344,27 +344,34 @@ impl DpdkTxq {
     /// once into an mbuf of this port's pool.
     #[inline(never)]
     fn copy_to_mbuf(&self, packet: Packet) -> Option<Mbuf> {
-        let pool = &self.shared.mempool;
-        let m = ffi::pktmbuf_alloc(pool.ptr())?;
+        let m = self.alloc_copy(packet.data())?;
+        self.shared
+            .counters
+            .tx_copied
+            .fetch_add(1, Ordering::Relaxed);
+        Some(m)
+    }
+
+    /// A fresh mbuf of this port's pool holding a copy of `data` (one
+    /// segment, at the default headroom); `None` when the pool is empty or
+    /// `data` does not fit its data room.
+    fn alloc_copy(&self, data: &[u8]) -> Option<Mbuf> {
+        let m = ffi::pktmbuf_alloc(self.shared.mempool.ptr())?;
         // SAFETY: `m` is a fresh, reset mbuf we own: `buf_addr + data_off`
         // starts its writable data room of `buf_len - data_off` bytes.
         unsafe {
             let mb = &mut *m;
             let room = usize::from(mb.buf_len) - usize::from(mb.data_off);
-            let len = packet.len();
+            let len = data.len();
             if len > room {
                 ffi::pktmbuf_free(m);
                 return None;
             }
             let dst = mb.buf_addr.cast::<u8>().add(usize::from(mb.data_off));
-            std::ptr::copy_nonoverlapping(packet.data().as_ptr(), dst, len);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, len);
             mb.data_len = len as u16;
             mb.pkt_len = len as u32;
         }
-        self.shared
-            .counters
-            .tx_copied
-            .fetch_add(1, Ordering::Relaxed);
         Some(m)
     }
 }
@@ -379,25 +386,20 @@ impl TxQueue for DpdkTxq {
     /// big): the executor copies into its clone pool as before.
     fn clone_packet(&mut self, packet: &Packet) -> Option<Packet> {
         let len = packet.len();
-        let m = ffi::pktmbuf_alloc(self.shared.mempool.ptr())?;
-        // SAFETY: `m` is a fresh, reset mbuf we own (one segment,
-        // `data_off` at the default headroom); nobody else sees it.
+        if len == 0 {
+            return None;
+        }
+        let m = self.alloc_copy(packet.data())?;
+        // SAFETY: `m` is a fresh mbuf we own holding the copy (one
+        // segment, `data_off` at the default headroom); nobody else sees
+        // it.
         let mb = unsafe { &mut *m };
         let start = usize::from(mb.data_off);
-        let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>())
-            .filter(|_| len > 0 && start + len <= usize::from(mb.buf_len))
-        else {
+        let Some(data) = NonNull::new(mb.buf_addr.cast::<u8>()) else {
             // SAFETY: ours, never used again.
             unsafe { ffi::pktmbuf_free(m) };
             return None;
         };
-        // SAFETY: `start + len <= buf_len`: the bytes lie in the mbuf's
-        // data room, which nothing else uses.
-        unsafe {
-            std::ptr::copy_nonoverlapping(packet.data().as_ptr(), data.as_ptr().add(start), len);
-        }
-        mb.data_len = len as u16;
-        mb.pkt_len = len as u32;
         let port_id = self.shared.port_id;
         mb.port = port_id;
         // Lent from here: `release_mbuf` (a drop) or `send` (taken back)
