@@ -20,9 +20,11 @@
 //! either is not 0.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use netdev_afxdp::iofwd::{IoForwarder, pin_to_cpu, stop_on_signals};
+use netdev_afxdp::iofwd::IoForwarder;
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -79,13 +81,26 @@ fn main() -> ExitCode {
     let (Some(a), Some(b)) = (a, b) else {
         return usage();
     };
-    let stop = match stop_on_signals() {
-        Ok(s) => s,
-        Err(e) => {
+    // Only a CPU this process may run on (as the daemon checks
+    // `pmd_cores`): pinning to any other is refused, or out of range.
+    if let Some(cpu) = cpu
+        && !core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.id == cpu)
+    {
+        eprintln!("iofwd: --cpu {cpu}: not a CPU this process may run on");
+        return ExitCode::FAILURE;
+    }
+    // SIGINT/SIGTERM set the flag, so the loop ends and the ports close,
+    // detaching XDP.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
             eprintln!("iofwd: installing the SIGINT/SIGTERM handler: {e}");
             return ExitCode::FAILURE;
         }
-    };
+    }
     let pairs: Vec<(&str, &str)> = options
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -104,10 +119,11 @@ fn main() -> ExitCode {
     let worker = std::thread::Builder::new()
         .name("pmd-io".into())
         .spawn(move || {
+            // As a PMD thread pins itself to its `pmd_cores` entry.
             if let Some(cpu) = cpu
-                && let Err(e) = pin_to_cpu(cpu)
+                && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
             {
-                eprintln!("iofwd: pinning to cpu {cpu}: {e}");
+                eprintln!("iofwd: pinning to cpu {cpu}: refused (no such CPU?)");
                 return None;
             }
             let mut last = fwd.stats();
@@ -115,7 +131,7 @@ fn main() -> ExitCode {
             let mut next = Instant::now() + report;
             loop {
                 let until = deadline.map_or(next, |d| d.min(next));
-                fwd.run(stop, Some(until));
+                fwd.run(&stop, Some(until));
                 if stop.load(std::sync::atomic::Ordering::Relaxed)
                     || deadline.is_some_and(|d| Instant::now() >= d)
                 {

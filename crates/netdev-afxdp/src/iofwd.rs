@@ -227,57 +227,6 @@ impl IoForwarder {
     }
 }
 
-/// Pins the calling thread to `cpu` (the PMD's `pmd_cores` pinning).
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cpu {cpu} is out of range"),
-        ));
-    }
-    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes the
-    // bit of `cpu`, which is below CPU_SETSIZE (checked above).
-    let ret = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        // SAFETY (the call): `set` is a valid cpu_set_t of the size given;
-        // pid 0 is the calling thread.
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Sets a process-wide flag on SIGINT and SIGTERM and returns it (so the
-/// forwarder's loop ends and its ports close, detaching XDP).
-pub fn stop_on_signals() -> io::Result<&'static AtomicBool> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; a zeroed sigaction with that handler and an
-        // empty mask is a valid one.
-        let ret = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut())
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(&STOP)
-}
-
 /// The cycle counter the PMD's accounting reads (the TSC on x86_64, a
 /// monotonic nanosecond clock elsewhere).
 #[inline(always)]
