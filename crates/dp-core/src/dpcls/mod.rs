@@ -67,7 +67,7 @@ pub(crate) mod large;
     unsafe_code,
     reason = "the prefetch intrinsic; see the module for why it is sound"
 )]
-pub(crate) mod prefetch;
+pub mod prefetch;
 pub mod subtable;
 
 use crate::flow::FlowKey;

@@ -18,7 +18,7 @@
 /// live object: a prefetch never faults and never reads on the program's
 /// behalf, so callers skip the bounds check a reference would cost.
 #[inline(always)]
-pub(crate) fn prefetch_addr<T>(addr: *const T) {
+pub fn prefetch_addr<T>(addr: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE is in every x86_64 target's baseline, so the intrinsic's
     // target feature is present; a prefetch is a hint that never faults

@@ -76,6 +76,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use dp_core::dpcls::prefetch::prefetch_addr;
 use dp_core::packet::{ForeignFrame, Packet, PacketPool};
 
 use crate::sys::Mmap;
@@ -361,18 +362,8 @@ impl Umem {
     /// they were served one after another.
     #[inline(always)]
     pub fn prefetch_data(&self, addr: u64) {
-        let ptr = self.area.ptr().as_ptr().wrapping_add(addr as usize);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE is in every x86_64 target's baseline, so the
-        // intrinsic's target feature is present; a prefetch is a hint that
-        // never faults (not even for an address outside the area) and has
-        // no architectural effect, so nothing about `ptr` is relied on.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = ptr;
+        // A hint that never faults: any `addr` is safe to ask for.
+        prefetch_addr(self.area.ptr().as_ptr().wrapping_add(addr as usize));
     }
 
     /// Lends the frame holding received descriptor `(addr, len)` to a
