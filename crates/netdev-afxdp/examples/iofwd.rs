@@ -131,7 +131,7 @@ fn main() -> ExitCode {
             let mut next = Instant::now() + report;
             loop {
                 let until = deadline.map_or(next, |d| d.min(next));
-                fwd.run(&stop, Some(until));
+                fwd.run(&stop, Some(until), dp_pmd::cycles::now);
                 if stop.load(std::sync::atomic::Ordering::Relaxed)
                     || deadline.is_some_and(|d| Instant::now() >= d)
                 {

@@ -12,9 +12,12 @@
 //!
 //! # Cycle accounting
 //! As the PMD's `pmd-stats-show`: an iteration that received packets is
-//! busy, its TSC cycles (receive on both queues and the sends) count as
+//! busy, its cycles (receive on both queues and the sends) count as
 //! processing cycles, and `avg processing cycles per packet` is those over
-//! the packets received; an iteration that received none is idle.
+//! the packets received; an iteration that received none is idle. The
+//! caller passes the cycle counter (the PMD's own, `dp_pmd::cycles::now`,
+//! so the figures compare with `pmd-stats-show`'s): this driver crate does
+//! not carry a second copy of it.
 //!
 //! # Invariants
 //! - Every packet received is sent or dropped within its iteration: the
@@ -24,6 +27,7 @@
 //!   list (it reports both, the caller checks them).
 //! - The XDP programs are attached exactly while the forwarder lives (the
 //!   ports' bpf_links).
+#![forbid(unsafe_code)]
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,11 +152,12 @@ impl IoForwarder {
         self.stats
     }
 
-    /// One iteration: a burst from each port out of the other; returns the
-    /// packets received.
+    /// One iteration: a burst from each port out of the other, timed with
+    /// `cycles` (see the module's cycle accounting); returns the packets
+    /// received.
     #[inline]
-    pub fn poll_once(&mut self) -> usize {
-        let start = tsc();
+    pub fn poll_once(&mut self, cycles: impl Fn() -> u64) -> usize {
+        let start = cycles();
         let mut received = 0;
         for dir in 0..2 {
             if self.rxqs[dir].recv(&mut self.batch).is_err() {
@@ -170,7 +175,7 @@ impl IoForwarder {
             self.stats.tx_dropped[dir] += out.dropped as u64;
             self.batch.clear();
         }
-        let spent = tsc().wrapping_sub(start);
+        let spent = cycles().wrapping_sub(start);
         if received > 0 {
             self.stats.busy_cycles += spent;
         } else {
@@ -179,12 +184,13 @@ impl IoForwarder {
         received
     }
 
-    /// Polls until `stop` is set or `deadline` passes (the clock is read
-    /// every 1,024 iterations: it costs more than an idle iteration).
-    pub fn run(&mut self, stop: &AtomicBool, deadline: Option<Instant>) {
+    /// Polls, timing each iteration with `cycles`, until `stop` is set or
+    /// `deadline` passes (the wall clock is read every 1,024 iterations: it
+    /// costs more than an idle iteration).
+    pub fn run(&mut self, stop: &AtomicBool, deadline: Option<Instant>, cycles: impl Fn() -> u64) {
         let mut round = 0u32;
         loop {
-            self.poll_once();
+            self.poll_once(&cycles);
             round = round.wrapping_add(1);
             if round & 1023 == 0
                 && (stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d))
@@ -224,23 +230,5 @@ impl IoForwarder {
             in_use,
             not_free,
         }
-    }
-}
-
-/// The cycle counter the PMD's accounting reads (the TSC on x86_64, a
-/// monotonic nanosecond clock elsewhere).
-#[inline(always)]
-fn tsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC reads a counter; it touches no memory and exists on
-        // every x86_64 CPU.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        use std::sync::OnceLock;
-        static START: OnceLock<Instant> = OnceLock::new();
-        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
     }
 }

@@ -30,7 +30,7 @@ fn io_forwarder_carries_udp_both_ways_and_returns_every_frame() {
     // Bounded even if the test thread dies before setting `stop`.
     let deadline = Instant::now() + Duration::from_secs(60);
     let worker = std::thread::spawn(move || {
-        fwd.run(&stop_fwd, Some(deadline));
+        fwd.run(&stop_fwd, Some(deadline), dp_pmd::cycles::now);
         fwd.close()
     });
 
