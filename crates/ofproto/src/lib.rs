@@ -21,11 +21,13 @@
 //!   [`odp_actions`]: datapath action text.
 //!
 //! # Threads and state
-//! - Rule tables and the port table are immutable snapshots behind
-//!   [`arc_swap::ArcSwap`]: translation (on PMD or handler threads) loads
-//!   the current `Arc` without locking; control operations (flow mods,
-//!   port changes, expiry) build the next snapshot and swap it in, one
-//!   writer at a time (a control mutex that readers never take).
+//! - Rule tables and the port table are immutable, held together in one
+//!   snapshot behind [`arc_swap::ArcSwap`]: translation (on PMD or
+//!   handler threads) loads the current `Arc` without locking, once per
+//!   translation, and sees rules and ports of the same moment (a port
+//!   change and its version bump are one swap); control operations (flow
+//!   mods, port changes, expiry) build the next snapshot and swap it in,
+//!   one writer at a time (a control mutex that readers never take).
 //! - MAC learning is the only state translation writes: a small table
 //!   under its own mutex ([`mac_learning::MacLearning`]).
 //! - Rule counters are atomics shared across snapshot versions.
@@ -152,12 +154,20 @@ pub struct RunReport {
     pub expired_macs: usize,
 }
 
+/// The rule tables and the port table of one moment. One snapshot, not
+/// two `ArcSwap`s: each load costs ~100 instructions of arc-swap's debt
+/// bookkeeping, paid on every flow setup.
+#[derive(Debug, Default)]
+struct Snapshot {
+    rules: Arc<RuleSet>,
+    ports: Arc<PortTable>,
+}
+
 /// One bridge (see the crate docs).
 #[derive(Debug)]
 pub struct Ofproto {
     name: String,
-    rules: ArcSwap<RuleSet>,
-    ports: ArcSwap<PortTable>,
+    state: ArcSwap<Snapshot>,
     mac: MacLearning,
     /// Serialises writers of `rules` and `ports`; readers never take it.
     control: Mutex<()>,
@@ -174,8 +184,7 @@ impl Ofproto {
     pub fn new(name: impl Into<String>) -> Ofproto {
         Ofproto {
             name: name.into(),
-            rules: ArcSwap::from_pointee(RuleSet::default()),
-            ports: ArcSwap::from_pointee(PortTable::default()),
+            state: ArcSwap::from_pointee(Snapshot::default()),
             mac: MacLearning::default(),
             control: Mutex::new(()),
             packet_ins: Mutex::new(VecDeque::new()),
@@ -190,7 +199,7 @@ impl Ofproto {
         let set = self.tnl.set(state).is_ok();
         if set {
             let _g = self.lock();
-            self.rules.store(Arc::new(self.rules.load().bumped()));
+            self.store_rules(self.state.load().rules.bumped());
         }
         set
     }
@@ -223,19 +232,38 @@ impl Ofproto {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Swaps in `rules` beside the current ports (under the control lock).
+    fn store_rules(&self, rules: RuleSet) {
+        let ports = Arc::clone(&self.state.load().ports);
+        self.state.store(Arc::new(Snapshot {
+            rules: Arc::new(rules),
+            ports,
+        }));
+    }
+
+    /// Swaps in `ports` and the current rules with their version bumped,
+    /// in one step (under the control lock).
+    fn store_ports(&self, ports: PortTable) {
+        let rules = self.state.load().rules.bumped();
+        self.state.store(Arc::new(Snapshot {
+            rules: Arc::new(rules),
+            ports: Arc::new(ports),
+        }));
+    }
+
     /// The current rule tables.
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.load_full()
+        Arc::clone(&self.state.load().rules)
     }
 
     /// The current port table.
     pub fn ports(&self) -> Arc<PortTable> {
-        self.ports.load_full()
+        Arc::clone(&self.state.load().ports)
     }
 
     /// The current version (moves on every rule or port change).
     pub fn version(&self) -> u64 {
-        self.rules.load().version
+        self.state.load().rules.version
     }
 
     pub fn mac_learning(&self) -> &MacLearning {
@@ -245,19 +273,17 @@ impl Ofproto {
     /// Adds a port; the version moves so installed flows get revalidated.
     pub fn add_port(&self, cfg: PortConfig) -> Result<Arc<Port>, OfprotoError> {
         let _g = self.lock();
-        let (t, p) = self.ports.load().with_port(cfg)?;
-        self.ports.store(Arc::new(t));
-        self.rules.store(Arc::new(self.rules.load().bumped()));
+        let (t, p) = self.state.load().ports.with_port(cfg)?;
+        self.store_ports(t);
         Ok(p)
     }
 
     /// Removes a port, forgetting the MACs learned on it.
     pub fn del_port(&self, name: &str) -> Result<Arc<Port>, OfprotoError> {
         let _g = self.lock();
-        let (t, p) = self.ports.load().without_port(name)?;
-        self.ports.store(Arc::new(t));
+        let (t, p) = self.state.load().ports.without_port(name)?;
+        self.store_ports(t);
         self.mac.flush_port(p.ofport);
-        self.rules.store(Arc::new(self.rules.load().bumped()));
         Ok(p)
     }
 
@@ -269,14 +295,14 @@ impl Ofproto {
         now_ms: u64,
     ) -> Result<Vec<Arc<Rule>>, OfprotoError> {
         let _g = self.lock();
-        let (next, removed) = self.rules.load().apply(mods, now_ms)?;
-        self.rules.store(Arc::new(next));
+        let (next, removed) = self.state.load().rules.apply(mods, now_ms)?;
+        self.store_rules(next);
         Ok(removed)
     }
 
     fn parse(&self, text: &str, cmd: FlowModCommand) -> Result<FlowMod, OfprotoError> {
-        let ports = self.ports.load();
-        Ok(parse_flow_mod(text, cmd, &**ports)?)
+        let state = self.state.load();
+        Ok(parse_flow_mod(text, cmd, &*state.ports)?)
     }
 
     /// `ovs-ofctl add-flow BRIDGE TEXT`.
@@ -326,7 +352,7 @@ impl Ofproto {
 
     /// `ovs-ofctl dump-flows BRIDGE`.
     pub fn dump_flows(&self, now_ms: u64) -> String {
-        let rules = self.rules.load().rules();
+        let rules = self.state.load().rules.rules();
         self.format_flows(&rules, false, now_ms)
     }
 
@@ -340,13 +366,13 @@ impl Ofproto {
         now_ms: u64,
     ) -> Result<String, OfprotoError> {
         let fm = self.parse(filter, FlowModCommand::Delete { strict: false })?;
-        let rules = self.rules.load().select(&fm, false);
+        let rules = self.state.load().rules.select(&fm, false);
         Ok(self.format_flows(&rules, names, now_ms))
     }
 
     fn format_flows(&self, rules: &[Arc<Rule>], names: bool, now_ms: u64) -> String {
-        let ports = self.ports.load();
-        let namer: Option<&dyn ports::PortNamer> = if names { Some(&**ports) } else { None };
+        let ports = self.ports();
+        let namer: Option<&dyn ports::PortNamer> = if names { Some(&*ports) } else { None };
         let mut s = String::new();
         for r in rules {
             let dur = now_ms.saturating_sub(r.created_ms);
@@ -385,11 +411,10 @@ impl Ofproto {
         may_learn: bool,
         trace: Option<&mut Vec<xlate::TraceEvent>>,
     ) -> Translation {
-        let rules = self.rules.load();
-        let ports = self.ports.load();
+        let state = self.state.load();
         let env = xlate::XlateEnv {
-            rules: &rules,
-            ports: &ports,
+            rules: &state.rules,
+            ports: &state.ports,
             mac: &self.mac,
             now_ms,
             may_learn,
@@ -438,7 +463,7 @@ impl Ofproto {
 
     /// `ofproto/trace BRIDGE FLOW` (the bridge is this one).
     pub fn trace(&self, flow: &str, now_ms: u64) -> Result<String, OfprotoError> {
-        let ports = self.ports.load_full();
+        let ports = self.ports();
         let key = trace::parse_trace_flow(flow, &ports)?;
         let mut events = Vec::new();
         let t = self.xlate(&key, now_ms, false, Some(&mut events));
@@ -452,8 +477,8 @@ impl Ofproto {
             ..Default::default()
         };
         let _g = self.lock();
-        if let Some((next, gone)) = self.rules.load().expire(now_ms) {
-            self.rules.store(Arc::new(next));
+        if let Some((next, gone)) = self.state.load().rules.expire(now_ms) {
+            self.store_rules(next);
             report.expired_rules = gone;
         }
         report

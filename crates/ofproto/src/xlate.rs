@@ -226,6 +226,49 @@ struct Ctx<'a, 't, 'k> {
 /// A context's datapath actions (see `Ctx::odp`).
 type OdpActions = SmallVec<[Action; 4]>;
 
+/// How many recent action lists each thread keeps for reuse.
+const RECENT_ACTION_LISTS: usize = 4;
+
+/// `odp` as a shared list: one this thread built recently when it is
+/// equal, else a new one (which then replaces the oldest remembered).
+///
+/// Many megaflows get the same actions (every 5-tuple through one
+/// `output` rule, every flow NORMAL sends to one port): sharing the list
+/// saves each flow setup an allocation, its free when the flow goes,
+/// and a cache line per installed flow. Equality is checked on the
+/// contents every time, so a reused list is exactly the one that would
+/// have been built: nothing here can go stale. Per thread, so PMD
+/// threads neither lock nor share a cache line for it.
+fn shared_actions(odp: &[Action]) -> Arc<[Action]> {
+    use std::cell::RefCell;
+    struct Recent {
+        lists: [Option<Arc<[Action]>>; RECENT_ACTION_LISTS],
+        next: usize,
+    }
+    thread_local! {
+        static RECENT: RefCell<Recent> = const {
+            RefCell::new(Recent {
+                lists: [const { None }; RECENT_ACTION_LISTS],
+                next: 0,
+            })
+        };
+    }
+    let lookup = |recent: &mut Recent| {
+        if let Some(hit) = recent.lists.iter().flatten().find(|list| list[..] == *odp) {
+            return Arc::clone(hit);
+        }
+        let list: Arc<[Action]> = Arc::from(odp);
+        let slot = recent.next;
+        recent.next = (slot + 1) % RECENT_ACTION_LISTS;
+        recent.lists[slot] = Some(Arc::clone(&list));
+        list
+    };
+    // A thread being torn down (its locals gone) just builds the list.
+    RECENT
+        .try_with(|recent| lookup(&mut recent.borrow_mut()))
+        .unwrap_or_else(|_| Arc::from(odp))
+}
+
 /// Translates `key` (a datapath key, `in_port` a datapath port number).
 pub(crate) fn translate(
     env: &XlateEnv<'_>,
@@ -339,7 +382,7 @@ impl Ctx<'_, '_, '_> {
         // The mask is finished in place in the result (one copy of the
         // wildcards, not two).
         let mut t = Translation {
-            actions: Arc::from(&self.odp[..]),
+            actions: shared_actions(&self.odp),
             mask: self.wc.key,
             version: self.env.rules.version,
             mac_seq: self.mac_seq,
@@ -907,11 +950,10 @@ impl Ctx<'_, '_, '_> {
         let outer = match &other {
             None => self.outer_actions(self.env, &cfg, dev.ofport),
             Some(b) => {
-                let rules = b.rules.load();
-                let ports = b.ports.load();
+                let state = b.state.load();
                 let env = XlateEnv {
-                    rules: &rules,
-                    ports: &ports,
+                    rules: &state.rules,
+                    ports: &state.ports,
                     mac: &b.mac,
                     now_ms: self.env.now_ms,
                     may_learn: self.env.may_learn,

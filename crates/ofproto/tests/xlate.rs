@@ -401,3 +401,51 @@ fn vxlan_to_local_ip_is_terminated_natively() {
     assert_eq!(t.actions[..], [Action::Output(100)]);
     assert_eq!(t.mask.tp_dst, 0, "TCP needs no port check");
 }
+
+/// Translations with equal actions share one list (no allocation per flow
+/// setup), and a remembered list is only ever handed out for equal
+/// actions: with more distinct lists than a thread remembers, each
+/// translation still gets exactly its own actions.
+#[test]
+fn equal_action_lists_are_shared_and_never_confused() {
+    let o = bridge();
+    o.add_flows(
+        "priority=100,ip,nw_dst=10.0.0.1,actions=output:2\n\
+         priority=100,ip,nw_dst=10.0.0.2,actions=output:3\n\
+         priority=100,ip,nw_dst=10.0.0.3,actions=output:4\n\
+         priority=100,ip,nw_dst=10.0.0.4,actions=output:2,output:3\n\
+         priority=100,ip,nw_dst=10.0.0.5,actions=output:3,output:4\n\
+         priority=100,ip,nw_dst=10.0.0.6,actions=output:2,output:4\n\
+         priority=0,actions=drop\n",
+        0,
+    )
+    .unwrap();
+    let expected = |host: u8| -> Vec<Action> {
+        match host {
+            1 => vec![Action::Output(12)],
+            2 => vec![Action::Output(13)],
+            3 => vec![Action::Output(14)],
+            4 => vec![Action::Output(12), Action::Output(13)],
+            5 => vec![Action::Output(13), Action::Output(14)],
+            6 => vec![Action::Output(12), Action::Output(14)],
+            _ => vec![],
+        }
+    };
+    // Two flows of one rule: one shared list.
+    let a = o.translate(&tcp(11, [10, 0, 0, 1], 80), 0);
+    let b = o.translate(&tcp(11, [10, 0, 0, 1], 443), 0);
+    assert_eq!(&a.actions[..], &expected(1)[..]);
+    assert!(std::sync::Arc::ptr_eq(&a.actions, &b.actions));
+    // Seven distinct lists (drop included) cycled through repeatedly:
+    // more than are remembered, so lists are evicted and rebuilt.
+    for round in 0..5u16 {
+        for host in [1u8, 2, 3, 4, 5, 6, 7, 3, 1, 6] {
+            let t = o.translate(&tcp(11, [10, 0, 0, host], 1000 + round), 0);
+            assert_eq!(
+                &t.actions[..],
+                &expected(host)[..],
+                "host {host}, round {round}"
+            );
+        }
+    }
+}
