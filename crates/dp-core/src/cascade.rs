@@ -15,7 +15,8 @@
 //! bitmap, one bit per packet):
 //! 1. simple match, for ports whose flows are all simple (see
 //!    [`crate::flow_table`]), then the EMC (skipped when
-//!    `emc_insert_inv_prob` is 0);
+//!    `emc_insert_inv_prob` is 0, and for most batches while it hits too
+//!    rarely to pay for its probes: [`EmcGate`]);
 //! 2. the SMC when enabled; a hit is offered to the EMC;
 //! 3. the classifier of each `in_port` present among the misses (one
 //!    batch call per port); a hit is offered to the EMC (with its insert
@@ -65,6 +66,9 @@ use crate::flow::{FlowKey, extract_reusing};
 use crate::flow_table::{FlowRef, FlowTable};
 use crate::packet::{MAX_BURST, PacketBatch};
 use crate::smc::{SMC_DEFAULT_ENTRIES, Smc};
+pub use emc_gate::EmcGate;
+
+pub mod emc_gate;
 
 /// The level that found a packet's flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +180,9 @@ pub struct LookupStats {
     /// Whether the SMC is in use now (a state, not a counter: a reset
     /// keeps it, totals over PMDs ignore it).
     pub smc_active: bool,
+    /// Whether the EMC is bypassed now for its low hit rate (a state, as
+    /// `smc_active`; see [`EmcGate`]).
+    pub emc_bypassed: bool,
 }
 
 impl LookupStats {
@@ -210,7 +217,11 @@ impl std::fmt::Display for LookupStats {
             } else {
                 "inactive"
             }
-        )
+        )?;
+        if self.emc_bypassed {
+            writeln!(f, "  emc: bypassed (hit rate low)")?;
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +267,8 @@ pub struct Cascade {
     auto_lookups: u64,
     /// The EMC hit every packet of the last batch (its entries are hot).
     emc_served_last: bool,
+    /// Skips the EMC while its hit rate is too low to pay for its probes.
+    emc_gate: EmcGate,
     seed: u32,
     stats: LookupStats,
 }
@@ -277,6 +290,7 @@ impl Cascade {
             auto_hits: 0,
             auto_lookups: 0,
             emc_served_last: false,
+            emc_gate: EmcGate::default(),
             seed: config.seed,
             stats: LookupStats::default(),
         };
@@ -294,6 +308,12 @@ impl Cascade {
 
     pub fn smc(&self) -> &Smc {
         &self.smc
+    }
+
+    /// Whether the EMC is bypassed now for its low hit rate (see
+    /// [`EmcGate`]).
+    pub fn emc_bypassed(&self) -> bool {
+        self.emc_gate.bypassed()
     }
 
     /// Turns the SMC on or off for good ([`SmcMode::On`] /
@@ -364,6 +384,7 @@ impl Cascade {
     pub fn reset_stats(&mut self) {
         self.stats = LookupStats {
             smc_active: self.smc_active,
+            emc_bypassed: self.emc_gate.bypassed(),
             ..LookupStats::default()
         };
     }
@@ -424,7 +445,11 @@ impl Cascade {
         // Stage 1: simple match, then EMC. A packet left pending gets its
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
         // megaflow hit).
-        let emc_on = self.emc.is_enabled();
+        // The gate skips the EMC for most batches while it hits too rarely
+        // to pay for its probes (see `EmcGate`).
+        let emc_on = self.emc.is_enabled() && self.emc_gate.probe_this_batch();
+        // Hits of the SMC and the classifier, for the gate.
+        let mut lower_hits = 0u32;
         // Every packet's EMC entries first: with more flows than entries
         // most probes miss the cache, and asked for together those misses
         // overlap instead of stalling the loop below one by one. Not after
@@ -491,6 +516,7 @@ impl Cascade {
                 .smc
                 .lookup_batch(keys, hashes, pending, table, &mut found);
             pending &= !hits;
+            lower_hits += hits.count_ones();
             self.stats.smc_hits += u64::from(hits.count_ones());
             let mut bits = hits;
             while bits != 0 {
@@ -531,6 +557,7 @@ impl Cascade {
             }
             todo &= !group;
             let res = table.classify_batch(port, keys, group, &mut found_index);
+            lower_hits += res.found.count_ones();
             let hits = u64::from(res.found.count_ones());
             self.stats.megaflow_hits += hits;
             self.stats.subtable_lookups += res.subtable_lookups;
@@ -564,6 +591,11 @@ impl Cascade {
                     self.smc.insert(hashes[i], flow);
                 }
             }
+        }
+        if emc_on {
+            // At most 32 each: the casts cannot truncate.
+            self.emc_gate.record(emc_hits as u32, lower_hits);
+            self.stats.emc_bypassed = self.emc_gate.bypassed();
         }
     }
 }

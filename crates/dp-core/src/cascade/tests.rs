@@ -591,3 +591,85 @@ fn smc_serves_batches_mixing_ports() {
         }
     }
 }
+
+/// One batch of 32 keys of megaflow `dst_mask()` (dst 10.0.0.1), the
+/// source ports `first..first + 32`.
+fn batch_from(first: u32) -> Vec<FlowKey> {
+    (0..MAX_BURST as u32)
+        .map(|i| {
+            let mut k = pkt(1, 1, (first + i) as u16);
+            k.tp_dst = ((first + i) >> 16) as u16;
+            k
+        })
+        .collect()
+}
+
+#[test]
+fn the_emc_is_bypassed_while_it_misses_and_probed_again_when_it_would_hit() {
+    use emc_gate::{SAMPLE_EVERY, WINDOW};
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let flow = table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("megaflow");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 1,
+        ..CascadeConfig::default()
+    });
+    let megaflow = Disposition::Hit {
+        flow,
+        level: HitLevel::Megaflow,
+    };
+    // Every packet a new microflow: the EMC never hits, and after one
+    // window of hits it is bypassed.
+    let windows = WINDOW / MAX_BURST as u32;
+    for b in 0..windows {
+        let out = run(&mut cascade, &mut table, &batch_from(b * 32), 0);
+        assert!(out.iter().all(|&d| d == megaflow));
+    }
+    assert!(cascade.emc_bypassed());
+    assert!(cascade.stats().emc_bypassed);
+    assert_eq!(cascade.stats().emc_hits, 0);
+    // The same 32 microflows from now on (inserted into the EMC by the
+    // first batch that sees them): bypassed, the EMC serves only the
+    // sample batches, the classifier the rest; every packet its flow.
+    let hot = batch_from(1 << 20);
+    let before = *cascade.stats();
+    for _ in 0..SAMPLE_EVERY {
+        let out = run(&mut cascade, &mut table, &hot, 0);
+        assert!(out.iter().all(|&d| d.flow() == Some(flow)));
+    }
+    let s = *cascade.stats();
+    assert!(
+        s.emc_hits - before.emc_hits <= 32,
+        "one sample batch at most: {s:?}"
+    );
+    assert!(s.megaflow_hits - before.megaflow_hits >= (SAMPLE_EVERY as u64 - 1) * 32);
+    // The samples all hit: within one window of sampled hits the gate
+    // opens, and then the EMC serves every packet.
+    for _ in 0..windows * SAMPLE_EVERY {
+        run(&mut cascade, &mut table, &hot, 0);
+    }
+    assert!(!cascade.emc_bypassed());
+    let before = *cascade.stats();
+    let emc = Disposition::Hit {
+        flow,
+        level: HitLevel::Emc,
+    };
+    for _ in 0..4 {
+        let out = run(&mut cascade, &mut table, &hot, 0);
+        assert!(out.iter().all(|&d| d == emc));
+    }
+    assert_eq!(cascade.stats().emc_hits - before.emc_hits, 4 * 32);
+}
+
+#[test]
+fn upcall_misses_never_bypass_the_emc() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let mut cascade = Cascade::default();
+    // No flows at all: every packet misses every level (flow setup).
+    for b in 0..2 * emc_gate::WINDOW / MAX_BURST as u32 {
+        let out = run(&mut cascade, &mut table, &batch_from(b * 32), 0);
+        assert!(out.iter().all(|&d| d == Disposition::Miss));
+    }
+    assert!(!cascade.emc_bypassed());
+}

@@ -391,9 +391,9 @@ impl Dpcls {
             };
             let mut probes = Probes::new();
             // Its filter could spare no probe (see subtable).
-            let probed = subtable.probe_start(keys, active, false, &mut probes);
-            let to_confirm = subtable.probe_candidates(probed, &mut probes);
-            let (found, hits) = subtable.probe_confirm(keys, to_confirm, &probes, out);
+            let (probed, dups) = subtable.probe_start(keys, active, false, &mut probes);
+            let to_confirm = subtable.probe_candidates(probed & !dups, &mut probes);
+            let (found, hits) = subtable.probe_confirm(keys, to_confirm, dups, &probes, out);
             subtable.hits += u64::from(hits);
             return BatchLookup {
                 found,
@@ -404,9 +404,10 @@ impl Dpcls {
         let filter = true;
         let (order, subtables) = (&self.order, &mut self.subtables);
         let mut probes = Probes::new();
-        // (rank, packets) a subtable took in pass 1 of this round, in
-        // rank order; each takes at least one packet, so at most 32.
-        let mut claims = [(0u32, 0u32); MAX_BURST];
+        // (rank, packets, duplicates among them) a subtable took in pass
+        // 1 of this round, in rank order; each takes at least one packet,
+        // so at most 32.
+        let mut claims = [(0u32, 0u32, 0u32); MAX_BURST];
         // (rank, packets) to try from that rank on in the next round.
         let mut retries = [(0u32, 0u32); MAX_BURST];
         let mut n_retries = 0;
@@ -434,9 +435,9 @@ impl Dpcls {
                     continue;
                 }
                 if let Some(subtable) = subtables[order[rank as usize] as usize].as_ref() {
-                    let probed = subtable.probe_start(keys, waiting, filter, &mut probes);
+                    let (probed, dups) = subtable.probe_start(keys, waiting, filter, &mut probes);
                     if probed != 0 {
-                        claims[n_claims] = (rank, probed);
+                        claims[n_claims] = (rank, probed, dups);
                         n_claims += 1;
                         waiting &= !probed;
                     }
@@ -445,18 +446,20 @@ impl Dpcls {
             }
             // Pass 2: each claim's buckets were prefetched in pass 1.
             let mut to_confirm = [0u32; MAX_BURST];
-            for (&(rank, probed), to_confirm) in claims[..n_claims].iter().zip(&mut to_confirm) {
+            for (&(rank, probed, dups), to_confirm) in
+                claims[..n_claims].iter().zip(&mut to_confirm)
+            {
                 if let Some(subtable) = subtables[order[rank as usize] as usize].as_ref() {
-                    *to_confirm = subtable.probe_candidates(probed, &mut probes);
+                    *to_confirm = subtable.probe_candidates(probed & !dups, &mut probes);
                 }
             }
             // Pass 3.
             n_retries = 0;
-            for (&(rank, probed), &to_confirm) in claims[..n_claims].iter().zip(&to_confirm) {
+            for (&(rank, probed, dups), &to_confirm) in claims[..n_claims].iter().zip(&to_confirm) {
                 let Some(subtable) = subtables[order[rank as usize] as usize].as_mut() else {
                     continue;
                 };
-                let (hit, hits) = subtable.probe_confirm(keys, to_confirm, &probes, out);
+                let (hit, hits) = subtable.probe_confirm(keys, to_confirm, dups, &probes, out);
                 let hits = u64::from(hits);
                 subtable.hits += hits;
                 subtable_lookups += hits * (u64::from(rank) + 1);

@@ -585,3 +585,102 @@ fn rule_matches_compares_every_masked_word_at_every_width() {
         assert!(!cls.rule_matches(h, &packet), "removed, width {width}");
     }
 }
+
+/// Batches full of runs of packets with equal masked words (different
+/// unmasked fields), over subtables of several specialised widths with
+/// rules that overlap across subtables: the batch lookup gives every
+/// packet what a lookup of that packet alone gives (value, and rank in
+/// `subtable_lookups`), whether its run's first packet hit, missed this
+/// subtable and went on, or missed everywhere; and pass 1 did find such
+/// duplicates.
+#[test]
+fn runs_of_one_megaflow_in_a_batch_get_what_each_packet_alone_gets() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // 3 to 6 words: in_port, dl_type, nw_dst (prefixes), plus tp_dst,
+    // nw_src or dl_src.
+    let mut masks: Vec<FlowKey> = Vec::new();
+    for prefix in 1..=4 {
+        let mut m = dst_mask(prefix);
+        m.tp_dst = 0xff00;
+        masks.push(m);
+        let mut w = dst_mask(prefix);
+        w.nw_src = [0xff, 0xff, 0, 0];
+        w.dl_src = [0xff; 6];
+        masks.push(w);
+    }
+    let random_key = |rand: &mut dyn FnMut(u64) -> u64| {
+        let mut k = key(
+            1,
+            [
+                10 + rand(2) as u8,
+                rand(2) as u8,
+                rand(2) as u8,
+                rand(3) as u8,
+            ],
+            [0x5000, 0x5001, 0x1f00][rand(3) as usize],
+        );
+        k.dl_src = [0, 0, 0, 0, 0, rand(2) as u8];
+        k.nw_src = [192, 168, rand(2) as u8, rand(200) as u8];
+        // Never in a mask: packets of a run differ here.
+        k.tp_src = rand(60000) as u16;
+        k
+    };
+    let mut cls = Dpcls::default();
+    for v in 0..40u32 {
+        let mask = masks[rand(masks.len() as u64) as usize];
+        let mut rule = random_key(&mut rand);
+        // 11.x.x.x: some packets match nothing.
+        rule.nw_dst[0] = 10;
+        let _ = cls.insert(&rule, &mask, v);
+    }
+    assert!(cls.subtable_count() >= 5, "{} masks", cls.subtable_count());
+    let (mut dups, mut hits, mut misses) = (0u32, 0u32, 0u32);
+    for round in 0..400u32 {
+        let mut keys = Vec::new();
+        while keys.len() < MAX_BURST {
+            let base = random_key(&mut rand);
+            for _ in 0..1 + rand(8) {
+                if keys.len() < MAX_BURST {
+                    let mut k = base;
+                    k.tp_src = rand(60000) as u16;
+                    keys.push(k);
+                }
+            }
+        }
+        // Duplicates pass 1 finds in the best subtable (all packets).
+        let first = cls.subtables[cls.order[0] as usize].as_ref().expect("live");
+        dups += first
+            .probe_start(&keys, u32::MAX, false, &mut Probes::new())
+            .1
+            .count_ones();
+        let mut alone = cls.clone();
+        let mut want_lookups = 0;
+        let mut want = [None; MAX_BURST];
+        for (i, k) in keys.iter().enumerate() {
+            let mut out = [u32::MAX; MAX_BURST];
+            let res = alone.lookup_batch(std::slice::from_ref(k), 1, &mut out);
+            want_lookups += res.subtable_lookups;
+            want[i] = (res.found == 1).then_some(out[0]);
+        }
+        let mut out = [u32::MAX; MAX_BURST];
+        let res = cls.lookup_batch(&keys, u32::MAX, &mut out);
+        assert_eq!(res.subtable_lookups, want_lookups, "round {round}");
+        for (i, want) in want.iter().enumerate() {
+            let got = (res.found >> i & 1 == 1).then_some(out[i]);
+            assert_eq!(got, *want, "round {round}: packet {i}");
+            hits += u32::from(got.is_some());
+            misses += u32::from(got.is_none());
+        }
+        if round % 50 == 49 {
+            cls.sort();
+        }
+    }
+    assert!(dups > 1000, "duplicates found: {dups}");
+    assert!(hits > 1000 && misses > 1000, "hits {hits}, misses {misses}");
+}
