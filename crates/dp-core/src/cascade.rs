@@ -60,9 +60,8 @@
 //! OVS does in `dp_netdev_flow_used`.
 
 use crate::emc::{EMC_DEFAULT_ENTRIES, EMC_DEFAULT_INSERT_INV_PROB, Emc};
-use crate::flow::hash::packet_rss_hash;
+use crate::flow::FlowKey;
 use crate::flow::simple::parse_simple_packet;
-use crate::flow::{FlowKey, extract_reusing};
 use crate::flow_table::{FlowRef, FlowTable};
 use crate::packet::{MAX_BURST, PacketBatch};
 use crate::smc::{SMC_DEFAULT_ENTRIES, Smc};
@@ -667,7 +666,7 @@ pub fn prepare_batch(
 /// function left there, or zero keys with maps 0, or
 /// [`FlowKey::ALL_WORDS`] for unknown keys), so that each extraction
 /// zeroes only what the slot's previous key had beyond the new one's
-/// words ([`extract_reusing`]) instead of all 41 words, and a plain
+/// words ([`crate::flow::extract_reusing`]) instead of all 41 words, and a plain
 /// packet's 5-tuple hash comes from its extraction. Callgrind, DPDK bench
 /// `1flow`: 722 -> 667 instructions a packet in `Pmd::poll_once`.
 pub fn prepare_batch_mapped(
@@ -676,13 +675,22 @@ pub fn prepare_batch_mapped(
     maps: &mut [u64; MAX_BURST],
     hashes: &mut [u32; MAX_BURST],
 ) -> usize {
-    let mut n = 0;
-    for (i, packet) in batch.iter_mut().enumerate() {
-        maps[i] = extract_reusing(packet, &mut keys[i], maps[i]);
-        hashes[i] = packet_rss_hash(packet, &keys[i]);
-        n = i + 1;
-    }
-    n
+    prepare_batch_runs(batch, keys, maps, hashes).0
+}
+
+/// [`prepare_batch_mapped`], also returning the run mask: bit `i` set
+/// when packet `i`'s key, map and hash are packet `i - 1`'s. A packet
+/// whose headers are the previous packet's takes its key by a few word
+/// compares instead of an extraction ([`crate::flow::same`]). Callgrind,
+/// DPDK bench `1flow`: see `flow::same`.
+#[inline]
+pub fn prepare_batch_runs(
+    batch: &mut PacketBatch,
+    keys: &mut [FlowKey; MAX_BURST],
+    maps: &mut [u64; MAX_BURST],
+    hashes: &mut [u32; MAX_BURST],
+) -> (usize, u32) {
+    crate::flow::same::prepare_runs(batch, keys, maps, hashes)
 }
 
 #[cfg(test)]

@@ -156,9 +156,7 @@ impl DpdkRxq {
         if RSS && mb.ol_flags & ffi::RX_RSS_HASH != 0 {
             // SAFETY: the flag says `hash.rss` is the member DPDK wrote.
             let hash = unsafe { mb.__bindgen_anon_2.hash.rss };
-            let meta = packet.meta_mut();
-            meta.rss_hash = hash;
-            meta.rss_hash_valid = true;
+            packet.set_rss_hash(hash);
         }
         Some(packet)
     }

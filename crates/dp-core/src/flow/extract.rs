@@ -187,7 +187,7 @@ pub fn extract_frame_mapped(
 /// tunnel, recirculation, mark, hash, conntrack state; Ethernet), one test
 /// of the fields' OR.
 #[inline(always)]
-fn is_first_pass(meta: &PacketMetadata) -> bool {
+pub(super) fn is_first_pass(meta: &PacketMetadata) -> bool {
     let others = meta.recirc_id
         | meta.dp_hash
         | meta.skb_priority
@@ -252,14 +252,25 @@ fn extract_into_cleared(
 /// [`hash_5tuple`]: super::hash::hash_5tuple
 #[inline]
 pub fn extract_reusing(packet: &mut Packet, key: &mut FlowKey, old_map: u64) -> u64 {
+    extract_reusing_fast(packet, key, old_map).0
+}
+
+/// [`extract_reusing`], also saying whether it took the fixed-offset fast
+/// path (for `same`, which repeats that path's result).
+#[inline(always)]
+pub(super) fn extract_reusing_fast(
+    packet: &mut Packet,
+    key: &mut FlowKey,
+    old_map: u64,
+) -> (u64, bool) {
     debug_assert_eq!(
         key.nonzero_word_map() & !old_map,
         0,
         "a reused key slot holds words outside its map"
     );
-    let (frame, meta) = packet.data_and_meta_mut();
-    if let Some(done) = fast_reusing(frame, meta, key, old_map) {
-        return done;
+    let (frame, meta, fresh) = packet.data_and_meta_fresh();
+    if let Some(done) = fast_reusing(frame, meta, fresh, key, old_map) {
+        return (done, true);
     }
     // Everything else: the words the old key may have set are zeroed (the
     // metadata words are rewritten whole), then the usual extraction runs
@@ -280,7 +291,7 @@ pub fn extract_reusing(packet: &mut Packet, key: &mut FlowKey, old_map: u64) -> 
     }
     let (offsets, map) = extract_into_cleared(frame, meta, key);
     meta.offsets = offsets;
-    map
+    (map, false)
 }
 
 /// The words of [`META_WORDS`].
@@ -291,7 +302,7 @@ const META_MAP: u64 = words_of_bytes(
 
 /// Zeroes the words of `key` named in `map`.
 #[inline]
-fn zero_words(key: &mut FlowKey, mut map: u64) {
+pub(super) fn zero_words(key: &mut FlowKey, mut map: u64) {
     let words = key.words_mut();
     while map != 0 {
         let i = map.trailing_zeros() as usize;
@@ -385,11 +396,14 @@ const _: () = assert!(
 fn fast_reusing(
     frame: &[u8],
     meta: &mut PacketMetadata,
+    fresh: bool,
     key: &mut FlowKey,
     old_map: u64,
 ) -> Option<u64> {
     use super::hash::{hash_add, hash_finish};
-    if !is_first_pass(meta) {
+    // A fresh packet (`Packet::is_fresh`) is on its first pass without
+    // the test of each field.
+    if !fresh && !is_first_pass(meta) {
         return None;
     }
     let PlainIpv4 { l4, proto, l2_pad } = plain_ipv4(frame)?;
@@ -1629,7 +1643,8 @@ mod tests {
                 let mut p = pool.alloc_from(frame).expect("pool room");
                 let meta = PacketMetadata::new(3);
                 *p.meta_mut() = meta.clone();
-                let fast = fast_reusing(frame, &mut meta.clone(), &mut slot.clone(), slot_map);
+                let fast =
+                    fast_reusing(frame, &mut meta.clone(), false, &mut slot.clone(), slot_map);
                 slot_map = extract_reusing(&mut p, &mut slot, slot_map);
                 assert_eq!(fast.is_some(), frame == &tcp || frame == &udp);
                 // The general path leaves the hash to `packet_rss_hash`.

@@ -22,7 +22,7 @@
 
 use std::ptr::NonNull;
 
-use super::{ForeignFrame, Packet, PacketCell, PacketMetadata, Storage};
+use super::{ForeignFrame, Packet, PacketCell, PacketMetadata, Storage, reset_meta};
 
 /// Bytes a driver reserves beside each buffer for an embedded cell.
 pub const EMBEDDED_CELL_SIZE: usize = std::mem::size_of::<PacketCell>();
@@ -40,6 +40,7 @@ pub unsafe fn init_embedded_cell(at: NonNull<u8>) {
     debug_assert!(at.as_ptr().cast::<PacketCell>().is_aligned());
     let cell = PacketCell {
         meta: PacketMetadata::default(),
+        fresh: true,
         data_start: 0,
         data_len: 0,
         storage: Storage::Empty,
@@ -75,7 +76,7 @@ pub unsafe fn wrap_embedded(
     // SAFETY: the caller's contract: a valid cell nobody else uses.
     let c = unsafe { &mut *cell.as_ptr() };
     debug_assert!(c.home.is_none() && matches!(c.storage, Storage::Empty));
-    c.meta.reset();
+    reset_meta(c);
     c.data_start = data_start as u32;
     c.data_len = len as u32;
     // SAFETY: the old storage is `Empty` (the invariant), which owns

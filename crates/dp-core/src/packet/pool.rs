@@ -169,7 +169,7 @@ impl PoolShared {
             self.close_step();
             return;
         }
-        cell.meta.reset();
+        super::reset_meta(&mut cell);
         // The queue holds `capacity` cells and at most `capacity` exist, so
         // the push cannot fail; if it ever did, freeing the cell is safe.
         if let Err(cell) = self.free.push(cell) {
@@ -278,6 +278,7 @@ impl PacketPool {
         };
         Some(Box::new(PacketCell {
             meta: PacketMetadata::default(),
+            fresh: true,
             data_start: 0,
             data_len: 0,
             storage,

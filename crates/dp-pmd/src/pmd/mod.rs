@@ -348,7 +348,7 @@ impl Pmd {
             let n = batch.len();
             let port_no = self.rxqs[i].port_no;
             for packet in batch.iter_mut() {
-                packet.meta_mut().in_port = port_no;
+                packet.set_in_port(port_no);
             }
             received += n;
             self.stats.packets_received += n as u64;

@@ -1,0 +1,479 @@
+//! Runs of packets with the same flow key: a batch's keys extracted with
+//! a few word compares for each packet whose headers are those of the
+//! packet before it.
+//!
+//! # Why
+//! A busy flow (one 5-tuple at line rate; a TCP burst) brings batches of
+//! consecutive packets of one flow. Their keys, word maps and 5-tuple
+//! hashes are the same, yet each packet paid a whole extraction and hash
+//! (~190 instructions for a plain UDP frame: DPDK bench `1flow`).
+//!
+//! # How
+//! [`prepare_runs`] extracts each packet as
+//! [`extract_reusing`](super::extract::extract_reusing) does. When that
+//! took the fixed-offset fast path (a plain Ethernet + IPv4 + UDP/TCP
+//! frame on its first pass), it keeps the frame's first [`HEAD_BYTES`]
+//! bytes as six words, with the bytes the key does not depend on masked
+//! out (the IP identification and checksum, the UDP length or TCP
+//! sequence number, the payload), and the frame's length and `in_port`.
+//! The next packet whose masked words, length and `in_port` are the same,
+//! and which is on its first pass, takes the fast path with the same
+//! result: every byte and length that path reads is compared. So its
+//! key is the previous slot's words copied, its map and header offsets
+//! the previous ones, and its hash the previous one (or its own NIC
+//! hash, as extraction would keep it).
+//!
+//! Mixed traffic (100k flows) would pay the compares for nothing: after
+//! [`TRIES`] misses in a row a batch stops looking for runs.
+//!
+//! # Invariants
+//! - Every slot ends exactly as [`extract_reusing`] would leave it, with
+//!   the same map, header offsets, packet metadata and hash
+//!   (property-tested against a fresh extraction over sequences with
+//!   repeated and near-equal frames).
+//! - Bit `i` of the returned run mask is set only when key, map and hash
+//!   `i` equal those of `i - 1`.
+//!
+//! [`extract_reusing`]: super::extract::extract_reusing
+
+use super::extract::{PLAIN_WORDS, extract_reusing_fast, is_first_pass, zero_words};
+use super::hash::{hash_finish, packet_rss_hash};
+use super::key::{FlowKey, IPPROTO_TCP};
+use crate::packet::{HeaderOffsets, MAX_BURST, PacketBatch, PacketMetadata};
+
+/// How many leading frame bytes the fast path's key depends on: through
+/// the TCP flags of a 20-byte IPv4 header (bytes 46 and 47).
+pub const HEAD_BYTES: usize = 48;
+
+/// Misses in a row after which a batch stops comparing.
+const TRIES: u32 = 3;
+
+/// Masks of the six head words (little-endian loads: byte `j` of a word
+/// at bits `8 * j`). Word 2: IP identification (bytes 18, 19) out. Word
+/// 3: IP checksum (24, 25) out. Word 4: the UDP length or TCP sequence
+/// number's first half (38, 39) out. Word 5 (40..48) is all payload for
+/// UDP; for TCP its bytes 46 and 47 (data offset and flags) are in.
+const MASKS: [u64; 5] = [
+    u64::MAX,
+    u64::MAX,
+    !(0xffff << 16),
+    !0xffff,
+    0x0000_ffff_ffff_ffff,
+];
+const TCP_TAIL_MASK: u64 = 0xffff << 48;
+
+/// The head word `i` of `head`, loaded little-endian whatever the
+/// target, so that the masks name bytes.
+#[inline(always)]
+fn word(head: &[u8; HEAD_BYTES], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&head[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The masked head words of `frame`, the last one under `tail_mask`;
+/// `None` when the frame is shorter than [`HEAD_BYTES`].
+#[inline(always)]
+fn head_words(frame: &[u8], tail_mask: u64) -> Option<[u64; 6]> {
+    let head: &[u8; HEAD_BYTES] = frame.get(..HEAD_BYTES)?.try_into().ok()?;
+    Some([
+        word(head, 0) & MASKS[0],
+        word(head, 1) & MASKS[1],
+        word(head, 2) & MASKS[2],
+        word(head, 3) & MASKS[3],
+        word(head, 4) & MASKS[4],
+        word(head, 5) & tail_mask,
+    ])
+}
+
+/// Whether `frame` has `last`'s length and masked head: one OR of the
+/// masked differences, no branch per word. The ports' and addresses'
+/// words come first, as they differ most often between flows.
+#[inline(always)]
+fn same_head(frame: &[u8], last: &Last) -> bool {
+    let Some(head) = frame.first_chunk::<HEAD_BYTES>() else {
+        return false;
+    };
+    let h = &last.head;
+    let diff = ((word(head, 4) ^ h[4]) & MASKS[4])
+        | ((word(head, 3) ^ h[3]) & MASKS[3])
+        | (word(head, 0) ^ h[0])
+        | (word(head, 1) ^ h[1])
+        | ((word(head, 2) ^ h[2]) & MASKS[2])
+        | ((word(head, 5) ^ h[5]) & last.tail_mask);
+    diff == 0 && frame.len() == last.len
+}
+
+/// The last fast-path packet of the batch, as the next one is compared
+/// with it.
+#[derive(Clone, Copy)]
+struct Last {
+    head: [u64; 6],
+    tail_mask: u64,
+    len: usize,
+    in_port: u32,
+    /// The 5-tuple hash its extraction computed; `None` when it came with
+    /// a NIC hash (a packet without one then extracts in full).
+    hash: Option<u32>,
+    offsets: HeaderOffsets,
+}
+
+/// Whether `meta` (on its first pass, `in_port` checked) lets a packet
+/// take `last`'s result; the hash it gets if so (stored in `meta` as
+/// extraction would store it).
+#[inline(always)]
+fn take_hash(last: &Last, meta: &mut PacketMetadata) -> Option<u32> {
+    let hash = if meta.rss_hash_valid {
+        meta.rss_hash
+    } else {
+        let hash = last.hash?;
+        meta.rss_hash = hash;
+        meta.rss_hash_valid = true;
+        hash
+    };
+    meta.offsets = last.offsets;
+    // As `packet_rss_hash`.
+    Some(if meta.recirc_depth > 0 {
+        hash_finish(hash, u32::from(meta.recirc_depth))
+    } else {
+        hash
+    })
+}
+
+/// Extracts the key, word map and hash of every packet of `batch` into
+/// the reused slots `keys`, `maps` and `hashes` (the contract of
+/// [`crate::cascade::prepare_batch_mapped`]), a packet with the previous
+/// one's headers by copying (see the module docs). Returns the number of
+/// packets and the run mask: bit `i` set when packet `i`'s key, map and
+/// hash are packet `i - 1`'s.
+#[inline]
+pub fn prepare_runs(
+    batch: &mut PacketBatch,
+    keys: &mut [FlowKey; MAX_BURST],
+    maps: &mut [u64; MAX_BURST],
+    hashes: &mut [u32; MAX_BURST],
+) -> (usize, u32) {
+    let mut n = 0;
+    let mut same = 0u32;
+    let mut last: Option<Last> = None;
+    let mut tries = TRIES;
+    for (i, packet) in batch.iter_mut().enumerate() {
+        n = i + 1;
+        if let Some(l) = &last {
+            let (frame, meta, fresh) = packet.data_and_meta_fresh();
+            if same_head(frame, l)
+                && meta.in_port == l.in_port
+                && (fresh || is_first_pass(meta))
+                && let Some(hash) = take_hash(l, meta)
+            {
+                let (before, after) = keys.split_at_mut(i);
+                let (prev, key) = (&before[i - 1], &mut after[0]);
+                let (prev_w, w) = (prev.words(), key.words_mut());
+                // The previous key is zero outside its map, so the words
+                // of PLAIN_WORDS it does not have are copied as zeros.
+                for j in PLAIN_WORDS {
+                    w[j] = prev_w[j];
+                }
+                let map = maps[i - 1];
+                let stale = maps[i] & !map;
+                if stale != 0 {
+                    zero_words(key, stale);
+                }
+                maps[i] = map;
+                hashes[i] = hash;
+                // A NIC hash of its own may differ from the last one.
+                same |= u32::from(hash == hashes[i - 1]) << i;
+                tries = TRIES;
+                continue;
+            }
+            tries -= 1;
+        }
+        let had_hash = packet.meta().rss_hash_valid;
+        let (map, fast) = extract_reusing_fast(packet, &mut keys[i], maps[i]);
+        maps[i] = map;
+        hashes[i] = packet_rss_hash(packet, &keys[i]);
+        last = None;
+        if !fast || tries == 0 {
+            continue;
+        }
+        // A TCP frame's data offset decides whether its key has TCP
+        // fields at all: compared whenever the protocol is TCP.
+        let tail_mask = if keys[i].nw_proto == IPPROTO_TCP {
+            TCP_TAIL_MASK
+        } else {
+            0
+        };
+        let frame = packet.data();
+        if let Some(head) = head_words(frame, tail_mask) {
+            let meta = packet.meta();
+            last = Some(Last {
+                head,
+                tail_mask,
+                len: frame.len(),
+                in_port: meta.in_port,
+                hash: (!had_hash).then_some(meta.rss_hash),
+                offsets: meta.offsets,
+            });
+        }
+    }
+    (n, same)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::extract::extract_mapped;
+    use crate::flow::key::{ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMP, IPPROTO_UDP};
+    use crate::packet::{Packet, PacketPool, PoolConfig};
+    use proptest::prelude::*;
+
+    /// An Ethernet + IPv4 frame of `proto` with `l4` as its payload, the
+    /// IP total length `l4`'s, padded with `pad` bytes of Ethernet
+    /// padding.
+    fn ipv4(proto: u8, l4: &[u8], pad: usize) -> Vec<u8> {
+        let mut f = vec![
+            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0x66, 0x77, 0x88, 0x99, 0xaa,
+        ];
+        f.extend_from_slice(&ETH_TYPE_IPV4.to_be_bytes());
+        let total = (20 + l4.len()) as u16;
+        f.extend_from_slice(&[0x45, 0x10]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0xab, 0xcd]);
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(l4);
+        f.extend(std::iter::repeat_n(0xee, pad));
+        f
+    }
+
+    /// Frames of the fast path's shapes (UDP, TCP with and without
+    /// options, a short one, a cut UDP header) and others (ICMP, IPv6).
+    fn templates() -> Vec<Vec<u8>> {
+        let mut udp = vec![0x04, 0x00, 0x00, 0x35, 0, 30, 0, 0];
+        udp.extend(0..22u8);
+        let tcp = |data_offset: u8, flags: u8, len: usize| {
+            let mut t = vec![0, 80, 0x1f, 0x90, 1, 2, 3, 4, 5, 6, 7, 8];
+            t.extend_from_slice(&[data_offset << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+            t.resize(len, 0x5a);
+            t
+        };
+        let mut v6 = vec![
+            0, 0x11, 0x22, 0x33, 0x44, 0x55, 0, 0x66, 0x77, 0x88, 0x99, 0xaa,
+        ];
+        v6.extend_from_slice(&ETH_TYPE_IPV6.to_be_bytes());
+        v6.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, IPPROTO_UDP, 64]);
+        v6.extend([0xfe; 32]);
+        v6.extend_from_slice(&[0x04, 0x00, 0x00, 0x35, 0, 8, 0, 0]);
+        vec![
+            ipv4(IPPROTO_UDP, &udp, 0),
+            ipv4(IPPROTO_UDP, &udp[..8], 4),
+            ipv4(IPPROTO_TCP, &tcp(5, 0x10, 26), 0),
+            ipv4(IPPROTO_TCP, &tcp(6, 0x18, 30), 2),
+            ipv4(IPPROTO_UDP, &udp[..6], 30),
+            ipv4(IPPROTO_ICMP, &[8, 0, 0, 0, 0, 1, 0, 1], 20),
+            v6,
+        ]
+    }
+
+    /// How a frame of the sequence comes from the one before it.
+    #[derive(Clone, Debug)]
+    enum Next {
+        /// A template, with one byte flipped.
+        New(usize, usize, u8),
+        /// The previous frame again.
+        Same,
+        /// The previous frame with byte `.0` (of the first 64) changed.
+        OneByte(usize, u8),
+        /// The previous frame one byte longer or shorter.
+        Length(bool),
+    }
+
+    /// The packet's metadata: fresh with its port (and a NIC hash), or
+    /// written through `meta_mut` (first pass or not).
+    #[derive(Clone, Debug)]
+    enum Meta {
+        Fresh {
+            port: u32,
+            nic: Option<u32>,
+        },
+        Written {
+            port: u32,
+            recirc: u32,
+            depth: u8,
+            mark: u32,
+        },
+    }
+
+    fn next() -> impl Strategy<Value = Next> {
+        prop_oneof![
+            2 => (0usize..7, any::<usize>(), any::<u8>()).prop_map(|(t, at, b)| Next::New(t, at, b)),
+            4 => Just(Next::Same),
+            3 => (0usize..64, 1u8..=255).prop_map(|(at, x)| Next::OneByte(at, x)),
+            1 => any::<bool>().prop_map(Next::Length),
+        ]
+    }
+
+    fn meta() -> impl Strategy<Value = Meta> {
+        prop_oneof![
+            4 => (0u32..3, prop::option::of(any::<u32>()))
+                .prop_map(|(port, nic)| Meta::Fresh { port, nic }),
+            1 => (0u32..3, prop_oneof![Just(0u32), any::<u32>()], 0u8..3, prop_oneof![Just(0u32), 1u32..9])
+                .prop_map(|(port, recirc, depth, mark)| Meta::Written { port, recirc, depth, mark }),
+        ]
+    }
+
+    fn frames(seq: &[Next]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for step in seq {
+            let prev = out.last().cloned();
+            let frame = match (step, prev) {
+                (Next::New(..), _) | (_, None) => {
+                    let (t, at, b) = match step {
+                        Next::New(t, at, b) => (*t, *at, *b),
+                        _ => (0, 0, 0),
+                    };
+                    let mut f = templates().swap_remove(t);
+                    let at = at % f.len();
+                    // Any byte: a key byte or not, a plain frame or not.
+                    f[at] ^= b;
+                    f
+                }
+                (Next::Same, Some(p)) => p,
+                (Next::OneByte(at, x), Some(mut p)) => {
+                    let at = at % p.len();
+                    p[at] ^= x;
+                    p
+                }
+                (Next::Length(longer), Some(mut p)) => {
+                    if *longer {
+                        p.push(0xee);
+                    } else {
+                        p.pop();
+                    }
+                    p
+                }
+            };
+            out.push(frame);
+        }
+        out
+    }
+
+    fn packet(pool: &PacketPool, frame: &[u8], meta: &Meta) -> Packet {
+        let mut p = pool.alloc_from(frame).expect("pool room");
+        match *meta {
+            Meta::Fresh { port, nic } => {
+                p.set_in_port(port);
+                if let Some(h) = nic {
+                    p.set_rss_hash(h);
+                }
+                assert!(p.is_fresh());
+            }
+            Meta::Written {
+                port,
+                recirc,
+                depth,
+                mark,
+            } => {
+                let m = p.meta_mut();
+                m.in_port = port;
+                m.recirc_id = recirc;
+                m.recirc_depth = depth;
+                m.pkt_mark = mark;
+                assert!(!p.is_fresh());
+            }
+        }
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Batches of frames repeated, changed in one byte of their
+        /// first 64 (key bytes and others), lengthened and cut, with
+        /// fresh and written metadata, through `prepare_runs` into slots
+        /// reused from batch to batch: every slot holds exactly what a
+        /// fresh extraction gives (key, map, header offsets, metadata,
+        /// hash), and the run mask names only packets equal to the one
+        /// before.
+        #[test]
+        fn runs_equal_a_fresh_extraction(
+            batches in prop::collection::vec(
+                prop::collection::vec((next(), meta()), 1..=MAX_BURST),
+                1..4,
+            ),
+        ) {
+            use crate::flow::hash::packet_rss_hash;
+            let pool = PacketPool::new("same-runs", PoolConfig::heap(2 * MAX_BURST));
+            let mut keys = [FlowKey::ZERO; MAX_BURST];
+            let mut maps = [0u64; MAX_BURST];
+            let mut hashes = [0u32; MAX_BURST];
+            for steps in batches {
+                let seq: Vec<Next> = steps.iter().map(|(n, _)| n.clone()).collect();
+                let frames = frames(&seq);
+                let mut batch = PacketBatch::new();
+                let mut fresh = Vec::new();
+                for (frame, (_, meta)) in frames.iter().zip(&steps) {
+                    batch.push(packet(&pool, frame, meta)).expect("room");
+                    fresh.push(packet(&pool, frame, meta));
+                }
+                let (n, same) = prepare_runs(&mut batch, &mut keys, &mut maps, &mut hashes);
+                prop_assert_eq!(n, frames.len());
+                for (i, (got, mut want)) in batch.iter().zip(fresh).enumerate() {
+                    let mut key = FlowKey::ZERO;
+                    let map = extract_mapped(&mut want, &mut key);
+                    let hash = packet_rss_hash(&mut want, &key);
+                    prop_assert_eq!(keys[i].words(), key.words(), "packet {}", i);
+                    prop_assert_eq!(maps[i], map, "packet {}", i);
+                    prop_assert_eq!(hashes[i], hash, "packet {}", i);
+                    prop_assert_eq!(got.meta(), want.meta(), "packet {}", i);
+                    if same & (1 << i) != 0 {
+                        prop_assert!(i > 0);
+                        prop_assert_eq!(keys[i], keys[i - 1]);
+                        prop_assert_eq!((maps[i], hashes[i]), (maps[i - 1], hashes[i - 1]));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The run mask on plain traffic: a repeated UDP frame is one run
+    /// whatever its IP identification, checksum and payload; a change in
+    /// one key byte (a port, the TTL, a TCP flag) starts a new run; a
+    /// frame that is not plain (ICMP) is extracted in full.
+    #[test]
+    fn repeated_headers_make_runs() {
+        let pool = PacketPool::new("same-runs", PoolConfig::heap(MAX_BURST));
+        let mut keys = [FlowKey::ZERO; MAX_BURST];
+        let mut maps = [0u64; MAX_BURST];
+        let mut hashes = [0u32; MAX_BURST];
+        let [udp, _, tcp, ..] = <[Vec<u8>; 7]>::try_from(templates()).unwrap();
+        let mut run = |frames: &[Vec<u8>]| {
+            let mut batch = PacketBatch::new();
+            for f in frames {
+                let mut p = pool.alloc_from(f).unwrap();
+                p.set_in_port(1);
+                batch.push(p).unwrap();
+            }
+            prepare_runs(&mut batch, &mut keys, &mut maps, &mut hashes).1
+        };
+        let mut frames = vec![udp.clone(); MAX_BURST];
+        for (i, f) in frames.iter_mut().enumerate() {
+            f[18] = i as u8; // IP identification
+            f[24] = !(i as u8); // IP checksum
+            f[50] = i as u8; // payload
+        }
+        assert_eq!(run(&frames), !1);
+        // Destination port, TTL: new runs at 5 and 9.
+        frames[5][37] ^= 1;
+        frames[9][22] ^= 1;
+        let want = !1 & !(1 << 5 | 1 << 6 | 1 << 9 | 1 << 10);
+        assert_eq!(run(&frames), want);
+        // TCP: the flags are in the key, the sequence number is not.
+        let mut frames = vec![tcp.clone(); 4];
+        frames[1][38] ^= 0xff;
+        frames[2][47] ^= 0x08;
+        frames[3] = frames[2].clone();
+        assert_eq!(run(&frames), 1 << 1 | 1 << 3);
+        // Not plain: no run, even repeated.
+        let icmp = &templates()[5];
+        assert_eq!(run(&[icmp.clone(), icmp.clone()]), 0);
+    }
+}
