@@ -55,11 +55,11 @@ use std::collections::HashMap;
 use crate::dpcls::index::{HashIndex, WordHashBuilder};
 use crate::dpcls::prefetch::prefetch_addr;
 use crate::dpcls::{Dpcls, DpclsConfig, DpclsError, RuleHandle};
+use crate::flow::FlowKey;
 use crate::flow::hash::hash_finish;
 use crate::flow::key::{
     ETH_TYPE_IPV4, ETH_TYPE_IPV6, FLOW_NW_FRAG_ANY, FLOW_NW_FRAG_LATER, VLAN_CFI,
 };
-use crate::flow::{FLOW_U64S, FlowKey};
 
 /// OVS dpif-netdev's default flow limit per PMD (`MAX_FLOWS`).
 pub const DEFAULT_MAX_FLOWS: usize = 65536;
@@ -568,7 +568,7 @@ pub struct FlowTable<A> {
 /// The last insert's mask as given, normalised, and the normalised mask's
 /// word map. A flow-setup burst installs flow after flow under one mask;
 /// normalising it (a copy) and finding its words (a pass over all
-/// [`FLOW_U64S`]) is then done once, and each insert masks only the
+/// [`FLOW_U64S`](crate::flow::FLOW_U64S)) is then done once, and each insert masks only the
 /// mask's words: ~150 instructions less a new flow (callgrind, DPDK setup
 /// bench). Another mask costs one compare more than before.
 #[derive(Clone, Debug)]
@@ -600,18 +600,40 @@ impl MaskMemo {
     }
 }
 
-/// `key & mask` where `map` holds every non-zero word of `mask`.
+/// `key & mask` where `map` holds every non-zero word of `mask`, written
+/// into `out` (which must be all zero): built in place, not returned,
+/// since a returned key was one more 328-byte copy per new flow.
 #[inline]
-fn masked_on_map(key: &FlowKey, mask: &FlowKey, map: u64) -> FlowKey {
+fn mask_on_map_into(key: &FlowKey, mask: &FlowKey, map: u64, out: &mut FlowKey) {
     let (k, m) = (key.words(), mask.words());
-    let mut out = [0u64; FLOW_U64S];
+    let out = out.words_mut();
     let mut bits = map;
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
         out[i] = k[i] & m[i];
     }
-    FlowKey::from_words(out)
+}
+
+/// Slots a table holds before it grows by [`SLOT_GROWTH`] at a time.
+const SMALL_SLOTS: usize = 1024;
+/// How much the slot array grows at once past [`SMALL_SLOTS`]: in a
+/// flow-setup burst each growth copies every slot (and touches the new
+/// pages), so 1024 → 8192 → 65536 copies ~9k slots where doubling
+/// copies ~64k. Capacity is never more than this many times the flows
+/// installed (nor above the flow limit, unless that is below the live
+/// slots); the pages of unused capacity are never touched.
+const SLOT_GROWTH: usize = 8;
+
+/// The slot of the live flow with this UFID, by the UFID index.
+#[inline]
+fn find_in_ufid_index<A>(by_ufid: &HashIndex, slots: &[Slot<A>], ufid: u128) -> Option<u32> {
+    by_ufid.find(ufid_hash(ufid), |i| {
+        slots[i as usize]
+            .flow
+            .as_ref()
+            .is_some_and(|f| f.ufid == ufid)
+    })
 }
 
 impl<A> Default for FlowTable<A> {
@@ -707,24 +729,35 @@ impl<A> FlowTable<A> {
             ..
         } = &self.last_mask;
         let map = *map;
-        let masked = masked_on_map(key, mask, map);
+        let mut masked = FlowKey::ZERO;
+        mask_on_map_into(key, mask, map, &mut masked);
         let ufid = ufid.unwrap_or_else(|| ufid_of_parts(&masked, mask, map));
-        if self.find_ufid(ufid).is_some() {
-            return Err(FlowTableError::UfidExists { ufid });
-        }
-        if self.len >= self.config.max_flows {
-            return Err(FlowTableError::TableFull {
-                limit: self.config.max_flows,
-            });
-        }
+        // A UFID already installed refuses the flow before anything else
+        // does. The probe of the UFID index is a cache miss in a big table
+        // (~7 % of a flow setup), so its bucket is loaded now and probed
+        // after the classifier insert, which hides the miss; a refused
+        // flow's rule is then taken out again (a rare path: a UFID
+        // collision, or a put of an installed flow).
+        let ufid_exists = |by_ufid: &HashIndex, slots: &[Slot<A>]| {
+            find_in_ufid_index(by_ufid, slots, ufid).is_some()
+        };
+        self.by_ufid.prefetch(ufid_hash(ufid));
+        let full = FlowTableError::TableFull {
+            limit: self.config.max_flows,
+        };
         let index = match self.free.last() {
-            Some(&index) => index,
+            _ if self.len >= self.config.max_flows => None,
+            Some(&index) => Some(index),
             None => u32::try_from(self.slots.len())
                 .ok()
-                .filter(|&i| i != u32::MAX)
-                .ok_or(FlowTableError::TableFull {
-                    limit: self.config.max_flows,
-                })?,
+                .filter(|&i| i != u32::MAX),
+        };
+        let Some(index) = index else {
+            return Err(if ufid_exists(&self.by_ufid, &self.slots) {
+                FlowTableError::UfidExists { ufid }
+            } else {
+                full
+            });
         };
         let dpcls_config = self.config.dpcls;
         let port = self
@@ -734,7 +767,17 @@ impl<A> FlowTable<A> {
                 dpcls: Dpcls::new(dpcls_config),
                 simple_flows: 0,
             });
-        let rule = match port.dpcls.insert(&masked, mask, index) {
+        let inserted = port.dpcls.insert(&masked, mask, index);
+        if ufid_exists(&self.by_ufid, &self.slots) {
+            if let Ok(rule) = inserted {
+                port.dpcls.remove(rule);
+            }
+            if port.dpcls.is_empty() {
+                self.ports.remove(&masked.in_port);
+            }
+            return Err(FlowTableError::UfidExists { ufid });
+        }
+        let rule = match inserted {
             Ok(rule) => rule,
             Err(err) => {
                 if port.dpcls.is_empty() {
@@ -774,6 +817,9 @@ impl<A> FlowTable<A> {
             stats: FlowStats::default(),
         };
         if index as usize == self.slots.len() {
+            if self.slots.len() == self.slots.capacity() {
+                self.grow_slots();
+            }
             self.slots.push(Slot {
                 generation: 0,
                 flow: Some(flow),
@@ -790,14 +836,21 @@ impl<A> FlowTable<A> {
         })
     }
 
+    /// Makes room for more slots: see [`SLOT_GROWTH`].
+    #[cold]
+    fn grow_slots(&mut self) {
+        let len = self.slots.len();
+        let target = if len < SMALL_SLOTS {
+            SMALL_SLOTS
+        } else {
+            (len * SLOT_GROWTH).min(self.config.max_flows.max(len + 1))
+        };
+        self.slots.reserve_exact(target.max(len + 1) - len);
+    }
+
     /// The live flow with this UFID.
     pub fn find_ufid(&self, ufid: u128) -> Option<FlowRef> {
-        let index = self.by_ufid.find(ufid_hash(ufid), |i| {
-            self.slots[i as usize]
-                .flow
-                .as_ref()
-                .is_some_and(|f| f.ufid == ufid)
-        })?;
+        let index = find_in_ufid_index(&self.by_ufid, &self.slots, ufid)?;
         Some(self.live_ref(index))
     }
 

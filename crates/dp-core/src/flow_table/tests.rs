@@ -479,3 +479,113 @@ fn inserts_under_alternating_masks_store_each_flows_own_match() {
         assert_eq!(table.flow_at(found[0]), r);
     }
 }
+
+/// A flow refused for its UFID leaves nothing behind, whichever other
+/// refusal would also apply (the classifier insert now runs before the
+/// UFID probe and is undone): the UFID wins, no rule, mask or port
+/// classifier stays, and the counters do not move.
+#[test]
+fn a_flow_refused_for_its_ufid_leaves_no_trace() {
+    let mut table: FlowTable<u8> = FlowTable::new(FlowTableConfig {
+        max_flows: 2,
+        ..FlowTableConfig::default()
+    });
+    let first = udp_key(3, [1; 4], [1; 4], 1);
+    table
+        .insert(&first, &five_tuple_mask(), Some(77), 0, 0)
+        .expect("first");
+    // Another match under the same UFID: same mask, new mask, new port.
+    let other = udp_key(3, [2; 4], [2; 4], 2);
+    for (key, mask) in [
+        (other, five_tuple_mask()),
+        (other, FlowKey::exact_mask()),
+        (udp_key(5, [2; 4], [2; 4], 2), five_tuple_mask()),
+    ] {
+        assert_eq!(
+            table.insert(&key, &mask, Some(77), 1, 0),
+            Err(FlowTableError::UfidExists { ufid: 77 })
+        );
+        assert_eq!(table.find_match(&key, &mask), None);
+    }
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.mask_count(3), 1);
+    assert_eq!(table.mask_count(5), 0);
+    assert!(table.classifier(5).is_none());
+    // The same match again: its UFID, not its match, is named.
+    assert_eq!(
+        table.insert(&first, &five_tuple_mask(), Some(77), 1, 0),
+        Err(FlowTableError::UfidExists { ufid: 77 })
+    );
+    // A full table and a subtable limit yield to the UFID as well.
+    table
+        .insert(&other, &five_tuple_mask(), Some(78), 1, 0)
+        .expect("the refused match was not left in the classifier");
+    assert_eq!(
+        table.insert(
+            &udp_key(3, [9; 4], [9; 4], 9),
+            &five_tuple_mask(),
+            Some(78),
+            2,
+            0
+        ),
+        Err(FlowTableError::UfidExists { ufid: 78 })
+    );
+    assert_eq!(
+        table.insert(
+            &udp_key(3, [9; 4], [9; 4], 9),
+            &five_tuple_mask(),
+            Some(79),
+            2,
+            0
+        ),
+        Err(FlowTableError::TableFull { limit: 2 })
+    );
+    table.remove(78).expect("remove");
+    table.set_max_subtables(1);
+    assert_eq!(
+        table.insert(&other, &FlowKey::exact_mask(), Some(77), 2, 0),
+        Err(FlowTableError::UfidExists { ufid: 77 })
+    );
+    assert_eq!(table.subtable_limit_hits(), 0);
+    assert_eq!(
+        table
+            .find_ufid(77)
+            .and_then(|r| table.get(r))
+            .map(|f| f.actions),
+        Some(0)
+    );
+    assert_eq!(table.len(), 1);
+}
+
+/// The slot array grows in large steps but never past the flow limit,
+/// and every flow stays where it was put across the growths.
+#[test]
+fn slots_grow_in_steps_within_the_flow_limit() {
+    let limit = 3000;
+    let mut table: FlowTable<u32> = FlowTable::new(FlowTableConfig {
+        max_flows: limit,
+        ..FlowTableConfig::default()
+    });
+    let key = |i: u32| udp_key(1, i.to_be_bytes(), [1; 4], 1);
+    let mut refs = Vec::new();
+    for i in 0..limit as u32 {
+        refs.push(
+            table
+                .insert(&key(i), &five_tuple_mask(), None, i, 0)
+                .expect("under the limit"),
+        );
+        assert!(
+            table.slots.capacity() <= limit,
+            "{} slots",
+            table.slots.capacity()
+        );
+    }
+    assert_eq!(table.slots.capacity(), limit);
+    for (i, r) in refs.into_iter().enumerate() {
+        assert_eq!(table.get(r).map(|f| f.actions), Some(i as u32));
+        assert_eq!(
+            table.find_match(&key(i as u32), &five_tuple_mask()),
+            Some(r)
+        );
+    }
+}
