@@ -144,6 +144,11 @@ pub struct TlvMap {
     entries: Vec<TlvMapping>,
 }
 
+/// The empty map, for translations that need no `Arc` of one.
+pub static EMPTY_TLV_MAP: TlvMap = TlvMap {
+    entries: Vec::new(),
+};
+
 impl TlvMap {
     /// The empty map, shared: a fresh `Arc` per translation of a bridge
     /// without options was an allocation and a free per flow setup.

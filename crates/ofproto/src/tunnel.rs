@@ -31,7 +31,7 @@ use crate::tlv_map::TlvMap;
 use dp_core::action::{TnlPush, vport_type};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 /// Route table, neighbour cache and device addresses for native
@@ -48,6 +48,9 @@ pub struct TunnelState {
     bridges: RwLock<Vec<Weak<crate::Ofproto>>>,
     /// Each bridge's Geneve TLV map (`tnl/tlv-map/*`), by bridge name.
     tlv_maps: RwLock<HashMap<String, Arc<TlvMap>>>,
+    /// Set (for good) once any bridge has had a TLV map: until then a
+    /// translation needs neither the map's lock nor a refcount.
+    any_tlv_map: AtomicBool,
     seq: AtomicU64,
 }
 
@@ -143,6 +146,14 @@ impl TunnelState {
             .unwrap_or_else(TlvMap::shared_empty)
     }
 
+    /// Bridge `bridge`'s TLV map when any bridge has ever had one; `None`
+    /// means empty (one atomic load, no lock: every translation asks).
+    pub fn tlv_map_if_any(&self, bridge: &str) -> Option<Arc<TlvMap>> {
+        self.any_tlv_map
+            .load(Ordering::Acquire)
+            .then(|| self.tlv_map(bridge))
+    }
+
     /// Changes bridge `bridge`'s TLV map through `f` (nothing changes
     /// when `f` fails), then moves the sequence so megaflows that decoded
     /// options under the old map are revalidated.
@@ -155,6 +166,7 @@ impl TunnelState {
         let mut map = maps.get(bridge).map(|m| (**m).clone()).unwrap_or_default();
         let r = f(&mut map)?;
         maps.insert(bridge.to_string(), Arc::new(map));
+        self.any_tlv_map.store(true, Ordering::Release);
         drop(maps);
         self.seq.fetch_add(1, Ordering::Release);
         Ok(r)

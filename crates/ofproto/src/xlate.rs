@@ -218,9 +218,27 @@ struct Ctx<'a, 't, 'k> {
     tnl_seq: u64,
     no_install: bool,
     /// The bridge's Geneve TLV map (`tun_metadata` fields).
-    tlv: Arc<TlvMap>,
+    tlv: Tlv,
     /// `tun_metadata` slots the pipeline wrote (bit per slot).
     tun_md_written: u64,
+}
+
+/// A translation's TLV map: the static empty one (no refcount: every
+/// PMD incrementing one shared counter per translation would bounce its
+/// cache line between them), or the bridge's.
+enum Tlv {
+    Empty,
+    Shared(Arc<TlvMap>),
+}
+
+impl std::ops::Deref for Tlv {
+    type Target = TlvMap;
+    fn deref(&self) -> &TlvMap {
+        match self {
+            Tlv::Empty => &crate::tlv_map::EMPTY_TLV_MAP,
+            Tlv::Shared(map) => map,
+        }
+    }
 }
 
 /// A context's datapath actions (see `Ctx::odp`).
@@ -275,9 +293,9 @@ pub(crate) fn translate(
     key: &FlowKey,
     trace: Option<&mut Vec<TraceEvent>>,
 ) -> Translation {
-    let tlv = match env.tnl {
-        Some(t) => t.tlv_map(env.bridge),
-        None => TlvMap::shared_empty(),
+    let tlv = match env.tnl.and_then(|t| t.tlv_map_if_any(env.bridge)) {
+        Some(map) => Tlv::Shared(map),
+        None => Tlv::Empty,
     };
     // The context starts all zero and the key is copied into it in place
     // afterwards: a struct literal holding `*key` built each `OfFlow` and
@@ -1078,7 +1096,7 @@ impl Ctx<'_, '_, '_> {
             uses_tnl: false,
             tnl_seq: self.tnl_seq,
             no_install: false,
-            tlv: TlvMap::shared_empty(),
+            tlv: Tlv::Empty,
             tun_md_written: 0,
         };
         sub.table(0);
