@@ -162,7 +162,7 @@ pub fn extract(packet: &mut Packet, key: &mut FlowKey) {
 #[inline]
 pub fn extract_mapped(packet: &mut Packet, key: &mut FlowKey) -> u64 {
     let (offsets, map) = extract_frame_mapped(packet.data(), packet.meta(), key);
-    packet.meta_mut().offsets = offsets;
+    packet.parse_meta_mut().offsets = offsets;
     map
 }
 

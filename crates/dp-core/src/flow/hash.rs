@@ -83,7 +83,8 @@ pub fn hash_5tuple(key: &FlowKey, basis: u32) -> u32 {
 /// mixed with its depth so each pass gets its own EMC entry, as in OVS.
 #[inline]
 pub fn packet_rss_hash(packet: &mut Packet, key: &FlowKey) -> u32 {
-    let meta = packet.meta_mut();
+    // Only the hash is written: a fresh packet stays fresh.
+    let meta = packet.parse_meta_mut();
     let hash = if meta.rss_hash_valid {
         meta.rss_hash
     } else {

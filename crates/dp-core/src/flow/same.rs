@@ -476,4 +476,35 @@ mod tests {
         let icmp = &templates()[5];
         assert_eq!(run(&[icmp.clone(), icmp.clone()]), 0);
     }
+
+    /// Extraction (fast path and general), its hash and the simple-match
+    /// parse write only what a fresh packet may have set: a received
+    /// packet stays fresh through them, so its buffer's next reset is the
+    /// short one and a later pass still skips the first-pass test.
+    #[test]
+    fn parsing_keeps_a_packet_fresh() {
+        use crate::flow::hash::packet_rss_hash;
+        use crate::flow::simple::parse_simple_packet;
+        let pool = PacketPool::new("same-fresh", PoolConfig::heap(2));
+        for frame in templates() {
+            let mut p = pool.alloc_from(&frame).unwrap();
+            p.set_in_port(1);
+            let mut key = FlowKey::ZERO;
+            extract_mapped(&mut p, &mut key);
+            packet_rss_hash(&mut p, &key);
+            let _ = parse_simple_packet(&mut p);
+            assert!(p.is_fresh(), "{frame:02x?}");
+        }
+        let mut batch = PacketBatch::new();
+        for frame in templates() {
+            let mut p = pool.alloc_from(&frame).unwrap();
+            p.set_in_port(1);
+            batch.push(p).unwrap();
+            let mut keys = [FlowKey::ZERO; MAX_BURST];
+            let (mut maps, mut hashes) = ([0; MAX_BURST], [0; MAX_BURST]);
+            prepare_runs(&mut batch, &mut keys, &mut maps, &mut hashes);
+            assert!(batch.iter().all(Packet::is_fresh), "{frame:02x?}");
+            batch.clear();
+        }
+    }
 }

@@ -62,7 +62,7 @@ fn be16(b: &[u8], at: usize) -> u16 {
 #[inline]
 pub fn parse_simple_packet(packet: &mut Packet) -> Option<SimpleFields> {
     let (fields, offsets) = parse_simple(packet.data(), packet.meta())?;
-    packet.meta_mut().offsets = offsets;
+    packet.parse_meta_mut().offsets = offsets;
     Some(fields)
 }
 

@@ -225,6 +225,14 @@ impl Packet {
         (&cell.storage.bytes()[start..start + len], &mut cell.meta)
     }
 
+    /// The metadata, writable, for the crate's parsers and hashes, which
+    /// write only the header offsets and the RSS hash: the packet stays
+    /// fresh.
+    #[inline]
+    pub(crate) fn parse_meta_mut(&mut self) -> &mut PacketMetadata {
+        &mut self.cell_mut().meta
+    }
+
     /// [`Self::data_and_meta_mut`] for the crate's parsers, which write
     /// only the header offsets and the RSS hash: the packet stays fresh,
     /// and whether it is comes back with the borrows.
