@@ -7,12 +7,19 @@
 //! and credited with the megaflow's packet and byte deltas each time the
 //! daemon samples the datapath's flows ([`Bridges::credit_flow_stats`]),
 //! as OVS's revalidators do.
+//!
+//! Every PMD thread upcalls through here, so the per-upcall path takes no
+//! lock that all of them share for long: the port map is read under its
+//! read lock without refcounting the bridge, and the rules to credit are
+//! remembered in one of [`CREDIT_SHARDS`] maps picked by the UFID, so two
+//! PMDs setting up flows at once rarely meet on the same mutex.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dp_core::flow::FlowKey;
-use dp_core::flow_table::ufid_from_match;
+use dp_core::flow_table::ufid_from_match_memo;
 use dp_core::packet::Packet;
 use dp_pmd::pmd::FlowDump;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
@@ -27,6 +34,36 @@ struct RuleCredit {
     bytes: u64,
 }
 
+/// How many independently locked maps hold the rule credits.
+pub const CREDIT_SHARDS: usize = 16;
+
+/// Hashes a UFID, already a uniform 128-bit hash, by folding its halves
+/// (the default SipHash cost ~100 instructions an upcall for nothing).
+#[derive(Default)]
+struct UfidHasher(u64);
+
+impl Hasher for UfidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, ufid: u128) {
+        self.0 ^= (ufid as u64) ^ ((ufid >> 64) as u64);
+    }
+}
+
+type CreditMap = HashMap<u128, RuleCredit, BuildHasherDefault<UfidHasher>>;
+
+/// The shard of the credits that holds `ufid` (its top bits: the hasher
+/// folds the low ones).
+fn credit_shard(ufid: u128) -> usize {
+    (ufid >> 124) as usize % CREDIT_SHARDS
+}
+
 /// Every bridge of the daemon, as the datapath's upcall handler.
 #[derive(Debug, Default)]
 pub struct Bridges {
@@ -34,7 +71,9 @@ pub struct Bridges {
     by_port: RwLock<HashMap<u32, Arc<Ofproto>>>,
     /// Bridges by name.
     by_name: RwLock<Vec<Arc<Ofproto>>>,
-    credits: Mutex<HashMap<u128, RuleCredit>>,
+    /// The rules (and tunnel ports) each megaflow credits, by UFID, in
+    /// [`CREDIT_SHARDS`] shards ([`credit_shard`]).
+    credits: [Mutex<CreditMap>; CREDIT_SHARDS],
     /// Tunnel port rx/tx statistics, credited beside the rules.
     pub tunnel_counters: Arc<crate::tunnel::TunnelCounters>,
 }
@@ -73,14 +112,6 @@ impl Bridges {
         self.by_port.write().expect("bridges lock").remove(&port_no);
     }
 
-    fn bridge_of(&self, port_no: u32) -> Option<Arc<Ofproto>> {
-        self.by_port
-            .read()
-            .expect("bridges lock")
-            .get(&port_no)
-            .cloned()
-    }
-
     /// Credits rules with what their megaflows forwarded since the last
     /// call, and forgets megaflows that are gone.
     pub fn credit_flow_stats(&self, flows: &[FlowDump], now_ms: u64) {
@@ -90,10 +121,16 @@ impl Bridges {
             t.0 += f.stats.packets;
             t.1 += f.stats.bytes;
         }
-        let mut credits = self.credits.lock().expect("credits lock");
-        credits.retain(|ufid, _| totals.contains_key(ufid));
+        let mut shards: Vec<_> = self
+            .credits
+            .iter()
+            .map(|shard| shard.lock().expect("credits lock"))
+            .collect();
+        for credits in &mut shards {
+            credits.retain(|ufid, _| totals.contains_key(ufid));
+        }
         for (ufid, (packets, bytes)) in totals {
-            if let Some(c) = credits.get_mut(&ufid) {
+            if let Some(c) = shards[credit_shard(ufid)].get_mut(&ufid) {
                 let (dp, db) = (
                     packets.saturating_sub(c.packets),
                     bytes.saturating_sub(c.bytes),
@@ -123,8 +160,12 @@ impl Bridges {
         packet: Option<&Packet>,
         now_ms: u64,
     ) -> Result<(Translation, Option<u128>), UpcallError> {
-        let bridge = self
-            .bridge_of(key.in_port)
+        // Read under the map's read lock, not cloned out of it: a
+        // refcount on the bridge would be one more cache line every PMD
+        // writes on every upcall.
+        let by_port = self.by_port.read().expect("bridges lock");
+        let bridge = by_port
+            .get(&key.in_port)
             .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
         let mut t = match packet {
             Some(_) => bridge.translate(key, now_ms),
@@ -142,22 +183,25 @@ impl Bridges {
             if let Some(tc) = &tunnel {
                 self.tunnel_counters.credit(tc, 1, packet.len() as u64);
             }
-            let mut mask = t.mask;
-            mask.in_port = u32::MAX;
-            let id = ufid_from_match(&key.masked(&mask), &mask);
-            self.credits.lock().expect("credits lock").insert(
-                id,
-                RuleCredit {
-                    // Moved, not cloned: nothing below reads them, and a
-                    // clone was an allocation per flow setup.
-                    rules: std::mem::take(&mut t.rules),
-                    tunnel,
-                    // The megaflow will count this packet too: start
-                    // from it so it is not credited twice.
-                    packets: 1,
-                    bytes: packet.len() as u64,
-                },
-            );
+            // The key need not be masked for its UFID (nor the mask's
+            // in_port made exact): ufid_from_match does both.
+            let id = ufid_from_match_memo(key, &t.mask);
+            self.credits[credit_shard(id)]
+                .lock()
+                .expect("credits lock")
+                .insert(
+                    id,
+                    RuleCredit {
+                        // Moved, not cloned: nothing below reads them, and a
+                        // clone was an allocation per flow setup.
+                        rules: std::mem::take(&mut t.rules),
+                        tunnel,
+                        // The megaflow will count this packet too: start
+                        // from it so it is not credited twice.
+                        packets: 1,
+                        bytes: packet.len() as u64,
+                    },
+                );
             ufid = Some(id);
         }
         if !t.install {
@@ -211,3 +255,6 @@ impl UpcallHandler for Bridges {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;

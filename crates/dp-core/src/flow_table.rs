@@ -286,6 +286,26 @@ pub fn ufid_from_match(key: &FlowKey, mask: &FlowKey) -> u128 {
     ufid_of_normalised(key, &mask)
 }
 
+/// [`ufid_from_match`], the same value, for a caller that computes UFID
+/// after UFID under a few masks (an upcall handler: a setup burst
+/// installs flow after flow under one mask). Each thread remembers the
+/// last mask's normalised form and word map ([`MaskMemo`]), so a repeated
+/// mask costs a compare instead of a copy and a pass over every word.
+pub fn ufid_from_match_memo(key: &FlowKey, mask: &FlowKey) -> u128 {
+    thread_local! {
+        static LAST_MASK: std::cell::RefCell<MaskMemo> =
+            std::cell::RefCell::new(MaskMemo::new());
+    }
+    LAST_MASK
+        .try_with(|memo| {
+            let mut memo = memo.borrow_mut();
+            memo.remember(mask);
+            ufid_of_parts(key, &memo.normalised, memo.map)
+        })
+        // A thread being torn down computes it the long way.
+        .unwrap_or_else(|_| ufid_from_match(key, mask))
+}
+
 /// [`ufid_from_match`] for a mask already normalised ([`normalise_mask`]);
 /// `key` need not be masked.
 fn ufid_of_normalised(key: &FlowKey, mask: &FlowKey) -> u128 {

@@ -589,3 +589,23 @@ fn slots_grow_in_steps_within_the_flow_limit() {
         );
     }
 }
+
+/// The remembering UFID function gives exactly `ufid_from_match`'s
+/// value, for keys under alternating masks (a mask change must not leave
+/// the last mask's words or map behind).
+#[test]
+fn ufid_from_match_memo_equals_ufid_from_match() {
+    let mut exact = FlowKey::exact_mask();
+    exact.in_port = 0;
+    let masks = [five_tuple_mask(), exact, FlowKey::ZERO, five_tuple_mask()];
+    for i in 0..64u32 {
+        let key = udp_key(i % 3, i.to_be_bytes(), [9, 9, 9, i as u8], i as u16);
+        for mask in &masks[(i as usize % 2)..] {
+            assert_eq!(
+                ufid_from_match_memo(&key, mask),
+                ufid_from_match(&key, mask),
+                "key {i}"
+            );
+        }
+    }
+}

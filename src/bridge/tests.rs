@@ -1,0 +1,117 @@
+//! The daemon's upcall handler: the UFID it hands the PMD is the table's,
+//! and rules are credited through the sharded credit maps.
+
+use std::sync::Arc;
+
+use dp_core::flow::FlowKey;
+use dp_core::flow::key::{ETH_TYPE_IPV4, IPPROTO_UDP};
+use dp_core::flow_table::{FlowStats, ufid_from_match};
+use dp_core::packet::{PacketPool, PoolConfig};
+use dp_pmd::pmd::FlowDump;
+use dp_pmd::stats::PmdIdentity;
+use dp_pmd::upcall::{Translation, UpcallHandler};
+use ofproto::{Ofproto, PortConfig};
+
+use super::{Bridges, CREDIT_SHARDS, credit_shard};
+
+fn bridges() -> (Bridges, Arc<Ofproto>) {
+    let br = Ofproto::new("br0");
+    br.add_port(PortConfig::new("p1", 1).with_ofport(1))
+        .expect("p1");
+    br.add_port(PortConfig::new("p2", 2).with_ofport(2))
+        .expect("p2");
+    // The first rule makes every lookup examine the UDP source port, so
+    // each flow below is its own megaflow; all but one hit the second.
+    br.add_flows(
+        "priority=10,in_port=p1,udp,tp_src=1000,actions=output:p2\n\
+         priority=0,in_port=p1,actions=output:p2\n",
+        0,
+    )
+    .expect("rules");
+    let br = Arc::new(br);
+    let b = Bridges::new();
+    b.attach_port(1, Arc::clone(&br));
+    b.attach_port(2, Arc::clone(&br));
+    b.add_bridge(Arc::clone(&br));
+    (b, br)
+}
+
+fn key(i: u32) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    k.in_port = 1;
+    k.dl_type = ETH_TYPE_IPV4;
+    k.nw_src = [10, 0, (i >> 8) as u8, i as u8];
+    k.nw_dst = [10, 255, 0, 1];
+    k.nw_proto = IPPROTO_UDP;
+    k.nw_ttl = 64;
+    k.tp_src = 1000 + i as u16;
+    k.tp_dst = 53;
+    k
+}
+
+/// Each upcall's UFID is the one the flow table computes for the
+/// megaflow it installs (`key & mask` under the mask with an exact
+/// `in_port`), and the rules of every megaflow, whichever credit shard
+/// its UFID falls in, are credited with the packets the datapath later
+/// reports for it.
+#[test]
+fn upcall_ufids_are_the_tables_and_every_shard_credits_its_rules() {
+    let (b, br) = bridges();
+    let pool = PacketPool::new("bridge-test", PoolConfig::heap(1));
+    let packet = pool.alloc_from(&[0u8; 60]).expect("packet");
+    let len = packet.len() as u64;
+    let mut dumps = Vec::new();
+    let mut shards = [false; CREDIT_SHARDS];
+    const FLOWS: u32 = 200;
+    for i in 0..FLOWS {
+        let k = key(i);
+        let (t, ufid) = b.translate_upcall(&k, &packet, 0).expect("translates");
+        let Translation::Megaflow { mask, actions } = t else {
+            panic!("flow {i}: a megaflow expected");
+        };
+        let mut exact = mask;
+        exact.in_port = u32::MAX;
+        let ufid = ufid.expect("an upcall names its UFID");
+        assert_eq!(ufid, ufid_from_match(&k.masked(&exact), &exact), "flow {i}");
+        shards[credit_shard(ufid)] = true;
+        dumps.push(FlowDump {
+            ufid,
+            key: k.masked(&exact),
+            mask: exact,
+            actions,
+            stats: FlowStats::default(),
+            created_ms: 0,
+            pmd: PmdIdentity::Main,
+        });
+    }
+    assert!(shards.iter().filter(|&&s| s).count() > CREDIT_SHARDS / 2);
+    let rules = br.rules().rules();
+    let n_packets = || rules.iter().map(|r| r.n_packets()).sum::<u64>();
+    let n_bytes = || rules.iter().map(|r| r.n_bytes()).sum::<u64>();
+    // The upcalled packets themselves.
+    assert_eq!(n_packets(), u64::from(FLOWS));
+    // The datapath reports 1 packet per flow (the upcalled one, already
+    // credited), then 1 + i: only the i more are credited.
+    for d in &mut dumps {
+        d.stats.packets = 1;
+        d.stats.bytes = len;
+    }
+    b.credit_flow_stats(&dumps, 1);
+    assert_eq!(n_packets(), u64::from(FLOWS));
+    for (i, d) in dumps.iter_mut().enumerate() {
+        d.stats.packets = 1 + i as u64;
+        d.stats.bytes = len * (1 + i as u64);
+    }
+    b.credit_flow_stats(&dumps, 2);
+    let more: u64 = (0..u64::from(FLOWS)).sum();
+    assert_eq!(n_packets(), u64::from(FLOWS) + more);
+    assert_eq!(n_bytes(), len * (u64::from(FLOWS) + more));
+    // A flow gone from the datapath is forgotten: reported again later,
+    // it credits nothing.
+    let last = dumps.pop().expect("a flow");
+    b.credit_flow_stats(&dumps, 3);
+    let mut back = last;
+    back.stats.packets += 10;
+    b.credit_flow_stats(&[back], 4);
+    assert_eq!(n_packets(), u64::from(FLOWS) + more);
+}
