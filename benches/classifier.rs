@@ -490,6 +490,38 @@ fn bench_emc(c: &mut Criterion) {
     });
     assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
 
+    // The DPDK bench's `100k` in steady state: 32 microflows of one
+    // megaflow (in_port + IPv4/UDP), the EMC bypassed, so the classifier
+    // serves the batch, hashing its one megaflow's masked words once.
+    let mut one: FlowTable<u32> = FlowTable::default();
+    let mut udp_mask = FlowKey::ZERO;
+    udp_mask.in_port = u32::MAX;
+    udp_mask.dl_type = u16::MAX;
+    udp_mask.nw_proto = u8::MAX;
+    udp_mask.nw_frag = u8::MAX;
+    one.insert(&keys[0], &udp_mask, None, 0, 0).expect("insert");
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 0,
+        ..CascadeConfig::default()
+    });
+    group.run(
+        "megaflow_hit_batch32_one_megaflow",
+        MAX_BURST as u64,
+        || {
+            now += 1;
+            cascade.lookup_batch_mapped(
+                &mut one,
+                black_box(&keys),
+                black_box(&maps),
+                &hashes,
+                now,
+                &mut out,
+            );
+            black_box(&out);
+        },
+    );
+    assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
+
     // SMC hits over 20 subtables (the DPDK bench's `100k-20masks` in
     // steady state): every packet misses the EMC (it almost never
     // inserts, as with many more flows than entries), hits the SMC and is

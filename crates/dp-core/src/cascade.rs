@@ -445,7 +445,9 @@ impl Cascade {
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
         // megaflow hit).
         // The gate skips the EMC for most batches while it hits too rarely
-        // to pay for its probes (see `EmcGate`).
+        // to pay for its probes (see `EmcGate`); a batch that skips it
+        // offers it no inserts either (the draw alone is ~17 instructions
+        // a hit), so while bypassed it fills from the sample batches.
         let emc_on = self.emc.is_enabled() && self.emc_gate.probe_this_batch();
         // Hits of the SMC and the classifier, for the gate.
         let mut lower_hits = 0u32;
@@ -459,50 +461,19 @@ impl Cascade {
                 self.emc.prefetch(hash);
             }
         }
-        let mut pending = 0u32;
-        let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
-        // The port of the packets so far and whether its flows are all
-        // simple, re-read only when the port changes (a received batch:
-        // never). Plain locals, so the per-packet test is one compare.
-        let mut port = keys.first().map_or(0, |k| k.in_port);
-        let mut simple_on = !keys.is_empty() && table.simple_match_enabled(port);
-        // Whether every key has the first key's in_port (a received batch:
-        // stage 3 then needs no per-packet port test).
-        let mut one_port = true;
-        for (i, key) in keys.iter().enumerate() {
-            if key.in_port != port {
-                port = key.in_port;
-                one_port = false;
-                simple_on = table.simple_match_enabled(port);
-            }
-            let simple_hit = if simple_on {
-                table.simple_lookup(key)
-            } else {
-                None
-            };
-            if let Some(flow) = simple_hit {
-                out[i] = Disposition::Hit {
-                    flow,
-                    level: HitLevel::SimpleMatch,
-                };
-                simple_hits += 1;
-                continue;
-            }
-            let emc_hit = if emc_on {
-                self.emc.lookup_mapped(key, maps[i], hashes[i], table)
-            } else {
-                None
-            };
-            if let Some(flow) = emc_hit {
-                out[i] = Disposition::Hit {
-                    flow,
-                    level: HitLevel::Emc,
-                };
-                emc_hits += 1;
-                continue;
-            }
-            pending |= 1 << i;
-        }
+        // Two copies of the loop, so the per-packet path tests neither
+        // whether the EMC is on nor holds what only the other one needs.
+        let stage1 = if emc_on {
+            self.stage1::<true, A>(table, keys, maps, hashes, out)
+        } else {
+            self.stage1::<false, A>(table, keys, maps, hashes, out)
+        };
+        let Stage1 {
+            mut pending,
+            simple_hits,
+            emc_hits,
+            one_port,
+        } = stage1;
         self.stats.simple_match_hits += simple_hits;
         self.stats.emc_hits += emc_hits;
         self.emc_served_last = emc_hits == n as u64;
@@ -528,13 +499,15 @@ impl Cascade {
                     flow,
                     level: HitLevel::Smc,
                 };
-                self.emc.probabilistic_insert_mapped(
-                    &keys[i],
-                    Some(maps[i]),
-                    hashes[i],
-                    flow,
-                    table,
-                );
+                if emc_on {
+                    self.emc.probabilistic_insert_mapped(
+                        &keys[i],
+                        Some(maps[i]),
+                        hashes[i],
+                        flow,
+                        table,
+                    );
+                }
             }
         }
 
@@ -579,13 +552,15 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                self.emc.probabilistic_insert_mapped(
-                    &keys[i],
-                    Some(maps[i]),
-                    hashes[i],
-                    flow,
-                    table,
-                );
+                if emc_on {
+                    self.emc.probabilistic_insert_mapped(
+                        &keys[i],
+                        Some(maps[i]),
+                        hashes[i],
+                        flow,
+                        table,
+                    );
+                }
                 if smc_on {
                     self.smc.insert(hashes[i], flow);
                 }
@@ -597,6 +572,80 @@ impl Cascade {
             self.stats.emc_bypassed = self.emc_gate.bypassed();
         }
     }
+}
+
+impl Cascade {
+    /// Stage 1 of [`Cascade::lookup_batch_mapped`]: simple match, then
+    /// the EMC when `EMC` (this batch probes it); writes the hits to
+    /// `out` and returns the rest as pending.
+    #[inline(always)]
+    fn stage1<const EMC: bool, A>(
+        &self,
+        table: &FlowTable<A>,
+        keys: &[FlowKey],
+        maps: &[u64],
+        hashes: &[u32],
+        out: &mut [Disposition],
+    ) -> Stage1 {
+        let mut pending = 0u32;
+        let (mut simple_hits, mut emc_hits) = (0u64, 0u64);
+        // The port of the packets so far and whether its flows are all
+        // simple, re-read only when the port changes (a received batch:
+        // never). Plain locals, so the per-packet test is one compare.
+        let mut port = keys.first().map_or(0, |k| k.in_port);
+        let mut simple_on = !keys.is_empty() && table.simple_match_enabled(port);
+        // Whether every key has the first key's in_port (a received batch:
+        // stage 3 then needs no per-packet port test).
+        let mut one_port = true;
+        for (i, key) in keys.iter().enumerate() {
+            if key.in_port != port {
+                port = key.in_port;
+                one_port = false;
+                simple_on = table.simple_match_enabled(port);
+            }
+            let simple_hit = if simple_on {
+                table.simple_lookup(key)
+            } else {
+                None
+            };
+            if let Some(flow) = simple_hit {
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::SimpleMatch,
+                };
+                simple_hits += 1;
+                continue;
+            }
+            if EMC
+                && let (Some(&map), Some(&hash)) = (maps.get(i), hashes.get(i))
+                && let Some(flow) = self.emc.lookup_mapped(key, map, hash, table)
+            {
+                out[i] = Disposition::Hit {
+                    flow,
+                    level: HitLevel::Emc,
+                };
+                emc_hits += 1;
+                continue;
+            }
+            pending |= 1 << i;
+        }
+        Stage1 {
+            pending,
+            simple_hits,
+            emc_hits,
+            one_port,
+        }
+    }
+}
+
+/// What stage 1 leaves for the next stages.
+struct Stage1 {
+    /// Packets neither level served.
+    pending: u32,
+    simple_hits: u64,
+    emc_hits: u64,
+    /// Every key has the first key's in_port.
+    one_port: bool,
 }
 
 impl Cascade {

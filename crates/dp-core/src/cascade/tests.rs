@@ -630,8 +630,8 @@ fn the_emc_is_bypassed_while_it_misses_and_probed_again_when_it_would_hit() {
     assert!(cascade.stats().emc_bypassed);
     assert_eq!(cascade.stats().emc_hits, 0);
     // The same 32 microflows from now on (inserted into the EMC by the
-    // first batch that sees them): bypassed, the EMC serves only the
-    // sample batches, the classifier the rest; every packet its flow.
+    // first sample batch that sees them): bypassed, the EMC serves only
+    // the sample batches, the classifier the rest; every packet its flow.
     let hot = batch_from(1 << 20);
     let before = *cascade.stats();
     for _ in 0..SAMPLE_EVERY {

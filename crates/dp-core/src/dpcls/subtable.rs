@@ -88,6 +88,10 @@ use crate::packet::MAX_BURST;
 /// loop.
 pub const SPECIALISED_WIDTHS: std::ops::RangeInclusive<usize> = 3..=8;
 
+/// Failed duplicate compares in a row after which pass 1 stops looking
+/// for duplicates in a batch (see `Subtable::start_fixed`).
+const DUP_TRIES: u32 = 3;
+
 /// Marks a free rule slot (values are `u32`, so no value collides).
 const FREE_WORD: u64 = u64::MAX;
 
@@ -485,18 +489,24 @@ impl Subtable {
         }
     }
 
-    /// [`Subtable::rule_matches`] for masks of exactly `N` words.
+    /// [`Subtable::rule_matches`] for masks of exactly `N` words. One
+    /// packet a call, so the word positions are bounds-checked where they
+    /// are used (a compare each) rather than clamped up front as the
+    /// batch loops do (`fixed_mask`: ~25 instructions a call).
     #[inline]
     fn rule_matches_fixed<const N: usize>(&self, pos: u32, key: &FlowKey) -> bool {
         if self.value(pos).is_none() {
             return false;
         }
-        let (idx, mask) = self.fixed_mask::<N>();
+        let word_idx: &[u8; N] = self.word_idx[..N].try_into().expect("N words");
+        let mask: &[u64; N] = self.mask_words[..N].try_into().expect("N words");
         let rule: &[u64; N] = self.slab.slot(pos, N)[1..]
             .try_into()
             .expect("slot holds N words");
         let words = key.words();
-        (0..N).fold(0u64, |d, j| d | ((words[idx[j]] & mask[j]) ^ rule[j])) == 0
+        (0..N).fold(0u64, |d, j| {
+            d | ((words[usize::from(word_idx[j])] & mask[j]) ^ rule[j])
+        }) == 0
     }
 
     /// Starts loading the rule at `pos` (any position: a prefetch needs
@@ -736,7 +746,9 @@ impl Subtable {
     /// duplicate: many microflows share a megaflow, so a batch often
     /// holds runs of one megaflow (100k UDP flows over one in_port+udp
     /// rule: every packet), and `N` compares spare its hash, its bucket
-    /// read and its confirm.
+    /// read and its confirm. After [`DUP_TRIES`] failed compares in a row
+    /// the rest of the batch is not compared (distinct megaflows: the
+    /// compares would only cost).
     fn start_fixed<const N: usize, const FILTER: bool>(
         &self,
         keys: &[FlowKey],
@@ -752,10 +764,13 @@ impl Subtable {
         let hash_keys = self.hash_keys;
         let mut probed = active;
         let mut dups = 0u32;
-        // The last hashed packet and its masked words (none yet: `last`
-        // out of range, and words no masked key has beyond the mask).
+        // The last hashed packet (none yet: out of range) and its words.
         let mut last = MAX_BURST;
-        let mut last_masked = [0u64; N];
+        let mut last_words = keys.first().map_or(&[0u64; FLOW_U64S], FlowKey::words);
+        // Compares left: each duplicate refills them, each other packet
+        // spends one, so a batch of distinct megaflows stops comparing
+        // after a few (the compare costs ~15 instructions a packet).
+        let mut tries = DUP_TRIES;
         let mut bits = active;
         while bits != 0 {
             let i = bits.trailing_zeros() as usize & (MAX_BURST - 1);
@@ -774,20 +789,22 @@ impl Subtable {
                     continue;
                 }
             }
-            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
-            let same = masked
-                .iter()
-                .zip(&last_masked)
-                .fold(0u64, |d, (a, b)| d | (a ^ b))
-                == 0;
-            if same && last < MAX_BURST {
-                dups |= 1 << i;
-                // `last` < MAX_BURST = 32 here: fits a u8.
-                probes.dup_of[i] = last as u8;
-                continue;
+            if tries != 0 && last < MAX_BURST {
+                let diff = (0..N).fold(0u64, |d, j| {
+                    d | ((words[idx[j]] ^ last_words[idx[j]]) & mask[j])
+                });
+                if diff == 0 {
+                    dups |= 1 << i;
+                    // `last` < MAX_BURST = 32 here: fits a u8.
+                    probes.dup_of[i] = last as u8;
+                    tries = DUP_TRIES;
+                    continue;
+                }
+                tries -= 1;
             }
             last = i;
-            last_masked = masked;
+            last_words = words;
+            let masked: [u64; N] = std::array::from_fn(|j| words[idx[j]] & mask[j]);
             let hash = nh_hash(&masked, hash_keys);
             probes.hashes[i] = hash;
             self.index.prefetch(hash);
