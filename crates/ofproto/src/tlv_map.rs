@@ -279,6 +279,11 @@ impl TlvMap {
     /// translation saw of `wc`'s `tun_metadata` bits for a packet with
     /// `key` (see the module docs). Nothing when no slot was consulted.
     pub fn key_mask(&self, key: &FlowKey, wc: &OfFlow, mask: &mut FlowKey) {
+        // No map (every bridge without options, every flow setup there):
+        // no slot is mapped, so none can have been consulted.
+        if self.entries.is_empty() {
+            return;
+        }
         let consulted = wc.tun_metadata_present
             | wc.tun_metadata
                 .iter()
