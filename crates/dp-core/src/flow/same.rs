@@ -45,8 +45,10 @@ use crate::packet::{HeaderOffsets, MAX_BURST, PacketBatch, PacketMetadata};
 /// the TCP flags of a 20-byte IPv4 header (bytes 46 and 47).
 pub const HEAD_BYTES: usize = 48;
 
-/// Misses in a row after which a batch stops comparing.
-const TRIES: u32 = 3;
+/// Misses in a row after which a batch stops comparing (2 rather than
+/// 3: DPDK bench `100k`, callgrind, 652.2 -> 649.8 instructions a packet,
+/// `1flow` unchanged).
+const TRIES: u32 = 2;
 
 /// Masks of the six head words (little-endian loads: byte `j` of a word
 /// at bits `8 * j`). Word 2: IP identification (bytes 18, 19) out. Word
@@ -461,11 +463,20 @@ mod tests {
             f[50] = i as u8; // payload
         }
         assert_eq!(run(&frames), !1);
-        // Destination port, TTL: new runs at 5 and 9.
-        frames[5][37] ^= 1;
-        frames[9][22] ^= 1;
-        let want = !1 & !(1 << 5 | 1 << 6 | 1 << 9 | 1 << 10);
-        assert_eq!(run(&frames), want);
+        // Destination port from packet 5 on, TTL from 9 on: new runs.
+        for f in &mut frames[5..] {
+            f[37] ^= 1;
+        }
+        for f in &mut frames[9..] {
+            f[22] ^= 1;
+        }
+        assert_eq!(run(&frames), !1 & !(1 << 5 | 1 << 9));
+        // One packet of another flow: two misses in a row, then this batch
+        // stops comparing (mixed traffic pays for no more compares).
+        let (a, other) = (frames[1].clone(), frames[5].clone());
+        assert_eq!(run(&[a.clone(), other.clone(), a.clone(), a.clone()]), 0);
+        // One miss does not: a new run starts.
+        assert_eq!(run(&[a.clone(), a, other.clone(), other]), 1 << 1 | 1 << 3);
         // TCP: the flags are in the key, the sequence number is not.
         let mut frames = vec![tcp.clone(); 4];
         frames[1][38] ^= 0xff;
