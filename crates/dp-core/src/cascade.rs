@@ -415,6 +415,7 @@ impl Cascade {
     ///
     /// # Panics
     /// When the slices differ in length or exceed [`MAX_BURST`].
+    #[inline]
     pub fn lookup_batch_mapped<A>(
         &mut self,
         table: &mut FlowTable<A>,
@@ -424,7 +425,38 @@ impl Cascade {
         now_ms: u64,
         out: &mut [Disposition],
     ) {
+        self.lookup_batch_runs(table, keys, maps, hashes, 0, now_ms, out);
+    }
+
+    /// [`Cascade::lookup_batch_mapped`] given the run mask of
+    /// [`prepare_batch_runs`]: bit `i` of `runs` says packet `i`'s key, map
+    /// and hash are packet `i - 1`'s, and such a packet takes packet
+    /// `i - 1`'s simple-match or EMC answer without a probe (stage 1 reads
+    /// nothing else and changes nothing, so the probe would give the same
+    /// answer). Same dispositions and counters as without the mask.
+    /// Callgrind, DPDK bench `1flow`: 556 -> 484 instructions a packet.
+    ///
+    /// # Panics
+    /// When the slices differ in length or exceed [`MAX_BURST`].
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the batch's parallel arrays, as lookup_batch_mapped's"
+    )]
+    pub fn lookup_batch_runs<A>(
+        &mut self,
+        table: &mut FlowTable<A>,
+        keys: &[FlowKey],
+        maps: &[u64],
+        hashes: &[u32],
+        runs: u32,
+        now_ms: u64,
+        out: &mut [Disposition],
+    ) {
         let n = keys.len();
+        debug_assert!(
+            runs & 1 == 0 && (n >= 32 || runs >> n == 0),
+            "run mask {runs:#x} for {n} packets: bit 0 set or bits past the batch"
+        );
         assert!(
             n <= MAX_BURST && hashes.len() == n && maps.len() == n && out.len() >= n,
             "cascade batch: {n} keys, {} maps, {} hashes, {} outputs (max {MAX_BURST})",
@@ -464,9 +496,9 @@ impl Cascade {
         // Two copies of the loop, so the per-packet path tests neither
         // whether the EMC is on nor holds what only the other one needs.
         let stage1 = if emc_on {
-            self.stage1::<true, A>(table, keys, maps, hashes, out)
+            self.stage1::<true, A>(table, keys, maps, hashes, runs, out)
         } else {
-            self.stage1::<false, A>(table, keys, maps, hashes, out)
+            self.stage1::<false, A>(table, keys, maps, hashes, runs, out)
         };
         let Stage1 {
             mut pending,
@@ -585,6 +617,7 @@ impl Cascade {
         keys: &[FlowKey],
         maps: &[u64],
         hashes: &[u32],
+        runs: u32,
         out: &mut [Disposition],
     ) -> Stage1 {
         let mut pending = 0u32;
@@ -597,7 +630,27 @@ impl Cascade {
         // Whether every key has the first key's in_port (a received batch:
         // stage 3 then needs no per-packet port test).
         let mut one_port = true;
+        // The last probed packet's answer (flow and level; `None`:
+        // pending), for the run packets after it. A local, not a read of
+        // `out[i - 1]`: copying the disposition back out and matching its
+        // level cost ~20 instructions a packet.
+        let mut last: Option<(FlowRef, HitLevel)> = None;
         for (i, key) in keys.iter().enumerate() {
+            if runs & (1 << i) != 0 {
+                // Key, map and hash are packet `i - 1`'s (so is its port).
+                match last {
+                    Some((flow, level)) => {
+                        out[i] = Disposition::Hit { flow, level };
+                        if level == HitLevel::SimpleMatch {
+                            simple_hits += 1;
+                        } else {
+                            emc_hits += 1;
+                        }
+                    }
+                    None => pending |= 1 << i,
+                }
+                continue;
+            }
             if key.in_port != port {
                 port = key.in_port;
                 one_port = false;
@@ -613,6 +666,7 @@ impl Cascade {
                     flow,
                     level: HitLevel::SimpleMatch,
                 };
+                last = Some((flow, HitLevel::SimpleMatch));
                 simple_hits += 1;
                 continue;
             }
@@ -624,9 +678,11 @@ impl Cascade {
                     flow,
                     level: HitLevel::Emc,
                 };
+                last = Some((flow, HitLevel::Emc));
                 emc_hits += 1;
                 continue;
             }
+            last = None;
             pending |= 1 << i;
         }
         Stage1 {

@@ -673,3 +673,115 @@ fn upcall_misses_never_bypass_the_emc() {
     }
     assert!(!cascade.emc_bypassed());
 }
+
+/// A run packet (key, map and hash equal to the packet before it) takes
+/// that packet's stage-1 answer without a probe: over seeded batches of
+/// repeated keys on an all-simple port and a classifier port (simple-match
+/// hits, EMC hits, megaflow hits and misses, runs across all of them),
+/// [`Cascade::lookup_batch_runs`] gives every packet the disposition and
+/// the cascade the counters that [`Cascade::lookup_batch_mapped`] gives a
+/// twin cascade and table without the mask.
+#[test]
+fn run_packets_get_what_a_probe_would_give() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    // Port 4: one simple flow (VLAN 10), so simple match serves it.
+    let mut simple_mask = FlowKey::ZERO;
+    simple_mask.recirc_id = u32::MAX;
+    simple_mask.packet_type = u32::MAX;
+    simple_mask.dl_type = u16::MAX;
+    simple_mask.vlans[0].tci = 0x1fff;
+    simple_mask.nw_frag = 3;
+    let mut simple = pkt(4, 0, 0);
+    simple.nw_proto = 0;
+    simple.nw_dst = [0; 4];
+    simple.vlans[0].tci = VLAN_CFI | 10;
+    table
+        .insert(&simple, &simple_mask, None, 1, 0)
+        .expect("simple");
+    assert!(table.simple_match_enabled(4));
+    // Port 1: megaflows on the destination for 10.0.0.1-3; .4-5 miss.
+    let mut mask = dst_mask();
+    mask.in_port = u32::MAX;
+    for d in 1..=3 {
+        table
+            .insert(&pkt(1, d, 0), &mask, None, u32::from(d), 0)
+            .expect("megaflow");
+    }
+    assert!(!table.simple_match_enabled(1));
+    let mut with_runs = Cascade::new(CascadeConfig {
+        // One megaflow hit in 20 fills the EMC: both EMC hits and
+        // megaflow hits of the same flows come up.
+        emc_insert_inv_prob: 20,
+        ..CascadeConfig::default()
+    });
+    let (mut twin, mut twin_table) = (with_runs.clone(), table.clone());
+
+    let mut pool: Vec<FlowKey> = (1..=5)
+        .flat_map(|d| (0..12).map(move |port| pkt(1, d, port)))
+        .collect();
+    let mut tagged = pkt(4, 9, 9);
+    tagged.vlans[0].tci = VLAN_CFI | 10;
+    pool.push(tagged);
+    let mut other_vlan = tagged;
+    other_vlan.vlans[0].tci = VLAN_CFI | 11;
+    pool.push(other_vlan);
+
+    let mut seed = 0x9e37_79b9_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let (mut run_packets, mut runs_after) = (0u32, [0u32; 4]);
+    for batch in 0..400u64 {
+        let n = 1 + next() as usize % MAX_BURST;
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            // Runs of 1-6 packets of one key.
+            if i == 0 || next() % 3 == 0 {
+                keys.push(pool[next() as usize % pool.len()]);
+            } else {
+                keys.push(keys[i - 1]);
+            }
+        }
+        let maps: Vec<u64> = keys.iter().map(FlowKey::nonzero_word_map).collect();
+        let hashes = hashes_of(&keys);
+        let mut runs = 0u32;
+        for i in 1..n {
+            if keys[i] == keys[i - 1] {
+                runs |= 1 << i;
+            }
+        }
+        let (mut got, mut want) = (
+            [Disposition::Miss; MAX_BURST],
+            [Disposition::Miss; MAX_BURST],
+        );
+        with_runs.lookup_batch_runs(&mut table, &keys, &maps, &hashes, runs, batch, &mut got);
+        twin.lookup_batch_mapped(&mut twin_table, &keys, &maps, &hashes, batch, &mut want);
+        assert_eq!(got[..n], want[..n], "batch {batch}, runs {runs:#x}");
+        assert_eq!(with_runs.stats(), twin.stats(), "batch {batch}");
+        for i in (1..n).filter(|i| runs & (1 << i) != 0) {
+            run_packets += 1;
+            let slot = match got[i - 1] {
+                Disposition::Hit {
+                    level: HitLevel::SimpleMatch,
+                    ..
+                } => 0,
+                Disposition::Hit {
+                    level: HitLevel::Emc,
+                    ..
+                } => 1,
+                Disposition::Hit { .. } => 2,
+                Disposition::Miss => 3,
+            };
+            runs_after[slot] += 1;
+        }
+    }
+    // Runs followed every kind of answer.
+    assert!(run_packets > 1000, "{run_packets} run packets");
+    assert!(
+        runs_after.iter().all(|&c| c > 20),
+        "runs after simple/emc/lower/miss: {runs_after:?}"
+    );
+}

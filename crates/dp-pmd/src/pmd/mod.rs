@@ -47,7 +47,7 @@ mod uniform;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch_mapped};
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch_runs};
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig};
 use dp_core::netdev::{RxQueue, TxQueue};
@@ -410,12 +410,14 @@ impl Pmd {
     /// One datapath pass over `batch`.
     fn one_pass(&mut self, batch: &mut PacketBatch, now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
-        let n = prepare_batch_mapped(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
-        self.cascade.lookup_batch_mapped(
+        let (n, runs) =
+            prepare_batch_runs(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
+        self.cascade.lookup_batch_runs(
             &mut self.flows,
             &self.keys[..n],
             &self.maps[..n],
             &self.hashes[..n],
+            runs,
             now_ms,
             &mut self.dispositions[..n],
         );
