@@ -52,6 +52,14 @@ const DENSE_LOAD: (usize, usize) = (7, 8);
 /// 20-subtable benchmark met an overflowed home bucket and probed on.
 const SPARSE_LOAD: (usize, usize) = (1, 2);
 
+/// Below this many buckets (256 KiB) a full index grows ×4, at and
+/// above it ×2. A table filling from empty (a flow-setup burst) then
+/// rebuilds about half as many entries and zeroes about a third less
+/// memory on the way to a large size, while the worst-case overshoot of
+/// the quadrupling stays at most 192 KiB per index (a 1-entry index is
+/// still one 64-byte bucket).
+const QUADRUPLE_BELOW: usize = 4096;
+
 #[derive(Clone, Copy, Debug, FromZeros)]
 #[repr(C, align(64))]
 struct Bucket {
@@ -176,6 +184,35 @@ impl HashIndex {
             len: 0,
             max_load: SPARSE_LOAD,
         }
+    }
+
+    /// An empty dense index (as [`HashIndex::new`]) with room for `n`
+    /// entries before it grows.
+    pub fn with_capacity(n: usize) -> HashIndex {
+        let mut index = HashIndex::new();
+        index.reserve(n);
+        index
+    }
+
+    /// Makes room for `additional` more entries, so that inserting them
+    /// neither grows nor rebuilds the index: one rebuild now instead of
+    /// one per doubling. Sizes the table for exactly that load (a power
+    /// of two buckets), never shrinks it.
+    pub fn reserve(&mut self, additional: usize) {
+        let want = self.len.saturating_add(additional);
+        let buckets = self.buckets_for(want);
+        if buckets > self.buckets.len() {
+            self.rebuild(buckets);
+        }
+    }
+
+    /// The fewest buckets (a power of two, at least the current count)
+    /// that hold `entries` within the load bound.
+    fn buckets_for(&self, entries: usize) -> usize {
+        let (num, den) = self.max_load;
+        let per_bucket = SLOTS * num;
+        let needed = entries.saturating_mul(den).div_ceil(per_bucket).max(1);
+        needed.next_power_of_two()
     }
 
     /// Number of entries.
@@ -325,8 +362,17 @@ impl HashIndex {
         false
     }
 
+    /// Grows a full index: ×4 while small, ×2 from [`QUADRUPLE_BELOW`]
+    /// buckets.
     fn grow(&mut self) {
-        let new_len = self.buckets.len() * 2;
+        let old = self.buckets.len();
+        let factor = if old < QUADRUPLE_BELOW { 4 } else { 2 };
+        self.rebuild(old * factor);
+    }
+
+    /// Moves every entry into a new zeroed table of `new_len` buckets (a
+    /// power of two that holds them within the load bound).
+    fn rebuild(&mut self, new_len: usize) {
         let old = std::mem::replace(&mut self.buckets, LargeTable::zeroed(new_len));
         for bucket in old.iter() {
             for j in bucket.slots() {
@@ -496,6 +542,52 @@ mod tests {
             );
         }
         assert_eq!(index.find(7 * 0x100, |_| true), None);
+    }
+
+    /// A small full index grows ×4 (fewer rebuilds in a setup burst), a
+    /// large one ×2 (bounded overshoot); `reserve` sizes the table once
+    /// so the reserved inserts never rebuild, and a 1-entry index stays
+    /// one bucket.
+    #[test]
+    fn growth_quadruples_while_small_and_reserve_presizes() {
+        let spread = |v: u32| v.wrapping_mul(0x9e37_79b9);
+        let mut index = HashIndex::sparse();
+        index.insert(spread(1), 1);
+        assert_eq!(index.heap_bytes(), 64, "one entry: one bucket");
+        let mut sizes = vec![index.overflow_stats().0];
+        for v in 2..=40_000u32 {
+            index.insert(spread(v), v);
+            let buckets = index.overflow_stats().0;
+            if buckets != *sizes.last().unwrap() {
+                sizes.push(buckets);
+            }
+        }
+        assert_eq!(
+            sizes,
+            [1, 4, 16, 64, 256, 1024, 4096, 8192, 16384],
+            "×4 below {QUADRUPLE_BELOW} buckets, ×2 above"
+        );
+        for v in 1..=40_000u32 {
+            assert_eq!(index.find(spread(v), |x| x == v), Some(v));
+        }
+
+        let mut reserved = HashIndex::with_capacity(10_000);
+        let buckets = reserved.overflow_stats().0;
+        // 10,000 entries at 7/8 of 7 slots: 1,633 buckets, rounded up.
+        assert_eq!(buckets, 2048);
+        for v in 0..10_000u32 {
+            reserved.insert(spread(v), v);
+        }
+        assert_eq!(reserved.overflow_stats().0, buckets, "no rebuild");
+        reserved.reserve(1);
+        assert_eq!(reserved.overflow_stats().0, buckets, "room left");
+        reserved.reserve(10_000);
+        assert_eq!(reserved.overflow_stats().0, 4096, "grows, keeps entries");
+        for v in 0..10_000u32 {
+            assert_eq!(reserved.find(spread(v), |x| x == v), Some(v));
+        }
+        assert_eq!(HashIndex::with_capacity(1).heap_bytes(), 64);
+        assert_eq!(HashIndex::with_capacity(0).heap_bytes(), 64);
     }
 
     #[test]

@@ -144,11 +144,8 @@ impl RuleSlab {
     /// A fresh allocation for `capacity` slots with the slots handed out
     /// so far copied.
     fn reallocated(&self, capacity: usize) -> RuleSlab {
-        let mut words = LargeTable::zeroed(capacity * self.stride);
-        let used = self.slots * self.stride;
-        words[..used].copy_from_slice(&self.words[..used]);
         RuleSlab {
-            words,
+            words: self.words.grown(capacity * self.stride),
             stride: self.stride,
             slots: self.slots,
         }
