@@ -151,21 +151,28 @@ fn deleted_flow_is_never_returned_by_any_level() {
     );
 }
 
-#[test]
-fn simple_match_serves_all_simple_ports_first() {
-    let mut table: FlowTable<u32> = FlowTable::default();
+/// Inserts on `in_port` the one simple flow (VLAN 10, any IPv4 packet
+/// that is not a fragment), so that simple match serves the port.
+fn insert_simple_vlan10(table: &mut FlowTable<u32>, in_port: u32) -> FlowRef {
     let mut mask = FlowKey::ZERO;
     mask.recirc_id = u32::MAX;
     mask.packet_type = u32::MAX;
     mask.dl_type = u16::MAX;
     mask.vlans[0].tci = 0x1fff;
     mask.nw_frag = 3;
-    let mut k = pkt(4, 0, 0);
+    let mut k = pkt(in_port, 0, 0);
     k.nw_proto = 0;
     k.nw_dst = [0; 4];
     k.vlans[0].tci = VLAN_CFI | 10;
     let f = table.insert(&k, &mask, None, 1, 0).expect("simple");
-    assert!(table.simple_match_enabled(4));
+    assert!(table.simple_match_enabled(in_port));
+    f
+}
+
+#[test]
+fn simple_match_serves_all_simple_ports_first() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    let f = insert_simple_vlan10(&mut table, 4);
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
         ..CascadeConfig::default()
@@ -684,21 +691,7 @@ fn upcall_misses_never_bypass_the_emc() {
 #[test]
 fn run_packets_get_what_a_probe_would_give() {
     let mut table: FlowTable<u32> = FlowTable::default();
-    // Port 4: one simple flow (VLAN 10), so simple match serves it.
-    let mut simple_mask = FlowKey::ZERO;
-    simple_mask.recirc_id = u32::MAX;
-    simple_mask.packet_type = u32::MAX;
-    simple_mask.dl_type = u16::MAX;
-    simple_mask.vlans[0].tci = 0x1fff;
-    simple_mask.nw_frag = 3;
-    let mut simple = pkt(4, 0, 0);
-    simple.nw_proto = 0;
-    simple.nw_dst = [0; 4];
-    simple.vlans[0].tci = VLAN_CFI | 10;
-    table
-        .insert(&simple, &simple_mask, None, 1, 0)
-        .expect("simple");
-    assert!(table.simple_match_enabled(4));
+    insert_simple_vlan10(&mut table, 4);
     // Port 1: megaflows on the destination for 10.0.0.1-3; .4-5 miss.
     let mut mask = dst_mask();
     mask.in_port = u32::MAX;
