@@ -52,13 +52,16 @@ const DENSE_LOAD: (usize, usize) = (7, 8);
 /// 20-subtable benchmark met an overflowed home bucket and probed on.
 const SPARSE_LOAD: (usize, usize) = (1, 2);
 
-/// Below this many buckets (256 KiB) a full index grows ×4, at and
-/// above it ×2. A table filling from empty (a flow-setup burst) then
-/// rebuilds about half as many entries and zeroes about a third less
-/// memory on the way to a large size, while the worst-case overshoot of
-/// the quadrupling stays at most 192 KiB per index (a 1-entry index is
-/// still one 64-byte bucket).
-const QUADRUPLE_BELOW: usize = 4096;
+/// Below this many buckets (64 KiB) a full index grows ×4, at and above
+/// it ×2. A table filling from empty (a flow-setup burst) then skips
+/// half of the small rebuilds, while the quadrupling's overshoot stays at
+/// most 48 KiB per index over what its entries need (1,024 buckets for
+/// 897 entries at the sparse load) and a 1-entry index is still one
+/// 64-byte bucket. Not higher: at 4096 the 20k-megaflow, 5-mask table of
+/// `print_memory` (benches/classifier.rs) would hold 4,096 buckets per
+/// subtable instead of 2,048 (+32 bytes per megaflow) for 10 fewer
+/// instructions per new flow in the setup benchmark.
+const QUADRUPLE_BELOW: usize = 1024;
 
 #[derive(Clone, Copy, Debug, FromZeros)]
 #[repr(C, align(64))]
@@ -564,7 +567,7 @@ mod tests {
         }
         assert_eq!(
             sizes,
-            [1, 4, 16, 64, 256, 1024, 4096, 8192, 16384],
+            [1, 4, 16, 64, 256, 1024, 2048, 4096, 8192, 16384],
             "×4 below {QUADRUPLE_BELOW} buckets, ×2 above"
         );
         for v in 1..=40_000u32 {
