@@ -27,7 +27,8 @@
 //!   and then equals `control_byte` of its tag.
 //! - The load stays at most 7/8 of the slots (1/2 for a sparse index), so
 //!   probing terminates.
-//! - Growing (on insert only) rebuilds from the stored tags; lookups never
+//! - Growing (on insert, ×4 while small and ×2 after, or to the size
+//!   `reserve` asks for) rebuilds from the stored tags; lookups never
 //!   allocate.
 
 use zerocopy::FromZeros;

@@ -141,8 +141,9 @@ impl RuleSlab {
         self.words.len() / self.stride
     }
 
-    /// A fresh allocation for `capacity` slots with the slots handed out
-    /// so far copied.
+    /// A fresh allocation for `capacity` slots starting with a copy of
+    /// the current ones (all handed out: it is called when the slab is
+    /// full), the rest zero; see [`LargeTable::grown`].
     fn reallocated(&self, capacity: usize) -> RuleSlab {
         RuleSlab {
             words: self.words.grown(capacity * self.stride),
