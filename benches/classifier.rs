@@ -491,8 +491,9 @@ fn bench_emc(c: &mut Criterion) {
     assert_eq!(cascade.stats().megaflow_hits, cascade.stats().packets);
 
     // The DPDK bench's `100k` in steady state: 32 microflows of one
-    // megaflow (in_port + IPv4/UDP), the EMC bypassed, so the classifier
-    // serves the batch, hashing its one megaflow's masked words once.
+    // megaflow (in_port + IPv4/UDP), the EMC off (as the gate bypasses
+    // it there), so the classifier serves the batch, hashing its one
+    // megaflow's masked words once.
     let mut one: FlowTable<u32> = FlowTable::default();
     let mut udp_mask = FlowKey::ZERO;
     udp_mask.in_port = u32::MAX;

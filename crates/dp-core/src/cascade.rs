@@ -268,6 +268,9 @@ pub struct Cascade {
     emc_served_last: bool,
     /// Skips the EMC while its hit rate is too low to pay for its probes.
     emc_gate: EmcGate,
+    /// Lower-level hits of skipped batches until the next one is inserted
+    /// into the EMC (see [`Cascade::offer_to_emc`]).
+    emc_fill_countdown: u32,
     seed: u32,
     stats: LookupStats,
 }
@@ -290,6 +293,7 @@ impl Cascade {
             auto_lookups: 0,
             emc_served_last: false,
             emc_gate: EmcGate::default(),
+            emc_fill_countdown: config.emc_insert_inv_prob,
             seed: config.seed,
             stats: LookupStats::default(),
         };
@@ -477,10 +481,10 @@ impl Cascade {
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
         // megaflow hit).
         // The gate skips the EMC for most batches while it hits too rarely
-        // to pay for its probes (see `EmcGate`); a batch that skips it
-        // offers it no inserts either (the draw alone is ~17 instructions
-        // a hit), so while bypassed it fills from the sample batches.
-        let emc_on = self.emc.is_enabled() && self.emc_gate.probe_this_batch();
+        // to pay for its probes (see `EmcGate`); a skipped batch still
+        // fills it, by a countdown instead of the draw (`offer_to_emc`).
+        let emc_enabled = self.emc.is_enabled();
+        let emc_on = emc_enabled && self.emc_gate.probe_this_batch();
         // Hits of the SMC and the classifier, for the gate.
         let mut lower_hits = 0u32;
         // Every packet's EMC entries first: with more flows than entries
@@ -531,14 +535,8 @@ impl Cascade {
                     flow,
                     level: HitLevel::Smc,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
+                if emc_enabled {
+                    self.offer_to_emc(emc_on, &keys[i], maps[i], hashes[i], flow, table);
                 }
             }
         }
@@ -584,14 +582,8 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
+                if emc_enabled {
+                    self.offer_to_emc(emc_on, &keys[i], maps[i], hashes[i], flow, table);
                 }
                 if smc_on {
                     self.smc.insert(hashes[i], flow);
@@ -690,6 +682,37 @@ impl Cascade {
             simple_hits,
             emc_hits,
             one_port,
+        }
+    }
+}
+
+impl Cascade {
+    /// Offers a lower-level hit to the EMC. A batch that probed it inserts
+    /// with the configured one-in-`emc_insert_inv_prob` draw; a batch the
+    /// gate skipped inserts every `emc_insert_inv_prob`-th hit by a
+    /// countdown (~3 instructions a hit; the draw costs ~17, too much for
+    /// a bypassed EMC). Either way the EMC fills at the configured rate,
+    /// so the gate's sample batches measure what probing would hit: a gate
+    /// closed while the EMC was cold (a start, a new set of flows) opens
+    /// again as soon as the EMC has filled, not 16 times later.
+    #[inline(always)]
+    fn offer_to_emc<A>(
+        &mut self,
+        probed: bool,
+        key: &FlowKey,
+        map: u64,
+        hash: u32,
+        flow: FlowRef,
+        table: &FlowTable<A>,
+    ) {
+        if probed {
+            self.emc
+                .probabilistic_insert_mapped(key, Some(map), hash, flow, table);
+        } else if self.emc_fill_countdown > 1 {
+            self.emc_fill_countdown -= 1;
+        } else {
+            self.emc_fill_countdown = self.emc.insert_inv_prob();
+            self.emc.insert_mapped(key, Some(map), hash, flow, table);
         }
     }
 }

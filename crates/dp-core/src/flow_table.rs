@@ -640,9 +640,10 @@ const SMALL_SLOTS: usize = 1024;
 /// How much the slot array grows at once past [`SMALL_SLOTS`]: in a
 /// flow-setup burst each growth copies every slot (and touches the new
 /// pages), so 1024 → 8192 → 65536 copies ~9k slots where doubling
-/// copies ~64k. Capacity is never more than this many times the flows
-/// installed (nor above the flow limit, unless that is below the live
-/// slots); the pages of unused capacity are never touched.
+/// copies ~64k. A table's first growth takes [`SMALL_SLOTS`] slots,
+/// whatever the flow limit; past them, capacity is never more than this
+/// many times the slots in use, nor above the flow limit (unless that is
+/// below the live slots). The pages of unused capacity are never touched.
 const SLOT_GROWTH: usize = 8;
 
 /// The slot of the live flow with this UFID, by the UFID index.

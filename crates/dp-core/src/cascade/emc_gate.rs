@@ -20,12 +20,12 @@
 //! 1/[`BYPASS_BELOW`] closes it (bypass); while bypassed, one batch in
 //! [`SAMPLE_EVERY`] is still probed, and a sampled hit rate of
 //! 1/[`RESUME_AT`] or more opens it again (the gap between the two keeps
-//! it from flapping). A batch that skips the EMC offers it no inserts
-//! either (the insert draw alone costs ~17 instructions a hit): while
-//! closed, the EMC fills from the sample batches, with their usual
-//! draw, so the samples still measure what probing would hit once the
-//! traffic turns cacheable, after a fill 16 times slower than with
-//! every batch inserting.
+//! it from flapping). A batch that skips the EMC still fills it at the
+//! configured rate, by a countdown instead of the insert draw (which
+//! alone costs ~17 instructions a hit; see `Cascade::offer_to_emc`), so
+//! the samples measure what probing would hit: a gate closed while the
+//! EMC was cold (a start, a new set of flows) opens again once the EMC
+//! has filled.
 //!
 //! # Invariants
 //! - Only where a batch probes the EMC changes: a bypassed packet is
@@ -105,11 +105,6 @@ impl EmcGate {
         self.hits = 0;
         self.emc_hits = 0;
     }
-
-    /// Opens the gate and forgets the counts (a new EMC configuration).
-    pub fn reset(&mut self) {
-        *self = EmcGate::default();
-    }
 }
 
 #[cfg(test)]
@@ -167,7 +162,5 @@ mod tests {
         assert!(!gate.bypassed());
         gate.record(0, 1);
         assert!(gate.bypassed());
-        gate.reset();
-        assert!(!gate.bypassed());
     }
 }

@@ -669,6 +669,48 @@ fn the_emc_is_bypassed_while_it_misses_and_probed_again_when_it_would_hit() {
     assert_eq!(cascade.stats().emc_hits - before.emc_hits, 4 * 32);
 }
 
+/// At the default insert probability (1 in 100) a cold EMC hits too
+/// rarely in the gate's first window even for flows it can hold, so the
+/// gate closes at start; skipped batches keep filling the EMC at the
+/// configured rate (a countdown), so it opens again as soon as the EMC
+/// holds the flows and then serves nearly every packet. With only the
+/// sample batches filling it, it would still be closed here.
+#[test]
+fn a_gate_closed_while_the_emc_was_cold_opens_once_it_has_filled() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    table
+        .insert(&pkt(1, 1, 0), &dst_mask(), None, 1, 0)
+        .expect("megaflow");
+    let mut cascade = Cascade::default();
+    assert_eq!(cascade.emc().insert_inv_prob(), 100, "the default");
+    // 512 microflows of one megaflow, uniformly at random.
+    let mut seed = 0x2545_f491_u32;
+    let mut batch = move || -> Vec<FlowKey> {
+        (0..MAX_BURST)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                pkt(1, 1, (seed % 512) as u16)
+            })
+            .collect()
+    };
+    let mut closed_once = false;
+    for _ in 0..12_500 {
+        run(&mut cascade, &mut table, &batch(), 0);
+        closed_once |= cascade.emc_bypassed();
+    }
+    assert!(closed_once, "the gate closed while the EMC was cold");
+    assert!(!cascade.emc_bypassed(), "{:?}", cascade.stats());
+    let before = *cascade.stats();
+    for _ in 0..100 {
+        run(&mut cascade, &mut table, &batch(), 0);
+    }
+    let s = *cascade.stats();
+    let emc = s.emc_hits - before.emc_hits;
+    assert!(emc * 10 >= 9 * 100 * 32, "EMC hits {emc} of 3200");
+}
+
 #[test]
 fn upcall_misses_never_bypass_the_emc() {
     let mut table: FlowTable<u32> = FlowTable::default();
