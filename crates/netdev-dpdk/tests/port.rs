@@ -84,6 +84,9 @@ fn forwarding_reuses_the_received_mbuf_and_copies_foreign_packets_once() {
     assert!(first.foreign().is_some());
     let token = first.foreign().unwrap().token();
     let data_ptr = first.data().as_ptr();
+    // The pool's private area (the packet cell) is whole cache lines, so
+    // the data after the headroom starts on one (mempool::PRIV_SIZE).
+    assert_eq!(data_ptr as usize % 64, 0, "data at {data_ptr:p}");
 
     // Modify it (push a header) and send it again: same mbuf, no copy.
     batch
