@@ -15,8 +15,7 @@
 //! bitmap, one bit per packet):
 //! 1. simple match, for ports whose flows are all simple (see
 //!    [`crate::flow_table`]), then the EMC (skipped when
-//!    `emc_insert_inv_prob` is 0, and for most batches while it hits too
-//!    rarely to pay for its probes: [`EmcGate`]);
+//!    `emc_insert_inv_prob` is 0);
 //! 2. the SMC when enabled; a hit is offered to the EMC;
 //! 3. the classifier of each `in_port` present among the misses (one
 //!    batch call per port); a hit is offered to the EMC (with its insert
@@ -65,9 +64,6 @@ use crate::flow::simple::parse_simple_packet;
 use crate::flow_table::{FlowRef, FlowTable};
 use crate::packet::{MAX_BURST, PacketBatch};
 use crate::smc::{SMC_DEFAULT_ENTRIES, Smc};
-pub use emc_gate::EmcGate;
-
-pub mod emc_gate;
 
 /// The level that found a packet's flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -179,9 +175,6 @@ pub struct LookupStats {
     /// Whether the SMC is in use now (a state, not a counter: a reset
     /// keeps it, totals over PMDs ignore it).
     pub smc_active: bool,
-    /// Whether the EMC is bypassed now for its low hit rate (a state, as
-    /// `smc_active`; see [`EmcGate`]).
-    pub emc_bypassed: bool,
 }
 
 impl LookupStats {
@@ -216,11 +209,7 @@ impl std::fmt::Display for LookupStats {
             } else {
                 "inactive"
             }
-        )?;
-        if self.emc_bypassed {
-            writeln!(f, "  emc: bypassed (hit rate low)")?;
-        }
-        Ok(())
+        )
     }
 }
 
@@ -266,11 +255,6 @@ pub struct Cascade {
     auto_lookups: u64,
     /// The EMC hit every packet of the last batch (its entries are hot).
     emc_served_last: bool,
-    /// Skips the EMC while its hit rate is too low to pay for its probes.
-    emc_gate: EmcGate,
-    /// Lower-level hits of skipped batches until the next one is inserted
-    /// into the EMC (see [`Cascade::offer_to_emc`]).
-    emc_fill_countdown: u32,
     seed: u32,
     stats: LookupStats,
 }
@@ -292,8 +276,6 @@ impl Cascade {
             auto_hits: 0,
             auto_lookups: 0,
             emc_served_last: false,
-            emc_gate: EmcGate::default(),
-            emc_fill_countdown: config.emc_insert_inv_prob,
             seed: config.seed,
             stats: LookupStats::default(),
         };
@@ -311,12 +293,6 @@ impl Cascade {
 
     pub fn smc(&self) -> &Smc {
         &self.smc
-    }
-
-    /// Whether the EMC is bypassed now for its low hit rate (see
-    /// [`EmcGate`]).
-    pub fn emc_bypassed(&self) -> bool {
-        self.emc_gate.bypassed()
     }
 
     /// Turns the SMC on or off for good ([`SmcMode::On`] /
@@ -387,7 +363,6 @@ impl Cascade {
     pub fn reset_stats(&mut self) {
         self.stats = LookupStats {
             smc_active: self.smc_active,
-            emc_bypassed: self.emc_gate.bypassed(),
             ..LookupStats::default()
         };
     }
@@ -480,13 +455,7 @@ impl Cascade {
         // Stage 1: simple match, then EMC. A packet left pending gets its
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
         // megaflow hit).
-        // The gate skips the EMC for most batches while it hits too rarely
-        // to pay for its probes (see `EmcGate`); a skipped batch still
-        // fills it, by a countdown instead of the draw (`offer_to_emc`).
-        let emc_enabled = self.emc.is_enabled();
-        let emc_on = emc_enabled && self.emc_gate.probe_this_batch();
-        // Hits of the SMC and the classifier, for the gate.
-        let mut lower_hits = 0u32;
+        let emc_on = self.emc.is_enabled();
         // Every packet's EMC entries first: with more flows than entries
         // most probes miss the cache, and asked for together those misses
         // overlap instead of stalling the loop below one by one. Not after
@@ -522,7 +491,6 @@ impl Cascade {
                 .smc
                 .lookup_batch(keys, hashes, pending, table, &mut found);
             pending &= !hits;
-            lower_hits += hits.count_ones();
             self.stats.smc_hits += u64::from(hits.count_ones());
             let mut bits = hits;
             while bits != 0 {
@@ -535,8 +503,14 @@ impl Cascade {
                     flow,
                     level: HitLevel::Smc,
                 };
-                if emc_enabled {
-                    self.offer_to_emc(emc_on, &keys[i], maps[i], hashes[i], flow, table);
+                if emc_on {
+                    self.emc.probabilistic_insert_mapped(
+                        &keys[i],
+                        Some(maps[i]),
+                        hashes[i],
+                        flow,
+                        table,
+                    );
                 }
             }
         }
@@ -559,7 +533,6 @@ impl Cascade {
             }
             todo &= !group;
             let res = table.classify_batch(port, keys, group, &mut found_index);
-            lower_hits += res.found.count_ones();
             let hits = u64::from(res.found.count_ones());
             self.stats.megaflow_hits += hits;
             self.stats.subtable_lookups += res.subtable_lookups;
@@ -582,18 +555,19 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                if emc_enabled {
-                    self.offer_to_emc(emc_on, &keys[i], maps[i], hashes[i], flow, table);
+                if emc_on {
+                    self.emc.probabilistic_insert_mapped(
+                        &keys[i],
+                        Some(maps[i]),
+                        hashes[i],
+                        flow,
+                        table,
+                    );
                 }
                 if smc_on {
                     self.smc.insert(hashes[i], flow);
                 }
             }
-        }
-        if emc_on {
-            // At most 32 each: the casts cannot truncate.
-            self.emc_gate.record(emc_hits as u32, lower_hits);
-            self.stats.emc_bypassed = self.emc_gate.bypassed();
         }
     }
 }
@@ -682,37 +656,6 @@ impl Cascade {
             simple_hits,
             emc_hits,
             one_port,
-        }
-    }
-}
-
-impl Cascade {
-    /// Offers a lower-level hit to the EMC. A batch that probed it inserts
-    /// with the configured one-in-`emc_insert_inv_prob` draw; a batch the
-    /// gate skipped inserts every `emc_insert_inv_prob`-th hit by a
-    /// countdown (~3 instructions a hit; the draw costs ~17, too much for
-    /// a bypassed EMC). Either way the EMC fills at the configured rate,
-    /// so the gate's sample batches measure what probing would hit: a gate
-    /// closed while the EMC was cold (a start, a new set of flows) opens
-    /// again as soon as the EMC has filled, not 16 times later.
-    #[inline(always)]
-    fn offer_to_emc<A>(
-        &mut self,
-        probed: bool,
-        key: &FlowKey,
-        map: u64,
-        hash: u32,
-        flow: FlowRef,
-        table: &FlowTable<A>,
-    ) {
-        if probed {
-            self.emc
-                .probabilistic_insert_mapped(key, Some(map), hash, flow, table);
-        } else if self.emc_fill_countdown > 1 {
-            self.emc_fill_countdown -= 1;
-        } else {
-            self.emc_fill_countdown = self.emc.insert_inv_prob();
-            self.emc.insert_mapped(key, Some(map), hash, flow, table);
         }
     }
 }

@@ -598,14 +598,14 @@ impl Datapath {
     }
 
     /// `dpif-netdev/pmd-stats-show` text (main thread first, as OVS),
-    /// each block followed by its [`format_cache_state`] lines.
+    /// each block followed by its [`format_smc_state`] line.
     pub fn pmd_stats_show(&self) -> Result<String, DatapathError> {
         let mut stats = self.pmd_stats()?;
         stats.rotate_right(1);
         let mut out = String::new();
         for report in &stats {
             format_pmd_stats(&mut out, report.identity, &report.stats);
-            format_cache_state(&mut out, &report.stats, self.smc_mode());
+            format_smc_state(&mut out, &report.stats, self.smc_mode());
         }
         Ok(out)
     }
@@ -694,20 +694,14 @@ fn thread_name(link: &PmdLink) -> String {
     }
 }
 
-/// The lines `pmd-stats-show` adds after OVS's block of a thread: whether
-/// its SMC is in use now, with the configured mode (with `auto` it follows
-/// the classifier; see [`dp_core::cascade`]), and, only while it is, that
-/// its EMC is bypassed for a hit rate too low to pay for its probes (see
-/// [`dp_core::cascade::EmcGate`]): a user who sees `emc hits` stop growing
-/// under many-flow traffic reads why here.
-pub fn format_cache_state(out: &mut String, stats: &PmdStats, mode: SmcMode) {
+/// The line `pmd-stats-show` adds after OVS's block of a thread: whether
+/// its SMC is in use now, and the configured mode (with `auto` it follows
+/// the classifier; see [`dp_core::cascade`]).
+pub fn format_smc_state(out: &mut String, stats: &PmdStats, mode: SmcMode) {
     let state = if stats.lookup.smc_active {
         "active"
     } else {
         "inactive"
     };
     let _ = writeln!(out, "  smc: {state} (smc-enable={mode})");
-    if stats.lookup.emc_bypassed {
-        let _ = writeln!(out, "  emc: bypassed (hit rate low)");
-    }
 }

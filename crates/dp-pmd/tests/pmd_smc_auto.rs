@@ -2,7 +2,7 @@
 //! over eight megaflow masks the PMD turns its SMC on at the next subtable
 //! re-sort, serves packets from it with the same answers, and reports the
 //! state in its stats and in `pmd-stats-show`'s line; with one mask it
-//! never does. The EMC bypass (many microflows) shows in the line after.
+//! never does.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -11,7 +11,7 @@ use dp_core::action::Action;
 use dp_core::cascade::{CascadeConfig, SmcMode};
 use dp_core::flow::FlowKey;
 use dp_core::packet::Packet;
-use dp_pmd::datapath::format_cache_state;
+use dp_pmd::datapath::format_smc_state;
 use dp_pmd::netdev::dummy::DummyNetdev;
 use dp_pmd::pmd::{Pmd, PmdConfig};
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
@@ -96,7 +96,7 @@ fn auto_smc_turns_on_over_many_masks_and_serves_the_same_answers() {
         s.lookup
     );
     let mut text = String::new();
-    format_cache_state(&mut text, &s, SmcMode::Auto);
+    format_smc_state(&mut text, &s, SmcMode::Auto);
     assert_eq!(text, "  smc: inactive (smc-enable=auto)\n");
 
     // The next re-sort (1 s on) decides; the packets seen since come from
@@ -107,7 +107,7 @@ fn auto_smc_turns_on_over_many_masks_and_serves_the_same_answers() {
     let s = pmd.stats();
     assert_eq!(s.lookup.smc_hits, 32, "{:?}", s.lookup);
     let mut text = String::new();
-    format_cache_state(&mut text, &s, SmcMode::Auto);
+    format_smc_state(&mut text, &s, SmcMode::Auto);
     assert_eq!(text, "  smc: active (smc-enable=auto)\n");
     drop(pmd);
     assert_eq!(p1.pool().in_use(), 0);
@@ -121,37 +121,4 @@ fn auto_smc_stays_off_with_one_mask() {
         assert!(!pmd.stats().lookup.smc_active, "at {second} s");
     }
     assert_eq!(pmd.stats().lookup.smc_hits, 0);
-}
-
-/// Many microflows over one megaflow, with the EMC at its defaults: it
-/// hits too rarely to pay for its probes, the PMD bypasses it, and the
-/// lines after `pmd-stats-show`'s block say so (only then).
-#[test]
-fn a_bypassed_emc_is_shown_after_the_smc_line() {
-    let mut pmd = Pmd::new(
-        PmdConfig::default(),
-        Arc::new(Masks(1)),
-        Arc::new(AtomicUsize::new(1000)),
-    );
-    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
-    // 32 packets, each its own UDP destination port: the EMC is probed
-    // but has not seen enough hits to judge.
-    traffic(&mut pmd, &p1, &p2, 1, 1, 0);
-    let mut text = String::new();
-    format_cache_state(&mut text, &pmd.stats(), SmcMode::Auto);
-    assert_eq!(text, "  smc: inactive (smc-enable=auto)\n");
-
-    // 8,192 distinct microflows, one megaflow: nearly every hit is the
-    // classifier's.
-    traffic(&mut pmd, &p1, &p2, 1, 256, 0);
-    let s = pmd.stats();
-    assert!(s.lookup.emc_bypassed, "{:?}", s.lookup);
-    let mut text = String::new();
-    format_cache_state(&mut text, &s, SmcMode::Auto);
-    assert_eq!(
-        text,
-        "  smc: inactive (smc-enable=auto)\n  emc: bypassed (hit rate low)\n"
-    );
-    drop(pmd);
-    assert_eq!(p1.pool().in_use(), 0);
 }

@@ -410,8 +410,7 @@ impl Pmd {
     /// One datapath pass over `batch`.
     fn one_pass(&mut self, batch: &mut PacketBatch, now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
-        let (n, runs) =
-            prepare_batch_runs(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
+        let (n, runs) = prepare_batch_runs(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
         self.cascade.lookup_batch_runs(
             &mut self.flows,
             &self.keys[..n],
