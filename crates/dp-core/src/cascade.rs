@@ -503,15 +503,13 @@ impl Cascade {
                     flow,
                     level: HitLevel::Smc,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
-                }
+                self.emc.probabilistic_insert_mapped(
+                    &keys[i],
+                    Some(maps[i]),
+                    hashes[i],
+                    flow,
+                    table,
+                );
             }
         }
 
@@ -555,15 +553,13 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
-                }
+                self.emc.probabilistic_insert_mapped(
+                    &keys[i],
+                    Some(maps[i]),
+                    hashes[i],
+                    flow,
+                    table,
+                );
                 if smc_on {
                     self.smc.insert(hashes[i], flow);
                 }
