@@ -2,22 +2,46 @@
 //! [`Bridges`] is the datapath's upcall handler: it finds the bridge of
 //! the packet's input port and translates there.
 //!
-//! Rule statistics: a megaflow serves many packets without asking the
-//! bridge, so the rules it came from are remembered by UFID at upcall time
-//! and credited with the megaflow's packet and byte deltas each time the
-//! daemon samples the datapath's flows ([`Bridges::credit_flow_stats`]),
-//! as OVS's revalidators do.
+//! # Rule statistics
+//! A megaflow serves many packets without asking the bridge, so the rules
+//! it came from are remembered by UFID at upcall time and credited with
+//! the megaflow's packet and byte deltas each time the daemon samples the
+//! datapath's flows, as OVS's revalidators do: [`Bridges::begin_credit_pass`],
+//! then the flow dump, then [`Bridges::credit_flow_stats`].
 //!
+//! An upcall records its entry *before* the PMD installs the flow, so a
+//! dump can miss a flow whose entry is already here. Entries are therefore
+//! stamped with the credit epoch current when they were recorded, and a
+//! pass forgets only an entry that is absent from its dump **and** older
+//! than the pass (its epoch below the one the pass began). Why that never
+//! forgets a live flow's entry: a PMD (and the non-PMD thread) translates
+//! and installs (or refuses) a flow within one `Pmd::poll_once`
+//! (`upcall_and_install` in dp-pmd's `pmd/general.rs`), and handles
+//! control messages, the dump request among them, only between two
+//! `poll_once` calls (`pmd/thread.rs` `run`). The pass bumps the epoch
+//! before it sends the dump request. If the upcall's epoch load came after
+//! the PMD received that request, it happens after the bump and (by the
+//! atomic's coherence) reads the new epoch: the entry is kept. Otherwise
+//! the whole `poll_once` of that upcall, install included, ran before the
+//! PMD answered: the flow is in the dump unless it was refused or deleted
+//! since, and then forgetting its entry is right. No clock is involved
+//! (the daemon's and the PMDs' clocks are different epochs).
+//!
+//! # Locks
 //! Every PMD thread upcalls through here, so the per-upcall path takes no
-//! lock that all of them share for long: the port map is read under its
-//! read lock without refcounting the bridge, and the rules to credit are
-//! remembered in one of [`CREDIT_SHARDS`] maps picked by the UFID, so two
-//! PMDs setting up flows at once rarely meet on the same mutex.
+//! lock that all of them share for long: the port map is an [`ArcSwap`]
+//! snapshot read with a `load()` guard (no refcount written per upcall,
+//! and a port attach never waits for translations in flight), and the
+//! rules to credit are remembered in one of [`CREDIT_SHARDS`] maps picked
+//! by the UFID, so two PMDs setting up flows at once rarely meet on the
+//! same mutex. A credit pass locks one shard at a time.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use arc_swap::ArcSwap;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::ufid_from_match_memo;
 use dp_core::packet::Packet;
@@ -32,6 +56,8 @@ struct RuleCredit {
     tunnel: Option<crate::tunnel::TunnelCredit>,
     packets: u64,
     bytes: u64,
+    /// The credit epoch when the entry was recorded (see the module doc).
+    epoch: u64,
 }
 
 /// How many independently locked maps hold the rule credits.
@@ -54,9 +80,27 @@ impl Hasher for UfidHasher {
     fn write_u128(&mut self, ufid: u128) {
         self.0 ^= (ufid as u64) ^ ((ufid >> 64) as u64);
     }
+    fn write_u32(&mut self, port_no: u32) {
+        // Datapath port numbers are small and dense: a multiply spreads
+        // them over the table's top bits, which hashbrown uses.
+        self.0 = u64::from(port_no).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 type CreditMap = HashMap<u128, RuleCredit, BuildHasherDefault<UfidHasher>>;
+
+/// Datapath port → its bridge.
+type PortMap = HashMap<u32, Arc<Ofproto>, BuildHasherDefault<UfidHasher>>;
+
+/// A credit pass, begun ([`Bridges::begin_credit_pass`]) before the flow
+/// dump it credits from.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a pass credits nothing until given to credit_flow_stats"]
+pub struct CreditPass {
+    /// Entries recorded at an epoch below this one were recorded before
+    /// the dump was requested.
+    epoch: u64,
+}
 
 /// The shard of the credits that holds `ufid` (its top bits: the hasher
 /// folds the low ones).
@@ -67,13 +111,15 @@ fn credit_shard(ufid: u128) -> usize {
 /// Every bridge of the daemon, as the datapath's upcall handler.
 #[derive(Debug, Default)]
 pub struct Bridges {
-    /// Datapath port → its bridge.
-    by_port: RwLock<HashMap<u32, Arc<Ofproto>>>,
+    /// Datapath port → its bridge; replaced whole on a port change.
+    by_port: ArcSwap<PortMap>,
     /// Bridges by name.
     by_name: RwLock<Vec<Arc<Ofproto>>>,
     /// The rules (and tunnel ports) each megaflow credits, by UFID, in
     /// [`CREDIT_SHARDS`] shards ([`credit_shard`]).
     credits: [Mutex<CreditMap>; CREDIT_SHARDS],
+    /// The current credit epoch (see the module doc).
+    credit_epoch: AtomicU64,
     /// Tunnel port rx/tx statistics, credited beside the rules.
     pub tunnel_counters: Arc<crate::tunnel::TunnelCounters>,
 }
@@ -102,35 +148,49 @@ impl Bridges {
 
     /// Datapath port `port_no` belongs to `bridge`.
     pub fn attach_port(&self, port_no: u32, bridge: Arc<Ofproto>) {
-        self.by_port
-            .write()
-            .expect("bridges lock")
-            .insert(port_no, bridge);
+        self.by_port.rcu(|map| {
+            let mut map = PortMap::clone(map);
+            map.insert(port_no, Arc::clone(&bridge));
+            map
+        });
     }
 
     pub fn detach_port(&self, port_no: u32) {
-        self.by_port.write().expect("bridges lock").remove(&port_no);
+        self.by_port.rcu(|map| {
+            let mut map = PortMap::clone(map);
+            map.remove(&port_no);
+            map
+        });
+    }
+
+    /// Begins a credit pass: call it before dumping the datapath's flows,
+    /// and give the dump with it to [`Self::credit_flow_stats`].
+    pub fn begin_credit_pass(&self) -> CreditPass {
+        CreditPass {
+            epoch: self.credit_epoch.fetch_add(1, Ordering::Relaxed) + 1,
+        }
     }
 
     /// Credits rules with what their megaflows forwarded since the last
-    /// call, and forgets megaflows that are gone.
-    pub fn credit_flow_stats(&self, flows: &[FlowDump], now_ms: u64) {
-        let mut totals: HashMap<u128, (u64, u64)> = HashMap::new();
+    /// pass, and forgets the megaflows that are gone: not in `flows` (a
+    /// dump taken after `pass` began) and recorded before `pass` began.
+    pub fn credit_flow_stats(&self, pass: CreditPass, flows: &[FlowDump], now_ms: u64) {
+        // Totals by shard (a UFID on several PMDs sums), so each shard is
+        // locked once, alone, and PMDs upcalling into the others go on.
+        let mut totals: [HashMap<u128, (u64, u64), BuildHasherDefault<UfidHasher>>; CREDIT_SHARDS] =
+            Default::default();
         for f in flows {
-            let t = totals.entry(f.ufid).or_default();
+            let t = totals[credit_shard(f.ufid)].entry(f.ufid).or_default();
             t.0 += f.stats.packets;
             t.1 += f.stats.bytes;
         }
-        let mut shards: Vec<_> = self
-            .credits
-            .iter()
-            .map(|shard| shard.lock().expect("credits lock"))
-            .collect();
-        for credits in &mut shards {
-            credits.retain(|ufid, _| totals.contains_key(ufid));
-        }
-        for (ufid, (packets, bytes)) in totals {
-            if let Some(c) = shards[credit_shard(ufid)].get_mut(&ufid) {
+        for (shard, totals) in self.credits.iter().zip(totals) {
+            let mut credits = shard.lock().expect("credits lock");
+            credits.retain(|ufid, c| c.epoch >= pass.epoch || totals.contains_key(ufid));
+            for (ufid, (packets, bytes)) in totals {
+                let Some(c) = credits.get_mut(&ufid) else {
+                    continue;
+                };
                 let (dp, db) = (
                     packets.saturating_sub(c.packets),
                     bytes.saturating_sub(c.bytes),
@@ -148,6 +208,15 @@ impl Bridges {
             }
         }
     }
+
+    /// How many megaflows' credits are remembered.
+    #[cfg(test)]
+    fn credit_entries(&self) -> usize {
+        self.credits
+            .iter()
+            .map(|s| s.lock().expect("credits lock").len())
+            .sum()
+    }
 }
 
 impl Bridges {
@@ -160,10 +229,10 @@ impl Bridges {
         packet: Option<&Packet>,
         now_ms: u64,
     ) -> Result<(Translation, Option<u128>), UpcallError> {
-        // Read under the map's read lock, not cloned out of it: a
-        // refcount on the bridge would be one more cache line every PMD
-        // writes on every upcall.
-        let by_port = self.by_port.read().expect("bridges lock");
+        // A guard, not a clone of the map's or the bridge's Arc: a
+        // refcount would be one more cache line every PMD writes on every
+        // upcall.
+        let by_port = self.by_port.load();
         let bridge = by_port
             .get(&key.in_port)
             .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
@@ -174,53 +243,62 @@ impl Bridges {
         if let Some(err) = &t.error {
             return Err(UpcallError(format!("bridge {}: {err}", bridge.name())));
         }
-        let mut ufid = None;
-        if let Some(packet) = packet {
-            // The upcalled packet itself is credited now; the megaflow's
-            // later packets through credit_flow_stats.
-            t.credit(1, packet.len() as u64, now_ms);
-            let tunnel = self.tunnel_counters.credit_for(key.in_port, &t.actions);
-            if let Some(tc) = &tunnel {
-                self.tunnel_counters.credit(tc, 1, packet.len() as u64);
-            }
-            // The key need not be masked for its UFID (nor the mask's
-            // in_port made exact): ufid_from_match does both.
-            let id = ufid_from_match_memo(key, &t.mask);
-            self.credits[credit_shard(id)]
-                .lock()
-                .expect("credits lock")
-                .insert(
-                    id,
-                    RuleCredit {
-                        // Moved, not cloned: nothing below reads them, and a
-                        // clone was an allocation per flow setup.
-                        rules: std::mem::take(&mut t.rules),
-                        tunnel,
-                        // The megaflow will count this packet too: start
-                        // from it so it is not credited twice.
-                        packets: 1,
-                        bytes: packet.len() as u64,
-                    },
-                );
-            ufid = Some(id);
+        let Some(packet) = packet else {
+            return Ok((translation(t), None));
+        };
+        // The upcalled packet itself is credited now; the megaflow's
+        // later packets through credit_flow_stats.
+        t.credit(1, packet.len() as u64, now_ms);
+        let tunnel = self.tunnel_counters.credit_for(key.in_port, &t.actions);
+        if let Some(tc) = &tunnel {
+            self.tunnel_counters.credit(tc, 1, packet.len() as u64);
         }
         if !t.install {
-            // A neighbour miss: drop this packet, install nothing, so the
-            // flow is translated again once the neighbour is known.
-            return Ok((Translation::ExecuteOnly { actions: t.actions }, None));
+            // No megaflow will count more packets: nothing to remember.
+            return Ok((translation(t), None));
         }
-        // The table makes `in_port` exact itself, so this is the UFID of
-        // the flow it installs for `t.mask`.
-        Ok((
-            Translation::Megaflow {
-                mask: t.mask,
-                actions: t.actions,
-            },
-            ufid,
-        ))
+        // The key need not be masked for its UFID (nor the mask's in_port
+        // made exact): ufid_from_match does both. The table makes
+        // `in_port` exact itself, so this is the UFID of the flow it
+        // installs for `t.mask`.
+        let id = ufid_from_match_memo(key, &t.mask);
+        // Loaded before the PMD installs the flow: the module doc's
+        // argument rests on that order.
+        let epoch = self.credit_epoch.load(Ordering::Relaxed);
+        self.credits[credit_shard(id)]
+            .lock()
+            .expect("credits lock")
+            .insert(
+                id,
+                RuleCredit {
+                    // Moved, not cloned: nothing below reads them, and a
+                    // clone was an allocation per flow setup.
+                    rules: std::mem::take(&mut t.rules),
+                    tunnel,
+                    // The megaflow will count this packet too: start from
+                    // it so it is not credited twice.
+                    packets: 1,
+                    bytes: packet.len() as u64,
+                    epoch,
+                },
+            );
+        Ok((translation(t), Some(id)))
     }
 }
 
+/// What the PMD does with ofproto-lite's translation.
+fn translation(t: ofproto::Translation) -> Translation {
+    if t.install {
+        Translation::Megaflow {
+            mask: t.mask,
+            actions: t.actions,
+        }
+    } else {
+        // A neighbour miss: drop this packet, install nothing, so the
+        // flow is translated again once the neighbour is known.
+        Translation::ExecuteOnly { actions: t.actions }
+    }
+}
 impl UpcallHandler for Bridges {
     fn translate(
         &self,

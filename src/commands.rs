@@ -449,9 +449,10 @@ fn dpctl_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
         missed += r.stats.miss_upcall_ok;
         lost += r.stats.miss_upcall_failed;
     }
+    let pass = d.bridges.begin_credit_pass();
     let flows = d.datapath.dump_flows().map_err(|e| e.to_string())?;
     // Tunnel port counters come from megaflow statistics: fold them in.
-    d.bridges.credit_flow_stats(&flows, d.now_ms());
+    d.bridges.credit_flow_stats(pass, &flows, d.now_ms());
     let mut out = String::from("netdev@ovs-netdev:\n");
     let _ = writeln!(out, "  lookups: hit:{hit} missed:{missed} lost:{lost}");
     let _ = writeln!(out, "  flows: {}", flows.len());
@@ -1020,8 +1021,9 @@ fn ofctl_dump_flows(d: &mut Daemon, args: &[String]) -> Result<String, String> {
         .bridge(&args[0])
         .ok_or_else(|| format!("no such bridge: {}", args[0]))?;
     // Fold in what megaflows forwarded since the last sample first.
+    let pass = d.bridges.begin_credit_pass();
     if let Ok(flows) = d.datapath.dump_flows() {
-        d.bridges.credit_flow_stats(&flows, d.now_ms());
+        d.bridges.credit_flow_stats(pass, &flows, d.now_ms());
     }
     Ok(b.dump_flows(d.now_ms()))
 }

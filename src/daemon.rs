@@ -224,8 +224,9 @@ impl Daemon {
                 tracing::debug!(bridge = bridge.name(), ?reason, "rule expired: {rule:?}");
             }
         }
+        let pass = self.bridges.begin_credit_pass();
         if let Ok(flows) = self.datapath.dump_flows() {
-            self.bridges.credit_flow_stats(&flows, now);
+            self.bridges.credit_flow_stats(pass, &flows, now);
         }
         while let Ok(up) = self.userspace.try_recv() {
             let in_port = up.packet.meta().in_port;

@@ -1,13 +1,15 @@
 //! The daemon's upcall handler: the UFID it hands the PMD is the table's,
-//! and rules are credited through the sharded credit maps.
+//! rules are credited through the sharded credit maps, and a credit pass
+//! forgets exactly the megaflows that are gone.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::{ETH_TYPE_IPV4, IPPROTO_UDP};
 use dp_core::flow_table::{FlowStats, ufid_from_match};
 use dp_core::packet::{PacketPool, PoolConfig};
-use dp_pmd::pmd::FlowDump;
+use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallHandler};
 use ofproto::{Ofproto, PortConfig};
@@ -96,22 +98,105 @@ fn upcall_ufids_are_the_tables_and_every_shard_credits_its_rules() {
         d.stats.packets = 1;
         d.stats.bytes = len;
     }
-    b.credit_flow_stats(&dumps, 1);
+    b.credit_flow_stats(b.begin_credit_pass(), &dumps, 1);
     assert_eq!(n_packets(), u64::from(FLOWS));
     for (i, d) in dumps.iter_mut().enumerate() {
         d.stats.packets = 1 + i as u64;
         d.stats.bytes = len * (1 + i as u64);
     }
-    b.credit_flow_stats(&dumps, 2);
+    b.credit_flow_stats(b.begin_credit_pass(), &dumps, 2);
     let more: u64 = (0..u64::from(FLOWS)).sum();
     assert_eq!(n_packets(), u64::from(FLOWS) + more);
     assert_eq!(n_bytes(), len * (u64::from(FLOWS) + more));
     // A flow gone from the datapath is forgotten: reported again later,
     // it credits nothing.
     let last = dumps.pop().expect("a flow");
-    b.credit_flow_stats(&dumps, 3);
+    b.credit_flow_stats(b.begin_credit_pass(), &dumps, 3);
     let mut back = last;
     back.stats.packets += 10;
-    b.credit_flow_stats(&[back], 4);
+    b.credit_flow_stats(b.begin_credit_pass(), &[back], 4);
     assert_eq!(n_packets(), u64::from(FLOWS) + more);
+}
+
+/// This PMD's flows, as the datapath's dump asks them.
+fn dump(pmd: &mut Pmd) -> Vec<FlowDump> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    pmd.handle(PmdMsg::DumpFlows { reply: tx }, 0);
+    rx.recv().expect("a dump")
+}
+
+/// A megaflow set up after a pass's flow dump but before the pass credits
+/// (the daemon's periodic pass, `ofctl dump-flows`) keeps its entry, and
+/// its rule is credited the packets it forwards later; a deleted megaflow
+/// is still forgotten, so the entries come back to the live flows. With
+/// every entry absent from the dump pruned, the second megaflow's rule
+/// stayed at its upcalled packet forever.
+#[test]
+fn a_flow_set_up_during_a_credit_pass_is_credited_and_a_deleted_one_forgotten() {
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut pmd = Pmd::new(
+        PmdConfig {
+            upcall_share_pct: 0,
+            ..PmdConfig::default()
+        },
+        b.clone(),
+        Arc::new(AtomicUsize::new(1000)),
+    );
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
+    // UDP source port 1000 hits the priority-10 rule, 2000 the default.
+    let frame = |sport| testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], sport, 53);
+    let rule = |priority: u16| {
+        br.rules()
+            .rules()
+            .into_iter()
+            .find(|r| r.priority == priority)
+            .expect("rule")
+    };
+    p1.receive(0, &frame(1000)).expect("rx");
+    assert_eq!(pmd.poll_once(0), 1);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 1);
+
+    // A pass begins and dumps; then the second megaflow is set up; then
+    // the pass credits from its dump, which lacks it.
+    let pass = b.begin_credit_pass();
+    let flows = dump(&mut pmd);
+    assert_eq!(flows.len(), 1);
+    p1.receive(0, &frame(2000)).expect("rx");
+    assert_eq!(pmd.poll_once(1_000_000), 1);
+    b.credit_flow_stats(pass, &flows, 2);
+    assert_eq!(rule(0).n_packets(), 1, "the upcalled packet");
+
+    // Four more packets on it, then a pass that sees it.
+    for _ in 0..4 {
+        p1.receive(0, &frame(2000)).expect("rx");
+    }
+    assert_eq!(pmd.poll_once(2_000_000), 4);
+    let pass = b.begin_credit_pass();
+    let flows = dump(&mut pmd);
+    assert_eq!(flows.len(), 2);
+    b.credit_flow_stats(pass, &flows, 3);
+    assert_eq!(rule(0).n_packets(), 5, "the megaflow's later packets");
+    assert_eq!(rule(10).n_packets(), 1);
+    assert_eq!(b.credit_entries(), 2);
+    assert_eq!(p2.take_sent().len(), 6);
+
+    // Deleted from the datapath, a megaflow's entry goes at the next pass.
+    let gone = flows
+        .iter()
+        .find(|f| f.key.tp_src == 2000)
+        .expect("the second megaflow")
+        .ufid;
+    pmd.handle(
+        PmdMsg::FlowDel {
+            ufid: gone,
+            reply: None,
+        },
+        0,
+    );
+    let pass = b.begin_credit_pass();
+    let flows = dump(&mut pmd);
+    assert_eq!(flows.len(), 1);
+    b.credit_flow_stats(pass, &flows, 4);
+    assert_eq!(b.credit_entries(), 1);
 }
