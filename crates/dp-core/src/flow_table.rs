@@ -754,11 +754,11 @@ impl<A> FlowTable<A> {
         mask_on_map_into(key, mask, map, &mut masked);
         let ufid = ufid.unwrap_or_else(|| ufid_of_parts(&masked, mask, map));
         // A UFID already installed refuses the flow before anything else
-        // does. The probe of the UFID index is a cache miss in a big table
-        // (~7 % of a flow setup), so its bucket is loaded now and probed
-        // after the classifier insert, which hides the miss; a refused
-        // flow's rule is then taken out again (a rare path: a UFID
-        // collision, or a put of an installed flow).
+        // does, and before anything changes (an insert narrows its
+        // subtable's filter for good). The probe of the UFID index is a
+        // cache miss in a big table (~7 % of a flow setup), so its bucket
+        // is loaded first and probed after the classifier has found the
+        // mask's subtable (a mask compare), which hides the miss.
         let ufid_exists = |by_ufid: &HashIndex, slots: &[Slot<A>]| {
             find_in_ufid_index(by_ufid, slots, ufid).is_some()
         };
@@ -780,6 +780,13 @@ impl<A> FlowTable<A> {
                 full
             });
         };
+        let found = self
+            .ports
+            .get(&masked.in_port)
+            .map(|port| port.dpcls.find_subtable(mask));
+        if ufid_exists(&self.by_ufid, &self.slots) {
+            return Err(FlowTableError::UfidExists { ufid });
+        }
         let dpcls_config = self.config.dpcls;
         let port = self
             .ports
@@ -788,16 +795,8 @@ impl<A> FlowTable<A> {
                 dpcls: Dpcls::new(dpcls_config),
                 simple_flows: 0,
             });
-        let inserted = port.dpcls.insert(&masked, mask, index);
-        if ufid_exists(&self.by_ufid, &self.slots) {
-            if let Ok(rule) = inserted {
-                port.dpcls.remove(rule);
-            }
-            if port.dpcls.is_empty() {
-                self.ports.remove(&masked.in_port);
-            }
-            return Err(FlowTableError::UfidExists { ufid });
-        }
+        let found = found.unwrap_or_else(|| port.dpcls.find_subtable(mask));
+        let inserted = port.dpcls.insert_found(found, &masked, mask, index);
         let rule = match inserted {
             Ok(rule) => rule,
             Err(err) => {

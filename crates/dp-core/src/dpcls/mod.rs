@@ -139,6 +139,11 @@ impl std::fmt::Display for DpclsError {
 
 impl std::error::Error for DpclsError {}
 
+/// What [`Dpcls::find_subtable`] found: the subtable of a mask, if
+/// there is one. Only good until the classifier changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundSubtable(Option<u32>);
+
 /// The result of a batch lookup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchLookup {
@@ -234,7 +239,32 @@ impl Dpcls {
         mask: &FlowKey,
         value: u32,
     ) -> Result<RuleHandle, DpclsError> {
-        let id = match self.subtable_id(mask) {
+        let found = self.find_subtable(mask);
+        self.insert_found(found, key, mask, value)
+    }
+
+    /// The first half of [`Dpcls::insert`]: finds the subtable of `mask`
+    /// and changes nothing, so that a caller can check something else
+    /// before committing (the flow table probes the flow's UFID in
+    /// between, its cache miss overlapping this lookup) and then call
+    /// [`Dpcls::insert_found`] with the same `mask`, or drop the answer.
+    #[inline]
+    pub fn find_subtable(&self, mask: &FlowKey) -> FoundSubtable {
+        FoundSubtable(self.subtable_id(mask))
+    }
+
+    /// The second half of [`Dpcls::insert`], given what
+    /// [`Dpcls::find_subtable`] said for `mask` with no change to the
+    /// classifier in between.
+    pub fn insert_found(
+        &mut self,
+        found: FoundSubtable,
+        key: &FlowKey,
+        mask: &FlowKey,
+        value: u32,
+    ) -> Result<RuleHandle, DpclsError> {
+        debug_assert_eq!(found.0, self.subtable_id(mask), "stale find_subtable");
+        let id = match found.0 {
             Some(id) => id,
             None => {
                 if self.order.len() >= self.config.max_subtables {
@@ -582,6 +612,17 @@ impl Dpcls {
             }
         }
         lead
+    }
+
+    /// True when some subtable's common-bits filter lets `key` through
+    /// (for tests: an insert narrows the filter, and a refused insert
+    /// must not).
+    #[cfg(test)]
+    pub(crate) fn any_filter_admits(&self, key: &FlowKey) -> bool {
+        self.subtables
+            .iter()
+            .flatten()
+            .any(|s| s.key_passes_filter(key))
     }
 
     /// The subtables best-ranked first, for `dpif-netdev/subtable-lookup`

@@ -496,6 +496,18 @@ fn a_flow_refused_for_its_ufid_leaves_no_trace() {
         .expect("first");
     // Another match under the same UFID: same mask, new mask, new port.
     let other = udp_key(3, [2; 4], [2; 4], 2);
+    // A key that differs from `first` only in a bit where `other` does
+    // too: the subtable's filter rejects it while `first` is its only
+    // rule, and would let it through had `other` been inserted (an
+    // insert narrows the filter to the bits its rules agree on).
+    let probe = udp_key(3, [3; 4], [1; 4], 1);
+    let admits = |table: &FlowTable<u8>| {
+        table
+            .classifier(3)
+            .expect("port 3 has flows")
+            .any_filter_admits(&probe)
+    };
+    assert!(!admits(&table));
     for (key, mask) in [
         (other, five_tuple_mask()),
         (other, FlowKey::exact_mask()),
@@ -509,6 +521,7 @@ fn a_flow_refused_for_its_ufid_leaves_no_trace() {
     }
     assert_eq!(table.len(), 1);
     assert_eq!(table.mask_count(3), 1);
+    assert!(!admits(&table), "a refused flow narrowed the filter");
     assert_eq!(table.mask_count(5), 0);
     assert!(table.classifier(5).is_none());
     // The same match again: its UFID, not its match, is named.
@@ -547,6 +560,11 @@ fn a_flow_refused_for_its_ufid_leaves_no_trace() {
         Err(FlowTableError::UfidExists { ufid: 77 })
     );
     assert_eq!(table.subtable_limit_hits(), 0);
+    assert_eq!(
+        table.classifier(3).map(Dpcls::subtable_limit_hits),
+        Some(0),
+        "the classifier counted a flow refused for its UFID"
+    );
     assert_eq!(
         table
             .find_ufid(77)
