@@ -712,6 +712,69 @@ impl Cascade {
     }
 }
 
+impl Cascade {
+    /// [`Cascade::lookup_batch_runs`] for a batch of `n` packets that is
+    /// one run (run mask bits 1 to `n - 1`: every packet has the first
+    /// one's key, map and hash; [`crate::flow::same::Runs::is_whole`]),
+    /// given only the first packet's key, map and hash: the other slots
+    /// need not hold their keys ([`crate::flow::same::prepare_runs_deferred`]).
+    ///
+    /// When stage 1 serves the first packet (a simple-match or EMC hit),
+    /// `lookup_batch_runs` gives every run packet that answer and counts
+    /// it, and never reaches stages 2 and 3: so does this, returning the
+    /// flow and level every packet's disposition would be, with the same
+    /// effects (table sorted when due, the SMC decision, the counters,
+    /// the EMC-served flag). Otherwise it returns `None` having done
+    /// nothing, and the caller takes `lookup_batch_runs` with the keys
+    /// materialised. Test `a_whole_run_gets_what_lookup_batch_runs_gives`.
+    pub fn lookup_whole_run<A>(
+        &mut self,
+        table: &mut FlowTable<A>,
+        key: &FlowKey,
+        map: u64,
+        hash: u32,
+        n: usize,
+        now_ms: u64,
+    ) -> Option<(FlowRef, HitLevel)> {
+        assert!(
+            n <= MAX_BURST,
+            "cascade batch of {n} packets (max {MAX_BURST})"
+        );
+        // Stage 1 reads neither the subtables' order nor the SMC state,
+        // so probing before the sort and the SMC decision, as
+        // lookup_batch_runs does after them, finds the same.
+        let hit = if let Some(flow) = table
+            .simple_match_enabled(key.in_port)
+            .then(|| table.simple_lookup(key))
+            .flatten()
+        {
+            (flow, HitLevel::SimpleMatch)
+        } else if let Some(flow) = self
+            .emc
+            .is_enabled()
+            .then(|| self.emc.lookup_mapped(key, map, hash, table))
+            .flatten()
+        {
+            (flow, HitLevel::Emc)
+        } else {
+            return None;
+        };
+        let sorted = table.maybe_sort(now_ms);
+        if self.smc_mode == SmcMode::Auto {
+            self.decide_smc(table, sorted);
+        }
+        let n = n as u64;
+        self.stats.packets += n;
+        if hit.1 == HitLevel::SimpleMatch {
+            self.stats.simple_match_hits += n;
+        } else {
+            self.stats.emc_hits += n;
+        }
+        self.emc_served_last = hit.1 == HitLevel::Emc;
+        Some(hit)
+    }
+}
+
 /// Extracts the key and the packet hash (NIC RSS hash, or the 5-tuple
 /// hash when the NIC gave none) of every packet of `batch` into `keys` and
 /// `hashes`, ready for [`Cascade::lookup_batch`]; returns the count. Any

@@ -147,3 +147,66 @@ fn uniform_and_mixed_batches_forward_and_credit_alike() {
         assert_eq!(p1.pool().in_use(), 0);
     }
 }
+
+/// A batch that is one run (32 copies of one TCP segment: `flow::same`)
+/// takes the whole-run path when the EMC serves its first packet: every
+/// packet forwarded, the flow credited 32 packets, 32 lengths and the
+/// segment's flags, the cascade 32 EMC hits; with the EMC off (its first
+/// packet a megaflow hit) the usual path credits the same.
+#[test]
+fn a_batch_of_one_run_forwards_and_credits_every_packet() {
+    for emc_insert_inv_prob in [1, 0] {
+        let mut pmd = Pmd::new(
+            PmdConfig {
+                cascade: CascadeConfig {
+                    emc_insert_inv_prob,
+                    ..CascadeConfig::default()
+                },
+                ..PmdConfig::default()
+            },
+            Arc::new(PerDestination),
+            Arc::new(AtomicUsize::new(1000)),
+        );
+        let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
+        let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
+        pmd.add_rxq(PolledRxq::new(1, "p1", 0, p1.open_rxq(0).unwrap()));
+        pmd.add_txq(2, p2.open_txq(0).unwrap());
+
+        // Installs the flow to .2, then (a megaflow hit, at 1/1) the
+        // segment's EMC entry (its key has the segment's TCP flags).
+        let segment = tcp_frame(2, 7, 0x18, 5);
+        p1.receive(0, &tcp_frame(2, 7, 0x02, 0)).unwrap();
+        pmd.poll_once(1_000_000);
+        p1.receive(0, &segment).unwrap();
+        pmd.poll_once(1_500_000);
+        let before = pmd.stats().lookup;
+
+        for _ in 0..32 {
+            p1.receive(0, &segment).unwrap();
+        }
+        assert_eq!(pmd.poll_once(2_000_000), 32);
+
+        let sent = p2.take_sent();
+        assert_eq!(sent.len(), 2 + 32);
+        assert!(sent[2..].iter().all(|f| *f == segment), "the run forwarded");
+        let lookup = pmd.stats().lookup;
+        assert_eq!(lookup.packets - before.packets, 32);
+        let (emc, megaflow) = (
+            lookup.emc_hits - before.emc_hits,
+            lookup.megaflow_hits - before.megaflow_hits,
+        );
+        if emc_insert_inv_prob == 1 {
+            assert_eq!((emc, megaflow), (32, 0), "served by the EMC");
+        } else {
+            assert_eq!((emc, megaflow), (0, 32), "served by the classifier");
+        }
+        let flows = dump(&mut pmd);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].stats.packets, 2 + 32);
+        assert_eq!(flows[0].stats.bytes, 60 + 33 * segment.len() as u64);
+        assert_eq!(flows[0].stats.tcp_flags, 0x02 | 0x18);
+        assert_eq!(flows[0].stats.used_ms, 2);
+        drop(pmd);
+        assert_eq!(p1.pool().in_use(), 0);
+    }
+}

@@ -696,3 +696,99 @@ fn run_packets_get_what_a_probe_would_give() {
         "runs after simple/emc/lower/miss: {runs_after:?}"
     );
 }
+
+/// A batch that is one run (every packet the first one's key, map and
+/// hash) looked up by [`Cascade::lookup_whole_run`] from its first key
+/// alone, falling back to [`Cascade::lookup_batch_runs`] when it answers
+/// `None`, gets every disposition and counter that `lookup_batch_runs`
+/// with the whole run mask gives a twin cascade and table: over 400
+/// batches of simple-match hits, EMC hits, megaflow hits (the EMC filling
+/// from them) and misses, with mixed batches between.
+#[test]
+fn a_whole_run_gets_what_lookup_batch_runs_gives() {
+    let mut table: FlowTable<u32> = FlowTable::default();
+    insert_simple_vlan10(&mut table, 4);
+    let mut mask = dst_mask();
+    mask.in_port = u32::MAX;
+    for d in 1..=3 {
+        table
+            .insert(&pkt(1, d, 0), &mask, None, u32::from(d), 0)
+            .expect("megaflow");
+    }
+    let mut whole = Cascade::new(CascadeConfig {
+        emc_insert_inv_prob: 20,
+        ..CascadeConfig::default()
+    });
+    let (mut twin, mut twin_table) = (whole.clone(), table.clone());
+
+    let mut pool: Vec<FlowKey> = (1..=5)
+        .flat_map(|d| (0..12).map(move |port| pkt(1, d, port)))
+        .collect();
+    let mut tagged = pkt(4, 9, 9);
+    tagged.vlans[0].tci = VLAN_CFI | 10;
+    // Weighted, so whole runs of it come up often.
+    pool.extend([tagged; 6]);
+
+    let mut seed = 0x2545_f491_u32;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    let mut served = [0u32; 2]; // simple match, EMC
+    let mut declined = 0u32;
+    for batch in 0..400u64 {
+        let n = 2 + next() as usize % (MAX_BURST - 1);
+        let mixed = next() % 4 == 0;
+        let keys: Vec<FlowKey> = if mixed {
+            (0..n).map(|_| pool[next() as usize % pool.len()]).collect()
+        } else {
+            vec![pool[next() as usize % pool.len()]; n]
+        };
+        let maps: Vec<u64> = keys.iter().map(FlowKey::nonzero_word_map).collect();
+        let hashes = hashes_of(&keys);
+        let runs = if mixed {
+            0
+        } else {
+            (u32::MAX >> (32 - n)) & !1
+        };
+        let (mut got, mut want) = (
+            [Disposition::Miss; MAX_BURST],
+            [Disposition::Miss; MAX_BURST],
+        );
+        let answer = (!mixed)
+            .then(|| whole.lookup_whole_run(&mut table, &keys[0], maps[0], hashes[0], n, batch))
+            .flatten();
+        match answer {
+            Some((flow, level)) => {
+                got[..n].fill(Disposition::Hit { flow, level });
+                served[usize::from(level != HitLevel::SimpleMatch)] += 1;
+                assert!(matches!(level, HitLevel::SimpleMatch | HitLevel::Emc));
+            }
+            None => {
+                declined += u32::from(!mixed);
+                whole.lookup_batch_runs(&mut table, &keys, &maps, &hashes, runs, batch, &mut got);
+            }
+        }
+        twin.lookup_batch_runs(
+            &mut twin_table,
+            &keys,
+            &maps,
+            &hashes,
+            runs,
+            batch,
+            &mut want,
+        );
+        assert_eq!(
+            got[..n],
+            want[..n],
+            "batch {batch}, {n} packets, mixed {mixed}"
+        );
+        assert_eq!(whole.stats(), twin.stats(), "batch {batch}");
+    }
+    assert!(
+        served.iter().all(|&c| c > 10) && declined > 10,
+        "whole runs served by simple match / EMC: {served:?}, declined: {declined}"
+    );
+}

@@ -155,10 +155,72 @@ pub fn prepare_runs(
     maps: &mut [u64; MAX_BURST],
     hashes: &mut [u32; MAX_BURST],
 ) -> (usize, u32) {
+    let runs = prepare_runs_deferred(batch, keys, maps, hashes);
+    materialise(keys, maps, runs.copies);
+    (runs.n, runs.runs)
+}
+
+/// What [`prepare_runs_deferred`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Runs {
+    /// Packets in the batch.
+    pub n: usize,
+    /// Bit `i` set when packet `i`'s key, map and hash are packet
+    /// `i - 1`'s (the run mask of [`prepare_runs`]).
+    pub runs: u32,
+    /// Bit `i` set when packet `i`'s key and map are packet `i - 1`'s
+    /// (its hash may be its own NIC hash): the slots
+    /// [`prepare_runs_deferred`] left for [`materialise`] to copy. A
+    /// superset of `runs`.
+    pub copies: u32,
+}
+
+impl Runs {
+    /// Every packet after the first is a run of the one before it (and
+    /// there are at least two): the whole batch has the first packet's
+    /// key, map and hash, and the first packet's length (a run packet's
+    /// frame length is compared).
+    #[inline]
+    pub fn is_whole(&self) -> bool {
+        self.n >= 2 && self.runs == whole_mask(self.n)
+    }
+}
+
+/// The run mask of a batch of `n >= 2` packets that is one run: bits 1
+/// to `n - 1`.
+#[inline]
+fn whole_mask(n: usize) -> u32 {
+    debug_assert!((2..=MAX_BURST).contains(&n));
+    (u32::MAX >> (32 - n)) & !1
+}
+
+/// [`prepare_runs`] without the copies: a packet with the previous one's
+/// headers gets its hash (and its metadata, as extraction would write
+/// it), but its key and map slots are left as they were, and its bit set
+/// in [`Runs::copies`]. [`materialise`] then makes the slots what
+/// [`prepare_runs`] would have left; until then they hold an older key
+/// with its own map, so the slot contract (a map names every non-zero
+/// word of its key) still holds, and nothing may read them as this
+/// batch's keys.
+///
+/// Why: a batch that is one run and hits stage 1 needs only the first
+/// packet's key (the PMD's whole-run path), so the 7-word copy and the
+/// map update of every other packet were for nothing (callgrind, DPDK
+/// bench `1flow`: see the PMD's `uniform`).
+#[inline]
+pub fn prepare_runs_deferred(
+    batch: &mut PacketBatch,
+    keys: &mut [FlowKey; MAX_BURST],
+    maps: &mut [u64; MAX_BURST],
+    hashes: &mut [u32; MAX_BURST],
+) -> Runs {
     let mut n = 0;
-    let mut same = 0u32;
+    let (mut same, mut copies) = (0u32, 0u32);
     let mut last: Option<Last> = None;
     let mut tries = TRIES;
+    // The hash of the packet before, kept in a register for the run
+    // bit's compare (a read of `hashes[i - 1]` cost a bounds check).
+    let mut prev_hash = 0u32;
     for (i, packet) in batch.iter_mut().enumerate() {
         n = i + 1;
         if let Some(l) = &last {
@@ -168,23 +230,11 @@ pub fn prepare_runs(
                 && (fresh || is_first_pass(meta))
                 && let Some(hash) = take_hash(l, meta)
             {
-                let (before, after) = keys.split_at_mut(i);
-                let (prev, key) = (&before[i - 1], &mut after[0]);
-                let (prev_w, w) = (prev.words(), key.words_mut());
-                // The previous key is zero outside its map, so the words
-                // of PLAIN_WORDS it does not have are copied as zeros.
-                for j in PLAIN_WORDS {
-                    w[j] = prev_w[j];
-                }
-                let map = maps[i - 1];
-                let stale = maps[i] & !map;
-                if stale != 0 {
-                    zero_words(key, stale);
-                }
-                maps[i] = map;
+                copies |= 1 << i;
                 hashes[i] = hash;
                 // A NIC hash of its own may differ from the last one.
-                same |= u32::from(hash == hashes[i - 1]) << i;
+                same |= u32::from(hash == prev_hash) << i;
+                prev_hash = hash;
                 tries = TRIES;
                 continue;
             }
@@ -193,7 +243,9 @@ pub fn prepare_runs(
         let had_hash = packet.meta().rss_hash_valid;
         let (map, fast) = extract_reusing_fast(packet, &mut keys[i], maps[i]);
         maps[i] = map;
-        hashes[i] = packet_rss_hash(packet, &keys[i]);
+        let hash = packet_rss_hash(packet, &keys[i]);
+        hashes[i] = hash;
+        prev_hash = hash;
         last = None;
         if !fast || tries == 0 {
             continue;
@@ -218,7 +270,39 @@ pub fn prepare_runs(
             });
         }
     }
-    (n, same)
+    Runs {
+        n,
+        runs: same,
+        copies,
+    }
+}
+
+/// Copies the key and map of each slot named in `copies` (from
+/// [`prepare_runs_deferred`]) from the slot before it, in order (a copy
+/// may follow a copy): afterwards the slots are what [`prepare_runs`]
+/// leaves.
+#[inline]
+pub fn materialise(keys: &mut [FlowKey; MAX_BURST], maps: &mut [u64; MAX_BURST], copies: u32) {
+    debug_assert_eq!(copies & 1, 0, "slot 0 copies from nothing");
+    let mut bits = copies & !1;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        let (before, after) = keys.split_at_mut(i);
+        let (prev, key) = (&before[i - 1], &mut after[0]);
+        let (prev_w, w) = (prev.words(), key.words_mut());
+        // The previous key is zero outside its map, so the words of
+        // PLAIN_WORDS it does not have are copied as zeros.
+        for j in PLAIN_WORDS {
+            w[j] = prev_w[j];
+        }
+        let map = maps[i - 1];
+        let stale = maps[i] & !map;
+        if stale != 0 {
+            zero_words(key, stale);
+        }
+        maps[i] = map;
+    }
 }
 
 #[cfg(test)]

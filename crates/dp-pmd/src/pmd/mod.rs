@@ -47,8 +47,9 @@ mod uniform;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use dp_core::cascade::{Cascade, CascadeConfig, Disposition, prepare_batch_runs};
+use dp_core::cascade::{Cascade, CascadeConfig, Disposition};
 use dp_core::flow::FlowKey;
+use dp_core::flow::same::{materialise, prepare_runs_deferred};
 use dp_core::flow_table::{FlowRef, FlowTable, FlowTableConfig};
 use dp_core::netdev::{RxQueue, TxQueue};
 use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
@@ -410,7 +411,12 @@ impl Pmd {
     /// One datapath pass over `batch`.
     fn one_pass(&mut self, batch: &mut PacketBatch, now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
-        let (n, runs) = prepare_batch_runs(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
+        let runs = prepare_runs_deferred(batch, &mut self.keys, &mut self.maps, &mut self.hashes);
+        if runs.is_whole() && self.run_whole_run(batch, runs.n, now_ns) {
+            return;
+        }
+        materialise(&mut self.keys, &mut self.maps, runs.copies);
+        let (n, runs) = (runs.n, runs.runs);
         self.cascade.lookup_batch_runs(
             &mut self.flows,
             &self.keys[..n],

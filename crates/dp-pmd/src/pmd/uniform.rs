@@ -9,10 +9,19 @@
 //! actions run once on all packets in order. Anything else (a miss, two
 //! flows, a flow deleted since the lookup) takes the general path.
 //! Callgrind, 1-flow DPDK bench: ~40 instructions per packet less.
+//!
+//! A batch that is one run of one flow's packets (every packet has the
+//! first one's headers: `flow::same`) goes further ([`Pmd::run_whole_run`]):
+//! only the first packet's key is looked up (the cascade credits the
+//! rest), the other packets' keys are never copied into their slots, and
+//! the flow's bytes are the first packet's length times the count (a run
+//! packet's length is compared), so nothing is done per packet between
+//! receive and the actions.
 
 use std::sync::Arc;
 
 use dp_core::cascade::Disposition;
+use dp_core::flow::same::materialise;
 use dp_core::packet::PacketBatch;
 
 use super::Pmd;
@@ -44,6 +53,47 @@ impl Pmd {
         };
         self.flows
             .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
+        self.execute(&actions, batch, now_ns);
+        true
+    }
+
+    /// Runs `batch` (`n >= 2` packets, one run: `Runs::is_whole`, keys
+    /// deferred, only slot 0's key, map and hash written) through its flow
+    /// when stage 1 serves the first packet, and returns `true` (the batch
+    /// left to the caller to clear); otherwise `false`, with the batch
+    /// untouched and, when the cascade was not asked, nothing counted, or
+    /// (the flow deleted since the lookup) the dispositions written and
+    /// the keys materialised, for the general path. What it does is what
+    /// `lookup_batch_runs` and [`Pmd::run_uniform`] do for such a batch.
+    #[inline]
+    pub(super) fn run_whole_run(&mut self, batch: &mut PacketBatch, n: usize, now_ns: u64) -> bool {
+        debug_assert!(n >= 2 && n == batch.len());
+        let now_ms = now_ns / 1_000_000;
+        let Some((flow, level)) = self.cascade.lookup_whole_run(
+            &mut self.flows,
+            &self.keys[0],
+            self.maps[0],
+            self.hashes[0],
+            n,
+            now_ms,
+        ) else {
+            return false;
+        };
+        let Some(actions) = self.flows.get(flow).map(|f| Arc::clone(&f.actions)) else {
+            // Counted as looked up: the general path takes it from here
+            // with what the lookup would have left (the rx loop's next
+            // step after `one_pass`'s lookup).
+            self.dispositions[..n].fill(Disposition::Hit { flow, level });
+            materialise(&mut self.keys, &mut self.maps, (u32::MAX >> (32 - n)) & !1);
+            self.run_general(batch, n, now_ns);
+            return true;
+        };
+        // Every packet of the run has the first one's length and TCP
+        // flags.
+        let len = batch.get(0).map_or(0, |p| p.len() as u64);
+        let tcp_flags = self.keys[0].tcp_flags;
+        self.flows
+            .record_use(flow, n as u64, len * n as u64, tcp_flags, now_ms);
         self.execute(&actions, batch, now_ns);
         true
     }
