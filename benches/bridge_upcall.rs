@@ -80,10 +80,12 @@ fn run_ofproto(o: &Ofproto, keys: &[FlowKey]) -> usize {
 
 #[inline(never)]
 fn run_bridges(b: &Bridges, keys: &[FlowKey], packet: &dp_core::packet::Packet) -> usize {
+    // The mask buffer, as the PMD keeps one.
+    let mut mask = FlowKey::ZERO;
     let mut n = 0;
     for k in keys {
-        if let Ok((t, _)) = b.translate_upcall(k, packet, 0) {
-            n += matches!(t, dp_pmd::upcall::Translation::Megaflow { .. }) as usize;
+        if let Ok(up) = b.translate_upcall(k, packet, 0, &mut mask) {
+            n += up.install as usize;
         }
     }
     n

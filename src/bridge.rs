@@ -46,7 +46,7 @@ use dp_core::flow::FlowKey;
 use dp_core::flow_table::ufid_from_match_memo;
 use dp_core::packet::Packet;
 use dp_pmd::pmd::FlowDump;
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler, Upcalled};
 use ofproto::Ofproto;
 
 #[derive(Debug)]
@@ -220,32 +220,78 @@ impl Bridges {
 }
 
 impl Bridges {
-    /// The translation, and for an upcall (`packet` given) the megaflow's
-    /// UFID, computed here anyway to remember the rules to credit; the PMD
-    /// installs under it instead of hashing the match again.
-    fn translate_with_ufid(
+    /// The bridge of datapath port `in_port` in the port map `by_port`.
+    fn bridge_of(by_port: &PortMap, in_port: u32) -> Result<&Ofproto, UpcallError> {
+        by_port
+            .get(&in_port)
+            .map(|b| &**b)
+            .ok_or_else(|| UpcallError(format!("datapath port {in_port} is on no bridge")))
+    }
+}
+
+/// A failed translation as the PMD counts it.
+fn xlate_error(bridge: &Ofproto, err: &ofproto::XlateError) -> UpcallError {
+    UpcallError(format!("bridge {}: {err}", bridge.name()))
+}
+
+impl UpcallHandler for Bridges {
+    /// Revalidation (`packet` is `None`: no side effect, nothing
+    /// credited), or an upcall from a caller without a mask buffer.
+    fn translate(
         &self,
         key: &FlowKey,
         packet: Option<&Packet>,
         now_ms: u64,
-    ) -> Result<(Translation, Option<u128>), UpcallError> {
+    ) -> Result<Translation, UpcallError> {
+        if let Some(packet) = packet {
+            let mut mask = FlowKey::ZERO;
+            let up = self.translate_upcall(key, packet, now_ms, &mut mask)?;
+            return Ok(if up.install {
+                Translation::Megaflow {
+                    mask,
+                    actions: up.actions,
+                }
+            } else {
+                Translation::ExecuteOnly {
+                    actions: up.actions,
+                }
+            });
+        }
+        let by_port = self.by_port.load();
+        let bridge = Self::bridge_of(&by_port, key.in_port)?;
+        let t = bridge.translate_readonly(key, now_ms);
+        if let Some(err) = &t.error {
+            return Err(xlate_error(bridge, err));
+        }
+        Ok(if t.install {
+            Translation::Megaflow {
+                mask: t.mask,
+                actions: t.actions,
+            }
+        } else {
+            Translation::ExecuteOnly { actions: t.actions }
+        })
+    }
+
+    /// The upcall: translates, credits the upcalled packet, and remembers
+    /// the megaflow's rules under its UFID (computed here anyway, so the
+    /// PMD installs under it instead of hashing the match again).
+    fn translate_upcall(
+        &self,
+        key: &FlowKey,
+        packet: &Packet,
+        now_ms: u64,
+        mask: &mut FlowKey,
+    ) -> Result<Upcalled, UpcallError> {
         // A guard, not a clone of the map's or the bridge's Arc: a
         // refcount would be one more cache line every PMD writes on every
         // upcall.
         let by_port = self.by_port.load();
-        let bridge = by_port
-            .get(&key.in_port)
-            .ok_or_else(|| UpcallError(format!("datapath port {} is on no bridge", key.in_port)))?;
-        let mut t = match packet {
-            Some(_) => bridge.translate(key, now_ms),
-            None => bridge.translate_readonly(key, now_ms),
-        };
+        let bridge = Self::bridge_of(&by_port, key.in_port)?;
+        let mut t = bridge.translate(key, now_ms);
         if let Some(err) = &t.error {
-            return Err(UpcallError(format!("bridge {}: {err}", bridge.name())));
+            return Err(xlate_error(bridge, err));
         }
-        let Some(packet) = packet else {
-            return Ok((translation(t), None));
-        };
         // The upcalled packet itself is credited now; the megaflow's
         // later packets through credit_flow_stats.
         t.credit(1, packet.len() as u64, now_ms);
@@ -254,14 +300,21 @@ impl Bridges {
             self.tunnel_counters.credit(tc, 1, packet.len() as u64);
         }
         if !t.install {
-            // No megaflow will count more packets: nothing to remember.
-            return Ok((translation(t), None));
+            // A neighbour miss: drop this packet, install nothing, so the
+            // flow is translated again once the neighbour is known; no
+            // megaflow will count more packets, so nothing to remember.
+            return Ok(Upcalled {
+                actions: t.actions,
+                install: false,
+                ufid: None,
+            });
         }
+        *mask = t.mask;
         // The key need not be masked for its UFID (nor the mask's in_port
         // made exact): ufid_from_match does both. The table makes
         // `in_port` exact itself, so this is the UFID of the flow it
-        // installs for `t.mask`.
-        let id = ufid_from_match_memo(key, &t.mask);
+        // installs for the mask.
+        let id = ufid_from_match_memo(key, mask);
         // Loaded before the PMD installs the flow: the module doc's
         // argument rests on that order.
         let epoch = self.credit_epoch.load(Ordering::Relaxed);
@@ -282,41 +335,11 @@ impl Bridges {
                     epoch,
                 },
             );
-        Ok((translation(t), Some(id)))
-    }
-}
-
-/// What the PMD does with ofproto-lite's translation.
-fn translation(t: ofproto::Translation) -> Translation {
-    if t.install {
-        Translation::Megaflow {
-            mask: t.mask,
+        Ok(Upcalled {
             actions: t.actions,
-        }
-    } else {
-        // A neighbour miss: drop this packet, install nothing, so the
-        // flow is translated again once the neighbour is known.
-        Translation::ExecuteOnly { actions: t.actions }
-    }
-}
-impl UpcallHandler for Bridges {
-    fn translate(
-        &self,
-        key: &FlowKey,
-        packet: Option<&Packet>,
-        now_ms: u64,
-    ) -> Result<Translation, UpcallError> {
-        self.translate_with_ufid(key, packet, now_ms)
-            .map(|(t, _)| t)
-    }
-
-    fn translate_upcall(
-        &self,
-        key: &FlowKey,
-        packet: &Packet,
-        now_ms: u64,
-    ) -> Result<(Translation, Option<u128>), UpcallError> {
-        self.translate_with_ufid(key, Some(packet), now_ms)
+            install: true,
+            ufid: Some(id),
+        })
     }
 
     fn version(&self) -> u64 {

@@ -279,6 +279,9 @@ pub struct TunnelCredit {
 #[derive(Debug, Default)]
 pub struct TunnelCounters {
     ports: arc_swap::ArcSwap<HashMap<u32, Arc<PortCounters>>>,
+    /// Whether `ports` has any: read first by `credit_for`, so an upcall
+    /// on a switch without tunnels costs one relaxed load.
+    any_ports: std::sync::atomic::AtomicBool,
     /// The tunnel state whose neighbour entries traffic keeps alive.
     state: std::sync::OnceLock<Arc<TunnelState>>,
 }
@@ -297,6 +300,7 @@ impl TunnelCounters {
             ports.insert(port_no, Arc::clone(&c));
             ports
         });
+        self.any_ports.store(true, Ordering::Relaxed);
     }
 
     pub fn unregister(&self, port_no: u32) {
@@ -305,6 +309,8 @@ impl TunnelCounters {
             ports.remove(&port_no);
             ports
         });
+        let any = !self.ports.load().is_empty();
+        self.any_ports.store(any, Ordering::Relaxed);
     }
 
     /// What a megaflow entered on `in_port` with `actions` counts on
@@ -322,11 +328,11 @@ impl TunnelCounters {
                 }
             }
         }
-        let ports = self.ports.load();
-        if ports.is_empty() {
+        if !self.any_ports.load(Ordering::Relaxed) {
             // No tunnel port: nothing to count (the common case).
             return None;
         }
+        let ports = self.ports.load();
         let mut pushed = Vec::new();
         pushes(actions, &mut pushed);
         pushed.retain(|(p, _)| ports.contains_key(p));

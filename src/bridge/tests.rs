@@ -67,13 +67,24 @@ fn upcall_ufids_are_the_tables_and_every_shard_credits_its_rules() {
     const FLOWS: u32 = 200;
     for i in 0..FLOWS {
         let k = key(i);
-        let (t, ufid) = b.translate_upcall(&k, &packet, 0).expect("translates");
-        let Translation::Megaflow { mask, actions } = t else {
-            panic!("flow {i}: a megaflow expected");
-        };
+        let mut mask = FlowKey::ZERO;
+        let up = b
+            .translate_upcall(&k, &packet, 0, &mut mask)
+            .expect("translates");
+        assert!(up.install, "flow {i}: a megaflow expected");
+        let actions = up.actions;
+        // As the revalidator asks (no packet): the same megaflow.
+        assert_eq!(
+            b.translate(&k, None, 0).expect("translates"),
+            Translation::Megaflow {
+                mask,
+                actions: Arc::clone(&actions),
+            },
+            "flow {i}"
+        );
         let mut exact = mask;
         exact.in_port = u32::MAX;
-        let ufid = ufid.expect("an upcall names its UFID");
+        let ufid = up.ufid.expect("an upcall names its UFID");
         assert_eq!(ufid, ufid_from_match(&k.masked(&exact), &exact), "flow {i}");
         shards[credit_shard(ufid)] = true;
         dumps.push(FlowDump {

@@ -13,7 +13,7 @@ use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
-use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler};
+use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler, Upcalled};
 use testbed::datapath::udp4_frame;
 
 /// dl_type + IPv4 destination → output 2. The mask leaves `in_port`
@@ -51,15 +51,22 @@ impl UpcallHandler for Handler {
         key: &FlowKey,
         packet: &Packet,
         now_ms: u64,
-    ) -> Result<(Translation, Option<u128>), UpcallError> {
-        let t = self.translate(key, Some(packet), now_ms)?;
-        if !self.give_ufid {
-            return Ok((t, None));
-        }
+        mask_out: &mut FlowKey,
+    ) -> Result<Upcalled, UpcallError> {
+        let Translation::Megaflow { mask: m, actions } =
+            self.translate(key, Some(packet), now_ms)?
+        else {
+            unreachable!("this handler always installs");
+        };
+        *mask_out = m;
         // As src/bridge.rs.
         let mut m = mask();
         m.in_port = u32::MAX;
-        Ok((t, Some(ufid_from_match(&key.masked(&m), &m))))
+        Ok(Upcalled {
+            actions,
+            install: true,
+            ufid: self.give_ufid.then(|| ufid_from_match(&key.masked(&m), &m)),
+        })
     }
 
     fn version(&self) -> u64 {

@@ -48,7 +48,7 @@ use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::cycles;
 use dp_pmd::pmd::{Pmd, PmdConfig, PolledRxq};
-use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
+use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler, Upcalled};
 use netdev_dpdk::{DpdkConfig, DpdkNetdev, EalConfig};
 use testbed::datapath::translation_base_mask;
 
@@ -145,19 +145,45 @@ impl UpcallHandler for OfprotoHandler {
             return Err(UpcallError(err.to_string()));
         }
         let mut mask = t.mask;
-        mask.nw_src = [255; 4];
-        mask.nw_dst = [255; 4];
-        mask.nw_proto = u8::MAX;
-        mask.tp_src = u16::MAX;
-        mask.tp_dst = u16::MAX;
+        widen(&mut mask);
         Ok(Translation::Megaflow {
             mask,
             actions: t.actions,
         })
     }
+    /// The PMD's upcall, as the daemon's handler answers it: the mask
+    /// written into the PMD's buffer.
+    fn translate_upcall(
+        &self,
+        key: &FlowKey,
+        _: &Packet,
+        now_ms: u64,
+        mask: &mut FlowKey,
+    ) -> Result<Upcalled, UpcallError> {
+        let t = self.0.translate(key, now_ms);
+        if let Some(err) = &t.error {
+            return Err(UpcallError(err.to_string()));
+        }
+        *mask = t.mask;
+        widen(mask);
+        Ok(Upcalled {
+            actions: t.actions,
+            install: t.install,
+            ufid: None,
+        })
+    }
     fn version(&self) -> u64 {
         self.0.version()
     }
+}
+
+/// Makes the 5-tuple exact in an ofproto-lite megaflow mask.
+fn widen(mask: &mut FlowKey) {
+    mask.nw_src = [255; 4];
+    mask.nw_dst = [255; 4];
+    mask.nw_proto = u8::MAX;
+    mask.tp_src = u16::MAX;
+    mask.tp_dst = u16::MAX;
 }
 
 /// The UDP frame of flow `i`: source 10.(i>>16).(i>>8).(i), UDP source

@@ -44,7 +44,7 @@ use dp_core::packet::{MAX_BURST, Packet, PacketBatch};
 
 use super::{Pmd, Verdict, same_verdict};
 use crate::cycles;
-use crate::upcall::{FlowActions, Translation};
+use crate::upcall::FlowActions;
 
 /// Group table slots: a power of two, twice a batch, so probes stay short.
 const GROUP_SLOTS: usize = 2 * MAX_BURST;
@@ -230,41 +230,6 @@ impl Pmd {
         let verdict = self.upcall_and_install(i, batch, one_offs, now_ms);
         self.admission.charge(cycles::now().wrapping_sub(start));
         verdict
-    }
-
-    /// The upcall of packet `i` and the install of its megaflow.
-    fn upcall_and_install(
-        &mut self,
-        i: usize,
-        batch: &PacketBatch,
-        one_offs: &mut Vec<FlowActions>,
-        now_ms: u64,
-    ) -> Verdict {
-        // The handler may give the megaflow's UFID, which it computed
-        // anyway (ofproto-lite does, to credit rules): the insert then
-        // does not hash the match a second time.
-        let translated = match batch.get(i) {
-            Some(packet) => self.upcall.translate_upcall(&self.keys[i], packet, now_ms),
-            None => self
-                .upcall
-                .translate(&self.keys[i], None, now_ms)
-                .map(|t| (t, None)),
-        };
-        match translated {
-            Ok((Translation::Megaflow { mask, actions }, ufid)) => {
-                self.stats.miss_upcall_ok += 1;
-                self.install_megaflow(i, &mask, ufid, actions, one_offs, now_ms)
-            }
-            Ok((Translation::ExecuteOnly { actions }, _)) => {
-                self.stats.miss_upcall_ok += 1;
-                one_offs.push(actions);
-                Verdict::OneOff(one_offs.len() - 1)
-            }
-            Err(_) => {
-                self.stats.miss_upcall_failed += 1;
-                Verdict::Dropped
-            }
-        }
     }
 }
 

@@ -1,11 +1,12 @@
-//! The install step of an upcall: a translation said "megaflow", so put
-//! it in this PMD's flow table (and EMC) and decide which actions the
-//! packet that missed runs.
+//! The upcall of a miss and its install: ask the handler, and when the
+//! translation says "megaflow", put it in this PMD's flow table (and EMC)
+//! and decide which actions the packet that missed runs.
 //!
-//! Admission (the per-iteration upcall budget, `admission.rs`) and the
-//! translation call live in `general.rs` (`handle_miss`,
-//! `upcall_and_install`); this is what follows a successful translation,
-//! kept apart so the two can change separately.
+//! Admission (the per-iteration upcall budget, `admission.rs`) lives in
+//! `general.rs` (`handle_miss`), which calls [`Pmd::upcall_and_install`].
+//! The handler writes the megaflow's mask into the PMD's buffer
+//! (`upcall_mask`, taken out for the call) rather than returning it: see
+//! [`UpcallHandler::translate_upcall`](crate::upcall::UpcallHandler::translate_upcall).
 //!
 //! # Invariants
 //! - The packet always gets the actions of a flow that matches it: the
@@ -22,11 +23,72 @@ use std::sync::atomic::Ordering;
 
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::FlowTableError;
+use dp_core::packet::PacketBatch;
 
 use super::{Pmd, Verdict};
-use crate::upcall::FlowActions;
+use crate::upcall::{FlowActions, Translation, Upcalled};
 
 impl Pmd {
+    /// The upcall of packet `i` and the install of its megaflow.
+    pub(super) fn upcall_and_install(
+        &mut self,
+        i: usize,
+        batch: &PacketBatch,
+        one_offs: &mut Vec<FlowActions>,
+        now_ms: u64,
+    ) -> Verdict {
+        // Taken out so that the install below may borrow the PMD whole;
+        // a buffer lost to a panicking handler is made again.
+        let mut mask = self
+            .upcall_mask
+            .take()
+            .unwrap_or_else(|| Box::new(FlowKey::ZERO));
+        let translated = match batch.get(i) {
+            Some(packet) => self
+                .upcall
+                .translate_upcall(&self.keys[i], packet, now_ms, &mut mask),
+            None => self
+                .upcall
+                .translate(&self.keys[i], None, now_ms)
+                .map(|t| match t {
+                    Translation::Megaflow { mask: m, actions } => {
+                        *mask = m;
+                        Upcalled {
+                            actions,
+                            install: true,
+                            ufid: None,
+                        }
+                    }
+                    Translation::ExecuteOnly { actions } => Upcalled {
+                        actions,
+                        install: false,
+                        ufid: None,
+                    },
+                }),
+        };
+        let verdict = match translated {
+            Ok(Upcalled {
+                actions,
+                install: true,
+                ufid,
+            }) => {
+                self.stats.miss_upcall_ok += 1;
+                self.install_megaflow(i, &mask, ufid, actions, one_offs, now_ms)
+            }
+            Ok(Upcalled { actions, .. }) => {
+                self.stats.miss_upcall_ok += 1;
+                one_offs.push(actions);
+                Verdict::OneOff(one_offs.len() - 1)
+            }
+            Err(_) => {
+                self.stats.miss_upcall_failed += 1;
+                Verdict::Dropped
+            }
+        };
+        self.upcall_mask = Some(mask);
+        verdict
+    }
+
     /// Installs the megaflow `keys[i] & mask` → `actions` that the upcall
     /// of packet `i` produced (under `ufid` when the handler gave it), and
     /// returns the packet's verdict.

@@ -194,6 +194,8 @@ pub struct Pmd {
     /// work on it in place, by `&mut`, while borrowing the PMD.
     rx_batch: Option<Box<PacketBatch>>,
     keys: Box<[FlowKey; MAX_BURST]>,
+    /// Where the upcall handler writes a megaflow's mask (`install.rs`).
+    upcall_mask: Option<Box<FlowKey>>,
     /// Each key's word map (the EMC compares only those words).
     maps: [u64; MAX_BURST],
     hashes: [u32; MAX_BURST],
@@ -224,6 +226,7 @@ impl Pmd {
             batch_refused: 0,
             rx_batch: Some(Box::new(PacketBatch::new())),
             keys: Box::new([FlowKey::ZERO; MAX_BURST]),
+            upcall_mask: Some(Box::new(FlowKey::ZERO)),
             maps: [0; MAX_BURST],
             hashes: [0; MAX_BURST],
             dispositions: [Disposition::Miss; MAX_BURST],
