@@ -474,6 +474,58 @@ fn into_foreign_token_ends_the_loan_only_for_its_release_function() {
     drop(region);
 }
 
+/// `into_embedded_token` ends the loan of an embedded cell's packet with
+/// its release function only (the cell left empty and reusable) and
+/// gives back unchanged a pooled cell's foreign packet, another driver's
+/// and a heap packet.
+#[test]
+fn into_embedded_token_takes_only_embedded_cells() {
+    let mut region = vec![0u8; 512];
+    let base = region.as_mut_ptr();
+    let frame = |i: usize| {
+        let ptr = NonNull::new(base.wrapping_add(i * 256)).unwrap();
+        // SAFETY: two distinct 256-byte slices of `region`, which outlives
+        // every packet here and is not touched while lent.
+        unsafe { ForeignFrame::new(ptr, 256, 50 + i, token_release) }
+    };
+    // A pooled cell's foreign packet: refused, intact, its cell still
+    // out of the pool until the general path ends the loan.
+    let meta_pool = PacketPool::new("meta-embedded", PoolConfig::metadata_only(1));
+    let p = meta_pool.wrap_foreign(frame(0), 64, 60).unwrap();
+    let p = p.into_embedded_token(token_release).unwrap_err();
+    assert_eq!((p.headroom(), p.len(), meta_pool.in_use()), (64, 60, 1));
+    assert_eq!(p.into_foreign_token(token_release).unwrap(), (50, 64, 60));
+    // An embedded cell: refused for another release function, taken for
+    // its own, left empty and reusable.
+    let mut buf = Box::new(FakeBuffer {
+        cell: [0; EMBEDDED_CELL_SIZE],
+        frame: [0; 256],
+    });
+    let cell = NonNull::new(buf.cell.as_mut_ptr()).unwrap();
+    // SAFETY: `cell` is 64-byte aligned, EMBEDDED_CELL_SIZE long, unused.
+    unsafe { init_embedded_cell(cell) };
+    for round in 0..2 {
+        // SAFETY: initialised above; the previous packet ended its loan.
+        let mut p = unsafe { wrap_embedded(cell, frame(1), 128, 10 + round) }.unwrap();
+        assert!(p.push_front(4).is_some());
+        let p = p.into_embedded_token(taken_release).unwrap_err();
+        assert_eq!(p.len(), 14 + round);
+        assert_eq!(
+            p.into_embedded_token(token_release).unwrap(),
+            (51, 124, 14 + round)
+        );
+    }
+    // Heap packets are not foreign.
+    let heap = pool(1);
+    let p = heap.alloc_from(&[1, 2, 3]).unwrap();
+    assert_eq!(
+        p.into_embedded_token(token_release).unwrap_err().data(),
+        &[1, 2, 3]
+    );
+    assert!(TOKEN_RELEASED.lock().unwrap().is_empty());
+    drop(region);
+}
+
 fn quiet_release(_token: usize, _ptr: NonNull<u8>) {}
 
 /// `is_fresh`: set by a reset, kept by the setters a receive path uses
