@@ -97,16 +97,17 @@ pub struct FlowStats {
     pub tcp_flags: u16,
 }
 
-/// One installed megaflow.
+/// One installed megaflow. Its port and rule handle live in its slot
+/// (see [`Slot`]); the fields a hit reads and writes come first.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Flow<A> {
-    ufid: u128,
-    in_port: u32,
-    rule: RuleHandle,
-    simple: bool,
-    created_ms: u64,
     pub actions: A,
     pub stats: FlowStats,
+    ufid: u128,
+    created_ms: u64,
+    in_port: u32,
+    simple: bool,
 }
 
 impl<A> Flow<A> {
@@ -558,10 +559,37 @@ impl Default for FlowTableConfig {
     }
 }
 
+/// A flow's place in the table. A hit reads the generation, the port
+/// and the rule handle (to confirm a signature-cache candidate), the
+/// actions, and writes the statistics: laid out in this order
+/// (`repr(C)`, the flow's actions and stats first) and aligned to a
+/// cache line, with the datapath's `Arc<[Action]>` actions all of that is
+/// the slot's first line, and the UFID and creation time are on the
+/// second (`a_hit_reads_one_line_of_its_slot` checks the offsets). A
+/// 96-byte slot at any offset touched two or three lines a hit at 100k
+/// flows, each a likely cache miss.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 struct Slot<A> {
     generation: u32,
+    /// The flow's `in_port` and its rule in that port's classifier,
+    /// meaningful while `flow` is `Some`.
+    in_port: u32,
+    rule: RuleHandle,
     flow: Option<Flow<A>>,
+}
+
+/// An empty, never used slot.
+const fn fresh_slot<A>() -> Slot<A> {
+    Slot {
+        generation: 0,
+        in_port: 0,
+        rule: RuleHandle {
+            subtable: 0,
+            pos: 0,
+        },
+        flow: None,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -830,7 +858,6 @@ impl<A> FlowTable<A> {
         let flow = Flow {
             ufid,
             in_port: masked.in_port,
-            rule,
             simple,
             created_ms: now_ms,
             actions,
@@ -840,14 +867,14 @@ impl<A> FlowTable<A> {
             if self.slots.len() == self.slots.capacity() {
                 self.grow_slots();
             }
-            self.slots.push(Slot {
-                generation: 0,
-                flow: Some(flow),
-            });
+            self.slots.push(fresh_slot());
         } else {
             self.free.pop();
-            self.slots[index as usize].flow = Some(flow);
         }
+        let slot = &mut self.slots[index as usize];
+        slot.in_port = masked.in_port;
+        slot.rule = rule;
+        slot.flow = Some(flow);
         self.by_ufid.insert(ufid_hash(ufid), index);
         self.len += 1;
         Ok(FlowRef {
@@ -866,6 +893,12 @@ impl<A> FlowTable<A> {
             (len * SLOT_GROWTH).min(self.config.max_flows.max(len + 1))
         };
         self.slots.reserve_exact(target.max(len + 1) - len);
+        // At 100k flows the slots span megabytes: on small pages each
+        // hit's slot read would also miss the TLB (see `dpcls::large`).
+        crate::dpcls::large::advise_huge_pages(
+            self.slots.as_ptr().cast(),
+            self.slots.capacity() * size_of::<Slot<A>>(),
+        );
     }
 
     /// The live flow with this UFID.
@@ -918,8 +951,9 @@ impl<A> FlowTable<A> {
 
     /// The flow's match as (masked key, mask).
     pub fn flow_match(&self, flow: FlowRef) -> Option<(FlowKey, FlowKey)> {
-        let f = self.get(flow)?;
-        self.ports.get(&f.in_port)?.dpcls.rule_match(f.rule)
+        self.get(flow)?;
+        let slot = &self.slots[flow.index as usize];
+        self.ports.get(&slot.in_port)?.dpcls.rule_match(slot.rule)
     }
 
     /// The live flow at slot `index` if `key` matches it (the SMC's check:
@@ -927,12 +961,12 @@ impl<A> FlowTable<A> {
     #[inline]
     pub fn matching_flow_at(&self, index: u32, key: &FlowKey) -> Option<FlowRef> {
         let slot = self.slots.get(index as usize)?;
-        let flow = slot.flow.as_ref()?;
-        if flow.in_port != key.in_port {
+        slot.flow.as_ref()?;
+        if slot.in_port != key.in_port {
             return None;
         }
-        let port = self.ports.get(&flow.in_port)?;
-        port.dpcls.rule_matches(flow.rule, key).then_some(FlowRef {
+        let port = self.ports.get(&slot.in_port)?;
+        port.dpcls.rule_matches(slot.rule, key).then_some(FlowRef {
             index,
             generation: slot.generation,
         })
@@ -942,11 +976,9 @@ impl<A> FlowTable<A> {
     /// first step of confirming a signature-cache candidate.
     #[inline(always)]
     pub fn prefetch_slot(&self, index: u32) {
-        let slot = self.slots.as_ptr().wrapping_add(index as usize);
-        prefetch_addr(slot);
-        // A slot may straddle two lines; the flow's port and rule handle
-        // may be on the second.
-        prefetch_addr(slot.cast::<u8>().wrapping_add(size_of::<Slot<A>>() - 1));
+        // One line: everything a hit reads is on the slot's first (see
+        // `Slot`).
+        prefetch_addr(self.slots.as_ptr().wrapping_add(index as usize));
     }
 
     /// [`FlowTable::matching_flow_at`] for each packet `i` of `todo`
@@ -979,28 +1011,28 @@ impl<A> FlowTable<A> {
             let Some(slot) = self.slots.get(slots[i] as usize) else {
                 continue;
             };
-            let (Some(flow), Some(key)) = (slot.flow.as_ref(), keys.get(i)) else {
+            let (Some(_), Some(key)) = (slot.flow.as_ref(), keys.get(i)) else {
                 continue;
             };
-            if flow.in_port != key.in_port {
+            if slot.in_port != key.in_port {
                 continue;
             }
             let dpcls = match port {
-                Some((p, dpcls)) if p == flow.in_port => dpcls,
+                Some((p, dpcls)) if p == slot.in_port => dpcls,
                 Some(_) => {
                     slow |= 1 << i;
                     continue;
                 }
-                None => match self.ports.get(&flow.in_port) {
+                None => match self.ports.get(&slot.in_port) {
                     Some(p) => {
-                        port = Some((flow.in_port, &p.dpcls));
+                        port = Some((slot.in_port, &p.dpcls));
                         &p.dpcls
                     }
                     None => continue,
                 },
             };
-            dpcls.prefetch_rule(flow.rule);
-            rules[i] = flow.rule;
+            dpcls.prefetch_rule(slot.rule);
+            rules[i] = slot.rule;
             generations[i] = slot.generation;
             fast |= 1 << i;
         }
@@ -1064,6 +1096,7 @@ impl<A> FlowTable<A> {
         let index = flow_ref.index;
         let slot = &mut self.slots[index as usize];
         let flow = slot.flow.take().expect("checked live");
+        let rule = slot.rule;
         slot.generation = slot.generation.wrapping_add(1);
         // A slot whose generation wrapped is retired, never reused: an old
         // FlowRef with generation 0 must not see a new flow.
@@ -1076,11 +1109,8 @@ impl<A> FlowTable<A> {
             .ports
             .get_mut(&flow.in_port)
             .expect("live flow has a classifier");
-        let (key, mask) = port
-            .dpcls
-            .rule_match(flow.rule)
-            .expect("live flow has a rule");
-        port.dpcls.remove(flow.rule);
+        let (key, mask) = port.dpcls.rule_match(rule).expect("live flow has a rule");
+        port.dpcls.remove(rule);
         if flow.simple {
             let simple_key = simple_key_of_flow(&key, &mask).expect("simple flow has a key");
             self.simple.remove(&simple_key);

@@ -158,6 +158,31 @@ fn map_huge(size: usize) -> Option<NonNull<u8>> {
     NonNull::new(start)
 }
 
+/// Asks the kernel to back the whole 2 MiB pages inside `len` bytes at
+/// `ptr` with huge pages (`MADV_HUGEPAGE`), for a big array that must stay
+/// a `Vec` (the flow table's slots hold `Arc`s, not zeroable values).
+/// Pages already touched stay small until the kernel collapses them;
+/// untouched ones fault in huge. Advice only: contents never change, and
+/// a kernel without THP ignores it.
+#[cfg(target_os = "linux")]
+pub(crate) fn advise_huge_pages(ptr: *const u8, len: usize) {
+    let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
+    let end = (ptr as usize).saturating_add(len) / HUGE_PAGE * HUGE_PAGE;
+    if end > start {
+        // SAFETY: `start..end` lies inside the caller's allocation of
+        // `len` bytes at `ptr` and is 2 MiB aligned; MADV_HUGEPAGE changes
+        // how those pages are backed, never their contents or mapping.
+        // Its result is ignored (advice).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// Other systems: nothing to advise.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise_huge_pages(_ptr: *const u8, _len: usize) {}
+
 /// Other systems: no mapping, the heap serves every table.
 #[cfg(not(target_os = "linux"))]
 fn map_huge(_size: usize) -> Option<NonNull<u8>> {

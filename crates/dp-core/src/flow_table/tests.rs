@@ -627,3 +627,29 @@ fn ufid_from_match_memo_equals_ufid_from_match() {
         }
     }
 }
+
+/// What a hit reads of its slot (generation, port, rule handle, the
+/// actions, the statistics it adds to) lies on the slot's first cache
+/// line, with the datapath's action payload (an `Arc<[_]>`), and each
+/// slot starts a line: see `Slot`.
+#[test]
+fn a_hit_reads_one_line_of_its_slot() {
+    type S = Slot<std::sync::Arc<[u64]>>;
+    type F = Flow<std::sync::Arc<[u64]>>;
+    assert_eq!(align_of::<S>(), 64);
+    let flow = std::mem::offset_of!(S, flow);
+    let hot_end = [
+        std::mem::offset_of!(S, generation) + 4,
+        std::mem::offset_of!(S, in_port) + 4,
+        std::mem::offset_of!(S, rule) + size_of::<RuleHandle>(),
+        // `Option<Flow>` stores no tag: the `Arc`'s niche says `None`.
+        flow + std::mem::offset_of!(F, actions) + size_of::<std::sync::Arc<[u64]>>(),
+        flow + std::mem::offset_of!(F, stats) + size_of::<FlowStats>(),
+    ];
+    assert_eq!(size_of::<Option<F>>(), size_of::<F>());
+    assert!(
+        hot_end.iter().all(|&end| end <= 64),
+        "hot fields end at {hot_end:?}"
+    );
+    assert!(flow + std::mem::offset_of!(F, ufid) >= 64);
+}
