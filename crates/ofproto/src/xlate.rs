@@ -293,6 +293,13 @@ pub(crate) fn translate(
     key: &FlowKey,
     trace: Option<&mut Vec<TraceEvent>>,
 ) -> Translation {
+    // The tunnel sequence number before any tunnel state, the TLV map
+    // first: a change published after this read moves the sequence past
+    // it, so a translation that saw the old state is revalidated. Read
+    // after the map (as it was), a change between the two reads left a
+    // megaflow decoded under the old map stamped with the new sequence,
+    // never revalidated.
+    let tnl_seq = env.tnl.map_or(0, |t| t.seq());
     let tlv = match env.tnl.and_then(|t| t.tlv_map_if_any(env.bridge)) {
         Some(map) => Tlv::Shared(map),
         None => Tlv::Empty,
@@ -320,7 +327,7 @@ pub(crate) fn translate(
         error: None,
         n_controller: 0,
         trace,
-        tnl_seq: env.tnl.map_or(0, |t| t.seq()),
+        tnl_seq,
         no_install: false,
         // What the options decode to follows the map: a map change must
         // revalidate this megaflow.
