@@ -22,6 +22,7 @@ use std::time::Instant;
 use dp_core::flow::FlowKey;
 use dp_core::flow::key::{ETH_TYPE_IPV4, IPPROTO_UDP};
 use dp_core::packet::{PacketPool, PoolConfig};
+use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::UpcallHandler;
 use ofproto::{Ofproto, PortConfig};
 use oxvs::bridge::Bridges;
@@ -84,7 +85,7 @@ fn run_bridges(b: &Bridges, keys: &[FlowKey], packet: &dp_core::packet::Packet) 
     let mut mask = FlowKey::ZERO;
     let mut n = 0;
     for k in keys {
-        if let Ok(up) = b.translate_upcall(k, packet, 0, &mut mask) {
+        if let Ok(up) = b.translate_upcall(k, packet, 0, PmdIdentity::Main, &mut mask) {
             n += up.install as usize;
         }
     }

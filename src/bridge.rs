@@ -4,10 +4,15 @@
 //!
 //! # Rule statistics
 //! A megaflow serves many packets without asking the bridge, so the rules
-//! it came from are remembered by UFID at upcall time and credited with
-//! the megaflow's packet and byte deltas each time the daemon samples the
+//! it came from are remembered at upcall time and credited with the
+//! megaflow's packet and byte deltas each time the daemon samples the
 //! datapath's flows, as OVS's revalidators do: [`Bridges::begin_credit_pass`],
-//! then the flow dump, then [`Bridges::credit_flow_stats`].
+//! then the flow dump, then [`Bridges::credit_flow_stats`]. Entries are
+//! keyed by UFID *and* PMD, as OVS's ukeys: every PMD that sees a
+//! megaflow installs its own copy under the same UFID, each counting its
+//! own packets, so one entry per UFID (reset by the second PMD's upcall
+//! while the dump sums both copies) credited the first copy's packets
+//! twice.
 //!
 //! An upcall records its entry *before* the PMD installs the flow, so a
 //! dump can miss a flow whose entry is already here. Entries are therefore
@@ -46,6 +51,7 @@ use dp_core::flow::FlowKey;
 use dp_core::flow_table::ufid_from_match_memo;
 use dp_core::packet::Packet;
 use dp_pmd::pmd::FlowDump;
+use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler, Upcalled};
 use ofproto::Ofproto;
 
@@ -80,6 +86,11 @@ impl Hasher for UfidHasher {
     fn write_u128(&mut self, ufid: u128) {
         self.0 ^= (ufid as u64) ^ ((ufid >> 64) as u64);
     }
+    fn write_u64(&mut self, pmd: u64) {
+        // The PMD half of a credit key: the UFID's bits are uniform, a
+        // PMD's core number needs spreading.
+        self.0 ^= pmd.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
     fn write_u32(&mut self, port_no: u32) {
         // Datapath port numbers are small and dense: a multiply spreads
         // them over the table's top bits, which hashbrown uses.
@@ -87,7 +98,18 @@ impl Hasher for UfidHasher {
     }
 }
 
-type CreditMap = HashMap<u128, RuleCredit, BuildHasherDefault<UfidHasher>>;
+/// A megaflow copy: its UFID and the PMD that installed it ([`pmd_key`]).
+type CreditKey = (u128, u64);
+
+type CreditMap = HashMap<CreditKey, RuleCredit, BuildHasherDefault<UfidHasher>>;
+
+/// A PMD as a credit key's second half.
+fn pmd_key(pmd: PmdIdentity) -> u64 {
+    match pmd {
+        PmdIdentity::Pmd { numa_id, core_id } => ((numa_id as u64) << 32) ^ core_id as u64,
+        PmdIdentity::Main => u64::MAX,
+    }
+}
 
 /// Datapath port → its bridge.
 type PortMap = HashMap<u32, Arc<Ofproto>, BuildHasherDefault<UfidHasher>>;
@@ -175,20 +197,22 @@ impl Bridges {
     /// pass, and forgets the megaflows that are gone: not in `flows` (a
     /// dump taken after `pass` began) and recorded before `pass` began.
     pub fn credit_flow_stats(&self, pass: CreditPass, flows: &[FlowDump], now_ms: u64) {
-        // Totals by shard (a UFID on several PMDs sums), so each shard is
-        // locked once, alone, and PMDs upcalling into the others go on.
-        let mut totals: [HashMap<u128, (u64, u64), BuildHasherDefault<UfidHasher>>; CREDIT_SHARDS] =
-            Default::default();
+        // Totals by shard, so each shard is locked once, alone, and PMDs
+        // upcalling into the others go on.
+        let mut totals: [HashMap<CreditKey, (u64, u64), BuildHasherDefault<UfidHasher>>;
+            CREDIT_SHARDS] = Default::default();
         for f in flows {
-            let t = totals[credit_shard(f.ufid)].entry(f.ufid).or_default();
+            let t = totals[credit_shard(f.ufid)]
+                .entry((f.ufid, pmd_key(f.pmd)))
+                .or_default();
             t.0 += f.stats.packets;
             t.1 += f.stats.bytes;
         }
         for (shard, totals) in self.credits.iter().zip(totals) {
             let mut credits = shard.lock().expect("credits lock");
-            credits.retain(|ufid, c| c.epoch >= pass.epoch || totals.contains_key(ufid));
-            for (ufid, (packets, bytes)) in totals {
-                let Some(c) = credits.get_mut(&ufid) else {
+            credits.retain(|key, c| c.epoch >= pass.epoch || totals.contains_key(key));
+            for (key, (packets, bytes)) in totals {
+                let Some(c) = credits.get_mut(&key) else {
                     continue;
                 };
                 let (dp, db) = (
@@ -236,7 +260,9 @@ fn xlate_error(bridge: &Ofproto, err: &ofproto::XlateError) -> UpcallError {
 
 impl UpcallHandler for Bridges {
     /// Revalidation (`packet` is `None`: no side effect, nothing
-    /// credited), or an upcall from a caller without a mask buffer.
+    /// credited), or an upcall from a caller without a mask buffer (and
+    /// PMD: its megaflow is credited as the non-PMD thread's; the PMDs
+    /// call `translate_upcall`).
     fn translate(
         &self,
         key: &FlowKey,
@@ -245,7 +271,7 @@ impl UpcallHandler for Bridges {
     ) -> Result<Translation, UpcallError> {
         if let Some(packet) = packet {
             let mut mask = FlowKey::ZERO;
-            let up = self.translate_upcall(key, packet, now_ms, &mut mask)?;
+            let up = self.translate_upcall(key, packet, now_ms, PmdIdentity::Main, &mut mask)?;
             return Ok(if up.install {
                 Translation::Megaflow {
                     mask,
@@ -281,6 +307,7 @@ impl UpcallHandler for Bridges {
         key: &FlowKey,
         packet: &Packet,
         now_ms: u64,
+        pmd: PmdIdentity,
         mask: &mut FlowKey,
     ) -> Result<Upcalled, UpcallError> {
         // A guard, not a clone of the map's or the bridge's Arc: a
@@ -322,7 +349,7 @@ impl UpcallHandler for Bridges {
             .lock()
             .expect("credits lock")
             .insert(
-                id,
+                (id, pmd_key(pmd)),
                 RuleCredit {
                     // Moved, not cloned: nothing below reads them, and a
                     // clone was an allocation per flow setup.

@@ -9,6 +9,7 @@ use dp_core::flow::FlowKey;
 use dp_core::flow::key::{ETH_TYPE_IPV4, IPPROTO_UDP};
 use dp_core::flow_table::{FlowStats, ufid_from_match};
 use dp_core::packet::{PacketPool, PoolConfig};
+use dp_pmd::netdev::dummy::DummyNetdev;
 use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg};
 use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallHandler};
@@ -69,7 +70,7 @@ fn upcall_ufids_are_the_tables_and_every_shard_credits_its_rules() {
         let k = key(i);
         let mut mask = FlowKey::ZERO;
         let up = b
-            .translate_upcall(&k, &packet, 0, &mut mask)
+            .translate_upcall(&k, &packet, 0, PmdIdentity::Main, &mut mask)
             .expect("translates");
         assert!(up.install, "flow {i}: a megaflow expected");
         let actions = up.actions;
@@ -129,6 +130,19 @@ fn upcall_ufids_are_the_tables_and_every_shard_credits_its_rules() {
     assert_eq!(n_packets(), u64::from(FLOWS) + more);
 }
 
+/// A PMD the test steps, upcalling into `b`.
+fn stepped_pmd(b: &Arc<Bridges>, identity: PmdIdentity) -> Pmd {
+    Pmd::new(
+        PmdConfig {
+            identity,
+            upcall_share_pct: 0,
+            ..PmdConfig::default()
+        },
+        b.clone(),
+        Arc::new(AtomicUsize::new(1000)),
+    )
+}
+
 /// This PMD's flows, as the datapath's dump asks them.
 fn dump(pmd: &mut Pmd) -> Vec<FlowDump> {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -146,14 +160,7 @@ fn dump(pmd: &mut Pmd) -> Vec<FlowDump> {
 fn a_flow_set_up_during_a_credit_pass_is_credited_and_a_deleted_one_forgotten() {
     let (b, br) = bridges();
     let b = Arc::new(b);
-    let mut pmd = Pmd::new(
-        PmdConfig {
-            upcall_share_pct: 0,
-            ..PmdConfig::default()
-        },
-        b.clone(),
-        Arc::new(AtomicUsize::new(1000)),
-    );
+    let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
     let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     // UDP source port 1000 hits the priority-10 rule, 2000 the default.
     let frame = |sport| testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], sport, 53);
@@ -209,5 +216,80 @@ fn a_flow_set_up_during_a_credit_pass_is_credited_and_a_deleted_one_forgotten() 
     let flows = dump(&mut pmd);
     assert_eq!(flows.len(), 1);
     b.credit_flow_stats(pass, &flows, 4);
+    assert_eq!(b.credit_entries(), 1);
+}
+
+/// Two PMDs each install their copy of one megaflow (same UFID) and
+/// count their own packets; the rule is credited exactly the packets both
+/// forwarded. With one credit entry per UFID, the second PMD's upcall
+/// reset it while the dump summed both copies: the first copy's packets
+/// were credited again (15 for 10 here).
+#[test]
+fn a_megaflow_on_two_pmds_is_credited_each_packet_once() {
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut pmds = [
+        stepped_pmd(
+            &b,
+            PmdIdentity::Pmd {
+                numa_id: 0,
+                core_id: 1,
+            },
+        ),
+        stepped_pmd(
+            &b,
+            PmdIdentity::Pmd {
+                numa_id: 0,
+                core_id: 2,
+            },
+        ),
+    ];
+    let ports: Vec<_> = pmds
+        .iter_mut()
+        .map(testbed::datapath::two_dummy_ports)
+        .collect();
+    let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 2000, 53);
+    let send = |pmd: &mut Pmd, rx: &DummyNetdev, n: usize| {
+        for _ in 0..n {
+            rx.receive(0, &frame).expect("rx");
+        }
+        assert_eq!(pmd.poll_once(0), n);
+    };
+    let pass = |pmds: &mut [Pmd]| {
+        let pass = b.begin_credit_pass();
+        let flows: Vec<FlowDump> = pmds.iter_mut().flat_map(dump).collect();
+        b.credit_flow_stats(pass, &flows, 1);
+        flows
+    };
+    let n_packets = || {
+        br.rules()
+            .rules()
+            .iter()
+            .map(|r| r.n_packets())
+            .sum::<u64>()
+    };
+    // PMD 1 sets the megaflow up and forwards 5; a pass credits them.
+    send(&mut pmds[0], &ports[0].0, 5);
+    pass(&mut pmds);
+    assert_eq!(n_packets(), 5);
+    // PMD 2 sets up its copy and forwards 3; PMD 1 forwards 2 more.
+    send(&mut pmds[1], &ports[1].0, 3);
+    send(&mut pmds[0], &ports[0].0, 2);
+    let flows = pass(&mut pmds);
+    assert_eq!(flows.len(), 2);
+    assert_eq!(flows[0].ufid, flows[1].ufid, "one megaflow, two copies");
+    assert_eq!(n_packets(), 10);
+    assert_eq!(b.credit_entries(), 2);
+    // Deleting one copy forgets only its entry; the other still counts.
+    pmds[1].handle(
+        PmdMsg::FlowDel {
+            ufid: flows[1].ufid,
+            reply: None,
+        },
+        0,
+    );
+    send(&mut pmds[0], &ports[0].0, 4);
+    pass(&mut pmds);
+    assert_eq!(n_packets(), 14);
     assert_eq!(b.credit_entries(), 1);
 }

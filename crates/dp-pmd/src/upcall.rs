@@ -16,6 +16,8 @@ use dp_core::action::Action;
 use dp_core::flow::FlowKey;
 use dp_core::packet::Packet;
 
+use crate::stats::PmdIdentity;
+
 /// A flow's action list, shared by every PMD that installed it.
 pub type FlowActions = Arc<[Action]>;
 
@@ -82,6 +84,10 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
     /// `Translation` and two `Result`s (three copies, ~130 instructions a
     /// flow setup).
     ///
+    /// `pmd` is the upcalling thread: each PMD installs its own copy of a
+    /// megaflow under the same UFID, and the flow dump tells them apart
+    /// by it ([`FlowDump::pmd`](crate::pmd::FlowDump)).
+    ///
     /// A handler that has already computed the megaflow's UFID gives it
     /// in [`Upcalled::ufid`]: it must then be
     /// [`ufid_from_match`](dp_core::flow_table::ufid_from_match)`(key &
@@ -93,6 +99,7 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
         key: &FlowKey,
         packet: &Packet,
         now_ms: u64,
+        _pmd: PmdIdentity,
         mask: &mut FlowKey,
     ) -> Result<Upcalled, UpcallError> {
         Ok(match self.translate(key, Some(packet), now_ms)? {

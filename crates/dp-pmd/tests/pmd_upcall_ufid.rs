@@ -13,6 +13,7 @@ use dp_core::netdev::Netdev;
 use dp_core::packet::Packet;
 use dp_pmd::netdev::dummy::{DummyConfig, DummyNetdev};
 use dp_pmd::pmd::{FlowDump, Pmd, PmdConfig, PmdMsg, PolledRxq};
+use dp_pmd::stats::PmdIdentity;
 use dp_pmd::upcall::{Translation, UpcallError, UpcallHandler, Upcalled};
 use testbed::datapath::udp4_frame;
 
@@ -51,6 +52,7 @@ impl UpcallHandler for Handler {
         key: &FlowKey,
         packet: &Packet,
         now_ms: u64,
+        _: PmdIdentity,
         mask_out: &mut FlowKey,
     ) -> Result<Upcalled, UpcallError> {
         let Translation::Megaflow { mask: m, actions } =

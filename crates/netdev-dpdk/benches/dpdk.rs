@@ -158,6 +158,7 @@ impl UpcallHandler for OfprotoHandler {
         key: &FlowKey,
         _: &Packet,
         now_ms: u64,
+        _: dp_pmd::stats::PmdIdentity,
         mask: &mut FlowKey,
     ) -> Result<Upcalled, UpcallError> {
         let t = self.0.translate(key, now_ms);

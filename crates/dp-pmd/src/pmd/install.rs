@@ -44,9 +44,13 @@ impl Pmd {
             .take()
             .unwrap_or_else(|| Box::new(FlowKey::ZERO));
         let translated = match batch.get(i) {
-            Some(packet) => self
-                .upcall
-                .translate_upcall(&self.keys[i], packet, now_ms, &mut mask),
+            Some(packet) => self.upcall.translate_upcall(
+                &self.keys[i],
+                packet,
+                now_ms,
+                self.config.identity,
+                &mut mask,
+            ),
             None => self
                 .upcall
                 .translate(&self.keys[i], None, now_ms)
