@@ -23,6 +23,12 @@
 //! the previous ones, and its hash the previous one (or its own NIC
 //! hash, as extraction would keep it).
 //!
+//! The packets after a fast-path packet are compared in a loop of their
+//! own (`scan_run`) until one differs: the run's bits are set as one
+//! span, and the loop carries nothing but the index and the last hash
+//! (DPDK bench `1flow`, callgrind: 418.8 -> 397.2 instructions a packet
+//! in `Pmd::poll_once`; `100k` 709.3 -> 691.7).
+//!
 //! Mixed traffic (100k flows) would pay the compares for nothing: after
 //! [`TRIES`] misses in a row a batch stops looking for runs.
 //!
@@ -214,40 +220,23 @@ pub fn prepare_runs_deferred(
     maps: &mut [u64; MAX_BURST],
     hashes: &mut [u32; MAX_BURST],
 ) -> Runs {
-    let mut n = 0;
-    let (mut same, mut copies) = (0u32, 0u32);
-    let mut last: Option<Last> = None;
+    let n = batch.len();
+    // `differ`: copies whose hash is not the packet before's (an own NIC
+    // hash); the run mask is the copies without them.
+    let (mut copies, mut differ) = (0u32, 0u32);
     let mut tries = TRIES;
-    // The hash of the packet before, kept in a register for the run
-    // bit's compare (a read of `hashes[i - 1]` cost a bounds check).
-    let mut prev_hash = 0u32;
-    for (i, packet) in batch.iter_mut().enumerate() {
-        n = i + 1;
-        if let Some(l) = &last {
-            let (frame, meta, fresh) = packet.data_and_meta_fresh();
-            if same_head(frame, l)
-                && meta.in_port == l.in_port
-                && (fresh || is_first_pass(meta))
-                && let Some(hash) = take_hash(l, meta)
-            {
-                copies |= 1 << i;
-                hashes[i] = hash;
-                // A NIC hash of its own may differ from the last one.
-                same |= u32::from(hash == prev_hash) << i;
-                prev_hash = hash;
-                tries = TRIES;
-                continue;
-            }
-            tries -= 1;
-        }
+    let mut i = 0;
+    while i < n {
+        let Some(packet) = batch.get_mut(i) else {
+            break;
+        };
         let had_hash = packet.meta().rss_hash_valid;
         let (map, fast) = extract_reusing_fast(packet, &mut keys[i], maps[i]);
         maps[i] = map;
         let hash = packet_rss_hash(packet, &keys[i]);
         hashes[i] = hash;
-        prev_hash = hash;
-        last = None;
         if !fast || tries == 0 {
+            i += 1;
             continue;
         }
         // A TCP frame's data offset decides whether its key has TCP
@@ -258,23 +247,117 @@ pub fn prepare_runs_deferred(
             0
         };
         let frame = packet.data();
-        if let Some(head) = head_words(frame, tail_mask) {
-            let meta = packet.meta();
-            last = Some(Last {
-                head,
-                tail_mask,
-                len: frame.len(),
-                in_port: meta.in_port,
-                hash: (!had_hash).then_some(meta.rss_hash),
-                offsets: meta.offsets,
-            });
+        let Some(head) = head_words(frame, tail_mask) else {
+            i += 1;
+            continue;
+        };
+        let meta = packet.meta();
+        let last = Last {
+            head,
+            tail_mask,
+            len: frame.len(),
+            in_port: meta.in_port,
+            hash: (!had_hash).then_some(meta.rss_hash),
+            offsets: meta.offsets,
+        };
+        // The packets after it with its headers: one tight loop.
+        let start = i + 1;
+        let (end, run_differ) = scan_run(batch, start, &last, hashes, hash);
+        copies |= span_mask(start, end);
+        differ |= run_differ;
+        if end > start {
+            tries = TRIES;
         }
+        if end < n {
+            // Packet `end` was compared and is not a copy: a miss.
+            tries -= 1;
+        }
+        i = end;
     }
     Runs {
         n,
-        runs: same,
+        runs: copies & !differ,
         copies,
     }
+}
+
+/// Bits `start` to `end - 1` (none when `end <= start`; `end <= 32`).
+#[inline(always)]
+fn span_mask(start: usize, end: usize) -> u32 {
+    if end <= start {
+        return 0;
+    }
+    let below_end = if end >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << end) - 1
+    };
+    below_end & !((1u32 << start) - 1)
+}
+
+/// From packet `from` on, the packets with `last`'s headers (see
+/// [`same_head`]), `in_port` and first pass get their hash (in `hashes`
+/// and, as extraction writes it, in their metadata) and header offsets;
+/// returns the index of the first packet that is not such a copy (or the
+/// batch length) and the copies whose hash differs from the packet
+/// before's (`prev_hash`: that of packet `from - 1`).
+#[inline(always)]
+fn scan_run(
+    batch: &mut PacketBatch,
+    from: usize,
+    last: &Last,
+    hashes: &mut [u32; MAX_BURST],
+    mut prev_hash: u32,
+) -> (usize, u32) {
+    let mut differ = 0u32;
+    let mut i = from;
+    for (packet, slot) in batch
+        .iter_mut()
+        .skip(from)
+        .zip(hashes.iter_mut().skip(from))
+    {
+        let (frame, meta, fresh) = packet.data_and_meta_fresh();
+        if !same_head(frame, last) || meta.in_port != last.in_port {
+            break;
+        }
+        // A fresh packet is on its first pass with no recirculation
+        // depth: no field-by-field test.
+        let hash = if fresh {
+            take_hash_fresh(last, meta)
+        } else if is_first_pass(meta) {
+            take_hash(last, meta)
+        } else {
+            None
+        };
+        let Some(hash) = hash else {
+            break;
+        };
+        *slot = hash;
+        // A NIC hash of its own may differ from the last one.
+        if hash != prev_hash {
+            differ |= 1 << i;
+        }
+        prev_hash = hash;
+        i += 1;
+    }
+    (i, differ)
+}
+
+/// [`take_hash`] for a fresh packet (see `Packet::is_fresh`), whose
+/// recirculation depth is 0.
+#[inline(always)]
+fn take_hash_fresh(last: &Last, meta: &mut PacketMetadata) -> Option<u32> {
+    debug_assert_eq!(meta.recirc_depth, 0, "a fresh packet's depth");
+    let hash = if meta.rss_hash_valid {
+        meta.rss_hash
+    } else {
+        let hash = last.hash?;
+        meta.rss_hash = hash;
+        meta.rss_hash_valid = true;
+        hash
+    };
+    meta.offsets = last.offsets;
+    Some(hash)
 }
 
 /// Copies the key and map of each slot named in `copies` (from
