@@ -10,9 +10,8 @@
 //! then the flow dump, then [`Bridges::credit_flow_stats`]. Entries are
 //! keyed by UFID *and* PMD, as OVS's ukeys: every PMD that sees a
 //! megaflow installs its own copy under the same UFID, each counting its
-//! own packets, so one entry per UFID (reset by the second PMD's upcall
-//! while the dump sums both copies) credited the first copy's packets
-//! twice.
+//! own packets from its own upcall, so each copy is credited against its
+//! own baseline.
 //!
 //! An upcall records its entry *before* the PMD installs the flow, so a
 //! dump can miss a flow whose entry is already here. Entries are therefore
@@ -21,7 +20,7 @@
 //! than the pass (its epoch below the one the pass began). Why that never
 //! forgets a live flow's entry: a PMD (and the non-PMD thread) translates
 //! and installs (or refuses) a flow within one `Pmd::poll_once`
-//! (`upcall_and_install` in dp-pmd's `pmd/general.rs`), and handles
+//! (`upcall_and_install` in dp-pmd's `pmd/install.rs`), and handles
 //! control messages, the dump request among them, only between two
 //! `poll_once` calls (`pmd/thread.rs` `run`). The pass bumps the epoch
 //! before it sends the dump request. If the upcall's epoch load came after
@@ -137,7 +136,8 @@ pub struct Bridges {
     by_port: ArcSwap<PortMap>,
     /// Bridges by name.
     by_name: RwLock<Vec<Arc<Ofproto>>>,
-    /// The rules (and tunnel ports) each megaflow credits, by UFID, in
+    /// The rules (and tunnel ports) each megaflow copy credits, by UFID
+    /// and PMD, in
     /// [`CREDIT_SHARDS`] shards ([`credit_shard`]).
     credits: [Mutex<CreditMap>; CREDIT_SHARDS],
     /// The current credit epoch (see the module doc).
