@@ -137,8 +137,7 @@ pub struct Bridges {
     /// Bridges by name.
     by_name: RwLock<Vec<Arc<Ofproto>>>,
     /// The rules (and tunnel ports) each megaflow copy credits, by UFID
-    /// and PMD, in
-    /// [`CREDIT_SHARDS`] shards ([`credit_shard`]).
+    /// and PMD, in [`CREDIT_SHARDS`] shards ([`credit_shard`]).
     credits: [Mutex<CreditMap>; CREDIT_SHARDS],
     /// The current credit epoch (see the module doc).
     credit_epoch: AtomicU64,
