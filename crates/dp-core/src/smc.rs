@@ -257,6 +257,42 @@ mod tests {
         assert_eq!(smc.lookup(&packet, 0xabcd_0011, &table), None);
     }
 
+    /// Free ways are all-zero (the buckets come zeroed from a
+    /// `LargeTable`), so a flow in slot 0 must still be found, and a
+    /// cleared SMC must find nothing.
+    #[test]
+    fn slot_zero_is_an_entry_and_clear_frees_every_way() {
+        let mut table: FlowTable<u8> = FlowTable::default();
+        let mut key = FlowKey::ZERO;
+        key.in_port = 1;
+        let flow = table
+            .insert(&key, &FlowKey::exact_mask(), None, 0, 0)
+            .expect("insert");
+        assert_eq!(flow.index(), 0);
+        let mut smc = Smc::new(64, 3);
+        let hashes: [u32; 4] = [0x0001_0005, 0x0002_0005, 0x0003_0005, 0x0004_0005];
+        for &hash in &hashes {
+            assert_eq!(smc.lookup(&key, hash, &table), None, "empty SMC");
+            smc.insert(hash, flow);
+            assert_eq!(smc.lookup(&key, hash, &table), Some(flow));
+        }
+        let mut out = [None; MAX_BURST];
+        let keys = [key; 4];
+        assert_eq!(
+            smc.lookup_batch(&keys, &hashes, 0b1111, &table, &mut out),
+            0b1111
+        );
+        assert!(out[..4].iter().all(|&f| f == Some(flow)));
+        smc.clear();
+        for &hash in &hashes {
+            assert_eq!(smc.lookup(&key, hash, &table), None, "cleared SMC");
+        }
+        assert_eq!(
+            smc.lookup_batch(&keys, &hashes, 0b1111, &table, &mut out),
+            0
+        );
+    }
+
     #[test]
     fn disabled_smc_holds_nothing() {
         let table: FlowTable<u8> = FlowTable::default();
