@@ -31,6 +31,16 @@
 //! since, and then forgetting its entry is right. No clock is involved
 //! (the daemon's and the PMDs' clocks are different epochs).
 //!
+//! A copy can also be deleted after a pass's dump and the megaflow set up
+//! again on the same PMD (same UFID) before the pass credits: the new
+//! upcall replaces the entry, and the dump's total is the old copy's.
+//! Entries therefore carry their copy's creation time (the PMD's `now_ms`
+//! of the upcall, which it installs with and the dump reports as
+//! `created_ms`), and a pass credits an entry only from a dumped copy
+//! created at that time. Deleted and set up again within the same
+//! millisecond, the two copies are told apart by nothing: that pass may
+//! credit the old copy's packets again.
+//!
 //! # Locks
 //! Every PMD thread upcalls through here, so the per-upcall path takes no
 //! lock that all of them share for long: the port map is an [`ArcSwap`]
@@ -63,6 +73,13 @@ struct RuleCredit {
     bytes: u64,
     /// The credit epoch when the entry was recorded (see the module doc).
     epoch: u64,
+    /// When the PMD installs the copy this entry credits: the `now_ms` it
+    /// upcalled with, which it installs with and which the flow dump
+    /// reports as [`FlowDump::created_ms`]. A dumped copy of the same
+    /// UFID on the same PMD with another creation time is an older copy,
+    /// deleted since and replaced by the upcall that recorded this entry:
+    /// its packets are not this entry's.
+    created_ms: u64,
 }
 
 /// How many independently locked maps hold the rule credits.
@@ -101,6 +118,14 @@ impl Hasher for UfidHasher {
 type CreditKey = (u128, u64);
 
 type CreditMap = HashMap<CreditKey, RuleCredit, BuildHasherDefault<UfidHasher>>;
+
+/// What a dump says a megaflow copy counted, and which copy it is.
+#[derive(Clone, Copy, Debug)]
+struct CopyTotal {
+    packets: u64,
+    bytes: u64,
+    created_ms: u64,
+}
 
 /// A PMD as a credit key's second half.
 fn pmd_key(pmd: PmdIdentity) -> u64 {
@@ -198,38 +223,56 @@ impl Bridges {
     pub fn credit_flow_stats(&self, pass: CreditPass, flows: &[FlowDump], now_ms: u64) {
         // Totals by shard, so each shard is locked once, alone, and PMDs
         // upcalling into the others go on.
-        let mut totals: [HashMap<CreditKey, (u64, u64), BuildHasherDefault<UfidHasher>>;
+        // A PMD holds one copy of a UFID at a time: one total a key.
+        let mut totals: [HashMap<CreditKey, CopyTotal, BuildHasherDefault<UfidHasher>>;
             CREDIT_SHARDS] = Default::default();
         for f in flows {
-            let t = totals[credit_shard(f.ufid)]
-                .entry((f.ufid, pmd_key(f.pmd)))
-                .or_default();
-            t.0 += f.stats.packets;
-            t.1 += f.stats.bytes;
+            totals[credit_shard(f.ufid)].insert(
+                (f.ufid, pmd_key(f.pmd)),
+                CopyTotal {
+                    packets: f.stats.packets,
+                    bytes: f.stats.bytes,
+                    created_ms: f.created_ms,
+                },
+            );
         }
         for (shard, totals) in self.credits.iter().zip(totals) {
             let mut credits = shard.lock().expect("credits lock");
             credits.retain(|key, c| c.epoch >= pass.epoch || totals.contains_key(key));
-            for (key, (packets, bytes)) in totals {
+            for (key, t) in totals {
                 let Some(c) = credits.get_mut(&key) else {
                     continue;
                 };
-                let (dp, db) = (
-                    packets.saturating_sub(c.packets),
-                    bytes.saturating_sub(c.bytes),
-                );
-                if dp > 0 {
-                    for r in &c.rules {
-                        r.credit(dp, db, now_ms);
-                    }
-                    if let Some(tc) = &c.tunnel {
-                        self.tunnel_counters.credit(tc, dp, db);
-                    }
+                // The dump shows an older copy, deleted after the dump and
+                // replaced by a new upcall (RuleCredit::created_ms): its
+                // packets were counted against the old entry's baseline,
+                // not this one's.
+                if t.created_ms != c.created_ms {
+                    continue;
                 }
-                c.packets = packets;
-                c.bytes = bytes;
+                self.credit_delta(c, t.packets, t.bytes, now_ms);
             }
         }
+    }
+
+    /// Credits `c`'s rules (and tunnel ports) with what its copy counted
+    /// beyond the entry's baseline (`packets`, `bytes` in all), and moves
+    /// the baseline there.
+    fn credit_delta(&self, c: &mut RuleCredit, packets: u64, bytes: u64, now_ms: u64) {
+        let (dp, db) = (
+            packets.saturating_sub(c.packets),
+            bytes.saturating_sub(c.bytes),
+        );
+        if dp > 0 {
+            for r in &c.rules {
+                r.credit(dp, db, now_ms);
+            }
+            if let Some(tc) = &c.tunnel {
+                self.tunnel_counters.credit(tc, dp, db);
+            }
+        }
+        c.packets = packets;
+        c.bytes = bytes;
     }
 
     /// How many megaflows' credits are remembered.
@@ -359,6 +402,9 @@ impl UpcallHandler for Bridges {
                     packets: 1,
                     bytes: packet.len() as u64,
                     epoch,
+                    // The PMD installs with the `now_ms` it upcalled with
+                    // (dp-pmd's `upcall_and_install`).
+                    created_ms: now_ms,
                 },
             );
         Ok(Upcalled {

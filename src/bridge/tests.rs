@@ -373,3 +373,64 @@ fn credit_passes_racing_a_setup_burst_credit_every_packet_once() {
     assert_eq!(b.credit_entries(), flows.len());
     dp.shutdown();
 }
+
+/// A megaflow copy deleted after a pass's dump and set up again on the
+/// same PMD (same UFID) before the pass credits: the pass's dump shows
+/// the old copy, whose packets were credited against the old entry, so
+/// it must credit nothing against the new one. Keyed by UFID and PMD
+/// alone, the pass credited the old copy's packets again (its total less
+/// the new copy's one upcalled packet).
+#[test]
+fn a_copy_replaced_between_a_pass_dump_and_its_credit_is_not_credited_again() {
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
+    let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 2000, 53);
+    let n_packets = || {
+        br.rules()
+            .rules()
+            .iter()
+            .map(|r| r.n_packets())
+            .sum::<u64>()
+    };
+    let send = |pmd: &mut Pmd, n: usize, now_ns: u64| {
+        for _ in 0..n {
+            p1.receive(0, &frame).expect("rx");
+        }
+        assert_eq!(pmd.poll_once(now_ns), n);
+    };
+    // The first copy forwards 8; a pass credits them all.
+    send(&mut pmd, 8, 0);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 1);
+    assert_eq!(n_packets(), 8);
+    // A pass begins and dumps the first copy.
+    let pass = b.begin_credit_pass();
+    let flows = dump(&mut pmd);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].stats.packets, 8);
+    // The copy is deleted (revalidator, dpctl/del-flow) and the megaflow
+    // upcalled again, a millisecond later, on the same PMD.
+    pmd.handle(
+        PmdMsg::FlowDel {
+            ufid: flows[0].ufid,
+            reply: None,
+        },
+        0,
+    );
+    send(&mut pmd, 1, 1_000_000);
+    let again = dump(&mut pmd);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].ufid, flows[0].ufid, "the same megaflow");
+    assert_ne!(again[0].created_ms, flows[0].created_ms, "a new copy");
+    // The pass credits from its dump of the old copy: only the new
+    // copy's upcalled packet is new.
+    b.credit_flow_stats(pass, &flows, 2);
+    assert_eq!(n_packets(), 9);
+    // The new copy's later packets are credited against its own baseline.
+    send(&mut pmd, 3, 2_000_000);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 3);
+    assert_eq!(n_packets(), 12);
+    assert_eq!(b.credit_entries(), 1);
+    assert_eq!(p2.take_sent().len(), 12);
+}
