@@ -7,7 +7,13 @@
 //! it came from are remembered at upcall time and credited with the
 //! megaflow's packet and byte deltas each time the daemon samples the
 //! datapath's flows, as OVS's revalidators do: [`Bridges::begin_credit_pass`],
-//! then the flow dump, then [`Bridges::credit_flow_stats`]. Entries are
+//! then the flow dump, then [`Bridges::credit_flow_stats`]; and when the
+//! datapath deletes a copy (revalidator, `dpctl/del-flow`, flush, port
+//! removal) its final statistics arrive through
+//! [`UpcallHandler::flow_removed`], which credits what it forwarded since
+//! the last pass and forgets its entry, as OVS pushes a deleted flow's
+//! stats. Each entry's baseline moves under its shard's lock, so a pass
+//! and a delete never credit the same packets twice. Entries are
 //! keyed by UFID *and* PMD, as OVS's ukeys: every PMD that sees a
 //! megaflow installs its own copy under the same UFID, each counting its
 //! own packets from its own upcall, so each copy is credited against its
@@ -57,7 +63,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use dp_core::flow::FlowKey;
-use dp_core::flow_table::ufid_from_match_memo;
+use dp_core::flow_table::{FlowStats, ufid_from_match_memo};
 use dp_core::packet::Packet;
 use dp_pmd::pmd::FlowDump;
 use dp_pmd::stats::PmdIdentity;
@@ -412,6 +418,29 @@ impl UpcallHandler for Bridges {
             install: true,
             ufid: Some(id),
         })
+    }
+
+    /// The copy's final packets since the last pass are credited, and its
+    /// entry forgotten. Runs on the PMD's thread: it holds one shard's
+    /// lock for a lookup and a remove (a pass holds a shard no longer
+    /// than that shard's crediting).
+    fn flow_removed(&self, ufid: u128, pmd: PmdIdentity, created_ms: u64, stats: &FlowStats) {
+        let key = (ufid, pmd_key(pmd));
+        let mut credits = self.credits[credit_shard(ufid)]
+            .lock()
+            .expect("credits lock");
+        // An entry of another copy (created_ms, as in credit_flow_stats)
+        // is left to the passes.
+        if credits.get(&key).is_none_or(|c| c.created_ms != created_ms) {
+            return;
+        }
+        let Some(mut c) = credits.remove(&key) else {
+            return;
+        };
+        drop(credits);
+        // Gone from the map, the entry is no pass's any more: crediting
+        // it outside the lock cannot race one.
+        self.credit_delta(&mut c, stats.packets, stats.bytes, stats.used_ms);
     }
 
     fn version(&self) -> u64 {

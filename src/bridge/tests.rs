@@ -434,3 +434,75 @@ fn a_copy_replaced_between_a_pass_dump_and_its_credit_is_not_credited_again() {
     assert_eq!(b.credit_entries(), 1);
     assert_eq!(p2.take_sent().len(), 12);
 }
+
+/// A deleted megaflow copy's last packets (those since the last credit
+/// pass) are credited to its rules at the delete, as OVS pushes a
+/// deleted flow's final statistics, and its entry goes with it: whether
+/// a pass ever saw the copy or not, and with a pass between the dump and
+/// the delete. Credited from dumps alone, a copy deleted between two
+/// passes lost what it forwarded since the last one.
+#[test]
+fn a_deleted_copy_credits_its_last_packets() {
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
+    let frame = |sport| testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], sport, 53);
+    let n_packets = || {
+        br.rules()
+            .rules()
+            .iter()
+            .map(|r| r.n_packets())
+            .sum::<u64>()
+    };
+    let send = |pmd: &mut Pmd, sport, n: usize| {
+        for _ in 0..n {
+            p1.receive(0, &frame(sport)).expect("rx");
+        }
+        assert_eq!(pmd.poll_once(0), n);
+    };
+    let del = |pmd: &mut Pmd, ufid| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        pmd.handle(
+            PmdMsg::FlowDel {
+                ufid,
+                reply: Some(tx),
+            },
+            0,
+        );
+        rx.recv().expect("a reply").expect("the flow")
+    };
+    // Never seen by a pass: 7 packets, the first credited at its upcall.
+    send(&mut pmd, 1000, 7);
+    assert_eq!(n_packets(), 1);
+    let ufid = dump(&mut pmd)[0].ufid;
+    assert_eq!(del(&mut pmd, ufid).stats.packets, 7);
+    assert_eq!(n_packets(), 7, "every packet of the deleted copy");
+    assert_eq!(b.credit_entries(), 0);
+    // Credited by a pass, then 4 more, then a pass that begins and dumps
+    // before the delete and credits after it: 5 + 4, once each.
+    send(&mut pmd, 2000, 5);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 1);
+    assert_eq!(n_packets(), 12);
+    send(&mut pmd, 2000, 3);
+    let pass = b.begin_credit_pass();
+    let flows = dump(&mut pmd);
+    send(&mut pmd, 2000, 1);
+    assert_eq!(del(&mut pmd, flows[0].ufid).stats.packets, 9);
+    assert_eq!(n_packets(), 16);
+    b.credit_flow_stats(pass, &flows, 2);
+    assert_eq!(n_packets(), 16, "the pass after the delete credits nothing");
+    assert_eq!(b.credit_entries(), 0);
+    assert_eq!(p2.take_sent().len(), 16);
+    // A flush and a port's removal delete too.
+    send(&mut pmd, 3000, 2);
+    send(&mut pmd, 4000, 2);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 3);
+    send(&mut pmd, 3000, 3);
+    pmd.handle(PmdMsg::FlowFlush, 0);
+    assert_eq!(n_packets(), 23);
+    send(&mut pmd, 4000, 2);
+    pmd.remove_port(1, 0);
+    assert_eq!(n_packets(), 25);
+    assert_eq!(b.credit_entries(), 0);
+}

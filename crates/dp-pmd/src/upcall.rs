@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use dp_core::action::Action;
 use dp_core::flow::FlowKey;
+use dp_core::flow_table::FlowStats;
 use dp_core::packet::Packet;
 
 use crate::stats::PmdIdentity;
@@ -118,6 +119,18 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
             },
         })
     }
+
+    /// A megaflow copy has left the datapath (deleted by the revalidator
+    /// or `dpctl/del-flow`, flushed, or its input port removed), having
+    /// counted `stats` in all: a handler that credits rules with their
+    /// megaflows' packets credits here what the copy forwarded since it
+    /// last looked, as OVS pushes a deleted flow's final statistics.
+    /// `pmd` held the copy and `created_ms` is when it installed it (as
+    /// [`FlowDump::pmd`](crate::pmd::FlowDump) and `created_ms` report
+    /// them). Called on that PMD's thread, between two iterations, right
+    /// after the delete: it must not block for long. The default does
+    /// nothing.
+    fn flow_removed(&self, _ufid: u128, _pmd: PmdIdentity, _created_ms: u64, _stats: &FlowStats) {}
 
     /// The version of the rules translations are made against. When it
     /// changes, the revalidator re-translates installed megaflows.

@@ -327,7 +327,7 @@ impl Pmd {
             .map(|(_, f)| f.ufid())
             .collect();
         for ufid in doomed {
-            let _ = self.flows.remove(ufid);
+            self.delete_flow(ufid);
         }
     }
 

@@ -126,6 +126,30 @@ fn dump_of(pmd: &Pmd, flow: dp_core::flow_table::FlowRef) -> Option<FlowDump> {
     })
 }
 
+impl Pmd {
+    /// Deletes the flow `ufid` and tells the upcall handler its final
+    /// statistics ([`UpcallHandler::flow_removed`]); false if there is no
+    /// such flow. Every delete of a single flow goes through here.
+    ///
+    /// [`UpcallHandler::flow_removed`]: crate::upcall::UpcallHandler::flow_removed
+    pub(super) fn delete_flow(&mut self, ufid: u128) -> bool {
+        let Some(created_ms) = self
+            .flows
+            .find_ufid(ufid)
+            .and_then(|r| self.flows.get(r))
+            .map(|f| f.created_ms())
+        else {
+            return false;
+        };
+        let Ok(gone) = self.flows.remove(ufid) else {
+            return false;
+        };
+        self.upcall
+            .flow_removed(ufid, self.identity(), created_ms, &gone.stats);
+        true
+    }
+}
+
 pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
     let now_ms = now_ns / 1_000_000;
     // Reply sends fail only when the requester gave up waiting; nothing to
@@ -154,7 +178,7 @@ pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
         PmdMsg::FlowDel { ufid, reply } => {
             let dump = pmd.flows.find_ufid(ufid).and_then(|r| dump_of(pmd, r));
             if dump.is_some() {
-                let _ = pmd.flows.remove(ufid);
+                pmd.delete_flow(ufid);
             }
             if let Some(reply) = reply {
                 let _ = reply.send(dump);
@@ -163,7 +187,14 @@ pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
         PmdMsg::FlowModifyActions { ufid, actions } => {
             let _ = pmd.flows.modify_actions(ufid, actions, false);
         }
-        PmdMsg::FlowFlush => pmd.flows.clear(),
+        PmdMsg::FlowFlush => {
+            let identity = pmd.identity();
+            for (_, f) in pmd.flows.iter() {
+                pmd.upcall
+                    .flow_removed(f.ufid(), identity, f.created_ms(), &f.stats);
+            }
+            pmd.flows.clear();
+        }
         PmdMsg::DumpFlows { reply } => {
             let dumps = pmd.flows.iter().map(|(r, _)| r).collect::<Vec<_>>();
             let dumps = dumps.into_iter().filter_map(|r| dump_of(pmd, r)).collect();
