@@ -270,8 +270,10 @@ pub struct TunnelCredit {
 /// every 15 minutes and drop packets until solicited again.
 ///
 /// # Threads
-/// Registration on the control thread, `credit_for` on upcalling threads,
-/// crediting on the control thread: the port map is an `ArcSwap`
+/// Registration on the control thread (serialised by a mutex all the same,
+/// see `registry`), `credit_for` on upcalling threads, crediting on the
+/// control thread and on PMD threads (a deleted megaflow's final stats,
+/// `crate::bridge`): the port map is an `ArcSwap`
 /// snapshot, replaced whole on a (rare) registration, so an upcall reads
 /// it with no shared lock word written (a read lock per upcall was ~100
 /// instructions and a cache line every PMD wrote); relaxed atomics for
@@ -282,6 +284,13 @@ pub struct TunnelCounters {
     /// Whether `ports` has any: read first by `credit_for`, so an upcall
     /// on a switch without tunnels costs one relaxed load.
     any_ports: std::sync::atomic::AtomicBool,
+    /// Held by [`Self::register`] and [`Self::unregister`] across the map
+    /// update and the `any_ports` store, so the flag always ends as the
+    /// last update left the map: two unserialised updates could store
+    /// them in the other order (an unregister's `false` computed before a
+    /// register's insert, stored after its `true`), and every upcall would
+    /// then skip tunnel crediting until the next registration.
+    registry: std::sync::Mutex<()>,
     /// The tunnel state whose neighbour entries traffic keeps alive.
     state: std::sync::OnceLock<Arc<TunnelState>>,
 }
@@ -295,21 +304,30 @@ impl TunnelCounters {
 
     /// Datapath port `port_no` is a tunnel port counting into `c`.
     pub fn register(&self, port_no: u32, c: Arc<PortCounters>) {
-        self.ports.rcu(|ports| {
-            let mut ports = HashMap::clone(ports);
-            ports.insert(port_no, Arc::clone(&c));
-            ports
+        self.update_ports(|ports| {
+            ports.insert(port_no, c);
         });
-        self.any_ports.store(true, Ordering::Relaxed);
     }
 
     pub fn unregister(&self, port_no: u32) {
-        self.ports.rcu(|ports| {
-            let mut ports = HashMap::clone(ports);
+        self.update_ports(|ports| {
             ports.remove(&port_no);
-            ports
         });
-        let any = !self.ports.load().is_empty();
+    }
+
+    /// Replaces the port map with `change` applied to it, and `any_ports`
+    /// with what the new map says, as one step ([`Self::registry`]).
+    fn update_ports(&self, change: impl FnOnce(&mut HashMap<u32, Arc<PortCounters>>)) {
+        // A panic elsewhere while holding it left nothing half done: the
+        // map and the flag are each stored whole.
+        let _serial = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ports = HashMap::clone(&self.ports.load());
+        change(&mut ports);
+        let any = !ports.is_empty();
+        self.ports.store(Arc::new(ports));
         self.any_ports.store(any, Ordering::Relaxed);
     }
 
@@ -1520,6 +1538,35 @@ mod tests {
         counters.credit(&c, 1, 100);
         assert_eq!(stats(&gnv), [0, 0, 3, 300]);
         assert_eq!(stats(&vx)[2], 4);
+    }
+
+    /// Registrations racing on several threads: a thread's port, once
+    /// registered, is credited (the "any tunnel port" flag is never left
+    /// false over a registered port), and when all are gone, none is.
+    #[test]
+    fn racing_registrations_leave_the_any_ports_flag_right() {
+        let counters = Arc::new(TunnelCounters::default());
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let counters = Arc::clone(&counters);
+                std::thread::spawn(move || {
+                    let port = 100 + t;
+                    let mut missed = 0;
+                    for _ in 0..3000 {
+                        counters.register(port, Arc::new(PortCounters::default()));
+                        if counters.credit_for(port, &[Action::Output(2)]).is_none() {
+                            missed += 1;
+                        }
+                        counters.unregister(port);
+                    }
+                    missed
+                })
+            })
+            .collect();
+        let missed: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(missed, 0, "registered ports not credited");
+        assert!(!counters.any_ports.load(Ordering::Relaxed));
+        assert_eq!(counters.credit_for(100, &[Action::Output(2)]), None);
     }
 
     #[test]
