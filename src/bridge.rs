@@ -25,17 +25,21 @@
 //! pass forgets only an entry that is absent from its dump **and** older
 //! than the pass (its epoch below the one the pass began). Why that never
 //! forgets a live flow's entry: a PMD (and the non-PMD thread) translates
-//! and installs (or refuses) a flow within one `Pmd::poll_once`
-//! (`upcall_and_install` in dp-pmd's `pmd/install.rs`), and handles
-//! control messages, the dump request among them, only between two
-//! `poll_once` calls (`pmd/thread.rs` `run`). The pass bumps the epoch
-//! before it sends the dump request. If the upcall's epoch load came after
-//! the PMD received that request, it happens after the bump and (by the
-//! atomic's coherence) reads the new epoch: the entry is kept. Otherwise
-//! the whole `poll_once` of that upcall, install included, ran before the
-//! PMD answered: the flow is in the dump unless it was refused or deleted
-//! since, and then forgetting its entry is right. No clock is involved
-//! (the daemon's and the PMDs' clocks are different epochs).
+//! and installs (or refuses) a flow within one `Pmd::poll_once` *or one
+//! handled control message* (a `trace` runs its packet through
+//! `process_batch`, upcall and install included: `upcall_and_install` in
+//! dp-pmd's `pmd/install.rs`), and handles control messages, the dump
+//! request among them, one whole message at a time and only between two
+//! `poll_once` calls (`pmd/thread.rs` `run`). A message or iteration that
+//! upcalled and left the install to a later one would break this. The
+//! pass bumps the epoch before it sends the dump request. If the upcall's
+//! epoch load came after the PMD received that request, it happens after
+//! the bump and (by the atomic's coherence) reads the new epoch: the entry
+//! is kept. Otherwise the whole `poll_once` or message of that upcall,
+//! install included, ran before the PMD answered: the flow is in the dump
+//! unless it was refused or deleted since, and then forgetting its entry
+//! is right. The epoch involves no clock (the daemon's and the PMDs'
+//! clocks are different epochs).
 //!
 //! A copy can also be deleted after a pass's dump and the megaflow set up
 //! again on the same PMD (same UFID) before the pass credits: the new

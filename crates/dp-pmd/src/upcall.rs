@@ -80,14 +80,20 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
     /// [`UpcallHandler::translate`] for an upcall, the PMD's entry point:
     /// for a megaflow the handler writes its mask into `mask` (the PMD's
     /// buffer) and returns the actions with `install` set; for a one-off
-    /// `install` is false and `mask` is not read. The translation thus
+    /// `install` is false and `mask` is not read. On entry `mask` holds
+    /// unspecified contents (the PMD reuses one buffer, never cleared: the
+    /// previous upcall's mask), so a handler writes it whole, never field
+    /// by field. The translation thus
     /// reaches the PMD without moving the ~330-byte mask through a
     /// `Translation` and two `Result`s (three copies, ~130 instructions a
     /// flow setup).
     ///
     /// `pmd` is the upcalling thread: each PMD installs its own copy of a
     /// megaflow under the same UFID, and the flow dump tells them apart
-    /// by it ([`FlowDump::pmd`](crate::pmd::FlowDump)).
+    /// by it ([`FlowDump::pmd`](crate::pmd::FlowDump)). The PMD installs
+    /// the megaflow with the `now_ms` it upcalls with, so the dump's
+    /// `created_ms` of the copy is that `now_ms` (a handler may tell the
+    /// copies of one UFID on one PMD apart by it).
     ///
     /// A handler that has already computed the megaflow's UFID gives it
     /// in [`Upcalled::ufid`]: it must then be

@@ -38,7 +38,8 @@ impl Pmd {
         now_ms: u64,
     ) -> Verdict {
         // Taken out so that the install below may borrow the PMD whole;
-        // a buffer lost to a panicking handler is made again.
+        // a buffer lost to a panicking handler is made again. It holds the
+        // last upcall's mask: the handler writes it whole (trait doc).
         let mut mask = self
             .upcall_mask
             .take()
