@@ -11,7 +11,8 @@
 //! - Misses: a miss after an install of the same batch is first checked
 //!   against that batch's installs ([`BatchInstalls`]), not the whole
 //!   classifier again; see that module for why this is complete.
-//! - Grouping in the verdict pass, as OVS keeps a batch pointer per flow:
+//! - Verdicts first, in arrival order; then, unless the batch runs in
+//!   place (below), grouping, as OVS keeps a batch pointer per flow:
 //!   each packet's verdict is looked up in a 64-slot open-addressed table
 //!   of this batch's groups (a packet with its predecessor's verdict skips
 //!   it), and the packets of a group are chained by index. The quadratic
@@ -27,10 +28,12 @@
 //!   one transmit-buffer append per group; the DPDK bench's 20-mask case
 //!   went from ~1,241 to ~1,125 instructions a packet (callgrind, steady
 //!   state).
-//! - In place: when all groups run one list, the batch is executed as
-//!   received, no packet moved out and back. When every packet joined the
-//!   newest group (the groups are runs of consecutive packets) that is
-//!   exactly the per-group execution; otherwise it sends the same packets
+//! - In place: when all packets run one list, the batch is executed as
+//!   received, no packet moved out and back, and no group table built:
+//!   each run of consecutive packets of one flow is credited as it ends
+//!   (a flow met in two runs is credited twice: the same sums). When
+//!   the groups are runs of consecutive packets that is exactly the
+//!   per-group execution; otherwise it sends the same packets
 //!   to the same ports, each flow's in its order, in arrival order rather
 //!   than grouped by flow (OVS groups them: an artefact of its per-flow
 //!   batches, not a promise; arrival order reorders less). `100k-20masks`
@@ -71,10 +74,47 @@ impl Pmd {
         self.installs.clear();
         let mut budget = self.config.upcall_budget;
 
-        // Verdicts and grouping in one pass. `first[g]` heads group g's
-        // chain, `next[j]` links packet j to the next packet of its group.
-        // `in_order`: every packet joined the newest group, so the groups
-        // are runs of consecutive packets, in arrival order.
+        // Verdicts first (misses resolved in arrival order), grouping only
+        // when the batch needs it.
+        let mut verdicts = [Verdict::Dropped; MAX_BURST];
+        for (j, verdict) in verdicts[..n].iter_mut().enumerate() {
+            *verdict = match self.dispositions[j] {
+                Disposition::Hit { flow, .. } => Verdict::Flow(flow),
+                Disposition::Miss => self.handle_miss(j, batch, &mut one_offs, &mut budget, now_ms),
+            };
+        }
+        self.installs.clear();
+        let verdicts = &verdicts[..n];
+
+        // One action list for every packet (many flows, all `output:2`):
+        // credit each run of one flow's packets and execute the batch as
+        // received, in place. A flow met in several runs is credited once
+        // a run: the same sums.
+        if batch.len() == n
+            && let Some(actions) = one_action_list(&self.flows, verdicts, &one_offs)
+        {
+            let (mut count, mut bytes, mut tcp_flags) = (0u64, 0u64, 0u16);
+            for (j, (packet, key)) in batch.iter().zip(&self.keys[..n]).enumerate() {
+                count += 1;
+                bytes += packet.len() as u64;
+                tcp_flags |= key.tcp_flags;
+                let verdict = verdicts[j];
+                if verdicts
+                    .get(j + 1)
+                    .is_none_or(|&v| !same_verdict(v, verdict))
+                {
+                    if let Verdict::Flow(flow) = verdict {
+                        self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
+                    }
+                    (count, bytes, tcp_flags) = (0, 0, 0);
+                }
+            }
+            self.execute(&actions, batch, now_ns);
+            return;
+        }
+
+        // Grouping: `first[g]` heads group g's chain, `next[j]` links
+        // packet j to the next packet of its group.
         let mut table = [NO_GROUP; GROUP_SLOTS];
         let mut group_verdict = [Verdict::Dropped; MAX_BURST];
         let mut first = [END; MAX_BURST];
@@ -82,12 +122,7 @@ impl Pmd {
         let mut next = [END; MAX_BURST];
         let mut groups = 0usize;
         let mut prev: Option<u8> = None;
-        let mut in_order = true;
-        for j in 0..n {
-            let verdict = match self.dispositions[j] {
-                Disposition::Hit { flow, .. } => Verdict::Flow(flow),
-                Disposition::Miss => self.handle_miss(j, batch, &mut one_offs, &mut budget, now_ms),
-            };
+        for (j, &verdict) in verdicts.iter().enumerate() {
             let g = match prev {
                 Some(g) if same_verdict(group_verdict[usize::from(g)], verdict) => g,
                 _ => {
@@ -103,7 +138,6 @@ impl Pmd {
                             break g;
                         }
                         if same_verdict(group_verdict[usize::from(g)], verdict) {
-                            in_order = false;
                             break g;
                         }
                         s = (s + 1) % GROUP_SLOTS;
@@ -118,50 +152,6 @@ impl Pmd {
                 next[usize::from(last[gi])] = j as u8;
             }
             last[gi] = j as u8;
-        }
-        self.installs.clear();
-
-        // One action list for every group (many flows, all `output:2`):
-        // credit each flow its packets and execute the batch as received,
-        // in place.
-        if batch.len() == n
-            && let Some(actions) = one_action_list(&self.flows, &group_verdict[..groups], &one_offs)
-        {
-            if in_order {
-                // Groups are runs: one walk over the packets, a group
-                // ending at its last.
-                let (mut g, mut bytes, mut tcp_flags) = (0usize, 0u64, 0u16);
-                for (j, (packet, key)) in batch.iter().zip(&self.keys[..n]).enumerate() {
-                    bytes += packet.len() as u64;
-                    tcp_flags |= key.tcp_flags;
-                    if j == usize::from(last[g]) {
-                        if let Verdict::Flow(flow) = group_verdict[g] {
-                            let count = (j + 1 - usize::from(first[g])) as u64;
-                            self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
-                        }
-                        (g, bytes, tcp_flags) = (g + 1, 0, 0);
-                    }
-                }
-            } else {
-                // Interleaved groups: each flow's packets by its chain.
-                for g in 0..groups {
-                    let Verdict::Flow(flow) = group_verdict[g] else {
-                        continue;
-                    };
-                    let (mut count, mut bytes, mut tcp_flags) = (0u64, 0u64, 0u16);
-                    let mut j = first[g];
-                    while j != END {
-                        let ji = usize::from(j) & (MAX_BURST - 1);
-                        bytes += batch.get(ji).map_or(0, |p| p.len() as u64);
-                        tcp_flags |= self.keys[ji].tcp_flags;
-                        count += 1;
-                        j = next[ji];
-                    }
-                    self.flows.record_use(flow, count, bytes, tcp_flags, now_ms);
-                }
-            }
-            self.execute(&actions, batch, now_ns);
-            return;
         }
 
         let mut packets: [Option<Packet>; MAX_BURST] = [const { None }; MAX_BURST];
@@ -261,18 +251,21 @@ impl Pmd {
     }
 }
 
-/// The action list every group of a batch runs, when they all run the
+/// The action list every packet of a batch runs, when they all run the
 /// same one (equal lists, not only the same `Arc`: ofproto-lite builds
-/// one per translation); `None` when they differ or a group is dropped.
+/// one per translation); `None` when they differ or a packet is dropped.
+/// A packet with its predecessor's verdict is not looked at again.
 fn one_action_list(
     flows: &FlowTable<FlowActions>,
     verdicts: &[Verdict],
     one_offs: &[FlowActions],
 ) -> Option<FlowActions> {
-    let (&head, rest) = verdicts.split_first()?;
+    let (&head, _) = verdicts.split_first()?;
     let actions = actions_of(flows, one_offs, head)?;
-    for &verdict in rest {
-        if !same_actions(actions, actions_of(flows, one_offs, verdict)?) {
+    for pair in verdicts.windows(2) {
+        if !same_verdict(pair[0], pair[1])
+            && !same_actions(actions, actions_of(flows, one_offs, pair[1])?)
+        {
             return None;
         }
     }
