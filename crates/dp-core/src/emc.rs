@@ -37,15 +37,8 @@
 //! # Thread story
 //! One EMC per PMD thread, used through `&mut`; lookups do not allocate.
 //!
-//! Memory: [`Emc::ENTRY_BYTES`] bytes per entry (the key dominates); the
-//! array is a [`LargeTable`], on 2 MiB pages where the kernel allows (the
-//! default 8192 entries span ~2.9 MiB: ~700 small pages, so with more
-//! flows than entries a probe's entry was a TLB miss as well as a cache
-//! miss).
+//! Memory: [`Emc::ENTRY_BYTES`] bytes per entry (the key dominates).
 
-use zerocopy::FromZeros;
-
-use crate::dpcls::large::LargeTable;
 use crate::dpcls::prefetch::prefetch_addr;
 use crate::flow::FlowKey;
 use crate::flow::extract::{PLAIN_WORDS, PLAIN_WORDS_MAP};
@@ -57,28 +50,24 @@ pub const EMC_DEFAULT_ENTRIES: usize = 8192;
 pub const EMC_DEFAULT_INSERT_INV_PROB: u32 = 100;
 
 /// Hash, flow and map first: a lookup reads them before the key, and a
-/// hash mismatch then touches one cache line only. All-zero bytes are an
-/// empty entry (`full == 0`), so the array can be a zeroed huge-page
-/// [`LargeTable`].
-#[derive(Clone, Copy, Debug, FromZeros)]
+/// hash mismatch then touches one cache line only.
+#[derive(Clone, Copy, Debug)]
 #[repr(C)]
 struct EmcEntry {
     hash: u32,
-    /// 0: empty slot (`flow` means nothing); 1: `flow` is cached.
-    full: u32,
-    flow: FlowRef,
+    /// `None`: empty slot.
+    flow: Option<FlowRef>,
     /// A superset of `key`'s non-zero words.
     map: u64,
     key: FlowKey,
 }
 
-impl EmcEntry {
-    /// The cached flow, `None` for an empty slot.
-    #[inline(always)]
-    fn flow(&self) -> Option<FlowRef> {
-        (self.full != 0).then_some(self.flow)
-    }
-}
+const EMPTY: EmcEntry = EmcEntry {
+    hash: 0,
+    flow: None,
+    map: 0,
+    key: FlowKey::ZERO,
+};
 
 /// Equality of two keys each zero outside its word map (see the module
 /// docs): the words of `a_map | b_map`, or the whole key as one memory
@@ -140,9 +129,7 @@ impl XorShift32 {
 /// The exact-match cache of one PMD thread; see the module documentation.
 #[derive(Clone, Debug)]
 pub struct Emc {
-    /// On 2 MiB pages where the kernel allows: at 100k flows nearly
-    /// every probe misses the cache, and on small pages the TLB too.
-    entries: LargeTable<EmcEntry>,
+    entries: Box<[EmcEntry]>,
     mask: usize,
     shift: u32,
     insert_inv_prob: u32,
@@ -161,7 +148,7 @@ impl Emc {
     pub fn new(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
         let entries = entries.max(2).next_power_of_two();
         let mut emc = Emc {
-            entries: LargeTable::zeroed(entries),
+            entries: vec![EMPTY; entries].into_boxed_slice(),
             mask: entries - 1,
             shift: entries.trailing_zeros(),
             insert_inv_prob: 0,
@@ -244,7 +231,7 @@ impl Emc {
                 continue;
             }
             let verified = entry
-                .flow()
+                .flow
                 .filter(|&flow| keys_equal(&entry.key, entry.map, key, map) && flows.is_live(flow));
             if verified.is_some() {
                 return verified;
@@ -315,12 +302,14 @@ impl Emc {
         let mut victim: Option<usize> = None;
         for pos in positions {
             let entry = &self.entries[pos];
-            if entry.full != 0 && entry.hash == hash && keys_equal(&entry.key, entry.map, key, map)
+            if entry.flow.is_some()
+                && entry.hash == hash
+                && keys_equal(&entry.key, entry.map, key, map)
             {
-                self.entries[pos].flow = flow;
+                self.entries[pos].flow = Some(flow);
                 return;
             }
-            let alive = |e: &EmcEntry| e.flow().is_some_and(|f| flows.is_live(f));
+            let alive = |e: &EmcEntry| e.flow.is_some_and(|f| flows.is_live(f));
             victim = match victim {
                 None => Some(pos),
                 Some(v) => {
@@ -338,21 +327,20 @@ impl Emc {
             key: *key,
             map,
             hash,
-            full: 1,
-            flow,
+            flow: Some(flow),
         };
     }
 
     /// Forgets every entry.
     pub fn clear(&mut self) {
-        self.entries.fill(EmcEntry::new_zeroed());
+        self.entries.fill(EMPTY);
     }
 
     /// Entries holding a live flow.
     pub fn live_entries<A>(&self, flows: &FlowTable<A>) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.flow().is_some_and(|f| flows.is_live(f)))
+            .filter(|e| e.flow.is_some_and(|f| flows.is_live(f)))
             .count()
     }
 }
@@ -515,28 +503,6 @@ mod tests {
         // A refresh with another map for the same key keeps one entry.
         emc.insert_mapped(&key, Some(superset), 3, flow, &table);
         assert_eq!(emc.live_entries(&table), 1);
-    }
-
-    /// The array starts (and `clear` leaves it) all zero bytes, which
-    /// read as hash 0, key zero and a reference to slot 0 generation 0:
-    /// exactly a live flow of the all-zero key in slot 0 looked up with
-    /// hash 0. Only the empty mark may decide, never those bytes.
-    #[test]
-    fn zeroed_entries_are_empty_even_for_slot_zero() {
-        let mut table: FlowTable<u32> = FlowTable::default();
-        let flow = table
-            .insert(&FlowKey::ZERO, &FlowKey::exact_mask(), None, 1, 0)
-            .expect("insert");
-        assert_eq!((flow.index(), flow.generation()), (0, 0));
-        let mut emc = Emc::new(64, 1, 1);
-        assert_eq!(emc.lookup(&FlowKey::ZERO, 0, &table), None);
-        assert_eq!(emc.live_entries(&table), 0);
-        emc.insert(&FlowKey::ZERO, 0, flow, &table);
-        assert_eq!(emc.lookup(&FlowKey::ZERO, 0, &table), Some(flow));
-        assert_eq!(emc.live_entries(&table), 1);
-        emc.clear();
-        assert_eq!(emc.lookup(&FlowKey::ZERO, 0, &table), None);
-        assert_eq!(emc.live_entries(&table), 0);
     }
 
     #[test]

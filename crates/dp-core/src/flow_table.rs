@@ -68,11 +68,8 @@ pub const DEFAULT_MAX_FLOWS: usize = 65536;
 const SIMPLE_TCI_MASK: u16 = 0x1fff;
 const FRAG_MASK: u8 = FLOW_NW_FRAG_ANY | FLOW_NW_FRAG_LATER;
 
-/// The fast path's name for a flow: slot index and generation. All-zero
-/// bytes are a reference (slot 0, generation 0), so that caches on
-/// zeroed huge-page tables can hold one (`FromZeros`); such caches mark
-/// empty entries themselves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, zerocopy::FromZeros)]
+/// The fast path's name for a flow: slot index and generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowRef {
     index: u32,
     generation: u32,
