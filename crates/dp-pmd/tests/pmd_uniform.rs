@@ -1,8 +1,8 @@
 //! The uniform-batch shortcut (`pmd/uniform.rs`) against the general
 //! path, on one PMD stepped over dummy ports: a batch whose packets all
 //! hit one flow, and batches that mix flows or misses, must forward the
-//! same packets in the same order and credit each flow the same packets,
-//! bytes and TCP flags.
+//! same packets, each flow's in the order received, and credit each flow
+//! the same packets, bytes and TCP flags.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
