@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, bounded};
 use dp_pmd::datapath::{Datapath, DatapathConfig, PortOptions};
@@ -60,7 +59,6 @@ pub struct Daemon {
     pub perf_log: crate::observe::PerfLogState,
     /// Route table, neighbour cache, ARP requests (`crate::tunnel`).
     pub tunnels: crate::tunnel::Tunnels,
-    started: Instant,
     pub exit_requested: bool,
     /// Port link states seen by the periodic pass.
     pub links: crate::port_health::LinkWatch,
@@ -192,16 +190,20 @@ impl Daemon {
             captures: Default::default(),
             perf_log: Default::default(),
             tunnels,
-            started: Instant::now(),
             exit_requested: false,
             links: Default::default(),
         })
     }
 
-    /// Milliseconds since start: the clock rules, MAC aging and stats
-    /// credit use.
+    /// Milliseconds on the PMD threads' clock ([`dp_pmd::cycles::monotonic_ns`]):
+    /// the clock rules, MAC aging and stats credit use. Rules are also
+    /// credited and touched by upcalls and flow deletions on the PMD
+    /// threads, with the PMD clock's readings, so the daemon must read the
+    /// same clock: a clock of its own, started later, put a rule's
+    /// `used` ahead of the daemon's now and delayed idle timeouts by the
+    /// start-up time.
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        dp_pmd::cycles::monotonic_ns() / 1_000_000
     }
 
     /// Periodic housekeeping (about once a second): rule timeouts, MAC
