@@ -37,6 +37,29 @@ pub enum Translation {
     ExecuteOnly { actions: FlowActions },
 }
 
+impl Translation {
+    /// The [`Upcalled`] form of this translation, its mask (if any)
+    /// written into `mask`; no UFID.
+    #[inline]
+    pub fn into_upcalled(self, mask: &mut FlowKey) -> Upcalled {
+        match self {
+            Translation::Megaflow { mask: m, actions } => {
+                *mask = m;
+                Upcalled {
+                    actions,
+                    install: true,
+                    ufid: None,
+                }
+            }
+            Translation::ExecuteOnly { actions } => Upcalled {
+                actions,
+                install: false,
+                ufid: None,
+            },
+        }
+    }
+}
+
 /// What [`UpcallHandler::translate_upcall`] decided, beside the mask it
 /// wrote: [`Translation`] for the PMD's upcall, with the mask left in the
 /// PMD's buffer.
@@ -109,21 +132,9 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
         _pmd: PmdIdentity,
         mask: &mut FlowKey,
     ) -> Result<Upcalled, UpcallError> {
-        Ok(match self.translate(key, Some(packet), now_ms)? {
-            Translation::Megaflow { mask: m, actions } => {
-                *mask = m;
-                Upcalled {
-                    actions,
-                    install: true,
-                    ufid: None,
-                }
-            }
-            Translation::ExecuteOnly { actions } => Upcalled {
-                actions,
-                install: false,
-                ufid: None,
-            },
-        })
+        Ok(self
+            .translate(key, Some(packet), now_ms)?
+            .into_upcalled(mask))
     }
 
     /// A megaflow copy has left the datapath (deleted by the revalidator

@@ -133,15 +133,7 @@ struct Last {
 /// extraction would store it).
 #[inline(always)]
 fn take_hash(last: &Last, meta: &mut PacketMetadata) -> Option<u32> {
-    let hash = if meta.rss_hash_valid {
-        meta.rss_hash
-    } else {
-        let hash = last.hash?;
-        meta.rss_hash = hash;
-        meta.rss_hash_valid = true;
-        hash
-    };
-    meta.offsets = last.offsets;
+    let hash = adopt_hash(last, meta)?;
     // As `packet_rss_hash`.
     Some(if meta.recirc_depth > 0 {
         hash_finish(hash, u32::from(meta.recirc_depth))
@@ -373,6 +365,14 @@ fn differing(hashes: &[u32; MAX_BURST], from: usize, end: usize, before: u32) ->
 #[inline(always)]
 fn take_hash_fresh(last: &Last, meta: &mut PacketMetadata) -> Option<u32> {
     debug_assert_eq!(meta.recirc_depth, 0, "a fresh packet's depth");
+    adopt_hash(last, meta)
+}
+
+/// The packet's own NIC hash, or else `last`'s 5-tuple hash stored in
+/// `meta` as extraction would store it (`None`: `last` has none), with
+/// `last`'s offsets; before any recirculation-depth mixing.
+#[inline(always)]
+fn adopt_hash(last: &Last, meta: &mut PacketMetadata) -> Option<u32> {
     let hash = if meta.rss_hash_valid {
         meta.rss_hash
     } else {

@@ -26,7 +26,7 @@ use dp_core::flow_table::FlowTableError;
 use dp_core::packet::PacketBatch;
 
 use super::{Pmd, Verdict};
-use crate::upcall::{FlowActions, Translation, Upcalled};
+use crate::upcall::{FlowActions, Upcalled};
 
 impl Pmd {
     /// The upcall of packet `i` and the install of its megaflow.
@@ -55,21 +55,7 @@ impl Pmd {
             None => self
                 .upcall
                 .translate(&self.keys[i], None, now_ms)
-                .map(|t| match t {
-                    Translation::Megaflow { mask: m, actions } => {
-                        *mask = m;
-                        Upcalled {
-                            actions,
-                            install: true,
-                            ufid: None,
-                        }
-                    }
-                    Translation::ExecuteOnly { actions } => Upcalled {
-                        actions,
-                        install: false,
-                        ufid: None,
-                    },
-                }),
+                .map(|t| t.into_upcalled(&mut mask)),
         };
         let verdict = match translated {
             Ok(Upcalled {
