@@ -446,11 +446,7 @@ impl Cascade {
         // Sliced to the batch, so the per-packet stores need no bounds
         // checks.
         let (out, maps, hashes) = (&mut out[..n], &maps[..n], &hashes[..n]);
-        let sorted = table.maybe_sort(now_ms);
-        if self.smc_mode == SmcMode::Auto {
-            self.decide_smc(table, sorted);
-        }
-        self.stats.packets += n as u64;
+        self.start_batch(table, n, now_ms);
 
         // Stage 1: simple match, then EMC. A packet left pending gets its
         // `Miss` only if stage 3 finds nothing (one store, not two, for a
@@ -569,6 +565,19 @@ impl Cascade {
 }
 
 impl Cascade {
+    /// What a batch lookup does before probing ([`Cascade::lookup_batch_runs`],
+    /// [`Cascade::lookup_whole_run`]): re-ranks the subtables when due,
+    /// lets `smc_enable = "auto"` decide on the SMC, and counts the
+    /// batch's `n` packets.
+    #[inline(always)]
+    fn start_batch<A>(&mut self, table: &mut FlowTable<A>, n: usize, now_ms: u64) {
+        let sorted = table.maybe_sort(now_ms);
+        if self.smc_mode == SmcMode::Auto {
+            self.decide_smc(table, sorted);
+        }
+        self.stats.packets += n as u64;
+    }
+
     /// Stage 1 of [`Cascade::lookup_batch_mapped`]: simple match, then
     /// the EMC when `EMC` (this batch probes it); writes the hits to
     /// `out` and returns the rest as pending.
@@ -759,12 +768,8 @@ impl Cascade {
         } else {
             return None;
         };
-        let sorted = table.maybe_sort(now_ms);
-        if self.smc_mode == SmcMode::Auto {
-            self.decide_smc(table, sorted);
-        }
+        self.start_batch(table, n, now_ms);
         let n = n as u64;
-        self.stats.packets += n;
         if hit.1 == HitLevel::SimpleMatch {
             self.stats.simple_match_hits += n;
         } else {
