@@ -77,7 +77,17 @@ pub(crate) fn eal_init(args: &[String]) -> Result<(), DpdkError> {
     if ret < 0 { Err(rte_errno()) } else { Ok(()) }
 }
 
-/// `rte_dev_probe(devargs)`: plugs a PCI device or creates a vdev.
+/// Held while a device is plugged or unplugged: DPDK's hotplug
+/// (`rte_dev_probe`, `rte_dev_remove`) walks and edits the bus's device
+/// and devargs lists without a lock of its own, so two threads opening
+/// and closing ports at once could see "No such device" (ENODEV) for a
+/// vdev being created (seen: 1 in 6 runs of `tests/port.rs`, whose tests
+/// run in parallel). Callers also hold it from looking a device up to
+/// plugging it, so two opens of one device cannot both plug it.
+pub(crate) static HOTPLUG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `rte_dev_probe(devargs)`: plugs a PCI device or creates a vdev. The
+/// caller holds [`HOTPLUG`].
 pub(crate) fn dev_probe(devargs: &str) -> Result<(), DpdkError> {
     let c = cstring(devargs)?;
     // SAFETY: `c` is a valid C string for the call; EAL is initialised
@@ -157,6 +167,7 @@ pub(crate) fn promiscuous(port: u16) {
 /// The caller guarantees no queue of the port is polled any more (the
 /// queues hold the port alive, so this runs after the last one is gone).
 pub(crate) fn stop_close_remove(port: u16) {
+    let _hotplug = HOTPLUG.lock().unwrap_or_else(|e| e.into_inner());
     let device = dev_info(port)
         .map(|i| i.device)
         .unwrap_or(std::ptr::null_mut());

@@ -165,6 +165,7 @@ impl DpdkNetdev {
             return Err(err(name, "n_rxq and n_txq must be between 1 and 1024"));
         }
         let dev_name = config.devargs.split(',').next().unwrap_or_default().trim();
+        let hotplug = ffi::HOTPLUG.lock().unwrap_or_else(|e| e.into_inner());
         let (port_id, plugged_here) = match ffi::port_by_name(dev_name) {
             Some(id) => (id, false),
             None => {
@@ -179,6 +180,7 @@ impl DpdkNetdev {
                 (id, true)
             }
         };
+        drop(hotplug);
         {
             let mut open = OPEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
             if !open.get_or_insert_with(HashSet::new).insert(port_id) {
