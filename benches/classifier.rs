@@ -443,6 +443,7 @@ fn bench_emc(c: &mut Criterion) {
     let maps: [u64; MAX_BURST] = std::array::from_fn(|i| keys[i].nonzero_word_map());
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
+        emc: dp_core::cascade::EmcMode::On,
         ..CascadeConfig::default()
     });
     let mut out = [Disposition::Miss; MAX_BURST];
@@ -538,6 +539,7 @@ fn bench_emc(c: &mut Criterion) {
     let maps20: [u64; MAX_BURST] = std::array::from_fn(|i| keys20[i].nonzero_word_map());
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: u32::MAX,
+        emc: dp_core::cascade::EmcMode::On,
         smc: SmcMode::On,
         ..CascadeConfig::default()
     });

@@ -112,6 +112,7 @@ fn run_case(flows: u32, seconds: f64, emc_insert_inv_prob: u32) -> CaseResult {
         },
         cascade: CascadeConfig {
             emc_insert_inv_prob,
+            emc: dp_core::cascade::EmcMode::On,
             ..CascadeConfig::default()
         },
         upcall_budget: 64,

@@ -274,6 +274,7 @@ fn run_case(case: Case, seconds: f64, iterations: Option<u64>) -> CaseResult {
         },
         cascade: CascadeConfig {
             emc_insert_inv_prob: 1,
+            emc: dp_core::cascade::EmcMode::On,
             ..CascadeConfig::default()
         },
         upcall_budget: 64,

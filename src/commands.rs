@@ -696,7 +696,8 @@ fn pmd_stats_show(d: &mut Daemon, args: &[String]) -> Result<String, String> {
             continue;
         }
         dp_pmd::stats::format_pmd_stats(&mut out, r.identity, &r.stats);
-        dp_pmd::datapath::format_smc_state(&mut out, &r.stats, d.datapath.smc_mode());
+        let (emc, smc) = (d.datapath.emc_mode(), d.datapath.smc_mode());
+        dp_pmd::datapath::format_cache_state(&mut out, &r.stats, emc, smc);
     }
     Ok(out)
 }

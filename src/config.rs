@@ -51,6 +51,10 @@ pub struct DatapathSection {
     pub pmd_rxq_isolate: bool,
     #[serde(alias = "emc-insert-inv-prob")]
     pub emc_insert_inv_prob: u32,
+    /// true (always, as OVS), false or "auto" (the default: in use while
+    /// the classifier needs it and the SMC is not, see `dp_core::cascade`).
+    #[serde(alias = "emc-enable", deserialize_with = "emc_mode")]
+    pub emc_enable: dp_core::cascade::EmcMode,
     /// true, false or "auto" (the default: on while the classifier needs
     /// it, see `dp_core::cascade`).
     #[serde(alias = "smc-enable", deserialize_with = "smc_mode")]
@@ -84,6 +88,7 @@ impl Default for DatapathSection {
             pmd_rxq_assign: "cycles".into(),
             pmd_rxq_isolate: true,
             emc_insert_inv_prob: 100,
+            emc_enable: dp_core::cascade::EmcMode::Auto,
             smc_enable: dp_core::cascade::SmcMode::Auto,
             tx_flush_interval: 0,
             flow_limit: 200_000,
@@ -96,26 +101,38 @@ impl Default for DatapathSection {
     }
 }
 
-/// `smc_enable`: a boolean (OVS's `smc-enable`) or the string "auto".
 fn smc_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<dp_core::cascade::SmcMode, D::Error> {
-    struct Mode;
+    cache_mode(d, "smc-enable")
+}
+
+fn emc_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<dp_core::cascade::EmcMode, D::Error> {
+    cache_mode(d, "emc-enable")
+}
+
+/// `smc_enable`, `emc_enable`: a boolean (OVS's `smc-enable`) or the
+/// string "auto"; errors name `key`.
+fn cache_mode<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &'static str,
+) -> Result<dp_core::cascade::CacheMode, D::Error> {
+    struct Mode(&'static str);
     impl serde::de::Visitor<'_> for Mode {
-        type Value = dp_core::cascade::SmcMode;
+        type Value = dp_core::cascade::CacheMode;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("true, false or \"auto\"")
+            write!(f, "{}: true, false or \"auto\"", self.0)
         }
         fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
             Ok(if v {
-                dp_core::cascade::SmcMode::On
+                dp_core::cascade::CacheMode::On
             } else {
-                dp_core::cascade::SmcMode::Off
+                dp_core::cascade::CacheMode::Off
             })
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            v.parse().map_err(E::custom)
+            v.parse().map_err(|e| E::custom(format!("{}: {e}", self.0)))
         }
     }
-    d.deserialize_any(Mode)
+    d.deserialize_any(Mode(key))
 }
 
 /// The largest `tx_flush_interval` (µs), as OVS's `tx-flush-interval`.
@@ -648,20 +665,36 @@ mod tests {
     }
 
     #[test]
-    fn smc_enable_takes_a_boolean_or_auto() {
-        use dp_core::cascade::SmcMode;
-        assert_eq!(parse("").unwrap().datapath.smc_enable, SmcMode::Auto);
-        for (text, mode) in [
-            ("smc-enable = true", SmcMode::On),
-            ("smc_enable = false", SmcMode::Off),
-            ("smc-enable = \"auto\"", SmcMode::Auto),
-        ] {
-            let c = parse(&format!("[datapath]\n{text}\n")).unwrap();
-            assert_eq!(c.datapath.smc_enable, mode, "{text}");
+    fn smc_and_emc_enable_take_a_boolean_or_auto() {
+        use dp_core::cascade::CacheMode;
+        let d = parse("").unwrap().datapath;
+        assert_eq!(
+            (d.emc_enable, d.smc_enable),
+            (CacheMode::Auto, CacheMode::Auto)
+        );
+        for cache in ["smc", "emc"] {
+            for (value, mode) in [
+                ("true", CacheMode::On),
+                ("false", CacheMode::Off),
+                ("\"auto\"", CacheMode::Auto),
+            ] {
+                for text in [
+                    format!("{cache}-enable = {value}"),
+                    format!("{cache}_enable = {value}"),
+                ] {
+                    let d = parse(&format!("[datapath]\n{text}\n")).unwrap().datapath;
+                    let got = if cache == "smc" {
+                        d.smc_enable
+                    } else {
+                        d.emc_enable
+                    };
+                    assert_eq!(got, mode, "{text}");
+                }
+            }
+            let e = parse(&format!("[datapath]\n{cache}-enable = \"sometimes\"\n")).unwrap_err();
+            assert!(e.contains(cache) && e.contains("sometimes"), "{e}");
+            let e = parse(&format!("[datapath]\n{cache}-enable = 1\n")).unwrap_err();
+            assert!(e.contains("true, false or \"auto\""), "{e}");
         }
-        let e = parse("[datapath]\nsmc-enable = \"sometimes\"\n").unwrap_err();
-        assert!(e.contains("smc") && e.contains("sometimes"), "{e}");
-        let e = parse("[datapath]\nsmc-enable = 1\n").unwrap_err();
-        assert!(e.contains("true, false or \"auto\""), "{e}");
     }
 }

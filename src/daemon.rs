@@ -71,6 +71,7 @@ fn datapath_config(config: &Config) -> DatapathConfig {
         rxq_assign: d.pmd_rxq_assign.parse().unwrap_or_default(),
         rxq_isolate: d.pmd_rxq_isolate,
         emc_insert_inv_prob: d.emc_insert_inv_prob,
+        emc_enable: d.emc_enable,
         smc_enable: d.smc_enable,
         tx_flush_interval_us: d.tx_flush_interval,
         upcall_budget: d.upcall_budget,

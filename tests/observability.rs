@@ -61,7 +61,11 @@ fn udp_frame(seq: u32, len: usize, dst_port: u16) -> Vec<u8> {
 /// Two dummy-pmd ports on `br0` with `flows`, `extra` tables beside; the
 /// EMC takes every flow.
 fn config(extra: &str, flows: &str) -> String {
-    two_dummy_ports_config("pmd_sleep_max = 200\nemc_insert_inv_prob = 1", extra, flows)
+    two_dummy_ports_config(
+        "pmd_sleep_max = 200\nemc_insert_inv_prob = 1\nemc_enable = true",
+        extra,
+        flows,
+    )
 }
 
 /// A prerequisite: `Some(value)` when present; `None` (skip) outside CI;

@@ -1212,6 +1212,14 @@ impl<A> FlowTable<A> {
         Some(self.live_ref(index))
     }
 
+    /// [`FlowTable::classify_batch`] of a run of `n` packets on `in_port`
+    /// that all carry `key`, probed once: the slot index of their flow
+    /// and its subtable's rank ([`Dpcls::lookup_run`]).
+    #[inline]
+    pub fn classify_run(&mut self, in_port: u32, key: &FlowKey, n: u32) -> Option<(u32, u32)> {
+        self.ports.get_mut(&in_port)?.dpcls.lookup_run(key, n)
+    }
+
     /// Looks up a batch of misses of one port in its classifier; `out[i]`
     /// gets the slot index of each hit. See [`Dpcls::lookup_batch`].
     #[inline]

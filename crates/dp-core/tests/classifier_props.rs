@@ -266,6 +266,7 @@ proptest! {
         let mut cascade = Cascade::new(CascadeConfig {
             emc_entries: 16,
             emc_insert_inv_prob: emc_inv_prob,
+            emc: dp_core::cascade::EmcMode::On,
             smc: if smc { SmcMode::On } else { SmcMode::Off },
             smc_entries: 16,
             seed: 7,
@@ -363,6 +364,7 @@ proptest! {
         let mut cascade = Cascade::new(CascadeConfig {
             emc_entries: 16,
             emc_insert_inv_prob: 1,
+            emc: dp_core::cascade::EmcMode::On,
             smc: if smc { SmcMode::On } else { SmcMode::Off },
             smc_entries: 16,
             seed: 3,

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use dp_core::cascade::{CascadeConfig, SmcMode};
+use dp_core::cascade::{CascadeConfig, EmcMode, SmcMode};
 use dp_core::emc::EMC_DEFAULT_INSERT_INV_PROB;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::FlowTableConfig;
@@ -67,6 +67,9 @@ pub struct DatapathConfig {
     /// PMDs with pinned queues take no others (`pmd-rxq-isolate`).
     pub rxq_isolate: bool,
     pub emc_insert_inv_prob: u32,
+    /// `emc-enable`: auto (the default) or always as OVS, see
+    /// [`dp_core::cascade`].
+    pub emc_enable: EmcMode,
     /// OVS `smc-enable`, plus auto (the default): see
     /// [`dp_core::cascade`].
     pub smc_enable: SmcMode,
@@ -94,6 +97,7 @@ impl Default for DatapathConfig {
             rxq_assign: RxqAssign::Cycles,
             rxq_isolate: true,
             emc_insert_inv_prob: EMC_DEFAULT_INSERT_INV_PROB,
+            emc_enable: EmcMode::Auto,
             smc_enable: SmcMode::Auto,
             tx_flush_interval_us: 0,
             upcall_budget: DEFAULT_UPCALL_BUDGET,
@@ -256,6 +260,7 @@ impl Datapath {
             identity,
             cascade: CascadeConfig {
                 emc_insert_inv_prob: self.config.emc_insert_inv_prob,
+                emc: self.config.emc_enable,
                 smc: self.config.smc_enable,
                 seed: 0x0a5c_ade5 ^ (index as u32).wrapping_mul(0x9e37_79b9),
                 ..CascadeConfig::default()
@@ -598,14 +603,14 @@ impl Datapath {
     }
 
     /// `dpif-netdev/pmd-stats-show` text (main thread first, as OVS),
-    /// each block followed by its [`format_smc_state`] line.
+    /// each block followed by its [`format_cache_state`] lines.
     pub fn pmd_stats_show(&self) -> Result<String, DatapathError> {
         let mut stats = self.pmd_stats()?;
         stats.rotate_right(1);
         let mut out = String::new();
         for report in &stats {
             format_pmd_stats(&mut out, report.identity, &report.stats);
-            format_smc_state(&mut out, &report.stats, self.smc_mode());
+            format_cache_state(&mut out, &report.stats, self.emc_mode(), self.smc_mode());
         }
         Ok(out)
     }
@@ -613,6 +618,11 @@ impl Datapath {
     /// The configured `smc-enable`.
     pub fn smc_mode(&self) -> SmcMode {
         self.config.smc_enable
+    }
+
+    /// The configured `emc-enable`.
+    pub fn emc_mode(&self) -> EmcMode {
+        self.config.emc_enable
     }
 
     /// `dpif-netdev/pmd-stats-clear`.
@@ -694,14 +704,19 @@ fn thread_name(link: &PmdLink) -> String {
     }
 }
 
-/// The line `pmd-stats-show` adds after OVS's block of a thread: whether
-/// its SMC is in use now, and the configured mode (with `auto` it follows
-/// the classifier; see [`dp_core::cascade`]).
-pub fn format_smc_state(out: &mut String, stats: &PmdStats, mode: SmcMode) {
-    let state = if stats.lookup.smc_active {
-        "active"
-    } else {
-        "inactive"
-    };
-    let _ = writeln!(out, "  smc: {state} (smc-enable={mode})");
+/// The lines `pmd-stats-show` adds after OVS's block of a thread: whether
+/// its EMC and SMC are in use now, and the configured modes (with `auto`
+/// they follow the classifier; see [`dp_core::cascade`]).
+pub fn format_cache_state(out: &mut String, stats: &PmdStats, emc: EmcMode, smc: SmcMode) {
+    let state = |active: bool| if active { "active" } else { "inactive" };
+    let _ = writeln!(
+        out,
+        "  emc: {} (emc-enable={emc})",
+        state(stats.lookup.emc_active)
+    );
+    let _ = writeln!(
+        out,
+        "  smc: {} (smc-enable={smc})",
+        state(stats.lookup.smc_active)
+    );
 }

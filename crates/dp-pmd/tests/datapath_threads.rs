@@ -125,7 +125,8 @@ fn two_pmds_share_the_queues_and_dumps_aggregate() {
     assert_eq!(text.matches("packets received:").count(), 3);
     // Auto by default; 20 packets decide nothing: not in use.
     assert_eq!(
-        text.matches("  smc: inactive (smc-enable=auto)\n").count(),
+        text.matches("  emc: inactive (emc-enable=auto)\n  smc: inactive (smc-enable=auto)\n")
+            .count(),
         3,
         "{text}"
     );

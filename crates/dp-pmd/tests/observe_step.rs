@@ -57,6 +57,7 @@ fn rig_with_flush_interval(tx_flush_interval_us: u64) -> (Pmd, Arc<DummyNetdev>,
         },
         cascade: CascadeConfig {
             emc_insert_inv_prob: 1,
+            emc: dp_core::cascade::EmcMode::On,
             ..CascadeConfig::default()
         },
         ..PmdConfig::default()

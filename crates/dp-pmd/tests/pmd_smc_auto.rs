@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use dp_core::action::Action;
-use dp_core::cascade::{CascadeConfig, SmcMode};
+use dp_core::cascade::{CascadeConfig, EmcMode, SmcMode};
 use dp_core::flow::FlowKey;
 use dp_core::packet::Packet;
-use dp_pmd::datapath::format_smc_state;
+use dp_pmd::datapath::format_cache_state;
 use dp_pmd::netdev::dummy::DummyNetdev;
 use dp_pmd::pmd::{Pmd, PmdConfig};
 use dp_pmd::upcall::{FlowActions, Translation, UpcallError, UpcallHandler};
@@ -96,8 +96,11 @@ fn auto_smc_turns_on_over_many_masks_and_serves_the_same_answers() {
         s.lookup
     );
     let mut text = String::new();
-    format_smc_state(&mut text, &s, SmcMode::Auto);
-    assert_eq!(text, "  smc: inactive (smc-enable=auto)\n");
+    format_cache_state(&mut text, &s, EmcMode::Auto, SmcMode::Auto);
+    assert_eq!(
+        text,
+        "  emc: inactive (emc-enable=auto)\n  smc: inactive (smc-enable=auto)\n"
+    );
 
     // The next re-sort (1 s on) decides; the packets seen since come from
     // the SMC.
@@ -107,8 +110,11 @@ fn auto_smc_turns_on_over_many_masks_and_serves_the_same_answers() {
     let s = pmd.stats();
     assert_eq!(s.lookup.smc_hits, 32, "{:?}", s.lookup);
     let mut text = String::new();
-    format_smc_state(&mut text, &s, SmcMode::Auto);
-    assert_eq!(text, "  smc: active (smc-enable=auto)\n");
+    format_cache_state(&mut text, &s, EmcMode::Auto, SmcMode::Auto);
+    assert_eq!(
+        text,
+        "  emc: inactive (emc-enable=auto)\n  smc: active (smc-enable=auto)\n"
+    );
     drop(pmd);
     assert_eq!(p1.pool().in_use(), 0);
 }

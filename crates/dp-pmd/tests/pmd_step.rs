@@ -92,6 +92,7 @@ fn rig(emc_insert_inv_prob: u32, upcall_budget: usize) -> Rig {
         },
         cascade: CascadeConfig {
             emc_insert_inv_prob,
+            emc: dp_core::cascade::EmcMode::On,
             ..CascadeConfig::default()
         },
         upcall_budget,

@@ -80,6 +80,7 @@ fn uniform_and_mixed_batches_forward_and_credit_alike() {
             PmdConfig {
                 cascade: CascadeConfig {
                     emc_insert_inv_prob,
+                    emc: dp_core::cascade::EmcMode::On,
                     ..CascadeConfig::default()
                 },
                 ..PmdConfig::default()
@@ -174,6 +175,7 @@ fn a_batch_of_one_run_forwards_and_credits_every_packet() {
             PmdConfig {
                 cascade: CascadeConfig {
                     emc_insert_inv_prob,
+                    emc: dp_core::cascade::EmcMode::On,
                     ..CascadeConfig::default()
                 },
                 ..PmdConfig::default()

@@ -27,6 +27,11 @@
 //!   PMD (set it to 1 for instruction counts per new flow).
 //! - `setup-ofproto`: the same with ofproto-lite translating every upcall
 //!   (not in the default list; for its share of the setup cost).
+//! - `<N>`, `<N>-20masks` (not in the default list): N flows under the
+//!   `10k` rule or the 20-mask rules.
+//!
+//! `DPDK_BENCH_EMC` (true, false, auto: the default) sets the EMC mode
+//! (oxvsd's `emc_enable`); the lookup levels' hit counts go to stderr.
 //!
 //! Output: one line per case, `oxvs <case> <Mpps> <cycles/packet>` (setup:
 //! `oxvs setup <flows/s> <seconds for 50k>`), each the median of per-second
@@ -276,6 +281,15 @@ impl Bench {
         let mut pmd = Pmd::new(
             PmdConfig {
                 upcall_budget: if unlimited_upcalls { usize::MAX } else { 64 },
+                // `DPDK_BENCH_EMC` = true | false | auto (the default,
+                // as oxvsd's `emc_enable`).
+                cascade: dp_core::cascade::CascadeConfig {
+                    emc: std::env::var("DPDK_BENCH_EMC")
+                        .ok()
+                        .map(|v| v.parse().expect("DPDK_BENCH_EMC: true, false or auto"))
+                        .unwrap_or_default(),
+                    ..Default::default()
+                },
                 ..PmdConfig::default()
             },
             handler,
@@ -316,7 +330,13 @@ impl Bench {
         let installed = pmd.flows().len();
         // For instruction counts (callgrind): the packets of the whole
         // run, warm-up included.
-        eprintln!("  ({} packets in all)", pmd.stats().packets_received);
+        let stats = pmd.stats();
+        eprintln!("  ({} packets in all)", stats.packets_received);
+        let l = &stats.lookup;
+        eprintln!(
+            "  (hits: simple {}, emc {}, smc {}, megaflow {}, miss {})",
+            l.simple_match_hits, l.emc_hits, l.smc_hits, l.megaflow_hits, l.misses
+        );
         drop(pmd);
         (median(mpps), median(cpp), installed)
     }
@@ -512,6 +532,17 @@ fn main() {
                 let secs = median(results.iter().map(|r| r.1).collect());
                 println!("oxvs {case} {rate:.0} {secs:.3}");
                 continue;
+            }
+            // `<N>`, `<N>-20masks`: N flows with the 1flow/10k/100k rule
+            // or the 20-mask rules.
+            other if other.trim_end_matches("-20masks").parse::<u32>().is_ok() => {
+                let n = other.trim_end_matches("-20masks").parse().unwrap();
+                let rule = if other.ends_with("-20masks") {
+                    Rule::TwentyMasks
+                } else {
+                    Rule::InPortUdp
+                };
+                (n, rule)
             }
             other => panic!("unknown case {other}"),
         };

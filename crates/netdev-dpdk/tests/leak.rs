@@ -96,7 +96,15 @@ fn every_path_returns_every_mbuf() {
     let ring = DpdkNetdev::open("ring", &config("net_ring_leak0".into())).unwrap();
 
     let mut pmd = Pmd::new(
-        PmdConfig::default(),
+        PmdConfig {
+            // EMC hits are one of the paths (auto would leave the EMC
+            // unused with this one-subtable classifier).
+            cascade: dp_core::cascade::CascadeConfig {
+                emc: dp_core::cascade::EmcMode::On,
+                ..Default::default()
+            },
+            ..PmdConfig::default()
+        },
         Arc::new(EveryPath),
         Arc::new(AtomicUsize::new(100_000)),
     );

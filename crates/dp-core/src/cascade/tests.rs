@@ -53,6 +53,7 @@ fn levels_and_counters_follow_ovs() {
         .expect("f1");
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
+        emc: EmcMode::On,
         ..CascadeConfig::default()
     });
     let keys: Vec<FlowKey> = (0..8).map(|i| pkt(1, 1 + (i % 2) as u8, i)).collect();
@@ -97,7 +98,14 @@ fn levels_and_counters_follow_ovs() {
     assert!(text.contains("  emc hits: 4\n"), "{text}");
     assert!(text.contains("  avg. subtable lookups per megaflow hit: 1.00\n"));
     cascade.reset_stats();
-    assert_eq!(*cascade.stats(), LookupStats::default());
+    // A reset keeps the states.
+    assert_eq!(
+        *cascade.stats(),
+        LookupStats {
+            emc_active: true,
+            ..LookupStats::default()
+        }
+    );
 }
 
 #[test]
@@ -131,6 +139,7 @@ fn deleted_flow_is_never_returned_by_any_level() {
         .expect("f");
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
+        emc: EmcMode::On,
         smc: SmcMode::On,
         smc_entries: 4096,
         ..CascadeConfig::default()
@@ -175,6 +184,7 @@ fn simple_match_serves_all_simple_ports_first() {
     let f = insert_simple_vlan10(&mut table, 4);
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
+        emc: EmcMode::On,
         ..CascadeConfig::default()
     });
     let mut packet = pkt(4, 9, 9);
@@ -297,6 +307,7 @@ fn mapped_batches_hit_the_emc_on_their_words_only() {
     let vlan = table.insert(&keys[1], &mask, None, 1, 0).expect("tagged");
     let mut cascade = Cascade::new(CascadeConfig {
         emc_insert_inv_prob: 1,
+        emc: EmcMode::On,
         ..CascadeConfig::default()
     });
     let mut out = [Disposition::Miss; MAX_BURST];
@@ -527,16 +538,16 @@ fn forced_smc_modes_ignore_the_classifier() {
 }
 
 #[test]
-fn smc_mode_parses_the_config_spellings() {
-    assert_eq!("auto".parse(), Ok(SmcMode::Auto));
-    assert_eq!("true".parse(), Ok(SmcMode::On));
-    assert_eq!("false".parse(), Ok(SmcMode::Off));
-    let err = "yes".parse::<SmcMode>().expect_err("not a mode");
+fn cache_mode_parses_the_config_spellings() {
+    assert_eq!("auto".parse(), Ok(CacheMode::Auto));
+    assert_eq!("true".parse(), Ok(CacheMode::On));
+    assert_eq!("false".parse(), Ok(CacheMode::Off));
+    let err = "yes".parse::<CacheMode>().expect_err("not a mode");
     assert!(
-        err.contains("smc-enable") && err.contains("\"yes\""),
+        err.contains("true, false or \"auto\"") && err.contains("\"yes\""),
         "{err}"
     );
-    assert_eq!(SmcMode::default(), SmcMode::Auto);
+    assert_eq!(CacheMode::default(), CacheMode::Auto);
 }
 
 #[test]
@@ -623,6 +634,7 @@ fn run_packets_get_what_a_probe_would_give() {
         // One megaflow hit in 20 fills the EMC: both EMC hits and
         // megaflow hits of the same flows come up.
         emc_insert_inv_prob: 20,
+        emc: EmcMode::On,
         ..CascadeConfig::default()
     });
     let (mut twin, mut twin_table) = (with_runs.clone(), table.clone());
@@ -702,93 +714,211 @@ fn run_packets_get_what_a_probe_would_give() {
 /// alone, falling back to [`Cascade::lookup_batch_runs`] when it answers
 /// `None`, gets every disposition and counter that `lookup_batch_runs`
 /// with the whole run mask gives a twin cascade and table: over 400
-/// batches of simple-match hits, EMC hits, megaflow hits (the EMC filling
-/// from them) and misses, with mixed batches between.
+/// batches of simple-match hits, EMC hits, SMC hits, megaflow hits in
+/// either of two subtables (re-ranked every 20 batches) and misses, with
+/// mixed batches between, in each EMC and SMC mode.
 #[test]
 fn a_whole_run_gets_what_lookup_batch_runs_gives() {
-    let mut table: FlowTable<u32> = FlowTable::default();
-    insert_simple_vlan10(&mut table, 4);
+    let mut base: FlowTable<u32> = FlowTable::default();
+    insert_simple_vlan10(&mut base, 4);
     let mut mask = dst_mask();
     mask.in_port = u32::MAX;
     for d in 1..=3 {
-        table
-            .insert(&pkt(1, d, 0), &mask, None, u32::from(d), 0)
+        base.insert(&pkt(1, d, 0), &mask, None, u32::from(d), 0)
             .expect("megaflow");
     }
-    let mut whole = Cascade::new(CascadeConfig {
-        emc_insert_inv_prob: 20,
-        ..CascadeConfig::default()
-    });
-    let (mut twin, mut twin_table) = (whole.clone(), table.clone());
-
-    let mut pool: Vec<FlowKey> = (1..=5)
-        .flat_map(|d| (0..12).map(move |port| pkt(1, d, port)))
-        .collect();
-    let mut tagged = pkt(4, 9, 9);
-    tagged.vlans[0].tci = VLAN_CFI | 10;
-    // Weighted, so whole runs of it come up often.
-    pool.extend([tagged; 6]);
-
-    let mut seed = 0x2545_f491_u32;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        seed
-    };
-    let mut served = [0u32; 2]; // simple match, EMC
-    let mut declined = 0u32;
-    for batch in 0..400u64 {
-        let n = 2 + next() as usize % (MAX_BURST - 1);
-        let mixed = next() % 4 == 0;
-        let keys: Vec<FlowKey> = if mixed {
-            (0..n).map(|_| pool[next() as usize % pool.len()]).collect()
-        } else {
-            vec![pool[next() as usize % pool.len()]; n]
-        };
-        let maps: Vec<u64> = keys.iter().map(FlowKey::nonzero_word_map).collect();
-        let hashes = hashes_of(&keys);
-        let runs = if mixed {
-            0
-        } else {
-            (u32::MAX >> (32 - n)) & !1
-        };
-        let (mut got, mut want) = (
-            [Disposition::Miss; MAX_BURST],
-            [Disposition::Miss; MAX_BURST],
-        );
-        let answer = (!mixed)
-            .then(|| whole.lookup_whole_run(&mut table, &keys[0], maps[0], hashes[0], n, batch))
-            .flatten();
-        match answer {
-            Some((flow, level)) => {
-                got[..n].fill(Disposition::Hit { flow, level });
-                served[usize::from(level != HitLevel::SimpleMatch)] += 1;
-                assert!(matches!(level, HitLevel::SimpleMatch | HitLevel::Emc));
-            }
-            None => {
-                declined += u32::from(!mixed);
-                whole.lookup_batch_runs(&mut table, &keys, &maps, &hashes, runs, batch, &mut got);
-            }
-        }
-        twin.lookup_batch_runs(
-            &mut twin_table,
-            &keys,
-            &maps,
-            &hashes,
-            runs,
-            batch,
-            &mut want,
-        );
-        assert_eq!(
-            got[..n],
-            want[..n],
-            "batch {batch}, {n} packets, mixed {mixed}"
-        );
-        assert_eq!(whole.stats(), twin.stats(), "batch {batch}");
+    // A second subtable on port 1 (tp_src too), so ranks and the
+    // subtables' hit counts matter.
+    mask.tp_src = u16::MAX;
+    for p in 0..6 {
+        base.insert(&pkt(1, 4, p), &mask, None, 10 + u32::from(p), 0)
+            .expect("megaflow");
     }
-    assert!(
-        served.iter().all(|&c| c > 10) && declined > 10,
-        "whole runs served by simple match / EMC: {served:?}, declined: {declined}"
-    );
+    let modes = [
+        (EmcMode::On, SmcMode::Off),
+        (EmcMode::Off, SmcMode::Off),
+        (EmcMode::Off, SmcMode::On),
+        (EmcMode::On, SmcMode::On),
+        (EmcMode::Auto, SmcMode::Auto),
+    ];
+    for (emc, smc) in modes {
+        let mut table = base.clone();
+        let mut whole = Cascade::new(CascadeConfig {
+            emc_insert_inv_prob: 20,
+            emc,
+            smc,
+            smc_entries: 4096,
+            ..CascadeConfig::default()
+        });
+        let (mut twin, mut twin_table) = (whole.clone(), table.clone());
+
+        let mut pool: Vec<FlowKey> = (1..=5)
+            .flat_map(|d| (0..12).map(move |port| pkt(1, d, port)))
+            .collect();
+        let mut tagged = pkt(4, 9, 9);
+        tagged.vlans[0].tci = VLAN_CFI | 10;
+        // Weighted, so whole runs of it come up often.
+        pool.extend([tagged; 20]);
+
+        let mut seed = 0x2545_f491_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        // Whole runs served by simple match, EMC, SMC, megaflow.
+        let mut served = [0u32; 4];
+        let mut declined = 0u32;
+        for batch in 0..400u64 {
+            let n = 2 + next() as usize % (MAX_BURST - 1);
+            let mixed = next() % 4 == 0;
+            let keys: Vec<FlowKey> = if mixed {
+                (0..n).map(|_| pool[next() as usize % pool.len()]).collect()
+            } else if next() % 10 < 7 {
+                // Mostly the second subtable's flows: it outranks the
+                // first only if a whole run credits it every packet.
+                vec![pkt(1, 4, (next() % 6) as u16); n]
+            } else {
+                vec![pool[next() as usize % pool.len()]; n]
+            };
+            let maps: Vec<u64> = keys.iter().map(FlowKey::nonzero_word_map).collect();
+            let hashes = hashes_of(&keys);
+            let runs = if mixed {
+                0
+            } else {
+                (u32::MAX >> (32 - n)) & !1
+            };
+            let now = batch * crate::dpcls::DEFAULT_SORT_INTERVAL_MS / 20;
+            let (mut got, mut want) = (
+                [Disposition::Miss; MAX_BURST],
+                [Disposition::Miss; MAX_BURST],
+            );
+            let answer = (!mixed)
+                .then(|| whole.lookup_whole_run(&mut table, &keys[0], maps[0], hashes[0], n, now))
+                .flatten();
+            match answer {
+                Some((flow, level)) => {
+                    got[..n].fill(Disposition::Hit { flow, level });
+                    served[level as usize] += 1;
+                }
+                None => {
+                    declined += u32::from(!mixed);
+                    whole.lookup_batch_runs(&mut table, &keys, &maps, &hashes, runs, now, &mut got);
+                }
+            }
+            twin.lookup_batch_runs(&mut twin_table, &keys, &maps, &hashes, runs, now, &mut want);
+            let what = format!("{emc:?}/{smc:?} batch {batch}, {n} packets, mixed {mixed}");
+            assert_eq!(got[..n], want[..n], "{what}");
+            assert_eq!(whole.stats(), twin.stats(), "{what}");
+        }
+        // Each level that serves whole runs in this mode did, often.
+        let [simple, emc_hits, smc_hits, megaflow] = served;
+        let what = format!("{emc:?}/{smc:?}: {served:?}, declined {declined}");
+        assert!(simple > 10 && declined > 10, "{what}");
+        match (emc, smc) {
+            (EmcMode::On, _) => assert!(emc_hits > 10, "{what}"),
+            (EmcMode::Off, SmcMode::On) => assert!(smc_hits > 10 && megaflow > 0, "{what}"),
+            (EmcMode::Off, _) => assert!(megaflow > 10, "{what}"),
+            (EmcMode::Auto, _) => assert!(megaflow + smc_hits + emc_hits > 10, "{what}"),
+        }
+    }
+}
+
+/// 32 keys spread over the first `spread` subtables of
+/// [`table_with_subtables`], the same at every call.
+fn fixed_keys(spread: u8) -> Vec<FlowKey> {
+    (0..32u16)
+        .map(|i| {
+            let mut key = pkt(1, (i % u16::from(spread)) as u8 + 1, 0);
+            key.tp_dst = i;
+            key
+        })
+        .collect()
+}
+
+#[test]
+fn auto_emc_is_used_while_hits_probe_several_subtables_and_the_smc_is_not() {
+    let interval = crate::dpcls::DEFAULT_SORT_INTERVAL_MS;
+    let config = CascadeConfig {
+        emc_insert_inv_prob: 1,
+        smc: SmcMode::Off,
+        ..CascadeConfig::default()
+    };
+    let levels = |out: &[Disposition]| -> Vec<HitLevel> {
+        out.iter()
+            .map(|d| match d {
+                Disposition::Hit { level, .. } => *level,
+                Disposition::Miss => panic!("a miss"),
+            })
+            .collect()
+    };
+
+    // One subtable: its hit costs less than an EMC probe. The EMC stays
+    // unused, and unfilled although every hit would insert.
+    let (mut table, flows) = table_with_subtables(1);
+    let mut cascade = Cascade::new(config);
+    assert_eq!(cascade.emc_mode(), EmcMode::Auto);
+    assert!(!cascade.emc_active());
+    for t in 0..3 {
+        uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, t * interval);
+        let keys = fixed_keys(1);
+        run(&mut cascade, &mut table, &keys, t * interval);
+        let out = run(&mut cascade, &mut table, &keys, t * interval);
+        assert!(levels(&out).iter().all(|&l| l == HitLevel::Megaflow));
+    }
+    assert!(!cascade.emc_active());
+    assert_eq!(cascade.stats().emc_hits, 0);
+    assert!(cascade.stats().to_string().contains("  emc: inactive\n"));
+
+    // Four subtables, uniform: 2.5 lookups a hit. The re-sort turns the
+    // EMC on, and a key seen again hits it.
+    let (mut table, flows) = table_with_subtables(4);
+    let mut cascade = Cascade::new(config);
+    uniform_traffic(&mut cascade, &mut table, &flows, 4, 64, 0);
+    assert!(!cascade.emc_active(), "no decision before the re-sort");
+    uniform_traffic(&mut cascade, &mut table, &flows, 4, 1, interval);
+    assert!(cascade.emc_active() && cascade.stats().emc_active);
+    assert!(cascade.stats().to_string().contains("  emc: active\n"));
+    let keys = fixed_keys(4);
+    run(&mut cascade, &mut table, &keys, interval);
+    let out = run(&mut cascade, &mut table, &keys, interval);
+    assert!(levels(&out).iter().all(|&l| l == HitLevel::Emc));
+    for (i, d) in out.iter().enumerate() {
+        assert_eq!(d.flow(), Some(flows[i % 4]));
+    }
+    // Traffic on the best subtable only (1 lookup a hit, below 1.5):
+    // off at the next re-sort that has seen enough megaflow hits.
+    for t in 2..5 {
+        uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, t * interval);
+    }
+    assert!(!cascade.emc_active());
+    let out = run(&mut cascade, &mut table, &keys, 5 * interval);
+    assert!(levels(&out).iter().all(|&l| l == HitLevel::Megaflow));
+
+    // Eight subtables with the SMC on auto too: 4.5 lookups a hit turn
+    // the SMC on, and the EMC stays out of its way.
+    let (mut table, flows) = table_with_subtables(8);
+    let mut cascade = Cascade::new(CascadeConfig {
+        smc: SmcMode::Auto,
+        smc_entries: 4096,
+        ..config
+    });
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, 64, 0);
+    uniform_traffic(&mut cascade, &mut table, &flows, 8, 1, interval);
+    assert!(cascade.smc_active() && !cascade.emc_active());
+
+    // `On` is OVS's EMC: used with one subtable too.
+    let (mut table, flows) = table_with_subtables(1);
+    let mut cascade = Cascade::new(CascadeConfig {
+        emc: EmcMode::On,
+        ..config
+    });
+    uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, 0);
+    uniform_traffic(&mut cascade, &mut table, &flows, 1, 1, interval);
+    assert!(cascade.emc_active());
+    let keys = fixed_keys(1);
+    run(&mut cascade, &mut table, &keys, interval);
+    let out = run(&mut cascade, &mut table, &keys, interval);
+    assert!(levels(&out).iter().all(|&l| l == HitLevel::Emc));
 }

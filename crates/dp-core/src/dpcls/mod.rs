@@ -512,6 +512,25 @@ impl Dpcls {
         }
     }
 
+    /// Looks up one key for a run of `n` packets that all carry it
+    /// (`n >= 1`): what [`Dpcls::lookup_batch`] of the `n` keys gives
+    /// each of them, the rule's value and its subtable's rank (1 for the
+    /// first), with that subtable credited `n` hits as that call would.
+    pub fn lookup_run(&mut self, key: &FlowKey, n: u32) -> Option<(u32, u32)> {
+        let mut out = [0u32; MAX_BURST];
+        let res = self.lookup_batch(std::slice::from_ref(key), 1, &mut out);
+        if res.found & 1 == 0 {
+            return None;
+        }
+        // One packet: its subtable lookups are its rank.
+        let rank = u32::try_from(res.subtable_lookups).expect("a rank fits in u32");
+        let id = self.order[rank as usize - 1];
+        if let Some(subtable) = self.subtables[id as usize].as_mut() {
+            subtable.hits += u64::from(n.saturating_sub(1));
+        }
+        Some((out[0], rank))
+    }
+
     /// Looks up one key.
     pub fn lookup(&mut self, key: &FlowKey) -> Option<u32> {
         let mut out = [0u32; MAX_BURST];

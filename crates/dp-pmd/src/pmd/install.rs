@@ -108,15 +108,10 @@ impl Pmd {
             Ok(flow) => {
                 // Later misses of this batch check it first.
                 self.installs.record(i, key, mask, flow);
-                // As OVS: the new flow goes into the EMC now, so the next
-                // packet of the connection hits there.
-                self.cascade.emc_mut().probabilistic_insert_mapped(
-                    key,
-                    Some(self.maps[i]),
-                    self.hashes[i],
-                    flow,
-                    &self.flows,
-                );
+                // As OVS: the new flow goes into the EMC (when in use)
+                // now, so the next packet of the connection hits there.
+                self.cascade
+                    .offer_emc(key, self.maps[i], self.hashes[i], flow, &self.flows);
                 Verdict::Flow(flow)
             }
             // Same mask and masked key: that flow matches this packet.
