@@ -517,18 +517,21 @@ impl Dpcls {
     /// each of them, the rule's value and its subtable's rank (1 for the
     /// first), with that subtable credited `n` hits as that call would.
     pub fn lookup_run(&mut self, key: &FlowKey, n: u32) -> Option<(u32, u32)> {
-        let mut out = [0u32; MAX_BURST];
-        let res = self.lookup_batch(std::slice::from_ref(key), 1, &mut out);
-        if res.found & 1 == 0 {
-            return None;
+        // One key has nothing to overlap: each subtable's index is asked
+        // straight (`find`: the rule holding exactly `key & mask`, which
+        // is the rule it matches there), without the batch passes'
+        // set-up. Same first rank, same value.
+        let (order, subtables) = (&self.order, &mut self.subtables);
+        for (rank, &id) in order.iter().enumerate() {
+            let Some(subtable) = subtables[id as usize].as_mut() else {
+                continue;
+            };
+            if let Some(value) = subtable.find(key).and_then(|pos| subtable.value(pos)) {
+                subtable.hits += u64::from(n);
+                return Some((value, rank as u32 + 1));
+            }
         }
-        // One packet: its subtable lookups are its rank.
-        let rank = u32::try_from(res.subtable_lookups).expect("a rank fits in u32");
-        let id = self.order[rank as usize - 1];
-        if let Some(subtable) = self.subtables[id as usize].as_mut() {
-            subtable.hits += u64::from(n.saturating_sub(1));
-        }
-        Some((out[0], rank))
+        None
     }
 
     /// Looks up one key.

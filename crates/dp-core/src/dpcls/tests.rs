@@ -486,6 +486,22 @@ fn interleaved_lookup_equals_subtable_by_subtable_in_rank_order() {
         }
         let hits: Vec<u64> = cls.subtable_info().map(|s| s.hits_since_sort).collect();
         assert_eq!(hits, want_hits, "round {round}: per-subtable hits");
+        // A run of m copies of the first key: lookup_run gives what the
+        // batch of them gives, value, rank and per-subtable hits.
+        let m = 1 + rand(MAX_BURST as u64) as usize;
+        let (mut by_run, mut by_batch) = (cls.clone(), cls.clone());
+        let run = by_run.lookup_run(&keys[0], m as u32);
+        let copies = vec![keys[0]; m];
+        let mut out = [u32::MAX; MAX_BURST];
+        let res = by_batch.lookup_batch(&copies, u32::MAX >> (MAX_BURST - m), &mut out);
+        let want = (res.found != 0).then(|| (out[0], (res.subtable_lookups / m as u64) as u32));
+        assert_eq!(run, want, "round {round}: run of {m}");
+        let hits = |c: &Dpcls| {
+            c.subtable_info()
+                .map(|s| s.hits_since_sort)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hits(&by_run), hits(&by_batch), "round {round}: run of {m}");
         if rand(10) == 0 {
             now += DEFAULT_SORT_INTERVAL_MS;
             assert!(cls.maybe_sort(now));
