@@ -597,15 +597,7 @@ impl Cascade {
                     flow,
                     level: HitLevel::Smc,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
-                }
+                self.offer_emc(&keys[i], maps[i], hashes[i], flow, table);
             }
         }
 
@@ -649,15 +641,7 @@ impl Cascade {
                     flow,
                     level: HitLevel::Megaflow,
                 };
-                if emc_on {
-                    self.emc.probabilistic_insert_mapped(
-                        &keys[i],
-                        Some(maps[i]),
-                        hashes[i],
-                        flow,
-                        table,
-                    );
-                }
+                self.offer_emc(&keys[i], maps[i], hashes[i], flow, table);
                 if smc_on {
                     self.smc.insert(hashes[i], flow);
                 }
