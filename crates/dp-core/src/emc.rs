@@ -146,9 +146,19 @@ impl Emc {
     /// 2), inserting with probability `1 / insert_inv_prob`; `seed` seeds
     /// the insert draw.
     pub fn new(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
+        let mut emc = Emc::unallocated(entries, insert_inv_prob, seed);
+        emc.allocate();
+        emc
+    }
+
+    /// [`Emc::new`] without its entry array: no memory until
+    /// [`Emc::allocate`] or the first insert. Until then every lookup
+    /// misses. The cascade builds its EMC so, for a PMD whose EMC the
+    /// `auto` mode never uses does not need its ~2.8 MB.
+    pub fn unallocated(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
         let entries = entries.max(2).next_power_of_two();
         let mut emc = Emc {
-            entries: vec![EMPTY; entries].into_boxed_slice(),
+            entries: Box::default(),
             mask: entries - 1,
             shift: entries.trailing_zeros(),
             insert_inv_prob: 0,
@@ -159,12 +169,30 @@ impl Emc {
         emc
     }
 
-    /// Number of entries.
-    pub fn capacity(&self) -> usize {
-        self.entries.len()
+    /// Allocates the entry array (all empty) if it is not.
+    pub fn allocate(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = vec![EMPTY; self.capacity()].into_boxed_slice();
+        }
     }
 
-    /// Heap bytes of the entry array.
+    /// Frees the entry array (every entry is forgotten); the next insert
+    /// or [`Emc::allocate`] brings it back.
+    pub fn release(&mut self) {
+        self.entries = Box::default();
+    }
+
+    /// Whether the entry array is allocated.
+    pub fn is_allocated(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
+    /// Number of entries (allocated or not).
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Heap bytes of the entry array (0 while unallocated).
     pub fn heap_bytes(&self) -> usize {
         self.entries.len() * Self::ENTRY_BYTES
     }
@@ -226,7 +254,11 @@ impl Emc {
     ) -> Option<FlowRef> {
         debug_assert_eq!(key.nonzero_word_map() & !map, 0, "word map of {key:?}");
         for pos in self.positions(hash) {
-            let entry = &self.entries[pos];
+            // The bounds check indexing would do anyway; it also makes an
+            // unallocated EMC miss.
+            let Some(entry) = self.entries.get(pos) else {
+                continue;
+            };
             if entry.hash != hash {
                 continue;
             }
@@ -298,6 +330,7 @@ impl Emc {
     ) {
         let map = map.unwrap_or_else(|| key.nonzero_word_map());
         debug_assert_eq!(key.nonzero_word_map() & !map, 0, "word map of {key:?}");
+        self.allocate();
         let positions = self.positions(hash);
         let mut victim: Option<usize> = None;
         for pos in positions {
@@ -415,6 +448,26 @@ mod tests {
             .insert(&key, &FlowKey::exact_mask(), None, 7, 0)
             .expect("insert");
         (table, key, flow)
+    }
+
+    #[test]
+    fn an_unallocated_emc_misses_until_its_first_insert_allocates_it() {
+        let (table, key, flow) = table_with_flow();
+        let mut emc = Emc::unallocated(64, 1, 1);
+        assert!(emc.is_enabled() && !emc.is_allocated());
+        assert_eq!((emc.capacity(), emc.heap_bytes()), (64, 0));
+        emc.prefetch(5);
+        assert_eq!(emc.lookup(&key, 5, &table), None);
+        assert!(emc.probabilistic_insert(&key, 5, flow, &table));
+        assert_eq!(emc.heap_bytes(), 64 * Emc::ENTRY_BYTES);
+        assert_eq!(emc.lookup(&key, 5, &table), Some(flow));
+
+        emc.release();
+        assert_eq!((emc.heap_bytes(), emc.live_entries(&table)), (0, 0));
+        assert_eq!(emc.lookup(&key, 5, &table), None);
+        emc.clear();
+        emc.allocate();
+        assert_eq!(emc.lookup(&key, 5, &table), None, "allocated empty");
     }
 
     #[test]
