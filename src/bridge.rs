@@ -9,10 +9,12 @@
 //! datapath's flows, as OVS's revalidators do: [`Bridges::begin_credit_pass`],
 //! then the flow dump, then [`Bridges::credit_flow_stats`]; and when the
 //! datapath deletes a copy (revalidator, `dpctl/del-flow`, flush, port
-//! removal) its final statistics arrive through
+//! removal, its PMD's exit) its final statistics arrive through
 //! [`UpcallHandler::flow_removed`], which credits what it forwarded since
 //! the last pass and forgets its entry, as OVS pushes a deleted flow's
-//! stats. Each entry's baseline moves under its shard's lock, so a pass
+//! stats; `dpctl/mod-flow --clear` likewise credits the copy through
+//! [`UpcallHandler::flow_stats_cleared`] and restarts its baseline at
+//! zero. Each entry's baseline moves under its shard's lock, so a pass
 //! and a delete never credit the same packets twice. Entries are
 //! keyed by UFID *and* PMD, as OVS's ukeys: every PMD that sees a
 //! megaflow installs its own copy under the same UFID, each counting its
@@ -448,6 +450,23 @@ impl UpcallHandler for Bridges {
         // Gone from the map, the entry is no pass's any more: crediting
         // it outside the lock cannot race one.
         self.credit_delta(&mut c, stats.packets, stats.bytes, stats.used_ms);
+    }
+
+    /// The copy's packets since the last pass are credited and its
+    /// baseline goes back to zero, as its counters just did (else nothing
+    /// would be credited until the copy passed its old total). Credited
+    /// under the shard's lock: the entry stays, and a pass may be about
+    /// to credit it.
+    fn flow_stats_cleared(&self, ufid: u128, pmd: PmdIdentity, created_ms: u64, stats: &FlowStats) {
+        let key = (ufid, pmd_key(pmd));
+        let mut credits = self.credits[credit_shard(ufid)]
+            .lock()
+            .expect("credits lock");
+        let Some(c) = credits.get_mut(&key).filter(|c| c.created_ms == created_ms) else {
+            return;
+        };
+        self.credit_delta(c, stats.packets, stats.bytes, stats.used_ms);
+        (c.packets, c.bytes) = (0, 0);
     }
 
     fn version(&self) -> u64 {

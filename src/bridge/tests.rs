@@ -506,3 +506,97 @@ fn a_deleted_copy_credits_its_last_packets() {
     assert_eq!(n_packets(), 25);
     assert_eq!(b.credit_entries(), 0);
 }
+
+/// `dpctl/mod-flow --clear` zeroes a copy's counters: its packets since
+/// the last pass are credited then, and the next pass credits what it
+/// counts from zero. With the old baseline kept, nothing was credited
+/// until the copy passed its old total (10 would have read 5).
+#[test]
+fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
+    let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
+    let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+    let n_packets = || {
+        br.rules()
+            .rules()
+            .iter()
+            .map(|r| r.n_packets())
+            .sum::<u64>()
+    };
+    let send = |pmd: &mut Pmd, n: usize| {
+        for _ in 0..n {
+            p1.receive(0, &frame).expect("rx");
+        }
+        assert_eq!(pmd.poll_once(0), n);
+    };
+    send(&mut pmd, 5);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 1);
+    assert_eq!(n_packets(), 5);
+    send(&mut pmd, 3);
+    let flow = dump(&mut pmd).remove(0);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    pmd.handle(
+        PmdMsg::FlowPut {
+            key: flow.key,
+            mask: flow.mask,
+            ufid: Some(flow.ufid),
+            actions: flow.actions.clone(),
+            mode: dp_pmd::pmd::msg::PutMode::Modify { zero_stats: true },
+            reply: tx,
+        },
+        0,
+    );
+    assert_eq!(rx.recv().expect("a reply"), Ok(flow.ufid));
+    assert_eq!(dump(&mut pmd)[0].stats.packets, 0);
+    assert_eq!(n_packets(), 8, "the 3 since the pass, at the clear");
+    send(&mut pmd, 2);
+    b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 2);
+    assert_eq!(n_packets(), 10);
+    assert_eq!(p2.take_sent().len(), 10);
+}
+
+/// A PMD thread that stops (shutdown, a `pmd-cpu-mask` change) takes its
+/// megaflow copies with it: their packets since the last pass are
+/// credited as the thread exits (6 would have read 1, the upcalled
+/// packet).
+#[test]
+fn a_stopped_pmds_copies_credit_their_last_packets() {
+    use dp_pmd::netdev::dummy::DummyConfig;
+
+    let (b, br) = bridges();
+    let b = Arc::new(b);
+    let mut dp = testbed::datapath::one_pmd_datapath(false, b.clone());
+    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
+    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
+    dp.add_port(p1.clone(), testbed::datapath::port_no(1))
+        .expect("p1");
+    dp.add_port(p2.clone(), testbed::datapath::port_no(2))
+        .expect("p2");
+    let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
+    let mut forwarded = 0;
+    for _ in 0..6 {
+        p1.receive(0, &frame).expect("rx");
+        testbed::traffic::wait_for("the packet forwarded", 20, || {
+            forwarded += p2.take_sent().len();
+            forwarded > 0
+        });
+    }
+    testbed::traffic::wait_for("every packet forwarded", 20, || {
+        forwarded += p2.take_sent().len();
+        forwarded == 6
+    });
+    let n_packets = || {
+        br.rules()
+            .rules()
+            .iter()
+            .map(|r| r.n_packets())
+            .sum::<u64>()
+    };
+    assert_eq!(n_packets(), 1, "the upcalled packet; no pass yet");
+    assert_eq!(b.credit_entries(), 1);
+    dp.shutdown();
+    assert_eq!(n_packets(), 6);
+    assert_eq!(b.credit_entries(), 0);
+}

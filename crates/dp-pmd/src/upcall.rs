@@ -149,6 +149,21 @@ pub trait UpcallHandler: Send + Sync + fmt::Debug {
     /// nothing.
     fn flow_removed(&self, _ufid: u128, _pmd: PmdIdentity, _created_ms: u64, _stats: &FlowStats) {}
 
+    /// A megaflow copy's statistics were just zeroed (`dpctl/mod-flow
+    /// --clear`), having counted `stats` until then: a handler that
+    /// credits rules credits what the copy forwarded since it last
+    /// looked and counts the copy from zero again. Same arguments and
+    /// thread as [`UpcallHandler::flow_removed`]; the default does
+    /// nothing.
+    fn flow_stats_cleared(
+        &self,
+        _ufid: u128,
+        _pmd: PmdIdentity,
+        _created_ms: u64,
+        _stats: &FlowStats,
+    ) {
+    }
+
     /// The version of the rules translations are made against. When it
     /// changes, the revalidator re-translates installed megaflows.
     fn version(&self) -> u64;

@@ -148,6 +148,18 @@ impl Pmd {
             .flow_removed(ufid, self.identity(), created_ms, &gone.stats);
         true
     }
+
+    /// Deletes every flow, telling the upcall handler each one's final
+    /// statistics: `FlowFlush`, and a PMD thread's exit (its copies go
+    /// with it: a `pmd-cpu-mask` change, shutdown).
+    pub(super) fn flush_flows(&mut self) {
+        let identity = self.identity();
+        for (_, f) in self.flows.iter() {
+            self.upcall
+                .flow_removed(f.ufid(), identity, f.created_ms(), &f.stats);
+        }
+        self.flows.clear();
+    }
 }
 
 pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
@@ -187,14 +199,7 @@ pub(super) fn apply(pmd: &mut Pmd, msg: PmdMsg, now_ns: u64) {
         PmdMsg::FlowModifyActions { ufid, actions } => {
             let _ = pmd.flows.modify_actions(ufid, actions, false);
         }
-        PmdMsg::FlowFlush => {
-            let identity = pmd.identity();
-            for (_, f) in pmd.flows.iter() {
-                pmd.upcall
-                    .flow_removed(f.ufid(), identity, f.created_ms(), &f.stats);
-            }
-            pmd.flows.clear();
-        }
+        PmdMsg::FlowFlush => pmd.flush_flows(),
         PmdMsg::DumpFlows { reply } => {
             let dumps = pmd.flows.iter().map(|(r, _)| r).collect::<Vec<_>>();
             let dumps = dumps.into_iter().filter_map(|r| dump_of(pmd, r)).collect();
@@ -242,10 +247,15 @@ fn flow_put(
         (None, PutMode::Modify { .. }) => Err("no such flow".into()),
         (Some(r), PutMode::Modify { .. } | PutMode::CreateOrModify) => {
             let zero_stats = matches!(mode, PutMode::Modify { zero_stats: true });
-            let u = pmd.flows.get(r).map(|f| f.ufid()).ok_or("flow vanished")?;
+            let f = pmd.flows.get(r).ok_or("flow vanished")?;
+            let (u, created_ms, before) = (f.ufid(), f.created_ms(), f.stats);
             pmd.flows
                 .modify_actions(u, actions, zero_stats)
                 .map_err(|e| e.to_string())?;
+            if zero_stats {
+                pmd.upcall
+                    .flow_stats_cleared(u, pmd.identity(), created_ms, &before);
+            }
             Ok(u)
         }
         (None, PutMode::Create) | (None, PutMode::CreateOrModify) => {

@@ -5,8 +5,9 @@
 //! up to the maximum) so an idle PMD does not burn its core; any packet
 //! resets the back-off, as OVS 3.x's PMD load-based sleeping does. The
 //! thread stops when its stop flag is raised or its control channel
-//! closes, flushing its transmit buffers and dropping (returning) every
-//! buffer it holds.
+//! closes, flushing its transmit buffers, deleting its flows as a flush
+//! does (the upcall handler hears each one's final statistics) and
+//! dropping (returning) every buffer it holds.
 //!
 //! Thread hooks: a driver whose library wants to know its polling threads
 //! (DPDK: `rte_thread_register` gives the thread an lcore id, hence its
@@ -110,6 +111,9 @@ impl PmdThread {
             let _stop_hooks = StopHooks(hooks);
             let mut pmd = pmd;
             run(&mut pmd, &control, &stop_flag, config);
+            // Its megaflow copies die with it: their last packets still
+            // reach the handler (rule statistics).
+            pmd.flush_flows();
         })?;
         Ok(PmdThread {
             stop,
