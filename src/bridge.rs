@@ -88,6 +88,11 @@ struct RuleCredit {
     bytes: u64,
     /// The credit epoch when the entry was recorded (see the module doc).
     epoch: u64,
+    /// The credit epoch when the copy's counters were last cleared (0:
+    /// never; see [`Bridges::flow_stats_cleared`]): a pass that began at
+    /// or before it may hold a dump from before the clear, and credits
+    /// nothing.
+    cleared_epoch: u64,
     /// When the PMD installs the copy this entry credits: the `now_ms` it
     /// upcalled with, which it installs with and which the flow dump
     /// reports as [`FlowDump::created_ms`]. A dumped copy of the same
@@ -265,6 +270,12 @@ impl Bridges {
                 if t.created_ms != c.created_ms {
                     continue;
                 }
+                // The copy's counters were cleared after this pass began:
+                // its dump may show the totals from before the clear,
+                // which the clear credited already.
+                if pass.epoch <= c.cleared_epoch {
+                    continue;
+                }
                 self.credit_delta(c, t.packets, t.bytes, now_ms);
             }
         }
@@ -417,6 +428,7 @@ impl UpcallHandler for Bridges {
                     packets: 1,
                     bytes: packet.len() as u64,
                     epoch,
+                    cleared_epoch: 0,
                     // The PMD installs with the `now_ms` it upcalled with
                     // (dp-pmd's `upcall_and_install`).
                     created_ms: now_ms,
@@ -456,7 +468,12 @@ impl UpcallHandler for Bridges {
     /// baseline goes back to zero, as its counters just did (else nothing
     /// would be credited until the copy passed its old total). Credited
     /// under the shard's lock: the entry stays, and a pass may be about
-    /// to credit it.
+    /// to credit it. A pass that began before this reads the epoch may
+    /// have dumped the totals from before the clear: it must not credit
+    /// them against the zero baseline, so the entry remembers the epoch
+    /// (`cleared_epoch`). A pass that begins after it sends its dump
+    /// request after this load, and the PMD answers it after this
+    /// message: its dump shows the cleared counters.
     fn flow_stats_cleared(&self, ufid: u128, pmd: PmdIdentity, created_ms: u64, stats: &FlowStats) {
         let key = (ufid, pmd_key(pmd));
         let mut credits = self.credits[credit_shard(ufid)]
@@ -467,6 +484,7 @@ impl UpcallHandler for Bridges {
         };
         self.credit_delta(c, stats.packets, stats.bytes, stats.used_ms);
         (c.packets, c.bytes) = (0, 0);
+        c.cleared_epoch = self.credit_epoch.load(Ordering::Relaxed);
     }
 
     fn version(&self) -> u64 {

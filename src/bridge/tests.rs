@@ -510,7 +510,9 @@ fn a_deleted_copy_credits_its_last_packets() {
 /// `dpctl/mod-flow --clear` zeroes a copy's counters: its packets since
 /// the last pass are credited then, and the next pass credits what it
 /// counts from zero. With the old baseline kept, nothing was credited
-/// until the copy passed its old total (10 would have read 5).
+/// until the copy passed its old total (10 would have read 5); with the
+/// baseline zeroed alone, a pass that dumped before the clear credited
+/// its 8 again.
 #[test]
 fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
     let (b, br) = bridges();
@@ -535,6 +537,10 @@ fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
     b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 1);
     assert_eq!(n_packets(), 5);
     send(&mut pmd, 3);
+    // A pass whose dump (8) comes before the clear and whose credit
+    // comes after it: the clear credits those 3, the pass nothing.
+    let early = b.begin_credit_pass();
+    let early_dump = dump(&mut pmd);
     let flow = dump(&mut pmd).remove(0);
     let (tx, rx) = crossbeam_channel::bounded(1);
     pmd.handle(
@@ -551,6 +557,12 @@ fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
     assert_eq!(rx.recv().expect("a reply"), Ok(flow.ufid));
     assert_eq!(dump(&mut pmd)[0].stats.packets, 0);
     assert_eq!(n_packets(), 8, "the 3 since the pass, at the clear");
+    b.credit_flow_stats(early, &early_dump, 2);
+    assert_eq!(
+        n_packets(),
+        8,
+        "a dump from before the clear credits nothing"
+    );
     send(&mut pmd, 2);
     b.credit_flow_stats(b.begin_credit_pass(), &dump(&mut pmd), 2);
     assert_eq!(n_packets(), 10);
