@@ -143,6 +143,31 @@ fn stepped_pmd(b: &Arc<Bridges>, identity: PmdIdentity) -> Pmd {
     )
 }
 
+/// The packets credited to all of `br`'s rules.
+fn rule_packets(br: &Ofproto) -> u64 {
+    br.rules().rules().iter().map(|r| r.n_packets()).sum()
+}
+
+/// A datapath with one PMD thread upcalling into `b`, and its two dummy
+/// ports p1 and p2 (port numbers 1 and 2).
+fn threaded_datapath(
+    b: &Arc<Bridges>,
+) -> (
+    dp_pmd::datapath::Datapath,
+    Arc<DummyNetdev>,
+    Arc<DummyNetdev>,
+) {
+    use dp_pmd::netdev::dummy::DummyConfig;
+    let mut dp = testbed::datapath::one_pmd_datapath(false, b.clone());
+    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
+    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
+    dp.add_port(p1.clone(), testbed::datapath::port_no(1))
+        .expect("p1");
+    dp.add_port(p2.clone(), testbed::datapath::port_no(2))
+        .expect("p2");
+    (dp, p1, p2)
+}
+
 /// This PMD's flows, as the datapath's dump asks them.
 fn dump(pmd: &mut Pmd) -> Vec<FlowDump> {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -261,13 +286,7 @@ fn a_megaflow_on_two_pmds_is_credited_each_packet_once() {
         b.credit_flow_stats(pass, &flows, 1);
         flows
     };
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let n_packets = || rule_packets(&br);
     // PMD 1 sets the megaflow up and forwards 5; a pass credits them.
     send(&mut pmds[0], &ports[0].0, 5);
     pass(&mut pmds);
@@ -304,26 +323,13 @@ fn a_megaflow_on_two_pmds_is_credited_each_packet_once() {
 /// that window (~700 of 3000 credited).
 #[test]
 fn credit_passes_racing_a_setup_burst_credit_every_packet_once() {
-    use dp_pmd::netdev::dummy::DummyConfig;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     const FLOWS: u16 = 3000;
     let (b, br) = bridges();
     let b = Arc::new(b);
-    let mut dp = testbed::datapath::one_pmd_datapath(false, b.clone());
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    dp.add_port(p1.clone(), testbed::datapath::port_no(1))
-        .expect("p1");
-    dp.add_port(p2.clone(), testbed::datapath::port_no(2))
-        .expect("p2");
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let (mut dp, p1, p2) = threaded_datapath(&b);
+    let n_packets = || rule_packets(&br);
     let stop = AtomicBool::new(false);
     let mut forwarded = 0usize;
     let passes = std::thread::scope(|s| {
@@ -387,13 +393,7 @@ fn a_copy_replaced_between_a_pass_dump_and_its_credit_is_not_credited_again() {
     let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
     let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 2000, 53);
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let n_packets = || rule_packets(&br);
     let send = |pmd: &mut Pmd, n: usize, now_ns: u64| {
         for _ in 0..n {
             p1.receive(0, &frame).expect("rx");
@@ -448,13 +448,7 @@ fn a_deleted_copy_credits_its_last_packets() {
     let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
     let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     let frame = |sport| testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], sport, 53);
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let n_packets = || rule_packets(&br);
     let send = |pmd: &mut Pmd, sport, n: usize| {
         for _ in 0..n {
             p1.receive(0, &frame(sport)).expect("rx");
@@ -520,13 +514,7 @@ fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
     let mut pmd = stepped_pmd(&b, PmdIdentity::Main);
     let (p1, p2) = testbed::datapath::two_dummy_ports(&mut pmd);
     let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let n_packets = || rule_packets(&br);
     let send = |pmd: &mut Pmd, n: usize| {
         for _ in 0..n {
             p1.receive(0, &frame).expect("rx");
@@ -575,17 +563,9 @@ fn a_cleared_copy_is_credited_up_to_its_clear_and_from_zero_after() {
 /// packet).
 #[test]
 fn a_stopped_pmds_copies_credit_their_last_packets() {
-    use dp_pmd::netdev::dummy::DummyConfig;
-
     let (b, br) = bridges();
     let b = Arc::new(b);
-    let mut dp = testbed::datapath::one_pmd_datapath(false, b.clone());
-    let p1 = Arc::new(DummyNetdev::new("p1", DummyConfig::default()));
-    let p2 = Arc::new(DummyNetdev::new("p2", DummyConfig::default()));
-    dp.add_port(p1.clone(), testbed::datapath::port_no(1))
-        .expect("p1");
-    dp.add_port(p2.clone(), testbed::datapath::port_no(2))
-        .expect("p2");
+    let (mut dp, p1, p2) = threaded_datapath(&b);
     let frame = testbed::datapath::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 1000, 53);
     let mut forwarded = 0;
     for _ in 0..6 {
@@ -599,13 +579,7 @@ fn a_stopped_pmds_copies_credit_their_last_packets() {
         forwarded += p2.take_sent().len();
         forwarded == 6
     });
-    let n_packets = || {
-        br.rules()
-            .rules()
-            .iter()
-            .map(|r| r.n_packets())
-            .sum::<u64>()
-    };
+    let n_packets = || rule_packets(&br);
     assert_eq!(n_packets(), 1, "the upcalled packet; no pass yet");
     assert_eq!(b.credit_entries(), 1);
     dp.shutdown();
