@@ -59,9 +59,10 @@
 //! fewer hits than [`SMC_AUTO_MIN_HITS`] keep it as it is, or off with
 //! one subtable a port). It starts unused. While unused it is neither
 //! probed nor filled (the entries left are verified like any other when
-//! it comes back). Like the auto SMC, its entry array (~2.8 MB at the
-//! default 8192 entries) is allocated the first time it is used and kept
-//! after; `Off` frees it. `On` is OVS's behaviour. A batch that is one run of
+//! it comes back). Its entry array comes from zeroed memory, so until
+//! it is used it holds no resident memory, and when it is its pages
+//! fault in as inserts touch them (see [`Emc::new`]). `On` is OVS's
+//! behaviour. A batch that is one run of
 //! one key ([`Cascade::lookup_whole_run`]) is looked up once whichever
 //! level serves it, so one busy flow needs no EMC either.
 //!
@@ -73,8 +74,7 @@
 //!
 //! # Thread story
 //! One cascade (EMC + SMC + counters) per PMD thread beside that thread's
-//! [`FlowTable`], all used through `&mut`; no clock reads, and no
-//! allocation but an auto cache's array the first time it is used.
+//! [`FlowTable`], all used through `&mut`; no allocation, no clock reads.
 //! Flow statistics (packets, bytes, used, TCP flags) are credited by the
 //! caller per flow group after execution ([`FlowTable::record_use`]), as
 //! OVS does in `dp_netdev_flow_used`.
@@ -308,7 +308,7 @@ impl Default for Cascade {
 impl Cascade {
     pub fn new(config: CascadeConfig) -> Cascade {
         let mut cascade = Cascade {
-            emc: Emc::unallocated(config.emc_entries, config.emc_insert_inv_prob, config.seed),
+            emc: Emc::new(config.emc_entries, config.emc_insert_inv_prob, config.seed),
             emc_mode: EmcMode::Off,
             emc_active: false,
             smc: Smc::disabled(),
@@ -337,14 +337,9 @@ impl Cascade {
         &mut self.emc
     }
 
-    /// Sets the EMC mode: `On` uses it from the next batch, `Off` stops
-    /// and frees its entries, `Auto` starts unused and decides from the
-    /// next megaflow hits. The entry array is allocated when the EMC is
-    /// first used (an `Auto` EMC never used costs no memory).
+    /// Sets the EMC mode: `On` uses it from the next batch, `Off` stops,
+    /// `Auto` starts unused and decides from the next megaflow hits.
     pub fn set_emc_mode(&mut self, mode: EmcMode) {
-        if mode == EmcMode::Off {
-            self.emc.release();
-        }
         self.emc_mode = mode;
         self.auto_hits = 0;
         self.auto_lookups = 0;
@@ -365,9 +360,6 @@ impl Cascade {
     }
 
     fn set_emc_active(&mut self, active: bool) {
-        if active && self.emc.is_enabled() {
-            self.emc.allocate();
-        }
         self.emc_active = active;
         self.stats.emc_active = self.emc_active();
         self.emc_served_last = false;

@@ -43,6 +43,7 @@ use crate::dpcls::prefetch::prefetch_addr;
 use crate::flow::FlowKey;
 use crate::flow::extract::{PLAIN_WORDS, PLAIN_WORDS_MAP};
 use crate::flow_table::{FlowRef, FlowTable};
+use zerocopy::FromZeros;
 
 /// Default number of entries (OVS `EM_FLOW_HASH_ENTRIES`).
 pub const EMC_DEFAULT_ENTRIES: usize = 8192;
@@ -50,24 +51,44 @@ pub const EMC_DEFAULT_ENTRIES: usize = 8192;
 pub const EMC_DEFAULT_INSERT_INV_PROB: u32 = 100;
 
 /// Hash, flow and map first: a lookup reads them before the key, and a
-/// hash mismatch then touches one cache line only.
-#[derive(Clone, Copy, Debug)]
+/// hash mismatch then touches one cache line only. All zeros is an empty
+/// entry, so the array comes from zeroed memory (see [`Emc::new`]).
+#[derive(Clone, Copy, Debug, FromZeros)]
 #[repr(C)]
 struct EmcEntry {
     hash: u32,
-    /// `None`: empty slot.
-    flow: Option<FlowRef>,
+    flow: CachedFlow,
     /// A superset of `key`'s non-zero words.
     map: u64,
     key: FlowKey,
 }
 
-const EMPTY: EmcEntry = EmcEntry {
-    hash: 0,
-    flow: None,
-    map: 0,
-    key: FlowKey::ZERO,
-};
+/// An entry's flow: its slot index plus one (0: the entry is empty; the
+/// flow table never uses slot `u32::MAX`, so this never wraps) and the
+/// slot generation it was cached at.
+#[derive(Clone, Copy, Debug, FromZeros)]
+#[repr(C)]
+struct CachedFlow {
+    slot_plus_one: u32,
+    generation: u32,
+}
+
+impl CachedFlow {
+    #[inline(always)]
+    fn of(flow: FlowRef) -> CachedFlow {
+        CachedFlow {
+            slot_plus_one: flow.index().wrapping_add(1),
+            generation: flow.generation(),
+        }
+    }
+
+    /// The flow, `None` for an empty entry.
+    #[inline(always)]
+    fn get(self) -> Option<FlowRef> {
+        (self.slot_plus_one != 0)
+            .then(|| FlowRef::from_parts(self.slot_plus_one - 1, self.generation))
+    }
+}
 
 /// Equality of two keys each zero outside its word map (see the module
 /// docs): the words of `a_map | b_map`, or the whole key as one memory
@@ -145,20 +166,18 @@ impl Emc {
     /// An EMC of `entries` entries (rounded up to a power of two, at least
     /// 2), inserting with probability `1 / insert_inv_prob`; `seed` seeds
     /// the insert draw.
+    ///
+    /// The entries come from zeroed memory (`calloc`: for an array this
+    /// size, pages the kernel maps on first touch), not written one by
+    /// one: an EMC the `auto` mode never uses holds no resident memory,
+    /// and one it starts using faults its pages in a few at a time, as
+    /// inserts touch them, instead of costing the PMD a 2.8 MB write.
     pub fn new(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
-        let mut emc = Emc::unallocated(entries, insert_inv_prob, seed);
-        emc.allocate();
-        emc
-    }
-
-    /// [`Emc::new`] without its entry array: no memory until
-    /// [`Emc::allocate`] or the first insert. Until then every lookup
-    /// misses. The cascade builds its EMC so, for a PMD whose EMC the
-    /// `auto` mode never uses does not need its ~2.8 MB.
-    pub fn unallocated(entries: usize, insert_inv_prob: u32, seed: u32) -> Emc {
         let entries = entries.max(2).next_power_of_two();
         let mut emc = Emc {
-            entries: Box::default(),
+            entries: EmcEntry::new_vec_zeroed(entries)
+                .unwrap_or_else(|_| panic!("no memory for an EMC of {entries} entries"))
+                .into_boxed_slice(),
             mask: entries - 1,
             shift: entries.trailing_zeros(),
             insert_inv_prob: 0,
@@ -169,30 +188,12 @@ impl Emc {
         emc
     }
 
-    /// Allocates the entry array (all empty) if it is not.
-    pub fn allocate(&mut self) {
-        if self.entries.is_empty() {
-            self.entries = vec![EMPTY; self.capacity()].into_boxed_slice();
-        }
-    }
-
-    /// Frees the entry array (every entry is forgotten); the next insert
-    /// or [`Emc::allocate`] brings it back.
-    pub fn release(&mut self) {
-        self.entries = Box::default();
-    }
-
-    /// Whether the entry array is allocated.
-    pub fn is_allocated(&self) -> bool {
-        !self.entries.is_empty()
-    }
-
-    /// Number of entries (allocated or not).
+    /// Number of entries.
     pub fn capacity(&self) -> usize {
-        self.mask + 1
+        self.entries.len()
     }
 
-    /// Heap bytes of the entry array (0 while unallocated).
+    /// Heap bytes of the entry array.
     pub fn heap_bytes(&self) -> usize {
         self.entries.len() * Self::ENTRY_BYTES
     }
@@ -254,16 +255,13 @@ impl Emc {
     ) -> Option<FlowRef> {
         debug_assert_eq!(key.nonzero_word_map() & !map, 0, "word map of {key:?}");
         for pos in self.positions(hash) {
-            // The bounds check indexing would do anyway; it also makes an
-            // unallocated EMC miss.
-            let Some(entry) = self.entries.get(pos) else {
-                continue;
-            };
+            let entry = &self.entries[pos];
             if entry.hash != hash {
                 continue;
             }
             let verified = entry
                 .flow
+                .get()
                 .filter(|&flow| keys_equal(&entry.key, entry.map, key, map) && flows.is_live(flow));
             if verified.is_some() {
                 return verified;
@@ -330,19 +328,18 @@ impl Emc {
     ) {
         let map = map.unwrap_or_else(|| key.nonzero_word_map());
         debug_assert_eq!(key.nonzero_word_map() & !map, 0, "word map of {key:?}");
-        self.allocate();
         let positions = self.positions(hash);
         let mut victim: Option<usize> = None;
         for pos in positions {
             let entry = &self.entries[pos];
-            if entry.flow.is_some()
+            if entry.flow.slot_plus_one != 0
                 && entry.hash == hash
                 && keys_equal(&entry.key, entry.map, key, map)
             {
-                self.entries[pos].flow = Some(flow);
+                self.entries[pos].flow = CachedFlow::of(flow);
                 return;
             }
-            let alive = |e: &EmcEntry| e.flow.is_some_and(|f| flows.is_live(f));
+            let alive = |e: &EmcEntry| e.flow.get().is_some_and(|f| flows.is_live(f));
             victim = match victim {
                 None => Some(pos),
                 Some(v) => {
@@ -360,20 +357,20 @@ impl Emc {
             key: *key,
             map,
             hash,
-            flow: Some(flow),
+            flow: CachedFlow::of(flow),
         };
     }
 
     /// Forgets every entry.
     pub fn clear(&mut self) {
-        self.entries.fill(EMPTY);
+        self.entries.fill(EmcEntry::new_zeroed());
     }
 
     /// Entries holding a live flow.
     pub fn live_entries<A>(&self, flows: &FlowTable<A>) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.flow.is_some_and(|f| flows.is_live(f)))
+            .filter(|e| e.flow.get().is_some_and(|f| flows.is_live(f)))
             .count()
     }
 }
@@ -448,26 +445,6 @@ mod tests {
             .insert(&key, &FlowKey::exact_mask(), None, 7, 0)
             .expect("insert");
         (table, key, flow)
-    }
-
-    #[test]
-    fn an_unallocated_emc_misses_until_its_first_insert_allocates_it() {
-        let (table, key, flow) = table_with_flow();
-        let mut emc = Emc::unallocated(64, 1, 1);
-        assert!(emc.is_enabled() && !emc.is_allocated());
-        assert_eq!((emc.capacity(), emc.heap_bytes()), (64, 0));
-        emc.prefetch(5);
-        assert_eq!(emc.lookup(&key, 5, &table), None);
-        assert!(emc.probabilistic_insert(&key, 5, flow, &table));
-        assert_eq!(emc.heap_bytes(), 64 * Emc::ENTRY_BYTES);
-        assert_eq!(emc.lookup(&key, 5, &table), Some(flow));
-
-        emc.release();
-        assert_eq!((emc.heap_bytes(), emc.live_entries(&table)), (0, 0));
-        assert_eq!(emc.lookup(&key, 5, &table), None);
-        emc.clear();
-        emc.allocate();
-        assert_eq!(emc.lookup(&key, 5, &table), None, "allocated empty");
     }
 
     #[test]

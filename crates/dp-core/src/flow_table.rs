@@ -84,6 +84,11 @@ impl FlowRef {
     pub fn generation(self) -> u32 {
         self.generation
     }
+    /// The reference to slot `index` at `generation` (a cache's stored
+    /// reference; like any reference, verified before use).
+    pub(crate) fn from_parts(index: u32, generation: u32) -> FlowRef {
+        FlowRef { index, generation }
+    }
 }
 
 /// Per-flow statistics, as `dump-flows` prints them.

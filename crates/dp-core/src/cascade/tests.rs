@@ -870,7 +870,6 @@ fn auto_emc_is_used_while_hits_probe_several_subtables_and_the_smc_is_not() {
     assert!(!cascade.emc_active());
     assert_eq!(cascade.stats().emc_hits, 0);
     assert!(cascade.stats().to_string().contains("  emc: inactive\n"));
-    assert_eq!(cascade.emc().heap_bytes(), 0, "never used, never allocated");
 
     // Four subtables, uniform: 2.5 lookups a hit. The re-sort turns the
     // EMC on, and a key seen again hits it.
@@ -878,11 +877,8 @@ fn auto_emc_is_used_while_hits_probe_several_subtables_and_the_smc_is_not() {
     let mut cascade = Cascade::new(config);
     uniform_traffic(&mut cascade, &mut table, &flows, 4, 64, 0);
     assert!(!cascade.emc_active(), "no decision before the re-sort");
-    assert_eq!(cascade.emc().heap_bytes(), 0);
     uniform_traffic(&mut cascade, &mut table, &flows, 4, 1, interval);
     assert!(cascade.emc_active() && cascade.stats().emc_active);
-    let allocated = EMC_DEFAULT_ENTRIES * Emc::ENTRY_BYTES;
-    assert_eq!(cascade.emc().heap_bytes(), allocated);
     assert!(cascade.stats().to_string().contains("  emc: active\n"));
     let keys = fixed_keys(4);
     run(&mut cascade, &mut table, &keys, interval);
@@ -897,16 +893,8 @@ fn auto_emc_is_used_while_hits_probe_several_subtables_and_the_smc_is_not() {
         uniform_traffic(&mut cascade, &mut table, &flows, 1, 64, t * interval);
     }
     assert!(!cascade.emc_active());
-    assert_eq!(cascade.emc().heap_bytes(), allocated, "kept for next time");
     let out = run(&mut cascade, &mut table, &keys, 5 * interval);
     assert!(levels(&out).iter().all(|&l| l == HitLevel::Megaflow));
-    cascade.set_emc_mode(EmcMode::Off);
-    assert_eq!(cascade.emc().heap_bytes(), 0, "off frees it");
-    cascade.set_emc_mode(EmcMode::On);
-    assert_eq!(cascade.emc().heap_bytes(), allocated);
-    run(&mut cascade, &mut table, &keys, 5 * interval);
-    let out = run(&mut cascade, &mut table, &keys, 5 * interval);
-    assert!(levels(&out).iter().all(|&l| l == HitLevel::Emc));
 
     // Eight subtables with the SMC on auto too: 4.5 lookups a hit turn
     // the SMC on, and the EMC stays out of its way.
