@@ -38,7 +38,10 @@
 //!   than grouped by flow (OVS groups them: an artefact of its per-flow
 //!   batches, not a promise; arrival order reorders less). `100k-20masks`
 //!   has such batches (a few megaflows hold many microflows, so a batch
-//!   meets some twice, apart): regrouping moved every packet twice.
+//!   meets some twice, apart): regrouping moved every packet twice. A
+//!   batch without a miss does this straight from its dispositions
+//!   (`Pmd::run_one_list`), before any verdict is built: 158 -> ~90
+//!   instructions a packet for this path (callgrind, `100k-20masks`).
 //!
 //! # Invariants
 //! - Every packet of the batch is executed or dropped exactly once.
@@ -69,6 +72,10 @@ impl Pmd {
     /// Verdicts, upcalls and per-group execution of a looked-up batch of
     /// `n` packets (the general path; see the module docs).
     pub(super) fn run_general(&mut self, batch: &mut PacketBatch, n: usize, now_ns: u64) {
+        // No miss and one action list: in place, from the dispositions.
+        if self.run_one_list(batch, n, now_ns) {
+            return;
+        }
         let now_ms = now_ns / 1_000_000;
         let mut one_offs: Vec<FlowActions> = Vec::new();
         self.installs.clear();

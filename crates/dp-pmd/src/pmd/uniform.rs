@@ -1,6 +1,7 @@
-//! The uniform-batch shortcut of a datapath pass: when every packet of a
+//! The uniform-batch shortcuts of a datapath pass: when every packet of a
 //! received batch hit the same megaflow (one busy flow; a port whose
-//! traffic one simple-match flow serves), its actions run on the batch as
+//! traffic one simple-match flow serves), or hit megaflows that all run
+//! one action list (`run_one_list`), its actions run on the batch as
 //! received, without the per-packet verdicts and grouping that a mixed
 //! batch needs.
 //!
@@ -53,6 +54,64 @@ impl Pmd {
         };
         self.flows
             .record_use(flow, n as u64, bytes, tcp_flags, now_ns / 1_000_000);
+        self.execute(&actions, batch, now_ns);
+        true
+    }
+
+    /// Runs `batch` (its `n` packets looked up) in place when every
+    /// packet hit a live flow and all those flows run one action list
+    /// (many megaflows, all `output:2`), and returns `true` (the batch
+    /// left to the caller to clear); otherwise `false`, nothing done.
+    /// This is the general path's in-place case for a batch without a
+    /// miss (same credits, same execution: see `general`), read straight
+    /// from the dispositions: no verdicts, and each run of one flow's
+    /// packets looks its flow up once.
+    #[inline]
+    pub(super) fn run_one_list(&mut self, batch: &mut PacketBatch, n: usize, now_ns: u64) -> bool {
+        let dispositions = &self.dispositions[..n];
+        let Some(&Disposition::Hit { flow: head, .. }) = dispositions.first() else {
+            return false;
+        };
+        if batch.len() != n {
+            return false;
+        }
+        let Some(actions) = self.flows.get(head).map(|f| &f.actions) else {
+            return false;
+        };
+        // Every packet a hit, each new flow's list the head's.
+        let mut prev = head;
+        for disposition in &dispositions[1..] {
+            let &Disposition::Hit { flow, .. } = disposition else {
+                return false;
+            };
+            if flow != prev {
+                match self.flows.get(flow) {
+                    Some(f) if Arc::ptr_eq(&f.actions, actions) || f.actions[..] == actions[..] => {
+                    }
+                    _ => return false,
+                }
+                prev = flow;
+            }
+        }
+        let actions = Arc::clone(actions);
+        // Each run of one flow's packets credited as it ends (a flow met
+        // in two runs is credited twice: the same sums).
+        let now_ms = now_ns / 1_000_000;
+        let (mut run_flow, mut count, mut bytes, mut tcp_flags) = (head, 0u64, 0u64, 0u16);
+        let hits = self.dispositions[..n].iter().zip(&self.keys[..n]);
+        for ((disposition, key), packet) in hits.zip(batch.iter()) {
+            let flow = disposition.flow().unwrap_or(run_flow);
+            if flow != run_flow {
+                self.flows
+                    .record_use(run_flow, count, bytes, tcp_flags, now_ms);
+                (run_flow, count, bytes, tcp_flags) = (flow, 0, 0, 0);
+            }
+            count += 1;
+            bytes += packet.len() as u64;
+            tcp_flags |= key.tcp_flags;
+        }
+        self.flows
+            .record_use(run_flow, count, bytes, tcp_flags, now_ms);
         self.execute(&actions, batch, now_ns);
         true
     }
