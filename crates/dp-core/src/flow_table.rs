@@ -435,7 +435,7 @@ fn ufid_hash(ufid: u128) -> u32 {
 
 /// The fields a simple-match flow matches, packed into two words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SimpleKey([u64; 2]);
+pub(crate) struct SimpleKey([u64; 2]);
 
 impl std::hash::Hash for SimpleKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -1195,25 +1195,31 @@ impl<A> FlowTable<A> {
         Some(self.live_ref(index))
     }
 
-    /// [`FlowTable::simple_lookup`] for a packet received on `in_port`
-    /// whose simple fields were read without its key
-    /// ([`crate::flow::simple`]): the same answer as for its extracted key.
+    /// The simple-match key of a packet received on `in_port` whose
+    /// simple fields were read without its key ([`crate::flow::simple`]):
+    /// the key its extracted key would give. Packets with equal keys get
+    /// the same [`FlowTable::simple_lookup_key`] answer.
     #[inline]
-    pub fn simple_lookup_fields(
-        &self,
+    pub(crate) fn simple_key_of_fields(
         in_port: u32,
         meta: &crate::packet::PacketMetadata,
         fields: &crate::flow::simple::SimpleFields,
-    ) -> Option<FlowRef> {
-        let key = SimpleKey::from_fields(
+    ) -> SimpleKey {
+        SimpleKey::from_fields(
             in_port,
             meta.recirc_id,
             meta.packet_type.0,
             fields.dl_type,
             fields.tci,
             fields.nw_frag & FRAG_MASK,
-        );
-        let &index = self.simple.get(&key)?;
+        )
+    }
+
+    /// [`FlowTable::simple_lookup`] by simple-match key
+    /// ([`FlowTable::simple_key_of_fields`]).
+    #[inline]
+    pub(crate) fn simple_lookup_key(&self, key: &SimpleKey) -> Option<FlowRef> {
+        let &index = self.simple.get(key)?;
         Some(self.live_ref(index))
     }
 

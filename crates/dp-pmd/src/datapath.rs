@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use dp_core::cascade::{CascadeConfig, EmcMode, SmcMode};
+use dp_core::cascade::{CascadeConfig, EmcMode, SmcMode, cache_state};
 use dp_core::emc::EMC_DEFAULT_INSERT_INV_PROB;
 use dp_core::flow::FlowKey;
 use dp_core::flow_table::FlowTableConfig;
@@ -708,15 +708,14 @@ fn thread_name(link: &PmdLink) -> String {
 /// its EMC and SMC are in use now, and the configured modes (with `auto`
 /// they follow the classifier; see [`dp_core::cascade`]).
 pub fn format_cache_state(out: &mut String, stats: &PmdStats, emc: EmcMode, smc: SmcMode) {
-    let state = |active: bool| if active { "active" } else { "inactive" };
     let _ = writeln!(
         out,
         "  emc: {} (emc-enable={emc})",
-        state(stats.lookup.emc_active)
+        cache_state(stats.lookup.emc_active)
     );
     let _ = writeln!(
         out,
         "  smc: {} (smc-enable={smc})",
-        state(stats.lookup.smc_active)
+        cache_state(stats.lookup.smc_active)
     );
 }
